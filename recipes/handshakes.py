@@ -1,0 +1,372 @@
+"""How long did the TCP handshakes take, and did any go wrong?
+
+One row per TCP connection: when the SYN, SYN-ACK and ACK passed the
+capture point, the handshake round trip and its two halves (SYN -> SYN-ACK is
+the round trip on the server's side of the capture point, SYN-ACK -> ACK the
+client's side), retransmitted SYNs and how the connection ended.
+
+The round trip is measured as Wireshark's ``tcp.analysis.initial_rtt``: from
+the SYN that was answered to the ACK that completed the handshake.  Time
+spent waiting for a retransmitted SYN is reported apart (``syn_wait``),
+because it is not network delay but a lost packet and a timer.
+
+    python recipes/handshakes.py capture.pcap [--conn N] [--chart ladder.html]
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from traceviz.errors import InputError
+from traceviz.recipe import Finding
+
+NAME = "handshakes"
+TITLE = "TCP handshakes"
+
+# DESIGN.md's stable --json fields for connections, in order.
+JSON_FIELDS = ["conn", "transport", "client", "server", "first_frame", "start", "end",
+               "packets", "bytes_c2s", "bytes_s2c", "syn", "synack", "ack", "handshake_rtt",
+               "syn_retransmits", "close", "app", "sni", "alpn", "tls_version"]
+ROW_FIELDS = JSON_FIELDS + ["rtt_server", "rtt_client", "irtt", "syn_wait", "syn_backoff",
+                            "mss_client", "mss_server", "wscale_client", "wscale_server",
+                            "sack_permitted"]
+RTT_VIEW_MIN = 5          # connections before the across-connections view is worth drawing
+LADDER_PACKETS = 80       # packets drawn in the ladder
+LIST_MAX = 4              # name at most this many conns in one sentence
+
+
+def applies(tl) -> bool:
+    c = tl.connections
+    return len(c) > 0 and bool((c["transport"] == "tcp").any())
+
+
+def analyze(tl, conn: int | None = None) -> Finding:
+    rows = handshake_rows(tl.connections)
+    if conn is not None and not (rows["conn"] == conn).any():
+        have = _conn_list(rows["conn"].tolist()) or "none"
+        raise InputError(tl.source.path, f"no TCP connection {conn} (TCP connections here: {have})")
+    summary = summarize(rows)
+    answer = explain(rows, summary, tl.packets)
+    figures = {}
+    if len(rows):
+        focus = conn if conn is not None else most_interesting(rows)
+        focus_row = rows[rows["conn"] == focus].iloc[0]
+        figures["ladder"] = lambda theme="light": _ladder(tl, focus_row, theme)
+        if len(rows) >= RTT_VIEW_MIN:
+            figures["rtt"] = lambda theme="light": _rtt(rows, theme)
+    return Finding(title=TITLE, question=__doc__.split("\n")[0], rows=rows, summary=summary,
+                   answer=answer, figures=figures, json_fields=JSON_FIELDS)
+
+
+# --- the table ----------------------------------------------------------------------------
+
+def handshake_rows(connections: pd.DataFrame) -> pd.DataFrame:
+    """The TCP rows of ``connections`` with the handshake fields, plus ``irtt`` and ``syn_wait``."""
+    c = connections[connections["transport"] == "tcp"].copy()
+    for col in ROW_FIELDS:
+        if col not in c.columns:
+            c[col] = pd.NA
+    times = [_syn_times(r) for r in c.itertuples(index=False)]
+    synack = pd.to_numeric(c["synack"], errors="coerce").astype("float64")
+    ack = pd.to_numeric(c["ack"], errors="coerce").astype("float64")
+    syn = pd.to_numeric(c["syn"], errors="coerce").astype("float64")
+    last = pd.Series([t[-1] if t else np.nan for t in times], index=c.index, dtype="float64")
+    answered = pd.Series([_before(t, sa) for t, sa in zip(times, synack)], index=c.index, dtype="float64")
+    # Wireshark's initial RTT runs from the most recent SYN to the handshake's ACK.
+    c["last_syn"] = last
+    c["syn_wait"] = last - syn
+    c["irtt"] = ack - last
+    # A SYN-ACK seen before the last SYN answered an earlier one and never reached the client.
+    c["synack_lost"] = synack.notna() & (synack < last - 1e-9)
+    c["server_half"] = synack - answered
+    c["client_half"] = (ack - synack).where(~c["synack_lost"])
+    extra = [col for col in c.columns if col not in ROW_FIELDS]
+    return c[ROW_FIELDS + extra].sort_values("conn", kind="stable").reset_index(drop=True)
+
+
+def _syn_times(r) -> list[float]:
+    """Capture times of every SYN: the first, then each back-off interval later."""
+    syn = _f(r.syn)
+    if syn is None:
+        return []
+    times = [syn]
+    for gap in _backoff(r.syn_backoff):
+        times.append(times[-1] + gap)
+    return times
+
+
+def _before(times: list[float], synack) -> float:
+    """The SYN a SYN-ACK at ``synack`` answered: the last one sent before it."""
+    if not times or synack is None or pd.isna(synack):
+        return np.nan
+    before = [t for t in times if t <= synack + 1e-9]
+    return before[-1] if before else np.nan
+
+
+def _backoff(value) -> list[float]:
+    if value is None or value is pd.NA:
+        return []
+    if isinstance(value, float) and math.isnan(value):
+        return []
+    try:
+        return [float(v) for v in value]
+    except TypeError:
+        return []
+
+
+# --- the summary --------------------------------------------------------------------------
+
+def summarize(rows: pd.DataFrame) -> dict:
+    irtt = rows["irtt"].dropna()
+    close = rows["close"].astype("string")
+    retx = pd.to_numeric(rows["syn_retransmits"], errors="coerce").fillna(0)
+    return {
+        "connections": int(len(rows)),
+        "completed": int(rows["ack"].notna().sum()),
+        "median_handshake_ms": _ms(irtt.median()) if len(irtt) else None,
+        "p95_handshake_ms": _ms(irtt.quantile(0.95)) if len(irtt) else None,
+        "max_handshake_ms": _ms(irtt.max()) if len(irtt) else None,
+        "refused": int((close == "refused").sum()),
+        "unanswered": int((close == "unanswered").sum()),
+        "syn_retries": int(retx.sum()),
+        "connections_with_syn_retries": int((retx > 0).sum()),
+    }
+
+
+def _ms(seconds) -> float | None:
+    if seconds is None or pd.isna(seconds):
+        return None
+    return round(float(seconds) * 1000.0, 3)
+
+
+# --- the explanation ----------------------------------------------------------------------
+
+def explain(rows: pd.DataFrame, summary: dict, packets: pd.DataFrame | None = None) -> list[str]:
+    """Plain-language findings, the most important first."""
+    if not len(rows):
+        return ["No TCP connections in this capture."]
+    problems = (_syn_retries(rows) + _refused(rows) + _unanswered(rows, packets) + _abandoned(rows)
+                + _reordered(rows))
+    out = [_overview(summary)] + problems + _slowest(rows, summary)
+    if not problems and summary["completed"] == summary["connections"]:
+        out.append("Every handshake completed at the first attempt: nothing unusual.")
+    return [line[0].upper() + line[1:] for line in out]
+
+
+def _overview(s: dict) -> str:
+    n, done = s["connections"], s["completed"]
+    text = f"{_n(n, 'TCP connection')}; {done or 'none'} completed the three-way handshake"
+    if s["median_handshake_ms"] is not None:
+        if done == 1:
+            text += f" in {_dur(s['median_handshake_ms'] / 1000)}"
+        else:
+            text += (f" (median {_dur(s['median_handshake_ms'] / 1000)}, "
+                     f"p95 {_dur(s['p95_handshake_ms'] / 1000)}, SYN to ACK at the capture point)")
+    return text + "."
+
+
+def _syn_retries(rows: pd.DataFrame) -> list[str]:
+    retx = pd.to_numeric(rows["syn_retransmits"], errors="coerce").fillna(0)
+    # an unanswered connection is told once, by _unanswered
+    hit = rows[(retx > 0) & (rows["close"].astype("string") != "unanswered").fillna(True)]
+    if not len(hit):
+        return []
+    out = []
+    lost_synack = hit[hit["synack_lost"]]
+    hit = hit[~hit["synack_lost"]]
+    # Group connections that waited about as long: one sentence per distinct wait.
+    waits = hit["syn_wait"].where(hit["syn_wait"].notna(), other=np.nan)
+    groups: dict[float, list] = {}
+    for r, w in zip(hit.itertuples(index=False), waits):
+        total = w if not pd.isna(w) else sum(_backoff(r.syn_backoff))
+        groups.setdefault(round(float(total), 1), []).append(r)
+    for wait, rs in sorted(groups.items(), key=lambda kv: -kv[0]):
+        tries = int(sum(int(r.syn_retransmits) for r in rs))
+        gaps = sorted({round(g, 2) for r in rs for g in _backoff(r.syn_backoff)})
+        who = "1 connection" if len(rs) == 1 else f"{len(rs)} connections"
+        first = f"{who} ({_conn_list([r.conn for r in rs])}) waited {_dur(wait)} for a retransmitted SYN"
+        if tries > len(rs):
+            first += f" ({tries} retransmissions)"
+        why = ("the first SYN got no reply, so the client's kernel sent it again when its "
+               "retransmission timer expired")
+        if gaps and gaps[0] >= 0.9:
+            why += (f" ({_gap_text(gaps)}: the initial retransmission timeout (RTO) is 1 s by RFC 6298, "
+                    f"as on Linux, and doubles with each retry)")
+        elif gaps:
+            why += f" (after {_gap_text(gaps)})"
+        answered = [r for r in rs if not pd.isna(r.ack)]
+        tail = ""
+        if answered and len(answered) == len(rs):
+            tail = "; the SYN or its SYN-ACK was lost, or the server's listen queue was full"
+        elif not answered:
+            tail = "; no SYN was ever answered"
+        out.append(f"{first}: {why}{tail}.")
+    for r in lost_synack.itertuples(index=False):
+        out.append(f"conn {r.conn} waited {_dur(r.syn_wait)} for a retransmitted SYN although the server had "
+                   f"answered: its SYN-ACK passed the capture point {_dur(r.synack - r.syn)} after the first "
+                   f"SYN, so the SYN-ACK was lost between the capture point and the client {r.client}.")
+    return out
+
+
+def _refused(rows: pd.DataFrame) -> list[str]:
+    ref = rows[rows["close"].astype("string") == "refused"]
+    out = []
+    for server, grp in ref.groupby("server", sort=False):
+        host, port = _split(server)
+        n = len(grp)
+        times = f"{n} connections" if n > 1 else "the connection"
+        out.append(f"port {port} on {host} refused {times} ({_conn_list(grp['conn'].tolist())}; "
+                   f"RST in reply to SYN): nothing was listening on that port, or a firewall rejected it.")
+    return out
+
+
+def _unanswered(rows: pd.DataFrame, packets: pd.DataFrame | None) -> list[str]:
+    un = rows[rows["close"].astype("string") == "unanswered"]
+    gave_up = _client_resets(packets, un)
+    out = []
+    for server, grp in un.groupby("server", sort=False):
+        n = len(grp)
+        tries = int(pd.to_numeric(grp["syn_retransmits"], errors="coerce").fillna(0).sum()) + n
+        what = "a SYN" if tries == 1 else f"{tries} SYNs"
+        to = f"{n} connections to {server}" if n > 1 else f"conn {grp['conn'].iloc[0]} to {server}"
+        reset = {int(c): gave_up[int(c)] for c in grp["conn"] if int(c) in gave_up}
+        if reset and len(reset) == n:
+            after = ", ".join(_dur(v) for v in reset.values())
+            out.append(f"{to}: {what} got no reply before the client gave up and reset the connection "
+                       f"({after} after its first SYN).")
+        else:
+            out.append(f"{to}: {what} got no reply in the capture: the server or something on the path "
+                       f"dropped {'it' if tries == 1 else 'them'} silently, or the capture ended first.")
+    return out
+
+
+def _client_resets(packets: pd.DataFrame | None, conns: pd.DataFrame) -> dict[int, float]:
+    """conn -> seconds from its first SYN to the client's RST, for the given connections."""
+    if packets is None or not len(conns) or not {"conn", "dir", "flags", "ts"} <= set(packets.columns):
+        return {}
+    pk = packets[packets["conn"].isin(conns["conn"].tolist())]
+    rst = pk[(pk["dir"] == "c2s") & pk["flags"].astype("string").str.contains("RST", na=False)]
+    first = rst.groupby("conn")["ts"].min()
+    syn = conns.set_index("conn")["syn"]
+    return {int(c): float(t - syn.loc[c]) for c, t in first.items() if c in syn.index and not pd.isna(syn.loc[c])}
+
+
+def _abandoned(rows: pd.DataFrame) -> list[str]:
+    gave_up = rows[rows["synack"].isna() & (rows["close"].astype("string") == "rst-client")]
+    if not len(gave_up):
+        return []
+    return [f"{_conns_word(gave_up)} reset by the client before any SYN-ACK arrived "
+            f"({_conn_list(gave_up['conn'].tolist())}): the client gave up on the handshake."]
+
+
+def _reordered(rows: pd.DataFrame) -> list[str]:
+    odd = rows[rows["synack"].notna() & rows["syn"].notna() & (rows["synack"] < rows["syn"])]
+    if not len(odd):
+        return []
+    return [f"{_conn_list(odd['conn'].tolist())}: the SYN-ACK was captured before its SYN, "
+            f"so the capture saw these packets out of order (several interfaces or CPU queues writing one "
+            f"file); the handshake cannot be split into its server and client halves."]
+
+
+def _slowest(rows: pd.DataFrame, s: dict) -> list[str]:
+    done = rows[rows["irtt"].notna()]
+    if len(done) < 2:
+        text = _split_text(done.iloc[0], "the handshake") if len(done) == 1 else ""
+        return [text] if "capture point" in text else []     # else the overview said it all
+    r = done.loc[done["irtt"].idxmax()]
+    text = _split_text(r, f"the slowest handshake, conn {r['conn']},")
+    median = done["irtt"].median()
+    if len(done) >= 5 and median > 0 and r["irtt"] >= 3 * median:
+        text += f" That is {r['irtt'] / median:.0f}\u00d7 the median."
+    return [text]
+
+
+def _split_text(r, subject: str) -> str:
+    total, sh, ch = r["irtt"], r["server_half"], r["client_half"]
+    text = f"{subject[0].upper()}{subject[1:]} took {_dur(total)}"
+    # Below ~20 us the split is timestamp noise (captures tick in microseconds).
+    if total >= 20e-6 and not pd.isna(sh) and not pd.isna(ch) and sh >= 0:
+        if sh >= 0.67 * total:
+            text += f": {_dur(sh)} of it on the server side of the capture point (SYN \u2192 SYN-ACK)"
+        elif ch >= 0.67 * total:
+            text += f": {_dur(ch)} of it on the client side of the capture point (SYN-ACK \u2192 ACK)"
+        else:
+            text += f": {_dur(sh)} on the server side of the capture point, {_dur(ch)} on the client side"
+    return text + "."
+
+
+# --- figures ------------------------------------------------------------------------------
+
+def most_interesting(rows: pd.DataFrame) -> int:
+    """A retransmitted-SYN, refused or unanswered connection if any, else the slowest handshake."""
+    retx = pd.to_numeric(rows["syn_retransmits"], errors="coerce").fillna(0)
+    close = rows["close"].astype("string")
+    for mask in (retx > 0, close == "refused", close == "unanswered"):
+        hit = rows[mask.fillna(False)]
+        if len(hit):
+            return int(hit["conn"].iloc[0])
+    done = rows[rows["irtt"].notna()]
+    if len(done):
+        return int(done.loc[done["irtt"].idxmax(), "conn"])
+    return int(rows["conn"].iloc[0])
+
+
+def _ladder(tl, row, theme):
+    from traceviz.charts.ladder import ladder
+    # The handshake and what follows it; the rest of a long transfer is another question.
+    return ladder(tl.packets, row, theme=theme, events=tl.events, max_packets=LADDER_PACKETS)
+
+
+def _rtt(rows, theme):
+    from traceviz.charts.rtt import handshake_rtt_view
+    return handshake_rtt_view(rows, theme=theme)
+
+
+# --- words --------------------------------------------------------------------------------
+
+def _dur(seconds: float) -> str:
+    from traceviz.charts.ladder import fmt_ms
+    return fmt_ms(float(seconds))
+
+
+def _gap_text(gaps: list[float]) -> str:
+    return "after " + ", then ".join(_dur(g) for g in gaps) if len(gaps) > 1 else f"after {_dur(gaps[0])}"
+
+
+def _n(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _conns_word(df) -> str:
+    return "1 connection was" if len(df) == 1 else f"{len(df)} connections were"
+
+
+def _conn_list(conns: list) -> str:
+    conns = [int(c) for c in conns]
+    shown = ", ".join(str(c) for c in conns[:LIST_MAX])
+    more = f" and {len(conns) - LIST_MAX} more" if len(conns) > LIST_MAX else ""
+    return ("conn " if len(conns) == 1 else "conns ") + shown + more if conns else ""
+
+
+def _split(endpoint) -> tuple[str, str]:
+    text = str(endpoint)
+    host, _, port = text.rpartition(":")
+    return host.strip("[]") or text, port
+
+
+def _f(v) -> float | None:
+    if v is None or v is pd.NA:
+        return None
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(f) else f
+
+
+if __name__ == "__main__":
+    from traceviz.recipe import main
+    main(__name__)

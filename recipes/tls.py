@@ -1,0 +1,185 @@
+"""What did each TLS handshake negotiate, how many round trips did it cost, and why?"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from traceviz.recipe import Finding
+
+NAME = "tls"
+TITLE = "TLS handshakes"
+
+JSON_FIELDS = ["conn", "client", "server", "sni", "alpn_offered", "alpn", "versions_offered", "version",
+               "cipher", "group", "resumed", "hello_retry", "handshake_ms", "rtts", "ja3", "ja4", "ja3s",
+               "ja4s", "decrypted", "alert"]
+TABLE_FIELDS = ["conn", "sni", "version", "cipher", "alpn", "resumed", "rtts", "handshake_ms", "status"]
+
+WHY = {
+    "TLS 1.2": ("TLS 1.2 needs two round trips before the client may send a request: ClientHello → "
+                "ServerHello…ServerHelloDone, then ClientKeyExchange/ChangeCipherSpec/Finished → the "
+                "server's Finished"),
+    "TLS 1.3": ("TLS 1.3 needs one: the client sends its key share in the ClientHello, so the server "
+                "answers with everything (ServerHello, then its encrypted certificate and Finished) and "
+                "the client can send its request right after its own Finished"),
+}
+
+
+def applies(tl) -> bool:
+    return tl.tls is not None and len(tl.tls) > 0
+
+
+def analyze(tl, conn: int | None = None) -> Finding:
+    rows = tl.tls if tl.tls is not None else pd.DataFrame()
+    if conn is not None and len(rows):
+        rows = rows[rows["conn"] == conn]
+    rows = rows.reset_index(drop=True)
+    finding = Finding(title=TITLE, question=__doc__, rows=rows, json_fields=JSON_FIELDS)
+    finding.table_fields = [c for c in TABLE_FIELDS if c in rows.columns]
+    if rows.empty:
+        finding.answer = ["No TLS handshake in this capture" + (f" on connection {conn}" if conn is not None else "") + "."]
+        return finding
+    finding.summary = summarize(rows)
+    finding.answer = explain(tl, rows)
+    finding.problems = [line for line in finding.answer if line.startswith(("Failed", "Stalled"))]
+    target = _ladder_session(rows, conn)
+    events = _tls_events(tl, int(target["conn"]))
+    trips = round_trips(events)
+    finding.figures = {"ladder": lambda theme: _ladder(events, target, trips, theme)}
+    versions = set(rows["version"].dropna().astype(str).str[:7])
+    if {"TLS 1.2", "TLS 1.3"} <= versions:
+        finding.figures["versions"] = lambda theme: _versions(rows, theme)
+    return finding
+
+
+def summarize(rows: pd.DataFrame) -> dict:
+    def counts(col):
+        return {str(k): int(v) for k, v in rows[col].dropna().astype(str).value_counts().items()} if col in rows else {}
+
+    done = rows[rows["handshake_ms"].notna()] if "handshake_ms" in rows else rows.iloc[0:0]
+    resumed = rows["resumed"].fillna(False).astype(bool) if "resumed" in rows else pd.Series([], dtype=bool)
+    slowest = done.sort_values("handshake_ms", ascending=False).head(3)
+    return {
+        "sessions": int(len(rows)),
+        "versions": counts("version"),
+        "ciphers": counts("cipher"),
+        "alpn": counts("alpn"),
+        "resumed_share": round(float(resumed.mean()), 3) if len(resumed) else None,
+        "completed": int(rows["completed"].fillna(False).astype(bool).sum()) if "completed" in rows else None,
+        "decrypted": int(rows["decrypted"].fillna(False).astype(bool).sum()) if "decrypted" in rows else 0,
+        "median_handshake_ms": round(float(done["handshake_ms"].median()), 2) if len(done) else None,
+        "slowest": [f"conn {int(r['conn'])}: {r['handshake_ms']:.1f} ms" for _, r in slowest.iterrows()],
+    }
+
+
+def explain(tl, rows: pd.DataFrame) -> list[str]:
+    lines = []
+    by_version = rows.groupby(rows["version"].fillna("no ServerHello").astype(str))
+    parts = [f"{len(g)} × {v}" for v, g in by_version]
+    lines.append(f"{len(rows)} TLS session{'s' if len(rows) != 1 else ''}: " + ", ".join(parts) + ".")
+    for family, why in WHY.items():
+        if rows["version"].fillna("").astype(str).str.startswith(family).any():
+            lines.append(why + ".")
+    tcp_rtt = _tcp_rtts(tl)
+    for _, r in rows.iterrows():
+        lines += _session_lines(r, tcp_rtt.get(int(r["conn"])))
+    return lines
+
+
+def _session_lines(r, tcp_rtt) -> list[str]:
+    conn, out = int(r["conn"]), []
+    name = f"conn {conn}" + (f" ({r['sni']})" if isinstance(r.get("sni"), str) else "")
+    if r.get("hello_retry") is True:
+        out.append(f"{name}: the server sent a HelloRetryRequest (the client guessed the wrong key-share group), "
+                   f"costing one extra round trip.")
+    hellos = r.get("client_hellos")
+    if hellos is not None and hellos == hellos and int(hellos) > 1 and r.get("hello_retry") is not True:
+        out.append(f"{name}: the client sent {int(hellos)} ClientHellos without being asked to retry.")
+    if r.get("resumed") is True:
+        how = r.get("resumption") or "resumption"
+        out.append(f"{name}: resumed by {how}, so the server skipped its certificate"
+                   + (" and the handshake took one round trip." if str(r.get("version", "")).startswith("TLS 1.2") else "."))
+    if r.get("early_data") is True:
+        out.append(f"{name}: the client sent 0-RTT early data with its ClientHello, before any round trip.")
+    status = str(r.get("status") or "")
+    if status.startswith("failed"):
+        out.append(f"Failed: {name}: {status[len('failed: '):]}.")
+    elif status.startswith("stalled"):
+        out.append(f"Stalled: {name}: {status[len('stalled: '):]} when the capture ends.")
+    hs = r.get("handshake_ms")
+    if hs is not None and hs == hs and r.get("rtts") is not None and r.get("rtts") == r.get("rtts"):
+        line = f"{name}: {r['version']} handshake took {hs:.1f} ms over {int(r['rtts'])} round trip{'s' if int(r['rtts']) != 1 else ''}"
+        # Next to the TCP round trip the cost reads plainly; on loopback (< 1 ms) the ratio means nothing.
+        if tcp_rtt and tcp_rtt >= 0.001:
+            line += (f", about {hs / (tcp_rtt * 1000):.1f}× the TCP handshake's round trip "
+                     f"({tcp_rtt * 1000:.1f} ms)")
+        out.append(line + ".")
+    if int(r.get("decode_errors") or 0):
+        out.append(f"{name}: {int(r['decode_errors'])} decode error(s): {r.get('decode_error_detail')}.")
+    return out
+
+
+def _tcp_rtts(tl) -> dict[int, float]:
+    c = tl.connections
+    if c is None or c.empty or "handshake_rtt" not in c:
+        return {}
+    ok = c[c["handshake_rtt"].notna()]
+    return {int(k): float(v) for k, v in zip(ok["conn"], ok["handshake_rtt"])}
+
+
+def _tls_events(tl, conn: int) -> pd.DataFrame:
+    ev = tl.events
+    if ev is None or ev.empty:
+        return pd.DataFrame(columns=["ts", "frame", "dir", "kind", "size", "detail", "encrypted"])
+    return ev[(ev["layer"] == "tls") & (ev["conn"] == conn)].sort_values(["ts", "frame"], kind="stable")
+
+
+def round_trips(events: pd.DataFrame) -> list[dict]:
+    """The handshake's round trips as seen on the wire: each client flight the
+    server answered, until the client sends application data."""
+    flights: list[tuple[str, float, float, set]] = []       # (dir, first ts, last ts, kinds)
+    for _, e in events.iterrows():
+        if flights and flights[-1][0] == e["dir"]:
+            d, t0, _, kinds = flights[-1]
+            flights[-1] = (d, t0, float(e["ts"]), kinds | {e["kind"]})
+        else:
+            flights.append((e["dir"], float(e["ts"]), float(e["ts"]), {e["kind"]}))
+    trips = []
+    server_finished = False
+    for i, (d, t0, _, kinds) in enumerate(flights):
+        if d != "c2s":
+            server_finished = server_finished or bool(kinds & {"Finished", "EncryptedHandshake"})
+            continue
+        # The handshake is over once the client sends data, or sends its
+        # Finished after the server's (TLS 1.3, resumed TLS 1.2).
+        if kinds & {"ApplicationData"} or ("Finished" in kinds and server_finished):
+            break
+        if i + 1 < len(flights):
+            answer = flights[i + 1]
+            n = len(trips) + 1
+            trips.append({"start": t0, "end": answer[2],
+                          "label": f"round trip {n}<br>{(answer[2] - t0) * 1000:.1f} ms"})
+    return trips
+
+
+def _ladder_session(rows: pd.DataFrame, conn: int | None):
+    if conn is not None:
+        return rows.iloc[0]
+    done = rows[rows["handshake_ms"].notna()]
+    if len(done):
+        return done.sort_values("handshake_ms", ascending=False).iloc[0]
+    return rows.iloc[0]
+
+
+def _ladder(events, session, trips, theme):
+    from traceviz.charts.tls import handshake_ladder
+    return handshake_ladder(events, session, trips, theme=theme)
+
+
+def _versions(rows, theme):
+    from traceviz.charts.tls import version_comparison
+    return version_comparison(rows, theme=theme)
+
+
+if __name__ == "__main__":
+    from traceviz.recipe import main
+    main(__name__)

@@ -1,0 +1,30 @@
+"""Shared test fixtures: where the corpus is, whether tshark is here."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = Path(os.environ.get("TRACEVIZ_CORPUS", ROOT.parent / "shared" / "corpus"))
+
+# Decoder bugs must fail tests, not turn into a user-facing warning.
+os.environ.setdefault("TRACEVIZ_DEBUG", "1")
+
+
+@pytest.fixture(scope="session")
+def corpus() -> Path:
+    if not (CORPUS / "MANIFEST.json").is_file():
+        pytest.skip(f"corpus not found at {CORPUS} (set TRACEVIZ_CORPUS)")
+    return CORPUS
+
+
+@pytest.fixture(scope="session")
+def tshark() -> str:
+    path = shutil.which("tshark")
+    if not path:
+        pytest.skip("tshark is not installed (apt-get install tshark)")
+    return path

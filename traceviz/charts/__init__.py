@@ -1,0 +1,1 @@
+"""Plotly building blocks: one theme, several chart kinds, one export."""

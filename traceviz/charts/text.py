@@ -1,0 +1,48 @@
+"""Text from captures, made safe to show in a chart.
+
+Plotly renders titles, labels and hover text as a small subset of HTML
+(``<b>``, ``<br>``, ``<a href>``...), and, when MathJax is on the page, treats
+text between ``$`` signs as LaTeX.  An SNI, a URL or a header value is chosen
+by whoever sent the packet, so every such string goes through :func:`safe`
+before it reaches a figure: ``<img src=x onerror=...>`` is shown as those
+characters, never turned into markup.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from typing import Any
+
+ELLIPSIS = "\u2026"
+
+
+def safe(text: Any, limit: int | None = None) -> str:
+    """``text`` as inert chart text: HTML-escaped, ``$`` neutralised, optionally shortened.
+
+    ``limit`` cuts the *original* text to that many characters (plus an
+    ellipsis) before escaping, so an entity is never cut in half.  Missing
+    values (None, NaN, pandas NA) become an empty string.
+    """
+    if text is None or _is_missing(text):
+        return ""
+    s = str(text)
+    if limit is not None and len(s) > limit:
+        s = s[: max(limit - 1, 0)] + ELLIPSIS
+    # Control characters (a NUL in an SNI, a newline in a header) would break
+    # the line layout or hide text; show them as escapes instead.
+    s = "".join(ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode("ascii")
+                for ch in s)
+    # plotly.js converts numeric entities back to characters *after* its MathJax
+    # check, so "&#36;" shows a dollar sign without ever starting TeX.
+    return html.escape(s, quote=True).replace("$", "&#36;")
+
+
+def _is_missing(value: Any) -> bool:
+    try:
+        import pandas as pd
+        if value is pd.NA or value is pd.NaT:
+            return True
+    except ImportError:  # pragma: no cover - pandas is a dependency
+        pass
+    return isinstance(value, float) and math.isnan(value)

@@ -1,0 +1,400 @@
+"""The ``traceviz`` command: a thin typer app over the library.
+
+Tables go to stdout (rich on a terminal, a JSON array with ``--json``);
+warnings, progress and errors go to stderr.  Exit status: 0 success,
+1 a finding you asked to fail on (``--fail``), 2 bad input (one line naming
+the file and, for packet data, the frame).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Annotated, Iterator, Optional
+
+import typer
+from rich.text import Text
+
+from traceviz import output
+from traceviz.errors import InputError
+
+HELP = """Explain what happened on the wire.
+
+Feed it a capture (pcap, pcapng, .gz), a HAR, or a DevTools trace; every
+command takes a file path or the name of a bundled capture (see
+[bold]traceviz captures[/bold]).
+
+  traceviz info FILE              what is in the file, what can be decoded
+  traceviz connections FILE       one row per connection (conn = Wireshark's tcp.stream)
+  traceviz timeline FILE --conn 3 what happened, in order
+  traceviz handshakes FILE        how long the TCP handshakes took, and why
+  traceviz tls FILE --keylog K    what TLS negotiated; decrypt with a key log
+
+Add --json for a JSON array on stdout, --chart out.html|.png|.svg for a chart.
+Your own recipes: [bold]--recipes DIR[/bold] (or TRACEVIZ_RECIPES) adds each DIR/*.py as a command.
+"""
+
+app = typer.Typer(help=HELP, no_args_is_help=True, rich_markup_mode="rich", add_completion=False,
+                  pretty_exceptions_enable=False, context_settings={"help_option_names": ["-h", "--help"]})
+
+FileArg = Annotated[str, typer.Argument(help="A pcap/pcapng (.gz too), HAR or DevTools trace file, or a bundled capture's name.",
+                                        show_default=False)]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the rows as a JSON array on stdout, nothing else.")]
+KeylogOpt = Annotated[Optional[Path], typer.Option("--keylog", help="NSS key log (SSLKEYLOGFILE) to decrypt TLS; pcapng-embedded secrets are used without it.",
+                                                   show_default=False)]
+RsaOpt = Annotated[Optional[Path], typer.Option("--rsa-key", help="Server's PEM private key: decrypts TLS 1.2 sessions that used RSA key exchange.",
+                                                show_default=False)]
+ChartOpt = Annotated[Optional[Path], typer.Option("--chart", help="Write a chart: .html (self-contained, works offline), .png or .svg.",
+                                                  show_default=False)]
+ThemeOpt = Annotated[str, typer.Option("--theme", help="Chart theme: light, dark, or talk (large type, 16:9, for slides).")]
+ConnOpt = Annotated[Optional[int], typer.Option("--conn", help="Connection number (the same as Wireshark's tcp.stream).", show_default=False)]
+
+
+# ---------------------------------------------------------------- plumbing
+
+@contextlib.contextmanager
+def guarded() -> Iterator[None]:
+    """Bad input → one line on stderr and exit 2; never a traceback."""
+    try:
+        yield
+    except InputError as exc:
+        output.stderr.print(Text(f"traceviz: {output.printable(str(exc))}"))
+        raise typer.Exit(2)
+    except BrokenPipeError:  # `traceviz timeline big.pcap | head`
+        with contextlib.suppress(Exception):
+            sys.stdout = open(os.devnull, "w")
+        raise typer.Exit(0)
+
+
+def load(path: str, keylog: Path | None = None, rsa_key: Path | None = None):
+    """Load with a progress line on stderr for big files, then show the warnings."""
+    import traceviz
+
+    big = Path(path).is_file() and Path(path).stat().st_size > 32 * 1024 * 1024
+    if big and output.stderr.is_terminal:
+        with output.stderr.status("reading") as status:
+            tl = traceviz.load(path, keylog=keylog, rsa_key=rsa_key, progress=lambda s: status.update(f"{s}…"))
+    else:
+        tl = traceviz.load(path, keylog=keylog, rsa_key=rsa_key)
+    show_warnings(tl.warnings)
+    return tl
+
+
+def show_warnings(warnings: list[str], most: int = 10) -> None:
+    for w in warnings[:most]:
+        output.stderr.print(Text(f"warning: {output.printable(w)}", style="yellow"))
+    if len(warnings) > most:
+        output.stderr.print(Text(f"warning: … and {len(warnings) - most} more", style="yellow"))
+
+
+def first_ts(tl) -> float | None:
+    if len(tl.packets):
+        return float(tl.packets["ts"].iloc[0])
+    starts = tl.requests["start"].dropna() if len(tl.requests) else []
+    return float(starts.min()) if len(starts) else None
+
+
+def write_chart(fig, path: Path, theme: str) -> None:
+    from traceviz.charts.export import write
+    if fig is None:
+        output.stderr.print(Text("traceviz: nothing to draw for this file"))
+        return
+    try:
+        out = write(fig, path, theme=theme)
+    except ValueError as exc:
+        output.stderr.print(Text(f"traceviz: {output.printable(str(exc))}"))
+        raise typer.Exit(2)
+    output.stderr.print(Text(f"chart written to {out}"))
+
+
+def check_theme(theme: str) -> None:
+    if theme not in ("light", "dark", "talk"):
+        output.stderr.print(Text(f"traceviz: unknown theme {output.printable(theme)!r}: choose light, dark or talk"))
+        raise typer.Exit(2)
+
+
+# ---------------------------------------------------------------- commands
+
+CONNECTION_FIELDS = ["conn", "transport", "client", "server", "first_frame", "start", "end", "packets",
+                     "bytes_c2s", "bytes_s2c", "syn", "synack", "ack", "handshake_rtt", "syn_retransmits",
+                     "close", "app", "sni", "alpn", "tls_version"]
+REQUEST_FIELDS = ["request", "conn", "stream", "protocol", "method", "host", "url", "status", "start", "ttfb",
+                  "end", "req_bytes", "resp_bytes", "blocked", "dns", "connect", "tls", "send", "wait", "receive",
+                  "reused_connection", "source"]
+
+
+@app.command()
+def info(file: FileArg, json: JsonOpt = False, keylog: KeylogOpt = None, rsa_key: RsaOpt = None) -> None:
+    """What is in the file, and what traceviz can decode of it."""
+    with guarded():
+        tl = load(file, keylog, rsa_key)
+        facts = describe(tl)
+        if json:
+            output.print_json(output.plain(facts))
+            return
+        output.stdout.print(output.key_values({k: v for k, v in facts.items() if not isinstance(v, dict)},
+                                              title=f"{Path(tl.source.path).name}"))
+        for k, v in facts.items():
+            if isinstance(v, dict) and v:
+                output.stdout.print(output.key_values(v, title=k))
+
+
+def describe(tl) -> dict:
+    src = tl.source
+    facts: dict = {"file": src.path, "format": src.format + (" (gzip)" if src.compressed else ""),
+                   "size_bytes": src.size}
+    if len(tl.packets):
+        ts = tl.packets["ts"]
+        facts.update(frames=int(len(tl.packets)), first=output.epoch_text(float(ts.min())),
+                     last=output.epoch_text(float(ts.max())), duration_s=round(float(ts.max() - ts.min()), 6))
+        facts["link_types"] = dict(src.link_types)
+        facts["transports"] = {str(k): int(v) for k, v in tl.packets["transport"].value_counts().items()}
+    conns = tl.connections
+    if len(conns):
+        facts["connections"] = {str(k): int(v) for k, v in conns["transport"].value_counts().items()}
+        if "close" in conns:
+            facts["tcp_close"] = {str(k): int(v) for k, v in conns["close"].dropna().value_counts().items()}
+        apps = conns["app"].dropna()
+        if len(apps):
+            facts["applications"] = {str(k): int(v) for k, v in apps.value_counts().items()}
+    if len(tl.requests):
+        facts["requests"] = int(len(tl.requests))
+        facts["protocols"] = {str(k): int(v) for k, v in tl.requests["protocol"].dropna().value_counts().items()}
+        facts["status_codes"] = {str(k): int(v) for k, v in tl.requests["status"].dropna().value_counts().sort_index().items()}
+    if tl.capture is not None:
+        facts["secrets"] = secrets_facts(tl)
+    for k in ("browser", "creator", "pages"):
+        if k in src.detail and not isinstance(src.detail[k], (list, dict)):
+            facts[k] = src.detail[k]
+    if "pages" in src.detail and isinstance(src.detail["pages"], list):
+        facts["pages"] = len(src.detail["pages"])
+    facts["warnings"] = len(tl.warnings)
+    return facts
+
+
+def secrets_facts(tl) -> dict:
+    facts = {"embedded_secrets_blocks": len(tl.capture.secrets)}
+    try:
+        from traceviz.decode.payload import secrets_report
+    except ImportError:
+        return facts
+    facts.update(secrets_report(tl))
+    return facts
+
+
+@app.command()
+def connections(file: FileArg, json: JsonOpt = False, transport: Annotated[Optional[str], typer.Option(
+        help="Only tcp, udp or quic connections.", show_default=False)] = None,
+                keylog: KeylogOpt = None, rsa_key: RsaOpt = None) -> None:
+    """One row per connection; [bold]conn[/bold] is Wireshark's tcp.stream, so [italic]tshark -Y "tcp.stream eq N"[/italic] shows the same one."""
+    with guarded():
+        tl = load(file, keylog, rsa_key)
+        df = tl.connections
+        if transport:
+            df = df[df["transport"] == transport]
+        if json:
+            output.print_json(output.records(df, CONNECTION_FIELDS))
+            return
+        cols = ["conn", "transport", "client", "server", "app", "start", "handshake_rtt", "packets",
+                "bytes_c2s", "bytes_s2c", "close", "sni"]
+        output.stdout.print(output.table(df, cols, title=f"{len(df)} connections in {Path(tl.source.path).name}",
+                                         t0=first_ts(tl)))
+
+
+@app.command()
+def timeline(file: FileArg, conn: ConnOpt = None,
+             layer: Annotated[Optional[str], typer.Option(help="Only this layer: tcp, tls, http, h2, quic, har, devtools.", show_default=False)] = None,
+             kind: Annotated[Optional[str], typer.Option(help="Only this kind, e.g. SYN, RST, retransmission, ClientHello.", show_default=False)] = None,
+             limit: Annotated[int, typer.Option(help="Show at most this many rows on a terminal (0: all).")] = 200,
+             json: JsonOpt = False, keylog: KeylogOpt = None, rsa_key: RsaOpt = None) -> None:
+    """The events, in order: handshakes, retransmissions, TLS messages, requests…"""
+    with guarded():
+        tl = load(file, keylog, rsa_key)
+        ev = tl.events
+        if conn is not None:
+            ev = ev[ev["conn"] == conn]
+        if layer:
+            ev = ev[ev["layer"].str.lower() == layer.lower()]
+        if kind:
+            ev = ev[ev["kind"].str.lower() == kind.lower()]
+        ev = ev.sort_values(["ts", "frame"], kind="stable")
+        if json:
+            output.print_json(output.records(ev, ["ts", "frame", "conn", "stream", "layer", "kind", "dir", "size", "detail"]))
+            return
+        shown = ev if not limit else ev.head(limit)
+        output.stdout.print(output.table(shown, ["frame", "ts", "conn", "stream", "layer", "kind", "dir", "size", "detail"],
+                                         title=f"{len(ev)} events", t0=first_ts(tl)))
+        if limit and len(ev) > limit:
+            output.stderr.print(Text(f"({len(ev) - limit} more: --limit 0 shows all, --json for scripts)"))
+
+
+@app.command()
+def requests(file: FileArg, json: JsonOpt = False, keylog: KeylogOpt = None, rsa_key: RsaOpt = None) -> None:
+    """One row per HTTP exchange, from a capture (decrypted with --keylog) or a browser export."""
+    with guarded():
+        tl = load(file, keylog, rsa_key)
+        df = tl.requests
+        if json:
+            output.print_json(output.records(df, REQUEST_FIELDS))
+            return
+        cols = ["request", "conn", "stream", "protocol", "method", "host", "url", "status", "start", "ttfb", "end",
+                "resp_bytes"]
+        output.stdout.print(output.table(df, cols, title=f"{len(df)} requests", t0=first_ts(tl)))
+
+
+@app.command()
+def captures(json: JsonOpt = False) -> None:
+    """The bundled captures of real traffic, and the concept each one shows."""
+    from traceviz.captures import list_captures
+    rows = list_captures()
+    if json:
+        output.print_json(output.plain(rows))
+        return
+    import pandas as pd
+    df = pd.DataFrame(rows)
+    if not len(df):
+        output.stderr.print("no bundled captures found")
+        return
+    df["concepts"] = df["concepts"].map(lambda c: ", ".join(c))
+    output.stdout.print(output.table(df, ["name", "concepts", "title", "path"], title=f"{len(df)} bundled captures"))
+    output.stdout.print(Text("Run a recipe on one by name, e.g.  traceviz handshakes " + str(df["name"].iloc[0])))
+
+
+@app.command("recipes")
+def list_recipes(json: JsonOpt = False) -> None:
+    """The recipes available: bundled ones and those in TRACEVIZ_RECIPES / --recipes folders."""
+    from traceviz.recipe import discover
+    rows = []
+    for name, path in discover(_extra_recipe_dirs).items():
+        rows.append({"name": name, "path": str(path), "question": _first_line(path)})
+    if json:
+        output.print_json(rows)
+        return
+    import pandas as pd
+    output.stdout.print(output.table(pd.DataFrame(rows), ["name", "question", "path"], title="recipes"))
+
+
+def _first_line(path: Path) -> str:
+    import ast
+    try:
+        doc = ast.get_docstring(ast.parse(path.read_text()))
+    except (SyntaxError, OSError, ValueError):
+        return ""
+    return (doc or "").strip().splitlines()[0] if doc else ""
+
+
+# ---------------------------------------------------------------- recipes as commands
+
+def recipe_command(module: ModuleType):
+    """A typer command that loads FILE, runs ``module.analyze`` and shows the Finding."""
+
+    def command(file: FileArg, json: JsonOpt = False, chart: ChartOpt = None, theme: ThemeOpt = "light",
+                figure: Annotated[Optional[str], typer.Option(help="Which figure --chart writes (default: the first).", show_default=False)] = None,
+                conn: ConnOpt = None, keylog: KeylogOpt = None, rsa_key: RsaOpt = None,
+                fail: Annotated[bool, typer.Option("--fail", help="Exit 1 when the recipe finds something off (for CI checks).")] = False) -> None:
+        with guarded():
+            check_theme(theme)
+            tl = load(file, keylog, rsa_key)
+            finding = analyze(module, tl, conn)
+            if json:
+                output.print_json(output.records(finding.rows, finding.json_fields))
+            else:
+                show_finding(finding, tl)
+            if chart is not None:
+                if figure is not None and figure not in finding.figures:
+                    raise InputError(str(chart), f"no figure {figure!r}; this recipe draws: {', '.join(finding.figures) or 'nothing'}")
+                write_chart(finding.figure(figure, theme), chart, theme)
+            if fail and finding.problems:
+                raise typer.Exit(1)
+
+    command.__doc__ = (module.__doc__ or "").strip() or f"Run the {module.__name__} recipe."
+    return command
+
+
+def analyze(module: ModuleType, tl, conn: int | None):
+    import inspect
+    params = inspect.signature(module.analyze).parameters
+    if conn is not None and "conn" not in params:
+        raise InputError(tl.source.path, "this recipe does not take --conn")
+    return module.analyze(tl, conn=conn) if "conn" in params else module.analyze(tl)
+
+
+def show_finding(finding, tl) -> None:
+    console = output.stdout
+    console.print(Text(output.printable(finding.title), style="bold"))
+    if finding.question:
+        console.print(Text(output.printable(finding.question.strip().splitlines()[0]), style="italic"))
+    for line in finding.answer:
+        console.print(Text("• " + output.printable(line)))
+    if finding.summary:
+        console.print(output.key_values(finding.summary))
+    if len(finding.rows):
+        cols = finding.table_fields or list(finding.json_fields or finding.rows.columns)[:10]
+        console.print(output.table(finding.rows, cols, t0=first_ts(tl), limit=100))
+        if len(finding.rows) > 100:
+            output.stderr.print(Text(f"({len(finding.rows) - 100} more rows: --json shows all)"))
+
+
+def register_recipes(extra_dirs: list[str]) -> None:
+    from traceviz.recipe import command_name, discover, load_module
+    taken = {c.name or c.callback.__name__ for c in app.registered_commands}
+    for name, path in discover(extra_dirs).items():
+        try:
+            module = load_module(path)
+        except Exception as exc:  # a broken user recipe must not break the whole CLI
+            output.stderr.print(Text(f"warning: recipe {path} failed to load: {output.printable(str(exc))}", style="yellow"))
+            continue
+        cmd = command_name(module, path)
+        if cmd in taken or not hasattr(module, "analyze"):
+            continue
+        app.command(cmd, help=(module.__doc__ or "").strip().split("\n\n")[0])(recipe_command(module))
+        taken.add(cmd)
+
+
+@app.command("run")
+def run_file(recipe: Annotated[Path, typer.Argument(help="A recipe .py file (see traceviz/recipe.py for the API).")],
+             file: FileArg, json: JsonOpt = False, chart: ChartOpt = None, theme: ThemeOpt = "light",
+             conn: ConnOpt = None, keylog: KeylogOpt = None, rsa_key: RsaOpt = None) -> None:
+    """Run a recipe file of your own on FILE."""
+    from traceviz.recipe import load_module
+    with guarded():
+        if not recipe.is_file():
+            raise InputError(str(recipe), "no such recipe file")
+        module = load_module(recipe)
+        recipe_command(module)(file, json=json, chart=chart, theme=theme, figure=None, conn=conn,
+                               keylog=keylog, rsa_key=rsa_key, fail=False)
+
+
+_extra_recipe_dirs: list[str] = []
+
+
+def _take_recipes_option(argv: list[str]) -> list[str]:
+    """``--recipes DIR`` must be known before commands are built, so it is read here."""
+    rest, i = [], 0
+    while i < len(argv):
+        if argv[i] == "--recipes" and i + 1 < len(argv):
+            _extra_recipe_dirs.append(argv[i + 1])
+            i += 2
+            continue
+        if argv[i].startswith("--recipes="):
+            _extra_recipe_dirs.append(argv[i].split("=", 1)[1])
+        else:
+            rest.append(argv[i])
+        i += 1
+    return rest
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _take_recipes_option(list(sys.argv[1:] if argv is None else argv))
+    register_recipes(_extra_recipe_dirs)
+    app(args=args, prog_name="traceviz")
+
+
+def run_recipe_standalone(module: ModuleType, argv: list[str] | None = None) -> None:
+    """``python recipes/handshakes.py FILE [options]``: the recipe's CLI command on its own."""
+    single = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode="rich")
+    single.command()(recipe_command(module))
+    single(args=list(sys.argv[1:] if argv is None else argv), prog_name=Path(sys.argv[0]).name)

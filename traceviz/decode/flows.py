@@ -1,0 +1,121 @@
+"""Number TCP connections and UDP flows as Wireshark's ``tcp.stream`` / ``udp.stream``.
+
+Input is the index tier's columns (one entry per frame, file order); output is
+one stream number per frame (-1 where the frame is not in that transport).
+
+Wireshark (``packet-tcp.c``, ``dissect_tcp``) keys a TCP conversation by the
+two addresses and ports.  A new conversation -- a new ``tcp.stream`` number --
+starts when a pure SYN (SYN without ACK) arrives on a 4-tuple whose current
+conversation already has a base sequence number for the SYN's direction and
+that base differs from the SYN's sequence number ("A new tcp session is
+started with the same ports as an earlier session").  A SYN with the same ISN
+is a retransmission and stays in the conversation, whether or not the old
+connection was closed.  The base of a direction is set by the first packet
+seen in that direction (its seq, or seq-1 when it is not a SYN) or, earlier,
+by the first ACK-flagged packet of the other direction (its ack-1).  Streams
+are numbered 0, 1, ... in order of their first frame.  ``udp.stream`` numbers
+each address/port pair once, in order of first frame, and never splits.
+
+Only 4-tuples with a pure SYN after their first packet can split; those (few)
+go through a short Python loop over their SYNs, everything else is numpy.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
+
+
+def endpoint_pairs(src: np.ndarray, sport: np.ndarray, dst: np.ndarray, dport: np.ndarray):
+    """(tuple id, direction) per row: the unordered address/port pair and which way.
+
+    Direction 0 is sent by the lower endpoint (address code, port), 1 by the
+    higher.  Tuple ids are dense but in key order, not first-seen order.
+    """
+    a = src.astype(np.int64) * 65536 + sport.astype(np.int64)
+    b = dst.astype(np.int64) * 65536 + dport.astype(np.int64)
+    direction = (a > b).astype(np.int8)
+    lo = np.minimum(a, b)
+    hi = np.maximum(a, b)
+    # Rank the endpoints first so the pair key fits in an int64.
+    ends, rank = np.unique(np.concatenate([lo, hi]), return_inverse=True)
+    rank = rank.reshape(-1)
+    key = rank[:len(lo)].astype(np.int64) * len(ends) + rank[len(lo):]
+    _, tuple_id = np.unique(key, return_inverse=True)
+    return tuple_id.reshape(-1).astype(np.int64), direction
+
+
+def number_by_first_seen(group: np.ndarray) -> np.ndarray:
+    """Renumber group ids 0.. in order of each group's first row (rows are in frame order)."""
+    if len(group) == 0:
+        return group.astype(np.int64)
+    uniq, first = np.unique(group, return_index=True)
+    order = np.argsort(first, kind="stable")
+    new = np.empty(len(uniq), dtype=np.int64)
+    new[order] = np.arange(len(uniq))
+    return new[np.searchsorted(uniq, group)]
+
+
+def udp_streams(tuple_id: np.ndarray) -> np.ndarray:
+    """``udp.stream`` for rows that are all UDP, in frame order."""
+    return number_by_first_seen(tuple_id)
+
+
+def tcp_streams(tuple_id: np.ndarray, direction: np.ndarray, flags: np.ndarray,
+                seq: np.ndarray, ack: np.ndarray) -> np.ndarray:
+    """``tcp.stream`` for rows that are all TCP, in frame order (see module doc)."""
+    n = len(tuple_id)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    order = np.argsort(tuple_id, kind="stable")
+    g = tuple_id[order]
+    starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
+    pure_syn = (flags[order] & (SYN | ACK)) == SYN
+    group_start = np.zeros(n, dtype=bool)
+    group_start[starts] = True
+    split = group_start.copy()
+    # Groups with a pure SYN that is not their first packet may split.
+    late_syn = pure_syn & ~group_start
+    if late_syn.any():
+        ends = np.r_[starts[1:], n]
+        gidx = np.searchsorted(starts, np.flatnonzero(late_syn), side="right") - 1
+        for gi in np.unique(gidx):
+            s, e = starts[gi], ends[gi]
+            rows = order[s:e]
+            for k in _split_points(direction[rows], flags[rows], seq[rows], ack[rows]):
+                split[s + k] = True
+    conv_sorted = np.cumsum(split) - 1
+    conv = np.empty(n, dtype=np.int64)
+    conv[order] = conv_sorted
+    return number_by_first_seen(conv)
+
+
+def _split_points(direction, flags, seq, ack) -> list[int]:
+    """Positions (within one 4-tuple's packets, frame order) where a new conversation starts."""
+    out = []
+    start = 0
+    n = len(direction)
+    is_syn = (flags & SYN) != 0
+    is_ack = (flags & ACK) != 0
+    for c in np.flatnonzero(is_syn & ~is_ack):
+        if c == start:
+            continue
+        base = _base(direction[start:c], is_syn[start:c], is_ack[start:c],
+                     seq[start:c], ack[start:c], int(direction[c]))
+        if base is not None and base != int(seq[c]):
+            out.append(int(c))
+            start = int(c)
+    return out
+
+
+def _base(direction, is_syn, is_ack, seq, ack, d: int):
+    """The base sequence number of direction ``d`` after these packets, or None."""
+    mine = np.flatnonzero(direction == d)
+    theirs = np.flatnonzero((direction != d) & is_ack)
+    if len(mine) == 0 and len(theirs) == 0:
+        return None
+    if len(theirs) == 0 or (len(mine) and mine[0] < theirs[0]):
+        i = int(mine[0])
+        return int(seq[i]) if is_syn[i] else (int(seq[i]) - 1) & 0xFFFFFFFF
+    return (int(ack[int(theirs[0])]) - 1) & 0xFFFFFFFF

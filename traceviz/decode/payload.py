@@ -1,0 +1,428 @@
+"""The payload tier: the few connections whose bytes need understanding.
+
+``run(timeline)`` looks at the first bytes each TCP connection carries (not
+its ports), and for those that speak TLS or plaintext HTTP/1.x reassembles
+the byte streams (``reassembly``), runs a ``TLSSession`` per TLS connection
+(decrypting when a key log, pcapng secrets or an RSA key unlock it) and
+hands plaintext -- captured or decrypted -- to the application decoder the
+connection speaks.  It fills ``timeline.tls``, the ``app/sni/alpn/
+tls_version`` columns of ``timeline.connections``, the tls/http rows of
+``timeline.events`` and ``timeline.requests``.
+
+Application decoders plug in through ``APP_DECODERS`` (HTTP/1.x now; HTTP/2
+registers under "h2" the same way): a factory ``(conn, alpn) -> decoder``
+whose decoder has ``feed(dir, data, frame, ts)``, ``close()``, and
+``events``/``requests`` lists of dicts in the model's columns.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from traceviz.decode.reassembly import ByteStream, reassemble_segments, segments_by_conn
+from traceviz.errors import describe
+from traceviz.model import conform
+
+# DESIGN.md's stable `tls` fields, in order; extras follow in session.row()'s order.
+TLS_FIELDS = ["conn", "client", "server", "sni", "alpn_offered", "alpn", "versions_offered", "version",
+              "cipher", "group", "resumed", "hello_retry", "handshake_ms", "rtts", "ja3", "ja4", "ja3s",
+              "ja4s", "decrypted", "alert"]
+
+DSB_TLS_KEYLOG = 0x544C534B
+
+_HTTP_REQUEST = re.compile(rb"^[A-Z][A-Z-]{1,15} [^\s]+ HTTP/1\.[019]\r?\n|^[A-Z][A-Z-]{1,15} [^\s]+ HTTP/")
+_H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+# -- application decoders: the seam HTTP/2 plugs into ---------------------------
+
+class HTTP1Decoder:
+    """Adapts ``http1.HTTP1Connection`` to the payload tier's decoder shape."""
+
+    def __init__(self, conn: int, scheme: str = "http"):
+        from traceviz.decode import http1
+        self._http1 = http1
+        self.conn, self.scheme = conn, scheme
+        self.connection = http1.HTTP1Connection()
+        self.events: list[dict] = []
+        self.requests: list[dict] = []
+
+    def feed(self, d: str, data: bytes, frame: int, ts: float) -> None:
+        self.connection.receive(d, data, frame, ts)
+
+    def gap(self, d: str, nbytes: int) -> None:
+        self.connection.receive_gap(d, nbytes)
+
+    def close(self) -> None:
+        for d in ("c2s", "s2c"):
+            self.connection.end_of_stream(d)
+        h = self._http1
+        request_ends = []
+        for ev in self.connection.events:
+            row = None
+            if isinstance(ev, h.Request):
+                row = {"ts": ev.ts, "frame": ev.frame, "dir": "c2s", "kind": "request",
+                       "size": ev.head_bytes, "detail": f"{ev.method} {ev.target}"}
+            elif isinstance(ev, h.Response):
+                row = {"ts": ev.ts, "frame": ev.frame, "dir": "s2c", "kind": "response",
+                       "size": ev.head_bytes, "detail": f"{ev.status} {ev.reason}"}
+            elif isinstance(ev, h.RequestEnd):
+                request_ends.append(ev.ts)
+            elif isinstance(ev, h.ParseError):
+                row = {"ts": float("nan"), "frame": ev.frame, "dir": ev.direction, "kind": "parse-error",
+                       "size": None, "detail": ev.message}
+            if row is not None:
+                self.events.append({"stream": pd.NA, "layer": "http", **row})
+        for i, ex in enumerate(h.exchanges(self.connection.events, scheme=self.scheme)):
+            row = ex.as_row()
+            sent = request_ends[i] if i < len(request_ends) else None
+            row.update(_phases(ex.start, sent, ex.response_start, ex.end))
+            row["reused_connection"] = i > 0
+            row["request_frame"], row["response_frame"] = ex.request_frame, ex.response_frame
+            self.requests.append(row)
+
+
+def _phases(start, sent, first_byte, end) -> dict:
+    """HAR-style send / wait / receive from the times the capture shows (NaN when unknown)."""
+    nan = float("nan")
+    ok = lambda a, b: (b - a) if a is not None and b is not None and b >= a else nan   # noqa: E731
+    return {"send": ok(start, sent), "wait": ok(sent, first_byte), "receive": ok(first_byte, end)}
+
+
+def _http1_factory(conn: int, alpn: str | None, scheme: str = "http"):
+    try:
+        return HTTP1Decoder(conn, scheme)
+    except ImportError:
+        return None
+
+
+# protocol -> factory(conn, alpn, scheme).  HTTP/2 registers "h2" here.
+APP_DECODERS: dict[str, Callable[[int, str | None, str], Any]] = {"http/1.1": _http1_factory}
+
+
+def _app_for(alpn: str | None, first_c2s: bytes) -> str | None:
+    """Which application decoder a byte stream wants: by ALPN, else by its first bytes."""
+    if alpn in ("h2", "h2c"):
+        return "h2"
+    if alpn and alpn.startswith("http/1"):
+        return "http/1.1"
+    if first_c2s.startswith(_H2_PREFACE[:16]):
+        return "h2"
+    if _HTTP_REQUEST.match(first_c2s[:64]):
+        return "http/1.1"
+    return None
+
+
+# -- sniffing -----------------------------------------------------------------
+
+def sniff(c2s: bytes, s2c: bytes) -> str | None:
+    """'tls', 'http/1.1', 'h2c' or None from the first bytes of each direction."""
+    if _is_tls(c2s) or (not c2s and _is_tls(s2c)):
+        return "tls"
+    if c2s.startswith(_H2_PREFACE[:16]):
+        return "h2c"
+    if _HTTP_REQUEST.match(c2s[:64]) or s2c.startswith(b"HTTP/1."):
+        return "http/1.1"
+    return None
+
+
+def _is_tls(b: bytes) -> bool:
+    if len(b) >= 3 and b[0] in (20, 21, 22, 23) and b[1] == 3 and b[2] <= 4:
+        return True
+    # SSLv2-compatible ClientHello: 2-byte length with the high bit set, msg_type 1, version 3.x.
+    return len(b) >= 4 and bool(b[0] & 0x80) and b[2] == 1 and b[3] in (2, 3)
+
+
+def _first_bytes(packets: pd.DataFrame, buf) -> dict[tuple[int, str], bytes]:
+    """(conn, dir) -> the first payload bytes of its lowest-sequence data segment."""
+    need = ["conn", "dir", "seq", "frame", "len", "payload_off", "payload_cap"]
+    if not all(c in packets.columns for c in need):
+        return {}
+    data = packets.loc[(packets["transport"] == "tcp") & (packets["len"].fillna(0) > 0)
+                       & packets["conn"].notna() & (packets["payload_cap"].fillna(0) > 0), need]
+    if data.empty:
+        return {}
+    data = data.sort_values(["conn", "dir", "seq", "frame"]).drop_duplicates(["conn", "dir"])
+    out = {}
+    for conn, d, off, cap in zip(data["conn"].to_numpy(), data["dir"].to_numpy(),
+                                 data["payload_off"].to_numpy(), data["payload_cap"].to_numpy()):
+        out[(int(conn), d)] = bytes(buf[int(off):int(off) + min(int(cap), 64)])
+    return out
+
+
+# -- keys ------------------------------------------------------------------------
+
+def load_keys(timeline, keylog=None, rsa_key=None):
+    """(KeyLog or None, RSA key or None): the key log file merged with pcapng secrets.
+
+    Stored on ``timeline.secrets`` (never shown).  A key log that cannot be
+    read raises InputError from the crypto module; a damaged line is a warning.
+    """
+    from traceviz.decode.tls.crypto import KeyLog, load_rsa_key
+    log = None
+    cap = timeline.capture
+    blocks = [(t, d) for t, d in (getattr(cap, "secrets", None) or [])]
+    if blocks:
+        log = KeyLog.from_dsb(blocks)
+    if keylog is not None:
+        log = KeyLog.from_file(keylog) if log is None else log.merge(KeyLog.from_file(keylog))
+    key = load_rsa_key(rsa_key) if rsa_key is not None else None
+    if log is not None:
+        for w in getattr(log, "warnings", [])[:20]:
+            timeline.warnings.append(w)
+    timeline.secrets = {"keylog": log, "rsa_key": key} if (log is not None or key is not None) else None
+    return log, key
+
+
+# -- the run -----------------------------------------------------------------------
+
+def run(timeline, keylog=None, rsa_key=None) -> None:
+    """Decode TLS and HTTP/1.x on the TCP connections that carry them; fill the tables."""
+    from traceviz.decode.tls.session import TLSSession
+
+    log, key = load_keys(timeline, keylog, rsa_key)
+    cap, packets = timeline.capture, timeline.packets
+    timeline.tls = pd.DataFrame(columns=TLS_FIELDS)
+    if cap is None or packets is None or packets.empty:
+        return
+    first = _first_bytes(packets, cap.buf)
+    kinds = {}
+    for conn in sorted({c for c, _ in first}):
+        kind = sniff(first.get((conn, "c2s"), b""), first.get((conn, "s2c"), b""))
+        if kind:
+            kinds[conn] = kind
+    if not kinds:
+        return
+    wanted = segments_by_conn(packets[packets["transport"] == "tcp"], kinds)
+    tls_rows, events, requests = [], [], []
+    conns = timeline.connections
+    endpoints = _endpoints(conns)
+    app_col: dict[int, str] = {}
+    for conn, segments in sorted(wanted.items()):
+        streams = reassemble_segments(segments, cap.buf)
+        kind = kinds[conn]
+        if kind == "tls":
+            session = TLSSession(conn)
+            if log is not None or key is not None:
+                session.use_keys(log, key)
+            app = _AppFeed(conn, session=session)
+            session.on_application_data = app.feed_decrypted
+            _feed(session.feed, session.gap, streams)
+            for d, s in streams.items():
+                if s.rst_frame is not None:
+                    session.reset(d, s.rst_frame, s.rst_ts)
+            session.close()
+            app.close(session)
+            if session.client_hello is not None or session.server_hello is not None:
+                row = session.row()
+                row.update({"conn": conn, **endpoints.get(conn, {})})
+                ch = session.client_hello
+                row["keys_present"] = bool(log is not None and ch is not None and log.has(ch.random)) \
+                    or bool(session.decrypted_records)
+                if session.decryptor is not None and not session.decryptor.available:
+                    row["decrypt_note"] = session.decryptor.reason
+                tls_rows.append(row)
+            events += _tls_events(conn, session)
+            for err in session.errors[:5]:
+                timeline.warnings.append(describe(timeline.source.path, f"TLS on connection {conn}: {err}"))
+            if app.requests and session.completed():
+                end = session.handshake_end()
+                app.requests[0]["tls"] = end.ts - session.client_hello_event.ts
+            events += app.events
+            requests += app.requests
+            app_col[conn] = _app_label(session, app)
+        else:
+            app = _AppFeed(conn, plaintext=kind)
+            _feed(app.feed_plain, lambda d, off, n: app.gap(d, off, n), streams)
+            app.close(None)
+            events += app.events
+            requests += app.requests
+            app_col[conn] = kind
+    _store(timeline, tls_rows, events, requests, app_col)
+
+
+def _feed(feed, gap, streams: dict[str, ByteStream]) -> None:
+    """Both directions, in the order their bytes became readable (frame order)."""
+    order = []
+    for d, s in streams.items():
+        for p in s.pieces:
+            order.append((p.ready_frame, 0 if d == "c2s" else 1, p.offset, d, p))
+    order.sort(key=lambda t: t[:3])
+    expected = {"c2s": 0, "s2c": 0}
+    for _, _, _, d, p in order:
+        if p.offset > expected[d]:
+            gap(d, expected[d], p.offset - expected[d])
+        feed(d, p.data, p.ready_frame, p.ready_ts)
+        expected[d] = p.end
+
+
+class _AppFeed:
+    """Plaintext (captured or decrypted) to the application decoder the connection speaks."""
+
+    def __init__(self, conn: int, plaintext: str | None = None, session=None):
+        self.conn = conn
+        self.session = session          # the TLS session whose decrypted data this is (for its ALPN)
+        self.kind = plaintext           # http/1.1 or h2c for a cleartext connection
+        self.decoder = None
+        self.protocol: str | None = None
+        self.events: list[dict] = []
+        self.requests: list[dict] = []
+        self._first_c2s = b""
+        self._held: list[tuple] = []
+        self._broken = False
+
+    def feed_plain(self, d: str, data: bytes, frame: int, ts: float) -> None:
+        self._to_decoder(d, data, frame, ts, alpn="h2" if self.kind == "h2c" else None)
+
+    def feed_decrypted(self, d: str, data: bytes, frame: int, ts: float) -> None:
+        self._to_decoder(d, data, frame, ts, self.session.alpn if self.session is not None else None)
+
+    def gap(self, d: str, offset: int, length: int) -> None:
+        if self.decoder is not None and hasattr(self.decoder, "gap"):
+            self.decoder.gap(d, length)
+
+    def _to_decoder(self, d, data, frame, ts, alpn):
+        if self._broken:
+            return
+        if self.decoder is None:
+            # Decide on the client's first bytes; hold the server's until then.
+            if d == "c2s" and not self._first_c2s:
+                self._first_c2s = data[:64]
+            if not self._first_c2s:
+                self._held.append((d, data, frame, ts))
+                return
+            self.protocol = _app_for(alpn, self._first_c2s)
+            factory = APP_DECODERS.get(self.protocol or "")
+            scheme = "https" if self.session is not None else "http"
+            self.decoder = factory(self.conn, alpn, scheme) if factory else None
+            if self.decoder is None:
+                self._broken = True
+                return
+            held, self._held = self._held, []
+            for h in held:
+                self._safe_feed(*h)
+        self._safe_feed(d, data, frame, ts)
+
+    def _safe_feed(self, d, data, frame, ts):
+        try:
+            self.decoder.feed(d, data, frame, ts)
+        except Exception:        # noqa: BLE001 - a broken application stream leaves TLS/TCP analysis intact
+            import os
+            if os.environ.get("TRACEVIZ_DEBUG"):
+                raise
+            self._broken = True
+
+    def close(self, session) -> None:
+        if self.decoder is None:
+            return
+        try:
+            self.decoder.close()
+        except Exception:        # noqa: BLE001
+            import os
+            if os.environ.get("TRACEVIZ_DEBUG"):
+                raise
+        for ev in getattr(self.decoder, "events", []):
+            self.events.append({"conn": self.conn, **ev})
+        for rq in getattr(self.decoder, "requests", []):
+            self.requests.append({"conn": self.conn, "source": "pcap", **rq})
+
+
+def _app_label(session, app: _AppFeed) -> str:
+    alpn = session.alpn
+    if alpn == "h2":
+        return "h2"
+    if alpn and alpn.startswith("http/1"):
+        return "http/1.1"
+    if app.protocol:
+        return app.protocol
+    return "tls"
+
+
+def _endpoints(conns: pd.DataFrame) -> dict[int, dict]:
+    if conns is None or conns.empty or "conn" not in conns:
+        return {}
+    cols = [c for c in ("client", "server") if c in conns.columns]
+    values = [conns[c].tolist() for c in cols]
+    return {int(k): dict(zip(cols, vals)) for k, *vals in zip(conns["conn"].tolist(), *values)}
+
+
+def _tls_events(conn: int, session) -> list[dict]:
+    out = []
+    for e in session.events:
+        out.append({"ts": e.ts, "frame": e.frame, "conn": conn, "stream": pd.NA, "layer": "tls",
+                    "kind": e.kind, "dir": e.dir, "size": e.size, "detail": e.detail or None,
+                    "encrypted": e.encrypted})
+    return out
+
+
+def _store(timeline, tls_rows, events, requests, app_col) -> None:
+    if tls_rows:
+        df = pd.DataFrame(tls_rows)
+        extras = [c for c in df.columns if c not in TLS_FIELDS]
+        timeline.tls = df[TLS_FIELDS + extras].sort_values("conn").reset_index(drop=True)
+    conns = timeline.connections
+    if conns is not None and not conns.empty and app_col:
+        conns = conns.copy()
+        by_conn = {r["conn"]: r for r in tls_rows}
+        for col in ("app", "sni", "alpn", "tls_version"):
+            if col not in conns.columns:
+                conns[col] = pd.Series([pd.NA] * len(conns), dtype="object")
+            else:
+                conns[col] = conns[col].astype("object")
+        idx = {int(c): i for i, c in zip(conns.index, conns["conn"])}
+        for conn, app in app_col.items():
+            i = idx.get(conn)
+            if i is None:
+                continue
+            conns.at[i, "app"] = app
+            r = by_conn.get(conn)
+            if r is not None:
+                conns.at[i, "sni"] = r.get("sni")
+                conns.at[i, "alpn"] = r.get("alpn")
+                conns.at[i, "tls_version"] = r.get("version")
+        timeline.connections = conns
+    if events:
+        new = conform("events", pd.DataFrame(events))
+        old = timeline.events
+        merged = pd.concat([old, new], ignore_index=True) if old is not None and len(old) else new
+        merged = merged.sort_values(["ts", "frame"], kind="stable", na_position="last").reset_index(drop=True)
+        timeline.events = conform("events", merged)
+    if requests:
+        rq = pd.DataFrame(requests)
+        if "start" in rq.columns:
+            rq = rq.sort_values("start", kind="stable")
+        old = timeline.requests
+        base = int(old["request"].max()) + 1 if old is not None and len(old) else 0
+        rq["request"] = np.arange(base, base + len(rq))
+        rq = conform("requests", rq)
+        timeline.requests = conform("requests", pd.concat([old, rq], ignore_index=True)) \
+            if old is not None and len(old) else rq
+
+
+# -- secrets report for `traceviz info` ------------------------------------------
+
+def secrets_report(timeline) -> dict:
+    """How many TLS sessions the available secrets unlock, in plain words.
+
+    Counts sessions, never shows key material."""
+    tls = getattr(timeline, "tls", None)
+    sessions = int(len(tls)) if tls is not None else 0
+    secrets = getattr(timeline, "secrets", None) or {}
+    log = secrets.get("keylog") if isinstance(secrets, dict) else None
+    has_rsa = bool(isinstance(secrets, dict) and secrets.get("rsa_key") is not None)
+    dsb = len([1 for t, _ in (getattr(timeline.capture, "secrets", None) or []) if t == DSB_TLS_KEYLOG])
+    decrypted = int(tls["decrypted"].fillna(False).astype(bool).sum()) if sessions and "decrypted" in tls else 0
+    present = decrypted
+    if sessions and "keys_present" in tls.columns:
+        present = max(int(tls["keys_present"].fillna(False).astype(bool).sum()), decrypted)
+    entries = len(log) if log is not None else 0
+    if log is None and not has_rsa:
+        text = "no TLS secrets" + (f" ({sessions} TLS session{'s' if sessions != 1 else ''})" if sessions else "")
+    else:
+        text = f"keys present for {present} of {sessions} session{'s' if sessions != 1 else ''}"
+    return {"tls_sessions": sessions, "keylog_entries": entries, "dsb_blocks": dsb, "rsa_key": has_rsa,
+            "sessions_with_keys": present, "sessions_decrypted": decrypted, "text": text}

@@ -1,0 +1,164 @@
+"""The TLS record layer, sans-I/O: bytes of one direction in, records out.
+
+``RecordReader`` cuts a reassembled byte stream into records (SSL 3.0, TLS
+1.0-1.3, and the SSLv2-compatible ClientHello a few old clients still open
+with).  ``HandshakeReader`` joins handshake fragments into whole messages:
+one message may span several records (and so several TCP segments), one
+record may carry several messages.
+
+Each record and message carries the frame and time of the bytes that
+completed it -- where Wireshark shows a reassembled PDU.  A header that
+cannot be a TLS record stops the reader with ``error`` set: there is no way
+to find the next record boundary in a stream that has lost its framing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+CHANGE_CIPHER_SPEC, ALERT, HANDSHAKE, APPLICATION_DATA, HEARTBEAT, CONNECTION_ID = 20, 21, 22, 23, 24, 25
+_CONTENT_TYPES = {20, 21, 22, 23, 24, 25}
+# RFC 5246 6.2.3: a TLSCiphertext fragment is at most 2^14 + 2048 bytes.
+MAX_RECORD = (1 << 14) + 2048
+
+
+@dataclass
+class Record:
+    content_type: int
+    version: int
+    fragment: bytes
+    frame: int           # frame holding the record's last byte
+    ts: float
+    first_frame: int     # frame holding its first byte
+    offset: int          # stream offset of the record header
+    sslv2: bool = False  # an SSLv2-format ClientHello (fragment is the v2 message)
+
+    @property
+    def size(self) -> int:
+        return len(self.fragment) + (2 if self.sslv2 else 5)
+
+
+class RecordReader:
+    """One direction's records.  Feed stream bytes in order; read records."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._offset = 0            # stream offset of _buf[0]
+        self._first: tuple[int, float] | None = None   # frame/ts of the pending record's first byte
+        self.error: str | None = None
+        self.records = 0
+
+    def feed(self, data: bytes, frame: int, ts: float) -> list[Record]:
+        if self.error is not None or not data:
+            return []
+        if self._first is None:
+            self._first = (frame, ts)
+        self._buf += data
+        out = []
+        while self.error is None:
+            rec = self._next(frame, ts)
+            if rec is None:
+                break
+            out.append(rec)
+        return out
+
+    def gap(self, length: int) -> None:
+        """Bytes are missing here: framing is lost from this point on."""
+        if self.error is None:
+            self.error = f"{length} bytes missing from the TCP stream (not captured or lost)"
+
+    @property
+    def pending(self) -> int:
+        """Bytes of an unfinished record held back."""
+        return len(self._buf)
+
+    def _next(self, frame: int, ts: float) -> Record | None:
+        buf = self._buf
+        if self.records == 0 and len(buf) >= 3 and buf[0] & 0x80 and buf[2] == 1:
+            return self._sslv2(frame, ts)
+        if len(buf) < 5:
+            return None
+        ctype, major, length = buf[0], buf[1], (buf[3] << 8) | buf[4]
+        if ctype not in _CONTENT_TYPES or major != 3:
+            self.error = f"not a TLS record header at stream offset {self._offset}: {bytes(buf[:5]).hex()}"
+            return None
+        if length > MAX_RECORD:
+            self.error = f"record length {length} exceeds the TLS maximum {MAX_RECORD}"
+            return None
+        if len(buf) < 5 + length:
+            return None
+        rec = Record(ctype, (major << 8) | buf[2], bytes(buf[5:5 + length]), frame, ts,
+                     self._first[0] if self._first else frame, self._offset)
+        self._consume(5 + length, frame, ts)
+        return rec
+
+    def _sslv2(self, frame: int, ts: float) -> Record | None:
+        """SSLv2-compatible ClientHello (RFC 5246 appendix E.2): 2-byte header, no padding."""
+        length = ((self._buf[0] & 0x7F) << 8) | self._buf[1]
+        if len(self._buf) < 2 + length:
+            return None
+        body = bytes(self._buf[2:2 + length])
+        version = (body[1] << 8) | body[2] if len(body) >= 3 else 0
+        rec = Record(HANDSHAKE, version, body, frame, ts,
+                     self._first[0] if self._first else frame, self._offset, sslv2=True)
+        self._consume(2 + length, frame, ts)
+        return rec
+
+    def _consume(self, n: int, frame: int, ts: float) -> None:
+        del self._buf[:n]
+        self._offset += n
+        self.records += 1
+        self._first = (frame, ts) if self._buf else None
+
+
+@dataclass
+class Message:
+    """One whole handshake message."""
+
+    type: int
+    body: bytes
+    frame: int           # frame completing it
+    ts: float
+    first_frame: int
+    sslv2: bool = False
+
+    @property
+    def size(self) -> int:
+        return len(self.body) + 4
+
+
+class HandshakeReader:
+    """Joins plaintext handshake fragments of one direction into messages."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._first: int | None = None
+
+    def feed(self, record: Record) -> list[Message]:
+        if record.sslv2:
+            body = record.fragment[1:]
+            return [Message(1, body, record.frame, record.ts, record.first_frame, sslv2=True)]
+        if self._first is None:
+            self._first = record.first_frame
+        self._buf += record.fragment
+        out = []
+        while len(self._buf) >= 4:
+            length = int.from_bytes(self._buf[1:4], "big")
+            if len(self._buf) < 4 + length:
+                break
+            out.append(Message(self._buf[0], bytes(self._buf[4:4 + length]), record.frame, record.ts,
+                               self._first))
+            del self._buf[:4 + length]
+            self._first = record.first_frame if self._buf else None
+        return out
+
+    @property
+    def pending(self) -> int:
+        return len(self._buf)
+
+
+def parse_alert(fragment: bytes) -> tuple[int, int] | None:
+    """(level, description) of a plaintext alert, or None if it is not two bytes."""
+    if len(fragment) != 2:
+        return None
+    return fragment[0], fragment[1]

@@ -1,0 +1,239 @@
+"""The timeline: a few tidy pandas tables with shared keys.
+
+Every source (pcap, pcapng, HAR, DevTools trace, qlog) lands in the same four
+tables, so a recipe does not care where a request came from.  Column names
+and meanings are the contract between ``decode``/``sources`` and ``recipes``;
+the CLI's ``--json`` field names are a subset of them (see DESIGN.md).
+
+Conventions:
+- times are epoch seconds (float64); durations are seconds;
+- frames are 1-based, as Wireshark numbers them;
+- ``conn`` equals Wireshark's ``tcp.stream`` for TCP connections; UDP flows
+  and QUIC connections are numbered after all TCP connections, and their own
+  ``udp.stream`` number is kept in ``stream``;
+- anything unknown is NaN/None, never a made-up zero.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+# Column name -> pandas dtype.  Order matters: it is the order users see.
+PACKET_COLUMNS: dict[str, str] = {
+    "frame": "int64",
+    "ts": "float64",
+    "src": "object",          # address text, IPv6 unbracketed
+    "dst": "object",
+    "sport": "Int64",
+    "dport": "Int64",
+    "transport": "object",    # tcp, udp, icmp, icmpv6, other, none
+    "conn": "Int64",
+    "dir": "object",          # c2s / s2c
+    "flags": "object",        # TCP flags as text, e.g. "SYN,ACK"
+    "seq": "Int64",           # relative, as Wireshark's tcp.seq
+    "ack": "Int64",           # relative, as Wireshark's tcp.ack (NaN without ACK)
+    "win": "Int64",           # calculated (scaled) window, as tcp.window_size
+    "len": "Int64",           # transport payload bytes (tcp.len / udp payload)
+    "wire_len": "int64",      # frame length on the wire (frame.len)
+}
+
+CONNECTION_COLUMNS: dict[str, str] = {
+    "conn": "int64",
+    "transport": "object",    # tcp, udp, quic
+    "stream": "int64",        # Wireshark's tcp.stream / udp.stream
+    "client": "object",       # ip:port, IPv6 as [addr]:port
+    "server": "object",
+    "client_by": "object",    # syn (saw the SYN) or ports (guessed: capture began mid-connection)
+    "first_frame": "int64",
+    "last_frame": "int64",
+    "start": "float64",
+    "end": "float64",
+    "packets": "int64",
+    "packets_c2s": "int64",
+    "packets_s2c": "int64",
+    "bytes_c2s": "int64",     # transport payload bytes client -> server
+    "bytes_s2c": "int64",
+    "syn": "float64",         # first SYN time
+    "synack": "float64",      # first SYN-ACK time
+    "ack": "float64",         # client's ACK completing the handshake
+    "handshake_rtt": "float64",   # syn -> ack as seen at the capture point
+    "rtt_server": "float64",  # syn -> synack: capture point <-> server half
+    "rtt_client": "float64",  # synack -> ack: capture point <-> client half
+    "syn_retransmits": "int64",
+    "syn_backoff": "object",  # list of seconds between successive SYNs
+    "close": "object",        # fin-client fin-server rst-client rst-server refused unanswered open
+    "mss_client": "Int64",
+    "mss_server": "Int64",
+    "wscale_client": "Int64",
+    "wscale_server": "Int64",
+    "sack_permitted": "boolean",
+    "app": "object",          # http/1.1, h2, h2c, tls, quic, h3, unknown
+    "sni": "object",
+    "alpn": "object",
+    "tls_version": "object",
+}
+
+EVENT_COLUMNS: dict[str, str] = {
+    "ts": "float64",
+    "frame": "Int64",
+    "conn": "Int64",
+    "stream": "Int64",        # HTTP/2 or QUIC stream id where the layer has one
+    "layer": "object",        # tcp, udp, tls, http, h2, quic, h3, har, devtools
+    "kind": "object",         # SYN, SYN-ACK, RST, retransmission, ClientHello, ...
+    "dir": "object",
+    "size": "Int64",
+    "detail": "object",
+}
+
+REQUEST_COLUMNS: dict[str, str] = {
+    "request": "int64",
+    "conn": "Int64",
+    "stream": "Int64",
+    "protocol": "object",     # http/1.0, http/1.1, h2, h3
+    "method": "object",
+    "host": "object",
+    "url": "object",
+    "status": "Int64",
+    "start": "float64",
+    "ttfb": "float64",        # seconds from start to first response byte
+    "end": "float64",
+    "req_bytes": "Int64",
+    "resp_bytes": "Int64",
+    # Phases in seconds, HAR 1.2 semantics except `connect` excludes `tls`.
+    "blocked": "float64",
+    "dns": "float64",
+    "connect": "float64",
+    "tls": "float64",
+    "send": "float64",
+    "wait": "float64",
+    "receive": "float64",
+    "reused_connection": "boolean",
+    "source": "object",       # pcap, har, devtools-trace, devtools-log
+}
+
+SCHEMAS = {
+    "packets": PACKET_COLUMNS,
+    "connections": CONNECTION_COLUMNS,
+    "events": EVENT_COLUMNS,
+    "requests": REQUEST_COLUMNS,
+}
+
+TCP_FLAG_NAMES = ("FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR", "NS")
+
+
+def empty_table(name: str) -> pd.DataFrame:
+    """An empty table with the right columns and dtypes."""
+    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in SCHEMAS[name].items()})
+
+
+def conform(name: str, df: pd.DataFrame) -> pd.DataFrame:
+    """Order ``df``'s schema columns first, add missing ones as NA, set dtypes.
+
+    Extra columns a decoder adds are kept after the schema ones: more fields
+    may follow, none of the schema's is renamed.
+    """
+    schema = SCHEMAS[name]
+    out = {}
+    for col, dtype in schema.items():
+        if col in df.columns:
+            out[col] = df[col].astype(dtype) if str(df[col].dtype) != dtype else df[col]
+        else:
+            out[col] = pd.Series([pd.NA if dtype in ("object", "Int64", "boolean") else float("nan")] * len(df),
+                                 index=df.index, dtype=dtype)
+    extra = {c: df[c] for c in df.columns if c not in schema}
+    return pd.DataFrame({**out, **extra}, index=pd.RangeIndex(len(df)))
+
+
+@dataclass
+class SourceInfo:
+    """What was read, for `traceviz info` and for warnings."""
+
+    path: str
+    format: str                      # pcap, pcapng, har, devtools-trace, devtools-log, qlog
+    size: int = 0
+    compressed: bool = False
+    link_types: dict[str, int] = field(default_factory=dict)   # name -> frames
+    frames: int = 0
+    detail: dict[str, Any] = field(default_factory=dict)       # format-specific facts
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Timeline:
+    """One capture or browser export, decoded.
+
+    ``packets``, ``connections``, ``events`` and ``requests`` are pandas
+    DataFrames with the columns of the ``*_COLUMNS`` schemas above (extra
+    columns may follow).  ``capture`` is the raw frame index the payload tier
+    reads from (None for HAR/trace sources); ``secrets`` holds key material
+    and is never shown, serialised or exported.
+    """
+
+    source: SourceInfo
+    packets: pd.DataFrame = field(default_factory=lambda: empty_table("packets"))
+    connections: pd.DataFrame = field(default_factory=lambda: empty_table("connections"))
+    events: pd.DataFrame = field(default_factory=lambda: empty_table("events"))
+    requests: pd.DataFrame = field(default_factory=lambda: empty_table("requests"))
+    # One row per TLS session (DESIGN.md's `tls` fields); filled by the payload tier.
+    tls: pd.DataFrame = field(default_factory=pd.DataFrame)
+    capture: Any = field(default=None, repr=False)
+    secrets: Any = field(default=None, repr=False)
+
+    @property
+    def warnings(self) -> list[str]:
+        return self.source.warnings
+
+    def conn(self, n: int) -> pd.DataFrame:
+        """The packets of connection ``n`` (Wireshark's ``tcp.stream eq n``)."""
+        return self.packets[self.packets["conn"] == n]
+
+    def to_parquet(self, folder: str | Path) -> list[Path]:
+        """Write each non-empty table to ``folder/<table>.parquet``."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        written = []
+        for name in SCHEMAS:
+            df = getattr(self, name)
+            df = df.copy()
+            for col in df.columns:   # lists (e.g. syn_backoff) are fine; mixed objects are not
+                if df[col].dtype == object:
+                    df[col] = df[col].map(_parquet_safe)
+            path = folder / f"{name}.parquet"
+            df.to_parquet(path, index=False)
+            written.append(path)
+        return written
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "file": self.source.path,
+            "format": self.source.format,
+            "frames": int(len(self.packets)) if len(self.packets) else self.source.frames,
+            "connections": int(len(self.connections)),
+            "events": int(len(self.events)),
+            "requests": int(len(self.requests)),
+        }
+
+    def __repr__(self) -> str:
+        s = self.summary()
+        return (f"<Timeline {Path(s['file']).name} ({s['format']}): {s['frames']} frames, "
+                f"{s['connections']} connections, {s['events']} events, {s['requests']} requests>")
+
+    def _repr_html_(self) -> str:
+        import html
+        s = self.summary()
+        rows = "".join(f"<tr><th style='text-align:left'>{html.escape(str(k))}</th>"
+                       f"<td>{html.escape(str(v))}</td></tr>" for k, v in s.items())
+        head = self.connections.head(10)
+        return f"<table>{rows}</table>{head.to_html(escape=True, index=False) if len(head) else ''}"
+
+
+def _parquet_safe(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return [float(v) for v in value] if all(isinstance(v, (int, float)) for v in value) else [str(v) for v in value]
+    if value is None or value is pd.NA:
+        return None
+    return str(value) if not isinstance(value, str) else value

@@ -1,0 +1,54 @@
+"""Readers: files in, raw records out.  They know formats, not protocols.
+
+``kind_of(path)`` decides which reader a file needs from its first bytes
+(never its name): a capture (pcap/pcapng, maybe gzipped) or a JSON-ish browser
+export (HAR, .harp, DevTools trace or protocol log, maybe gzipped).
+"""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+
+from traceviz.errors import InputError
+
+_PCAP_MAGICS = {b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d"}
+_PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+def _head(path: str, n: int = 512) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(n)
+            if head[:2] == _GZIP_MAGIC:
+                f.seek(0)
+                # Decompress only the first bytes: enough to sniff, bounded whatever the file says.
+                d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                out = b""
+                while len(out) < n:
+                    chunk = f.read(4096)
+                    if not chunk:
+                        break
+                    out += d.decompress(chunk, n - len(out))
+                return out
+            return head
+    except (OSError, zlib.error, EOFError, gzip.BadGzipFile) as exc:
+        raise InputError(path, f"cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+
+
+def kind_of(path: str) -> str:
+    """``capture``, ``json`` or ``unknown``, from the (decompressed) first bytes."""
+    head = _head(path)
+    if not head:
+        raise InputError(path, "empty file")
+    if head[:4] in _PCAP_MAGICS or head[:4] == _PCAPNG_MAGIC:
+        return "capture"
+    text = head.lstrip(b"\xef\xbb\xbf").lstrip()
+    if text[:1] in (b"{", b"["):
+        return "json"
+    # JSONP-wrapped HAR (.harp): callback({...})
+    name, paren, _ = text.partition(b"(")
+    if paren and name.strip() and all(c.isalnum() or c in "_$." for c in name.strip().decode("latin-1")):
+        return "json"
+    return "unknown"

@@ -1,0 +1,181 @@
+"""JSON-ish browser exports: read the text, parse it once, say what it is.
+
+Shared by the HAR and DevTools readers: gzip, a byte-order mark, a JSONP
+wrapper (``.harp``), and broken JSON reported with its line and column.
+
+The stdlib parser is used on purpose: ``json.loads`` is C code and parses tens
+of MB in well under a second; an incremental parser (ijson) would save memory
+only when entries keep their bodies, and the HAR reader drops bodies as it
+parses (see ``har.py``), so the peak stays near twice the file's size.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import re
+import zlib
+from typing import Any, Callable
+
+from traceviz.errors import InputError
+
+GZIP_MAGIC = b"\x1f\x8b"
+# Decompressed JSON larger than this is refused rather than read: a gzip header
+# may claim anything, and a small file can inflate without bound.
+MAX_JSON_BYTES = 2 << 30
+SNIFF_BYTES = 64 << 10
+
+_JSONP = re.compile(rb"\A\s*([A-Za-z_$][\w$.]*)\s*\(")
+
+
+def read_bytes(path: str, limit: int | None = None) -> tuple[bytes, bool]:
+    """The file's bytes, gunzipped when they start with gzip's magic; (data, was_gzip)."""
+    limit = MAX_JSON_BYTES if limit is None else limit
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(limit + 1)
+    except OSError as exc:
+        raise InputError(path, f"cannot read: {exc.strerror or exc}") from None
+    if raw[:2] != GZIP_MAGIC:
+        if len(raw) > limit:
+            raise InputError(path, f"larger than {limit >> 20} MiB of JSON; refusing to load")
+        return raw, False
+    return _gunzip(path, raw, limit), True
+
+
+def _gunzip(path: str, raw: bytes, limit: int) -> bytes:
+    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        out = d.decompress(raw, limit + 1)
+    except zlib.error as exc:
+        raise InputError(path, f"broken gzip data: {exc}") from None
+    if len(out) > limit or d.unconsumed_tail:
+        raise InputError(path, f"inflates to more than {limit >> 20} MiB; refusing to load")
+    return out
+
+
+def head_bytes(path: str, n: int = SNIFF_BYTES) -> bytes:
+    """The first ``n`` (decompressed) bytes, bounded whatever the file claims."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(n if n > 4096 else 4096)
+            if raw[:2] != GZIP_MAGIC:
+                return raw[:n]
+            d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            out = d.decompress(raw, n)
+            while len(out) < n:
+                chunk = d.unconsumed_tail or f.read(65536)
+                if not chunk:
+                    break
+                out += d.decompress(chunk, n - len(out))
+            return out
+    except (OSError, zlib.error) as exc:
+        raise InputError(path, f"cannot read: {exc}") from None
+
+
+def decode_text(path: str, data: bytes) -> str:
+    """UTF-8 (with or without BOM) or UTF-16 with a BOM, as Windows tools save HARs."""
+    if data.startswith(codecs.BOM_UTF16_LE) or data.startswith(codecs.BOM_UTF16_BE):
+        encoding = "utf-16"
+    else:
+        encoding = "utf-8-sig"
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise InputError(path, f"not UTF-8 text (line {line}): {exc.reason}") from None
+
+
+def unwrap_jsonp(text: str) -> tuple[str, str | None]:
+    """``cb({...})`` -> ``   {...} `` with the same length, so line/column stay true."""
+    m = _JSONP.match(text.encode("utf-8", "ignore")[:256])
+    if not m:
+        return text, None
+    head = text.index("(") + 1
+    tail = text.rstrip().rstrip(";").rstrip()
+    if not tail.endswith(")"):
+        return text, None
+    end = len(tail) - 1
+    return " " * head + text[head:end] + " " * (len(text) - end), m.group(1).decode()
+
+
+def parse(path: str, object_hook: Callable[[dict], Any] | None = None) -> tuple[Any, dict]:
+    """Parse a JSON-ish browser export; returns (value, facts about the wrapping)."""
+    data, gz = read_bytes(path)
+    if not data.strip():
+        raise InputError(path, "empty file")
+    text = decode_text(path, data)
+    del data
+    text, callback = unwrap_jsonp(text)
+    try:
+        value = json.loads(text, object_hook=object_hook)
+    except json.JSONDecodeError as exc:
+        raise InputError(path, f"broken JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    except RecursionError:
+        raise InputError(path, "JSON nested too deeply to read") from None
+    return value, {"compressed": gz, "jsonp": callback, "size": len(text)}
+
+
+def classify(value: Any) -> str | None:
+    """``har``, ``devtools-trace``, ``devtools-log`` or None, from the parsed structure."""
+    if isinstance(value, dict):
+        log = value.get("log")
+        if isinstance(log, dict) and isinstance(log.get("entries"), list):
+            return "har"
+        if isinstance(value.get("traceEvents"), list):
+            return "devtools-trace"
+        for key in ("messages", "log", "devtoolsLog", "defaultPass"):
+            if isinstance(value.get(key), list) and _looks_like_cdp(value[key]):
+                return "devtools-log"
+        return None
+    if isinstance(value, list) and value:
+        if _looks_like_trace(value):
+            return "devtools-trace"
+        if _looks_like_cdp(value):
+            return "devtools-log"
+    return None
+
+
+def _sample(items: list, n: int = 50) -> list:
+    return [x for x in items[:n] if isinstance(x, dict)]
+
+
+def _looks_like_trace(items: list) -> bool:
+    sample = _sample(items)
+    return bool(sample) and sum(1 for e in sample if "ph" in e and "name" in e) * 2 > len(sample)
+
+
+def _looks_like_cdp(items: list) -> bool:
+    sample = _sample(items)
+    if not sample:
+        return False
+    hits = 0
+    for m in sample:
+        if isinstance(m.get("method"), str) and "." in m["method"]:
+            hits += 1
+        elif isinstance(m.get("message"), (str, dict)):   # chromedriver performance log
+            hits += 1
+    return hits * 2 > len(sample)
+
+
+_SNIFF = (
+    (re.compile(rb'"log"\s*:\s*\{'), "har"),
+    (re.compile(rb'"traceEvents"\s*:\s*\['), "devtools-trace"),
+    (re.compile(rb'"ph"\s*:\s*"'), "devtools-trace"),
+    (re.compile(rb'"method"\s*:\s*"(Network|Page|Target|Runtime|Security|Emulation|Log|Inspector)\.'), "devtools-log"),
+    (re.compile(rb'\\"method\\"\s*:\s*\\"(Network|Page)\.'), "devtools-log"),
+)
+
+
+def sniff_json(path: str) -> str | None:
+    """Guess the kind from the first 64 KiB, without parsing the whole file.
+
+    A cheap first look for ``traceviz info``; ``load_browser`` still decides
+    from the parsed structure.
+    """
+    head = head_bytes(path)
+    head = head.lstrip(b"\xef\xbb\xbf").lstrip()
+    if head[:1] not in (b"{", b"[") and not _JSONP.match(head[:256]):
+        return None
+    found = [(m.start(), kind) for rx, kind in _SNIFF for m in [rx.search(head)] if m]
+    return min(found)[1] if found else None

@@ -1,0 +1,44 @@
+"""The frame index a capture reader produces: the hand-off to the decoders.
+
+A reader (pcap.py, pcapng.py) walks the file once and records, per frame,
+where its bytes are and when it was seen.  No per-packet Python objects are
+kept: the columns are numpy arrays over one buffer, so the index tier in
+``decode/index.py`` can pull header fields for a million frames at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class Capture:
+    path: str
+    format: str                    # "pcap" or "pcapng"
+    buf: bytes                     # the whole (decompressed) file
+    ts: np.ndarray                 # float64 epoch seconds, one per frame
+    data_off: np.ndarray           # int64 offset in buf of the frame's first byte
+    caplen: np.ndarray             # int64 captured bytes
+    wire_len: np.ndarray           # int64 original length on the wire (frame.len)
+    linktype: np.ndarray           # int32 DLT/LINKTYPE per frame (pcapng: per interface)
+    iface: np.ndarray              # int32 interface id (pcap: all 0)
+    compressed: bool = False
+    # pcapng Decryption Secrets Blocks: (secrets_type, raw bytes).  Key material:
+    # never printed, serialised or exported.
+    secrets: list[tuple[int, bytes]] = field(default_factory=list, repr=False)
+    warnings: list[str] = field(default_factory=list)
+    detail: dict = field(default_factory=dict)   # snaplen, byte order, tsresol, version...
+    # int64 epoch nanoseconds, one per frame: exact where float64 ``ts`` is not
+    # (float64 keeps ~0.2 us at today's epoch).  None if a reader cannot tell.
+    ts_ns: np.ndarray | None = field(default=None, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    def frame_bytes(self, frame: int) -> bytes:
+        """The captured bytes of 1-based ``frame``."""
+        i = frame - 1
+        off = int(self.data_off[i])
+        return bytes(self.buf[off:off + int(self.caplen[i])])

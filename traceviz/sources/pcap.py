@@ -1,0 +1,147 @@
+"""Classic libpcap files: microsecond and nanosecond magic, both byte orders.
+
+The record walk is sequential (each record's length says where the next one
+starts), so it is one tight Python loop that only follows ``incl_len`` and
+notes each record's offset.  Everything else (timestamps, lengths) is pulled
+afterwards for all records at once with numpy.  Hand-written rather than dpkt
+because dpkt builds a Python object per packet, which is the cost we avoid.
+"""
+
+from __future__ import annotations
+
+import struct
+from array import array
+
+import numpy as np
+
+from traceviz.errors import InputError, describe
+from traceviz.sources.capture import Capture
+from traceviz.sources.gather import Gather
+
+# magic bytes -> (byte order, fraction units per second, record header size)
+MAGICS = {
+    b"\xd4\xc3\xb2\xa1": ("<", 1_000_000, 16),
+    b"\xa1\xb2\xc3\xd4": (">", 1_000_000, 16),
+    b"\x4d\x3c\xb2\xa1": ("<", 1_000_000_000, 16),
+    b"\xa1\xb2\x3c\x4d": (">", 1_000_000_000, 16),
+    # Alexey Kuznetzov's patched libpcap: 8 more bytes per record header.
+    b"\x34\xcd\xb2\xa1": ("<", 1_000_000, 24),
+    b"\xa1\xb2\xcd\x34": (">", 1_000_000, 24),
+}
+
+# Wireshark refuses records larger than this (WTAP_MAX_PACKET_SIZE_STANDARD);
+# a bigger claim means the file is damaged, whatever the snaplen says.
+MAX_RECORD = 262_144
+
+FILE_HEADER = 24
+
+
+def parse(buf: bytes, path: str) -> Capture:
+    """Index every record of the pcap file held in ``buf``."""
+    if len(buf) < FILE_HEADER:
+        raise InputError(path, f"pcap file header cut short ({len(buf)} of {FILE_HEADER} bytes)")
+    magic = bytes(buf[:4])
+    if magic not in MAGICS:
+        raise InputError(path, "not a pcap file (unknown magic number)")
+    order, units, rec_hdr = MAGICS[magic]
+    major, minor, _zone, _sigfigs, snaplen, network = struct.unpack_from(order + "HHiIII", buf, 4)
+    if major != 2:
+        raise InputError(path, f"unsupported pcap version {major}.{minor}")
+    # The low 16 bits are the link type; the high bits carry FCS information.
+    linktype = network & 0xFFFF
+    # Files older than format 2.4 may have incl_len and orig_len swapped
+    # (Wireshark's libpcap reader swaps them when incl_len > orig_len).
+    maybe_swapped = minor < 4
+
+    offs, stop = _walk(buf, order, rec_hdr, maybe_swapped)
+    warnings: list[str] = []
+    nframes = len(offs)
+    if stop is not None:
+        if nframes == 0:
+            raise InputError(path, stop, 1)
+        warnings.append(describe(path, f"{stop}; analysed {plural(nframes)}", nframes + 1))
+
+    hdr = Gather(buf).raw(offs, 16).view(order + "u4").astype(np.int64)
+    sec, frac, incl, orig = hdr[:, 0], hdr[:, 1], hdr[:, 2], hdr[:, 3]
+    if maybe_swapped:
+        swap = incl > orig
+        incl, orig = np.where(swap, orig, incl), np.where(swap, incl, orig)
+    ts_ns = sec * 1_000_000_000 + frac * (1_000_000_000 // units)
+    ts = sec.astype(np.float64) + frac.astype(np.float64) / units
+    n = len(offs)
+    cap = Capture(
+        path=path,
+        format="pcap",
+        buf=buf,
+        ts=ts,
+        data_off=offs + rec_hdr,
+        caplen=np.ascontiguousarray(incl),
+        wire_len=np.ascontiguousarray(orig),
+        linktype=np.full(n, linktype, np.int32),
+        iface=np.zeros(n, np.int32),
+        warnings=warnings,
+        detail={
+            "version": f"{major}.{minor}",
+            "byte_order": "little" if order == "<" else "big",
+            "tsresol": "nsec" if units == 1_000_000_000 else "usec",
+            "snaplen": snaplen,
+            "linktypes": [linktype],
+        },
+    )
+    cap.ts_ns = ts_ns
+    return cap
+
+
+def _walk(buf: bytes, order: str, rec_hdr: int, maybe_swapped: bool) -> tuple[np.ndarray, str | None]:
+    """Offsets of the records' headers, and why the walk stopped early (or None).
+
+    The hot loop: one ``unpack_from`` and one append per record.
+    """
+    if maybe_swapped:
+        return _walk_old(buf, order, rec_hdr)
+    incl_at = struct.Struct(order + "I").unpack_from
+    offs = array("q")
+    append = offs.append
+    n = len(buf)
+    off = FILE_HEADER
+    last = n - rec_hdr
+    limit = MAX_RECORD
+    while off <= last:
+        incl, = incl_at(buf, off + 8)
+        nxt = off + rec_hdr + incl
+        if nxt > n or incl > limit:
+            return _done(offs), _why(incl, n - off - rec_hdr)
+        append(off)
+        off = nxt
+    return _done(offs), (f"record header cut short ({n - off} of {rec_hdr} bytes)" if off < n else None)
+
+
+def _walk_old(buf: bytes, order: str, rec_hdr: int) -> tuple[np.ndarray, str | None]:
+    """Like ``_walk``, for format versions before 2.4 (lengths maybe swapped)."""
+    lengths = struct.Struct(order + "II").unpack_from
+    offs = array("q")
+    n = len(buf)
+    off = FILE_HEADER
+    while off <= n - rec_hdr:
+        incl, orig = lengths(buf, off + 8)
+        if incl > orig:
+            incl = orig
+        if off + rec_hdr + incl > n or incl > MAX_RECORD:
+            return _done(offs), _why(incl, n - off - rec_hdr)
+        offs.append(off)
+        off += rec_hdr + incl
+    return _done(offs), (f"record header cut short ({n - off} of {rec_hdr} bytes)" if off < n else None)
+
+
+def _why(incl: int, left: int) -> str:
+    if incl > MAX_RECORD:
+        return f"record claims {incl} bytes, more than the {MAX_RECORD}-byte maximum; damaged file"
+    return f"record cut short (needs {incl} bytes, {left} left)"
+
+
+def _done(offs: array) -> np.ndarray:
+    return np.frombuffer(offs, dtype=np.int64).copy() if len(offs) else np.zeros(0, np.int64)
+
+
+def plural(frames: int) -> str:
+    return f"{frames} frame" if frames == 1 else f"{frames} frames"

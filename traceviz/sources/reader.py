@@ -1,0 +1,160 @@
+"""Open a capture file, whatever its kind: pcap or pcapng, maybe gzipped.
+
+The format is sniffed from the first bytes, never the file name.  A gzip
+wrapper is undone in bounded steps, so a small file that inflates to
+something huge (a gzip bomb) stops with an error instead of eating memory.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import zlib
+
+from traceviz.errors import InputError
+from traceviz.sources import pcap, pcapng
+from traceviz.sources.capture import Capture
+
+GZIP_MAGIC = b"\x1f\x8b"
+PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
+
+# Most bytes a gzipped capture may inflate to.  Override with the environment
+# variable TRACEVIZ_MAX_INFLATE (bytes).
+MAX_INFLATE = 4 * 1024 ** 3
+_CHUNK = 1 << 20
+# Files at least this big are memory-mapped rather than copied into memory:
+# reading 1 GB costs about a second, mapping it (pages already cached) nothing.
+MMAP_FROM = 32 * 1024 ** 2
+
+
+def sniff_bytes(head: bytes) -> str:
+    """``pcap``, ``pcapng`` or ``unknown`` from a file's first (decompressed) bytes."""
+    if head[:4] in pcap.MAGICS:
+        return "pcap"
+    if head[:4] == PCAPNG_MAGIC:
+        return "pcapng"
+    return "unknown"
+
+
+def sniff(path: str | os.PathLike) -> str:
+    """``pcap``, ``pcapng`` or ``unknown``; gzip-wrapped files count as what they hold."""
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+            if head[:2] == GZIP_MAGIC:
+                f.seek(0)
+                head, _ = _inflate(f, path, limit=64)
+    except OSError as exc:
+        raise InputError(path, f"cannot read: {exc.strerror or exc}") from None
+    except InputError:
+        return "unknown"
+    return sniff_bytes(head)
+
+
+def read_capture(path: str | os.PathLike) -> Capture:
+    """Read a whole capture file into a :class:`Capture` frame index.
+
+    Raises ``InputError`` when nothing usable can be read; a partly usable file
+    yields a Capture whose ``warnings`` say what was lost.
+    """
+    path = os.fspath(path)
+    warnings = []
+    compressed = False
+    try:
+        with open(path, "rb") as f:
+            head = f.read(2)
+            f.seek(0)
+            if head == GZIP_MAGIC:
+                compressed = True
+                buf, note = _inflate(f, path, limit=_max_inflate())
+                if note:
+                    warnings.append(f"{path}: {note}")
+            else:
+                buf = _contents(f)
+    except OSError as exc:
+        raise InputError(path, f"cannot read: {exc.strerror or exc}") from None
+    if not buf:
+        raise InputError(path, "empty file" if not compressed else "gzip file holds nothing")
+    kind = sniff_bytes(buf[:4])
+    if kind == "pcap":
+        cap = pcap.parse(buf, path)
+    elif kind == "pcapng":
+        cap = pcapng.parse(buf, path)
+    else:
+        raise InputError(path, "not a capture file (no pcap or pcapng magic number)")
+    cap.compressed = compressed
+    cap.warnings[:0] = warnings
+    if len(cap) == 0:
+        cap.warnings.append(f"{path}: the capture holds no packets")
+    return cap
+
+
+def _contents(f):
+    """The file's bytes: a read-only memory map for big files, else ``bytes``.
+
+    A map behaves like ``bytes`` for slicing, ``struct`` and ``numpy``.  (Like
+    any mapped file, it must not be truncated while it is being read.)
+    """
+    size = os.fstat(f.fileno()).st_size
+    if size >= MMAP_FROM and hasattr(mmap, "PROT_READ"):
+        try:
+            flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+            return mmap.mmap(f.fileno(), 0, flags=flags, prot=mmap.PROT_READ)
+        except (OSError, ValueError):
+            pass
+    return f.read()
+
+
+def _max_inflate() -> int:
+    try:
+        return int(os.environ.get("TRACEVIZ_MAX_INFLATE", MAX_INFLATE))
+    except ValueError:
+        return MAX_INFLATE
+
+
+def _inflate(f, path: str, limit: int) -> tuple[bytes, str | None]:
+    """Up to ``limit`` decompressed bytes of the gzip stream(s) in ``f``.
+
+    Returns the bytes and a note when the stream was cut short.  Raises
+    ``InputError`` when the stream is not gzip or inflates past ``limit``
+    (unless ``limit`` is a sniffing prefix, which is simply returned).
+    """
+    out = bytearray()
+    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    pending = b""
+    sniffing = limit < _CHUNK
+    try:
+        while True:
+            if not pending:
+                pending = f.read(_CHUNK)
+                if not pending:
+                    break
+            room = limit - len(out) + 1      # one byte more tells us it overflowed
+            out += d.decompress(pending, room)
+            pending = d.unconsumed_tail
+            if len(out) > limit:
+                if sniffing:
+                    return bytes(out[:limit]), None
+                raise InputError(path, f"gzip data inflates past {limit} bytes; refusing (set TRACEVIZ_MAX_INFLATE to allow more)")
+            if d.eof:
+                # Concatenated gzip members are one stream (as gzip -d does).
+                rest = d.unused_data + pending
+                d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                pending = rest
+                if not rest:
+                    nxt = f.read(_CHUNK)
+                    if not nxt:
+                        return bytes(out), None
+                    pending = nxt
+                if pending[:2] != GZIP_MAGIC:
+                    return bytes(out), "trailing bytes after the gzip data ignored"
+    except zlib.error as exc:
+        if out:
+            return bytes(out), f"gzip data damaged after {len(out)} bytes ({exc})"
+        raise InputError(path, f"damaged gzip data ({exc})") from None
+    if not d.eof and out:
+        return bytes(out), "gzip data cut short"
+    if not out:
+        raise InputError(path, "gzip data cut short before any content")
+    return bytes(out), None
