@@ -39,8 +39,9 @@ LIST_MAX = 4              # name at most this many conns in one sentence
 
 
 def applies(tl) -> bool:
+    """TCP connections whose packets were captured (a HAR's connections have no SYNs to time)."""
     c = tl.connections
-    return len(c) > 0 and bool((c["transport"] == "tcp").any())
+    return len(c) > 0 and bool(((c["transport"] == "tcp") & c["syn"].notna()).any())
 
 
 def analyze(tl, conn: int | None = None) -> Finding:
@@ -148,9 +149,9 @@ def explain(rows: pd.DataFrame, summary: dict, packets: pd.DataFrame | None = No
     """Plain-language findings, the most important first."""
     if not len(rows):
         return ["No TCP connections in this capture."]
-    problems = (_syn_retries(rows) + _refused(rows) + _unanswered(rows, packets) + _abandoned(rows)
+    problems = (_syn_retries(rows) + _refused(rows) + _unanswered(rows, packets) + _abandoned(rows, packets)
                 + _reordered(rows))
-    out = [_overview(summary)] + problems + _slowest(rows, summary)
+    out = [_overview(summary)] + problems + _timing(rows)
     if not problems and summary["completed"] == summary["connections"]:
         out.append("Every handshake completed at the first attempt: nothing unusual.")
     return [line[0].upper() + line[1:] for line in out]
@@ -178,32 +179,31 @@ def _syn_retries(rows: pd.DataFrame) -> list[str]:
     lost_synack = hit[hit["synack_lost"]]
     hit = hit[~hit["synack_lost"]]
     # Group connections that waited about as long: one sentence per distinct wait.
-    waits = hit["syn_wait"].where(hit["syn_wait"].notna(), other=np.nan)
     groups: dict[float, list] = {}
-    for r, w in zip(hit.itertuples(index=False), waits):
-        total = w if not pd.isna(w) else sum(_backoff(r.syn_backoff))
-        groups.setdefault(round(float(total), 1), []).append(r)
-    for wait, rs in sorted(groups.items(), key=lambda kv: -kv[0]):
+    for r in hit.itertuples(index=False):
+        groups.setdefault(round(float(r.syn_wait), 1), []).append(r)
+    for _, rs in sorted(groups.items(), key=lambda kv: -kv[0]):
+        wait = float(np.mean([r.syn_wait for r in rs]))
         tries = int(sum(int(r.syn_retransmits) for r in rs))
         gaps = sorted({round(g, 2) for r in rs for g in _backoff(r.syn_backoff)})
         who = "1 connection" if len(rs) == 1 else f"{len(rs)} connections"
         first = f"{who} ({_conn_list([r.conn for r in rs])}) waited {_dur(wait)} for a retransmitted SYN"
         if tries > len(rs):
             first += f" ({tries} retransmissions)"
-        why = ("the first SYN got no reply, so the client's kernel sent it again when its "
-               "retransmission timer expired")
+        one = len(rs) == 1
+        why = (f"{'its' if one else 'each'} first SYN got no reply, and the client's kernel resent it "
+               f"when its retransmission timer ran out")
+        if gaps:
+            why += f" ({_gap_text(gaps)})"
         if gaps and gaps[0] >= 0.9:
-            why += (f" ({_gap_text(gaps)}: the initial retransmission timeout (RTO) is 1 s by RFC 6298, "
-                    f"as on Linux, and doubles with each retry)")
-        elif gaps:
-            why += f" (after {_gap_text(gaps)})"
+            why += ". The timer starts at 1 s (RFC 6298; Linux) and doubles with each retry"
         answered = [r for r in rs if not pd.isna(r.ack)]
-        tail = ""
         if answered and len(answered) == len(rs):
-            tail = "; the SYN or its SYN-ACK was lost, or the server's listen queue was full"
+            why += (". Somewhere between the capture point and the server the SYN or its SYN-ACK was "
+                    "lost, or the server dropped the SYN (a full listen queue)")
         elif not answered:
-            tail = "; no SYN was ever answered"
-        out.append(f"{first}: {why}{tail}.")
+            why += ". No SYN was ever answered"
+        out.append(f"{first}: {why}.")
     for r in lost_synack.itertuples(index=False):
         out.append(f"conn {r.conn} waited {_dur(r.syn_wait)} for a retransmitted SYN although the server had "
                    f"answered: its SYN-ACK passed the capture point {_dur(r.synack - r.syn)} after the first "
@@ -238,7 +238,9 @@ def _unanswered(rows: pd.DataFrame, packets: pd.DataFrame | None) -> list[str]:
             out.append(f"{to}: {what} got no reply before the client gave up and reset the connection "
                        f"({after} after its first SYN).")
         else:
-            out.append(f"{to}: {what} got no reply in the capture: the server or something on the path "
+            gaps = [g for b in grp["syn_backoff"] for g in _backoff(b)]
+            when = f" ({_gap_text(gaps).replace('after', 'resent after', 1)})" if gaps and n == 1 else ""
+            out.append(f"{to}: {what} got no reply in the capture{when}: the server or something on the path "
                        f"dropped {'it' if tries == 1 else 'them'} silently, or the capture ended first.")
     return out
 
@@ -254,10 +256,16 @@ def _client_resets(packets: pd.DataFrame | None, conns: pd.DataFrame) -> dict[in
     return {int(c): float(t - syn.loc[c]) for c, t in first.items() if c in syn.index and not pd.isna(syn.loc[c])}
 
 
-def _abandoned(rows: pd.DataFrame) -> list[str]:
+def _abandoned(rows: pd.DataFrame, packets: pd.DataFrame | None) -> list[str]:
     gave_up = rows[rows["synack"].isna() & (rows["close"].astype("string") == "rst-client")]
     if not len(gave_up):
         return []
+    after = _client_resets(packets, gave_up)
+    if len(gave_up) == 1 and after:
+        conn = int(gave_up["conn"].iloc[0])
+        return [f"conn {conn}: the client reset the connection {_dur(after[conn])} after its first SYN, before "
+                f"any SYN-ACK arrived: it gave up on the handshake (a cancelled connect or an application "
+                f"timeout), not the server."]
     return [f"{_conns_word(gave_up)} reset by the client before any SYN-ACK arrived "
             f"({_conn_list(gave_up['conn'].tolist())}): the client gave up on the handshake."]
 
@@ -271,17 +279,41 @@ def _reordered(rows: pd.DataFrame) -> list[str]:
             f"file); the handshake cannot be split into its server and client halves."]
 
 
-def _slowest(rows: pd.DataFrame, s: dict) -> list[str]:
+def _timing(rows: pd.DataFrame) -> list[str]:
+    """The slowest handshake when it stands out, and where the capture point sits on the path."""
     done = rows[rows["irtt"].notna()]
-    if len(done) < 2:
-        text = _split_text(done.iloc[0], "the handshake") if len(done) == 1 else ""
-        return [text] if "capture point" in text else []     # else the overview said it all
-    r = done.loc[done["irtt"].idxmax()]
-    text = _split_text(r, f"the slowest handshake, conn {r['conn']},")
+    if not len(done):
+        return []
     median = done["irtt"].median()
-    if len(done) >= 5 and median > 0 and r["irtt"] >= 3 * median:
-        text += f" That is {r['irtt'] / median:.0f}\u00d7 the median."
-    return [text]
+    slow = done.loc[done["irtt"].idxmax()]
+    if len(done) == 1:
+        text = _split_text(slow, "the handshake")
+        return [text] if "capture point" in text else []     # else the overview said it all
+    out = []
+    if slow["irtt"] >= 1.5 * median and slow["irtt"] - median >= 0.001:
+        text = _split_text(slow, f"the slowest handshake, conn {slow['conn']},")
+        if median > 0 and slow["irtt"] >= 3 * median:
+            text += f" That is {slow['irtt'] / median:.0f}\u00d7 the median."
+        out.append(text)
+    where = _capture_point(done)
+    return out + ([where] if where else [])
+
+
+def _capture_point(done: pd.DataFrame) -> str | None:
+    """Every handshake split the same lopsided way says which end the capture was taken at."""
+    ok = done[(done["irtt"] >= 20e-6) & done["server_half"].notna() & done["client_half"].notna()]
+    if len(ok) < 2:
+        return None
+    share = ok["server_half"] / ok["irtt"]
+    if share.min() >= 0.9:
+        return (f"The capture point sits next to the client: SYN \u2192 SYN-ACK is practically the whole "
+                f"round trip (median {_dur(ok['server_half'].median())}), and the client answers a SYN-ACK "
+                f"within {_dur(ok['client_half'].median())}.")
+    if share.max() <= 0.1:
+        return (f"The capture point sits next to the server: the server answers a SYN within "
+                f"{_dur(ok['server_half'].median())}, and SYN-ACK \u2192 ACK, the path to the client and "
+                f"back, takes the rest (median {_dur(ok['client_half'].median())}).")
+    return None
 
 
 def _split_text(r, subject: str) -> str:

@@ -45,6 +45,7 @@ def analyze(tl) -> Finding:
     rows = latency_rows(req)
     summary = summarize(req)
     answer = explain(req, rows, summary)
+    problems = _tails(rows)          # a tail far above its median is what --fail stops on
     figures = {}
     if req["ttfb"].notna().any():
         by_host = percentile_table(req, "host", "ttfb")
@@ -53,7 +54,8 @@ def analyze(tl) -> Finding:
         figures["types"] = lambda theme="light": percentiles(by_type, "time to first byte by content type", theme)
         figures["ecdf"] = lambda theme="light": ecdf(req, "ttfb", by="host", theme=theme)
     return Finding(title=TITLE, question=__doc__.split("\n")[0], rows=rows, summary=summary,
-                   answer=answer, figures=figures, json_fields=JSON_FIELDS, table_fields=TABLE_FIELDS)
+                   answer=answer, figures=figures, json_fields=JSON_FIELDS, table_fields=TABLE_FIELDS,
+                   problems=problems)
 
 
 # --- the tables ---------------------------------------------------------------------------

@@ -36,9 +36,11 @@ def analyze(tl) -> Finding:
     pages = tl.source.detail.get("pages") or []
     summary = summarize(r, tl.connections, pages)
     figures = {"waterfall": lambda theme="light": waterfall(tl.requests, pages, theme)} if len(r) else {}
+    answer = explain(r, summary)
+    problems = [line for line in answer if "got no response" in line]
     return Finding(title=TITLE, question=__doc__.split("\n")[0], rows=r, summary=summary,
-                   answer=explain(r, summary), figures=figures, json_fields=JSON_FIELDS,
-                   table_fields=TABLE_FIELDS)
+                   answer=answer, figures=figures, json_fields=JSON_FIELDS,
+                   table_fields=TABLE_FIELDS, problems=problems)
 
 
 def summarize(r: pd.DataFrame, connections: pd.DataFrame, pages: list[dict]) -> dict:

@@ -105,3 +105,113 @@ def test_parquet_round_trip(corpus, tmp_path):
     back = pd.read_parquet(tmp_path / "requests.parquet")
     assert len(back) == len(tl.requests)
     assert math.isclose(back["start"].min(), tl.requests["start"].min())
+
+
+CAPTURES = Path(__file__).resolve().parents[1] / "captures"
+
+
+def _bundled_facts() -> dict:
+    m = json.loads((CAPTURES / "manifest.json").read_text())
+    items = m if isinstance(m, list) else m.get("captures", list(m.values()))
+    return next(c for c in items if isinstance(c, dict) and c.get("name") == "browser-page-load")
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    if not (CAPTURES / "browser-page-load.har").is_file():
+        pytest.skip("the bundled browser capture is not there")
+    return (_bundled_facts(), load_browser(CAPTURES / "browser-page-load.har"),
+            load_browser(CAPTURES / "browser-page-load.trace.json"))
+
+
+def test_bundled_har_and_trace_agree_with_the_recording(bundled):
+    """One Chromium page load, recorded as HAR (Playwright), DevTools trace and pcap."""
+    facts, har, trace = bundled
+    for tl in (har, trace):
+        r = tl.requests
+        assert len(r) == facts["facts"]["requests"]
+        assert sorted(r["url"]) == sorted(facts["facts"]["urls"])
+        assert dict(r["status"].astype(int).astype(str).value_counts()) == facts["facts"]["statuses"]
+        assert set(r["protocol"]) == set(facts["facts"]["protocols"])
+        assert len(tl.connections) == facts["facts"]["server_connections"]
+        assert r["reused_connection"].sum() == len(r) - 1          # one handshake, then reuse
+    assert har.connections["inferred"].all() and not trace.connections["inferred"].any()
+    # Playwright writes ssl inside connect (as Chromium measures it) and then adds it to
+    # "time" again: TCP connect alone must match the trace's, and the end must not
+    # carry the TLS time twice.
+    h, t = har.requests.set_index("url"), trace.requests.set_index("url")
+    first = facts["facts"]["urls"][0]
+    assert h.at[first, "connect"] == pytest.approx(t.at[first, "connect"], abs=0.001)
+    assert h.at[first, "tls"] == pytest.approx(t.at[first, "tls"], abs=0.001)
+    assert any("twice" in w for w in har.warnings)
+    # Both carry Chromium's own timing for each request: request sent -> first byte is
+    # the same number (Playwright folds "send" into "wait").
+    net = (h["send"].fillna(0) + h["wait"]).loc[t.index] - (t["send"].fillna(0) + t["wait"])
+    assert net.abs().max() < 0.001
+    # The page's first byte lands at the same moment in both (clocks within tens of ms).
+    assert abs((h.at[first, "start"] + h.at[first, "ttfb"]) - (t.at[first, "start"] + t.at[first, "ttfb"])) < 0.03
+
+
+def test_bundled_pcap_agrees_on_the_connection(bundled):
+    import traceviz
+    facts, har, trace = bundled
+    try:
+        pcap = traceviz.load(CAPTURES / "browser-page-load.pcapng", keylog=CAPTURES / "browser-page-load.keys")
+    except (ImportError, InputError) as exc:
+        pytest.skip(f"capture decoding not available: {exc}")
+    tcp = pcap.connections[pcap.connections["transport"] == "tcp"]
+    assert len(tcp) == facts["facts"]["server_connections"] == len(har.connections)
+    c = tcp.iloc[0]
+    # The browser's TCP connect time is the handshake the capture saw (client side, 50 ms RTT).
+    for tl in (har, trace):
+        r = tl.requests.sort_values("start").iloc[0]
+        assert r["connect"] == pytest.approx(c["handshake_rtt"], abs=0.003)
+        # and both clocks put the connect within a few tens of ms of the SYN (the trace's
+        # wall clock is estimated from responseTime; Playwright's HAR has no "blocked")
+        connect_start = r["start"] + (0 if math.isnan(r["blocked"]) else r["blocked"]) + r["dns"]
+        assert abs(connect_start - c["syn"]) < 0.03
+    if len(pcap.requests):
+        assert len(pcap.requests) == len(har.requests)
+
+
+_JUNK = [None, True, -1, 0, 1e308, float("nan"), "", "-1", [], {}, [1], {"a": 1}, "-0001-01-01T00:00:00Z",
+         "<script>", 10 ** 30]
+
+
+def _mutate(v, rng):
+    if isinstance(v, dict):
+        out = {}
+        for k, x in v.items():
+            r = rng.random()
+            if r < 0.04:
+                continue
+            out[k] = rng.choice(_JUNK) if r < 0.1 else _mutate(x, rng)
+        return out
+    if isinstance(v, list):
+        return [_mutate(x, rng) for x in v if rng.random() > 0.03] + ([rng.choice(_JUNK)] if rng.random() < 0.05 else [])
+    return rng.choice(_JUNK) if rng.random() < 0.05 else v
+
+
+@pytest.mark.parametrize("seed", range(24))
+def test_damaged_exports_load_or_fail_cleanly(corpus, tmp_path, seed):
+    """Wrong types anywhere in a real export: a Timeline that keeps the schema, or InputError."""
+    import random
+    from traceviz.charts.waterfall import waterfall
+    rng = random.Random(seed)
+    names = ["har/chrome-with-bom__mitmproxy_with-bom.har", "har/chrome51__harviewer_issue-23.har",
+             "har/firefox111-h2-head__mitmproxy_head-content-length.har",
+             "devtools/frame-metrics-m90__lighthouse.trace.json",
+             "devtools/frame-metrics-m90__lighthouse.devtoolslog.json"]
+    src = corpus / names[seed % len(names)]
+    value = json.loads(src.read_text(encoding="utf-8-sig"))
+    p = tmp_path / "damaged.json"
+    p.write_text(json.dumps(_mutate(value, rng)))
+    try:
+        tl = load_browser(p)
+    except InputError as e:
+        assert str(p) in str(e)
+        return
+    for col, dtype in REQUEST_COLUMNS.items():
+        assert str(tl.requests[col].dtype) == dtype
+    assert ((tl.requests["status"].dropna() >= 100) & (tl.requests["status"].dropna() <= 999)).all()
+    waterfall(tl.requests, tl.source.detail.get("pages"))

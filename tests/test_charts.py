@@ -112,12 +112,17 @@ def timeline(*convs, path="scenario.pcap"):
                     connections=connections, events=ev)
 
 
+def busy_delays(i):
+    """(d_client, d_server) of busy_timeline's connection i: varied, and conn 7 slow on the server side."""
+    return 0.001 + 0.0005 * (i % 3), (0.100 if i == 7 else 0.010 + 0.004 * (i % 5))
+
+
 def busy_timeline(n=12):
     """n connections over a few seconds: varied RTTs, two with a lost SYN, one refused, one unanswered."""
     convs = []
     for i in range(n):
-        kw = dict(client=("10.0.0.1", 41000 + i), d_client=0.001 + 0.0005 * (i % 3),
-                  d_server=0.010 + 0.004 * (i % 5))
+        d_client, d_server = busy_delays(i)
+        kw = dict(client=("10.0.0.1", 41000 + i), d_client=d_client, d_server=d_server)
         if i in (3, 8):
             kw["lost_syns"] = 1
         if i == 5:
@@ -212,7 +217,7 @@ def test_talk_theme_is_a_16_9_slide_with_large_type():
     tpl = fig.layout.template.layout
     assert tpl.font.size >= 20 and tpl.xaxis.tickfont.size >= 20 and tpl.legend.font.size >= 20
     s = theme.sizes("talk")
-    assert s["small"] >= 20 and s["line"] >= 3 * theme.sizes("light")["line"] / 1.6
+    assert s["small"] >= 20 and s["line"] >= 2 * theme.sizes("light")["line"]     # thick lines
     light = theme.apply(go.Figure(), "light")
     assert light.layout.template.layout.paper_bgcolor == "#ffffff"
     assert theme.apply(go.Figure(), "dark").layout.template.layout.paper_bgcolor == theme.colors("dark")["background"]
@@ -329,6 +334,7 @@ def test_label_matches_wireshark_wording():
     assert label({"flags": "SYN", "seq": 0, "ack": pd.NA, "len": 0, "win": 64240},
                  {"mss_client": 1460}, "c2s") == "SYN seq=0 win=64240 mss=1460"
     assert fmt_ms(0.21) == "210 ms" and fmt_ms(1.0) == "1.00 s" and fmt_ms(0.0000521) == "52 \u00b5s"
+    assert fmt_ms(0.999996) == "1.00 s" and fmt_ms(0.09996) == "100 ms" and fmt_ms(0.0099996) == "10.0 ms"
 
 
 # --- RTT view -------------------------------------------------------------------------------
@@ -339,8 +345,7 @@ def test_rtt_view_distribution_and_timeline():
     rows = load_recipe().handshake_rows(tl.connections)
     fig = handshake_rtt_view(rows)
     # scenario: handshake RTT = 2 x (d_client + d_server) for each completed connection
-    want = sorted(2 * ((0.001 + 0.0005 * (i % 3)) + (0.010 + 0.004 * (i % 5))) * 1000
-                  for i in range(12) if i not in (5, 10))
+    want = sorted(2 * sum(busy_delays(i)) * 1000 for i in range(12) if i not in (5, 10))
     ecdf = trace(fig, "ECDF")
     assert list(ecdf.x[1:]) == pytest.approx(want, abs=1e-3)      # to the microsecond
     assert list(ecdf.y) == pytest.approx([0] + [(k + 1) / 10 for k in range(10)])
@@ -384,6 +389,14 @@ def test_export_rejects_unknown_extensions(tmp_path):
     import plotly.graph_objects as go
     with pytest.raises(ValueError, match=r"\.html, \.png or \.svg"):
         export.write(go.Figure(), tmp_path / "chart.pdf")
+
+
+def test_image_export_names_a_bad_browser_path(tmp_path, monkeypatch):
+    import plotly.graph_objects as go
+    monkeypatch.setenv("BROWSER_PATH", str(tmp_path / "no-such-chromium"))
+    with pytest.raises(export.ImageExportError, match="BROWSER_PATH=.*no-such-chromium.*is not an executable"):
+        export.write(go.Figure(), tmp_path / "x.png")
+    assert not (tmp_path / "x.png").exists()
 
 
 needs_browser = pytest.mark.skipif(export.browser() is None,
@@ -471,6 +484,21 @@ def tshark_rows(path, stream):
         rows.append(dict(frame=int(frame), flags=",".join(n for b, n in TSHARK_FLAGS if bits & b),
                          seq=int(seq), ack=int(ack) if ack else None, len=int(length)))
     return rows
+
+
+def test_ladder_of_a_dense_corpus_connection_gives_each_packet_a_row():
+    path, tl = _load("syn-retransmit__suricata-verify_bug-4376.pcap")
+    fig = ladder(tl.packets, tl.connections.iloc[0], events=tl.events, max_packets=60)
+    assert "one row per packet" in fig.layout.yaxis.title.text
+    want = tshark_rows(path, 0)[:60]
+    epoch = subprocess.run(["tshark", "-r", str(path), "-c", "60", "-T", "fields", "-e", "frame.time_epoch"],
+                           capture_output=True, text=True, check=True).stdout.split()
+    ms = [f"{(float(t) - float(epoch[0])) * 1000:.3f}" for t in epoch]
+    assert set(fig.layout.yaxis.ticktext) <= set(ms)            # each tick is a packet's real time
+    # tshark: SYN at .000524, its retransmission at 1.000520 s: the silence is marked, not drawn
+    assert any("1.00 s with no packets" in t for t in annotation_texts(fig))
+    assert len(trace(fig, "packets").hovertext) == len(want) == 60
+    assert "showing the first 60" in fig.layout.title.subtitle.text
 
 
 @pytest.mark.parametrize("name", ["syn-retransmit__suricata-verify_bug-4376.pcap",

@@ -261,3 +261,14 @@ def test_fuzz_mutated_captures(tmp_path, seed, edits, cut):
     for pos, value in edits:
         data[pos % len(data)] = value
     _read_and_index(tmp_path, bytes(data[:max(cut, 4)]))
+
+
+def test_pcapng_packet_block_trailer_mismatch(tmp_path):
+    blocks = [SHB, IDB, epb(eth_frame(0, 80)), epb(eth_frame(1, 80)), epb(eth_frame(2, 80))]
+    third = bytearray(blocks[3])
+    third[-4:] = struct.pack("<I", 12)                    # the trailer disagrees with the header
+    blocks[3] = bytes(third)
+    path = write(tmp_path, "x.pcapng", pcapng(blocks))
+    cap = read_capture(path)
+    assert len(cap) == 1
+    assert cap.warnings[0].startswith(f"{path}: frame 2: packet block's length does not match its trailer")

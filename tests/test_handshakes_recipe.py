@@ -26,7 +26,7 @@ DESIGN_CONNECTION_FIELDS = ["conn", "transport", "client", "server", "first_fram
                             "syn_retransmits", "close", "app", "sni", "alpn", "tls_version"]
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_charts import busy_timeline, tcp_conversation, timeline  # noqa: E402
+from test_charts import busy_delays, busy_timeline, tcp_conversation, timeline  # noqa: E402
 
 
 @lru_cache(maxsize=1)
@@ -42,8 +42,7 @@ def conn_row(**kw):
 
 def known_rtts():
     """busy_timeline's completed handshakes: 2 x (d_client + d_server), by conn."""
-    return {i: 2 * ((0.001 + 0.0005 * (i % 3)) + (0.010 + 0.004 * (i % 5)))
-            for i in range(12) if i not in (5, 10)}
+    return {i: 2 * sum(busy_delays(i)) for i in range(12) if i not in (5, 10)}
 
 
 def test_module_api():
@@ -66,7 +65,7 @@ def test_rows_and_summary_match_the_scenario():
     for conn, rtt in want.items():
         # to the microsecond: epoch floats near 1.7e9 carry ~0.2 us
         assert rows.loc[conn, "irtt"] == pytest.approx(rtt, abs=1e-6)
-        assert rows.loc[conn, "server_half"] == pytest.approx(2 * (0.010 + 0.004 * (conn % 5)), abs=1e-6)
+        assert rows.loc[conn, "server_half"] == pytest.approx(2 * busy_delays(conn)[1], abs=1e-6)
     assert rows.loc[3, "syn_wait"] == pytest.approx(1.0, abs=1e-6) and rows.loc[0, "syn_wait"] == 0
     values = np.array(list(want.values())) * 1000
     s = f.summary
@@ -80,15 +79,31 @@ def test_rows_and_summary_match_the_scenario():
 def test_answer_explains_what_went_wrong():
     answer = load_recipe().analyze(busy_timeline()).answer
     text = "\n".join(answer)
-    assert answer[0].startswith("12 TCP connections; 10 completed the three-way handshake (median 39.5 ms")
+    median = np.median(list(known_rtts().values()))
+    assert answer[0].startswith(f"12 TCP connections; 10 completed the three-way handshake "
+                                f"(median {median * 1000:.1f} ms")
     assert "2 connections (conns 3, 8) waited 1.00 s for a retransmitted SYN" in text
-    assert "initial retransmission timeout (RTO) is 1 s" in text
+    assert "The timer starts at 1 s (RFC 6298; Linux) and doubles with each retry" in text
     assert "Port 81 on 10.0.0.2 refused the connection (conn 5; RST in reply to SYN)" in text
     assert "Conn 10 to 10.0.0.9:80: 3 SYNs got no reply" in text
-    # conn 4 is slowest: d_client 1.5 ms, d_server 26 ms -> 55 ms, 52 ms of it server side
-    assert "The slowest handshake, conn 4, took 55.0 ms: 52.0 ms of it on the server side" in text
+    # conn 7 is slowest: d_client 1.5 ms, d_server 100 ms -> 203 ms, 200 ms of it server side
+    assert ("The slowest handshake, conn 7, took 203 ms: 200 ms of it on the server side of the capture "
+            f"point (SYN \u2192 SYN-ACK). That is {0.203 / median:.0f}\u00d7 the median.") in text
     # the unanswered connection is told once, not also as a "retransmitted SYN" wait
     assert sum("onn 10" in line for line in answer) == 1
+
+
+def test_answer_places_the_capture_point():
+    near_client = [tcp_conversation(i, 1.7e9 + i, client=("10.0.0.1", 100 + i), d_client=0.0002,
+                                    d_server=0.012 + 0.001 * i) for i in range(3)]
+    text = "\n".join(load_recipe().analyze(timeline(*near_client)).answer)
+    assert ("The capture point sits next to the client: SYN \u2192 SYN-ACK is practically the whole round "
+            "trip (median 26.0 ms), and the client answers a SYN-ACK within 400 \u00b5s.") in text
+    near_server = [tcp_conversation(i, 1.7e9 + i, client=("10.0.0.1", 100 + i), d_client=0.030,
+                                    d_server=0.0001) for i in range(3)]
+    text = "\n".join(load_recipe().analyze(timeline(*near_server)).answer)
+    assert "The capture point sits next to the server: the server answers a SYN within 200 \u00b5s" in text
+    assert "The slowest" not in text         # all alike: none stands out
 
 
 def test_answer_when_all_is_well_and_client_side_slow():
@@ -194,8 +209,8 @@ def test_summary_agrees_with_tshark(name):
     assert s["connections"] == len(truth)
     assert s["syn_retries"] == sum(max(t["syns"] - 1, 0) for t in truth.values())
     refused = sum(1 for t in truth.values() if t["syns"] and not t["synack"] and "server" in t["rst_from"])
-    # unanswered: the server never sent a thing (a client giving up with an RST is still unanswered)
-    unanswered = sum(1 for t in truth.values() if t["syns"] and not t["server_spoke"])
+    # unanswered: nobody answered the SYN, not even with an RST (a client giving up with one is rst-client)
+    unanswered = sum(1 for t in truth.values() if t["syns"] and not t["server_spoke"] and not t["rst_from"])
     assert s["refused"] == refused and s["unanswered"] == unanswered
     rows = f.rows.set_index("conn")
     completed = {k: t for k, t in truth.items() if t["irtt"] is not None}
@@ -219,6 +234,10 @@ def test_corpus_answers():
     path, tl = _load("syn-only-unanswered__zeek.pcap")
     text = "\n".join(load_recipe().analyze(tl).answer)
     assert "Conn 0 to 192.150.187.43:80: a SYN got no reply in the capture" in text
+    path, tl = _load("syn-then-rst__zeek.pcap")
+    text = "\n".join(load_recipe().analyze(tl).answer)
+    # tshark: SYN at 1599865259.118652, the client's RST at .118961
+    assert "Conn 0: the client reset the connection 309 \u00b5s after its first SYN, before any SYN-ACK" in text
 
 
 def test_standalone_script_json():
@@ -238,3 +257,50 @@ def test_standalone_script_json():
     assert [r["conn"] for r in rows] == [0, 1]
     assert list(rows[0])[:len(DESIGN_CONNECTION_FIELDS)] == DESIGN_CONNECTION_FIELDS
     assert rows[0]["close"] == "refused" and rows[0]["server"] == "127.0.0.1:8442"
+
+
+# --- the bundled recording, whose facts are known from how it was made ----------------------
+
+BUNDLED = ROOT / "captures" / "tcp-handshakes.pcapng"
+
+
+def _bundled():
+    import traceviz
+    if not BUNDLED.is_file():
+        pytest.skip(f"{BUNDLED} not recorded yet")
+    try:
+        return traceviz.load(BUNDLED)
+    except Exception as exc:
+        pytest.skip(f"traceviz.load cannot read {BUNDLED.name} yet: {type(exc).__name__}: {exc}")
+
+
+def test_bundled_capture_facts():
+    entries = json.loads((ROOT / "captures" / "manifest.json").read_text())["captures"]
+    facts = next(e for e in entries if e["name"] == "tcp-handshakes")["facts"]
+    f = load_recipe().analyze(_bundled())
+    s = f.summary
+    outcomes = [c["outcome"] for c in facts["connections"]]
+    assert s["connections"] == len(facts["connections"])
+    assert s["refused"] == outcomes.count("refused") and s["unanswered"] == outcomes.count("unanswered")
+    assert s["syn_retries"] == sum(c["syns"] - 1 for c in facts["connections"])
+    # netem-style relay: 12.5 ms each way, so every completed handshake is ~25 ms
+    assert s["median_handshake_ms"] == pytest.approx(facts["rtt_ms"], abs=1.0)
+    by_client = f.rows.set_index("client")
+    for c in facts["connections"]:
+        assert by_client.loc[c["client"], "close"] == c["outcome"], c
+        assert by_client.loc[c["client"], "server"] == c["server"]
+    text = "\n".join(f.answer)
+    # recorded on the client's interface: the whole round trip is beyond the capture point
+    assert "The capture point sits next to the client" in text
+    assert "Port 9009 on 10.77.0.2 refused the connection" in text
+
+
+def test_bundled_capture_agrees_with_tshark():
+    tl = _bundled()
+    truth = tshark_truth(BUNDLED)
+    rows = load_recipe().analyze(tl).rows.set_index("conn")
+    assert len(rows) == len(truth)
+    for stream, t in truth.items():
+        if t["irtt"] is not None:
+            assert rows.loc[stream, "irtt"] == pytest.approx(t["irtt"], abs=1.5e-6)
+        assert rows.loc[stream, "syn_retransmits"] == max(t["syns"] - 1, 0)

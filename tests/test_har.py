@@ -281,3 +281,42 @@ def test_many_entries(tmp_path):
     assert len(r) == n
     assert (r["status"] == 404).sum() == n // 10
     assert r["host"].nunique() == 7
+
+
+def test_webpagetest_and_playwright_fields(tmp_path):
+    """WebPageTest names the socket ``_socket`` and the address ``_ip_addr``; Playwright ``_serverPort``."""
+    e1 = _entry("https://w.example/a", "2024-01-01T00:00:00.000Z", 100, connect=30, ssl=20)
+    e1.update({"_socket": 7, "_ip_addr": "192.0.2.7"})
+    e2 = _entry("https://w.example/b", "2024-01-01T00:00:00.150Z", 40)
+    e2.update({"_socket": 7, "_ip_addr": "192.0.2.7"})
+    e3 = _entry("https://w.example/c", "2024-01-01T00:00:00.150Z", 90, connect=30, ssl=20)
+    e3.update({"_socket": 8, "_ip_addr": "192.0.2.7", "_serverPort": 8443})
+    p = tmp_path / "wpt.har"
+    p.write_text(json.dumps({"log": {"version": "1.2", "creator": {"name": "WebPagetest"}, "entries": [e1, e2, e3]}}))
+    tl = load_browser(p)
+    assert list(tl.requests["conn"]) == [0, 0, 1]
+    assert list(tl.connections["server"]) == ["192.0.2.7:443", "192.0.2.7:8443"]
+    assert not tl.connections["inferred"].any()
+
+
+def test_double_counted_tls_in_time(tmp_path):
+    """Playwright: ssl inside connect, and ``time`` adds it again; the end is the phases' end."""
+    e = _entry("https://p.example/", "2024-01-01T00:00:00.000Z", 0, connect=116, ssl=66)
+    e["timings"] = {"dns": 0, "connect": 116, "ssl": 66, "send": 0, "wait": 93, "receive": 14}
+    e["time"] = 0 + 116 + 66 + 0 + 93 + 14
+    p = tmp_path / "pw.har"
+    p.write_text(json.dumps({"log": {"version": "1.2", "creator": {"name": "Playwright"}, "entries": [e]}}))
+    tl = load_browser(p)
+    r = tl.requests.iloc[0]
+    assert r["connect"] == pytest.approx(0.050) and r["tls"] == pytest.approx(0.066)
+    assert r["end"] - r["start"] == pytest.approx(0.223)
+    assert any("twice" in w for w in tl.warnings)
+
+
+def test_other_json_kinds_are_named(corpus):
+    qlog = next((corpus / "qlog").glob("*.qlog"), None)
+    if qlog is None:
+        pytest.skip("no qlog in the corpus")
+    with pytest.raises(InputError, match="qlog") as e:
+        load_browser(qlog)
+    assert str(qlog) in str(e.value)

@@ -11,7 +11,6 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from traceviz.decode.index import ACK, RST, SYN, index_frames
@@ -355,11 +354,28 @@ def pcapng_two_interfaces(path: Path, frames: list[tuple[int, bytes]], linktypes
 def test_mixed_link_types_in_one_pcapng(tmp_path):
     """Per-interface link types: each frame decoded by its own interface's."""
     e = bytes(Ether(**MACS) / IP(src="1.1.1.1", dst="2.2.2.2") / UDP(sport=1, dport=2))
+    v = bytes(Ether(**MACS) / Dot1Q(vlan=4) / IP(src="5.5.5.5", dst="6.6.6.6") / UDP(sport=5, dport=6))
     s = bytes(CookedLinux(proto=0x0800) / IP(src="3.3.3.3", dst="4.4.4.4") / TCP(sport=3, dport=4))
-    path = pcapng_two_interfaces(tmp_path / "mixed.pcapng", [(0, e), (1, s), (0, e)])
+    path = pcapng_two_interfaces(tmp_path / "mixed.pcapng", [(1, s), (0, e), (1, s), (0, v)])
     ix = index_frames(read_capture(path))
-    assert ix.link_counts == {"EN10MB": 2, "LINUX_SLL": 1}
-    assert list(ix.proto) == [17, 6, 17]
-    assert [ix.addr(c) for c in ix.src] == ["1.1.1.1", "3.3.3.3", "1.1.1.1"]
+    assert ix.link_counts == {"EN10MB": 2, "LINUX_SLL": 2}
+    assert list(ix.proto) == [6, 17, 6, 17]
+    assert list(ix.vlan) == [0, 0, 0, 1]
+    assert [ix.addr(c) for c in ix.src] == ["3.3.3.3", "1.1.1.1", "3.3.3.3", "5.5.5.5"]
     if TSHARK:
         assert_agrees_with_tshark(ix, path)
+
+
+@pytest.mark.skipif(not TSHARK, reason="tshark not installed")
+def test_benchmark_capture_agrees_with_tshark(tmp_path):
+    """The generated benchmark traffic (TCP/UDP, IPv4/IPv6, interleaved) frame by frame."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gen_capture", Path(__file__).resolve().parents[1] / "bench" / "gen_capture.py")
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    path = tmp_path / "gen.pcap"
+    gen.generate(str(path), packets=3000, seed=7)
+    ix = index_frames(read_capture(path))
+    assert len(ix) == 3000 and ix.stats["ipv6"] > 0 and ix.stats["udp"] > 0
+    assert_agrees_with_tshark(ix, path)

@@ -153,3 +153,18 @@ def test_standalone_script_json(corpus):
     first = rows[0]
     assert first["by"] == "all" and first["n"] == 11
     assert list(first)[:3] == ["by", "group", "n"]
+
+
+def test_ecdf_steps_and_tail_marks():
+    from traceviz.charts.percentiles import ecdf
+    df = _table()
+    fig = ecdf(df, "ttfb", by="host")
+    lines = [t for t in fig.data if t.mode == "lines"]
+    everything = lines[0]
+    assert everything.name == "all requests (n=7)"
+    assert list(everything.y) == pytest.approx([0] + [i / 7 for i in range(1, 8)])
+    assert list(everything.x[1:]) == pytest.approx(sorted(v for v in A + B))
+    assert len(lines) == 2                       # b.example has 2 requests: too few for its own line
+    marks = [s.x0 for s in fig.layout.shapes if s.type == "line"]
+    # p95 over the seven: h = 5.7 -> 200 + 0.7 * 800 = 760; p99 = 952
+    assert marks == pytest.approx([760, 952])

@@ -112,3 +112,17 @@ def test_streams_equal_tshark_follow(corpus, tshark, name):
         # Node 0 is the side that sent the first packet: the client when the SYN is captured.
         assert streams["c2s"].data() == bytes(theirs[0]), f"conn {conn} client->server"
         assert streams["s2c"].data() == bytes(theirs[1]), f"conn {conn} server->client"
+
+
+def test_segments_by_conn_matches_per_connection_rows(corpus):
+    """The payload tier's one-pass column extraction places the same bytes as per-connection rows."""
+    import traceviz
+    from traceviz.decode.reassembly import reassemble_segments, segments_by_conn
+    tl = traceviz.load(corpus / "pcap" / "http2/h2c-range-5conns__suricata-verify_http2-range.pcap")
+    by_conn = segments_by_conn(tl.packets[tl.packets["transport"] == "tcp"])
+    assert sorted(by_conn) == sorted(tl.connections["conn"])
+    for conn, segments in by_conn.items():
+        fast = reassemble_segments(segments, tl.capture.buf)
+        slow = reassemble(tl.packets[tl.packets["conn"] == conn], tl.capture.buf)
+        for d in ("c2s", "s2c"):
+            assert fast[d].data() == slow[d].data() and fast[d].gaps == slow[d].gaps

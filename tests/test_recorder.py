@@ -245,21 +245,26 @@ def lab_available() -> str | None:
 
 
 @pytest.mark.skipif(lab_available() is not None, reason=str(lab_available()))
-def test_lab_path_has_the_configured_rtt_and_drops_the_first_syn():
+def test_lab_path_has_the_configured_rtt_and_drops_the_first_syn(tmp_path):
     from netlab import Lab
     prefix = f"tvT{os.getpid() % 1000}-"      # not tvA-/tvB-: never touch a recording in progress
     code = ("import socket,time,sys\n"
             "s=socket.socket(); t=time.monotonic(); s.connect((sys.argv[1], int(sys.argv[2])));"
             "print(time.monotonic()-t)")
-    with Lab(prefix, "10.79", [LinkSpec("c", "s", delay_ms=10.0, drop_syn={9102: 1})]) as lab:
+    with Lab(prefix, "10.79", [LinkSpec("c", "s", delay_ms=10.0, drop_syn={9102: 1})], tmp_path) as lab:
         lab.popen("s", [sys.executable, "-c",
                         "import socket,time\nl=[]\nfor p in (9101,9102):\n s=socket.socket();"
                         "s.bind(('0.0.0.0',p));s.listen();l.append(s)\nprint('ready',flush=True)\n"
                         "time.sleep(60)"], ready="ready")
         fast = float(lab.run("c", [sys.executable, "-c", code, lab.addr("s"), "9101"]).stdout)
         slow = float(lab.run("c", [sys.executable, "-c", code, lab.addr("s"), "9102"]).stdout)
-    assert 0.0195 <= fast <= 0.030                # 2 x 10 ms, plus scheduling
-    assert 1.0 <= slow <= 1.2                     # the kernel's 1 s SYN retransmission
+        ping = lab.run("c", ["ping", "-c", "5", "-i", "0.2", lab.addr("s")]).stdout
+    # ping's minimum is the path itself; a user-space timer around connect() also
+    # measures how busy the machine is, so it only gets the physical lower bound.
+    rtt_min = float(ping.rsplit("=", 1)[1].split("/")[0])
+    assert 20.0 <= rtt_min <= 28.0                # 2 x 10 ms, plus the relay's wake-up
+    assert 0.0195 <= fast < 0.5
+    assert 1.0 <= slow <= 1.5                     # the kernel's 1 s SYN retransmission
     dropped = [d["dport"] for link in lab.relay_stats for d in link["a_to_b"]["dropped"]]
     assert dropped == [9102]
     names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout

@@ -202,3 +202,65 @@ def test_key_material_never_in_output(corpus):
         blob = "\n".join(texts).lower()
         for secret in secrets:
             assert secret not in blob and secret[:32] not in blob, name
+
+
+# -- the project's bundled captures: pcapng secrets and an RSA key -----------------------------
+
+CAPTURES = Path(__file__).resolve().parents[1] / "captures"
+
+
+def _bundled(name: str) -> Path:
+    path = CAPTURES / name
+    if not path.is_file():
+        pytest.skip(f"bundled capture {name} not recorded yet")
+    return path
+
+
+def test_pcapng_secrets_used_without_a_key_log(tshark):
+    from traceviz.decode.payload import secrets_report
+    path = _bundled("h2-multiplexing.pcapng")
+    tl = traceviz.load(path)
+    # tshark reads the same Decryption Secrets Block on its own: HTTP/2 HEADERS appear only if it decrypts.
+    headers = _tshark_fields(tshark, path, "http2.type == 1", ["tcp.stream"])
+    assert headers, "tshark decrypts this capture with its embedded secrets"
+    assert set(tl.tls.loc[tl.tls["decrypted"], "conn"]) == {int(s) for (s,) in headers}
+    assert secrets_report(tl)["dsb_blocks"] >= 1
+    assert tl.tls.iloc[0]["alpn"] == "h2"
+
+
+def test_rsa_key_decrypts_tls12_rsa_key_exchange(tshark):
+    path, key = _bundled("tls12-rsa.pcapng"), _bundled("tls12-rsa.key.pem")
+    tl = traceviz.load(path, rsa_key=key)
+    row = tl.tls.iloc[0]
+    assert row["key_exchange"] == "RSA" and bool(row["decrypted"])
+    cmd = [tshark, "-r", str(path), "-o", f'uat:rsa_keys:"{key}",""', "-Y", "http.request || http.response",
+           "-T", "fields", "-e", "tcp.stream", "-e", "http.request.method", "-e", "http.response.code"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=60).stdout
+    theirs = [line.split("\t") for line in out.splitlines() if line.strip()]
+    methods = Counter((int(s), m) for s, m, _ in theirs if m)
+    codes = Counter((int(s), int(c)) for s, _, c in theirs if c)
+    assert methods and methods == Counter(zip(tl.requests["conn"].astype(int), tl.requests["method"]))
+    assert codes == Counter(zip(tl.requests["conn"].astype(int), tl.requests["status"].astype(int)))
+    # Without the key nothing is decrypted, and the report says so.
+    from traceviz.decode.payload import secrets_report
+    plain = traceviz.load(path)
+    assert not plain.tls["decrypted"].any() and secrets_report(plain)["text"].startswith("no TLS secrets")
+
+
+def test_leaf_certificate_equals_tshark(corpus, tshark):
+    """SAN and validity of the server's certificate (TLS 1.2: sent in plaintext)."""
+    import datetime
+    compared = 0
+    for name, hs in _handshakes(corpus):
+        rows = _tshark_fields(tshark, corpus / name, "tls.handshake.type == 11",
+                              ["tcp.stream", "x509ce.dNSName", "x509af.utcTime"])
+        for stream, names, times in rows:
+            if int(stream) != int(hs["stream"]) or not times:
+                continue
+            row = _row(_load(corpus, name), int(stream))
+            assert list(row["certificate_san"]) == (names.split(",") if names else []), name
+            stamps = [datetime.datetime.strptime(t.replace(" (UTC)", ""), "%Y-%m-%d %H:%M:%S")
+                      .replace(tzinfo=datetime.timezone.utc).timestamp() for t in times.split(",")]
+            assert row["certificate_not_after"] == stamps[1], name
+            compared += 1
+    assert compared >= 4

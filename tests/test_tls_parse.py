@@ -364,3 +364,58 @@ def test_hostile_connection_counted_rest_of_capture_analysed():
     assert rows.loc[1, "sni"] == "good.test" and rows.loc[1, "alpn"] == "h2"
     assert list(tl.connections["app"]) == ["tls", "h2"]
     assert any("connection 0" in w for w in tl.warnings)
+
+
+def test_gap_drops_the_cut_record_and_resynchronises():
+    f = Feeder()
+    f.send("c2s", record(22, client_hello()))
+    f.send("s2c", record(22, server_hello(version=0x0303, cipher=0xC02F)) + hs(14, b"")[:0])
+    app = record(23, b"\x17" * 300)
+    f.send("s2c", app[:100])                      # a record cut by missing bytes...
+    f.s.gap("s2c", 0, 150)
+    f.send("s2c", app[250:] + record(23, b"\x18" * 80) + record(21, b"\x01\x00"))  # ...then whole records
+    kinds = [(e.kind, e.size) for e in f.s.events if e.dir == "s2c"]
+    assert ("ApplicationData", 85) in kinds and ("Alert", 7) in kinds
+    row = f.s.row()
+    assert row["stream_gaps"] == 1 and row["decode_errors"] == 0
+    assert f.s.alerts[0].detail == "warning close_notify"
+
+
+def test_tls12_resumed_by_ticket():
+    f = Feeder()
+    f.send("c2s", record(22, client_hello(versions=(), ticket=b"\x77" * 64)))
+    f.send("s2c", record(22, server_hello(version=0x0303, cipher=0xC02F, session_id=b"")
+                         + hs(4, struct.pack("!I", 300) + vec16(b"\x78" * 64)))
+           + record(20, b"\x01") + record(22, b"\xaa" * 40))
+    f.send("c2s", record(20, b"\x01") + record(22, b"\xbb" * 40) + record(23, b"\xcc" * 60))
+    row = f.s.row()
+    assert row["resumption"] == "ticket" and row["rtts"] == 1 and row["completed"]
+    assert "NewSessionTicket" in [e.kind for e in f.s.events]
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.sampled_from(["c2s", "s2c"]), st.sampled_from([20, 21, 22, 23, 24]),
+                          st.binary(max_size=64)), max_size=12),
+       st.booleans())
+def test_random_records_after_hellos_never_raise(records, tls13_server):
+    f = Feeder()
+    f.send("c2s", record(22, client_hello()))
+    f.send("s2c", record(22, server_hello(version=0x0304 if tls13_server else 0x0303, cipher=0x1301 if tls13_server else 0xC02F)))
+    for d, ctype, body in records:
+        f.send(d, record(ctype, body))
+    row = f.s.row()
+    assert row["version"] == ("TLS 1.3" if tls13_server else "TLS 1.2")
+
+
+def test_tls_sniffed_from_bytes_not_ports_even_when_dribbled():
+    from traceviz.decode import payload
+    hello = record(22, client_hello(sni="dribble.test"))
+    # The ClientHello arrives 1 byte, then 1 byte, then the rest: the record header spans segments.
+    tl = _timeline({0: [("c2s", hello[:1]), ("c2s", hello[1:2]), ("c2s", hello[2:]),
+                        ("s2c", record(22, server_hello()))]})
+    tl.packets["sport"], tl.packets["dport"] = 5555, 8080       # no 443 anywhere
+    payload.run(tl)
+    assert tl.tls.iloc[0]["sni"] == "dribble.test"
+    assert payload.sniff(b"GET / HTTP/1.1\r\n", b"") == "http/1.1"
+    assert payload.sniff(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", b"") == "h2c"
+    assert payload.sniff(b"SSH-2.0-OpenSSH_9.6\r\n", b"") is None

@@ -130,6 +130,19 @@ def empty_table(name: str) -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=t) for c, t in SCHEMAS[name].items()})
 
 
+# A column that may hold "unknown" needs a dtype that can say so: never a made-up zero.
+_NULLABLE = {"int64": "Int64", "bool": "boolean"}
+
+
+def _cast(series: pd.Series, dtype: str) -> pd.Series:
+    if str(series.dtype) == dtype:
+        return series
+    try:
+        return series.astype(dtype)
+    except (TypeError, ValueError):   # NA in an integer column: keep it as NA
+        return series.astype(_NULLABLE.get(dtype, "object"))
+
+
 def conform(name: str, df: pd.DataFrame) -> pd.DataFrame:
     """Order ``df``'s schema columns first, add missing ones as NA, set dtypes.
 
@@ -140,10 +153,10 @@ def conform(name: str, df: pd.DataFrame) -> pd.DataFrame:
     out = {}
     for col, dtype in schema.items():
         if col in df.columns:
-            out[col] = df[col].astype(dtype) if str(df[col].dtype) != dtype else df[col]
+            out[col] = _cast(df[col], dtype)
         else:
-            out[col] = pd.Series([pd.NA if dtype in ("object", "Int64", "boolean") else float("nan")] * len(df),
-                                 index=df.index, dtype=dtype)
+            missing = float("nan") if dtype == "float64" else pd.NA
+            out[col] = pd.Series(missing, index=df.index, dtype=_NULLABLE.get(dtype, dtype))
     extra = {c: df[c] for c in df.columns if c not in schema}
     return pd.DataFrame({**out, **extra}, index=pd.RangeIndex(len(df)))
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import socket
 import sys
 import time
@@ -180,7 +181,9 @@ def record_one(out: Path, name: str, plan: list[dict], keepalive_timeout: int) -
             done = lab.run("c", me + ["client", lab.addr("c"), lab.addr("s"), json.dumps(plan)])
         time.sleep(0.2)
     conns = [json.loads(x) for x in done.stdout.splitlines() if x.strip()]
-    return conns, access_log(prefix)
+    server_log = access_log(prefix)
+    shutil.rmtree(lab.workdir, ignore_errors=True)
+    return conns, server_log
 
 
 def facts(conns: list[dict], server_log: list[dict], **extra) -> dict:

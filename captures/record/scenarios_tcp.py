@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import socket
 import sys
 import threading
@@ -130,6 +131,7 @@ def record(out: Path) -> list[dict]:
             done = lab.run("c", me + ["client", lab.addr("c"), lab.addr("s")])
     conns = [json.loads(x) for x in done.stdout.splitlines() if x.strip()]
     dropped = [d for line in lab.relay_stats for d in line["a_to_b"]["dropped"]]
+    shutil.rmtree(lab.workdir, ignore_errors=True)
     return [entry(name, conns, dropped)]
 
 

@@ -210,6 +210,7 @@ def record_plan(out: Path, name: str, plan: list[dict], max_version: str = "1.3"
     conns = [json.loads(x) for x in done.stdout.splitlines() if x.strip()]
     for c in conns:
         c["tls"]["server_reported"] = said.get(c["client"])
+    shutil.rmtree(lab.workdir, ignore_errors=True)
     return conns
 
 

@@ -99,16 +99,10 @@ def ladder(packets: pd.DataFrame, connection: pd.Series | Mapping[str, Any], the
     hs = handshake(pk, dirs)
     kinds = _kinds(pk, dirs, events, conn)
     times = [(float(t) - t0) * 1000.0 for t in pk["ts"]]
-    geo = _geometry(hs)
-    scale = _scale(times, dirs, geo, s)
-    if isinstance(scale, Warp):
-        geo = geo.with_floor(MIN_SLANT * scale.visual_span)
-    elif name != "talk":
-        # a page, not a slide: grow downwards until each row has room for a line of text
-        m = _margins(s)
-        s = dict(s, height=int(min(max(s["height"], scale.visual_span * s["small"] * 1.7 + m["t"] + m["b"]),
-                                   MAX_HEIGHT)))
-        fig.update_layout(height=s["height"])
+    scale, geo, s, fit = _fit(times, dirs, _geometry(hs), s, name)
+    if fit is not None and len(pk) > fit:
+        return ladder(packets, connection, theme, max_packets=fit, events=events)
+    fig.update_layout(height=s["height"])
 
     rows = []
     for i, ((_, p), d, kind, t) in enumerate(zip(pk.iterrows(), dirs, kinds, times)):
@@ -117,15 +111,41 @@ def ladder(packets: pd.DataFrame, connection: pd.Series | Mapping[str, Any], the
         rows.append(dict(p=p, dir=d, kind=kind[0], notes=kind[1], t=t, y=y, x0=x0, y0=y0, x1=x1, y1=y1))
     at = {int(r["p"]["frame"]): r["y"] for r in rows}
 
-    view = _View.of(fig, s, min(r["y0"] for r in rows), max(r["y1"] for r in rows))
-    _draw_frame(fig, connection, geo, scale, view, c, s)
-    _draw_handshake(fig, hs, at, geo, view, c, s)
-    _draw_arrows(fig, rows, c, s)
-    _draw_labels(fig, rows, connection, view, c, s, name,
+    view = _View.of(s, min(r["y0"] for r in rows), max(r["y1"] for r in rows))
+    batch = _Batch(fig)
+    _draw_frame(batch, connection, geo, scale, view, c, s)
+    _draw_handshake(batch, hs, at, geo, view, c, s)
+    _draw_arrows(batch, rows, c, s)
+    _draw_labels(batch, rows, connection, view, c, s, name,
                  {f for f in (hs.syn_frame, hs.synack_frame, hs.ack_frame) if f is not None})
-    _draw_hover(fig, rows, connection, c, s)
+    _draw_hover(batch, rows, connection, c, s)
+    batch.flush()
     _layout(fig, connection, hs, total, max_packets, scale, view, c, s)
     return fig
+
+
+class _Batch:
+    """Collects annotations and shapes and hands them to the figure at once.
+
+    plotly's ``add_annotation`` re-validates the whole layout on every call,
+    which made a 200-packet ladder take seconds; one ``update_layout`` does not.
+    """
+
+    def __init__(self, fig: go.Figure):
+        self.fig, self.annotations, self.shapes = fig, [], []
+
+    def add_annotation(self, **kw) -> None:
+        self.annotations.append(kw)
+
+    def add_shape(self, **kw) -> None:
+        self.shapes.append(kw)
+
+    def add_trace(self, trace) -> None:
+        self.fig.add_trace(trace)
+
+    def flush(self) -> None:
+        self.fig.update_layout(annotations=list(self.fig.layout.annotations) + self.annotations,
+                               shapes=list(self.fig.layout.shapes) + self.shapes)
 
 
 # --- facts from the packets ---------------------------------------------------------------
@@ -365,7 +385,7 @@ class Sequence:
     """
 
     SLANT = 0.6           # rows an arrow drops from sender to receiver
-    BREAK_ROWS = 1.6
+    BREAK_ROWS = 2.4
     axis_title = "ms since the connection's first packet (one row per packet)"
 
     def __init__(self, times: list[float]):
@@ -418,6 +438,21 @@ def _scale(times: list[float], dirs: list[str], geo: _Geometry, s: dict):
     return Sequence(times) if crowded > 0.4 * (len(times) - 1) else warp
 
 
+def _fit(times, dirs, geo: _Geometry, s: dict, theme: str):
+    """The scale, the arrows' geometry, the sizes (a page may grow taller) and, for a slide, the rows it holds."""
+    scale = _scale(times, dirs, geo, s)
+    if isinstance(scale, Warp):
+        return scale, geo.with_floor(MIN_SLANT * scale.visual_span), s, None
+    m = _margins(s)
+    if theme == "talk":
+        # a slide: no more rows than can be read from the back of the room
+        rows = int((s["height"] - m["t"] - m["b"]) / (s["small"] * 1.7)) - 2 * len(scale.breaks)
+        return scale, geo, s, max(rows, 8)
+    # a page, not a slide: grow downwards until each row has room for a line of text
+    height = min(max(s["height"], scale.visual_span * s["small"] * 1.7 + m["t"] + m["b"]), MAX_HEIGHT)
+    return scale, geo, dict(s, height=int(height)), None
+
+
 def _nice(x: float) -> float:
     if x <= 0:
         return 1.0
@@ -445,7 +480,7 @@ class _View:
     px_y: float           # pixels per drawn millisecond
 
     @classmethod
-    def of(cls, fig: go.Figure, s: dict, top: float, bottom: float) -> "_View":
+    def of(cls, s: dict, top: float, bottom: float) -> "_View":
         m = _margins(s)
         plot_w = s["width"] - m["l"] - m["r"]
         plot_h = s["height"] - m["t"] - m["b"]
@@ -711,13 +746,14 @@ def fmt_ms(seconds: float) -> str:
     """Seconds as a readable figure: 52 \u00b5s, 2.50 ms, 12.4 ms, 210 ms, 1.00 s."""
     # to the microsecond, a capture's resolution: 99.99993 ms from epoch-float subtraction is 100
     ms = round(seconds * 1000.0, 3)
-    if ms >= 1000:
+    # each threshold sits where the shorter form would round up into the next
+    if ms >= 999.5:
         return f"{ms / 1000:.2f} s"
-    if ms >= 100:
+    if ms >= 99.95:
         return f"{ms:.0f} ms"
-    if ms >= 10:
+    if ms >= 9.995:
         return f"{ms:.1f} ms"
-    if ms >= 1:
+    if ms >= 0.9995:
         return f"{ms:.2f} ms"
     return f"{ms * 1000:.0f} \u00b5s"
 

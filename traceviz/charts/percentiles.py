@@ -19,6 +19,7 @@ from traceviz.charts import theme as themes
 from traceviz.charts.text import safe
 
 QUANTILES = (50, 90, 95, 99)
+MIN_RATIO_N = 5     # below this a p99/p50 ratio is two samples talking: not printed
 MARKERS = {50: "circle", 90: "diamond", 95: "square", 99: "x"}
 
 
@@ -83,7 +84,7 @@ def percentiles(table: pd.DataFrame, metric_label: str = "time to first byte", t
                         line=dict(width=1.5, color=palette.get(col, c["client"]))),
             hovertemplate="%{y}<br>" + col + " %{x:,.1f} " + unit + "<extra></extra>",
         ))
-    ratio = (t[hi] / t[lo]).where(t[lo] > 0)
+    ratio = (t[hi] / t[lo]).where((t[lo] > 0) & (t["n"] >= MIN_RATIO_N))
     fig.add_trace(go.Scatter(
         y=labels, x=t["max"].where(t["max"] > t[hi], t[hi]), mode="text", showlegend=False, hoverinfo="skip",
         text=[f"  {r:,.1f}\u00d7" if pd.notna(r) else "" for r in ratio], textposition="middle right",
@@ -92,8 +93,8 @@ def percentiles(table: pd.DataFrame, metric_label: str = "time to first byte", t
     spread = (t[hi].max() / max(t[lo][t[lo] > 0].min(), 1e-9)) if (t[lo] > 0).any() else 1
     fig.update_layout(
         title=dict(text=title or f"<b>{safe(metric_label).capitalize()}</b>: median and tail",
-                   subtitle=dict(text=f"{lo} to {hi} per group, worst tail at the top; "
-                                      f"the number is {hi}/{lo} (numpy linear percentiles)")),
+                   subtitle=dict(text=f"{lo} to {hi} per group, worst tail at the top; the number is {hi}/{lo} "
+                                      f"(groups of {MIN_RATIO_N}+; numpy linear percentiles)")),
         xaxis=dict(title=dict(text=unit), type="log" if spread > 50 else "linear", rangemode="tozero"),
         yaxis=dict(automargin=True),
         legend=dict(orientation="h", yanchor="top", y=-0.12, x=0),
@@ -105,8 +106,8 @@ def percentiles(table: pd.DataFrame, metric_label: str = "time to first byte", t
 
 def ecdf(df: pd.DataFrame, metric: str, by: str | None = None, theme: str = "light",
          metric_label: str = "time to first byte", top: int = 6, scale: float = 1000.0,
-         unit: str = "ms") -> go.Figure:
-    """The empirical CDF of ``df[metric]`` (one line per top group by count), p95 and p99 marked."""
+         unit: str = "ms", min_n: int = MIN_RATIO_N) -> go.Figure:
+    """The empirical CDF of ``df[metric]`` (and of the ``top`` largest groups of ``min_n``+), p95 and p99 marked."""
     name = themes.check(theme)
     c, s = themes.colors(name), themes.sizes(name)
     fig = go.Figure()
@@ -117,28 +118,33 @@ def ecdf(df: pd.DataFrame, metric: str, by: str | None = None, theme: str = "lig
     groups = [("all requests", vals)]
     if by and by in df:
         keys = df.loc[vals.index, by].fillna("(unknown)").astype(str)
-        for key in keys.value_counts().index[:top]:
-            if keys.nunique() > 1:
+        counts = keys.value_counts()
+        for key in counts.index[:top]:
+            if len(counts) > 1 and counts[key] >= min_n:
                 groups.append((key, vals[keys == key]))
     for i, (label, v) in enumerate(groups):
         x = np.sort(v.to_numpy())
-        y = np.arange(1, len(x) + 1) / len(x)
+        n = len(x)
+        y = np.arange(1, n + 1) / n
+        x, y = np.concatenate([[x[0]], x]), np.concatenate([[0.0], y])    # the step up from 0
         fig.add_trace(go.Scatter(
             x=x, y=y, mode="lines", line=dict(shape="hv", width=s["line"] * (1.6 if i == 0 else 1),
                                               color=c["text"] if i == 0 else None),
-            name=f"{safe(label, limit=40)} (n={len(x)})",
+            name=f"{safe(label, limit=40)} (n={n})",
             hovertemplate="%{x:,.1f} " + unit + ": %{y:.1%} of requests<extra>" + safe(label, limit=40) + "</extra>",
         ))
     p = percentiles_of(vals, (95, 99))
     fig.add_vrect(x0=p[95], x1=float(vals.max()), fillcolor=c["band_server"], line_width=0, layer="below")
-    for q, color in ((95, c["p95"]), (99, c["RST"])):
+    log = vals.min() > 0 and vals.max() / vals.min() > 50
+    for i, (q, color) in enumerate(((95, c["p95"]), (99, c["RST"]))):
         fig.add_vline(x=p[q], line=dict(color=color, width=s["line"], dash="dash"))
-        fig.add_annotation(x=p[q], y=1.0, yref="paper", text=f"p{q} {p[q]:,.0f} {unit}", showarrow=False,
-                           xanchor="left", yanchor="bottom", xshift=3, font=dict(color=color, size=s["small"]))
+        fig.add_annotation(x=np.log10(p[q]) if log else p[q], y=0.06 + 0.08 * i, yref="paper",
+                           text=f"p{q} {p[q]:,.0f} {unit}", showarrow=False, xanchor="right", xshift=-4,
+                           bgcolor=c["background"], font=dict(color=color, size=s["small"]))
     fig.update_layout(
         title=dict(text=f"<b>{safe(metric_label).capitalize()}</b>: distribution",
                    subtitle=dict(text="share of requests at or below each time; the shaded tail is the slowest 5%")),
-        xaxis=dict(title=dict(text=unit), type="log" if vals.min() > 0 and vals.max() / vals.min() > 50 else "linear"),
+        xaxis=dict(title=dict(text=unit), type="log" if log else "linear"),
         yaxis=dict(title=dict(text="share of requests"), tickformat=".0%", range=[0, 1.02]),
         legend=dict(orientation="h", yanchor="top", y=-0.15, x=0),
     )

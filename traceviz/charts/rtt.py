@@ -85,8 +85,11 @@ def handshake_rtt_view(connections: pd.DataFrame, theme: str = "light") -> go.Fi
         sub = df[mask]
         if not len(sub):
             continue
+        few = len(sub) <= 12
         fig.add_trace(go.Scatter(
-            x=since[mask], y=[top] * len(sub), mode="markers", name=f"{label} ({len(sub)})",
+            x=since[mask], y=[top] * len(sub), mode="markers+text" if few else "markers",
+            name=f"{label} ({len(sub)})", text=[label] * len(sub) if few else None,
+            textposition="bottom center", textfont=dict(color=col, size=s["small"]),
             marker=dict(color=col, symbol=symbol, size=s["marker"] * 1.2, line=dict(width=s["line"], color=col)),
             hovertext=[_hover(r, None) for r in sub.itertuples(index=False)], hoverinfo="text",
         ), row=1, col=2)
@@ -107,10 +110,14 @@ def handshake_rtt_view(connections: pd.DataFrame, theme: str = "light") -> go.Fi
         margin=dict(t=s["title"] * 3 + s["font"] * 3, b=s["font"] * 8),
     )
     axis_type = "log" if log else "linear"
-    fig.update_xaxes(title_text="handshake RTT (ms)", type=axis_type, row=1, col=1)
+    # A linear RTT axis starts at zero: 25.19 vs 25.21 ms must not look like a spread.
+    rtt_range = None if log or not len(values) else [0, top * 1.18]
+    fig.update_xaxes(title_text="handshake RTT (ms)", type=axis_type, row=1, col=1,
+                     range=None if rtt_range is None else [0, values.max() * 1.15])
     fig.update_yaxes(title_text="share of handshakes", tickformat=".0%", range=[0, 1.08], row=1, col=1)
     fig.update_xaxes(title_text="seconds since the first SYN", row=1, col=2)
-    fig.update_yaxes(title_text="handshake RTT (ms)", type=axis_type, row=1, col=2)
+    fig.update_yaxes(title_text="handshake RTT (ms), answered SYN \u2192 ACK", type=axis_type, row=1, col=2,
+                     range=rtt_range)
     for ann in fig.layout.annotations[:2]:      # the subplot titles
         ann.font = dict(size=s["font"], color=c["muted"])
     return fig

@@ -96,13 +96,13 @@ def handshake_ladder(events: pd.DataFrame, session: Mapping[str, Any] | pd.Serie
                              f"server<br>{safe(_val(session, 'server', ''))}"],
                    side="top", showgrid=False, zeroline=False),
         yaxis=dict(autorange="reversed", zeroline=False, showticklabels=False, showgrid=False, ticks="",
-                   title=""),
+                   title="time ↓ (ms since the ClientHello by each arrow)"),
         legend=dict(orientation="h", y=-0.06),
     )
     themes.apply(fig, theme)
     fig.update_layout(margin=dict(t=150, l=30))
     if theme != "talk":
-        fig.update_layout(height=max(420, min(1400, 110 + 34 * len(ev))))
+        fig.update_layout(height=max(460, min(1600, 260 + 36 * (span + 1))), width=900)
     return fig
 
 
@@ -146,13 +146,12 @@ def _title(session) -> tuple[str, str]:
         sub.append(f"handshake {float(hs):.1f} ms")
     if cipher:
         sub.append(safe(cipher))
-    sub.append("time flows down; ms since the ClientHello by each arrow")
     return " · ".join(parts), " · ".join(sub)
 
 
 def version_comparison(tls: pd.DataFrame, theme: str = "light") -> go.Figure:
     """Handshake time and round trips, TLS 1.2 next to TLS 1.3."""
-    c, s = themes.colors(theme), themes.sizes(theme)
+    c = themes.colors(theme)
     fig = make_subplots(rows=1, cols=2, column_widths=[0.65, 0.35], horizontal_spacing=0.14,
                         subplot_titles=("handshake time per session (ms)", "round trips per handshake"))
     palette = {"TLS 1.2": c["server"], "TLS 1.3": c["client"]}

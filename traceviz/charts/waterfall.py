@@ -84,7 +84,8 @@ def waterfall(requests: pd.DataFrame, pages: Sequence[dict] | None = None, theme
         ))
     _failures(fig, rows, segs, hover, c, s)
     last_mark = _milestones(fig, pages, t0, n, s)
-    _bands(fig, rows, c, group_by)
+    if group_by is not None:
+        fig.update_layout(shapes=_bands(rows["_gkey"].tolist(), c))
     labels = _labels(rows, group_by)
     span = max(_span(segs), last_mark)
     fig.update_layout(
@@ -326,7 +327,7 @@ def _failures(fig: go.Figure, rows: pd.DataFrame, segs: dict, hover: list[str], 
     fig.add_trace(go.Scatter(
         x=x, y=idx, mode="markers", name="Failed (no response)",
         marker=dict(symbol="x-thin", size=s["marker"], color=c["RST"], line=dict(width=2, color=c["RST"])),
-        hovertext=[hover[i] for i in idx], hovertemplate="%{hovertext}<extra>failed</extra>",
+        hovertext=[hover[i] for i in idx], hovertemplate="%{hovertext}<extra>failed</extra>", meta="failed",
     ))
 
 
@@ -344,23 +345,23 @@ def _milestones(fig: go.Figure, pages: Sequence[dict] | None, t0: float, n: int,
             fig.add_trace(go.Scatter(
                 x=[x, x], y=[-0.5, max(n, 1) - 0.5], mode="lines", name=f"{label} {x:,.0f} ms{page}",
                 line=dict(color=color, width=max(1.5, s["line"])), hoverinfo="name", legendrank=1000 + len(fig.data),
+                meta="milestone",
             ))
     return last
 
 
-def _bands(fig: go.Figure, rows: pd.DataFrame, c: dict, group_by: str | None) -> None:
+def _bands(keys: list[str], c: dict) -> list[dict]:
     """Shade every other group so each connection's rows read as one block."""
-    if group_by is None or not len(rows):
-        return
-    keys = rows["_gkey"].tolist()
+    shapes = []
     start, shade = 0, False
     for i in range(1, len(keys) + 1):
         if i == len(keys) or keys[i] != keys[start]:
             if shade:
-                fig.add_hrect(y0=start - 0.5, y1=i - 0.5, fillcolor=c["grid"], opacity=0.45,
-                              line_width=0, layer="below")
+                shapes.append(dict(type="rect", xref="paper", x0=0, x1=1, yref="y", y0=start - 0.5, y1=i - 0.5,
+                                   fillcolor=c["grid"], opacity=0.45, line=dict(width=0), layer="below"))
             shade = not shade
             start = i
+    return shapes
 
 
 def _menus(fig: go.Figure, rows: pd.DataFrame, labels: list[str], c: dict, visible: int, y: float) -> None:
@@ -374,8 +375,8 @@ def _menus(fig: go.Figure, rows: pd.DataFrame, labels: list[str], c: dict, visib
             choices.append((f"{title}: {safe(value, limit=32)} ({count})", (keys == value).to_numpy()))
     if not choices:
         return
-    buttons = [_filter_button(fig, rows, labels, None, f"all requests ({len(rows)})", visible)]
-    buttons += [_filter_button(fig, rows, labels, keep, label, visible) for label, keep in choices]
+    buttons = [_filter_button(fig, rows, labels, None, f"all requests ({len(rows)})", visible, c)]
+    buttons += [_filter_button(fig, rows, labels, keep, label, visible, c) for label, keep in choices]
     fig.update_layout(updatemenus=[dict(
         type="dropdown", buttons=buttons, direction="down", showactive=True, x=1.0, xanchor="right",
         y=y, yanchor="top", bgcolor=c["background"], bordercolor=c["grid"], font=dict(size=12))])
@@ -410,28 +411,24 @@ def mime_kind(mime: Any) -> str | None:
 
 
 def _filter_button(fig: go.Figure, rows: pd.DataFrame, labels: list[str], keep: np.ndarray | None,
-                   label: str, visible: int) -> dict:
+                   label: str, visible: int, c: dict) -> dict:
     n = len(rows)
     if keep is None:
         keep = np.ones(n, dtype=bool)
     new_pos = np.cumsum(keep) - 1
+    shown = int(keep.sum())
     ys = []
     for trace in fig.data:
-        if not isinstance(trace, go.Bar):
-            ys.append(None)
-            continue
-        ys.append([int(new_pos[i]) if keep[i] else None for i in _original_rows(trace)])
-    shown = int(keep.sum())
+        if trace.meta == "milestone":
+            ys.append([-0.5, max(shown, 1) - 0.5])
+        else:       # bars and failure marks: one point per original row
+            ys.append([int(new_pos[i]) if keep[i] else None for i in trace.y])
     ticks = [labels[i] for i in range(n) if keep[i]]
-    return dict(label=label, method="update", args=[
-        {"y": ys},
-        {"yaxis.tickvals": list(range(shown)), "yaxis.ticktext": ticks,
-         "yaxis.range": [min(shown, visible) - 0.5, -0.5]},
-    ])
-
-
-def _original_rows(trace: go.Bar) -> list[int]:
-    return list(trace.y)
+    layout = {"yaxis.tickvals": list(range(shown)), "yaxis.ticktext": ticks,
+              "yaxis.range": [min(shown, visible) - 0.5, -0.5]}
+    if fig.layout.shapes:
+        layout["shapes"] = _bands(rows.loc[keep, "_gkey"].tolist(), c)
+    return dict(label=label, method="update", args=[{"y": ys}, layout])
 
 
 def _visible(name: str) -> int:

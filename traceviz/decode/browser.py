@@ -48,10 +48,20 @@ def load_browser(path) -> Timeline:
         return timeline_from_trace(trace_from_json(path, value, facts))
     if kind == "devtools-log":
         return timeline_from_protocol_log(protocol_log_from_json(path, value, facts))
-    what = type(value).__name__ if not isinstance(value, (dict, list)) else (
-        "an empty JSON " + ("object" if isinstance(value, dict) else "array") if not value
-        else "JSON that is not a HAR, DevTools trace or DevTools protocol log")
-    raise InputError(path, f"{what}; cannot read it as a browser export")
+    raise InputError(path, f"{_what_json(value)}; cannot read it as a browser export")
+
+
+def _what_json(value: Any) -> str:
+    """Name what a JSON file is, for the one-line error."""
+    if not isinstance(value, (dict, list)):
+        return f"a JSON {type(value).__name__}, not an object"
+    if not value:
+        return "an empty JSON " + ("object" if isinstance(value, dict) else "array")
+    if isinstance(value, dict) and ("qlog_version" in value or "qlog_format" in value):
+        return "a qlog file (QUIC events), not a HAR or DevTools export"
+    if isinstance(value, dict) and "constants" in value and "events" in value:
+        return "a Chrome NetLog, which this reader does not decode"
+    return "JSON that is not a HAR, DevTools trace or DevTools protocol log"
 
 
 # --------------------------------------------------------------------------- small helpers
@@ -70,14 +80,26 @@ def _num(v: Any) -> float:
     return v if v >= 0 and math.isfinite(v) else NAN
 
 
+def _count(v: Any) -> Any:
+    """A byte count or port as int; NA when absent or beyond what a file could mean (2**53)."""
+    x = _num(v)
+    return int(x) if not math.isnan(x) and x < 2 ** 53 else pd.NA
+
+
+def _status(v: Any) -> float:
+    """An HTTP status (100-999); NaN for 0 ("no response"), absent or nonsense."""
+    x = _num(v)
+    return x if 100 <= x <= 999 and x == int(x) else NAN
+
+
+def _port(v: Any) -> int | None:
+    x = _num(v)
+    return int(x) if 0 < x < 65536 else None
+
+
 def _nansum(values: Iterable[float]) -> float:
     vals = [v for v in values if not math.isnan(v)]
     return sum(vals) if vals else NAN
-
-
-def _int_or_na(v: Any):
-    x = _num(v)
-    return pd.NA if math.isnan(x) else int(x)
 
 
 def normalize_protocol(text: Any) -> str | None:
@@ -87,12 +109,10 @@ def normalize_protocol(text: Any) -> str | None:
     t = text.strip().lower()
     if t in ("", "unknown", "-"):
         return None
-    if t in ("h2", "http/2", "http/2.0", "h2c"):
-        return "h2" if t != "h2c" else "h2c"
-    if t == "h3" or t.startswith("h3-") or t in ("http/3", "http/3.0") or t.startswith("http/2+quic"):
+    if t in ("http/2", "http/2.0"):
+        return "h2"
+    if t.startswith(("h3-", "http/3")):        # drafts and long forms
         return "h3"
-    if t in ("http/1.1", "http/1.0", "http/0.9"):
-        return t
     return t
 
 
@@ -104,9 +124,13 @@ def host_of(url: Any, headers: Any = None) -> str | None:
             host = None
         if host:
             return host
-    for h in headers or []:     # relative URLs (some Chrome 51 exports): use Host / :authority
+    for h in headers if isinstance(headers, list) else []:
+        # relative URLs (some Chrome 51 exports): the Host / :authority header names the host
         if isinstance(h, dict) and str(h.get("name", "")).lower() in ("host", ":authority"):
-            return str(h.get("value", "")).split(":")[0] or None
+            try:
+                return urlsplit("//" + str(h.get("value", ""))).hostname
+            except ValueError:
+                return None
     return None
 
 
@@ -125,8 +149,25 @@ def _epoch_seconds(stamps: list[Any]) -> list[float]:
     if not stamps:
         return []
     s = pd.Series([x if isinstance(x, str) else None for x in stamps], dtype="object")
-    dt = pd.to_datetime(s, utc=True, format="ISO8601", errors="coerce")
-    secs = (dt - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)
+    try:
+        return _to_seconds(s)
+    except (ValueError, OverflowError, TypeError):
+        # one odd stamp (year -1, 99999...) sinks the vectorised parse: go one by one
+        return [_to_seconds(pd.Series([x], dtype="object"))[0] if x is not None else NAN for x in s]
+
+
+_EPOCH, _FAR = pd.Timestamp("1970-01-01", tz="UTC"), pd.Timestamp("2200-01-01", tz="UTC")
+
+
+def _to_seconds(s: pd.Series) -> list[float]:
+    try:
+        dt = pd.to_datetime(s, utc=True, format="ISO8601", errors="coerce")
+        dt = dt.where((dt >= _EPOCH) & (dt < _FAR))       # year -1 or 99999 is no capture date
+        secs = (dt - _EPOCH) / pd.Timedelta(seconds=1)
+    except (ValueError, OverflowError, TypeError):
+        if len(s) > 1:
+            raise
+        return [NAN]
     return [float(x) if pd.notna(x) else NAN for x in secs]
 
 
@@ -170,10 +211,10 @@ def ssl_is_separate(entries: list[dict], creator: str = "") -> bool:
 def _har_resp_bytes(resp: dict) -> Any:
     transfer = _num(resp.get("_transferSize"))
     if not math.isnan(transfer):
-        return int(transfer)
+        return _count(transfer)
     head, body = _num(resp.get("headersSize")), _num(resp.get("bodySize"))
     if not math.isnan(body):
-        return int(body + (0 if math.isnan(head) else head))
+        return _count(body + (0 if math.isnan(head) else head))
     return pd.NA
 
 
@@ -181,7 +222,7 @@ def _har_req_bytes(req: dict) -> Any:
     head, body = _num(req.get("headersSize")), _num(req.get("bodySize"))
     if math.isnan(head) and math.isnan(body):
         return pd.NA
-    return int(_nansum([head, body]))
+    return _count(_nansum([head, body]))
 
 
 def _initiator_type(v: Any) -> str | None:
@@ -208,7 +249,7 @@ def har_request_rows(entries: list[dict], creator: str = "", warnings: list[str]
         content = resp.get("content") if isinstance(resp.get("content"), dict) else {}
         time_ms = _num(e.get("time"))
         ph = har_phases(e.get("timings"), separate)
-        status = _num(resp.get("status"))
+        status = _status(resp.get("status"))
         answered = not math.isnan(status) and status > 0
         if not answered:
             # Chrome writes wait 0 / receive 0 for a request that never got an answer: absent, not zero
@@ -225,19 +266,20 @@ def har_request_rows(entries: list[dict], creator: str = "", warnings: list[str]
         upto_wait = [ph[p] for p in PHASES[:-1]]
         ttfb = _nansum(upto_wait) if answered and not math.isnan(ph["wait"]) else NAN
         url = req.get("url") if isinstance(req.get("url"), str) else None
-        raw_conn = e.get("connection", e.get("_connection"))
+        # Chrome: "connection"; some tools "_connection"; WebPageTest: "_socket"
+        raw_conn = next((e[k] for k in ("connection", "_connection", "_socket") if e.get(k) not in (None, "")), None)
         raw_conn = None if raw_conn in (None, "", -1) else str(raw_conn)
         server_port = _num(e.get("_serverPort"))
         if firefox_style_connection and raw_conn and raw_conn.isdigit():
             # Firefox writes the server port here, not a connection id.
             server_port, raw_conn = float(raw_conn), None
-        ip = e.get("serverIPAddress") if isinstance(e.get("serverIPAddress"), str) and e.get("serverIPAddress") else None
+        ip = next((e[k] for k in ("serverIPAddress", "_ip_addr") if isinstance(e.get(k), str) and e[k]), None)
         if ip and ip.startswith("[") and ip.endswith("]"):
             ip = ip[1:-1]
         unattributed = (total - phase_sum) if not math.isnan(total) and not math.isnan(phase_sum) else NAN
         rows.append({
             "request": i,
-            "protocol": normalize_protocol(resp.get("httpVersion") or req.get("httpVersion")),
+            "protocol": normalize_protocol(resp.get("httpVersion") or req.get("httpVersion") or e.get("_protocol")),
             "method": req.get("method") if isinstance(req.get("method"), str) else None,
             "host": host_of(url, req.get("headers")),
             "url": url,
@@ -257,7 +299,7 @@ def har_request_rows(entries: list[dict], creator: str = "", warnings: list[str]
             "priority": e.get("_priority") if isinstance(e.get("_priority"), str) else None,
             "initiator": _initiator_type(e.get("_initiator")),
             "server_ip": ip,
-            "server_port": int(server_port) if not math.isnan(server_port) else port_of(url),
+            "server_port": _port(server_port) or port_of(url),
             "from_cache": _har_from_cache(e),
             "error": None if answered else (resp.get("_error") or resp.get("statusText") or "no response"),
             "pending": False,
@@ -421,7 +463,7 @@ class _Hop:
 def _hop_row(h: _Hop, source: str, offset: float, index: int) -> dict:
     r = h.response or {}
     timing = r.get("timing") if isinstance(r.get("timing"), dict) else None
-    status = _num(r.get("status", r.get("statusCode")))
+    status = _status(r.get("status", r.get("statusCode")))
     answered = not math.isnan(status) and status > 0
     base = _num((timing or {}).get("requestTime"))
     rhe = _signed((timing or {}).get("receiveHeadersEnd"))
@@ -445,7 +487,7 @@ def _hop_row(h: _Hop, source: str, offset: float, index: int) -> dict:
     if isinstance(reused, bool):
         reused_v: Any = reused
     else:
-        reused_v = _reused(ph, answered) if timing else pd.NA
+        reused_v = _reused(ph, answered, {"connect": timing.get("connectStart")}) if timing else pd.NA
     pending = not h.failed and math.isnan(h.finish)
     return {
         "request": index,
@@ -458,7 +500,7 @@ def _hop_row(h: _Hop, source: str, offset: float, index: int) -> dict:
         "ttfb": ttfb,
         "end": h.finish + offset if not math.isnan(h.finish) else NAN,
         "req_bytes": pd.NA,
-        "resp_bytes": int(encoded) if not math.isnan(encoded) else pd.NA,
+        "resp_bytes": _count(encoded),
         **ph,
         "reused_connection": reused_v,
         "source": source,
@@ -469,7 +511,7 @@ def _hop_row(h: _Hop, source: str, offset: float, index: int) -> dict:
         "priority": h.priority,
         "initiator": h.initiator,
         "server_ip": ip,
-        "server_port": int(port) if not math.isnan(port) else port_of(h.url),
+        "server_port": _port(port) or port_of(h.url),
         "from_cache": bool(r.get("fromDiskCache") or r.get("fromCache") or r.get("fromMemoryCache") or False)
         if r else pd.NA,
         "error": h.error,
@@ -803,7 +845,8 @@ def _new_conn(conns: list[dict], key: tuple, r: dict, proto: str | None, inferre
     if isinstance(ip, str) and port is not None:
         server = f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
     conns.append({
-        "conn": len(conns), "transport": "quic" if proto == "h3" else "tcp", "server": server,
+        "conn": len(conns), "transport": "quic" if proto == "h3" or "quic" in (proto or "") else "tcp",
+        "server": server,
         "start": NAN, "end": NAN, "app": proto, "tls_version": r.get("tls_version"),
         "connection_id": raw, "inferred": inferred, "host": r["host"] if isinstance(r["host"], str) else None,
         "requests": 0,

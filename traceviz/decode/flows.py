@@ -63,15 +63,21 @@ def udp_streams(tuple_id: np.ndarray) -> np.ndarray:
 
 
 def tcp_streams(tuple_id: np.ndarray, direction: np.ndarray, flags: np.ndarray,
-                seq: np.ndarray, ack: np.ndarray) -> np.ndarray:
-    """``tcp.stream`` for rows that are all TCP, in frame order (see module doc)."""
+                seq: np.ndarray, ack: np.ndarray, passive: np.ndarray | None = None) -> np.ndarray:
+    """``tcp.stream`` for rows that are all TCP, in frame order (see module doc).
+
+    ``passive`` rows (headers quoted in ICMP errors) join or open a stream but
+    never set a base sequence number or split one, as in Wireshark.
+    """
     n = len(tuple_id)
     if n == 0:
         return np.zeros(0, dtype=np.int64)
     order = np.argsort(tuple_id, kind="stable")
     g = tuple_id[order]
     starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
-    pure_syn = (flags[order] & (SYN | ACK)) == SYN
+    if passive is None:
+        passive = np.zeros(n, dtype=bool)
+    pure_syn = ((flags[order] & (SYN | ACK)) == SYN) & ~passive[order]
     group_start = np.zeros(n, dtype=bool)
     group_start[starts] = True
     split = group_start.copy()
@@ -83,7 +89,10 @@ def tcp_streams(tuple_id: np.ndarray, direction: np.ndarray, flags: np.ndarray,
         for gi in np.unique(gidx):
             s, e = starts[gi], ends[gi]
             rows = order[s:e]
+            rows = rows[~passive[rows]]
+            pos = np.flatnonzero(~passive[order[s:e]])
             for k in _split_points(direction[rows], flags[rows], seq[rows], ack[rows]):
+                k = pos[k]
                 split[s + k] = True
     conv_sorted = np.cumsum(split) - 1
     conv = np.empty(n, dtype=np.int64)
@@ -119,3 +128,75 @@ def _base(direction, is_syn, is_ack, seq, ack, d: int):
         i = int(mine[0])
         return int(seq[i]) if is_syn[i] else (int(seq[i]) - 1) & 0xFFFFFFFF
     return (int(ack[int(theirs[0])]) - 1) & 0xFFFFFFFF
+
+
+ICMP4_ERRORS = frozenset((3, 4, 5, 11, 12))    # unreachable, quench, redirect, time exceeded, parameter
+ICMP6_ERRORS = frozenset((1, 2, 3, 4))         # unreachable, too big, time exceeded, parameter
+
+
+def icmp_quotes(idx) -> list[tuple[int, int, int, int, int, int]]:
+    """TCP/UDP headers quoted inside ICMP errors: (row, proto, src, dst, sport, dport).
+
+    Wireshark dissects the quoted header and gives the ICMP frame the quoted
+    flow's ``tcp.stream``/``udp.stream`` (creating a stream if the flow was
+    never seen), so numbering must count them.  ICMP errors are rare, so this
+    reads their bytes one by one: the outer IP header is found by its
+    address pair (the index knows the addresses, not the offset), the quoted
+    header sits 8 bytes into the ICMP message.  ``src``/``dst`` are address
+    texts; the caller maps them to codes.
+    """
+    import ipaddress
+
+    cap = getattr(idx, "capture", None)
+    proto = np.asarray(idx.proto)
+    rows = np.flatnonzero((proto == 1) | (proto == 58))
+    if cap is None or len(rows) == 0:
+        return []
+    out = []
+    for i in rows.tolist():
+        s, d = int(idx.src[i]), int(idx.dst[i])
+        if s < 0 or d < 0:
+            continue
+        data = cap.frame_bytes(int(idx.frame[i]))
+        try:
+            a = ipaddress.ip_address(idx.addrs[s]).packed
+            b = ipaddress.ip_address(idx.addrs[d]).packed
+        except ValueError:
+            continue
+        q = _quoted(data, a + b, int(proto[i]))
+        if q is not None:
+            out.append((i,) + q)
+    return out
+
+
+def _quoted(data: bytes, pair: bytes, proto: int):
+    v4 = proto == 1
+    at = data.find(pair)
+    start = at - (12 if v4 else 8)
+    if at < 0 or start < 0:
+        return None
+    if v4:
+        icmp = start + (data[start] & 0x0F) * 4
+    else:
+        icmp = start + 40
+    if icmp + 8 > len(data) or data[icmp] not in (ICMP4_ERRORS if v4 else ICMP6_ERRORS):
+        return None
+    inner = icmp + 8
+    import ipaddress
+    if v4:
+        if inner + 20 > len(data) or data[inner] >> 4 != 4:
+            return None
+        p = data[inner + 9]
+        src, dst = data[inner + 12:inner + 16], data[inner + 16:inner + 20]
+        l4 = inner + (data[inner] & 0x0F) * 4
+    else:
+        if inner + 40 > len(data) or data[inner] >> 4 != 6:
+            return None
+        p = data[inner + 6]
+        src, dst = data[inner + 8:inner + 24], data[inner + 24:inner + 40]
+        l4 = inner + 40
+    if p not in (6, 17) or l4 + 4 > len(data):
+        return None
+    sport = int.from_bytes(data[l4:l4 + 2], "big")
+    dport = int.from_bytes(data[l4 + 2:l4 + 4], "big")
+    return (p, str(ipaddress.ip_address(src)), str(ipaddress.ip_address(dst)), sport, dport)

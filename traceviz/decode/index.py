@@ -28,6 +28,7 @@ FIN, SYN, RST, PSH, ACK, URG, ECE, CWR, NS = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20,
 MAX_TCP_OPTIONS = 40        # 40 option bytes: at most 40 one-byte NOPs
 TCP_HEADER = np.dtype([("sport", ">u2"), ("dport", ">u2"), ("seq", ">u4"), ("ack", ">u4"),
                        ("off_flags", ">u2"), ("win", ">u2"), ("sum", ">u2"), ("urg", ">u2")])
+NOP_NOP_TIMESTAMPS = np.dtype([("kinds", ">u4"), ("tsval", ">u4"), ("tsecr", ">u4")])
 HEAD_BYTES = 96             # Ethernet + VLAN + IPv6 + TCP with options fit in most frames
 
 
@@ -38,6 +39,13 @@ class PacketIndex:
     ``proto`` is set only when the transport header was parsed (or is ICMP):
     ``proto == 6`` implies the TCP columns are valid.  ``ip_proto`` keeps the
     IP header's protocol number even for later fragments and malformed frames.
+
+    Fragments are not reassembled: a first fragment (offset 0, more to come)
+    gets its transport header parsed and ``payload_len`` counts this
+    fragment's bytes only (tshark, reassembling, shows no ``tcp.len`` there);
+    later fragments get no transport fields.  ``frag`` marks both.
+    Offsets (``l4_off``, ``payload_off``) index ``capture.buf`` directly.
+    TCP options are read for every TCP frame that has them, not only SYNs.
     """
 
     capture: Capture
@@ -210,7 +218,11 @@ class _Columns:
             col[has] += start[has]
 
     def address_codes(self) -> list[str]:
-        """Fill ``src``/``dst`` codes; return the address texts they index."""
+        """Fill ``src``/``dst`` codes; return the address texts they index.
+
+        Codes come from hash-based factorisation (no sort), numbering
+        addresses in order of appearance, IPv4 first.
+        """
         addrs: list[str] = []
         for version in (4, 6):
             parts = [x for x in self.addresses if x[0] == version]
@@ -218,20 +230,26 @@ class _Columns:
                 continue
             rows = np.concatenate([p[1] for p in parts])
             both = np.concatenate([p[2] for p in parts] + [p[3] for p in parts])
-            if version == 6:
-                both = np.ascontiguousarray(both).view("V16").ravel()
             if version == 4:
-                # Hash-based, and numbers addresses in order of appearance.
-                inv, uniq = pd.factorize(both)
+                codes, uniq = pd.factorize(both.astype(np.uint32))
+                addrs += _ipv4_texts(uniq)
             else:
-                uniq, inv = np.unique(both, return_inverse=True)
-            inv = np.asarray(inv).astype(np.int32).ravel() + len(addrs)
-            self.src[rows], self.dst[rows] = inv[:len(rows)], inv[len(rows):]
-            if version == 4:
-                addrs += [str(ipaddress.IPv4Address(int(v))) for v in uniq]
-            else:
-                addrs += [str(ipaddress.IPv6Address(bytes(v))) for v in uniq]
+                halves = np.ascontiguousarray(both).view(">u8").astype(np.uint64)
+                hi, hi_uniq = pd.factorize(halves[:, 0])
+                lo, lo_uniq = pd.factorize(halves[:, 1])
+                codes, pairs = pd.factorize(hi.astype(np.int64) * len(lo_uniq) + lo)
+                addrs += [str(ipaddress.IPv6Address((int(hi_uniq[p // len(lo_uniq)]) << 64)
+                                                    | int(lo_uniq[p % len(lo_uniq)]))) for p in pairs]
+            codes = np.asarray(codes).astype(np.int32) + (len(addrs) - len(uniq if version == 4 else pairs))
+            self.src[rows], self.dst[rows] = codes[:len(rows)], codes[len(rows):]
         return addrs
+
+
+def _ipv4_texts(values: np.ndarray) -> list[str]:
+    """Dotted quads, without an ``ipaddress`` object per address (there may be 100k)."""
+    v = np.asarray(values, np.uint32)
+    quads = zip(*((v >> shift) & 0xFF for shift in (24, 16, 8, 0)))
+    return [f"{a}.{b}.{c}.{d}" for a, b, c, d in (tuple(map(int, q)) for q in quads)]
 
 
 def _rows(idx: np.ndarray, n: int):
@@ -330,11 +348,11 @@ def _tcp_options(h: Heads, cols: _Columns, caplen: np.ndarray) -> None:
     rest = []
     for rows, l4 in by_offset(found, cols.l4_off[found]):
         r = _rows(rows, cols.n)
-        common = (cols.tcp_hlen[r] == 32) & (h.u32(r, l4 + 20) == 0x0101080A) & (caplen[r] >= l4 + 32)
-        idx = rows[common] if not isinstance(r, slice) else np.flatnonzero(common)
-        cols.tsval[idx] = h.u32(idx, l4 + 24)
-        cols.tsecr[idx] = h.u32(idx, l4 + 28)
-        rest.append(rows[~common] if not isinstance(r, slice) else np.flatnonzero(~common))
+        opts = h.record(r, l4 + 20, NOP_NOP_TIMESTAMPS)
+        common = (cols.tcp_hlen[r] == 32) & (opts["kinds"] == 0x0101080A) & (caplen[r] >= l4 + 32)
+        cols.tsval[rows[common]] = opts["tsval"][common]
+        cols.tsecr[rows[common]] = opts["tsecr"][common]
+        rest.append(rows[~common])
     rows = np.concatenate(rest) if rest else found
     if len(rows):
         _walk_options(h, cols, rows, caplen)

@@ -100,8 +100,29 @@ def _http1_factory(conn: int, alpn: str | None, scheme: str = "http"):
         return None
 
 
-# protocol -> factory(conn, alpn, scheme).  HTTP/2 registers "h2" here.
+# protocol -> factory(conn, alpn, scheme) returning a decoder with feed(dir, data,
+# frame, ts), gap(dir, nbytes), close(), and .events / .requests lists of row dicts
+# (model columns; conn and source are filled in here).
 APP_DECODERS: dict[str, Callable[[int, str | None, str], Any]] = {"http/1.1": _http1_factory}
+
+# Decoders that live in their own module register lazily: HTTP/2 is
+# ``traceviz.decode.http2.payload_decoder(conn, alpn, scheme)`` when that exists.
+_PLUGINS = {"h2": ("traceviz.decode.http2", "payload_decoder")}
+
+
+def decoder_factory(protocol: str | None):
+    if not protocol:
+        return None
+    if protocol not in APP_DECODERS and protocol in _PLUGINS:
+        import importlib
+        module, attr = _PLUGINS[protocol]
+        try:
+            factory = getattr(importlib.import_module(module), attr, None)
+        except ImportError:
+            factory = None
+        if factory is not None:
+            APP_DECODERS[protocol] = factory
+    return APP_DECODERS.get(protocol)
 
 
 def _app_for(alpn: str | None, first_c2s: bytes) -> str | None:
@@ -146,11 +167,16 @@ def _first_bytes(packets: pd.DataFrame, buf) -> dict[tuple[int, str], bytes]:
                        & packets["conn"].notna() & (packets["payload_cap"].fillna(0) > 0), need]
     if data.empty:
         return {}
-    data = data.sort_values(["conn", "dir", "seq", "frame"]).drop_duplicates(["conn", "dir"])
-    out = {}
+    # The first three distinct segments: enough even when a sender dribbles out a byte at a time.
+    data = data.sort_values(["conn", "dir", "seq", "frame"]).drop_duplicates(["conn", "dir", "seq"])
+    data = data.groupby(["conn", "dir"], sort=False).head(3)
+    out: dict[tuple[int, str], bytes] = {}
     for conn, d, off, cap in zip(data["conn"].to_numpy(), data["dir"].to_numpy(),
                                  data["payload_off"].to_numpy(), data["payload_cap"].to_numpy()):
-        out[(int(conn), d)] = bytes(buf[int(off):int(off) + min(int(cap), 64)])
+        key = (int(conn), d)
+        have = out.get(key, b"")
+        if len(have) < 64:
+            out[key] = have + bytes(buf[int(off):int(off) + min(int(cap), 64)])
     return out
 
 
@@ -182,67 +208,76 @@ def load_keys(timeline, keylog=None, rsa_key=None):
 
 def run(timeline, keylog=None, rsa_key=None) -> None:
     """Decode TLS and HTTP/1.x on the TCP connections that carry them; fill the tables."""
-    from traceviz.decode.tls.session import TLSSession
-
     log, key = load_keys(timeline, keylog, rsa_key)
     cap, packets = timeline.capture, timeline.packets
     timeline.tls = pd.DataFrame(columns=TLS_FIELDS)
     if cap is None or packets is None or packets.empty:
         return
     first = _first_bytes(packets, cap.buf)
-    kinds = {}
+    kinds, unknown = {}, {}
     for conn in sorted({c for c, _ in first}):
         kind = sniff(first.get((conn, "c2s"), b""), first.get((conn, "s2c"), b""))
         if kind:
             kinds[conn] = kind
+        else:
+            unknown[conn] = "unknown"      # carried bytes we do not decode
     if not kinds:
+        _store(timeline, [], [], [], unknown)
         return
     wanted = segments_by_conn(packets[packets["transport"] == "tcp"], kinds)
     tls_rows, events, requests = [], [], []
-    conns = timeline.connections
-    endpoints = _endpoints(conns)
-    app_col: dict[int, str] = {}
+    endpoints = _endpoints(timeline.connections)
+    app_col: dict[int, str] = dict(unknown)
     for conn, segments in sorted(wanted.items()):
         streams = reassemble_segments(segments, cap.buf)
-        kind = kinds[conn]
-        if kind == "tls":
-            session = TLSSession(conn)
-            if log is not None or key is not None:
-                session.use_keys(log, key)
-            app = _AppFeed(conn, session=session)
-            session.on_application_data = app.feed_decrypted
-            _feed(session.feed, session.gap, streams)
-            for d, s in streams.items():
-                if s.rst_frame is not None:
-                    session.reset(d, s.rst_frame, s.rst_ts)
-            session.close()
-            app.close(session)
+        if kinds[conn] == "tls":
+            session, app = _run_tls(conn, streams, log, key)
             if session.client_hello is not None or session.server_hello is not None:
-                row = session.row()
-                row.update({"conn": conn, **endpoints.get(conn, {})})
-                ch = session.client_hello
-                row["keys_present"] = bool(log is not None and ch is not None and log.has(ch.random)) \
-                    or bool(session.decrypted_records)
-                if session.decryptor is not None and not session.decryptor.available:
-                    row["decrypt_note"] = session.decryptor.reason
-                tls_rows.append(row)
+                tls_rows.append(_tls_row(session, endpoints.get(conn, {}), log))
             events += _tls_events(conn, session)
             for err in session.errors[:5]:
                 timeline.warnings.append(describe(timeline.source.path, f"TLS on connection {conn}: {err}"))
-            if app.requests and session.completed():
-                end = session.handshake_end()
-                app.requests[0]["tls"] = end.ts - session.client_hello_event.ts
-            events += app.events
-            requests += app.requests
             app_col[conn] = _app_label(session, app)
         else:
-            app = _AppFeed(conn, plaintext=kind)
-            _feed(app.feed_plain, lambda d, off, n: app.gap(d, off, n), streams)
+            app = _AppFeed(conn, plaintext=kinds[conn])
+            _feed(app.feed_plain, app.gap, streams)
             app.close(None)
-            events += app.events
-            requests += app.requests
-            app_col[conn] = kind
+            app_col[conn] = kinds[conn]
+        events += app.events
+        requests += app.requests
     _store(timeline, tls_rows, events, requests, app_col)
+
+
+def _run_tls(conn: int, streams: dict[str, ByteStream], log, key):
+    """One TLS connection: the session machine, and its decrypted bytes to the app decoder."""
+    from traceviz.decode.tls.session import TLSSession
+
+    session = TLSSession(conn)
+    if log is not None or key is not None:
+        session.use_keys(log, key)
+    app = _AppFeed(conn, session=session)
+    session.on_application_data = app.feed_decrypted
+    _feed(session.feed, session.gap, streams)
+    for d, s in streams.items():
+        if s.rst_frame is not None:
+            session.reset(d, s.rst_frame, s.rst_ts)
+    session.close()
+    app.close(session)
+    if app.requests and session.completed():
+        # The first request waited for the handshake: that is its `tls` phase.
+        app.requests[0]["tls"] = session.handshake_end().ts - session.client_hello_event.ts
+    return session, app
+
+
+def _tls_row(session, endpoints: dict, log) -> dict:
+    row = session.row()
+    row.update({"conn": session.conn, **endpoints})
+    ch = session.client_hello
+    row["keys_present"] = bool(log is not None and ch is not None and log.has(ch.random)) \
+        or bool(session.decrypted_records)
+    if session.decryptor is not None and not session.decryptor.available:
+        row["decrypt_note"] = session.decryptor.reason
+    return row
 
 
 def _feed(feed, gap, streams: dict[str, ByteStream]) -> None:
@@ -296,7 +331,7 @@ class _AppFeed:
                 self._held.append((d, data, frame, ts))
                 return
             self.protocol = _app_for(alpn, self._first_c2s)
-            factory = APP_DECODERS.get(self.protocol or "")
+            factory = decoder_factory(self.protocol)
             scheme = "https" if self.session is not None else "http"
             self.decoder = factory(self.conn, alpn, scheme) if factory else None
             if self.decoder is None:

@@ -219,13 +219,11 @@ def segments_by_conn(packets, conns=None) -> dict[int, list[tuple]]:
     num = {c: pd.to_numeric(p[c], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
            for c in ("seq", "len", "payload_off", "payload_cap")}
     ok = ~(np.isnan(num["seq"]) | np.isnan(num["len"]))
-    off = np.nan_to_num(num["payload_off"]).astype("int64")
-    cap = np.nan_to_num(num["payload_cap"]).astype("int64")
+    ints = {c: np.nan_to_num(v).astype("int64").tolist() for c, v in num.items()}
     flags = [f if isinstance(f, str) else "" for f in p["flags"].tolist()]
-    rows = zip(p["dir"].tolist(), flags, num["seq"].astype("int64", copy=False).tolist() if ok.all()
-               else np.where(ok, num["seq"], 0).astype("int64").tolist(),
-               np.where(ok, num["len"], 0).astype("int64").tolist(), p["frame"].to_numpy(dtype="int64").tolist(),
-               p["ts"].to_numpy(dtype="float64").tolist(), off.tolist(), cap.tolist(), ok.tolist(), conn.tolist())
+    rows = zip(p["dir"].tolist(), flags, ints["seq"], ints["len"], p["frame"].to_numpy(dtype="int64").tolist(),
+               p["ts"].to_numpy(dtype="float64").tolist(), ints["payload_off"], ints["payload_cap"],
+               ok.tolist(), conn.tolist())
     out: dict[int, list[tuple]] = {}
     for d, f, seq, n, frame, ts, o, c, good, k in rows:
         if good:
@@ -236,8 +234,7 @@ def segments_by_conn(packets, conns=None) -> dict[int, list[tuple]]:
 def _segments(rows) -> Iterable[tuple]:
     """(dir, flags, seq, len, frame, ts, payload_off, payload_cap) in frame order, bad rows skipped."""
     if hasattr(rows, "itertuples"):
-        cols = ["dir", "flags", "seq", "len", "frame", "ts", "payload_off", "payload_cap"]
-        rows = rows.sort_values("frame")[cols].itertuples(index=False, name=None)
+        rows = rows.sort_values("frame")[_SEGMENT_COLUMNS].itertuples(index=False, name=None)
     else:
         rows = sorted(((r["dir"], r["flags"], r["seq"], r["len"], r["frame"], r["ts"],
                         r["payload_off"], r["payload_cap"]) for r in rows), key=lambda t: t[4])

@@ -21,7 +21,8 @@ Conventions decided here:
   ``ack`` = first packet from the client after that SYN-ACK carrying ACK
   without SYN or RST.  ``syn_retransmits`` = SYNs after the first (all with
   the same ISN: a different ISN is a new connection, as in Wireshark).
-- ``close``: ``unanswered`` (SYN seen, nothing ever came back), ``refused``
+- ``close``: ``unanswered`` (only SYNs: no reply, and the client did not
+  give up with a RST or FIN either), ``refused``
   (the server's first answer to the SYN was a RST), otherwise whichever of
   the first FIN and first RST came first, by its sender
   (``fin-client``/``fin-server``/``rst-client``/``rst-server``), else ``open``.
@@ -63,20 +64,42 @@ def analyze(idx) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     src = np.asarray(idx.src)
     dst = np.asarray(idx.dst)
 
+    # Flow identity per row: the row's own header, or the header an ICMP error quotes.
+    addrs = list(idx.addrs)
+    fsrc, fdst = src.astype(np.int64).copy(), dst.astype(np.int64).copy()
+    fsport, fdport = sport.astype(np.int64).copy(), dport.astype(np.int64).copy()
+    quoted_tcp = np.zeros(n, dtype=bool)
+    quoted_udp = np.zeros(n, dtype=bool)
+    quotes = flows.icmp_quotes(idx)
+    if quotes:
+        code = {a: i for i, a in enumerate(addrs)}
+        for row, p, qs, qd, qsp, qdp in quotes:
+            for a in (qs, qd):
+                if a not in code:
+                    code[a] = len(addrs)
+                    addrs.append(a)
+            fsrc[row], fdst[row], fsport[row], fdport[row] = code[qs], code[qd], qsp, qdp
+            (quoted_tcp if p == TCP else quoted_udp)[row] = True
+    tcp_flow = np.flatnonzero(is_tcp | quoted_tcp)
+    udp_flow = np.flatnonzero(is_udp | quoted_udp)
+
     n_tcp = 0
-    if len(tcp_rows):
-        tid, dr = flows.endpoint_pairs(src[tcp_rows], sport[tcp_rows], dst[tcp_rows], dport[tcp_rows])
-        s = flows.tcp_streams(tid, dr, flags[tcp_rows], seq[tcp_rows], ack[tcp_rows])
-        conn[tcp_rows] = s
-        stream[tcp_rows] = s
-        direction[tcp_rows] = dr
+    if len(tcp_flow):
+        tid, dr = flows.endpoint_pairs(fsrc[tcp_flow], fsport[tcp_flow], fdst[tcp_flow], fdport[tcp_flow])
+        passive = quoted_tcp[tcp_flow]
+        s = flows.tcp_streams(tid, dr, np.where(passive, 0, flags[tcp_flow]), seq[tcp_flow], ack[tcp_flow],
+                              passive=passive)
+        conn[tcp_flow] = s
+        stream[tcp_flow] = s
+        direction[tcp_flow] = dr
         n_tcp = int(s.max()) + 1
-    if len(udp_rows):
-        tid, dr = flows.endpoint_pairs(src[udp_rows], sport[udp_rows], dst[udp_rows], dport[udp_rows])
+    if len(udp_flow):
+        tid, dr = flows.endpoint_pairs(fsrc[udp_flow], fsport[udp_flow], fdst[udp_flow], fdport[udp_flow])
         s = flows.udp_streams(tid)
-        stream[udp_rows] = s
-        conn[udp_rows] = s + n_tcp
-        direction[udp_rows] = dr
+        stream[udp_flow] = s
+        conn[udp_flow] = s + n_tcp
+        direction[udp_flow] = dr
+    flow = (fsrc, fdst, fsport, fdport, addrs)
 
     an = None
     if len(tcp_rows):
@@ -85,7 +108,7 @@ def analyze(idx) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
                                  np.asarray(idx.payload_len)[tcp_rows], np.asarray(idx.ts)[tcp_rows],
                                  np.asarray(idx.frame)[tcp_rows], np.asarray(idx.wscale)[tcp_rows])
 
-    conns = _connections(idx, conn, direction, is_tcp, is_udp, n_tcp, stream)
+    conns = _connections(idx, conn, direction, is_tcp, n_tcp, stream, flow)
     client_side = conns.pop("_client_side").to_numpy() if len(conns) else np.zeros(0, dtype=np.int8)
     c2s = np.zeros(n, dtype=bool)
     in_conn = conn >= 0
@@ -100,6 +123,11 @@ def analyze(idx) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
 
 _FLAG_TEXT = np.array([",".join(name for b, name in enumerate(TCP_FLAG_NAMES) if v & (1 << b))
                        for v in range(512)], dtype=object)
+
+
+def _obj(values) -> pd.Series:
+    """An object column as is (pandas 3 would otherwise infer, then conform() convert back)."""
+    return pd.Series(values, dtype=object)
 
 
 def _nullable(values: np.ndarray, mask: np.ndarray) -> pd.arrays.IntegerArray:
@@ -142,14 +170,14 @@ def _packets(idx, conn, stream, c2s, in_conn, is_tcp, tcp_rows, an) -> pd.DataFr
     return pd.DataFrame({
         "frame": np.asarray(idx.frame).astype(np.int64),
         "ts": np.asarray(idx.ts).astype(np.float64),
-        "src": addrs[src],
-        "dst": addrs[dst],
+        "src": _obj(addrs[src]),
+        "dst": _obj(addrs[dst]),
         "sport": _nullable(sport, sport >= 0),
         "dport": _nullable(dport, dport >= 0),
-        "transport": transport,
+        "transport": _obj(transport),
         "conn": _nullable(conn, in_conn),
-        "dir": dir_text,
-        "flags": flag_text,
+        "dir": _obj(dir_text),
+        "flags": _obj(flag_text),
         "seq": _nullable(seq_rel, in_tcp),
         "ack": _nullable(ack_rel, in_tcp & has_ack),
         "win": _nullable(win, in_tcp),
@@ -182,7 +210,7 @@ def _first_per_conn(conn_rows: np.ndarray, rows: np.ndarray, nconn: int) -> np.n
     return out
 
 
-def _connections(idx, conn, direction, is_tcp, is_udp, n_tcp, stream) -> pd.DataFrame:
+def _connections(idx, conn, direction, is_tcp, n_tcp, stream, flow) -> pd.DataFrame:
     rows = np.flatnonzero(conn >= 0)
     nconn = int(conn.max()) + 1 if len(rows) else 0
     if nconn == 0:
@@ -192,10 +220,7 @@ def _connections(idx, conn, direction, is_tcp, is_udp, n_tcp, stream) -> pd.Data
     ts = np.asarray(idx.ts).astype(np.float64)
     frame = np.asarray(idx.frame).astype(np.int64)
     flags = np.asarray(idx.tcp_flags).astype(np.int64)
-    sport = np.asarray(idx.sport).astype(np.int64)
-    dport = np.asarray(idx.dport).astype(np.int64)
-    src = np.asarray(idx.src)
-    dst = np.asarray(idx.dst)
+    src, dst, sport, dport, addrs = flow
     plen = np.maximum(np.asarray(idx.payload_len).astype(np.int64), 0)
     c = conn  # full-length, -1 outside connections
     tcp_flags = np.where(is_tcp, flags, 0)
@@ -241,7 +266,6 @@ def _connections(idx, conn, direction, is_tcp, is_udp, n_tcp, stream) -> pd.Data
     s_addr = np.where(first_from_client, dst[f], src[f])
     c_port = np.where(first_from_client, sport[f], dport[f])
     s_port = np.where(first_from_client, dport[f], sport[f])
-    addrs = list(idx.addrs)
     client = [_endpoint_text(addrs[a] if a >= 0 else None, int(p)) for a, p in zip(c_addr, c_port)]
     server = [_endpoint_text(addrs[a] if a >= 0 else None, int(p)) for a, p in zip(s_addr, s_port)]
 
@@ -350,7 +374,7 @@ def _close(c, rows, flags, from_client, has_syn, first_syn, nconn, frame) -> np.
     # Answer to the SYN: the server's first packet.
     srv_rows = rows[~from_client[rows]]
     first_srv = _first_per_conn(c, srv_rows, nconn)
-    unanswered = has_syn & (first_srv < 0)
+    unanswered = has_syn & (first_srv < 0) & (first_fin < 0) & (first_rst < 0)
     close[unanswered] = "unanswered"
     ans = has_syn & (first_srv >= 0)
     refused = ans.copy()

@@ -95,6 +95,13 @@ def _i32(x: np.ndarray) -> np.ndarray:
     return ((x + (1 << 31)) & M32) - (1 << 31)
 
 
+def _us(seconds):
+    """Whole microseconds: Wireshark compares times in integer nanoseconds, and
+    float64 epoch seconds are only good to ~0.2 us, so ties at a threshold
+    (20 ms, the first RTT) are decided on the microsecond grid pcap uses."""
+    return np.round(np.asarray(seconds, dtype=np.float64) * 1e6)
+
+
 def _group_starts(key_sorted: np.ndarray) -> np.ndarray:
     start = np.ones(len(key_sorted), dtype=bool)
     start[1:] = key_sorted[1:] != key_sorted[:-1]
@@ -260,15 +267,15 @@ def analyze_segments(conn, direction, flags, seq, ack, win, seglen, ts, frame, w
     bits[ackl] |= ACK_LOST_SEGMENT
 
     # Retransmission family: data, SYN or FIN that does not advance nextseq.
-    first_rtt = _first_rtt(conn, flags, ts, frame)
+    rtt_from, first_rtt = _first_rtt(conn, flags, ts, frame, o2, start2)
     carries = (seglen > 0) | ((flags & (SYN | FIN)) != 0)
     fam = carries & ((bits & KEEP_ALIVE) == 0)
     not_adv = nsset & (_i32(seq - ns_raw) < 0)
     not_adv &= ~((seglen > 1) & (((ns_raw - 1) & M32) == seq))
     spur = fam & (seglen > 0) & (rev_ack != 0) & (_i32(seq + seglen - rev_ack) <= 0)
-    fast = fam & ~spur & not_adv & ((rev_dup >= 2) | (rev_dup == -1)) & (rev_ack == seq) & ((ts - rev_ts) < FAST_RETRANS_WINDOW)
-    thres = np.where(np.isnan(first_rtt) | (frame < _rtt_frame(conn, flags, ts, frame)), OOO_DEFAULT, first_rtt)
-    ooo = (fam & ~spur & ~fast & not_adv & ((ts - ns_time) < thres)
+    fast = fam & ~spur & not_adv & ((rev_dup >= 2) | (rev_dup == -1)) & (rev_ack == seq) & (_us(ts - rev_ts) < _us(FAST_RETRANS_WINDOW))
+    thres = np.where(np.isnan(first_rtt) | (frame < rtt_from), OOO_DEFAULT, first_rtt)
+    ooo = (fam & ~spur & ~fast & not_adv & (_us(ts - ns_time) < _us(thres))
            & (ns_raw != ((seq + seglen + ((flags & (SYN | FIN)) != 0)) & M32)))
     retr = fam & ~spur & ~fast & ~ooo & not_adv
     bits[spur] |= SPURIOUS_RETRANSMISSION
@@ -361,27 +368,19 @@ def _dup_counts(dup, ack, prev_ack, has_prev, frame, o1, start1):
     return num, out_frame
 
 
-def _rtt_frame(conn, flags, ts, frame):
-    """Frame from which each row's connection knows its first RTT (inf if never)."""
-    f, _ = _first_rtt_pair(conn, flags, ts, frame)
-    return f
+def _first_rtt(conn, flags, ts, frame, o, start):
+    """Wireshark's ts_first_rtt (tcp.analysis.initial_rtt), per row with the frame it is known from.
 
-
-def _first_rtt(conn, flags, ts, frame):
-    _, rtt = _first_rtt_pair(conn, flags, ts, frame)
-    return rtt
-
-
-def _first_rtt_pair(conn, flags, ts, frame):
-    """Wireshark's ts_first_rtt: first pure ACK after a SYN, minus the latest SYN before it."""
+    It is the first packet with ACK and without SYN after a SYN, minus the
+    latest SYN before it; ``o``/``start`` are the (conn, frame) order and its
+    group starts.
+    """
     n = len(conn)
     at_frame = np.full(n, np.inf)
     rtt = np.full(n, np.nan)
     if n == 0:
         return at_frame, rtt
-    o = np.argsort(conn, kind="stable")
     c, fl, t, fr = conn[o], flags[o], ts[o], frame[o]
-    start = _group_starts(c)
     cstart = _ffill_index(start)
     syn = (fl & (SYN | ACK)) == SYN
     last_syn = _ffill_index(syn)

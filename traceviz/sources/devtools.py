@@ -63,7 +63,7 @@ def trace_from_json(path: str, value: Any, facts: dict | None = None) -> TraceLo
     else:
         raise InputError(path, "not a DevTools trace: no traceEvents list")
     wanted = NETWORK_EVENTS | PAGE_EVENTS
-    kept = [e for e in events if isinstance(e, dict) and e.get("name") in wanted]
+    kept = [e for e in events if isinstance(e, dict) and isinstance(e.get("name"), str) and e["name"] in wanted]
     return TraceLog(path=path, events=kept, total_events=len(events),
                     metadata=metadata if isinstance(metadata, dict) else {},
                     compressed=facts.get("compressed", False), size=facts.get("size", 0))

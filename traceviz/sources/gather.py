@@ -73,9 +73,6 @@ class Gather:
         return self.raw(off, 8).view(order + "u8")[:, 0]
 
 
-Rows = "slice | np.ndarray"
-
-
 class Heads:
     """The first ``width`` bytes of each frame; reads by (rows, offset in frame).
 
@@ -118,14 +115,23 @@ def by_offset(rows: np.ndarray, rel: np.ndarray):
     """Split ``rows`` into groups sharing one ``rel`` value: ``[(rows, int rel), ...]``.
 
     Captures are nearly uniform, so this is usually one or two groups and lets
-    every read be a column slice.
+    every read be a column slice.  A few distinct values are peeled off one
+    comparison at a time (cheaper than sorting a million offsets).
     """
+    groups = []
+    for _ in range(6):
+        if not len(rows):
+            return groups
+        v = rel[0]
+        same = rel == v
+        if same.all():
+            groups.append((rows, int(v)))
+            return groups
+        groups.append((rows[same], int(v)))
+        rows, rel = rows[~same], rel[~same]
     if not len(rows):
-        return []
-    lo, hi = int(rel.min()), int(rel.max())
-    if lo == hi:
-        return [(rows, lo)]
+        return groups
     values, inverse = np.unique(rel, return_inverse=True)
     order = np.argsort(inverse, kind="stable")
     bounds = np.searchsorted(inverse[order], np.arange(len(values) + 1))
-    return [(rows[order[bounds[i]:bounds[i + 1]]], int(v)) for i, v in enumerate(values)]
+    return groups + [(rows[order[bounds[i]:bounds[i + 1]]], int(v)) for i, v in enumerate(values)]

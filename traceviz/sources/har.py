@@ -61,7 +61,8 @@ def har_from_json(path: str, value: Any, facts: dict | None = None) -> HarLog:
             good.append(e)
         else:
             warnings.append(describe(path, f"entry {i + 1}: no request object; skipped"))
-    pages = [p for p in log.get("pages") or [] if isinstance(p, dict)]
+    pages = log.get("pages") if isinstance(log.get("pages"), list) else []
+    pages = [p for p in pages if isinstance(p, dict)]
     return HarLog(
         path=path,
         version=_str(log.get("version")),

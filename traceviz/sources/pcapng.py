@@ -70,11 +70,12 @@ def parse(buf: bytes, path: str) -> Capture:
     gif = np.frombuffer(w.gif, np.int32) if nframes else np.zeros(0, np.int32)
     kind = np.frombuffer(w.kind, np.int8) if nframes else np.zeros(0, np.int8)
     cols = _columns(buf, offs, gif, kind, w.interfaces)
-    # A packet whose captured length overruns its block ends the usable part.
-    bad = np.flatnonzero(cols.pop("bad"))
+    # A packet block that contradicts itself ends the usable part.
+    damage = cols.pop("bad")
+    bad = np.flatnonzero(damage)
     if len(bad):
         first = int(bad[0])
-        reason = "packet block's captured length overruns the block; damaged file"
+        reason = _DAMAGE[int(damage[first])]
         if first == 0:
             raise InputError(path, reason, 1)
         cols = {k: v[:first] for k, v in cols.items()}
@@ -98,7 +99,7 @@ def parse(buf: bytes, path: str) -> Capture:
         warnings=warnings,
         detail={
             "sections": w.sections,
-            "byte_order": sorted({"little" if i.order == "<" else "big" for i in w.interfaces}) or w.orders,
+            "byte_order": w.orders,         # one per section
             "interfaces": [
                 {"section": i.section, "linktype": i.linktype, "snaplen": i.snaplen,
                  "tsresol": i.tsresol, "name": i.name} for i in w.interfaces
@@ -255,6 +256,11 @@ def _options(buf: bytes, start: int, end: int, order: str, where: str) -> list[t
     return out
 
 
+_DAMAGE = {
+    1: "packet block's captured length overruns the block; damaged file",
+    2: "packet block's length does not match its trailer; damaged file",
+}
+
 _BLOCK_NAMES = {SHB: "SHB", IDB: "IDB", PB: "PB", SPB: "SPB", NRB: "NRB", ISB: "ISB", EPB: "EPB", DSB: "DSB"}
 
 
@@ -267,7 +273,7 @@ def _columns(buf, offs, gif, kind, interfaces) -> dict[str, np.ndarray]:
     wire = np.zeros(n, np.int64)
     ts = np.full(n, np.nan)
     ts_ns = np.zeros(n, np.int64)
-    bad = np.zeros(n, bool)
+    bad = np.zeros(n, np.int8)         # 0 fine, else a key of _DAMAGE
     linktype = np.zeros(n, np.int32)
     for i, itf in enumerate(interfaces):
         sel = np.flatnonzero(gif == i)
@@ -286,7 +292,9 @@ def _columns(buf, offs, gif, kind, interfaces) -> dict[str, np.ndarray]:
         spb_wl = g.u32(o + 8, e).astype(np.int64)
         cl = np.where(is_spb, np.minimum(spb_wl, blen - 16), cl)
         wl = np.where(is_spb, spb_wl, wl)
-        bad[sel] = (hdr + cl + 4 > blen) | (cl > MAX_RECORD) | (cl < 0)
+        trailer = g.u32(o + blen - 4, e).astype(np.int64)
+        overrun = (hdr + cl + 4 > blen) | (cl > MAX_RECORD) | (cl < 0)
+        bad[sel] = np.where(overrun, 1, np.where(trailer != blen, 2, 0))
         data_off[sel] = o + hdr
         caplen[sel] = cl
         wire[sel] = wl

@@ -3,6 +3,22 @@
 The format is sniffed from the first bytes, never the file name.  A gzip
 wrapper is undone in bounded steps, so a small file that inflates to
 something huge (a gzip bomb) stops with an error instead of eating memory.
+
+Damaged files, the policy:
+
+- Nothing usable (empty file, no magic number, a damaged file or section
+  header, a first record that is cut short or claims an impossible length):
+  ``InputError`` with one line naming the file (and frame 1 where a record
+  is to blame).
+- A record that is cut short, or claims more than Wireshark's 262144-byte
+  maximum (pcap) / a block longer than the file or than 16 MiB, or whose
+  header contradicts itself (pcapng): the walk stops there; the frames before
+  it are kept and ``Capture.warnings`` gets ``FILE: frame N: what; analysed
+  M frames``, N being the first frame lost.  A claimed length is only ever
+  compared with what the file holds, never allocated.  We stop rather than
+  hunt for the next plausible record: after a length lie every later offset
+  is a guess, and tshark stops there too.
+- A file with a valid header and no packets: an empty Capture with a warning.
 """
 
 from __future__ import annotations

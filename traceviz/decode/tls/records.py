@@ -10,6 +10,9 @@ Each record and message carries the frame and time of the bytes that
 completed it -- where Wireshark shows a reassembled PDU.  A header that
 cannot be a TLS record stops the reader with ``error`` set: there is no way
 to find the next record boundary in a stream that has lost its framing.
+Bytes missing from the capture (``gap``) are different: the record they cut
+is dropped and the reader looks for the next plausible record header --
+two that chain, or one that ends exactly where the bytes do -- and goes on.
 """
 
 from __future__ import annotations
@@ -47,6 +50,9 @@ class RecordReader:
         self._first: tuple[int, float] | None = None   # frame/ts of the pending record's first byte
         self.error: str | None = None
         self.records = 0
+        self.gaps = 0
+        self.skipped = 0            # bytes dropped while finding a record boundary after a gap
+        self._resync = False
 
     def feed(self, data: bytes, frame: int, ts: float) -> list[Record]:
         if self.error is not None or not data:
@@ -63,9 +69,15 @@ class RecordReader:
         return out
 
     def gap(self, length: int) -> None:
-        """Bytes are missing here: framing is lost from this point on."""
-        if self.error is None:
-            self.error = f"{length} bytes missing from the TCP stream (not captured or lost)"
+        """``length`` bytes are missing here: drop the record they cut, then resynchronise."""
+        if self.error is not None:
+            return
+        self.gaps += 1
+        self._offset += len(self._buf) + length
+        self.skipped += len(self._buf)
+        self._buf.clear()
+        self._first = None
+        self._resync = True
 
     @property
     def pending(self) -> int:
@@ -73,6 +85,8 @@ class RecordReader:
         return len(self._buf)
 
     def _next(self, frame: int, ts: float) -> Record | None:
+        if self._resync and not self._find_boundary():
+            return None
         buf = self._buf
         if self.records == 0 and len(buf) >= 3 and buf[0] & 0x80 and buf[2] == 1:
             return self._sslv2(frame, ts)
@@ -92,6 +106,28 @@ class RecordReader:
         self._consume(5 + length, frame, ts)
         return rec
 
+    def _find_boundary(self) -> bool:
+        """After a gap: skip to the first offset where a record header starts a chain."""
+        buf = self._buf
+        for i in range(max(len(buf) - 4, 0)):
+            if not _plausible(buf, i):
+                continue
+            end = i + 5 + ((buf[i + 3] << 8) | buf[i + 4])
+            if end == len(buf) or (end + 5 <= len(buf) and _plausible(buf, end)):
+                self._consume_skip(i)
+                self._resync = False
+                return True
+            if end + 5 > len(buf):
+                self._consume_skip(i)      # cannot tell yet: wait for more bytes
+                return False
+        self._consume_skip(max(len(buf) - 4, 0))
+        return False
+
+    def _consume_skip(self, n: int) -> None:
+        del self._buf[:n]
+        self._offset += n
+        self.skipped += n
+
     def _sslv2(self, frame: int, ts: float) -> Record | None:
         """SSLv2-compatible ClientHello (RFC 5246 appendix E.2): 2-byte header, no padding."""
         length = ((self._buf[0] & 0x7F) << 8) | self._buf[1]
@@ -109,6 +145,11 @@ class RecordReader:
         self._offset += n
         self.records += 1
         self._first = (frame, ts) if self._buf else None
+
+
+def _plausible(buf: bytearray, i: int) -> bool:
+    return (buf[i] in _CONTENT_TYPES and buf[i + 1] == 3 and buf[i + 2] <= 4
+            and ((buf[i + 3] << 8) | buf[i + 4]) <= MAX_RECORD)
 
 
 @dataclass

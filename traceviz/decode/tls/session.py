@@ -18,6 +18,7 @@ messages read for real.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,6 +59,7 @@ class _Side:
     app_records: int = 0
     app_bytes: int = 0
     first_app: Event | None = None
+    reported: bool = False            # its record-layer error is counted
 
 
 class TLSSession:
@@ -94,16 +96,21 @@ class TLSSession:
         try:
             for rec in side.records.feed(data, frame, ts):
                 self._record(dir, rec)
-        except msg.DecodeError as e:              # a message we could not read: count it, go on
-            self._error(str(e))
-        if side.records.error and not getattr(side, "_reported", False):
-            side._reported = True                 # type: ignore[attr-defined]
+        except Exception as e:      # noqa: BLE001 - hostile bytes: count the error, keep the session
+            if os.environ.get("TRACEVIZ_DEBUG") and not isinstance(e, msg.DecodeError):
+                raise
+            self._error(str(e) if isinstance(e, msg.DecodeError) else f"frame {frame}: {type(e).__name__}")
+        if side.records.error and not side.reported:
+            side.reported = True
             self._error(f"{_SIDE[dir]} stream: {side.records.error}")
         return self.events[before:]
 
     def gap(self, dir: str, offset: int, length: int) -> None:
-        """Bytes missing at ``offset`` of ``dir``: records past it cannot be framed."""
-        self.sides[dir].records.gap(length)
+        """Bytes missing at ``offset`` of ``dir`` (lost or not captured): the record
+        and handshake message they cut are dropped; reading resumes at the next record."""
+        side = self.sides[dir]
+        side.records.gap(length)
+        side.handshake = HandshakeReader()
 
     def reset(self, dir: str, frame: int, ts: float) -> None:
         if self.rst is None:
@@ -254,7 +261,14 @@ class TLSSession:
         if client.finished is not None:
             return False
         if dir == S2C:
-            ev = self._emit(dir, rec, "EncryptedHandshake", rec.size, encrypted=True)
+            last = self.events[-1] if self.events else None
+            if last is not None and last.kind == "EncryptedHandshake" and last.dir == S2C:
+                last.size += rec.size     # one event per flight of records
+                last.records += 1
+                last.detail = f"{last.records} records"
+                ev = last
+            else:
+                ev = self._emit(dir, rec, "EncryptedHandshake", rec.size, encrypted=True)
             server.finished = ev          # the last record of the server's flight holds its Finished
             return True
         client.finished = self._emit(dir, rec, "Finished", rec.size, encrypted=True)
@@ -457,6 +471,7 @@ class TLSSession:
             "ja3s": fp.ja3s(sh) if sh else None,
             "ja4s": fp.ja4s(sh, self.transport) if sh else None,
             "decrypted": self.decrypted_records > 0,
+            "decrypt_failures": int(getattr(self.decryptor, "failed", 0) or 0),
             "alert": self.alert_text(),
             "status": self.status(),
             "completed": self.completed(),
@@ -473,6 +488,7 @@ class TLSSession:
             "certificate_issuer": leaf.issuer if leaf else None,
             "certificate_not_after": leaf.not_after if leaf else None,
             "certificate_san": list(leaf.san) if leaf else None,
+            "certificate_chain": [c.subject for c in self.certificates] if self.certificates else None,
             "ja3_string": fp.ja3_string(ch) if ch else None,
             "ja4_r": fp.ja4_raw(ch, self.transport) if ch else None,
             "grease": bool(ch.grease) if ch else None,
@@ -480,6 +496,7 @@ class TLSSession:
             "sslv2_hello": ch.sslv2 if ch else None,
             "app_bytes_c2s": self.sides[C2S].app_bytes,
             "app_bytes_s2c": self.sides[S2C].app_bytes,
+            "stream_gaps": sum(s.records.gaps for s in self.sides.values()),
             "decode_errors": len(self.errors),
             "decode_error_detail": "; ".join(self.errors[:3]) if self.errors else None,
         }
