@@ -2,7 +2,7 @@
 
     python bench/gen_capture.py OUT.pcap [--packets 1000000] [--seed 1]
 
-About 20k TCP connections per million packets, each with a handshake (some
+About 25k TCP connections per million packets, each with a handshake (some
 SYNs retransmitted, some refused by RST), one to a few request/response
 exchanges (responses split into MSS-sized segments, ACKed every second
 segment, a few segments retransmitted), then a FIN teardown (some end in RST,

@@ -106,6 +106,26 @@ def test_corpus_tls_corrupt_record_claims_4mb():
     assert ix.stats["tcp"] == 6
 
 
+DAMAGED = sorted((CORPUS / "pcap" / "corrupt").glob("*")) + sorted((CORPUS / "pcap").rglob("tls-corrupt-record*.pcap"))
+
+
+@pytest.mark.skipif(not DAMAGED, reason=f"corpus not found at {CORPUS}")
+@pytest.mark.parametrize("path", DAMAGED, ids=lambda p: p.name)
+def test_every_damaged_corpus_file(path):
+    """tshark's frame count; a warning naming the file and the first lost frame, or one-line refusal."""
+    facts = json.loads((CORPUS / "MANIFEST.json").read_text())["files"][path.relative_to(CORPUS).as_posix()]
+    if facts["packets"] == 0:
+        with pytest.raises(InputError) as e:
+            read_capture(path)
+        assert str(e.value).startswith(f"{path}: ") and "\n" not in str(e.value)
+        return
+    cap = read_capture(path)
+    assert len(cap) == facts["packets"]
+    assert len(cap.warnings) == 1
+    assert cap.warnings[0].startswith(f"{path}: frame {len(cap) + 1}: ")
+    assert len(index_frames(cap)) == len(cap)
+
+
 # --- files we damage ----------------------------------------------------------
 
 @pytest.mark.parametrize("data,reason", [

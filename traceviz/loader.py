@@ -55,7 +55,7 @@ def _resolve(path: str | os.PathLike) -> str:
     try:
         from traceviz.captures import find
         found = find(str(path))
-    except (ImportError, LookupError, InputError):
+    except (ImportError, LookupError, OSError, InputError):
         found = None
     if found is not None and Path(found).is_file():
         return str(found)

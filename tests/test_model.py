@@ -1,0 +1,80 @@
+"""The timeline model: schemas, unknowns stay unknown, Parquet export, reprs."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+import traceviz
+from traceviz.errors import InputError
+from traceviz.model import SCHEMAS, SourceInfo, Timeline, conform, empty_table
+
+
+def test_empty_tables_have_every_schema_column():
+    for name, schema in SCHEMAS.items():
+        df = empty_table(name)
+        assert list(df.columns) == list(schema)
+        assert len(df) == 0
+
+
+def test_conform_keeps_unknowns_unknown_not_zero():
+    df = conform("connections", pd.DataFrame({"conn": [0, 1], "packets": [3, None], "extra": ["a", "b"]}))
+    assert list(df.columns[: len(SCHEMAS["connections"])]) == list(SCHEMAS["connections"])
+    assert df["packets"].isna().tolist() == [False, True]
+    assert df["first_frame"].isna().all()          # missing integer column: NA, never 0
+    assert df["start"].isna().all()
+    assert df["extra"].tolist() == ["a", "b"]        # extra columns follow the schema's
+
+
+def test_parquet_round_trip(tmp_path):
+    tl = traceviz.load("tcp-handshakes")
+    written = tl.to_parquet(tmp_path)
+    assert {p.name for p in written} >= {"packets.parquet", "connections.parquet", "events.parquet", "requests.parquet"}
+    back = pd.read_parquet(tmp_path / "connections.parquet")
+    assert back["conn"].tolist() == tl.connections["conn"].tolist()
+    assert back["client"].tolist() == tl.connections["client"].tolist()
+    packets = pd.read_parquet(tmp_path / "packets.parquet")
+    assert packets["frame"].tolist() == list(range(1, len(tl.packets) + 1))
+
+
+def test_reprs_escape_hostile_names():
+    tl = Timeline(source=SourceInfo(path="<script>alert(1)</script>.pcap", format="pcap"))
+    assert "<script>" not in tl._repr_html_()
+    assert "&lt;script&gt;" in tl._repr_html_()
+    assert repr(tl).startswith("<Timeline ")
+
+
+def test_secrets_never_in_repr():
+    tl = Timeline(source=SourceInfo(path="x.pcapng", format="pcapng"), secrets="CLIENT_RANDOM deadbeef")
+    assert "deadbeef" not in repr(tl)
+
+
+def test_load_by_bundled_name_equals_load_by_path():
+    from traceviz.captures import find
+    by_name = traceviz.load("tcp-handshakes")
+    by_path = traceviz.load(find("tcp-handshakes"))
+    pd.testing.assert_frame_equal(by_name.connections, by_path.connections)
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "empty file"),
+    (b"hello, I am text\n", "not a packet capture"),
+    (b"\x00\x01\x02garbage" * 50, "not a packet capture"),
+])
+def test_unreadable_files_raise_one_line_input_error(tmp_path, content, message):
+    bad = tmp_path / "bad.bin"
+    bad.write_bytes(content)
+    with pytest.raises(InputError) as err:
+        traceviz.load(bad)
+    assert message in str(err.value)
+    assert str(bad) in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_missing_file_and_directory(tmp_path):
+    with pytest.raises(InputError, match="no such file"):
+        traceviz.load(tmp_path / "nope.pcap")
+    with pytest.raises(InputError, match="directory"):
+        traceviz.load(tmp_path)
+    with pytest.raises(InputError, match="no such file"):
+        traceviz.load("tcp-handshakes", keylog=tmp_path / "missing.keys")
