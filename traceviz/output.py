@@ -21,7 +21,7 @@ from rich.text import Text
 
 # A pipe or a file gets wide rows rather than rich's 80-column default: one row per line greps well.
 stdout = Console(soft_wrap=False, highlight=False, width=None if sys.stdout.isatty() else 200)
-stderr = Console(stderr=True, highlight=False)
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)   # one message, one line
 
 _CONTROL = {i: f"\\x{i:02x}" for i in list(range(0x20)) + [0x7f]}
 _CONTROL.update({0x85: "\\x85", 0x2028: "\\u2028", 0x2029: "\\u2029"})

@@ -23,6 +23,7 @@ go through a short Python loop over their SYNs, everything else is numpy.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 
@@ -31,30 +32,25 @@ def endpoint_pairs(src: np.ndarray, sport: np.ndarray, dst: np.ndarray, dport: n
     """(tuple id, direction) per row: the unordered address/port pair and which way.
 
     Direction 0 is sent by the lower endpoint (address code, port), 1 by the
-    higher.  Tuple ids are dense but in key order, not first-seen order.
+    higher.  Tuple ids are dense and numbered in order of first appearance.
+    Hash factorisation (pandas) rather than sorting: this runs on every frame.
     """
     a = src.astype(np.int64) * 65536 + sport.astype(np.int64)
     b = dst.astype(np.int64) * 65536 + dport.astype(np.int64)
     direction = (a > b).astype(np.int8)
     lo = np.minimum(a, b)
     hi = np.maximum(a, b)
-    # Rank the endpoints first so the pair key fits in an int64.
-    ends, rank = np.unique(np.concatenate([lo, hi]), return_inverse=True)
-    rank = rank.reshape(-1)
-    key = rank[:len(lo)].astype(np.int64) * len(ends) + rank[len(lo):]
-    _, tuple_id = np.unique(key, return_inverse=True)
-    return tuple_id.reshape(-1).astype(np.int64), direction
+    # Dense endpoint codes first so the pair key fits in an int64.
+    ends, uniq = pd.factorize(np.concatenate([lo, hi]))
+    key = ends[:len(lo)].astype(np.int64) * len(uniq) + ends[len(lo):]
+    tuple_id, _ = pd.factorize(key)
+    return tuple_id.astype(np.int64), direction
 
 
 def number_by_first_seen(group: np.ndarray) -> np.ndarray:
     """Renumber group ids 0.. in order of each group's first row (rows are in frame order)."""
-    if len(group) == 0:
-        return group.astype(np.int64)
-    uniq, first = np.unique(group, return_index=True)
-    order = np.argsort(first, kind="stable")
-    new = np.empty(len(uniq), dtype=np.int64)
-    new[order] = np.arange(len(uniq))
-    return new[np.searchsorted(uniq, group)]
+    codes, _ = pd.factorize(group)
+    return codes.astype(np.int64)
 
 
 def udp_streams(tuple_id: np.ndarray) -> np.ndarray:

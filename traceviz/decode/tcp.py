@@ -205,8 +205,8 @@ def _first_per_conn(conn_rows: np.ndarray, rows: np.ndarray, nconn: int) -> np.n
     """Row index of the first row per connection among ``rows`` (-1 if none); rows ascend."""
     out = np.full(nconn, -1, dtype=np.int64)
     if len(rows):
-        c, i = np.unique(conn_rows[rows], return_index=True)
-        out[c] = rows[i]
+        # Assign in reverse: for repeated connections the earliest row is written last.
+        out[conn_rows[rows][::-1]] = rows[::-1]
     return out
 
 
@@ -227,8 +227,7 @@ def _connections(idx, conn, direction, is_tcp, n_tcp, stream, flow) -> pd.DataFr
 
     first = _first_per_conn(c, rows, nconn)
     last = np.full(nconn, -1, dtype=np.int64)
-    rc, ri = np.unique(c[rows][::-1], return_index=True)
-    last[rc] = rows[::-1][ri]
+    last[c[rows]] = rows            # the latest row is written last
     pure_syn = rows[(tcp_flags[rows] & (SYN | ACK)) == SYN]
     synack = rows[(tcp_flags[rows] & (SYN | ACK)) == (SYN | ACK)]
     first_syn = _first_per_conn(c, pure_syn, nconn)
@@ -413,22 +412,19 @@ def _events(idx, conn, c2s, tcp_rows, an, conns) -> pd.DataFrame:
     syn_no = _syn_numbers(cn, flags)
 
     def syn_detail(sel):
-        out = []
-        for i in sel:
-            opts = []
-            if mss[i] >= 0:
-                opts.append(f"MSS {int(mss[i])}")
-            if wscale[i] >= 0:
-                opts.append(f"window scale {int(wscale[i])}")
-            if sack[i]:
-                opts.append("SACK permitted")
-            text = f"{'SYN' if not flags[i] & ACK else 'SYN-ACK'} from {who[i]}"
-            if syn_no[i] > 0:
-                text += f" (retransmission #{syn_no[i]})"
-            if opts:
-                text += ": " + ", ".join(opts)
-            out.append(text)
-        return out
+        # np.char instead of a per-row f-string: one SYN and one SYN-ACK per connection.
+        def joined(a, b):
+            both = (a != "") & (b != "")
+            return np.where(both, np.char.add(np.char.add(a, ", "), b), np.char.add(a, b))
+
+        m, w = mss[sel], wscale[sel]
+        opts = joined(joined(np.where(m >= 0, np.char.add("MSS ", m.astype(str)), ""),
+                             np.where(w >= 0, np.char.add("window scale ", w.astype(str)), "")),
+                      np.where(sack[sel], "SACK permitted", ""))
+        head = np.char.add(np.where(flags[sel] & ACK, "SYN-ACK from ", "SYN from "), who[sel])
+        again = np.where(syn_no[sel] > 0, np.char.add(np.char.add(" (retransmission #", syn_no[sel].astype(str)), ")"), "")
+        text = np.char.add(np.char.add(head, again), np.where(opts != "", np.char.add(": ", opts), ""))
+        return text.astype(object)
 
     add((flags & (SYN | ACK)) == SYN, "SYN", syn_detail, 0)
     add((flags & (SYN | ACK)) == (SYN | ACK), "SYN-ACK", syn_detail, 1)

@@ -295,15 +295,20 @@ def _bases(k, is_syn, is_ack, seq, ack, nk):
     big = np.iinfo(np.int64).max
     first_own = np.full(nk, big, dtype=np.int64)
     own_val = np.zeros(nk, dtype=np.int64)
-    keys, idx = np.unique(k, return_index=True)
+    idx = np.full(nk, -1, dtype=np.int64)
+    idx[k[::-1]] = np.arange(len(k) - 1, -1, -1)      # first row per key
+    keys = np.flatnonzero(idx >= 0)
+    idx = idx[keys]
     first_own[keys] = idx
     own_val[keys] = np.where(is_syn[idx], seq[idx], (seq[idx] - 1) & M32)
     first_peer = np.full(nk, big, dtype=np.int64)
     peer_val = np.zeros(nk, dtype=np.int64)
     rows = np.flatnonzero(is_ack)
-    keys, j = np.unique(k[rows] ^ 1, return_index=True)
-    first_peer[keys] = rows[j]
-    peer_val[keys] = (ack[rows[j]] - 1) & M32
+    first = np.full(nk, -1, dtype=np.int64)
+    first[(k[rows] ^ 1)[::-1]] = rows[::-1]
+    keys = np.flatnonzero(first >= 0)
+    first_peer[keys] = first[keys]
+    peer_val[keys] = (ack[first[keys]] - 1) & M32
     return np.where(first_peer < first_own, peer_val, own_val)
 
 

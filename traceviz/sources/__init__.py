@@ -12,8 +12,6 @@ import zlib
 
 from traceviz.errors import InputError
 
-_PCAP_MAGICS = {b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d"}
-_PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -42,7 +40,8 @@ def kind_of(path: str) -> str:
     head = _head(path)
     if not head:
         raise InputError(path, "empty file")
-    if head[:4] in _PCAP_MAGICS or head[:4] == _PCAPNG_MAGIC:
+    from traceviz.sources.reader import sniff_bytes
+    if sniff_bytes(head) != "unknown":
         return "capture"
     text = head.lstrip(b"\xef\xbb\xbf").lstrip()
     if text[:1] in (b"{", b"["):
