@@ -903,8 +903,6 @@ def events_table(requests: pd.DataFrame, pages: list[dict], layer: str) -> pd.Da
         if not pd.isna(r.end):
             kind = "failed" if r.error else "finished"
             rows.append((r.end, conn, layer, kind, "s2c", r.resp_bytes, r.error or detail))
-        elif r.pending:
-            rows.append((NAN, conn, layer, "pending", None, pd.NA, detail))
     for p in pages:
         for kind, key in (("DOMContentLoaded", "dom_content_loaded"), ("load", "load")):
             if p.get(key) is not None:

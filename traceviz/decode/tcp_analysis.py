@@ -254,16 +254,20 @@ def analyze_segments(conn, direction, flags, seq, ack, win, seglen, ts, frame, w
     # disturbs, need Wireshark's sequential "max seq to be acked" state.  In a
     # connection where every segment starts at nextseq and no ACK runs ahead
     # of the peer's nextseq that state equals nextseq and nothing fires, so
-    # only connections with an irregular packet go through the loop.
+    # only connections with an irregular packet go through the loop, and only
+    # from their first irregular packet on (the state before it is known).
     rev_ns = np.where(has_rev, ns_after_u[r] & M32, 0)
     irregular = (nsset & (seq != ns_raw)) | (is_ack & has_rev & (_i32(ack - rev_ns) > 0))
     rev_dup = np.where(has_rev, dup_num[r], 0)
     ackl = np.zeros(n, dtype=bool)
     if irregular.any():
-        rows = np.flatnonzero(np.isin(conn, np.unique(conn[irregular])))
+        first_irr = np.full(int(conn.max()) + 1, n, dtype=np.int64)
+        irr_rows = np.flatnonzero(irregular)
+        first_irr[conn[irr_rows][::-1]] = irr_rows[::-1]
+        rows = np.flatnonzero(np.arange(n) >= first_irr[conn])
         ns_after = ns_after_u & M32
         _ack_lost_loop(rows, d, is_ack, ack, seq, ns_after, zwp, dup, ack != prev_ack,
-                       ackl, dup_num, rev_dup, conn)
+                       ackl, dup_num, rev_dup, conn, fwd_prev, rev)
     bits[ackl] |= ACK_LOST_SEGMENT
 
     # Retransmission family: data, SYN or FIN that does not advance nextseq.
@@ -404,7 +408,7 @@ def _first_rtt(conn, flags, ts, frame, o, start):
 
 
 def _ack_lost_loop(rows, d, is_ack, ack, seq, ns_after, zwp, dup, ack_changed,
-                   ackl, dup_num, rev_dup, conn) -> None:
+                   ackl, dup_num, rev_dup, conn, fwd_prev, rev) -> None:
     """Wireshark's ACKED LOST PACKET rule, packet by packet, for the given rows (frame order).
 
     Per direction it keeps ``maxseqtobeacked`` (0 = unset), ``nextseq`` and
@@ -412,13 +416,25 @@ def _ack_lost_loop(rows, d, is_ack, ack, seq, ns_after, zwp, dup, ack_changed,
     after an ACKed-lost segment also counts as ">= 2 duplicate ACKs" for the
     fast-retransmission test (kept here as -1).  Writes ``ackl``, ``dup_num``
     and ``rev_dup`` in place.
+
+    A connection enters at its first irregular packet; up to there every
+    segment started at nextseq, so each direction's maxseqtobeacked equals
+    its nextseq and dupacknum is the vectorised count.
     """
+    def start(j):
+        if j < 0:
+            return [0, 0, 0]                      # [maxseqtobeacked (0 = unset), nextseq, dupacknum]
+        return [int(ns_after[j]), int(ns_after[j]), int(dup_num[j])]
+
     state: dict[int, list[list[int]]] = {}
     for i in rows.tolist():
+        di = int(d[i])
         st = state.get(int(conn[i]))
         if st is None:
-            st = state[int(conn[i])] = [[0, 0, 0], [0, 0, 0]]   # [mstba, nextseq, dupacknum]
-        f, rv = st[int(d[i])], st[1 - int(d[i])]
+            st = [None, None]
+            st[di], st[1 - di] = start(int(fwd_prev[i])), start(int(rev[i]))
+            state[int(conn[i])] = st
+        f, rv = st[di], st[1 - di]
         if dup[i]:
             f[2] = 1 if f[2] == -1 else f[2] + 1
             dup_num[i] = f[2]

@@ -417,9 +417,18 @@ class TLSSession:
         return client.finished is not None and server.finished is not None
 
     def handshake_end(self) -> Event | None:
-        """The client's Finished (or, lacking it, its first application data)."""
-        client = self.sides[C2S]
-        return client.finished or client.first_app
+        """When both sides are done: the later of the two Finished messages.
+
+        That is when the client may send application data: in a full TLS 1.2
+        handshake the server's Finished (2 round trips), in TLS 1.3 and a
+        resumed 1.2 handshake the client's own (1 round trip).  Timing only
+        the client's Finished would make TLS 1.2 look as fast as 1.3.
+        """
+        client, server = self.sides[C2S], self.sides[S2C]
+        done = [e for e in (client.finished, server.finished) if e is not None]
+        if client.finished is None and client.first_app is not None:
+            done.append(client.first_app)
+        return max(done, key=lambda e: (e.ts, e.frame)) if done else None
 
     def rtts(self) -> int | None:
         """Round trips before the client may send application data."""

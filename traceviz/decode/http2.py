@@ -1,0 +1,872 @@
+"""HTTP/2 observed from the wire: both directions of one connection.
+
+Sans-I/O, in the style of h2: feed each direction's bytes in stream order
+with ``receive(direction, data, frame, ts)``; each call returns the events it
+completed (``HTTP2Connection.events`` keeps them all).  ``exchanges`` turns
+the events into one row per stream for the ``requests`` table.
+
+Frames are parsed by hyperframe and header blocks decoded by hpack, one
+decoder per direction (HPACK state is per direction).  What is hand-written
+is only what an observer needs and an endpoint library does not give: both
+directions at once, frame numbers and times per frame, the connection
+preface, CONTINUATION assembly, and going on (or stopping one direction
+cleanly) after damaged, hostile or missing bytes.  h2's ``H2Connection``
+plays one endpoint and raises on the first protocol error, so it is used
+only in the tests, to produce real conversations.
+
+Memory is bounded: at most one frame (no longer than the receiver's
+SETTINGS_MAX_FRAME_SIZE) and one header block (``MAX_HEADER_BLOCK``) are
+buffered per direction; DATA payloads are counted, not kept.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections import deque
+from dataclasses import dataclass, field
+
+from hpack import Decoder as HPACKDecoder
+from hpack.exceptions import HPACKError
+from hyperframe.exceptions import HyperframeError
+from hyperframe.frame import (ContinuationFrame, DataFrame, ExtensionFrame, Frame, GoAwayFrame, HeadersFrame,
+                              PingFrame, PriorityFrame, PushPromiseFrame, RstStreamFrame, SettingsFrame,
+                              WindowUpdateFrame)
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+FRAME_HEADER = 9
+DEFAULT_MAX_FRAME = 16384
+LARGEST_MAX_FRAME = (1 << 24) - 1
+MAX_HEADER_BLOCK = 256 * 1024        # a HEADERS + CONTINUATION block (nghttp2 caps at 64 KiB of headers)
+MAX_HEADER_LIST = 256 * 1024         # decoded header list size, against HPACK bombs
+MAX_TABLE_SIZE = 1 << 20             # dynamic table a peer may announce before we call it absurd
+MAX_WINDOW = (1 << 31) - 1
+
+# RFC 9113 section 7, kept here so the decoder needs only hyperframe + hpack.
+ERROR_CODES = {0x0: "NO_ERROR", 0x1: "PROTOCOL_ERROR", 0x2: "INTERNAL_ERROR", 0x3: "FLOW_CONTROL_ERROR",
+               0x4: "SETTINGS_TIMEOUT", 0x5: "STREAM_CLOSED", 0x6: "FRAME_SIZE_ERROR",
+               0x7: "REFUSED_STREAM", 0x8: "CANCEL", 0x9: "COMPRESSION_ERROR", 0xA: "CONNECT_ERROR",
+               0xB: "ENHANCE_YOUR_CALM", 0xC: "INADEQUATE_SECURITY", 0xD: "HTTP_1_1_REQUIRED"}
+# RFC 9113 section 6.5.2, RFC 8441 and RFC 9218.
+SETTING_NAMES = {0x1: "HEADER_TABLE_SIZE", 0x2: "ENABLE_PUSH", 0x3: "MAX_CONCURRENT_STREAMS",
+                 0x4: "INITIAL_WINDOW_SIZE", 0x5: "MAX_FRAME_SIZE", 0x6: "MAX_HEADER_LIST_SIZE",
+                 0x8: "ENABLE_CONNECT_PROTOCOL", 0x9: "NO_RFC7540_PRIORITIES"}
+
+C2S, S2C = "c2s", "s2c"
+_OTHER = {C2S: S2C, S2C: C2S}
+
+Headers = tuple  # tuple[tuple[str, str], ...], names lower-case as HPACK carries them, latin-1 decoded
+
+
+def error_name(code: int) -> str:
+    return ERROR_CODES.get(code, f"UNKNOWN_0x{code:x}")
+
+
+def setting_name(code: int) -> str:
+    return SETTING_NAMES.get(code, f"UNKNOWN_0x{code:x}")
+
+
+# --- events -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Event:
+    direction: str
+    frame: int            # frame holding the HTTP/2 frame's last byte (where Wireshark shows it)
+    ts: float
+    stream: int = 0
+
+
+@dataclass(frozen=True)
+class Preface(Event):
+    pass
+
+
+@dataclass(frozen=True)
+class Settings(Event):
+    settings: tuple = ()          # ((name, value), ...) in the order sent
+    ack: bool = False
+
+
+@dataclass(frozen=True)
+class HeadersReceived(Event):
+    headers: Headers | None = None     # None: the block could not be decoded
+    end_stream: bool = False
+    first_frame: int = 0               # frame holding the HEADERS frame's first byte
+    first_ts: float = 0.0
+    size: int = 0                      # header block bytes (HEADERS + CONTINUATION payloads)
+    priority: tuple | None = None      # (depends_on, weight, exclusive) when the PRIORITY flag is set
+
+    def header(self, name: str) -> str | None:
+        return _header(self.headers, name)
+
+
+@dataclass(frozen=True)
+class Upgraded(HeadersReceived):
+    """Stream 1 of an h2c connection reached by HTTP/1.1 ``Upgrade: h2c``: the
+    request was sent as HTTP/1.1, its response comes as HTTP/2."""
+
+    body_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class PushPromise(HeadersReceived):
+    promised_stream: int = 0
+
+
+@dataclass(frozen=True)
+class DataReceived(Event):
+    length: int = 0            # payload bytes, padding excluded
+    flow_length: int = 0       # bytes counted against flow control (padding included)
+    end_stream: bool = False
+    first_frame: int = 0
+    first_ts: float = 0.0
+    missing: int = 0           # payload bytes lost in a capture gap (counted, not seen)
+
+
+@dataclass(frozen=True)
+class RstStream(Event):
+    error_code: int = 0
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class GoAway(Event):
+    last_stream: int = 0
+    error_code: int = 0
+    error: str = ""
+    debug: bytes = b""
+
+
+@dataclass(frozen=True)
+class WindowUpdate(Event):
+    increment: int = 0
+
+
+@dataclass(frozen=True)
+class Ping(Event):
+    ack: bool = False
+    opaque: bytes = b""
+
+
+@dataclass(frozen=True)
+class Priority(Event):
+    depends_on: int = 0
+    weight: int = 16
+    exclusive: bool = False
+
+
+@dataclass(frozen=True)
+class OtherFrame(Event):
+    """A frame type this decoder does not interpret (ALTSVC, ORIGIN, extensions)."""
+
+    type: int = 0
+    length: int = 0
+
+
+@dataclass(frozen=True)
+class ParseError(Event):
+    message: str = ""
+
+
+def _header(headers: Headers | None, name: str) -> str | None:
+    for k, v in headers or ():
+        if k == name:
+            return v
+    return None
+
+
+# --- one direction ----------------------------------------------------------------------
+
+_PREFACE, _FRAMES, _LOST = range(3)
+
+
+class _Reader:
+    """Frame boundaries, the header block being assembled and the HPACK
+    decoder for one direction."""
+
+    def __init__(self, conn: HTTP2Connection, direction: str, expect_preface: bool):
+        self.conn, self.direction = conn, direction
+        self.state = _PREFACE if expect_preface else _FRAMES
+        self.buf = bytearray()
+        self.pos = 0                  # start of the unparsed bytes in ``buf``
+        self.offset = 0               # stream offset of ``buf[pos]``
+        self.origins: deque = deque()  # (stream offset, frame, ts) of each chunk still in ``buf``
+        self.hpack = HPACKDecoder(max_header_list_size=MAX_HEADER_LIST)
+        self.hpack_ok = True
+        self.block: dict | None = None  # a HEADERS/PUSH_PROMISE waiting for CONTINUATION
+        self.missing = 0              # bytes of the current frame lost in a gap (DATA only)
+        self.max_frame = DEFAULT_MAX_FRAME   # what the receiver accepts (its SETTINGS)
+        self.last_frame, self.last_ts = 0, 0.0
+        self.unparsed = 0
+
+    # -- bytes in --
+
+    def feed(self, data: bytes, frame: int, ts: float) -> None:
+        self.last_frame, self.last_ts = frame, ts
+        if self.state == _LOST:
+            self.unparsed += len(data)
+            return
+        self.origins.append((self.offset + len(self.buf) - self.pos, frame, ts))
+        self.buf += data
+        self._parse()
+        self._compact()
+
+    def _compact(self) -> None:
+        if self.pos > 65536 or self.pos == len(self.buf):
+            del self.buf[:self.pos]
+            self.pos = 0
+
+    def _origin(self, offset: int) -> tuple[int, float]:
+        while len(self.origins) > 1 and self.origins[1][0] <= offset:
+            self.origins.popleft()
+        if not self.origins:
+            return self.last_frame, self.last_ts
+        _, frame, ts = self.origins[0]
+        return frame, ts
+
+    def _take(self, n: int) -> bytes:
+        out = bytes(self.buf[self.pos:self.pos + n])
+        self.pos += n
+        self.offset += n
+        return out
+
+    def _parse(self) -> None:
+        while self.state != _LOST:
+            avail = len(self.buf) - self.pos
+            if self.state == _PREFACE:
+                n = min(avail, len(PREFACE))
+                if bytes(self.buf[self.pos:self.pos + n]) != PREFACE[:n]:
+                    self.conn._error(self, "the client did not start with the HTTP/2 connection preface")
+                    self.lose()
+                    return
+                if n < len(PREFACE):
+                    return
+                frame, ts = self._origin(self.offset + len(PREFACE) - 1)
+                self._take(len(PREFACE))
+                self.state = _FRAMES
+                self.conn._emit(Preface(self.direction, frame, ts))
+                continue
+            if avail < FRAME_HEADER:
+                return
+            header = bytes(self.buf[self.pos:self.pos + FRAME_HEADER])
+            length = int.from_bytes(header[:3], "big")
+            if length > self.max_frame:
+                self.conn._error(self, f"frame of {length} bytes (type {header[3]}) exceeds the peer's "
+                                       f"maximum frame size {self.max_frame}")
+                self.lose()
+                return
+            if avail < FRAME_HEADER + length:
+                return
+            first = self._origin(self.offset)
+            frame, ts = self._origin(self.offset + FRAME_HEADER + length - 1)
+            self._take(FRAME_HEADER)
+            body = self._take(length)
+            missing, self.missing = self.missing, 0
+            self._frame(header, body, first, frame, ts, missing)
+
+    # -- one frame --
+
+    def _frame(self, header: bytes, body: bytes, first, frame: int, ts: float, missing: int) -> None:
+        try:
+            f, _ = Frame.parse_frame_header(memoryview(header), strict=False)
+            f.parse_body(memoryview(body))
+        except (HyperframeError, ValueError) as e:
+            # The length was sane, so the next frame's boundary is still known: only this frame is lost.
+            self.conn._error(self, f"malformed frame (type {header[3]}): {e}", frame, ts)
+            if header[3] in (0x1, 0x5, 0x9):      # its header block is lost, and with it HPACK state
+                self._hpack_lost("a header block could not be read")
+            return
+        if self.block is not None and not isinstance(f, ContinuationFrame):
+            self.conn._error(self, f"{type(f).__name__} while a header block awaited CONTINUATION", frame, ts)
+            self.block = None
+            self._hpack_lost("a header block was cut short")
+        self.conn._frame(self, f, len(body), first, frame, ts, missing)
+
+    def header_block(self, kind: type, fragment: bytes, end_headers: bool, frame: int, ts: float, **fields):
+        """Start a header block (HEADERS or PUSH_PROMISE)."""
+        self.block = {"kind": kind, "data": bytearray(fragment), "fields": fields}
+        if end_headers:
+            self._finish_block(frame, ts)
+
+    def continuation(self, f: ContinuationFrame, frame: int, ts: float) -> None:
+        if self.block is None or self.block["fields"]["stream"] != f.stream_id:
+            self.conn._error(self, f"CONTINUATION on stream {f.stream_id} without a header block to continue",
+                             frame, ts)
+            self.block = None
+            self._hpack_lost("an orphan CONTINUATION frame")
+            return
+        self.block["data"] += f.data
+        if len(self.block["data"]) > MAX_HEADER_BLOCK:
+            self.conn._error(self, f"header block longer than {MAX_HEADER_BLOCK} bytes", frame, ts)
+            self.block = None
+            self._hpack_lost("an oversized header block")
+            return
+        if "END_HEADERS" in f.flags:
+            self._finish_block(frame, ts)
+
+    def _finish_block(self, frame: int, ts: float) -> None:
+        block, self.block = self.block, None
+        data = bytes(block["data"])
+        headers = self._decode(data, frame, ts)
+        self.conn._emit(block["kind"](self.direction, frame, ts, headers=headers, size=len(data),
+                                      **block["fields"]))
+
+    def _decode(self, data: bytes, frame: int, ts: float) -> Headers | None:
+        if not self.hpack_ok:
+            return None
+        try:
+            pairs = self.hpack.decode(data, raw=True)
+        except (HPACKError, ValueError, IndexError, TypeError) as e:
+            self.conn._error(self, f"HPACK could not decode a header block ({type(e).__name__}: {e})", frame, ts)
+            self._hpack_lost("an undecodable header block")
+            return None
+        return tuple((bytes(k).decode("latin-1"), bytes(v).decode("latin-1")) for k, v in pairs)
+
+    def _hpack_lost(self, why: str) -> None:
+        if self.hpack_ok:
+            self.hpack_ok = False
+            self.conn._error(self, f"HPACK state lost ({why}): later header blocks in this direction "
+                                   "are not decoded")
+
+    # -- the end, gaps --
+
+    def lose(self) -> None:
+        self.state = _LOST
+        self.unparsed += len(self.buf) - self.pos
+        self.buf = bytearray()
+        self.pos = 0
+        self.origins.clear()
+        self.block = None
+
+    def gap(self, n: int) -> None:
+        if n <= 0 or self.state == _LOST:
+            self.unparsed += max(n, 0)
+            return
+        if self._gap_inside_data(n):
+            return
+        self.conn._error(self, f"{n} bytes missing from the stream; HTTP/2 framing and HPACK state are lost, "
+                               "so this direction is not decoded further")
+        self.lose()
+
+    def _gap_inside_data(self, n: int) -> bool:
+        """A gap wholly inside a DATA frame's payload loses only payload bytes:
+        the frame's length still says where the next frame starts."""
+        avail = len(self.buf) - self.pos
+        if self.state != _FRAMES or avail < FRAME_HEADER or self.block is not None:
+            return False
+        header = self.buf[self.pos:self.pos + FRAME_HEADER]
+        length = int.from_bytes(header[:3], "big")
+        padded = bool(header[4] & 0x8)
+        body_have = avail - FRAME_HEADER
+        if header[3] != 0x0 or length > self.max_frame or (padded and body_have < 1):
+            return False
+        pad = self.buf[self.pos + FRAME_HEADER] if padded else 0
+        payload_end = length - pad          # the gap must end before the padding starts
+        if body_have + n > payload_end:
+            return False
+        # Zeros stand in for the lost payload so hyperframe can frame it; it is counted as missing.
+        self.origins.append((self.offset + avail, self.last_frame, self.last_ts))
+        self.buf += bytes(n)
+        self.missing += n
+        self.conn._error(self, f"{n} bytes of DATA payload missing from the capture (stream "
+                               f"{int.from_bytes(header[5:9], 'big') & 0x7FFFFFFF}); framing kept")
+        self._parse()
+        return True
+
+    def eof(self) -> None:
+        if self.state == _LOST:
+            return
+        left = len(self.buf) - self.pos
+        if left:
+            self.conn._error(self, f"stream ended inside a frame ({left} bytes unparsed)")
+        if self.block is not None:
+            self.conn._error(self, "stream ended inside a header block")
+        self.lose()
+
+
+# --- the connection --------------------------------------------------------------------
+
+class HTTP2Connection:
+    """Both directions of one HTTP/2 connection, observed.
+
+    ``upgraded``: the connection began as HTTP/1.1 and switched with
+    ``Upgrade: h2c``; call ``upgrade_request`` with the HTTP/1.1 request, then
+    feed the client's bytes from its connection preface and the server's from
+    just after the 101 response.
+    """
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self._new: list[Event] = []
+        self._readers = {C2S: _Reader(self, C2S, True), S2C: _Reader(self, S2C, False)}
+        self.errors = 0
+        self.frames = 0
+
+    def receive(self, direction: str, data: bytes, frame: int, ts: float) -> list[Event]:
+        """Bytes of one direction, in stream order; returns the events they completed."""
+        reader = self._readers.get(direction)
+        if reader is not None and data:
+            reader.feed(bytes(data), int(frame), float(ts))
+        return self._take()
+
+    def receive_gap(self, direction: str, nbytes: int) -> list[Event]:
+        """``nbytes`` of this direction were not captured."""
+        reader = self._readers.get(direction)
+        if reader is not None:
+            reader.gap(int(nbytes))
+        return self._take()
+
+    def end_of_stream(self, direction: str) -> list[Event]:
+        reader = self._readers.get(direction)
+        if reader is not None:
+            reader.eof()
+        return self._take()
+
+    def upgrade_request(self, method: str, target: str, authority: str | None, frame: int, ts: float,
+                        headers: Headers = (), settings_header: str | None = None,
+                        body_bytes: int = 0, scheme: str = "http") -> list[Event]:
+        """The HTTP/1.1 request that asked for ``Upgrade: h2c``: it is stream 1
+        (RFC 7540 3.2), half-closed by the client."""
+        pseudo = ((":method", method), (":scheme", scheme), (":authority", authority or ""), (":path", target))
+        regular = tuple((k.lower(), v) for k, v in headers if k.lower() != "host")
+        self._emit(Upgraded(C2S, frame, ts, 1, headers=pseudo + regular, end_stream=True,
+                            first_frame=frame, first_ts=ts, body_bytes=body_bytes))
+        if settings_header:
+            self._client_settings_header(settings_header, frame, ts)
+        return self._take()
+
+    def _client_settings_header(self, value: str, frame: int, ts: float) -> None:
+        """HTTP2-Settings: the client's SETTINGS payload, base64url (RFC 7540 3.2.1)."""
+        reader = self._readers[C2S]
+        try:
+            raw = base64.urlsafe_b64decode(value.strip() + "=" * (-len(value.strip()) % 4))
+            f = SettingsFrame(0)
+            f.parse_body(memoryview(raw))
+        except (binascii.Error, HyperframeError, ValueError) as e:
+            self._error(reader, f"bad HTTP2-Settings header: {e}", frame, ts)
+            return
+        self._settings(reader, f, frame, ts)
+
+    @property
+    def unparsed_bytes(self) -> dict[str, int]:
+        return {d: r.unparsed for d, r in self._readers.items()}
+
+    # -- internals --
+
+    def _take(self) -> list[Event]:
+        new, self._new = self._new, []
+        return new
+
+    def _emit(self, event: Event) -> None:
+        self.events.append(event)
+        self._new.append(event)
+
+    def _error(self, reader: _Reader, message: str, frame: int | None = None, ts: float | None = None) -> None:
+        self.errors += 1
+        self._emit(ParseError(reader.direction, reader.last_frame if frame is None else frame,
+                              reader.last_ts if ts is None else ts, 0, message=message))
+
+    def _frame(self, reader: _Reader, f, length: int, first, frame: int, ts: float, missing: int) -> None:
+        self.frames += 1
+        d, sid = reader.direction, f.stream_id
+        if isinstance(f, DataFrame):
+            self._emit(DataReceived(d, frame, ts, sid, length=len(f.data), flow_length=f.flow_controlled_length,
+                                    end_stream="END_STREAM" in f.flags, first_frame=first[0], first_ts=first[1],
+                                    missing=missing))
+        elif isinstance(f, HeadersFrame):
+            prio = (f.depends_on, f.stream_weight + 1, bool(f.exclusive)) if "PRIORITY" in f.flags else None
+            reader.header_block(HeadersReceived, f.data, "END_HEADERS" in f.flags, frame, ts, stream=sid,
+                                end_stream="END_STREAM" in f.flags, first_frame=first[0], first_ts=first[1],
+                                priority=prio)
+        elif isinstance(f, PushPromiseFrame):
+            reader.header_block(PushPromise, f.data, "END_HEADERS" in f.flags, frame, ts, stream=sid,
+                                promised_stream=f.promised_stream_id, first_frame=first[0], first_ts=first[1])
+        elif isinstance(f, ContinuationFrame):
+            reader.continuation(f, frame, ts)
+        elif isinstance(f, SettingsFrame):
+            self._settings(reader, f, frame, ts)
+        elif isinstance(f, RstStreamFrame):
+            self._emit(RstStream(d, frame, ts, sid, error_code=f.error_code, error=error_name(f.error_code)))
+        elif isinstance(f, GoAwayFrame):
+            self._emit(GoAway(d, frame, ts, 0, last_stream=f.last_stream_id, error_code=f.error_code,
+                              error=error_name(f.error_code), debug=bytes(f.additional_data[:256])))
+        elif isinstance(f, WindowUpdateFrame):
+            self._emit(WindowUpdate(d, frame, ts, sid, increment=f.window_increment))
+        elif isinstance(f, PingFrame):
+            self._emit(Ping(d, frame, ts, 0, ack="ACK" in f.flags, opaque=bytes(f.opaque_data)))
+        elif isinstance(f, PriorityFrame):
+            self._emit(Priority(d, frame, ts, sid, depends_on=f.depends_on, weight=f.stream_weight + 1,
+                                exclusive=bool(f.exclusive)))
+        else:                                       # ALTSVC, extension frames
+            ftype = getattr(f, "type", None)
+            self._emit(OtherFrame(d, frame, ts, sid, type=ftype if isinstance(ftype, int) else 0, length=length))
+
+    def _settings(self, reader: _Reader, f: SettingsFrame, frame: int, ts: float) -> None:
+        peer = self._readers[_OTHER[reader.direction]]
+        for code, value in f.settings.items():
+            if code == SettingsFrame.MAX_FRAME_SIZE:
+                if DEFAULT_MAX_FRAME <= value <= LARGEST_MAX_FRAME:
+                    peer.max_frame = value          # what the sender of these settings accepts
+                else:
+                    self._error(reader, f"SETTINGS_MAX_FRAME_SIZE {value} out of range", frame, ts)
+            elif code == SettingsFrame.HEADER_TABLE_SIZE:
+                if value > MAX_TABLE_SIZE:
+                    self._error(reader, f"SETTINGS_HEADER_TABLE_SIZE {value} is absurd; "
+                                        f"capped at {MAX_TABLE_SIZE}", frame, ts)
+                # The peer's encoder may now use up to this much table (bounded either way).
+                peer.hpack.max_allowed_table_size = max(peer.hpack.max_allowed_table_size,
+                                                        min(value, MAX_TABLE_SIZE))
+            elif code == SettingsFrame.ENABLE_PUSH and value > 1:
+                self._error(reader, f"SETTINGS_ENABLE_PUSH {value} out of range", frame, ts)
+            elif code == SettingsFrame.INITIAL_WINDOW_SIZE and value > MAX_WINDOW:
+                self._error(reader, f"SETTINGS_INITIAL_WINDOW_SIZE {value} out of range", frame, ts)
+        pairs = tuple((setting_name(k), v) for k, v in f.settings.items())
+        self._emit(Settings(reader.direction, frame, ts, 0, settings=pairs, ack="ACK" in f.flags))
+
+
+# --- exchanges --------------------------------------------------------------------------
+
+@dataclass
+class Exchange:
+    """One HTTP/2 stream: a request and its response, as far as the capture shows them."""
+
+    stream: int
+    method: str | None = None
+    scheme: str | None = None
+    host: str | None = None
+    path: str | None = None
+    url: str | None = None
+    status: int | None = None
+    interim: list[int] = field(default_factory=list)   # 1xx statuses before the final one
+    start: float | None = None            # first byte of the request's HEADERS frame
+    request_sent: float | None = None     # the request's END_STREAM
+    response_start: float | None = None   # first byte of the final response's HEADERS frame
+    ttfb: float | None = None
+    end: float | None = None              # the response's END_STREAM, or a RST_STREAM
+    req_bytes: int | None = None          # DATA payload
+    resp_bytes: int | None = None         # DATA payload
+    req_header_bytes: int = 0             # HPACK-compressed header block bytes
+    resp_header_bytes: int = 0
+    request_frame: int | None = None
+    response_frame: int | None = None
+    end_frame: int | None = None
+    reset: str | None = None              # RST_STREAM error name
+    reset_by: str | None = None           # client or server
+    pushed: bool = False
+    upgraded: bool = False                # stream 1 of an HTTP/1.1 Upgrade: h2c
+    complete: bool = False                # both ends' END_STREAM seen
+    request_ended: bool = field(default=False, repr=False)
+
+    def as_row(self) -> dict:
+        """The ``requests`` table columns this decoder knows (as ``http1.Exchange.as_row``)."""
+        return {"protocol": "h2", "stream": self.stream, "method": self.method, "host": self.host,
+                "url": self.url, "status": self.status, "start": self.start, "ttfb": self.ttfb,
+                "end": self.end, "req_bytes": self.req_bytes, "resp_bytes": self.resp_bytes}
+
+
+def exchanges(events, default_host: str | None = None, scheme: str | None = None) -> list[Exchange]:
+    """One ``Exchange`` per stream that carried a request or a response, in
+    order of the stream's first frame.
+
+    ``default_host`` (the TLS SNI, or the server's address) completes the URL
+    when a request has no ``:authority``; ``scheme`` is used when it has no
+    ``:scheme`` (never for a valid request)."""
+    streams: dict[int, Exchange] = {}
+
+    def get(sid: int) -> Exchange:
+        ex = streams.get(sid)
+        if ex is None:
+            ex = streams[sid] = Exchange(stream=sid)
+        return ex
+
+    for ev in events:
+        if isinstance(ev, PushPromise):
+            if ev.direction == S2C and ev.promised_stream:
+                ex = get(ev.promised_stream)
+                ex.pushed = True
+                _request_headers(ex, ev, default_host, scheme)
+                ex.request_ended = True
+        elif isinstance(ev, HeadersReceived) and ev.stream:
+            ex = get(ev.stream)
+            if ev.direction == C2S:
+                if ex.method is None and ex.start is None:
+                    _request_headers(ex, ev, default_host, scheme)
+                    ex.upgraded = isinstance(ev, Upgraded)
+                    if isinstance(ev, Upgraded):
+                        ex.req_bytes = ev.body_bytes
+                else:
+                    ex.req_header_bytes += ev.size          # trailers
+                if ev.end_stream:
+                    ex.request_ended, ex.request_sent = True, ev.ts
+            else:
+                _response_headers(ex, ev)
+        elif isinstance(ev, DataReceived) and ev.stream:
+            ex = get(ev.stream)
+            if ev.direction == C2S:
+                ex.req_bytes = (ex.req_bytes or 0) + ev.length
+                if ev.end_stream:
+                    ex.request_ended, ex.request_sent = True, ev.ts
+            else:
+                ex.resp_bytes = (ex.resp_bytes or 0) + ev.length
+                if ev.end_stream:
+                    ex.end, ex.end_frame = ev.ts, ev.frame
+        elif isinstance(ev, RstStream) and ev.stream:
+            ex = get(ev.stream)
+            if ex.reset is None:
+                ex.reset, ex.reset_by = ev.error, ("client" if ev.direction == C2S else "server")
+            if ex.end is None:
+                ex.end, ex.end_frame = ev.ts, ev.frame
+    out = [ex for ex in streams.values() if ex.start is not None or ex.status is not None]
+    for ex in out:
+        if ex.start is not None and ex.req_bytes is None:
+            ex.req_bytes = 0
+        if ex.status is not None and ex.resp_bytes is None:
+            ex.resp_bytes = 0
+        ex.complete = ex.request_ended and ex.end is not None and ex.reset is None
+    out.sort(key=lambda e: (e.start if e.start is not None else float("inf"), e.stream))
+    return out
+
+
+def _request_headers(ex: Exchange, ev: HeadersReceived, default_host: str | None, scheme: str | None) -> None:
+    ex.start = ev.first_ts if ev.first_frame else ev.ts
+    ex.request_frame = ev.first_frame or ev.frame
+    ex.req_header_bytes += ev.size
+    if ev.headers is None:
+        return
+    ex.method = ev.header(":method")
+    ex.scheme = ev.header(":scheme") or scheme
+    authority = ev.header(":authority") or ev.header("host")
+    ex.host = authority or None
+    ex.path = ev.header(":path")
+    if ex.method == "CONNECT" and ex.path is None:
+        ex.url = authority
+        return
+    where = authority or default_host
+    if ex.path is not None and where and ex.scheme:
+        ex.url = f"{ex.scheme}://{where}{ex.path}" if ex.path.startswith("/") else ex.path
+    else:
+        ex.url = ex.path
+
+
+def _response_headers(ex: Exchange, ev: HeadersReceived) -> None:
+    ex.resp_header_bytes += ev.size
+    status = ev.header(":status")
+    code = int(status) if status is not None and status.isdigit() and len(status) == 3 else None
+    if code is not None and 100 <= code < 200:
+        ex.interim.append(code)
+    elif code is not None and ex.status is None:
+        ex.status = code
+        ex.response_start = ev.first_ts if ev.first_frame else ev.ts
+        ex.response_frame = ev.first_frame or ev.frame
+        if ex.start is not None:
+            ex.ttfb = ex.response_start - ex.start
+    if ev.end_stream:
+        ex.end, ex.end_frame = ev.ts, ev.frame
+
+
+# --- the payload tier's decoder shape ------------------------------------------------------
+
+_EVENT_KINDS = {Preface: "preface", Settings: "SETTINGS", Upgraded: "upgrade", PushPromise: "PUSH_PROMISE",
+                HeadersReceived: "HEADERS", DataReceived: "DATA", RstStream: "RST_STREAM", GoAway: "GOAWAY",
+                WindowUpdate: "WINDOW_UPDATE", Ping: "PING", Priority: "PRIORITY", OtherFrame: "frame",
+                ParseError: "parse-error"}
+
+
+def event_row(ev: Event) -> dict:
+    """An event as a row of the ``events`` table (layer ``h2``; conn is filled in by the caller)."""
+    size, detail = None, None
+    if isinstance(ev, HeadersReceived):
+        size = ev.size
+        if ev.headers is None:
+            detail = "(headers not decoded)"
+        elif ev.header(":status") is not None:
+            detail = ev.header(":status")
+        else:
+            detail = " ".join(x for x in (ev.header(":method"), ev.header(":path")) if x) or "trailers"
+        if isinstance(ev, PushPromise):
+            detail = f"promised stream {ev.promised_stream}: {detail}"
+        if ev.end_stream:
+            detail += " (END_STREAM)"
+    elif isinstance(ev, DataReceived):
+        size, detail = ev.length, ("END_STREAM" if ev.end_stream else None)
+        if ev.missing:
+            detail = f"{ev.missing} bytes missing" + (f", {detail}" if detail else "")
+    elif isinstance(ev, Settings):
+        detail = "ACK" if ev.ack else ", ".join(f"{k}={v}" for k, v in ev.settings)
+    elif isinstance(ev, RstStream):
+        detail = ev.error
+    elif isinstance(ev, GoAway):
+        detail = f"last_stream={ev.last_stream} {ev.error}"
+    elif isinstance(ev, WindowUpdate):
+        size, detail = ev.increment, f"+{ev.increment}"
+    elif isinstance(ev, Ping):
+        detail = "ACK" if ev.ack else None
+    elif isinstance(ev, Priority):
+        detail = f"depends_on={ev.depends_on} weight={ev.weight}" + (" exclusive" if ev.exclusive else "")
+    elif isinstance(ev, OtherFrame):
+        size, detail = ev.length, f"type 0x{ev.type:x}"
+    elif isinstance(ev, ParseError):
+        detail = ev.message
+    return {"ts": ev.ts, "frame": ev.frame or None, "stream": ev.stream, "layer": "h2",
+            "kind": _EVENT_KINDS.get(type(ev), type(ev).__name__), "dir": ev.direction, "size": size,
+            "detail": detail}
+
+
+def _phases(ex: Exchange) -> dict:
+    """HAR-style send / wait / receive from the times the capture shows (NaN when unknown)."""
+    nan = float("nan")
+
+    def span(a, b):
+        return (b - a) if a is not None and b is not None and b >= a else nan
+
+    return {"send": span(ex.start, ex.request_sent), "wait": span(ex.request_sent, ex.response_start),
+            "receive": span(ex.response_start, ex.end)}
+
+
+def exchange_rows(exs: list[Exchange], first_reused: bool = False) -> list[dict]:
+    """``requests`` rows, as the payload tier's HTTP/1 decoder shapes them."""
+    rows = []
+    for i, ex in enumerate(exs):
+        row = ex.as_row()
+        row.update(_phases(ex))
+        row["reused_connection"] = first_reused or i > 0
+        row["request_frame"], row["response_frame"] = ex.request_frame, ex.response_frame
+        row["reset"] = ex.reset
+        rows.append(row)
+    return rows
+
+
+class H2Decoder:
+    """``HTTP2Connection`` in the payload tier's decoder shape: ``feed``, ``gap``,
+    ``close``, then ``events`` / ``requests`` as lists of row dicts."""
+
+    app = "h2"
+
+    def __init__(self, conn: int, alpn: str | None = None, scheme: str = "https"):
+        self.conn, self.scheme = conn, scheme
+        self.app = "h2" if scheme == "https" else "h2c"
+        self.connection = HTTP2Connection()
+        self.events: list[dict] = []
+        self.requests: list[dict] = []
+
+    def feed(self, d: str, data: bytes, frame: int, ts: float) -> None:
+        self.connection.receive(d, data, frame, ts)
+
+    def gap(self, d: str, nbytes: int) -> None:
+        self.connection.receive_gap(d, nbytes)
+
+    def close(self) -> None:
+        for d in (C2S, S2C):
+            self.connection.end_of_stream(d)
+        self.events = [event_row(ev) for ev in self.connection.events]
+        self.requests = exchange_rows(exchanges(self.connection.events, scheme=self.scheme))
+
+
+def payload_decoder(conn: int, alpn: str | None = None, scheme: str = "https") -> H2Decoder:
+    """The factory ``traceviz.decode.payload`` looks up for protocol ``h2``."""
+    return H2Decoder(conn, alpn, scheme)
+
+
+_TAIL_BYTES = 256 * 1024     # more than HTTP/1's MAX_PAUSED_BYTES plus one segment
+
+
+class UpgradeDecoder:
+    """A cleartext HTTP/1.x connection that may switch to h2c with ``Upgrade: h2c``.
+
+    Wraps the payload tier's HTTP/1 decoder (``h1``); when its connection
+    reports ``switched_to == "h2c"``, the bytes HTTP/1 left unparsed (the
+    client's preface, the server's frames after the 101) go to an
+    ``HTTP2Connection`` whose stream 1 is the upgraded request.  The 101
+    exchange is then reported as that stream's row."""
+
+    def __init__(self, h1, conn: int, scheme: str = "http"):
+        self.h1, self.conn, self.scheme = h1, conn, scheme
+        self.h2: HTTP2Connection | None = None
+        self.app = "http/1.1"
+        self.events: list[dict] = []
+        self.requests: list[dict] = []
+        self._tail: dict[str, deque] = {C2S: deque(), S2C: deque()}
+        self._tail_len = {C2S: 0, S2C: 0}
+        self._seq = 0
+
+    def feed(self, d: str, data: bytes, frame: int, ts: float) -> None:
+        if self.h2 is not None:
+            self.h2.receive(d, data, frame, ts)
+            return
+        self._remember(d, data, frame, ts)
+        self.h1.feed(d, data, frame, ts)
+        switched = getattr(self.h1.connection, "switched_to", None)
+        if switched is not None and switched.strip().lower() == "h2c":
+            self._switch()
+
+    def gap(self, d: str, nbytes: int) -> None:
+        if self.h2 is not None:
+            self.h2.receive_gap(d, nbytes)
+        else:
+            self._tail[d].clear()
+            self._tail_len[d] = 0
+            self.h1.gap(d, nbytes)
+
+    def _remember(self, d: str, data: bytes, frame: int, ts: float) -> None:
+        self._seq += 1
+        tail = self._tail[d]
+        tail.append((self._seq, bytes(data), frame, ts))
+        self._tail_len[d] += len(data)
+        while len(tail) > 1 and self._tail_len[d] - len(tail[0][1]) >= _TAIL_BYTES:
+            self._tail_len[d] -= len(tail.popleft()[1])
+
+    def _switch(self) -> None:
+        from traceviz.decode import http1
+        self.h2 = HTTP2Connection()
+        self.app = "h2c"
+        req = next((ev for ev in reversed(self.h1.connection.events) if isinstance(ev, http1.Request)
+                    and (ev.header("upgrade") or "").lower().find("h2c") >= 0), None)
+        if req is not None:
+            body = next((ev.body_bytes for ev in self.h1.connection.events if isinstance(ev, http1.RequestEnd)
+                         and ev.frame >= req.frame), 0)
+            self.h2.upgrade_request(req.method, req.target, req.header("host"), req.frame, req.ts,
+                                    headers=req.headers, settings_header=req.header("http2-settings"),
+                                    body_bytes=body, scheme=self.scheme)
+        pending = []
+        for d, n in self.h1.connection.unparsed_bytes.items():
+            pending += _last_bytes(self._tail[d], n, d)
+        for _, d, data, frame, ts in sorted(pending, key=lambda p: p[0]):
+            self.h2.receive(d, data, frame, ts)
+        self._tail = {C2S: deque(), S2C: deque()}
+
+    def close(self) -> None:
+        self.h1.close()
+        self.events = list(self.h1.events)
+        rows = list(self.h1.requests)
+        if self.h2 is not None:
+            for d in (C2S, S2C):
+                self.h2.end_of_stream(d)
+            self.events += [event_row(ev) for ev in self.h2.events]
+            h2_rows = exchange_rows(exchanges(self.h2.events, scheme=self.scheme), first_reused=True)
+            if any(r["stream"] == 1 for r in h2_rows):
+                # The 101 row was the HTTP/1.1 half of stream 1: one exchange, reported once.
+                rows = [r for r in rows if r.get("status") != 101]
+                for r in h2_rows:
+                    if r["stream"] == 1:
+                        r["reused_connection"] = bool(rows)
+            rows += h2_rows
+        self.requests = rows
+
+
+def _last_bytes(tail: deque, n: int, d: str) -> list[tuple]:
+    """The last ``n`` bytes remembered for one direction, as (seq, dir, data, frame, ts) pieces."""
+    out = []
+    for seq, data, frame, ts in reversed(tail):
+        if n <= 0:
+            break
+        piece = data[-n:] if n < len(data) else data
+        out.append((seq, d, piece, frame, ts))
+        n -= len(piece)
+    out.reverse()
+    return out
+
+
+def upgrade_decoder(conn: int, alpn: str | None = None, scheme: str = "http"):
+    """A factory for the payload tier's ``http/1.1`` slot that follows ``Upgrade: h2c``."""
+    from traceviz.decode.payload import HTTP1Decoder
+    return UpgradeDecoder(HTTP1Decoder(conn, scheme), conn, scheme)
