@@ -135,11 +135,11 @@ def info(file: FileArg, json: JsonOpt = False, keylog: KeylogOpt = None, rsa_key
         if json:
             output.print_json(output.plain(facts))
             return
-        output.stdout.print(output.key_values({k: v for k, v in facts.items() if not isinstance(v, dict)},
-                                              title=f"{Path(tl.source.path).name}"))
-        for k, v in facts.items():
-            if isinstance(v, dict) and v:
-                output.stdout.print(output.key_values(v, title=k))
+        secrets = facts.get("secrets")
+        if isinstance(secrets, dict) and "text" in secrets:
+            blocks = secrets.get("embedded_secrets_blocks", 0)
+            facts["secrets"] = secrets["text"] + (f" ({blocks} embedded secrets block{'s' * (blocks != 1)})" if blocks else "")
+        output.stdout.print(output.key_values(facts, title=f"{Path(tl.source.path).name}"))
 
 
 def describe(tl) -> dict:

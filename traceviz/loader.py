@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from traceviz.errors import InputError
-from traceviz.model import SourceInfo, Timeline
+from traceviz.model import SourceInfo, Timeline, conform
 
 Progress = Callable[[str], None]
 
@@ -80,6 +80,7 @@ def _load_capture(path: str, keylog, rsa_key, progress: Progress) -> Timeline:
     tl = Timeline(source=info, packets=packets, connections=connections, events=events, capture=cap)
     progress("payload")
     _payload_tier(tl, keylog, rsa_key)
+    tl.tls = conform("tls", tl.tls)
     return tl
 
 

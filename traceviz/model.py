@@ -115,11 +115,35 @@ REQUEST_COLUMNS: dict[str, str] = {
     "source": "object",       # pcap, har, devtools-trace, devtools-log
 }
 
+TLS_COLUMNS: dict[str, str] = {
+    "conn": "int64",
+    "client": "object",
+    "server": "object",
+    "sni": "object",
+    "alpn_offered": "object",   # list of protocol names, in the client's order
+    "alpn": "object",
+    "versions_offered": "object",
+    "version": "object",        # "TLS 1.2", "TLS 1.3", ...
+    "cipher": "object",         # IANA name
+    "group": "object",
+    "resumed": "boolean",
+    "hello_retry": "boolean",
+    "handshake_ms": "float64",  # ClientHello -> both sides' Finished seen
+    "rtts": "Int64",            # round trips before the client may send data
+    "ja3": "object",
+    "ja4": "object",
+    "ja3s": "object",
+    "ja4s": "object",
+    "decrypted": "boolean",
+    "alert": "object",
+}
+
 SCHEMAS = {
     "packets": PACKET_COLUMNS,
     "connections": CONNECTION_COLUMNS,
     "events": EVENT_COLUMNS,
     "requests": REQUEST_COLUMNS,
+    "tls": TLS_COLUMNS,
 }
 
 TCP_FLAG_NAMES = ("FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR", "NS")
@@ -192,7 +216,7 @@ class Timeline:
     events: pd.DataFrame = field(default_factory=lambda: empty_table("events"))
     requests: pd.DataFrame = field(default_factory=lambda: empty_table("requests"))
     # One row per TLS session (DESIGN.md's `tls` fields); filled by the payload tier.
-    tls: pd.DataFrame = field(default_factory=pd.DataFrame)
+    tls: pd.DataFrame = field(default_factory=lambda: empty_table("tls"))
     capture: Any = field(default=None, repr=False)
     secrets: Any = field(default=None, repr=False)
 

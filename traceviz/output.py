@@ -78,6 +78,8 @@ def fmt(value: Any, column: str = "", t0: float | None = None) -> str:
         if column in _SECONDS_COLUMNS:
             return f"{value * 1000:.1f}"
         return f"{value:.6g}"
+    if isinstance(value, dict):
+        return ", ".join(f"{printable(k)}: {fmt(v)}" for k, v in value.items()) or "–"
     if isinstance(value, list):
         if column in _SECONDS_COLUMNS:
             return ", ".join(f"{v * 1000:.0f}" for v in value if v is not None) or "–"
@@ -124,7 +126,7 @@ def key_values(items: dict[str, Any], title: str | None = None) -> Table:
     t.add_column(style="bold")
     t.add_column()
     for k, v in items.items():
-        t.add_row(Text(printable(k)), Text(fmt(v, k) if not isinstance(v, str) else printable(v)))
+        t.add_row(Text(printable(k)), Text(fmt(v, k) if not isinstance(v, str) else printable(v)), )
     return t
 
 
