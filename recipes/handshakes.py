@@ -360,7 +360,7 @@ def _rtt(rows, theme):
 # --- words --------------------------------------------------------------------------------
 
 def _dur(seconds: float) -> str:
-    from traceviz.charts.ladder import fmt_ms
+    from traceviz.charts.text import fmt_ms
     return fmt_ms(float(seconds))
 
 

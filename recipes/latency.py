@@ -20,8 +20,8 @@ import math
 
 import pandas as pd
 
-from traceviz.charts.percentiles import QUANTILES, ecdf, percentile_table, percentiles, percentiles_of
-from traceviz.charts.waterfall import mime_kind
+from traceviz.model import mime_kind
+from traceviz.stats import QUANTILES, percentile_table, percentiles_of
 from traceviz.recipe import Finding
 
 NAME = "latency"
@@ -50,9 +50,9 @@ def analyze(tl) -> Finding:
     if req["ttfb"].notna().any():
         by_host = percentile_table(req, "host", "ttfb")
         by_type = percentile_table(req, "type", "ttfb")
-        figures["percentiles"] = lambda theme="light": percentiles(by_host, "time to first byte by host", theme)
-        figures["types"] = lambda theme="light": percentiles(by_type, "time to first byte by content type", theme)
-        figures["ecdf"] = lambda theme="light": ecdf(req, "ttfb", by="host", theme=theme)
+        figures["percentiles"] = lambda theme="light": _charts().percentiles(by_host, "time to first byte by host", theme)
+        figures["types"] = lambda theme="light": _charts().percentiles(by_type, "time to first byte by content type", theme)
+        figures["ecdf"] = lambda theme="light": _charts().ecdf(req, "ttfb", by="host", theme=theme)
     return Finding(title=TITLE, question=__doc__.split("\n")[0], rows=rows, summary=summary,
                    answer=answer, figures=figures, json_fields=JSON_FIELDS, table_fields=TABLE_FIELDS,
                    problems=problems)
@@ -216,6 +216,12 @@ def _ms(v) -> str:
 
 def _n(n: int, word: str) -> str:
     return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def _charts():
+    # Imported when a figure is drawn: plotly costs start-up time a --json run does not need.
+    from traceviz.charts import percentiles
+    return percentiles
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ import math
 
 import pandas as pd
 
-from traceviz.charts.waterfall import waterfall
 from traceviz.recipe import Finding
 
 NAME = "waterfall"
@@ -35,7 +34,7 @@ def analyze(tl) -> Finding:
     r = tl.requests.sort_values(["start", "request"], kind="stable", na_position="last").reset_index(drop=True)
     pages = tl.source.detail.get("pages") or []
     summary = summarize(r, tl.connections, pages)
-    figures = {"waterfall": lambda theme="light": waterfall(tl.requests, pages, theme)} if len(r) else {}
+    figures = {"waterfall": lambda theme="light": _waterfall(tl.requests, pages, theme)} if len(r) else {}
     answer = explain(r, summary)
     problems = [line for line in answer if "got no response" in line]
     return Finding(title=TITLE, question=__doc__.split("\n")[0], rows=r, summary=summary,
@@ -103,6 +102,12 @@ def _round(v):
 
 def _fmt(v) -> str:
     return "\u2013" if v is None else f"{v:,.0f} ms"
+
+
+def _waterfall(requests, pages, theme):
+    # Imported when drawn: plotly costs start-up time a --json run does not need.
+    from traceviz.charts.waterfall import waterfall
+    return waterfall(requests, pages, theme)
 
 
 if __name__ == "__main__":

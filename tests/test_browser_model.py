@@ -166,10 +166,10 @@ def test_bundled_pcap_agrees_on_the_connection(bundled):
     for tl in (har, trace):
         r = tl.requests.sort_values("start").iloc[0]
         assert r["connect"] == pytest.approx(c["handshake_rtt"], abs=0.003)
-        # and both clocks put the connect within a few tens of ms of the SYN (the trace's
-        # wall clock is estimated from responseTime; Playwright's HAR has no "blocked")
+        # and the connect starts when the SYN left: within 10 ms for the trace (its wall
+        # clock is bounded by responseTime), 30 ms for Playwright's HAR (it has no "blocked")
         connect_start = r["start"] + (0 if math.isnan(r["blocked"]) else r["blocked"]) + r["dns"]
-        assert abs(connect_start - c["syn"]) < 0.03
+        assert abs(connect_start - c["syn"]) < (0.01 if tl is trace else 0.03)
     if len(pcap.requests):
         assert len(pcap.requests) == len(har.requests)
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import math
 import os
 import re
 import shutil
@@ -26,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from traceviz import cli, output
+from traceviz import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = Path(os.environ.get("TRACEVIZ_CORPUS", ROOT.parent / "shared" / "corpus"))
@@ -67,9 +66,6 @@ class Run:
 def tv(capsys, monkeypatch):
     """``tv("connections", FILE, "--json")``: the CLI in this process."""
     monkeypatch.setattr(cli, "_extra_recipe_dirs", [])  # main() keeps --recipes dirs in a module list
-    # Long tmp paths would fold at rich's 80 columns: that bug is pinned once, in
-    # test_long_error_lines_are_not_wrapped; here each test checks its own fact.
-    monkeypatch.setattr(output.stderr, "soft_wrap", True)
 
     def run(*args) -> Run:
         capsys.readouterr()
@@ -86,7 +82,6 @@ def tv(capsys, monkeypatch):
 
 def subprocess_env(**extra) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE", "COLUMNS")}
-    env["COLUMNS"] = "1000"  # see the tv fixture; test_long_error_lines_are_not_wrapped drops it
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
     env.update(extra)
     return env
@@ -324,6 +319,20 @@ def test_requests_json_from_a_pcap(tv, corpus, tshark):
         assert_epoch(r["start"], "start")
 
 
+@pytest.mark.parametrize("suffix", [".har", ".trace.json", ".pcapng"])
+def test_requests_json_of_one_page_load_from_three_sources(tv, suffix):
+    """The bundled browser load as HAR, DevTools trace and decrypted pcap: the recorded URLs and statuses."""
+    facts = bundled_facts("browser-page-load")["facts"]
+    r = tv("requests", BUNDLED / f"browser-page-load{suffix}", "--json")
+    assert r.code == 0, r.err
+    rows = r.json()
+    assert sorted(x["url"] for x in rows) == sorted(facts["urls"])
+    assert {str(x["status"]) for x in rows} == set(facts["statuses"])
+    assert {x["protocol"] for x in rows} == set(facts["protocols"])
+    for x in rows:
+        assert_epoch(x["start"], "start")
+
+
 def test_captures_json_lists_the_manifest(tv):
     doc = json.loads((BUNDLED / "manifest.json").read_text())
     r = tv("captures", "--json")
@@ -344,7 +353,6 @@ def test_info_json_counts_agree_with_tshark(tv, tshark):
     assert info["connections"]["tcp"] == len(bundled_facts("tcp-handshakes")["facts"]["connections"])
 
 
-@pytest.mark.xfail(strict=True, reason="cli.describe puts 'first'/'last' in --json as UTC text, not epoch floats")
 def test_info_json_times_are_epoch_floats(tv, tshark):
     info = tv("info", HANDSHAKES, "--json").json()
     times = frame_times(tshark, HANDSHAKES)
@@ -407,14 +415,12 @@ def bad_input(kind: str, tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("kind, frame", [
-    pytest.param("missing", None, marks=pytest.mark.xfail(
-        strict=True, reason="loader._resolve lets captures.find's FileNotFoundError through: traceback")),
+    ("missing", None),
     ("directory", None),
     ("empty", None),
     ("random", None),
     ("text", None),
-    pytest.param("header-only", None, marks=pytest.mark.xfail(
-        strict=True, reason="loader: a capture with no packets exits 0 with a warning, the contract says exit 2")),
+    ("header-only", None),
     ("claims-4gb", 1),
 ])
 def test_bad_input_exits_2_with_one_line(tv, tmp_path, kind, frame):
@@ -428,7 +434,6 @@ def test_bad_input_exits_2_with_one_line(tv, tmp_path, kind, frame):
     assert r.out == ""
 
 
-@pytest.mark.xfail(strict=True, reason="loader._resolve lets captures.find's FileNotFoundError through: traceback")
 def test_missing_file_as_a_process(tmp_path):
     path = bad_input("missing", tmp_path)
     r = tv_process("connections", path)
@@ -436,20 +441,19 @@ def test_missing_file_as_a_process(tmp_path):
     assert str(path) in one_line(r.err)
 
 
-@pytest.mark.xfail(strict=True, reason="rich's stderr Console wraps at 80 columns when not a terminal")
 def test_long_error_lines_are_not_wrapped(tmp_path):
     deep = tmp_path / ("d" * 60) / ("e" * 60)
     deep.mkdir(parents=True)
     path = deep / "random-bytes.pcap"
     path.write_bytes(bytes(range(256)) * 8)
-    r = tv_process("connections", path, COLUMNS="")
+    r = tv_process("connections", path)
     assert r.code == 2
     assert str(path) in one_line(r.err)
 
 
 def test_random_bytes_as_a_process(tmp_path):
     path = bad_input("random", tmp_path)
-    r = tv_process("connections", path.name, cwd=tmp_path)  # short path: no wrapping at 80 columns
+    r = tv_process("connections", path)
     assert r.code == 2
     assert path.name in one_line(r.err)
     assert r.out == ""
@@ -524,13 +528,11 @@ def test_unknown_chart_extension_exits_2(tv, tmp_path):
     assert not out.exists()
 
 
-@pytest.mark.xfail(strict=True, reason="--chart's extension is checked only after the table/JSON was printed")
 def test_unknown_chart_extension_prints_nothing_on_stdout(tv, tmp_path):
     r = tv("handshakes", HANDSHAKES, "--json", "--chart", tmp_path / "chart.gif")
     assert r.code == 2 and r.out == ""
 
 
-@pytest.mark.xfail(strict=True, reason="cli.write_chart catches ValueError only; ImageExportError is a RuntimeError")
 def test_png_without_a_browser_is_one_line(tmp_path):
     r = tv_process("handshakes", HANDSHAKES, "--chart", tmp_path / "x.png", BROWSER_PATH=str(tmp_path / "nope"))
     assert r.code != 0
@@ -633,7 +635,8 @@ def test_chart_html_is_self_contained(tv, tmp_path):
     assert page.lstrip().lower().startswith("<html") or page.lstrip().lower().startswith("<!doctype html")
     assert not re.search(r"<script[^>]+src=[\"']?(https?:)?//", page)
     assert "Plotly.newPlot" in page and len(page) > 1_000_000  # plotly.js is inlined
-    assert "10.77.0.2" in page  # the capture's server shows in the chart
+    server = bundled_facts("tcp-handshakes")["facts"]["connections"][0]["server"].rpartition(":")[0]
+    assert server in page  # the recorded server is drawn
     assert str(out) in r.err or out.name in r.err
     assert "chart written" not in r.out
 
@@ -732,7 +735,6 @@ def test_user_recipe_by_path_with_run(user_recipes, tmp_path):
     assert [x["server"] for x in r.json()] == expected_servers()
 
 
-@pytest.mark.xfail(strict=True, reason="`traceviz recipes` names a user recipe by its file stem, not its NAME")
 def test_recipes_lists_a_user_recipe_by_its_command_name(tv, user_recipes):
     rows = tv("--recipes", user_recipes, "recipes", "--json").json()
     assert "mine" in {r["name"] for r in rows}

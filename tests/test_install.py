@@ -1,9 +1,11 @@
 """A plain ``pip install`` gives a traceviz that works from any folder.
 
-Slow (a wheel build, a venv and a few CLI processes: about 20-40 s) but
+Slow (a wheel build, a venv and a few CLI processes: about 10-40 s) but
 always run: this is the user's first minute with the tool.  The venv sees
-the running environment's packages (``--system-site-packages``) so no
-network is needed; the wheel is installed with ``--no-deps``.  Ground
+the running environment's packages (``--system-site-packages``, plus a
+``.pth`` when the tests themselves run in a venv) so no network is needed;
+the wheel is installed with ``--no-deps``.  Building the wheel offline needs
+hatchling installed; without it pip fetches it (build isolation).  Ground
 truth: the wheel's own file list and the bundled captures' manifest.
 """
 
@@ -14,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+import sysconfig
 import zipfile
 from pathlib import Path
 
@@ -46,7 +49,13 @@ def installed(tmp_path_factory) -> dict:
     # No pip of its own: the venv borrows the running one through --system-site-packages.
     run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", venv], cwd=tmp)
     python = venv / ("Scripts" if os.name == "nt" else "bin") / "python"
-    # --ignore-installed: an editable traceviz in the outer environment must not satisfy this install.
+    # When the tests themselves run in a venv (CI: .venv), "system" is the base interpreter, which
+    # lacks the dependencies: a .pth appends the running environment's site dirs, after the venv's own.
+    inner = Path(run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                     cwd=tmp).stdout.strip())
+    outer = dict.fromkeys(sysconfig.get_paths()[k] for k in ("purelib", "platlib"))
+    (inner / "_running_env.pth").write_text("".join(f"{d}\n" for d in outer))
+    # --ignore-installed: a traceviz in the running environment must not satisfy this install.
     run([python, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--ignore-installed", wheels[0]], cwd=tmp)
     site = run([python, "-c", "import traceviz, pathlib; print(pathlib.Path(traceviz.__file__).resolve().parent)"],
                cwd=elsewhere).stdout.strip()

@@ -298,6 +298,18 @@ def test_port_reuse_new_isn_is_a_new_connection_same_isn_is_not(tmp_path):
     assert disagreements(path, packets, events) == []
 
 
+def test_syn_ack_with_a_new_isn_rebases_in_the_same_stream(tmp_path):
+    # Wireshark keeps the stream but numbers relative to the new ISN from then on.
+    seq = handshake(1.0, 100, 500) + [pkt(2, 1, "SA", 9999, 101), pkt(2.1, 1, "PA", 10000, 101, ln=5),
+                                      pkt(2.2, 0, "A", 101, 10005), pkt(2.4, 1, "A", 501, 101)]
+    path, packets, conns, events = run(seq, tmp_path)
+    assert packets["conn"].tolist() == [0] * 7
+    assert packets["seq"].tolist()[3:] == [0, 1, 1, (501 - 9999) & 0xFFFFFFFF]
+    assert packets["ack"].tolist()[5] == 6
+    assert "lost-segment" in kinds_at(events, 4)      # the analysis itself is not reset
+    assert disagreements(path, packets, events) == []
+
+
 def test_window_scale_needs_both_syns(tmp_path):
     one_sided = handshake(copts=[("WScale", 7)]) + [pkt(2, 0, "A", 1001, 5001, win=10),
                                                     pkt(2.1, 1, "A", 5001, 1001, win=10)]
@@ -526,3 +538,8 @@ def test_icmp_errors_join_the_flow_they_quote(tmp_path):
     assert conns["transport"].tolist() == ["tcp", "tcp", "udp", "udp"]
     assert conns["packets"].tolist() == [4, 1, 2, 1]
     assert disagreements(path, packets, events) == []
+
+
+def test_connections_have_exactly_the_schema_columns(tmp_path):
+    _, _, conns, _ = run(handshake(), tmp_path)
+    assert list(conns.columns) == list(CONNECTION_COLUMNS)

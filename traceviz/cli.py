@@ -98,16 +98,24 @@ def first_ts(tl) -> float | None:
 
 
 def write_chart(fig, path: Path, theme: str) -> None:
-    from traceviz.charts.export import write
+    from traceviz.charts.export import ImageExportError, write
     if fig is None:
         output.stderr.print(Text("traceviz: nothing to draw for this file"))
         return
     try:
         out = write(fig, path, theme=theme)
-    except ValueError as exc:
+    except (ValueError, ImageExportError) as exc:  # no browser for PNG/SVG: one line too
         output.stderr.print(Text(f"traceviz: {output.printable(str(exc))}"))
         raise typer.Exit(2)
     output.stderr.print(Text(f"chart written to {out}"))
+
+
+def check_chart(path: Path | None) -> None:
+    """Refuse a chart we cannot write before any work, so stdout stays empty."""
+    if path is not None and path.suffix.lower() not in (".html", ".png", ".svg"):
+        output.stderr.print(Text(f"traceviz: cannot write a chart to {output.printable(path.name)!r}: "
+                                 "use a .html, .png or .svg file name"))
+        raise typer.Exit(2)
 
 
 def check_theme(theme: str) -> None:
@@ -135,6 +143,9 @@ def info(file: FileArg, json: JsonOpt = False, keylog: KeylogOpt = None, rsa_key
         if json:
             output.print_json(output.plain(facts))
             return
+        for k in ("first", "last"):  # epoch seconds in --json, a date for people
+            if k in facts:
+                facts[k] = output.epoch_text(facts[k])
         secrets = facts.get("secrets")
         if isinstance(secrets, dict) and "text" in secrets:
             blocks = secrets.get("embedded_secrets_blocks", 0)
@@ -148,8 +159,8 @@ def describe(tl) -> dict:
                    "size_bytes": src.size}
     if len(tl.packets):
         ts = tl.packets["ts"]
-        facts.update(frames=int(len(tl.packets)), first=output.epoch_text(float(ts.min())),
-                     last=output.epoch_text(float(ts.max())), duration_s=round(float(ts.max() - ts.min()), 6))
+        facts.update(frames=int(len(tl.packets)), first=float(ts.min()), last=float(ts.max()),
+                     duration_s=round(float(ts.max() - ts.min()), 6))
         facts["link_types"] = dict(src.link_types)
         facts["transports"] = {str(k): int(v) for k, v in tl.packets["transport"].value_counts().items()}
     conns = tl.connections
@@ -166,11 +177,16 @@ def describe(tl) -> dict:
         facts["status_codes"] = {str(k): int(v) for k, v in tl.requests["status"].dropna().value_counts().sort_index().items()}
     if tl.capture is not None:
         facts["secrets"] = secrets_facts(tl)
-    for k in ("browser", "creator", "pages"):
+    for k in ("browser", "creator", "clock", "connections_inferred"):
         if k in src.detail and not isinstance(src.detail[k], (list, dict)):
             facts[k] = src.detail[k]
-    if "pages" in src.detail and isinstance(src.detail["pages"], list):
-        facts["pages"] = len(src.detail["pages"])
+    pages = src.detail.get("pages")
+    if isinstance(pages, list):
+        facts["pages"] = len(pages)
+        for i, page in enumerate(pages[:5]):
+            title = page.get("title") or page.get("url") or page.get("id") or f"page {i + 1}"
+            facts[f"page {i + 1}"] = {"title": title, "DOMContentLoaded_ms": page.get("onContentLoad"),
+                                      "load_ms": page.get("onLoad")}
     facts["warnings"] = len(tl.warnings)
     return facts
 
@@ -269,7 +285,8 @@ def list_recipes(json: JsonOpt = False) -> None:
     from traceviz.recipe import discover
     rows = []
     for name, path in discover(_extra_recipe_dirs).items():
-        rows.append({"name": name, "path": str(path), "question": _first_line(path)})
+        declared, question = _recipe_header(path)
+        rows.append({"name": declared or name, "path": str(path), "question": question})
     if json:
         output.print_json(rows)
         return
@@ -277,13 +294,20 @@ def list_recipes(json: JsonOpt = False) -> None:
     output.stdout.print(output.table(pd.DataFrame(rows), ["name", "question", "path"], title="recipes"))
 
 
-def _first_line(path: Path) -> str:
+def _recipe_header(path: Path) -> tuple[str | None, str]:
+    """A recipe's command name (its NAME, as register_recipes uses) and its question, read without running it."""
     import ast
     try:
-        doc = ast.get_docstring(ast.parse(path.read_text()))
+        tree = ast.parse(path.read_text())
     except (SyntaxError, OSError, ValueError):
-        return ""
-    return (doc or "").strip().splitlines()[0] if doc else ""
+        return None, ""
+    name = None
+    for node in tree.body:
+        if (isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "NAME" for t in node.targets)
+                and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)):
+            name = node.value.value
+    doc = ast.get_docstring(tree)
+    return name, (doc.strip().splitlines()[0] if doc and doc.strip() else "")
 
 
 # ---------------------------------------------------------------- recipes as commands
@@ -297,6 +321,7 @@ def recipe_command(module: ModuleType):
                 fail: Annotated[bool, typer.Option("--fail", help="Exit 1 when the recipe finds something off (for CI checks).")] = False) -> None:
         with guarded():
             check_theme(theme)
+            check_chart(chart)
             tl = load(file, keylog, rsa_key)
             finding = analyze(module, tl, conn)
             if json:

@@ -69,6 +69,8 @@ def _load_capture(path: str, keylog, rsa_key, progress: Progress) -> Timeline:
 
     progress("reading")
     cap = read_capture(path)
+    if len(cap) == 0:  # DESIGN.md: nothing to analyse is bad input (exit 2), not an empty report
+        raise InputError(path, "the capture holds no packets")
     progress("indexing")
     idx = index_frames(cap)
     progress("tcp")

@@ -149,6 +149,28 @@ SCHEMAS = {
 TCP_FLAG_NAMES = ("FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR", "NS")
 
 
+def mime_kind(mime: Any) -> str | None:
+    """A content type's family, as DevTools' type filter names them."""
+    if not isinstance(mime, str) or not mime:
+        return None
+    m = mime.split(";")[0].strip().lower()
+    if m in ("text/html", "application/xhtml+xml"):
+        return "Document"
+    if m == "text/css":
+        return "Stylesheet"
+    if "javascript" in m or m in ("application/x-javascript", "text/ecmascript"):
+        return "Script"
+    if m.startswith("image/"):
+        return "Image"
+    if m.startswith("font/") or "font" in m:
+        return "Font"
+    if m.startswith(("video/", "audio/")):
+        return "Media"
+    if "json" in m or "xml" in m:
+        return "XHR/Fetch"
+    return "Other"
+
+
 def empty_table(name: str) -> pd.DataFrame:
     """An empty table with the right columns and dtypes."""
     return pd.DataFrame({c: pd.Series(dtype=t) for c, t in SCHEMAS[name].items()})

@@ -28,7 +28,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from traceviz.charts import theme as themes
-from traceviz.charts.text import safe
+from traceviz.charts.text import fmt_ms, safe
 from traceviz.model import TCP_FLAG_NAMES
 
 CLIENT_X, SERVER_X = 0.0, 1.0
@@ -741,22 +741,6 @@ CLOSE_TEXT = {
 
 
 # --- small helpers ------------------------------------------------------------------------
-
-def fmt_ms(seconds: float) -> str:
-    """Seconds as a readable figure: 52 \u00b5s, 2.50 ms, 12.4 ms, 210 ms, 1.00 s."""
-    # to the microsecond, a capture's resolution: 99.99993 ms from epoch-float subtraction is 100
-    ms = round(seconds * 1000.0, 3)
-    # each threshold sits where the shorter form would round up into the next
-    if ms >= 999.5:
-        return f"{ms / 1000:.2f} s"
-    if ms >= 99.95:
-        return f"{ms:.0f} ms"
-    if ms >= 9.995:
-        return f"{ms:.1f} ms"
-    if ms >= 0.9995:
-        return f"{ms:.2f} ms"
-    return f"{ms * 1000:.0f} \u00b5s"
-
 
 def _get(row, key):
     if row is None:

@@ -17,41 +17,9 @@ import plotly.graph_objects as go
 
 from traceviz.charts import theme as themes
 from traceviz.charts.text import safe
+from traceviz.stats import MIN_RATIO_N, QUANTILES, percentile_table, percentiles_of  # noqa: F401 (re-exported)
 
-QUANTILES = (50, 90, 95, 99)
-MIN_RATIO_N = 5     # below this a p99/p50 ratio is two samples talking: not printed
 MARKERS = {50: "circle", 90: "diamond", 95: "square", 99: "x"}
-
-
-def percentiles_of(values: Iterable[float], qs: Sequence[float] = QUANTILES) -> dict[int, float]:
-    """``{q: value}`` by numpy's ``linear`` method; NaN values are ignored; all NaN when empty."""
-    v = np.asarray([x for x in values if x is not None and not pd.isna(x)], dtype=float)
-    if not len(v):
-        return {q: float("nan") for q in qs}
-    return {q: float(x) for q, x in zip(qs, np.percentile(v, qs, method="linear"))}
-
-
-def percentile_table(df: pd.DataFrame, by: str | None, metric: str, qs: Sequence[float] = QUANTILES,
-                     scale: float = 1000.0) -> pd.DataFrame:
-    """One row per group of ``df[by]`` (or one row, ``all``): n, p50..p99, max of ``df[metric] * scale``.
-
-    Groups are ordered worst tail first (highest top percentile).
-    """
-    cols = ["group", "n"] + [f"p{q:g}" for q in qs] + ["max"]
-    if metric not in df or not len(df):
-        return pd.DataFrame(columns=cols)
-    keys = df[by].fillna("(unknown)").astype(str) if by else pd.Series("all", index=df.index)
-    rows = []
-    for key, vals in (df[metric] * scale).groupby(keys, sort=False):
-        vals = vals.dropna()
-        if not len(vals):
-            continue
-        p = percentiles_of(vals, qs)
-        rows.append([key, int(len(vals))] + [p[q] for q in qs] + [float(vals.max())])
-    out = pd.DataFrame(rows, columns=cols)
-    if len(out):
-        out = out.sort_values([f"p{qs[-1]:g}", "n"], ascending=[False, False], kind="stable").reset_index(drop=True)
-    return out
 
 
 def percentiles(table: pd.DataFrame, metric_label: str = "time to first byte", theme: str = "light",

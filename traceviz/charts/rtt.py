@@ -18,7 +18,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from traceviz.charts import theme as themes
-from traceviz.charts.ladder import fmt_ms
+from traceviz.charts.text import fmt_ms
 from traceviz.charts.text import safe
 
 

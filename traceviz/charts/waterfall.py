@@ -25,6 +25,7 @@ import plotly.graph_objects as go
 
 from traceviz.charts import theme as themes
 from traceviz.charts.text import safe
+from traceviz.model import mime_kind
 
 # (column, legend label, palette key), in the order they happen.
 SEGMENTS = (
@@ -386,28 +387,6 @@ def _kinds(rows: pd.DataFrame) -> pd.Series:
     kind = rows["resource_type"].astype("object")
     mime = rows["mime_type"].astype("object").map(mime_kind)
     return kind.where(kind.notna(), mime).fillna("other").astype(str)
-
-
-def mime_kind(mime: Any) -> str | None:
-    """A content type's family, as DevTools' type filter names them."""
-    if not isinstance(mime, str) or not mime:
-        return None
-    m = mime.split(";")[0].strip().lower()
-    if m in ("text/html", "application/xhtml+xml"):
-        return "Document"
-    if m == "text/css":
-        return "Stylesheet"
-    if "javascript" in m or m in ("application/x-javascript", "text/ecmascript"):
-        return "Script"
-    if m.startswith("image/"):
-        return "Image"
-    if m.startswith("font/") or "font" in m:
-        return "Font"
-    if m.startswith(("video/", "audio/")):
-        return "Media"
-    if "json" in m or "xml" in m:
-        return "XHR/Fetch"
-    return "Other"
 
 
 def _filter_button(fig: go.Figure, rows: pd.DataFrame, labels: list[str], keep: np.ndarray | None,

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import pandas as pd
 
 from traceviz.errors import InputError, describe
-from traceviz.model import CONNECTION_COLUMNS, SourceInfo, Timeline, conform, empty_table
+from traceviz.model import SourceInfo, Timeline, conform, empty_table
 from traceviz.sources import browser as json_source
 from traceviz.sources.devtools import (ProtocolLog, TraceLog, protocol_log_from_json,
                                        trace_from_json)
@@ -301,17 +301,32 @@ def har_request_rows(entries: list[dict], creator: str = "", warnings: list[str]
             "server_ip": ip,
             "server_port": _port(server_port) or port_of(url),
             "from_cache": _har_from_cache(e),
-            "error": None if answered else (resp.get("_error") or resp.get("statusText") or "no response"),
+            "error": None if answered else _text(resp.get("_error")) or _text(resp.get("statusText")) or "no response",
             "pending": False,
             "connection_id": raw_conn,
             "http_version": resp.get("httpVersion") if isinstance(resp.get("httpVersion"), str) else None,
             "unattributed": unattributed,
-            "tls_version": _security(e).get("protocol"),
+            "tls_version": _text(_security(e).get("protocol")),
         })
+    _unique_ids(rows)
     if double_counted and warnings is not None:
         warnings.append(describe(path, f"{double_counted} entries count TLS time twice in \"time\" "
                                        "(ssl inside connect and again on its own); their end is the phases' end"))
     return rows
+
+
+def _text(v: Any) -> str | None:
+    return v if isinstance(v, str) and v else None
+
+
+def _unique_ids(rows: list[dict]) -> None:
+    """Keep ``request_id`` one per row: a reused id (a redirect chain) gets ``:2``, ``:3``..."""
+    seen: dict[str, int] = {}
+    for r in rows:
+        n = seen.get(r["request_id"], 0) + 1
+        seen[r["request_id"]] = n
+        if n > 1:
+            r["request_id"] = f"{r['request_id']}:{n}"
 
 
 def _security(e: dict) -> dict:
@@ -446,7 +461,7 @@ class _Hop:
     """One request (or redirect hop) being assembled from Chrome's events."""
 
     __slots__ = ("rid", "url", "method", "issue", "wall", "resource_type", "priority", "initiator",
-                 "response", "finish", "failed", "error", "data_bytes", "encoded", "frame")
+                 "response", "finish", "failed", "error", "data_bytes", "encoded", "frame", "cached")
 
     def __init__(self, rid: str, url: Any, method: Any, issue: float):
         self.rid, self.url, self.method, self.issue = rid, url, method, issue
@@ -458,6 +473,7 @@ class _Hop:
         self.error = None
         self.data_bytes = 0
         self.encoded = NAN
+        self.cached = False
 
 
 def _hop_row(h: _Hop, source: str, offset: float, index: int) -> dict:
@@ -512,8 +528,8 @@ def _hop_row(h: _Hop, source: str, offset: float, index: int) -> dict:
         "initiator": h.initiator,
         "server_ip": ip,
         "server_port": _port(port) or port_of(h.url),
-        "from_cache": bool(r.get("fromDiskCache") or r.get("fromCache") or r.get("fromMemoryCache") or False)
-        if r else pd.NA,
+        "from_cache": bool(h.cached or r.get("fromDiskCache") or r.get("fromCache") or r.get("fromMemoryCache"))
+        if r or h.cached else pd.NA,
         "error": h.error,
         "pending": pending,
         "connection_id": conn_id,
@@ -586,6 +602,8 @@ def protocol_log_hops(messages: list[dict]) -> tuple[list[_Hop], dict]:
             elif method == "Network.loadingFailed":
                 hop.finish, hop.failed = ts, True
                 hop.error = str(p.get("errorText") or "failed") + (" (canceled)" if p.get("canceled") else "")
+            elif method == "Network.requestServedFromCache":
+                hop.cached = True
             elif method == "Network.resourceChangedPriority" and isinstance(p.get("newPriority"), str):
                 hop.priority = p["newPriority"]
         elif method == "Page.domContentEventFired" and not math.isnan(ts):
@@ -605,6 +623,7 @@ def timeline_from_protocol_log(log: ProtocolLog) -> Timeline:
     if clock == "monotonic":
         warnings.append(describe(log.path, "no wallTime in the log; times are the browser's monotonic clock"))
     rows = [_hop_row(h, "devtools-log", offset, i) for i, h in enumerate(hops)]
+    _unique_ids(rows)
     pages = _chrome_pages(page["main"], page["dcl"], page["load"], offset)
     return _chrome_timeline(log.path, "devtools-log", rows, pages, warnings, clock,
                             {"messages": log.total_messages}, log.size, log.compressed)
@@ -692,6 +711,8 @@ def trace_hops(events: list[dict]) -> tuple[list[_Hop], dict]:
                 hop.encoded = _num(data.get("encodedDataLength"))
                 if data.get("didFail"):
                     hop.failed, hop.error = True, "failed"
+            elif name == "ResourceMarkAsCached":
+                hop.cached = True
             elif name == "ResourceChangePriority" and isinstance(data.get("priority"), str):
                 hop.priority = data["priority"]
         elif name in ("MarkDOMContent", "MarkLoad") and (data.get("isMainFrame") or data.get("isOutermostMainFrame")):
@@ -706,16 +727,20 @@ def trace_hops(events: list[dict]) -> tuple[list[_Hop], dict]:
 def _trace_offset(page: dict) -> tuple[float, str]:
     """Epoch offset of the trace's monotonic clock, from ``responseTime`` (epoch ms).
 
-    Chrome has stamped ``responseTime`` at the request's start in some versions
-    and at the event's emission in others; the reading whose offsets agree best
-    (smallest spread) is the right one for this file.
+    ``responseTime`` is stamped after the request started (``timing.requestTime``)
+    and before the renderer logs the response event (its ``ts``), so each
+    response bounds the offset: ``responseTime - requestTime`` from above,
+    ``responseTime - ts`` from below.  Chrome versions differ in which bound is
+    tight; the reading whose values agree best (smallest spread) is, and its
+    tightest value is the estimate (within a few ms on the corpus and the
+    bundled capture, against the protocol log's ``wallTime`` and the pcap).
     """
     best = None
-    for offs in (page["wall_rt"], page["wall_ts"]):
+    for offs, tightest in ((page["wall_rt"], min), (page["wall_ts"], max)):
         if offs:
             spread = max(offs) - min(offs)
             if best is None or spread < best[0]:
-                best = (spread, statistics.median(offs))
+                best = (spread, tightest(offs))
     if best is None:
         return 0.0, "monotonic"
     return best[1], "wall"
@@ -730,6 +755,7 @@ def timeline_from_trace(trace: TraceLog) -> Timeline:
     if clock == "monotonic" and hops:
         warnings.append(describe(trace.path, "no wall-clock stamp in the trace; times are the browser's monotonic clock"))
     rows = [_hop_row(h, "devtools-trace", offset, i) for i, h in enumerate(hops)]
+    _unique_ids(rows)
     pending = sum(1 for r in rows if r["pending"])
     if pending:
         warnings.append(describe(trace.path, f"{pending} requests were still pending when tracing stopped"))
@@ -869,24 +895,21 @@ def _extend(c: dict, r: dict) -> None:
 
 
 def _connections_frame(conns: list[dict]) -> pd.DataFrame:
-    """The connections table for a browser source: schema columns, NA where a browser cannot know."""
-    n = len(conns)
-    data: dict[str, Any] = {}
-    for col, dtype in CONNECTION_COLUMNS.items():
-        values = [c.get(col) for c in conns] if col in ("conn", "transport", "server", "start", "end",
-                                                        "app", "tls_version") else [None] * n
-        # Packet counts, frames and handshake stamps do not exist for a browser
-        # export: NA in a nullable dtype, never a made-up zero.
-        dt = {"int64": "Int64", "object": "object", "float64": "float64"}.get(dtype, dtype)
-        if col == "conn":
-            dt = "int64"
-        data[col] = pd.Series(values, dtype=dt) if dt != "float64" else pd.Series(
-            [NAN if v is None else v for v in values], dtype="float64")
-    data["connection_id"] = pd.Series([c["connection_id"] for c in conns], dtype="object")
-    data["inferred"] = pd.Series([c["inferred"] for c in conns], dtype="bool")
-    data["host"] = pd.Series([c["host"] for c in conns], dtype="object")
-    data["requests"] = pd.Series([c["requests"] for c in conns], dtype="int64")
-    return pd.DataFrame(data, index=pd.RangeIndex(n))
+    """The connections table for a browser source.
+
+    Packet counts, frames and handshake stamps do not exist in a browser
+    export: ``conform`` leaves them NA (nullable), never a made-up zero.
+    """
+    known = ("conn", "transport", "server", "start", "end", "app", "tls_version",
+             "connection_id", "inferred", "host", "requests")
+    df = pd.DataFrame({k: [c[k] for c in conns] for k in known})
+    df["start"] = df["start"].astype("float64")
+    df["end"] = df["end"].astype("float64")
+    df["inferred"] = df["inferred"].astype("bool")
+    df["requests"] = df["requests"].astype("int64")
+    for col in ("host", "connection_id"):
+        df[col] = df[col].astype("object")     # as the schema's text columns, whatever pandas infers
+    return conform("connections", df)
 
 
 def events_table(requests: pd.DataFrame, pages: list[dict], layer: str) -> pd.DataFrame:

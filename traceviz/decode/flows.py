@@ -100,7 +100,6 @@ def _split_points(direction, flags, seq, ack) -> list[int]:
     """Positions (within one 4-tuple's packets, frame order) where a new conversation starts."""
     out = []
     start = 0
-    n = len(direction)
     is_syn = (flags & SYN) != 0
     is_ack = (flags & ACK) != 0
     for c in np.flatnonzero(is_syn & ~is_ack):

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from hpack import Decoder as HPACKDecoder
 from hpack.exceptions import HPACKError
 from hyperframe.exceptions import HyperframeError
-from hyperframe.frame import (ContinuationFrame, DataFrame, ExtensionFrame, Frame, GoAwayFrame, HeadersFrame,
+from hyperframe.frame import (ContinuationFrame, DataFrame, Frame, GoAwayFrame, HeadersFrame,
                               PingFrame, PriorityFrame, PushPromiseFrame, RstStreamFrame, SettingsFrame,
                               WindowUpdateFrame)
 
@@ -338,13 +338,15 @@ class _Reader:
         self.origins.clear()
         self.block = None
 
-    def gap(self, n: int) -> None:
-        if n <= 0 or self.state == _LOST:
-            self.unparsed += max(n, 0)
+    def gap(self, n: int | None) -> None:
+        """``n`` bytes missing (None: an unknown amount, e.g. TLS records that could not be opened)."""
+        if self.state == _LOST or (n is not None and n <= 0):
+            self.unparsed += max(n or 0, 0)
             return
-        if self._gap_inside_data(n):
+        if n is not None and self._gap_inside_data(n):
             return
-        self.conn._error(self, f"{n} bytes missing from the stream; HTTP/2 framing and HPACK state are lost, "
+        amount = f"{n} bytes" if n is not None else "bytes"
+        self.conn._error(self, f"{amount} missing from the stream; HTTP/2 framing and HPACK state are lost, "
                                "so this direction is not decoded further")
         self.lose()
 
@@ -389,10 +391,11 @@ class _Reader:
 class HTTP2Connection:
     """Both directions of one HTTP/2 connection, observed.
 
-    ``upgraded``: the connection began as HTTP/1.1 and switched with
-    ``Upgrade: h2c``; call ``upgrade_request`` with the HTTP/1.1 request, then
-    feed the client's bytes from its connection preface and the server's from
-    just after the 101 response.
+    The client's bytes start with the connection preface, the server's with
+    its SETTINGS.  A connection that began as HTTP/1.1 and switched with
+    ``Upgrade: h2c``: call ``upgrade_request`` with the HTTP/1.1 request, then
+    feed the client's bytes from its preface and the server's from just after
+    the 101 response (``UpgradeDecoder`` does this).
     """
 
     def __init__(self) -> None:
@@ -409,11 +412,11 @@ class HTTP2Connection:
             reader.feed(bytes(data), int(frame), float(ts))
         return self._take()
 
-    def receive_gap(self, direction: str, nbytes: int) -> list[Event]:
-        """``nbytes`` of this direction were not captured."""
+    def receive_gap(self, direction: str, nbytes: int | None) -> list[Event]:
+        """``nbytes`` of this direction were not captured (None: how many is unknown)."""
         reader = self._readers.get(direction)
         if reader is not None:
-            reader.gap(int(nbytes))
+            reader.gap(None if nbytes is None else int(nbytes))
         return self._take()
 
     def end_of_stream(self, direction: str) -> list[Event]:
@@ -445,7 +448,8 @@ class HTTP2Connection:
         except (binascii.Error, HyperframeError, ValueError) as e:
             self._error(reader, f"bad HTTP2-Settings header: {e}", frame, ts)
             return
-        self._settings(reader, f, frame, ts)
+        # Applied, but no SETTINGS event: no SETTINGS frame crossed the wire.
+        self._settings(reader, f, frame, ts, emit=False)
 
     @property
     def unparsed_bytes(self) -> dict[str, int]:
@@ -501,7 +505,7 @@ class HTTP2Connection:
             ftype = getattr(f, "type", None)
             self._emit(OtherFrame(d, frame, ts, sid, type=ftype if isinstance(ftype, int) else 0, length=length))
 
-    def _settings(self, reader: _Reader, f: SettingsFrame, frame: int, ts: float) -> None:
+    def _settings(self, reader: _Reader, f: SettingsFrame, frame: int, ts: float, emit: bool = True) -> None:
         peer = self._readers[_OTHER[reader.direction]]
         for code, value in f.settings.items():
             if code == SettingsFrame.MAX_FRAME_SIZE:
@@ -520,6 +524,8 @@ class HTTP2Connection:
                 self._error(reader, f"SETTINGS_ENABLE_PUSH {value} out of range", frame, ts)
             elif code == SettingsFrame.INITIAL_WINDOW_SIZE and value > MAX_WINDOW:
                 self._error(reader, f"SETTINGS_INITIAL_WINDOW_SIZE {value} out of range", frame, ts)
+        if not emit:
+            return
         pairs = tuple((setting_name(k), v) for k, v in f.settings.items())
         self._emit(Settings(reader.direction, frame, ts, 0, settings=pairs, ack="ACK" in f.flags))
 

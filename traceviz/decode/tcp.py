@@ -26,9 +26,18 @@ Conventions decided here:
   (the server's first answer to the SYN was a RST), otherwise whichever of
   the first FIN and first RST came first, by its sender
   (``fin-client``/``fin-server``/``rst-client``/``rst-server``), else ``open``.
+- an ICMP error that quotes a TCP/UDP header gets that flow's ``conn`` and
+  ``stream`` (as Wireshark gives it ``tcp.stream``/``udp.stream``), with
+  ``transport`` icmp/icmpv6 and no seq/ack.  IP fragments are not
+  reassembled: their frames get no ``conn`` (tshark shows the reassembled
+  segment on the last fragment).
+- events (layer ``tcp``): one per SYN, SYN-ACK, FIN, RST and one per
+  analysis flag of ``tcp_analysis.KINDS``, ordered by frame.
 """
 
 from __future__ import annotations
+
+import types
 
 import numpy as np
 import pandas as pd
@@ -45,68 +54,20 @@ def analyze(idx) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """(packets, connections, events) for a ``traceviz.decode.index.PacketIndex``."""
     n = len(idx.frame)
     proto = np.asarray(idx.proto)
-    sport = np.asarray(idx.sport)
-    dport = np.asarray(idx.dport)
-    frag = np.asarray(idx.frag, dtype=bool)
-    ports = (sport >= 0) & (dport >= 0) & ~frag
+    ports = (np.asarray(idx.sport) >= 0) & (np.asarray(idx.dport) >= 0) & ~np.asarray(idx.frag, dtype=bool)
     is_tcp = (proto == TCP) & ports
     is_udp = (proto == UDP) & ports
     tcp_rows = np.flatnonzero(is_tcp)
-    udp_rows = np.flatnonzero(is_udp)
-
-    conn = np.full(n, -1, dtype=np.int64)
-    stream = np.full(n, -1, dtype=np.int64)
-    direction = np.zeros(n, dtype=np.int8)      # flow side: 0 lower endpoint sends, 1 higher
-
     flags = np.asarray(idx.tcp_flags).astype(np.int64)
-    seq = np.asarray(idx.seq).astype(np.int64)
-    ack = np.asarray(idx.ack).astype(np.int64)
-    src = np.asarray(idx.src)
-    dst = np.asarray(idx.dst)
 
-    # Flow identity per row: the row's own header, or the header an ICMP error quotes.
-    addrs = list(idx.addrs)
-    fsrc, fdst = src.astype(np.int64).copy(), dst.astype(np.int64).copy()
-    fsport, fdport = sport.astype(np.int64).copy(), dport.astype(np.int64).copy()
-    quoted_tcp = np.zeros(n, dtype=bool)
-    quoted_udp = np.zeros(n, dtype=bool)
-    quotes = flows.icmp_quotes(idx)
-    if quotes:
-        code = {a: i for i, a in enumerate(addrs)}
-        for row, p, qs, qd, qsp, qdp in quotes:
-            for a in (qs, qd):
-                if a not in code:
-                    code[a] = len(addrs)
-                    addrs.append(a)
-            fsrc[row], fdst[row], fsport[row], fdport[row] = code[qs], code[qd], qsp, qdp
-            (quoted_tcp if p == TCP else quoted_udp)[row] = True
-    tcp_flow = np.flatnonzero(is_tcp | quoted_tcp)
-    udp_flow = np.flatnonzero(is_udp | quoted_udp)
-
-    n_tcp = 0
-    if len(tcp_flow):
-        tid, dr = flows.endpoint_pairs(fsrc[tcp_flow], fsport[tcp_flow], fdst[tcp_flow], fdport[tcp_flow])
-        passive = quoted_tcp[tcp_flow]
-        s = flows.tcp_streams(tid, dr, np.where(passive, 0, flags[tcp_flow]), seq[tcp_flow], ack[tcp_flow],
-                              passive=passive)
-        conn[tcp_flow] = s
-        stream[tcp_flow] = s
-        direction[tcp_flow] = dr
-        n_tcp = int(s.max()) + 1
-    if len(udp_flow):
-        tid, dr = flows.endpoint_pairs(fsrc[udp_flow], fsport[udp_flow], fdst[udp_flow], fdport[udp_flow])
-        s = flows.udp_streams(tid)
-        stream[udp_flow] = s
-        conn[udp_flow] = s + n_tcp
-        direction[udp_flow] = dr
-    flow = (fsrc, fdst, fsport, fdport, addrs)
+    flow = _flow_identity(idx)
+    conn, stream, direction, n_tcp = _number_flows(idx, flow, is_tcp, is_udp)
 
     an = None
     if len(tcp_rows):
-        an = ta.analyze_segments(conn[tcp_rows], direction[tcp_rows], flags[tcp_rows], seq[tcp_rows],
-                                 ack[tcp_rows], np.asarray(idx.win)[tcp_rows],
-                                 np.asarray(idx.payload_len)[tcp_rows], np.asarray(idx.ts)[tcp_rows],
-                                 np.asarray(idx.frame)[tcp_rows], np.asarray(idx.wscale)[tcp_rows])
+        col = lambda name: np.asarray(getattr(idx, name))[tcp_rows]  # noqa: E731
+        an = ta.analyze_segments(conn[tcp_rows], direction[tcp_rows], flags[tcp_rows], col("seq"), col("ack"),
+                                 col("win"), col("payload_len"), col("ts"), col("frame"), col("wscale"))
 
     conns = _connections(idx, conn, direction, is_tcp, n_tcp, stream, flow)
     client_side = conns.pop("_client_side").to_numpy() if len(conns) else np.zeros(0, dtype=np.int8)
@@ -115,8 +76,58 @@ def analyze(idx) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     c2s[in_conn] = direction[in_conn] == client_side[conn[in_conn]]
 
     packets = _packets(idx, conn, stream, c2s, in_conn, is_tcp, tcp_rows, an)
-    events = _events(idx, conn, c2s, tcp_rows, an, conns)
+    events = _events(idx, conn, c2s, tcp_rows, an)
     return (conform("packets", packets), conform("connections", conns), conform("events", events))
+
+
+def _flow_identity(idx):
+    """Per row: (src, dst, sport, dport, addrs, quoted) naming the flow the row belongs to.
+
+    That is the row's own header, or for an ICMP error the TCP/UDP header it
+    quotes (``quoted``: 0 none, else the quoted protocol).  Quoted addresses
+    not otherwise in the capture get codes after ``idx.addrs``.
+    """
+    n = len(idx.frame)
+    addrs = list(idx.addrs)
+    fsrc = np.asarray(idx.src).astype(np.int64).copy()
+    fdst = np.asarray(idx.dst).astype(np.int64).copy()
+    fsport = np.asarray(idx.sport).astype(np.int64).copy()
+    fdport = np.asarray(idx.dport).astype(np.int64).copy()
+    quoted = np.zeros(n, dtype=np.int64)
+    quotes = flows.icmp_quotes(idx)
+    if quotes:
+        code = {a: i for i, a in enumerate(addrs)}
+        for row, p, qs, qd, qsp, qdp in quotes:
+            for a in (qs, qd):
+                if a not in code:
+                    code[a] = len(addrs)
+                    addrs.append(a)
+            fsrc[row], fdst[row], fsport[row], fdport[row], quoted[row] = code[qs], code[qd], qsp, qdp, p
+    return types.SimpleNamespace(src=fsrc, dst=fdst, sport=fsport, dport=fdport, addrs=addrs, quoted=quoted)
+
+
+def _number_flows(idx, flow, is_tcp, is_udp):
+    """(conn, stream, direction, number of TCP connections); -1 outside TCP/UDP flows."""
+    n = len(idx.frame)
+    conn = np.full(n, -1, dtype=np.int64)
+    stream = np.full(n, -1, dtype=np.int64)
+    direction = np.zeros(n, dtype=np.int8)      # 0: sent by the flow's lower endpoint, 1: the higher
+    flags = np.asarray(idx.tcp_flags).astype(np.int64)
+    n_tcp = 0
+    rows = np.flatnonzero(is_tcp | (flow.quoted == TCP))
+    if len(rows):
+        tid, dr = flows.endpoint_pairs(flow.src[rows], flow.sport[rows], flow.dst[rows], flow.dport[rows])
+        passive = flow.quoted[rows] == TCP
+        s = flows.tcp_streams(tid, dr, np.where(passive, 0, flags[rows]), np.asarray(idx.seq)[rows],
+                              np.asarray(idx.ack)[rows], passive=passive)
+        conn[rows], stream[rows], direction[rows] = s, s, dr
+        n_tcp = int(s.max()) + 1
+    rows = np.flatnonzero(is_udp | (flow.quoted == UDP))
+    if len(rows):
+        tid, dr = flows.endpoint_pairs(flow.src[rows], flow.sport[rows], flow.dst[rows], flow.dport[rows])
+        s = flows.udp_streams(tid)
+        conn[rows], stream[rows], direction[rows] = s + n_tcp, s, dr
+    return conn, stream, direction, n_tcp
 
 
 # -- packets -----------------------------------------------------------------
@@ -211,102 +222,41 @@ def _first_per_conn(conn_rows: np.ndarray, rows: np.ndarray, nconn: int) -> np.n
 
 
 def _connections(idx, conn, direction, is_tcp, n_tcp, stream, flow) -> pd.DataFrame:
+    """One row per TCP connection and UDP flow (plus ``_client_side``, popped by the caller)."""
     rows = np.flatnonzero(conn >= 0)
     nconn = int(conn.max()) + 1 if len(rows) else 0
     if nconn == 0:
-        df = pd.DataFrame({"conn": pd.Series(dtype="int64")})
-        df["_client_side"] = pd.Series(dtype="int8")
-        return df
+        return pd.DataFrame({"conn": pd.Series(dtype="int64"), "_client_side": pd.Series(dtype="int8")})
     ts = np.asarray(idx.ts).astype(np.float64)
     frame = np.asarray(idx.frame).astype(np.int64)
-    flags = np.asarray(idx.tcp_flags).astype(np.int64)
-    src, dst, sport, dport, addrs = flow
+    flags = np.where(is_tcp, np.asarray(idx.tcp_flags).astype(np.int64), 0)
     plen = np.maximum(np.asarray(idx.payload_len).astype(np.int64), 0)
-    c = conn  # full-length, -1 outside connections
-    tcp_flags = np.where(is_tcp, flags, 0)
+    is_udp = np.arange(nconn) >= n_tcp
 
-    first = _first_per_conn(c, rows, nconn)
+    first = _first_per_conn(conn, rows, nconn)
     last = np.full(nconn, -1, dtype=np.int64)
-    last[c[rows]] = rows            # the latest row is written last
-    pure_syn = rows[(tcp_flags[rows] & (SYN | ACK)) == SYN]
-    synack = rows[(tcp_flags[rows] & (SYN | ACK)) == (SYN | ACK)]
-    first_syn = _first_per_conn(c, pure_syn, nconn)
-    first_synack = _first_per_conn(c, synack, nconn)
+    last[conn[rows]] = rows            # the latest row is written last
+    pure_syn = rows[(flags[rows] & (SYN | ACK)) == SYN]
+    first_syn = _first_per_conn(conn, pure_syn, nconn)
+    side, client_by = _client_sides(flags, rows, conn, direction, flow, first, first_syn, is_udp, nconn)
+    from_client = np.zeros(len(conn), dtype=bool)
+    from_client[rows] = direction[rows] == side[conn[rows]]
+    client, server = _endpoints(flow, direction, first, side)
 
-    side_a_port = np.where(direction[first] == 0, sport[first], dport[first])
-    side_b_port = np.where(direction[first] == 0, dport[first], sport[first])
-    by_ports = np.where(side_a_port > side_b_port, 0, np.where(side_a_port < side_b_port, 1,
-                                                               direction[first]))
-    client_side = by_ports.astype(np.int8)
-    client_by = np.full(nconn, "ports", dtype=object)
-    has_synack = first_synack >= 0
-    client_side[has_synack] = 1 - direction[first_synack[has_synack]]
-    client_by[has_synack] = "syn"
-    has_syn = first_syn >= 0
-    client_side[has_syn] = direction[first_syn[has_syn]]
-    client_by[has_syn] = "syn"
-    is_udp_conn = np.arange(nconn) >= n_tcp
-    client_side[is_udp_conn] = direction[first[is_udp_conn]]
-    client_by[is_udp_conn] = "first"
-
-    # Per-row: sent by the client?
-    from_client = np.zeros(len(c), dtype=bool)
-    from_client[rows] = direction[rows] == client_side[c[rows]]
-    cr = c[rows]
-    packets = np.bincount(cr, minlength=nconn)
+    cr = conn[rows]
+    packets = np.bincount(cr, minlength=nconn).astype(np.int64)
     packets_c2s = np.bincount(cr, weights=from_client[rows], minlength=nconn).astype(np.int64)
     bytes_c2s = np.bincount(cr, weights=plen[rows] * from_client[rows], minlength=nconn).astype(np.int64)
     bytes_all = np.bincount(cr, weights=plen[rows], minlength=nconn).astype(np.int64)
+    hs = _handshake(conn, rows, flags, from_client, frame, ts, first_syn, nconn)
+    synack_row = hs.pop("_synack_row")
+    syn_count = np.bincount(conn[pure_syn], minlength=nconn)
+    close = _close(conn, rows, flags, from_client, first_syn >= 0, nconn)
+    close[is_udp] = None
 
-    # Endpoints from the first packet, oriented by client side.
-    f = first
-    first_from_client = direction[f] == client_side
-    c_addr = np.where(first_from_client, src[f], dst[f])
-    s_addr = np.where(first_from_client, dst[f], src[f])
-    c_port = np.where(first_from_client, sport[f], dport[f])
-    s_port = np.where(first_from_client, dport[f], sport[f])
-    client = [_endpoint_text(addrs[a] if a >= 0 else None, int(p)) for a, p in zip(c_addr, c_port)]
-    server = [_endpoint_text(addrs[a] if a >= 0 else None, int(p)) for a, p in zip(s_addr, s_port)]
-
-    # Handshake: server's SYN-ACK and the client's completing ACK.
-    srv_synack_rows = synack[~from_client[synack]] if len(synack) else synack
-    t_synack_row = _first_per_conn(c, srv_synack_rows, nconn)
-    syn_t = np.where(has_syn, ts[np.maximum(first_syn, 0)], np.nan)
-    synack_t = np.where(t_synack_row >= 0, ts[np.maximum(t_synack_row, 0)], np.nan)
-    hs_ack = rows[from_client[rows] & ((tcp_flags[rows] & (SYN | ACK | RST)) == ACK)]
-    after = hs_ack[frame[hs_ack] > np.where(t_synack_row[c[hs_ack]] >= 0,
-                                               frame[np.maximum(t_synack_row[c[hs_ack]], 0)],
-                                               np.iinfo(np.int64).max)]
-    ack_row = _first_per_conn(c, after, nconn)
-    ack_t = np.where(ack_row >= 0, ts[np.maximum(ack_row, 0)], np.nan)
-
-    syn_count = np.bincount(c[pure_syn], minlength=nconn) if len(pure_syn) else np.zeros(nconn, np.int64)
-    backoff = _syn_backoff(c, pure_syn, ts, nconn)
-
-    close = _close(c, rows, tcp_flags, from_client, has_syn, first_syn, nconn, frame)
-    close[is_udp_conn] = None
-
-    mss = np.asarray(idx.mss).astype(np.int64)
-    wscale = np.asarray(idx.wscale).astype(np.int64)
-    sack = np.asarray(idx.sack_perm, dtype=bool)
-    syn_row = first_syn
-    sa_row = t_synack_row
-
-    def opt(values, rowsel):
-        ok = rowsel >= 0
-        v = np.where(ok, values[np.maximum(rowsel, 0)], -1)
-        return _nullable(v, ok & (v >= 0))
-
-    sack_perm = pd.array([pd.NA] * nconn, dtype="boolean")
-    both = (syn_row >= 0) & (sa_row >= 0)
-    if both.any():
-        val = sack[np.maximum(syn_row, 0)] & sack[np.maximum(sa_row, 0)]
-        sack_perm[both] = val[both]
-
-    tcp_mask = ~is_udp_conn
     df = pd.DataFrame({
         "conn": np.arange(nconn, dtype=np.int64),
-        "transport": np.where(is_udp_conn, "udp", "tcp").astype(object),
+        "transport": np.where(is_udp, "udp", "tcp").astype(object),
         "stream": stream[first],
         "client": client,
         "server": server,
@@ -315,33 +265,92 @@ def _connections(idx, conn, direction, is_tcp, n_tcp, stream, flow) -> pd.DataFr
         "last_frame": frame[last],
         "start": ts[first],
         "end": ts[last],
-        "packets": packets.astype(np.int64),
+        "packets": packets,
         "packets_c2s": packets_c2s,
-        "packets_s2c": packets.astype(np.int64) - packets_c2s,
+        "packets_s2c": packets - packets_c2s,
         "bytes_c2s": bytes_c2s,
         "bytes_s2c": bytes_all - bytes_c2s,
-        "syn": syn_t,
-        "synack": synack_t,
-        "ack": ack_t,
-        "handshake_rtt": ack_t - syn_t,
-        "rtt_server": synack_t - syn_t,
-        "rtt_client": ack_t - synack_t,
+        **hs,
         "syn_retransmits": np.maximum(syn_count - 1, 0).astype(np.int64),
-        "syn_backoff": backoff,
+        "syn_backoff": _syn_backoff(conn, pure_syn, ts, nconn),
         "close": close,
-        "mss_client": opt(mss, syn_row),
-        "mss_server": opt(mss, sa_row),
-        "wscale_client": opt(wscale, syn_row),
-        "wscale_server": opt(wscale, sa_row),
-        "sack_permitted": sack_perm,
+        **_options(idx, first_syn, synack_row, nconn),
     })
-    for col in ("syn_retransmits",):
-        df.loc[~tcp_mask, col] = 0
-    df["_client_side"] = client_side
+    df["_client_side"] = side
     return df
 
 
+def _client_sides(flags, rows, conn, direction, flow, first, first_syn, is_udp, nconn):
+    """Which flow side is the client, and how we know (see the module doc)."""
+    sport, dport = flow.sport, flow.dport
+    a_port = np.where(direction[first] == 0, sport[first], dport[first])
+    b_port = np.where(direction[first] == 0, dport[first], sport[first])
+    # The lower port is the server's; equal ports: the first sender is the client.
+    side = np.where(a_port > b_port, 0, np.where(a_port < b_port, 1, direction[first])).astype(np.int8)
+    client_by = np.full(nconn, "ports", dtype=object)
+    synack = rows[(flags[rows] & (SYN | ACK)) == (SYN | ACK)]
+    first_synack = _first_per_conn(conn, synack, nconn)
+    has = first_synack >= 0
+    side[has] = 1 - direction[first_synack[has]]
+    client_by[has] = "syn"
+    has = first_syn >= 0
+    side[has] = direction[first_syn[has]]
+    client_by[has] = "syn"
+    side[is_udp] = direction[first[is_udp]]
+    client_by[is_udp] = "first"
+    return side, client_by
+
+
+def _endpoints(flow, direction, first, side):
+    """Client and server as ``ip:port`` text, from each connection's first packet."""
+    from_client = direction[first] == side
+    src, dst = flow.src[first], flow.dst[first]
+    sport, dport = flow.sport[first], flow.dport[first]
+
+    def text(addr, port):
+        return [_endpoint_text(flow.addrs[a] if a >= 0 else None, int(p)) for a, p in zip(addr, port)]
+
+    return (text(np.where(from_client, src, dst), np.where(from_client, sport, dport)),
+            text(np.where(from_client, dst, src), np.where(from_client, dport, sport)))
+
+
+def _handshake(conn, rows, flags, from_client, frame, ts, first_syn, nconn) -> dict:
+    """syn, synack, ack times and the RTTs between them (NaN where a step is missing)."""
+    synack = rows[((flags[rows] & (SYN | ACK)) == (SYN | ACK)) & ~from_client[rows]]
+    synack_row = _first_per_conn(conn, synack, nconn)
+    # The client's first ACK (without SYN or RST) after the server's first SYN-ACK.
+    acks = rows[from_client[rows] & ((flags[rows] & (SYN | ACK | RST)) == ACK)]
+    sa = synack_row[conn[acks]]
+    acks = acks[(sa >= 0) & (frame[acks] > frame[np.maximum(sa, 0)])]
+    ack_row = _first_per_conn(conn, acks, nconn)
+
+    def at(row):
+        return np.where(row >= 0, ts[np.maximum(row, 0)], np.nan)
+
+    syn_t, synack_t, ack_t = at(first_syn), at(synack_row), at(ack_row)
+    return {"syn": syn_t, "synack": synack_t, "ack": ack_t, "handshake_rtt": ack_t - syn_t,
+            "rtt_server": synack_t - syn_t, "rtt_client": ack_t - synack_t, "_synack_row": synack_row}
+
+
+def _options(idx, syn_row, synack_row, nconn) -> dict:
+    """MSS and window scale of each side's SYN, and whether both offered SACK."""
+    def opt(name, row):
+        ok = row >= 0
+        v = np.where(ok, np.asarray(getattr(idx, name)).astype(np.int64)[np.maximum(row, 0)], -1)
+        return _nullable(v, ok & (v >= 0))
+
+    sack = np.asarray(idx.sack_perm, dtype=bool)
+    sack_perm = pd.array([pd.NA] * nconn, dtype="boolean")
+    both = (syn_row >= 0) & (synack_row >= 0)
+    if both.any():
+        sack_perm[both] = (sack[np.maximum(syn_row, 0)] & sack[np.maximum(synack_row, 0)])[both]
+    return {"mss_client": opt("mss", syn_row), "mss_server": opt("mss", synack_row),
+            "wscale_client": opt("wscale", syn_row), "wscale_server": opt("wscale", synack_row),
+            "sack_permitted": sack_perm}
+
+
 def _syn_backoff(c, pure_syn, ts, nconn) -> list:
+    """Seconds between successive SYNs of each connection ([] for a single SYN)."""
     out: list = [[] for _ in range(nconn)]
     if len(pure_syn) == 0:
         return out
@@ -357,7 +366,8 @@ def _syn_backoff(c, pure_syn, ts, nconn) -> list:
     return out
 
 
-def _close(c, rows, flags, from_client, has_syn, first_syn, nconn, frame) -> np.ndarray:
+def _close(c, rows, flags, from_client, has_syn, nconn) -> np.ndarray:
+    """How each connection ended (see the module doc for the rules)."""
     close = np.full(nconn, "open", dtype=object)
     rst_rows = rows[(flags[rows] & RST) != 0]
     fin_rows = rows[(flags[rows] & FIN) != 0]
@@ -384,72 +394,64 @@ def _close(c, rows, flags, from_client, has_syn, first_syn, nconn, frame) -> np.
 
 # -- events ------------------------------------------------------------------
 
-def _events(idx, conn, c2s, tcp_rows, an, conns) -> pd.DataFrame:
+def _events(idx, conn, c2s, tcp_rows, an) -> pd.DataFrame:
+    """One event per SYN, SYN-ACK, FIN and RST, and one per tcp.analysis flag, in frame order."""
     if an is None or len(tcp_rows) == 0:
         return pd.DataFrame()
-    ts = np.asarray(idx.ts)[tcp_rows]
-    frame = np.asarray(idx.frame)[tcp_rows]
-    flags = np.asarray(idx.tcp_flags).astype(np.int64)[tcp_rows]
-    plen = np.asarray(idx.payload_len).astype(np.int64)[tcp_rows]
-    cn = conn[tcp_rows]
+    col = lambda name: np.asarray(getattr(idx, name))[tcp_rows]  # noqa: E731
+    flags = col("tcp_flags").astype(np.int64)
+    plen = np.maximum(col("payload_len").astype(np.int64), 0)
     toc = c2s[tcp_rows]
-    who = np.where(toc, "client", "server")
-    mss = np.asarray(idx.mss)[tcp_rows]
-    wscale = np.asarray(idx.wscale)[tcp_rows]
-    sack = np.asarray(idx.sack_perm, dtype=bool)[tcp_rows]
+    who = np.where(toc, "client", "server").astype(object)
+    ctx = types.SimpleNamespace(an=an, who=who, plen=plen, flags=flags, syn_no=_syn_numbers(conn[tcp_rows], flags),
+                                mss=col("mss"), wscale=col("wscale"), sack=col("sack_perm").astype(bool))
+    kinds = [("SYN", (flags & (SYN | ACK)) == SYN, _syn_detail),
+             ("SYN-ACK", (flags & (SYN | ACK)) == (SYN | ACK), _syn_detail),
+             ("FIN", (flags & FIN) != 0, lambda c, sel: "FIN from " + c.who[sel] + ": no more data this way"),
+             ("RST", (flags & RST) != 0, lambda c, sel: "RST from " + c.who[sel] + ": connection aborted")]
+    kinds += [(kind, (an.bits & bit) != 0, _analysis_detail(bit)) for bit, kind in ta.KINDS.items()]
     pieces = []
-
-    def add(mask, kind, details, order):
+    for order, (kind, mask, detail) in enumerate(kinds):
         sel = np.flatnonzero(mask)
-        if len(sel) == 0:
-            return
-        pieces.append(pd.DataFrame({
-            "ts": ts[sel], "frame": frame[sel], "conn": cn[sel],
-            "kind": kind, "dir": np.where(toc[sel], "c2s", "s2c"),
-            "size": plen[sel], "detail": details(sel), "_order": order,
-        }))
-
-    syn_no = _syn_numbers(cn, flags)
-
-    def syn_detail(sel):
-        # np.char instead of a per-row f-string: one SYN and one SYN-ACK per connection.
-        def joined(a, b):
-            both = (a != "") & (b != "")
-            return np.where(both, np.char.add(np.char.add(a, ", "), b), np.char.add(a, b))
-
-        m, w = mss[sel], wscale[sel]
-        opts = joined(joined(np.where(m >= 0, np.char.add("MSS ", m.astype(str)), ""),
-                             np.where(w >= 0, np.char.add("window scale ", w.astype(str)), "")),
-                      np.where(sack[sel], "SACK permitted", ""))
-        head = np.char.add(np.where(flags[sel] & ACK, "SYN-ACK from ", "SYN from "), who[sel])
-        again = np.where(syn_no[sel] > 0, np.char.add(np.char.add(" (retransmission #", syn_no[sel].astype(str)), ")"), "")
-        text = np.char.add(np.char.add(head, again), np.where(opts != "", np.char.add(": ", opts), ""))
-        return text.astype(object)
-
-    add((flags & (SYN | ACK)) == SYN, "SYN", syn_detail, 0)
-    add((flags & (SYN | ACK)) == (SYN | ACK), "SYN-ACK", syn_detail, 1)
-    add((flags & FIN) != 0, "FIN", lambda sel: [f"FIN from {who[i]}: no more data this way" for i in sel], 2)
-    add((flags & RST) != 0, "RST", lambda sel: [f"RST from {who[i]}: connection aborted" for i in sel], 3)
-
-    bits = an.bits
-    rel_seq = an.rel_seq
-    ns = an.nextseq_rel
-    for order, (bit, kind) in enumerate(ta.KINDS.items(), start=10):
-        mask = (bits & bit) != 0
-        add(mask, kind, _describer(bit, rel_seq, plen, ns, an, who, flags), order)
+        if len(sel):
+            pieces.append(pd.DataFrame({
+                "ts": col("ts")[sel], "frame": col("frame")[sel], "conn": conn[tcp_rows][sel],
+                "kind": _obj(np.full(len(sel), kind, dtype=object)),
+                "dir": _obj(np.where(toc[sel], "c2s", "s2c").astype(object)),
+                "size": plen[sel], "detail": _obj(np.asarray(detail(ctx, sel), dtype=object)), "_order": order,
+            }))
     if not pieces:
         return pd.DataFrame()
     ev = pd.concat(pieces, ignore_index=True)
     ev = ev.sort_values(["frame", "_order"], kind="stable").drop(columns="_order")
-    ev["layer"] = "tcp"
+    ev["layer"] = _obj(np.full(len(ev), "tcp", dtype=object))
     return ev.reset_index(drop=True)
+
+
+def _syn_detail(c, sel):
+    """'SYN from client (retransmission #1): MSS 1460, window scale 7, SACK permitted'.
+
+    np.char rather than a per-row f-string: there are one or two per connection.
+    """
+    def joined(a, b):
+        both = (a != "") & (b != "")
+        return np.where(both, np.char.add(np.char.add(a, ", "), b), np.char.add(a, b))
+
+    m, w = c.mss[sel], c.wscale[sel]
+    opts = joined(joined(np.where(m >= 0, np.char.add("MSS ", m.astype(str)), ""),
+                         np.where(w >= 0, np.char.add("window scale ", w.astype(str)), "")),
+                  np.where(c.sack[sel], "SACK permitted", ""))
+    head = np.char.add(np.where(c.flags[sel] & ACK, "SYN-ACK from ", "SYN from "), c.who[sel].astype(str))
+    n = c.syn_no[sel]
+    again = np.where(n > 0, np.char.add(np.char.add(" (retransmission #", n.astype(str)), ")"), "")
+    return np.char.add(np.char.add(head, again), np.where(opts != "", np.char.add(": ", opts), ""))
 
 
 def _syn_numbers(cn, flags) -> np.ndarray:
     """0 for a connection's first SYN (or SYN-ACK), 1, 2... for each one after it."""
     out = np.zeros(len(cn), dtype=np.int64)
-    for kind in ((SYN, SYN), (SYN | ACK, SYN | ACK)):
-        sel = np.flatnonzero((flags & (SYN | ACK)) == kind[1])
+    for kind in (SYN, SYN | ACK):
+        sel = np.flatnonzero((flags & (SYN | ACK)) == kind)
         if len(sel):
             c = cn[sel]
             o = np.argsort(c, kind="stable")
@@ -460,42 +462,48 @@ def _syn_numbers(cn, flags) -> np.ndarray:
     return out
 
 
-def _describer(bit, rel_seq, plen, ns, an, who, flags):
-    def seg(i):
-        return f"seq {int(rel_seq[i])}" + (f", {int(plen[i])} bytes" if plen[i] else "")
+# What each tcp.analysis flag means for a person reading the timeline.
+# Arguments: who sent it, "seq N, L bytes", the next expected seq, and the row.
+_ANALYSIS_TEXT = {
+    ta.RETRANSMISSION: lambda who, seg, ns, a, i:
+        f"{who} resent {seg} (next new byte would be seq {ns})",
+    ta.FAST_RETRANSMISSION: lambda who, seg, ns, a, i:
+        f"{who} resent {seg} right after duplicate ACKs asked for it",
+    ta.SPURIOUS_RETRANSMISSION: lambda who, seg, ns, a, i:
+        f"{who} resent {seg} that the peer had already acknowledged",
+    ta.OUT_OF_ORDER: lambda who, seg, ns, a, i:
+        f"{seg} from {who} arrived after higher sequence numbers (next expected {ns})",
+    ta.DUPLICATE_ACK: lambda who, seg, ns, a, i:
+        f"dup ACK #{int(a.dup_num[i])} of frame {int(a.dup_frame[i])}: {who} is still waiting for data",
+    ta.ZERO_WINDOW: lambda who, seg, ns, a, i:
+        f"{who} advertises a zero window: its receive buffer is full, the peer must stop",
+    ta.WINDOW_FULL: lambda who, seg, ns, a, i:
+        f"{seg} from {who} fills the peer's advertised window",
+    ta.WINDOW_UPDATE: lambda who, seg, ns, a, i:
+        f"{who} now advertises a receive window of {int(a.win[i])} bytes",
+    ta.KEEP_ALIVE: lambda who, seg, ns, a, i:
+        f"keep-alive probe from {who} (seq one below the next expected byte)",
+    ta.KEEP_ALIVE_ACK: lambda who, seg, ns, a, i:
+        f"{who} answers a keep-alive: the connection is still alive",
+    ta.LOST_SEGMENT: lambda who, seg, ns, a, i:
+        f"{(int(a.rel_seq[i]) - ns) & 0xFFFFFFFF} bytes from {who} before this segment were not captured",
+    ta.ACK_LOST_SEGMENT: lambda who, seg, ns, a, i:
+        f"{who} acknowledges data the capture never saw",
+    ta.ZERO_WINDOW_PROBE: lambda who, seg, ns, a, i:
+        f"{who} probes the peer's zero window with one byte",
+    ta.ZERO_WINDOW_PROBE_ACK: lambda who, seg, ns, a, i:
+        f"{who} answers a zero-window probe: its window is still zero",
+}
 
-    def describe(sel):
+
+def _analysis_detail(bit):
+    text = _ANALYSIS_TEXT[bit]
+
+    def describe(c, sel):
+        a = c.an
         out = []
-        for i in sel:
-            if bit == ta.RETRANSMISSION:
-                out.append(f"{who[i]} resent {seg(i)} (next new byte would be seq {int(ns[i])})")
-            elif bit == ta.FAST_RETRANSMISSION:
-                out.append(f"{who[i]} resent {seg(i)} right after duplicate ACKs asked for it")
-            elif bit == ta.SPURIOUS_RETRANSMISSION:
-                out.append(f"{who[i]} resent {seg(i)} that the peer had already acknowledged")
-            elif bit == ta.OUT_OF_ORDER:
-                out.append(f"{seg(i)} from {who[i]} arrived after higher sequence numbers (next expected {int(ns[i])})")
-            elif bit == ta.DUPLICATE_ACK:
-                out.append(f"dup ACK #{int(an.dup_num[i])} of frame {int(an.dup_frame[i])}: "
-                           f"{who[i]} is still waiting for data")
-            elif bit == ta.ZERO_WINDOW:
-                out.append(f"{who[i]} advertises a zero window: its receive buffer is full, the peer must stop")
-            elif bit == ta.WINDOW_FULL:
-                out.append(f"{seg(i)} from {who[i]} fills the peer's advertised window")
-            elif bit == ta.WINDOW_UPDATE:
-                out.append(f"{who[i]} changed its window from {int(an.prev_win[i])} to {int(an.win[i])} (raw -> calculated)")
-            elif bit == ta.KEEP_ALIVE:
-                out.append(f"keep-alive probe from {who[i]} (seq one below the next expected byte)")
-            elif bit == ta.KEEP_ALIVE_ACK:
-                out.append(f"{who[i]} answers a keep-alive: the connection is still alive")
-            elif bit == ta.LOST_SEGMENT:
-                gap = (int(rel_seq[i]) - int(ns[i])) & 0xFFFFFFFF
-                out.append(f"{gap} bytes from {who[i]} before this segment were not captured")
-            elif bit == ta.ACK_LOST_SEGMENT:
-                out.append(f"{who[i]} acknowledges data the capture never saw")
-            elif bit == ta.ZERO_WINDOW_PROBE:
-                out.append(f"{who[i]} probes the peer's zero window with one byte")
-            elif bit == ta.ZERO_WINDOW_PROBE_ACK:
-                out.append(f"{who[i]} answers a zero-window probe: its window is still zero")
+        for i in sel.tolist():
+            seg = f"seq {int(a.rel_seq[i])}" + (f", {int(c.plen[i])} bytes" if c.plen[i] else "")
+            out.append(text(c.who[i], seg, int(a.nextseq_rel[i]), a, i))
         return out
     return describe

@@ -14,7 +14,24 @@ last packet of the other direction" is a forward fill in (connection, frame)
 order.  The one circular rule -- a zero-window probe does not advance
 ``nextseq``, and whether a packet is a probe depends on ``nextseq`` -- is
 resolved by iterating to a fixed point (probes are rare, it converges in one
-or two rounds).
+or two rounds).  The "ACKed segment that wasn't captured" rule keeps a
+per-direction "max seq to be acked" that really is sequential; it only
+departs from nextseq after an irregular packet, so a short Python loop runs
+over connections from their first irregular packet on (``_acked_lost``).
+
+Kinds and their Wireshark rules, in the order Wireshark tests them:
+zero-window-probe (1 byte at nextseq while the peer's window is 0),
+zero-window (window 0, no SYN/FIN/RST), lost-segment (seq beyond nextseq),
+keep-alive (0 or 1 byte at nextseq-1), window-update (no data, same seq/ack,
+new non-zero window), window-full (segment ends at the peer's ACK plus its
+scaled window), keep-alive-ack, zero-window-probe-ack, duplicate-ack (no
+data, same seq, ack and window), ack-lost-segment (ACK beyond what the peer
+was seen to send), then for data/SYN/FIN that does not advance nextseq:
+spurious-retransmission (already ACKed), fast-retransmission (>= 2 dup ACKs
+for it within 20 ms), out-of-order (within the first RTT, or 3 ms, of the
+highest segment), else retransmission.  Wireshark also sets
+``tcp.analysis.retransmission`` on fast and spurious retransmissions; here a
+packet gets only the specific kind.
 
 Sequence comparisons are modulo 2**32 as in Wireshark (``GT_SEQ`` etc.); the
 running maximum works on sequence numbers unwrapped per direction.
@@ -131,167 +148,216 @@ def analyze_segments(conn, direction, flags, seq, ack, win, seglen, ts, frame, w
     """Run the analysis over TCP rows given in frame order.
 
     ``conn`` is the stream number, ``direction`` 0/1 within it; ``seq``/``ack``
-    raw 32-bit values (int64), ``win`` raw window, ``seglen`` tcp.len,
-    ``wscale`` the window-scale option of SYN packets (-1 absent).
+    raw 32-bit values, ``win`` raw window, ``seglen`` tcp.len, ``wscale`` the
+    window-scale option of SYN packets (-1 absent).
     """
-    n = len(conn)
-    conn = conn.astype(np.int64)
-    d = direction.astype(np.int64)
-    flags = flags.astype(np.int64)
-    seq = seq.astype(np.int64) & M32
-    ack = ack.astype(np.int64) & M32
-    win = win.astype(np.int64)
-    seglen = np.maximum(seglen.astype(np.int64), 0)
-    ts = ts.astype(np.float64)
-    frame = frame.astype(np.int64)
-    is_syn = (flags & SYN) != 0
-    is_ack = (flags & ACK) != 0
-    sfr = (flags & (SYN | FIN | RST)) != 0
-    rst = (flags & RST) != 0
-    k = conn * 2 + d
-    nk = (int(conn.max()) + 1) * 2 if n else 2
+    p = _rows(conn, direction, flags, seq, ack, win, seglen, ts, frame)
+    base = _bases(p.k, p.is_syn, p.is_ack, p.seq, p.ack, p.nk)
+    scale, scale_from = _scales(p.k, p.is_syn, np.asarray(wscale), p.frame, p.nk)
+    row_scale = scale[p.k]
+    scaled = (row_scale >= 0) & ~p.is_syn & (p.frame > scale_from[p.k])
+    calc_win = np.where(scaled, p.win << np.clip(row_scale, 0, 14), p.win)
 
-    base = _bases(k, is_syn, is_ack, seq, ack, nk)
-    rel_seq = (seq - base[k]) & M32
-    rel_ack = (ack - base[k ^ 1]) & M32
+    nb = _neighbours(p)
+    st = _sequence_state(p, nb)
+    bits, dup = _ack_flags(p, nb, st, scale)
+    dup_num, dup_frame = _dup_counts(dup, p.ack, nb.prev_ack, p.frame, nb.o1, nb.start1)
+    ackl, rev_dup = _acked_lost(p, nb, st, dup, dup_num)
+    bits[ackl] |= ACK_LOST_SEGMENT
+    bits |= _retransmissions(p, nb, st, bits, rev_dup)
 
-    scale, scale_from = _scales(k, is_syn, wscale, frame, nk)
-    row_scale = scale[k]
-    scaled = (row_scale >= 0) & ~is_syn & (frame > scale_from[k])
-    calc_win = np.where(scaled, win << np.clip(row_scale, 0, 14), win)
+    seq_base, ack_base = _rebase(p, nb, base)
+    return Analysis(rel_seq=(p.seq - seq_base) & M32, rel_ack=(p.ack - ack_base) & M32,
+                    win=calc_win, bits=bits, dup_num=dup_num, dup_frame=dup_frame,
+                    nextseq_rel=np.where(st.nsset, (st.ns_raw - seq_base) & M32, -1),
+                    scale=np.where(p.is_syn, -1, row_scale), prev_win=nb.prev_win)
 
-    # Order 1: (conn, dir, frame) -- "previous packet of this direction".
-    o1 = np.argsort(k, kind="stable")
-    start1 = _group_starts(k[o1])
-    s_seq, s_len, s_flags = seq[o1], seglen[o1], flags[o1]
+
+def _rows(conn, direction, flags, seq, ack, win, seglen, ts, frame):
+    """The inputs as int64/float64 arrays plus the flag masks every rule uses."""
+    p = Analysis(conn=np.asarray(conn).astype(np.int64), d=np.asarray(direction).astype(np.int64),
+                 flags=np.asarray(flags).astype(np.int64), seq=np.asarray(seq).astype(np.int64) & M32,
+                 ack=np.asarray(ack).astype(np.int64) & M32, win=np.asarray(win).astype(np.int64),
+                 seglen=np.maximum(np.asarray(seglen).astype(np.int64), 0),
+                 ts=np.asarray(ts).astype(np.float64), frame=np.asarray(frame).astype(np.int64))
+    p.n = len(p.conn)
+    p.is_syn = (p.flags & SYN) != 0
+    p.is_ack = (p.flags & ACK) != 0
+    p.sfr = (p.flags & (SYN | FIN | RST)) != 0
+    p.k = p.conn * 2 + p.d
+    p.nk = (int(p.conn.max()) + 1) * 2 if p.n else 2
+    return p
+
+
+def _neighbours(p):
+    """Orders and neighbours: Wireshark's "fwd" (this direction) and "rev" state sources.
+
+    ``o1`` sorts by (conn, dir, frame), ``o2`` by (conn, frame); ``fwd_prev``
+    is the previous packet of the same direction, ``rev`` the latest packet
+    of the other direction (-1: none).  Each direction's window starts as
+    "unknown" in Wireshark (never equal to a real one): -1 here.
+    """
+    n = p.n
+    nb = Analysis()
+    nb.o1 = np.argsort(p.k, kind="stable")
+    nb.start1 = _group_starts(p.k[nb.o1])
+    nb.o2 = np.argsort(p.conn, kind="stable")
+    nb.start2 = _group_starts(p.conn[nb.o2])
+    rev = np.full(n, -1, dtype=np.int64)
+    if n:
+        cstart = _ffill_index(nb.start2)
+        d2 = p.d[nb.o2]
+        for side in (0, 1):
+            last = _ffill_index(d2 == side)
+            prev = np.r_[-1, last[:-1]]
+            ok = (d2 != side) & (prev >= cstart)
+            rev[nb.o2[ok]] = nb.o2[prev[ok]]
+    prev1 = np.r_[-1, np.arange(n - 1)]
+    prev1[nb.start1] = -1
+    fwd_prev = np.full(n, -1, dtype=np.int64)
+    fwd_prev[nb.o1] = np.where(prev1 >= 0, nb.o1[np.maximum(prev1, 0)], -1)
+    nb.rev, nb.fwd_prev = rev, fwd_prev
+    nb.has_rev, nb.has_prev = rev >= 0, fwd_prev >= 0
+    r, q = np.maximum(rev, 0), np.maximum(fwd_prev, 0)
+    nb.r = r
+    nb.rev_win = np.where(nb.has_rev, p.win[r], -1)
+    nb.rev_ack = np.where(nb.has_rev, p.ack[r], 0)
+    nb.rev_ts = np.where(nb.has_rev, p.ts[r], -np.inf)
+    nb.prev_win = np.where(nb.has_prev, p.win[q], -1)
+    nb.prev_ack = np.where(nb.has_prev, p.ack[q], 0)
+    return nb
+
+
+def _sequence_state(p, nb):
+    """nextseq before each packet (raw, set?, when it was last raised), nextseq after, and ZWPs.
+
+    A zero-window probe (1 byte at nextseq while the peer's window is 0) does
+    not advance nextseq; the two depend on each other, so iterate (probes
+    are rare: one or two rounds).
+    """
+    o1, start1 = nb.o1, nb.start1
+    s_seq = p.seq[o1]
     # Unwrap seq per direction so a running maximum means "highest seq".
     step = _i32(np.diff(s_seq, prepend=0))
     step[start1] = 0
     c = np.cumsum(step)
     gfirst = _ffill_index(start1)
     useq = s_seq[gfirst] + c - c[gfirst]
-    cand = useq + s_len + ((s_flags & (SYN | FIN)) != 0)
+    cand = useq + p.seglen[o1] + ((p.flags[o1] & (SYN | FIN)) != 0)
     gid = np.cumsum(start1) - 1
-
-    # Order 2: (conn, frame) -- "latest packet of the other direction".
-    o2 = np.argsort(conn, kind="stable")
-    start2 = _group_starts(conn[o2])
-    cstart = _ffill_index(start2)
-    rev = np.full(n, -1, dtype=np.int64)
-    if n:
-        d2 = d[o2]
-        for side in (0, 1):
-            last = _ffill_index(d2 == side)
-            prev = np.r_[-1, last[:-1]]
-            ok = (d2 != side) & (prev >= cstart)
-            rev[o2[ok]] = o2[prev[ok]]
-    has_rev = rev >= 0
-    r = np.where(has_rev, rev, 0)
-    # Wireshark starts each direction's window as "unknown" (never equal to a real one).
-    rev_win = np.where(has_rev, win[r], -1)
-    rev_ack = np.where(has_rev, ack[r], 0)
-    rev_ts = np.where(has_rev, ts[r], -np.inf)
-
-    # Previous packet of the same direction (Wireshark's fwd->window, fwd->lastack).
-    prev1 = np.r_[-1, np.arange(n - 1)]
-    prev1[start1] = -1
-    fwd_prev = np.full(n, -1, dtype=np.int64)
-    fwd_prev[o1] = np.where(prev1 >= 0, o1[np.maximum(prev1, 0)], -1)
-    has_prev = fwd_prev >= 0
-    p = np.where(has_prev, fwd_prev, 0)
-    prev_win = np.where(has_prev, win[p], -1)
-    prev_ack = np.where(has_prev, ack[p], 0)
-
-    zwp = np.zeros(n, dtype=bool)
+    st = Analysis()
+    zwp = np.zeros(p.n, dtype=bool)
     for _ in range(8):
         ns_set, ns_u, setter = _nextseq(cand, start1, gid, zwp[o1])
-        ns_raw_s = np.where(ns_set, ns_u & M32, 0)
-        ns_raw = np.empty(n, dtype=np.int64)
-        ns_raw[o1] = ns_raw_s
-        new = (seglen == 1) & (seq == ns_raw) & (rev_win == 0)
+        ns_raw = np.empty(p.n, dtype=np.int64)
+        ns_raw[o1] = np.where(ns_set, ns_u & M32, 0)
+        new = (p.seglen == 1) & (p.seq == ns_raw) & (nb.rev_win == 0)
         if (new == zwp).all():
             break
         zwp = new
-    nsset = np.empty(n, dtype=bool)
-    nsset[o1] = ns_set
-    ns_time = np.empty(n)
-    ns_time[o1] = np.where(setter >= 0, ts[o1][np.maximum(setter, 0)], -np.inf)
-    # The highest seq seen in each direction *after* each packet (for ACKed-lost).
-    ns_after_u = np.empty(n, dtype=np.int64)
-    ns_after_u[o1] = np.maximum(ns_u, np.where(zwp[o1], ns_u, cand))
+    st.zwp, st.ns_raw = zwp, ns_raw
+    st.nsset = np.empty(p.n, dtype=bool)
+    st.nsset[o1] = ns_set
+    # Wireshark's "nextseq is set" test is nextseq != 0, so a stream whose
+    # next byte wraps to exactly 0 counts as unset there too.
+    st.nsset &= ns_raw != 0
+    st.ns_time = np.empty(p.n)
+    st.ns_time[o1] = np.where(setter >= 0, p.ts[o1][np.maximum(setter, 0)], -np.inf)
+    st.ns_after = np.empty(p.n, dtype=np.int64)
+    st.ns_after[o1] = np.maximum(ns_u, np.where(zwp[o1], ns_u, cand)) & M32
+    return st
 
-    bits = np.zeros(n, dtype=np.int64)
-    bits[zwp] |= ZERO_WINDOW_PROBE
-    live = ~zwp                        # ZWP jumps to finished_fwd
-    bits[live & (win == 0) & ~sfr] |= ZERO_WINDOW
-    lost = live & nsset & (_i32(seq - ns_raw) > 0) & ~rst
-    bits[lost] |= LOST_SEGMENT
-    ka = live & (seglen <= 1) & (seq == ((ns_raw - 1) & M32)) & ~sfr
-    bits[ka] |= KEEP_ALIVE
-    same = (seglen == 0) & (seq == ns_raw) & (ack == prev_ack) & ~sfr
-    bits[live & same & (win != 0) & (win != prev_win)] |= WINDOW_UPDATE
 
-    rev_scale = np.where(has_rev, scale[k ^ 1], -1)
-    rev_shift = np.where(has_rev & ~is_syn[r] & (rev_scale > 0), np.clip(rev_scale, 0, 14), 0)
-    edge = (rev_ack + (rev_win << rev_shift)) & M32
-    full = live & (seglen > 0) & has_rev & (rev_scale != -1) & (((seq + seglen) & M32) == edge) & ~sfr
+def _ack_flags(p, nb, st, scale):
+    """Zero window, lost segment, keep-alive, window update/full, keep-alive ACK, ZWP ACK, dup ACK.
+
+    Returns the flag bits and the duplicate-ACK mask.  Comparisons use the
+    raw window, as Wireshark's analysis does.
+    """
+    bits = np.zeros(p.n, dtype=np.int64)
+    bits[st.zwp] |= ZERO_WINDOW_PROBE
+    live = ~st.zwp                     # a probe jumps to finished_fwd
+    win, seq, ns = p.win, p.seq, st.ns_raw
+    bits[live & (win == 0) & ~p.sfr] |= ZERO_WINDOW
+    bits[live & st.nsset & (_i32(seq - ns) > 0) & ((p.flags & RST) == 0)] |= LOST_SEGMENT
+    bits[live & (p.seglen <= 1) & (seq == ((ns - 1) & M32)) & ~p.sfr] |= KEEP_ALIVE
+    same = (p.seglen == 0) & (seq == ns) & (p.ack == nb.prev_ack) & ~p.sfr
+    bits[live & same & (win != 0) & (win != nb.prev_win)] |= WINDOW_UPDATE
+
+    r = nb.r
+    rev_scale = np.where(nb.has_rev, scale[p.k ^ 1], -1)
+    # The peer's window is scaled unless it came on a SYN (Wireshark's is_first_ack).
+    shift = np.where(nb.has_rev & ~p.is_syn[r] & (rev_scale > 0), np.clip(rev_scale, 0, 14), 0)
+    edge = (nb.rev_ack + (nb.rev_win << shift)) & M32
+    full = (live & (p.seglen > 0) & nb.has_rev & (rev_scale != -1) & ~p.sfr
+            & (((seq + p.seglen) & M32) == edge))
     bits[full] |= WINDOW_FULL
 
-    rev_bits_ka = np.zeros(n, dtype=bool)
-    rev_bits_zwp = np.zeros(n, dtype=bool)
-    rev_bits_ka[has_rev] = (bits[rev[has_rev]] & KEEP_ALIVE) != 0
-    rev_bits_zwp[has_rev] = zwp[rev[has_rev]]
-    kaa = live & same & (win != 0) & (win == prev_win) & rev_bits_ka
+    rev_ka = nb.has_rev & ((bits[r] & KEEP_ALIVE) != 0)
+    rev_zwp = nb.has_rev & st.zwp[r]
+    kaa = live & same & (win != 0) & (win == nb.prev_win) & rev_ka
     bits[kaa] |= KEEP_ALIVE_ACK
-    zwpa = live & ~kaa & same & (win == 0) & (prev_win == 0) & rev_bits_zwp
+    zwpa = live & ~kaa & same & (win == 0) & (nb.prev_win == 0) & rev_zwp
     bits[zwpa] |= ZERO_WINDOW_PROBE_ACK
-    dup = live & ~kaa & ~zwpa & same & (win != 0) & (win == prev_win)
+    dup = live & ~kaa & ~zwpa & same & (win != 0) & (win == nb.prev_win)
     bits[dup] |= DUPLICATE_ACK
+    return bits, dup
 
-    dup_num, dup_frame = _dup_counts(dup, ack, prev_ack, has_prev, frame, o1, start1)
 
-    # ACKed segment that wasn't captured, and the duplicate-ACK counters it
-    # disturbs, need Wireshark's sequential "max seq to be acked" state.  In a
-    # connection where every segment starts at nextseq and no ACK runs ahead
-    # of the peer's nextseq that state equals nextseq and nothing fires, so
-    # only connections with an irregular packet go through the loop, and only
-    # from their first irregular packet on (the state before it is known).
-    rev_ns = np.where(has_rev, ns_after_u[r] & M32, 0)
-    irregular = (nsset & (seq != ns_raw)) | (is_ack & has_rev & (_i32(ack - rev_ns) > 0))
-    rev_dup = np.where(has_rev, dup_num[r], 0)
+def _acked_lost(p, nb, st, dup, dup_num):
+    """ACKed-lost-segment flags and the peer's dupacknum each packet sees.
+
+    Both need Wireshark's sequential "max seq to be acked" state.  In a
+    connection where every segment starts at nextseq and no ACK runs ahead of
+    the peer's nextseq that state equals nextseq and nothing fires, so only
+    connections with an irregular packet go through the loop, and only from
+    their first irregular packet on (the state before it is known).
+    """
+    n = p.n
+    rev_ns = np.where(nb.has_rev, st.ns_after[nb.r], 0)
+    irregular = (st.nsset & (p.seq != st.ns_raw)) | (p.is_ack & nb.has_rev & (_i32(p.ack - rev_ns) > 0))
+    rev_dup = np.where(nb.has_rev, dup_num[nb.r], 0)
     ackl = np.zeros(n, dtype=bool)
     if irregular.any():
-        first_irr = np.full(int(conn.max()) + 1, n, dtype=np.int64)
+        first_irr = np.full(int(p.conn.max()) + 1, n, dtype=np.int64)
         irr_rows = np.flatnonzero(irregular)
-        first_irr[conn[irr_rows][::-1]] = irr_rows[::-1]
-        rows = np.flatnonzero(np.arange(n) >= first_irr[conn])
-        ns_after = ns_after_u & M32
-        _ack_lost_loop(rows, d, is_ack, ack, seq, ns_after, zwp, dup, ack != prev_ack,
-                       ackl, dup_num, rev_dup, conn, fwd_prev, rev)
-    bits[ackl] |= ACK_LOST_SEGMENT
+        first_irr[p.conn[irr_rows][::-1]] = irr_rows[::-1]
+        rows = np.flatnonzero(np.arange(n) >= first_irr[p.conn])
+        _ack_lost_loop(rows, p.d, p.is_ack, p.ack, p.seq, st.ns_after, st.zwp, dup, p.ack != nb.prev_ack,
+                       ackl, dup_num, rev_dup, p.conn, nb.fwd_prev, nb.rev)
+    return ackl, rev_dup
 
-    # Retransmission family: data, SYN or FIN that does not advance nextseq.
-    rtt_from, first_rtt = _first_rtt(conn, flags, ts, frame, o2, start2)
-    carries = (seglen > 0) | ((flags & (SYN | FIN)) != 0)
-    fam = carries & ((bits & KEEP_ALIVE) == 0)
-    not_adv = nsset & (_i32(seq - ns_raw) < 0)
-    not_adv &= ~((seglen > 1) & (((ns_raw - 1) & M32) == seq))
-    spur = fam & (seglen > 0) & (rev_ack != 0) & (_i32(seq + seglen - rev_ack) <= 0)
-    fast = fam & ~spur & not_adv & ((rev_dup >= 2) | (rev_dup == -1)) & (rev_ack == seq) & (_us(ts - rev_ts) < _us(FAST_RETRANS_WINDOW))
-    thres = np.where(np.isnan(first_rtt) | (frame < rtt_from), OOO_DEFAULT, first_rtt)
-    ooo = (fam & ~spur & ~fast & not_adv & (_us(ts - ns_time) < _us(thres))
-           & (ns_raw != ((seq + seglen + ((flags & (SYN | FIN)) != 0)) & M32)))
+
+def _retransmissions(p, nb, st, bits, rev_dup):
+    """Spurious / fast retransmission, out-of-order, retransmission (in Wireshark's precedence).
+
+    Only data, SYN or FIN that does not advance nextseq qualifies, never a
+    keep-alive.  Fast retransmission is checked before out-of-order
+    (Wireshark's default ``tcp.fastrt_supersedes_ooo``); the out-of-order
+    window is the connection's first RTT once known, else 3 ms.
+    """
+    seq, ns, seglen = p.seq, st.ns_raw, p.seglen
+    synfin = (p.flags & (SYN | FIN)) != 0
+    fam = (seglen > 0) | synfin
+    fam &= (bits & KEEP_ALIVE) == 0
+    not_adv = st.nsset & (_i32(seq - ns) < 0)
+    not_adv &= ~((seglen > 1) & (((ns - 1) & M32) == seq))
+    spur = fam & (seglen > 0) & (nb.rev_ack != 0) & (_i32(seq + seglen - nb.rev_ack) <= 0)
+    # rev_dup == -1 is Wireshark's unsigned (guint32)-1: "at least 2".
+    many_dups = (rev_dup >= 2) | (rev_dup == -1)
+    fast = (fam & ~spur & not_adv & many_dups & (nb.rev_ack == seq)
+            & (_us(p.ts - nb.rev_ts) < _us(FAST_RETRANS_WINDOW)))
+    rtt_from, first_rtt = _first_rtt(p.conn, p.flags, p.ts, p.frame, nb.o2, nb.start2)
+    thres = np.where(np.isnan(first_rtt) | (p.frame < rtt_from), OOO_DEFAULT, first_rtt)
+    ooo = (fam & ~spur & ~fast & not_adv & (_us(p.ts - st.ns_time) < _us(thres))
+           & (ns != ((seq + seglen + synfin) & M32)))
     retr = fam & ~spur & ~fast & ~ooo & not_adv
-    bits[spur] |= SPURIOUS_RETRANSMISSION
-    bits[fast] |= FAST_RETRANSMISSION
-    bits[ooo] |= OUT_OF_ORDER
-    bits[retr] |= RETRANSMISSION
-
-    ns_rel = np.where(nsset, (ns_raw - base[k]) & M32, -1)
-    return Analysis(rel_seq=rel_seq, rel_ack=rel_ack, win=calc_win, bits=bits,
-                    dup_num=dup_num, dup_frame=dup_frame, nextseq_rel=ns_rel,
-                    scale=np.where(is_syn, -1, row_scale), base=base[k], rev=rev,
-                    prev_win=prev_win)
+    out = np.zeros(p.n, dtype=np.int64)
+    out[spur] |= SPURIOUS_RETRANSMISSION
+    out[fast] |= FAST_RETRANSMISSION
+    out[ooo] |= OUT_OF_ORDER
+    out[retr] |= RETRANSMISSION
+    return out
 
 
 def _bases(k, is_syn, is_ack, seq, ack, nk):
@@ -314,6 +380,33 @@ def _bases(k, is_syn, is_ack, seq, ack, nk):
     first_peer[keys] = first[keys]
     peer_val[keys] = (ack[first[keys]] - 1) & M32
     return np.where(first_peer < first_own, peer_val, own_val)
+
+
+def _rebase(p, nb, base):
+    """Per-row base for seq and for ack, following Wireshark's SYN-ACK rule.
+
+    A SYN-ACK whose seq differs from its direction's base (a new ISN on the
+    same ports, kept in the same tcp.stream) makes that seq the base from then
+    on, for its own direction's seq and the other direction's ack; the
+    analysis state is not reset.  Rare, so a loop over those SYN-ACKs.
+    """
+    seq_base, ack_base = base[p.k].copy(), base[p.k ^ 1].copy()
+    synack = np.flatnonzero(p.is_syn & p.is_ack & (p.seq != seq_base))
+    if len(synack) == 0:
+        return seq_base, ack_base
+    group_end = np.r_[np.flatnonzero(nb.start2)[1:], p.n]
+    where = np.empty(p.n, dtype=np.int64)
+    where[nb.o2] = np.arange(p.n)
+    for i in synack.tolist():
+        if p.seq[i] == seq_base[i]:
+            continue                       # an earlier reset already made it the base
+        pos = where[i]
+        later = nb.o2[pos:group_end[np.searchsorted(group_end, pos, side="right")]]
+        mine = later[p.d[later] == p.d[i]]
+        theirs = later[p.d[later] != p.d[i]]
+        seq_base[mine] = p.seq[i]
+        ack_base[theirs] = p.seq[i]
+    return seq_base, ack_base
 
 
 def _scales(k, is_syn, wscale, frame, nk):
@@ -362,7 +455,7 @@ def _nextseq(cand, start, gid, excluded):
     return is_set, ns, setter
 
 
-def _dup_counts(dup, ack, prev_ack, has_prev, frame, o1, start1):
+def _dup_counts(dup, ack, prev_ack, frame, o1, start1):
     """Duplicate-ACK number and the frame it duplicates (Wireshark's lastnondupack)."""
     n = len(dup)
     reset = (ack != prev_ack)[o1] | start1

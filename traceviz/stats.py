@@ -1,0 +1,50 @@
+"""Latency statistics: the one percentile definition every traceviz number uses.
+
+numpy's default ``linear`` method (Hyndman & Fan type 7): for ``n`` sorted
+values the p-th percentile sits at rank ``(n - 1) * p / 100``, interpolated
+linearly between its neighbours.  With few samples the high percentiles
+approach the maximum; ``n`` is always shown beside them.
+
+Recipes compute with this module; ``charts.percentiles`` draws its tables.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+QUANTILES = (50, 90, 95, 99)
+MIN_RATIO_N = 5     # below this a p99/p50 ratio is two samples talking: not printed
+
+
+def percentiles_of(values: Iterable[float], qs: Sequence[float] = QUANTILES) -> dict[int, float]:
+    """``{q: value}`` by numpy's ``linear`` method; NaN values are ignored; all NaN when empty."""
+    v = np.asarray([x for x in values if x is not None and not pd.isna(x)], dtype=float)
+    if not len(v):
+        return {q: float("nan") for q in qs}
+    return {q: float(x) for q, x in zip(qs, np.percentile(v, qs, method="linear"))}
+
+
+def percentile_table(df: pd.DataFrame, by: str | None, metric: str, qs: Sequence[float] = QUANTILES,
+                     scale: float = 1000.0) -> pd.DataFrame:
+    """One row per group of ``df[by]`` (or one row, ``all``): n, p50..p99, max of ``df[metric] * scale``.
+
+    Groups are ordered worst tail first (highest top percentile).
+    """
+    cols = ["group", "n"] + [f"p{q:g}" for q in qs] + ["max"]
+    if metric not in df or not len(df):
+        return pd.DataFrame(columns=cols)
+    keys = df[by].fillna("(unknown)").astype(str) if by else pd.Series("all", index=df.index)
+    rows = []
+    for key, vals in (df[metric] * scale).groupby(keys, sort=False):
+        vals = vals.dropna()
+        if not len(vals):
+            continue
+        p = percentiles_of(vals, qs)
+        rows.append([key, int(len(vals))] + [p[q] for q in qs] + [float(vals.max())])
+    out = pd.DataFrame(rows, columns=cols)
+    if len(out):
+        out = out.sort_values([f"p{qs[-1]:g}", "n"], ascending=[False, False], kind="stable").reset_index(drop=True)
+    return out
