@@ -32,6 +32,7 @@ command takes a file path or the name of a bundled capture (see
   traceviz timeline FILE --conn 3 what happened, in order
   traceviz handshakes FILE        how long the TCP handshakes took, and why
   traceviz tls FILE --keylog K    what TLS negotiated; decrypt with a key log
+  traceviz report FILE... -o r.html  every recipe that applies, in one offline page
 
 Add --json for a JSON array on stdout, --chart out.html|.png|.svg for a chart.
 Your own recipes: [bold]--recipes DIR[/bold] (or TRACEVIZ_RECIPES) adds each DIR/*.py as a command.
@@ -377,6 +378,31 @@ def register_recipes(extra_dirs: list[str]) -> None:
             continue
         app.command(cmd, help=(module.__doc__ or "").strip().split("\n\n")[0])(recipe_command(module))
         taken.add(cmd)
+
+
+@app.command()
+def report(files: Annotated[list[str], typer.Argument(help="One or more captures, HARs or traces (or bundled capture names).",
+                                                     show_default=False)],
+           out: Annotated[Path, typer.Option("-o", "--output", help="The HTML page to write.")] = Path("traceviz-report.html"),
+           theme: ThemeOpt = "light", keylog: KeylogOpt = None, rsa_key: RsaOpt = None) -> None:
+    """Every recipe that applies, for every file, in one self-contained HTML page (works offline)."""
+    from traceviz import report as reporting
+    from traceviz.recipe import discover, load_module
+    with guarded():
+        check_theme(theme)
+        if out.suffix.lower() not in (".html", ".htm"):
+            raise InputError(str(out), "a report is an HTML page: name it .html")
+        timelines = [load(f, keylog, rsa_key) for f in files]
+        recipes = {}
+        for name, path in discover(_extra_recipe_dirs).items():
+            try:
+                recipes[name] = load_module(path)
+            except Exception as exc:  # a broken user recipe is skipped, loudly
+                output.stderr.print(Text(f"warning: recipe {path} failed to load: {output.printable(str(exc))}", style="yellow"))
+        parts = reporting.sections(timelines, recipes)
+        out.write_text(reporting.render(timelines, parts, theme), encoding="utf-8")
+        ran = ", ".join(sorted({p.recipe for p in parts})) or "none applied"
+        output.stderr.print(Text(f"report written to {out} ({ran})"))
 
 
 @app.command("run")
