@@ -169,5 +169,30 @@ def test_handshake_times_match_tshark(corpus, tshark, path):
                 assert abs(Decimal(repr(float(row[name]))) - Decimal(t["frame.time_epoch"])) < Decimal("1e-6"), \
                     f"stream {stream}: {name}"
         if syn is not None and synack is not None and ack is not None:
-            expect = Decimal(ack["frame.time_epoch"]) - Decimal(syn["frame.time_epoch"])
+            # Wireshark's initial_rtt runs from the most recent SYN before the handshake's ACK.
+            answered = [t for t in frames if int(t["tcp.flags"], 16) & 0x12 == 0x02 and sender(t) == sender(syn)
+                        and int(t["frame.number"]) < int(ack["frame.number"])][-1]
+            expect = Decimal(ack["frame.time_epoch"]) - Decimal(answered["frame.time_epoch"])
             assert row["handshake_rtt"] == pytest.approx(float(expect), abs=1e-6)
+            waited = Decimal(ack["frame.time_epoch"]) - Decimal(syn["frame.time_epoch"])
+            assert row["connect_time"] == pytest.approx(float(waited), abs=1e-6)
+
+
+@pytest.mark.parametrize("path", CAPTURES, ids=ids)
+def test_handshake_rtt_is_wiresharks_initial_rtt(corpus, tshark, path):
+    packets, conns, events, rows = loaded(path, tshark)
+    out = subprocess.run([tshark, "-r", str(path), "-Y", "tcp.analysis.initial_rtt", "-T", "fields",
+                          "-e", "tcp.stream", "-e", "tcp.analysis.initial_rtt"],
+                         capture_output=True, text=True, timeout=120).stdout
+    irtt: dict[int, float] = {}
+    for line in out.splitlines():
+        stream, value = line.split("\t")
+        irtt.setdefault(int(stream), float(value))
+    tcp = conns[conns["transport"] == "tcp"].set_index("conn")
+    # Wireshark also times SYN -> RST of a refused connection as "initial_rtt"; no handshake
+    # completed there, so ours stays NaN (the refusal is its own finding).
+    irtt = {s: v for s, v in irtt.items() if tcp.loc[s, "close"] != "refused"}
+    for stream, value in irtt.items():
+        assert tcp.loc[stream, "handshake_rtt"] == pytest.approx(value, abs=1.5e-6), f"stream {stream}"
+    # and no RTT where Wireshark has none
+    assert set(tcp.index[tcp["handshake_rtt"].notna()]) == set(irtt)

@@ -47,7 +47,7 @@ CONNECTION_COLUMNS: dict[str, str] = {
     "stream": "int64",        # Wireshark's tcp.stream / udp.stream
     "client": "object",       # ip:port, IPv6 as [addr]:port
     "server": "object",
-    "client_by": "object",    # syn (saw the SYN) or ports (guessed: capture began mid-connection)
+    "client_by": "object",    # syn (saw the SYN or SYN-ACK), ports (guessed: capture began mid-connection), first (UDP: first sender)
     "first_frame": "int64",
     "last_frame": "int64",
     "start": "float64",
@@ -60,12 +60,13 @@ CONNECTION_COLUMNS: dict[str, str] = {
     "syn": "float64",         # first SYN time
     "synack": "float64",      # first SYN-ACK time
     "ack": "float64",         # client's ACK completing the handshake
-    "handshake_rtt": "float64",   # syn -> ack as seen at the capture point
-    "rtt_server": "float64",  # syn -> synack: capture point <-> server half
-    "rtt_client": "float64",  # synack -> ack: capture point <-> client half
+    "handshake_rtt": "float64",   # answered SYN -> ACK at the capture point (Wireshark's initial_rtt)
+    "rtt_server": "float64",  # answered SYN -> SYN-ACK: capture point <-> server half
+    "rtt_client": "float64",  # SYN-ACK -> ACK: capture point <-> client half
+    "connect_time": "float64",    # first SYN -> ACK: what the client waited, lost SYNs included
     "syn_retransmits": "int64",
     "syn_backoff": "object",  # list of seconds between successive SYNs
-    "close": "object",        # fin-client fin-server rst-client rst-server refused unanswered open
+    "close": "object",        # fin-client fin-server rst-client rst-server refused unanswered open (NA for UDP)
     "mss_client": "Int64",
     "mss_server": "Int64",
     "wscale_client": "Int64",

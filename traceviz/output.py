@@ -90,7 +90,7 @@ def fmt(value: Any, column: str = "", t0: float | None = None) -> str:
 # Absolute times are shown relative to the first frame, as Wireshark's default time column.
 _EPOCH_COLUMNS = {"ts", "start", "end", "syn", "synack", "ack", "first_ts"}
 # Durations are shown in milliseconds on a terminal (seconds in JSON).
-_SECONDS_COLUMNS = {"handshake_rtt", "rtt_server", "rtt_client", "ttfb", "blocked", "dns", "connect",
+_SECONDS_COLUMNS = {"handshake_rtt", "connect_time", "rtt_server", "rtt_client", "ttfb", "blocked", "dns", "connect",
                     "tls", "send", "wait", "receive", "syn_backoff", "duration"}
 
 

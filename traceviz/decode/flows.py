@@ -22,6 +22,8 @@ go through a short Python loop over their SYNs, everything else is numpy.
 
 from __future__ import annotations
 
+import ipaddress
+
 import numpy as np
 import pandas as pd
 
@@ -140,13 +142,12 @@ def icmp_quotes(idx) -> list[tuple[int, int, int, int, int, int]]:
     header sits 8 bytes into the ICMP message.  ``src``/``dst`` are address
     texts; the caller maps them to codes.
     """
-    import ipaddress
-
     cap = getattr(idx, "capture", None)
     proto = np.asarray(idx.proto)
     rows = np.flatnonzero((proto == 1) | (proto == 58))
     if cap is None or len(rows) == 0:
         return []
+    rows = _maybe_errors(cap, idx, rows, proto)
     out = []
     for i in rows.tolist():
         s, d = int(idx.src[i]), int(idx.dst[i])
@@ -164,6 +165,23 @@ def icmp_quotes(idx) -> list[tuple[int, int, int, int, int, int]]:
     return out
 
 
+def _maybe_errors(cap, idx, rows, proto):
+    """Drop ICMP rows whose type is known (from ``l4_off``) not to be an error.
+
+    Without an offset every ICMP frame is looked at (fine for the usual
+    handful; a ping flood would want the index to record ``l4_off`` for ICMP).
+    """
+    l4 = np.asarray(getattr(idx, "l4_off", np.full(len(proto), -1)))[rows]
+    known = (l4 >= 0) & (l4 < len(cap.buf))
+    if not known.any():
+        return rows
+    buf = np.frombuffer(cap.buf, dtype=np.uint8)
+    kind = np.full(len(rows), -1, dtype=np.int64)
+    kind[known] = buf[l4[known]]
+    errors = np.where(proto[rows] == 1, np.isin(kind, list(ICMP4_ERRORS)), np.isin(kind, list(ICMP6_ERRORS)))
+    return rows[~known | errors]
+
+
 def _quoted(data: bytes, pair: bytes, proto: int):
     v4 = proto == 1
     at = data.find(pair)
@@ -177,7 +195,6 @@ def _quoted(data: bytes, pair: bytes, proto: int):
     if icmp + 8 > len(data) or data[icmp] not in (ICMP4_ERRORS if v4 else ICMP6_ERRORS):
         return None
     inner = icmp + 8
-    import ipaddress
     if v4:
         if inner + 20 > len(data) or data[inner] >> 4 != 4:
             return None

@@ -327,9 +327,18 @@ def _handshake(conn, rows, flags, from_client, frame, ts, first_syn, nconn) -> d
     def at(row):
         return np.where(row >= 0, ts[np.maximum(row, 0)], np.nan)
 
-    syn_t, synack_t, ack_t = at(first_syn), at(synack_row), at(ack_row)
-    return {"syn": syn_t, "synack": synack_t, "ack": ack_t, "handshake_rtt": ack_t - syn_t,
-            "rtt_server": synack_t - syn_t, "rtt_client": ack_t - synack_t, "_synack_row": synack_row}
+    # The RTT is timed from the latest SYN before the handshake's ACK, as Wireshark's
+    # tcp.analysis.initial_rtt is (its "most recent SYN"): a lost first SYN is a wait,
+    # not a longer round trip; connect_time keeps the wait.
+    syns = rows[from_client[rows] & ((flags[rows] & (SYN | ACK)) == SYN)]
+    ack_of = ack_row[conn[syns]]
+    syns = syns[(ack_of < 0) | (syns < np.maximum(ack_of, 0))]
+    answered = np.full(nconn, -1, dtype=np.int64)
+    np.maximum.at(answered, conn[syns], syns)       # rows are in file order: the max is the latest
+    syn_t, last_syn_t, synack_t, ack_t = at(first_syn), at(answered), at(synack_row), at(ack_row)
+    return {"syn": syn_t, "synack": synack_t, "ack": ack_t, "handshake_rtt": ack_t - last_syn_t,
+            "rtt_server": synack_t - last_syn_t, "rtt_client": ack_t - synack_t,
+            "connect_time": ack_t - syn_t, "_synack_row": synack_row}
 
 
 def _options(idx, syn_row, synack_row, nconn) -> dict:

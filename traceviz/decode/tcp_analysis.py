@@ -170,7 +170,7 @@ def analyze_segments(conn, direction, flags, seq, ack, win, seglen, ts, frame, w
     return Analysis(rel_seq=(p.seq - seq_base) & M32, rel_ack=(p.ack - ack_base) & M32,
                     win=calc_win, bits=bits, dup_num=dup_num, dup_frame=dup_frame,
                     nextseq_rel=np.where(st.nsset, (st.ns_raw - seq_base) & M32, -1),
-                    scale=np.where(p.is_syn, -1, row_scale), prev_win=nb.prev_win)
+                    scale=np.where(p.is_syn, -1, row_scale))
 
 
 def _rows(conn, direction, flags, seq, ack, win, seglen, ts, frame):
