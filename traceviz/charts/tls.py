@@ -153,7 +153,7 @@ def version_comparison(tls: pd.DataFrame, theme: str = "light") -> go.Figure:
     """Handshake time and round trips, TLS 1.2 next to TLS 1.3."""
     c = themes.colors(theme)
     fig = make_subplots(rows=1, cols=2, column_widths=[0.65, 0.35], horizontal_spacing=0.14,
-                        subplot_titles=("handshake time per session (ms)", "round trips per handshake"))
+                        subplot_titles=("handshake time per session (ms)", "round trips before the client may send"))
     palette = {"TLS 1.2": c["server"], "TLS 1.3": c["client"]}
     for version in ("TLS 1.2", "TLS 1.3"):
         sub = tls[tls["version"].astype(str).str.startswith(version)]
@@ -166,13 +166,16 @@ def version_comparison(tls: pd.DataFrame, theme: str = "light") -> go.Figure:
         fig.add_trace(go.Box(y=hs, name=version, marker_color=color, boxpoints="all", jitter=0.4,
                              pointpos=0, text=hover, hovertemplate="%{text}<br>%{y:.1f} ms<extra></extra>",
                              showlegend=False), row=1, col=1)
+        # The height is the round trips themselves (the lesson: 2 vs 1), not a count of sessions.
         rt = pd.to_numeric(sub["rtts"], errors="coerce").dropna()
         counts = rt.value_counts().sort_index()
-        fig.add_trace(go.Bar(x=[f"{version}<br>{int(k)} RTT" for k in counts.index], y=counts.values,
-                             marker_color=color, name=version,
-                             hovertemplate="%{y} sessions<extra></extra>"), row=1, col=2)
+        fig.add_trace(go.Bar(x=[f"{version}" + (f"<br>({int(k)} RTT)" if len(counts) > 1 else "") for k in counts.index],
+                             y=list(counts.index), marker_color=color, name=version,
+                             text=[f"{int(k)} round trip{'s' * (int(k) != 1)}<br>{int(n)} session{'s' * (int(n) != 1)}"
+                                   for k, n in counts.items()], textposition="inside",
+                             hovertemplate="%{text}<extra></extra>"), row=1, col=2)
     fig.update_yaxes(title_text="ms", row=1, col=1, rangemode="tozero")
-    fig.update_yaxes(title_text="sessions", row=1, col=2, rangemode="tozero", dtick=1)
+    fig.update_yaxes(title_text="round trips before the first request", row=1, col=2, rangemode="tozero", dtick=1)
     fig.update_layout(title="TLS 1.2 vs TLS 1.3: what a handshake costs", showlegend=False, bargap=0.3)
     themes.apply(fig, theme)
     return fig
