@@ -184,6 +184,8 @@ _NULLABLE = {"int64": "Int64", "bool": "boolean"}
 def _cast(series: pd.Series, dtype: str) -> pd.Series:
     if str(series.dtype) == dtype:
         return series
+    if dtype == "object" and isinstance(series.dtype, pd.CategoricalDtype):
+        return series   # text as categories (e.g. packets' src/flags): same values, no string per row
     try:
         return series.astype(dtype)
     except (TypeError, ValueError):   # NA in an integer column: keep it as NA
@@ -205,7 +207,9 @@ def conform(name: str, df: pd.DataFrame) -> pd.DataFrame:
             missing = float("nan") if dtype == "float64" else pd.NA
             out[col] = pd.Series(missing, index=df.index, dtype=_NULLABLE.get(dtype, dtype))
     extra = {c: df[c] for c in df.columns if c not in schema}
-    return pd.DataFrame({**out, **extra}, index=pd.RangeIndex(len(df)))
+    # copy=False: the columns are already what they should be; pandas' copy-on-write
+    # keeps the result independent of ``df`` all the same.
+    return pd.DataFrame({**out, **extra}, index=pd.RangeIndex(len(df)), copy=False)
 
 
 @dataclass

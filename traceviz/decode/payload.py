@@ -158,26 +158,78 @@ def _is_tls(b: bytes) -> bool:
     return len(b) >= 4 and bool(b[0] & 0x80) and b[2] == 1 and b[3] in (2, 3)
 
 
-def _first_bytes(packets: pd.DataFrame, buf) -> dict[tuple[int, str], bytes]:
-    """(conn, dir) -> the first payload bytes of its lowest-sequence data segment."""
+def _first_bytes(packets: pd.DataFrame, buf) -> tuple[dict[tuple[int, str], bytes], np.ndarray]:
+    """((conn, dir) -> the first payload bytes of its lowest-sequence data segment, conns carrying data).
+
+    Only connections whose first data byte could start TLS, SSLv2, HTTP/1.x or
+    the h2 preface (``_could_sniff``) get their bytes gathered: a numpy pass
+    over every connection's first segment rules out the rest, so a capture of
+    tens of thousands of opaque connections costs one sort, not a loop.
+    """
     need = ["conn", "dir", "seq", "frame", "len", "payload_off", "payload_cap"]
-    if not all(c in packets.columns for c in need):
-        return {}
-    data = packets.loc[(packets["transport"] == "tcp") & (packets["len"].fillna(0) > 0)
-                       & packets["conn"].notna() & (packets["payload_cap"].fillna(0) > 0), need]
-    if data.empty:
-        return {}
+    none = np.zeros(0, dtype=np.int64)
+    if not all(c in packets.columns for c in need) or packets.empty:
+        return {}, none
+    conn = packets["conn"].to_numpy(dtype=np.float64, na_value=np.nan)
+    s2c = (packets["dir"] == "s2c").to_numpy(dtype=bool, na_value=False)
+    keep = ((packets["transport"] == "tcp").to_numpy(dtype=bool, na_value=False)
+            & (packets["len"].to_numpy(dtype=np.float64, na_value=0) > 0) & ~np.isnan(conn)
+            & (packets["payload_cap"].to_numpy(dtype=np.float64, na_value=0) > 0)
+            & (s2c | (packets["dir"] == "c2s").to_numpy(dtype=bool, na_value=False)))
+    rows = np.flatnonzero(keep)
+    if not len(rows):
+        return {}, none
+    c = conn[rows].astype(np.int64)
+    d = s2c[rows]
+    seq = packets["seq"].to_numpy(dtype=np.float64, na_value=np.inf)[rows]
+    order = np.lexsort((packets["frame"].to_numpy(dtype=np.float64, na_value=np.inf)[rows], seq, d, c))
+    cs, ds = c[order], d[order]
+    heads = np.flatnonzero(np.r_[True, (cs[1:] != cs[:-1]) | (ds[1:] != ds[:-1])])
+    offs = packets["payload_off"].to_numpy(dtype=np.int64)[rows[order[heads]]]
+    whole = np.frombuffer(buf, dtype=np.uint8)
+    ok = (offs >= 0) & (offs < len(whole))
+    byte0 = np.zeros(len(offs), dtype=np.uint8)
+    byte0[ok] = whole[offs[ok]]
+    candidates = np.unique(cs[heads][_could_sniff(byte0)])
+    carrying = np.unique(cs)
+    if not len(candidates):
+        return {}, carrying
+    data = packets.iloc[rows[np.isin(c, candidates)]][need]
     # The first three distinct segments: enough even when a sender dribbles out a byte at a time.
     data = data.sort_values(["conn", "dir", "seq", "frame"]).drop_duplicates(["conn", "dir", "seq"])
-    data = data.groupby(["conn", "dir"], sort=False).head(3)
+    data = data.groupby(["conn", "dir"], sort=False, observed=True).head(3)
     out: dict[tuple[int, str], bytes] = {}
-    for conn, d, off, cap in zip(data["conn"].to_numpy(), data["dir"].to_numpy(),
-                                 data["payload_off"].to_numpy(), data["payload_cap"].to_numpy()):
-        key = (int(conn), d)
+    for cn, dr, off, cap in zip(data["conn"].to_numpy(), data["dir"].to_numpy(),
+                                data["payload_off"].to_numpy(), data["payload_cap"].to_numpy()):
+        key = (int(cn), str(dr))
         have = out.get(key, b"")
         if len(have) < 64:
             out[key] = have + bytes(buf[int(off):int(off) + min(int(cap), 64)])
-    return out
+    return out, carrying
+
+
+def _could_sniff(byte0: np.ndarray) -> np.ndarray:
+    """First bytes ``sniff`` may accept: TLS content types 20-23, an SSLv2 length (high bit), A-Z."""
+    return ((byte0 >= 20) & (byte0 <= 23)) | (byte0 >= 0x80) | ((byte0 >= ord("A")) & (byte0 <= ord("Z")))
+
+
+def _mark_unknown(timeline, carrying: np.ndarray, kinds: dict) -> None:
+    """``app`` = "unknown" for connections that carried bytes none of our decoders speak.
+
+    One vectorised assignment: a per-connection ``.at`` costs ~20 us each.
+    """
+    conns = timeline.connections
+    if conns is None or conns.empty or not len(carrying) or "conn" not in conns.columns:
+        return
+    opaque = np.setdiff1d(carrying, np.fromiter(kinds, dtype=np.int64, count=len(kinds)))
+    hit = conns["conn"].isin(opaque).to_numpy(dtype=bool, na_value=False)
+    if hit.any():
+        conns = conns.copy()
+        app = conns["app"].astype("object").to_numpy(copy=True) if "app" in conns.columns \
+            else np.full(len(conns), None, dtype=object)
+        app[hit] = "unknown"
+        conns["app"] = pd.Series(app, index=conns.index, dtype="object")
+        timeline.connections = conns
 
 
 # -- keys ------------------------------------------------------------------------
@@ -213,14 +265,13 @@ def run(timeline, keylog=None, rsa_key=None) -> None:
     timeline.tls = pd.DataFrame(columns=TLS_FIELDS)
     if cap is None or packets is None or packets.empty:
         return
-    first = _first_bytes(packets, cap.buf)
+    first, carrying = _first_bytes(packets, cap.buf)
     kinds, unknown = {}, {}
     for conn in sorted({c for c, _ in first}):
         kind = sniff(first.get((conn, "c2s"), b""), first.get((conn, "s2c"), b""))
         if kind:
             kinds[conn] = kind
-        else:
-            unknown[conn] = "unknown"      # carried bytes we do not decode
+    _mark_unknown(timeline, carrying, kinds)    # carried bytes we do not decode
     if not kinds:
         _store(timeline, [], [], [], unknown)
         return

@@ -132,8 +132,11 @@ def _number_flows(idx, flow, is_tcp, is_udp):
 
 # -- packets -----------------------------------------------------------------
 
-_FLAG_TEXT = np.array([",".join(name for b, name in enumerate(TCP_FLAG_NAMES) if v & (1 << b))
-                       for v in range(512)], dtype=object)
+_FLAG_TEXT = [",".join(name for b, name in enumerate(TCP_FLAG_NAMES) if v & (1 << b)) for v in range(512)]
+_TRANSPORT_TEXT = ["tcp", "udp", "icmp", "icmpv6", "other", "none"]
+_TRANSPORT_CODE = np.full(256, _TRANSPORT_TEXT.index("other"), dtype=np.int8)
+for _p, _name in TRANSPORTS.items():
+    _TRANSPORT_CODE[_p] = _TRANSPORT_TEXT.index(_name)
 
 
 def _obj(values) -> pd.Series:
@@ -146,20 +149,46 @@ def _nullable(values: np.ndarray, mask: np.ndarray) -> pd.arrays.IntegerArray:
     return pd.arrays.IntegerArray(np.where(mask, values, 0).astype(np.int64), ~mask)
 
 
+def _masked(values: np.ndarray, mask: np.ndarray) -> pd.arrays.IntegerArray:
+    """Int64 with NA where ``mask`` is False, over ``values`` itself (no copy when already int64).
+
+    What lies under the mask is never read: pandas' masked arrays ignore it.
+    """
+    return pd.arrays.IntegerArray(np.asarray(values).astype(np.int64, copy=False), ~mask)
+
+
+def _categories(codes: np.ndarray, names: list) -> pd.Categorical:
+    """A text column from integer codes (-1: missing) without a Python string per row.
+
+    Only the names that occur become categories, so value_counts() and
+    groupby() list what is there, not every name that could be.
+    """
+    codes = np.asarray(codes).astype(np.int64, copy=False)
+    valid = codes >= 0
+    used = np.flatnonzero(np.bincount(codes[valid], minlength=len(names)))
+    remap = np.full(len(names) + 1, -1, dtype=np.int32)   # the last slot maps -1 to -1
+    remap[used] = np.arange(len(used), dtype=np.int32)
+    return pd.Categorical.from_codes(remap[codes], categories=[names[i] for i in used])
+
+
+def _address_column(codes: np.ndarray, addrs: list):
+    """Address text per row, as categories over the capture's address table."""
+    if pd.Index(addrs).is_unique:
+        return _categories(codes, addrs)
+    return _obj(np.array(list(addrs) + [None], dtype=object)[codes])   # -1 -> None
+
+
 def _packets(idx, conn, stream, c2s, in_conn, is_tcp, tcp_rows, an) -> pd.DataFrame:
+    """The packets table.  Text columns are categoricals built from codes: a
+    million rows of Python strings would cost more than the whole analysis."""
     n = len(idx.frame)
-    addrs = np.array(list(idx.addrs) + [None], dtype=object)   # -1 -> None
-    src = np.asarray(idx.src)
-    dst = np.asarray(idx.dst)
+    addrs = list(idx.addrs)
     proto = np.asarray(idx.proto)
     ipver = np.asarray(idx.ipver)
-    sport = np.asarray(idx.sport).astype(np.int64)
-    dport = np.asarray(idx.dport).astype(np.int64)
-    flags = np.asarray(idx.tcp_flags).astype(np.int64)
-    transport = np.full(n, "other", dtype=object)
-    transport[ipver == 0] = "none"
-    for p, name in TRANSPORTS.items():
-        transport[proto == p] = name
+    sport = np.asarray(idx.sport).astype(np.int64, copy=False)
+    dport = np.asarray(idx.dport).astype(np.int64, copy=False)
+    flags = np.asarray(idx.tcp_flags).astype(np.int64, copy=False)
+    transport = np.where(ipver == 0, _TRANSPORT_TEXT.index("none"), _TRANSPORT_CODE[proto & 0xFF])
 
     seq_rel = np.zeros(n, dtype=np.int64)
     ack_rel = np.zeros(n, dtype=np.int64)
@@ -172,36 +201,34 @@ def _packets(idx, conn, stream, c2s, in_conn, is_tcp, tcp_rows, an) -> pd.DataFr
         has_ack[tcp_rows] = (flags[tcp_rows] & ACK) != 0
     in_tcp = np.zeros(n, dtype=bool)
     in_tcp[tcp_rows] = True
-    plen = np.asarray(idx.payload_len).astype(np.int64)
+    plen = np.asarray(idx.payload_len).astype(np.int64, copy=False)
     has_len = (in_conn | is_tcp) & (plen >= 0)
-    dir_text = np.where(c2s, "c2s", "s2c").astype(object)
-    dir_text[~in_conn] = None
-    flag_text = np.where(is_tcp, _FLAG_TEXT[flags & 0x1FF], None)
+    dir_code = np.where(in_conn, np.where(c2s, 0, 1), -1)
 
     return pd.DataFrame({
-        "frame": np.asarray(idx.frame).astype(np.int64),
-        "ts": np.asarray(idx.ts).astype(np.float64),
-        "src": _obj(addrs[src]),
-        "dst": _obj(addrs[dst]),
-        "sport": _nullable(sport, sport >= 0),
-        "dport": _nullable(dport, dport >= 0),
-        "transport": _obj(transport),
-        "conn": _nullable(conn, in_conn),
-        "dir": _obj(dir_text),
-        "flags": _obj(flag_text),
-        "seq": _nullable(seq_rel, in_tcp),
-        "ack": _nullable(ack_rel, in_tcp & has_ack),
-        "win": _nullable(win, in_tcp),
-        "len": _nullable(plen, has_len),
-        "wire_len": np.asarray(idx.wire_len).astype(np.int64),
-        "payload_off": np.asarray(idx.payload_off).astype(np.int64),
-        "payload_cap": np.asarray(idx.payload_cap).astype(np.int64),
+        "frame": np.asarray(idx.frame).astype(np.int64, copy=False),
+        "ts": np.asarray(idx.ts).astype(np.float64, copy=False),
+        "src": _address_column(idx.src, addrs),
+        "dst": _address_column(idx.dst, addrs),
+        "sport": _masked(sport, sport >= 0),
+        "dport": _masked(dport, dport >= 0),
+        "transport": _categories(transport, _TRANSPORT_TEXT),
+        "conn": _masked(conn, in_conn),
+        "dir": _categories(dir_code, ["c2s", "s2c"]),
+        "flags": _categories(np.where(is_tcp, flags & 0x1FF, -1), _FLAG_TEXT),
+        "seq": _masked(seq_rel, in_tcp),
+        "ack": _masked(ack_rel, in_tcp & has_ack),
+        "win": _masked(win, in_tcp),
+        "len": _masked(plen, has_len),
+        "wire_len": np.asarray(idx.wire_len).astype(np.int64, copy=False),
+        "payload_off": np.asarray(idx.payload_off).astype(np.int64, copy=False),
+        "payload_cap": np.asarray(idx.payload_cap).astype(np.int64, copy=False),
         "ipver": ipver.astype(np.int64),
-        "stream": _nullable(stream, stream >= 0),
-        "seq_raw": _nullable(np.asarray(idx.seq).astype(np.int64), is_tcp),
-        "ack_raw": _nullable(np.asarray(idx.ack).astype(np.int64), is_tcp),
-        "flag_bits": _nullable(flags, is_tcp),
-    })
+        "stream": _masked(stream, stream >= 0),
+        "seq_raw": _masked(idx.seq, is_tcp),
+        "ack_raw": _masked(idx.ack, is_tcp),
+        "flag_bits": _masked(flags, is_tcp),
+    }, copy=False)
 
 
 # -- connections -------------------------------------------------------------
