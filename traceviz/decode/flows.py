@@ -27,6 +27,8 @@ import ipaddress
 import numpy as np
 import pandas as pd
 
+from traceviz.decode.tcp_analysis import stable_order
+
 FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 
 
@@ -42,9 +44,13 @@ def endpoint_pairs(src: np.ndarray, sport: np.ndarray, dst: np.ndarray, dport: n
     direction = (a > b).astype(np.int8)
     lo = np.minimum(a, b)
     hi = np.maximum(a, b)
-    # Dense endpoint codes first so the pair key fits in an int64.
-    ends, uniq = pd.factorize(np.concatenate([lo, hi]))
-    key = ends[:len(lo)].astype(np.int64) * len(uniq) + ends[len(lo):]
+    top = int(hi.max()) + 1 if len(hi) else 1
+    if len(lo) and int(lo.min()) >= 0 and top < (1 << 31):
+        key = lo * top + hi            # fits an int64 as it is: one factorisation, not two
+    else:
+        # Dense endpoint codes first so the pair key fits in an int64.
+        ends, uniq = pd.factorize(np.concatenate([lo, hi]))
+        key = ends[:len(lo)].astype(np.int64) * len(uniq) + ends[len(lo):]
     tuple_id, _ = pd.factorize(key)
     return tuple_id.astype(np.int64), direction
 
@@ -70,7 +76,7 @@ def tcp_streams(tuple_id: np.ndarray, direction: np.ndarray, flags: np.ndarray,
     n = len(tuple_id)
     if n == 0:
         return np.zeros(0, dtype=np.int64)
-    order = np.argsort(tuple_id, kind="stable")
+    order = stable_order(tuple_id)
     g = tuple_id[order]
     starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
     if passive is None:

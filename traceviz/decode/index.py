@@ -13,6 +13,7 @@ minus TCP header) or the UDP length minus 8; ``wire_len`` is ``frame.len``.
 from __future__ import annotations
 
 import ipaddress
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,7 +22,7 @@ import pandas as pd
 from traceviz.decode import ip as ipmod
 from traceviz.decode.link import ETH_IPV4, ETH_IPV6, KNOWN, link_name, locate_l3
 from traceviz.sources.capture import Capture
-from traceviz.sources.gather import Gather, Heads, by_offset
+from traceviz.sources.gather import BIG_WORK, Gather, Heads, by_offset, reuse_freed_memory, small_pages
 
 TCP, UDP, ICMP, ICMPV6 = 6, 17, 1, 58
 FIN, SYN, RST, PSH, ACK, URG, ECE, CWR, NS = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80, 0x100
@@ -90,9 +91,12 @@ class PacketIndex:
         return self.addrs[code] if code >= 0 else None
 
 
+@small_pages()
 def index_frames(cap: Capture) -> PacketIndex:
     """Read the headers of every frame of ``cap`` (vectorised)."""
     n = len(cap)
+    if n >= BIG_WORK:
+        reuse_freed_memory()
     start = np.asarray(cap.data_off, np.int64)
     caplen = np.asarray(cap.caplen, np.int64)
     # Wireshark trims to the reported length; a record claiming less on the
@@ -120,8 +124,12 @@ def index_frames(cap: Capture) -> PacketIndex:
     cols = _Columns(n)
     _network(h, cols, l3, ethertype, caplen, wire)
     _transport(h, cols, caplen)
-    _tcp_options(h, cols, caplen)
-    addrs = cols.address_codes()
+    # TCP options (numpy, lets go of the GIL) and address texts (mostly Python)
+    # fill different columns: side by side on two cores.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        options = pool.submit(_tcp_options, h, cols, caplen)
+        addrs = cols.address_codes()
+        options.result()
     cols.to_absolute(start)
 
     stats = {
@@ -247,9 +255,8 @@ class _Columns:
 
 def _ipv4_texts(values: np.ndarray) -> list[str]:
     """Dotted quads, without an ``ipaddress`` object per address (there may be 100k)."""
-    v = np.asarray(values, np.uint32)
-    quads = zip(*((v >> shift) & 0xFF for shift in (24, 16, 8, 0)))
-    return [f"{a}.{b}.{c}.{d}" for a, b, c, d in (tuple(map(int, q)) for q in quads)]
+    return [f"{x >> 24}.{(x >> 16) & 255}.{(x >> 8) & 255}.{x & 255}"
+            for x in np.asarray(values, np.uint32).tolist()]
 
 
 def _rows(idx: np.ndarray, n: int):

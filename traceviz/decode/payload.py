@@ -162,9 +162,10 @@ def _first_bytes(packets: pd.DataFrame, buf) -> tuple[dict[tuple[int, str], byte
     """((conn, dir) -> the first payload bytes of its lowest-sequence data segment, conns carrying data).
 
     Only connections whose first data byte could start TLS, SSLv2, HTTP/1.x or
-    the h2 preface (``_could_sniff``) get their bytes gathered: a numpy pass
-    over every connection's first segment rules out the rest, so a capture of
-    tens of thousands of opaque connections costs one sort, not a loop.
+    the h2 preface (``_could_sniff``) get their bytes gathered.  Numpy rules
+    out the rest in two passes (any segment with such a byte, then the first
+    segment of each direction), so tens of thousands of opaque connections
+    cost a gather, not a Python loop; the survivors take the exact path.
     """
     need = ["conn", "dir", "seq", "frame", "len", "payload_off", "payload_cap"]
     none = np.zeros(0, dtype=np.int64)
@@ -179,19 +180,23 @@ def _first_bytes(packets: pd.DataFrame, buf) -> tuple[dict[tuple[int, str], byte
     rows = np.flatnonzero(keep)
     if not len(rows):
         return {}, none
+    offs = packets["payload_off"].to_numpy(dtype=np.int64, na_value=-1)
     c = conn[rows].astype(np.int64)
+    carrying = np.flatnonzero(np.bincount(c))
+    whole = np.frombuffer(buf, dtype=np.uint8)
+    # Cheap first: a connection none of whose segments starts with a plausible byte is out.
+    maybe = np.flatnonzero(np.bincount(c[_could_sniff(_byte_at(whole, offs[rows]))]))
+    if not len(maybe):
+        return {}, carrying
+    sub = np.isin(c, maybe)
+    rows, c = rows[sub], c[sub]
     d = s2c[rows]
+    # Then exactly: the first byte of each direction's lowest-sequence segment.
     seq = packets["seq"].to_numpy(dtype=np.float64, na_value=np.inf)[rows]
     order = np.lexsort((packets["frame"].to_numpy(dtype=np.float64, na_value=np.inf)[rows], seq, d, c))
     cs, ds = c[order], d[order]
     heads = np.flatnonzero(np.r_[True, (cs[1:] != cs[:-1]) | (ds[1:] != ds[:-1])])
-    offs = packets["payload_off"].to_numpy(dtype=np.int64)[rows[order[heads]]]
-    whole = np.frombuffer(buf, dtype=np.uint8)
-    ok = (offs >= 0) & (offs < len(whole))
-    byte0 = np.zeros(len(offs), dtype=np.uint8)
-    byte0[ok] = whole[offs[ok]]
-    candidates = np.unique(cs[heads][_could_sniff(byte0)])
-    carrying = np.unique(cs)
+    candidates = np.unique(cs[heads][_could_sniff(_byte_at(whole, offs[rows[order[heads]]]))])
     if not len(candidates):
         return {}, carrying
     data = packets.iloc[rows[np.isin(c, candidates)]][need]
@@ -206,6 +211,14 @@ def _first_bytes(packets: pd.DataFrame, buf) -> tuple[dict[tuple[int, str], byte
         if len(have) < 64:
             out[key] = have + bytes(buf[int(off):int(off) + min(int(cap), 64)])
     return out, carrying
+
+
+def _byte_at(whole: np.ndarray, offs: np.ndarray) -> np.ndarray:
+    """The bytes at ``offs`` (0 where an offset falls outside the buffer)."""
+    ok = (offs >= 0) & (offs < len(whole))
+    out = np.zeros(len(offs), dtype=np.uint8)
+    out[ok] = whole[offs[ok]]
+    return out
 
 
 def _could_sniff(byte0: np.ndarray) -> np.ndarray:

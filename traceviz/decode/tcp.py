@@ -38,21 +38,26 @@ Conventions decided here:
 from __future__ import annotations
 
 import types
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
 
 from traceviz.decode import flows, tcp_analysis as ta
 from traceviz.model import TCP_FLAG_NAMES, conform
+from traceviz.sources.gather import BIG_WORK, reuse_freed_memory, small_pages
 
 FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 TCP, UDP = 6, 17
 TRANSPORTS = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmpv6"}
 
 
+@small_pages()
 def analyze(idx) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """(packets, connections, events) for a ``traceviz.decode.index.PacketIndex``."""
     n = len(idx.frame)
+    if n >= BIG_WORK:
+        reuse_freed_memory()
     proto = np.asarray(idx.proto)
     ports = (np.asarray(idx.sport) >= 0) & (np.asarray(idx.dport) >= 0) & ~np.asarray(idx.frag, dtype=bool)
     is_tcp = (proto == TCP) & ports
@@ -61,23 +66,60 @@ def analyze(idx) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     flags = np.asarray(idx.tcp_flags).astype(np.int64)
 
     flow = _flow_identity(idx)
-    conn, stream, direction, n_tcp = _number_flows(idx, flow, is_tcp, is_udp)
+    conn, stream, direction, n_tcp = _number_flows(idx, flow, is_tcp, is_udp, flags)
 
-    an = None
-    if len(tcp_rows):
-        col = lambda name: np.asarray(getattr(idx, name))[tcp_rows]  # noqa: E731
-        an = ta.analyze_segments(conn[tcp_rows], direction[tcp_rows], flags[tcp_rows], col("seq"), col("ack"),
-                                 col("win"), col("payload_len"), col("ts"), col("frame"), col("wscale"))
+    # Independent work runs side by side: numpy lets go of the GIL in its array
+    # loops, so on a machine with two cores the second thread is nearly free.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        pending = None
+        if len(tcp_rows):
+            col = lambda name: np.asarray(getattr(idx, name))[tcp_rows]  # noqa: E731
+            pending = _analyze_in_parts(pool, conn[tcp_rows], direction[tcp_rows], flags[tcp_rows], col("seq"),
+                                        col("ack"), col("win"), col("payload_len"), col("ts"), col("frame"),
+                                        col("wscale"))
+        conns = _connections(idx, conn, direction, is_tcp, n_tcp, stream, flow)
+        client_side = conns.pop("_client_side").to_numpy() if len(conns) else np.zeros(0, dtype=np.int8)
+        c2s = np.zeros(n, dtype=bool)
+        in_conn = conn >= 0
+        c2s[in_conn] = direction[in_conn] == client_side[conn[in_conn]]
+        an = pending() if pending is not None else None
 
-    conns = _connections(idx, conn, direction, is_tcp, n_tcp, stream, flow)
-    client_side = conns.pop("_client_side").to_numpy() if len(conns) else np.zeros(0, dtype=np.int8)
-    c2s = np.zeros(n, dtype=bool)
-    in_conn = conn >= 0
-    c2s[in_conn] = direction[in_conn] == client_side[conn[in_conn]]
-
-    packets = _packets(idx, conn, stream, c2s, in_conn, is_tcp, tcp_rows, an)
-    events = _events(idx, conn, c2s, tcp_rows, an)
+        events = pool.submit(_events, idx, conn, c2s, tcp_rows, an)
+        packets = _packets(idx, conn, stream, c2s, in_conn, is_tcp, tcp_rows, an)
+        events = events.result()
     return (conform("packets", packets), conform("connections", conns), conform("events", events))
+
+
+# Below this many TCP rows one thread is quicker than splitting.
+SPLIT_FROM = 200_000
+
+
+def _analyze_in_parts(pool, conn, *columns):
+    """``tcp_analysis.analyze_segments`` on two halves of the connections at once.
+
+    Every rule of the analysis looks only at packets of the same connection,
+    so even and odd connection numbers are analysed separately (each half
+    keeps frame order) and the per-row results put back in place.  Returns a
+    function that waits for the result.
+    """
+    even = (conn & 1) == 0
+    parts = [np.flatnonzero(even), np.flatnonzero(~even)]
+    smaller = min(len(parts[0]), len(parts[1]))
+    if len(conn) < SPLIT_FROM or smaller == 0 or smaller < SPLIT_FROM // 4:   # e.g. one long connection
+        job = pool.submit(ta.analyze_segments, conn, *columns)
+        return job.result
+    jobs = [pool.submit(ta.analyze_segments, conn[rows], *(c[rows] for c in columns)) for rows in parts]
+
+    def result():
+        halves = [job.result() for job in jobs]
+        merged = {}
+        for name, first in vars(halves[0]).items():
+            out = np.empty(len(conn), dtype=np.result_type(first, getattr(halves[1], name)))
+            for rows, half in zip(parts, halves):
+                out[rows] = getattr(half, name)
+            merged[name] = out
+        return ta.Analysis(**merged)
+    return result
 
 
 def _flow_identity(idx):
@@ -89,10 +131,11 @@ def _flow_identity(idx):
     """
     n = len(idx.frame)
     addrs = list(idx.addrs)
-    fsrc = np.asarray(idx.src).astype(np.int64).copy()
-    fdst = np.asarray(idx.dst).astype(np.int64).copy()
-    fsport = np.asarray(idx.sport).astype(np.int64).copy()
-    fdport = np.asarray(idx.dport).astype(np.int64).copy()
+    # astype copies (the default), so writing quoted headers below leaves idx as it is.
+    fsrc = np.asarray(idx.src).astype(np.int64)
+    fdst = np.asarray(idx.dst).astype(np.int64)
+    fsport = np.asarray(idx.sport).astype(np.int64)
+    fdport = np.asarray(idx.dport).astype(np.int64)
     quoted = np.zeros(n, dtype=np.int64)
     quotes = flows.icmp_quotes(idx)
     if quotes:
@@ -106,13 +149,12 @@ def _flow_identity(idx):
     return types.SimpleNamespace(src=fsrc, dst=fdst, sport=fsport, dport=fdport, addrs=addrs, quoted=quoted)
 
 
-def _number_flows(idx, flow, is_tcp, is_udp):
+def _number_flows(idx, flow, is_tcp, is_udp, flags):
     """(conn, stream, direction, number of TCP connections); -1 outside TCP/UDP flows."""
     n = len(idx.frame)
     conn = np.full(n, -1, dtype=np.int64)
     stream = np.full(n, -1, dtype=np.int64)
     direction = np.zeros(n, dtype=np.int8)      # 0: sent by the flow's lower endpoint, 1: the higher
-    flags = np.asarray(idx.tcp_flags).astype(np.int64)
     n_tcp = 0
     rows = np.flatnonzero(is_tcp | (flow.quoted == TCP))
     if len(rows):
@@ -233,12 +275,6 @@ def _packets(idx, conn, stream, c2s, in_conn, is_tcp, tcp_rows, an) -> pd.DataFr
 
 # -- connections -------------------------------------------------------------
 
-def _endpoint_text(addr: str | None, port: int) -> str | None:
-    if addr is None:
-        return None
-    return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
-
-
 def _first_per_conn(conn_rows: np.ndarray, rows: np.ndarray, nconn: int) -> np.ndarray:
     """Row index of the first row per connection among ``rows`` (-1 if none); rows ascend."""
     out = np.full(nconn, -1, dtype=np.int64)
@@ -254,10 +290,10 @@ def _connections(idx, conn, direction, is_tcp, n_tcp, stream, flow) -> pd.DataFr
     nconn = int(conn.max()) + 1 if len(rows) else 0
     if nconn == 0:
         return pd.DataFrame({"conn": pd.Series(dtype="int64"), "_client_side": pd.Series(dtype="int8")})
-    ts = np.asarray(idx.ts).astype(np.float64)
-    frame = np.asarray(idx.frame).astype(np.int64)
-    flags = np.where(is_tcp, np.asarray(idx.tcp_flags).astype(np.int64), 0)
-    plen = np.maximum(np.asarray(idx.payload_len).astype(np.int64), 0)
+    ts = np.asarray(idx.ts).astype(np.float64, copy=False)
+    frame = np.asarray(idx.frame).astype(np.int64, copy=False)
+    flags = np.where(is_tcp, np.asarray(idx.tcp_flags), 0).astype(np.int64, copy=False)
+    plen = np.maximum(np.asarray(idx.payload_len), 0).astype(np.int64, copy=False)
     is_udp = np.arange(nconn) >= n_tcp
 
     first = _first_per_conn(conn, rows, nconn)
@@ -283,11 +319,11 @@ def _connections(idx, conn, direction, is_tcp, n_tcp, stream, flow) -> pd.DataFr
 
     df = pd.DataFrame({
         "conn": np.arange(nconn, dtype=np.int64),
-        "transport": np.where(is_udp, "udp", "tcp").astype(object),
+        "transport": _obj(np.where(is_udp, "udp", "tcp").astype(object)),
         "stream": stream[first],
-        "client": client,
-        "server": server,
-        "client_by": client_by,
+        "client": _obj(client),
+        "server": _obj(server),
+        "client_by": _obj(client_by),
         "first_frame": frame[first],
         "last_frame": frame[last],
         "start": ts[first],
@@ -299,11 +335,11 @@ def _connections(idx, conn, direction, is_tcp, n_tcp, stream, flow) -> pd.DataFr
         "bytes_s2c": bytes_all - bytes_c2s,
         **hs,
         "syn_retransmits": np.maximum(syn_count - 1, 0).astype(np.int64),
-        "syn_backoff": _syn_backoff(conn, pure_syn, ts, nconn),
-        "close": close,
+        "syn_backoff": _obj(_syn_backoff(conn, pure_syn, ts, nconn)),
+        "close": _obj(close),
         **_options(idx, first_syn, synack_row, nconn),
-    })
-    df["_client_side"] = side
+        "_client_side": side,
+    }, copy=False)
     return df
 
 
@@ -334,8 +370,11 @@ def _endpoints(flow, direction, first, side):
     src, dst = flow.src[first], flow.dst[first]
     sport, dport = flow.sport[first], flow.dport[first]
 
+    # Each address's text once; per row only the join (76k rows for 38k connections).
+    addr_text = [a if ":" not in a else f"[{a}]" for a in flow.addrs]
+
     def text(addr, port):
-        return [_endpoint_text(flow.addrs[a] if a >= 0 else None, int(p)) for a, p in zip(addr, port)]
+        return [f"{addr_text[a]}:{p}" if a >= 0 else None for a, p in zip(addr.tolist(), port.tolist())]
 
     return (text(np.where(from_client, src, dst), np.where(from_client, sport, dport)),
             text(np.where(from_client, dst, src), np.where(from_client, dport, sport)))
@@ -372,7 +411,7 @@ def _options(idx, syn_row, synack_row, nconn) -> dict:
     """MSS and window scale of each side's SYN, and whether both offered SACK."""
     def opt(name, row):
         ok = row >= 0
-        v = np.where(ok, np.asarray(getattr(idx, name)).astype(np.int64)[np.maximum(row, 0)], -1)
+        v = np.where(ok, np.asarray(getattr(idx, name))[np.maximum(row, 0)].astype(np.int64), -1)
         return _nullable(v, ok & (v >= 0))
 
     sack = np.asarray(idx.sack_perm, dtype=bool)
@@ -434,24 +473,26 @@ def _events(idx, conn, c2s, tcp_rows, an) -> pd.DataFrame:
     """One event per SYN, SYN-ACK, FIN and RST, and one per tcp.analysis flag, in frame order."""
     if an is None or len(tcp_rows) == 0:
         return pd.DataFrame()
-    col = lambda name: np.asarray(getattr(idx, name))[tcp_rows]  # noqa: E731
-    flags = col("tcp_flags").astype(np.int64)
-    plen = np.maximum(col("payload_len").astype(np.int64), 0)
+    # Full-length gathers only for what every row needs; the rest per event row.
+    flags = np.asarray(idx.tcp_flags)[tcp_rows].astype(np.int64)
+    plen = np.maximum(np.asarray(idx.payload_len)[tcp_rows], 0).astype(np.int64, copy=False)
     toc = c2s[tcp_rows]
-    who = np.where(toc, "client", "server").astype(object)
-    ctx = types.SimpleNamespace(an=an, who=who, plen=plen, flags=flags, syn_no=_syn_numbers(conn[tcp_rows], flags),
-                                mss=col("mss"), wscale=col("wscale"), sack=col("sack_perm").astype(bool))
-    kinds = [("SYN", (flags & (SYN | ACK)) == SYN, _syn_detail),
-             ("SYN-ACK", (flags & (SYN | ACK)) == (SYN | ACK), _syn_detail),
-             ("FIN", (flags & FIN) != 0, lambda c, sel: "FIN from " + c.who[sel] + ": no more data this way"),
-             ("RST", (flags & RST) != 0, lambda c, sel: "RST from " + c.who[sel] + ": connection aborted")]
-    kinds += [(kind, (an.bits & bit) != 0, _analysis_detail(bit)) for bit, kind in ta.KINDS.items()]
+    ctx = types.SimpleNamespace(an=an, who=_Who(toc), plen=plen, flags=flags, syn_no=_syn_numbers(conn[tcp_rows], flags),
+                                rows=tcp_rows, mss=np.asarray(idx.mss), wscale=np.asarray(idx.wscale),
+                                sack=np.asarray(idx.sack_perm).astype(bool, copy=False))
+    kinds = [("SYN", np.flatnonzero((flags & (SYN | ACK)) == SYN), _syn_detail),
+             ("SYN-ACK", np.flatnonzero((flags & (SYN | ACK)) == (SYN | ACK)), _syn_detail),
+             ("FIN", np.flatnonzero(flags & FIN), lambda c, sel: "FIN from " + c.who[sel] + ": no more data this way"),
+             ("RST", np.flatnonzero(flags & RST), lambda c, sel: "RST from " + c.who[sel] + ": connection aborted")]
+    flagged = np.flatnonzero(an.bits)      # analysis flags are rare: test the bits on those rows only
+    kinds += [(kind, flagged[(an.bits[flagged] & bit) != 0], _analysis_detail(bit)) for bit, kind in ta.KINDS.items()]
+    ts, frame = np.asarray(idx.ts), np.asarray(idx.frame)
     pieces = []
-    for order, (kind, mask, detail) in enumerate(kinds):
-        sel = np.flatnonzero(mask)
+    for order, (kind, sel, detail) in enumerate(kinds):
         if len(sel):
+            at = tcp_rows[sel]
             pieces.append(pd.DataFrame({
-                "ts": col("ts")[sel], "frame": col("frame")[sel], "conn": conn[tcp_rows][sel],
+                "ts": ts[at], "frame": frame[at], "conn": conn[at],
                 "kind": _obj(np.full(len(sel), kind, dtype=object)),
                 "dir": _obj(np.where(toc[sel], "c2s", "s2c").astype(object)),
                 "size": plen[sel], "detail": _obj(np.asarray(detail(ctx, sel), dtype=object)), "_order": order,
@@ -464,23 +505,39 @@ def _events(idx, conn, c2s, tcp_rows, an) -> pd.DataFrame:
     return ev.reset_index(drop=True)
 
 
+class _Who:
+    """"client"/"server" per TCP row, made only for the rows asked for (events are few, rows many)."""
+
+    def __init__(self, to_server: np.ndarray):
+        self.to_server = to_server
+
+    def __getitem__(self, sel):
+        if np.ndim(sel) == 0:
+            return "client" if self.to_server[sel] else "server"
+        return np.where(self.to_server[sel], "client", "server").astype(object)
+
+
 def _syn_detail(c, sel):
     """'SYN from client (retransmission #1): MSS 1460, window scale 7, SACK permitted'.
 
-    np.char rather than a per-row f-string: there are one or two per connection.
+    The texts repeat (a handful of option sets per capture), so each distinct
+    combination is written once and the rest are copies.
     """
-    def joined(a, b):
-        both = (a != "") & (b != "")
-        return np.where(both, np.char.add(np.char.add(a, ", "), b), np.char.add(a, b))
-
-    m, w = c.mss[sel], c.wscale[sel]
-    opts = joined(joined(np.where(m >= 0, np.char.add("MSS ", m.astype(str)), ""),
-                         np.where(w >= 0, np.char.add("window scale ", w.astype(str)), "")),
-                  np.where(c.sack[sel], "SACK permitted", ""))
-    head = np.char.add(np.where(c.flags[sel] & ACK, "SYN-ACK from ", "SYN from "), c.who[sel].astype(str))
+    at = c.rows[sel]
+    m, w = c.mss[at].astype(np.int64), c.wscale[at].astype(np.int64)
+    sack = c.sack[at].astype(np.int64)
+    synack = (c.flags[sel] & ACK) != 0
+    client = c.who.to_server[sel]
     n = c.syn_no[sel]
-    again = np.where(n > 0, np.char.add(np.char.add(" (retransmission #", n.astype(str)), ")"), "")
-    return np.char.add(np.char.add(head, again), np.where(opts != "", np.char.add(": ", opts), ""))
+    key = np.stack([synack, client, n, m, w, sack], axis=1)
+    _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
+    texts = []
+    for i in first.tolist():
+        opts = ([f"MSS {m[i]}"] if m[i] >= 0 else []) + ([f"window scale {w[i]}"] if w[i] >= 0 else []) \
+            + (["SACK permitted"] if sack[i] else [])
+        texts.append(("SYN-ACK from " if synack[i] else "SYN from ") + ("client" if client[i] else "server")
+                     + (f" (retransmission #{n[i]})" if n[i] > 0 else "") + (": " + ", ".join(opts) if opts else ""))
+    return np.array(texts, dtype=object)[np.asarray(inverse).reshape(-1)]
 
 
 def _syn_numbers(cn, flags) -> np.ndarray:

@@ -18,8 +18,66 @@ itself check that the field lies inside its frame.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
+
+
+def _hugepage_switch():
+    """numpy's switch for madvise(MADV_HUGEPAGE) on big arrays (a private API: None if absent)."""
+    for name in ("numpy._core.multiarray", "numpy.core.multiarray"):
+        try:
+            return getattr(importlib.import_module(name), "_set_madvise_hugepage", None)
+        except ImportError:
+            continue
+    return None
+
+
+_SET_HUGEPAGE = _hugepage_switch()
+
+
+@contextlib.contextmanager
+def small_pages():
+    """Plain 4 KiB pages for the arrays made inside (usable as a decorator).
+
+    Loading a big capture makes a few hundred arrays of 1-100 MB; on Linux the
+    page faults of fresh memory then cost as much as the work (measured on a
+    1M-packet capture: ~0.6 s of system time out of ~2 s).  numpy asks for
+    transparent huge pages on every array of 4 MB or more; where the kernel
+    compacts memory to find them (``defrag=madvise``, Debian's default) those
+    faults are the slowest (~0.3 s here).  The previous setting is restored
+    on the way out.
+    """
+    if _SET_HUGEPAGE is None:
+        yield
+        return
+    before = _SET_HUGEPAGE(False)
+    try:
+        yield
+    finally:
+        _SET_HUGEPAGE(before)
+
+
+# glibc raises its mmap threshold to the size of a freed mmap'd block, up to this.
+_GLIBC_MMAP_THRESHOLD_MAX = 32 * 1024 * 1024
+# Work smaller than this gains nothing from reuse_freed_memory().
+BIG_WORK = 100_000
+
+
+def reuse_freed_memory() -> None:
+    """Let the allocator reuse freed memory for big arrays instead of mapping fresh pages.
+
+    glibc gives blocks above its mmap threshold (128 KiB at start) their own
+    fresh mapping each time, faulted in page by page; freeing such a block
+    raises the threshold to its size (up to 32 MiB), after which freed heap
+    memory is reused.  One allocation of just under 32 MiB, never touched
+    (so it costs no pages) and freed at once, raises it up front: on a
+    1M-packet capture ~60k fewer page faults, ~0.1 s.  Harmless elsewhere.
+    Called only for big inputs (it would show in allocation tracing).
+    """
+    np.empty(_GLIBC_MMAP_THRESHOLD_MAX - (1 << 16), dtype=np.uint8)
 
 
 class Gather:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import struct
 from array import array
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -35,6 +36,9 @@ MAX_RECORD = 262_144
 
 FILE_HEADER = 24
 
+# Records per hand-off from the walk to the thread reading their headers.
+CHUNK = 1 << 16
+
 
 def parse(buf: bytes, path: str) -> Capture:
     """Index every record of the pcap file held in ``buf``."""
@@ -53,7 +57,14 @@ def parse(buf: bytes, path: str) -> Capture:
     # (Wireshark's libpcap reader swaps them when incl_len > orig_len).
     maybe_swapped = minor < 4
 
-    offs, stop = _walk(buf, order, rec_hdr, maybe_swapped)
+    # The walk holds the GIL; reading the record headers it found is numpy, which
+    # does not.  So each finished chunk of records is read by a second thread
+    # while the walk goes on (on two cores the header reads cost no wall time).
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        jobs = []
+        offs, stop = _walk(buf, order, rec_hdr, maybe_swapped,
+                           lambda chunk: jobs.append(pool.submit(_headers, buf, chunk, order, units, maybe_swapped)))
+        parts = [job.result() for job in jobs]
     warnings: list[str] = []
     nframes = len(offs)
     if stop is not None:
@@ -61,13 +72,10 @@ def parse(buf: bytes, path: str) -> Capture:
             raise InputError(path, stop, 1)
         warnings.append(describe(path, f"{stop}; analysed {plural(nframes)}", nframes + 1))
 
-    hdr = Gather(buf).raw(offs, 16).view(order + "u4").astype(np.int64)
-    sec, frac, incl, orig = hdr[:, 0], hdr[:, 1], hdr[:, 2], hdr[:, 3]
-    if maybe_swapped:
-        swap = incl > orig
-        incl, orig = np.where(swap, orig, incl), np.where(swap, incl, orig)
-    ts_ns = sec * 1_000_000_000 + frac * (1_000_000_000 // units)
-    ts = sec.astype(np.float64) + frac.astype(np.float64) / units
+    done = sum(len(part[0]) for part in parts)
+    parts.append(_headers(buf, offs[done:], order, units, maybe_swapped))
+    # The walk may drop a last record it had already handed over (cut short): keep nframes.
+    ts, ts_ns, incl, orig = (np.concatenate([part[i] for part in parts])[:nframes] for i in range(4))
     n = len(offs)
     cap = Capture(
         path=path,
@@ -75,8 +83,8 @@ def parse(buf: bytes, path: str) -> Capture:
         buf=buf,
         ts=ts,
         data_off=offs + rec_hdr,
-        caplen=np.ascontiguousarray(incl),
-        wire_len=np.ascontiguousarray(orig),
+        caplen=incl,
+        wire_len=orig,
         linktype=np.full(n, linktype, np.int32),
         iface=np.zeros(n, np.int32),
         warnings=warnings,
@@ -92,10 +100,26 @@ def parse(buf: bytes, path: str) -> Capture:
     return cap
 
 
-def _walk(buf: bytes, order: str, rec_hdr: int, maybe_swapped: bool) -> tuple[np.ndarray, str | None]:
+def _headers(buf, offs: np.ndarray, order: str, units: int, maybe_swapped: bool):
+    """(ts, ts_ns, incl_len, orig_len) of the records whose headers start at ``offs``."""
+    hdr = Gather(buf).raw(offs, 16).view(order + "u4")
+    sec, frac, incl, orig = (hdr[:, i].astype(np.int64) for i in range(4))
+    if maybe_swapped:
+        swap = incl > orig
+        incl, orig = np.where(swap, orig, incl), np.where(swap, incl, orig)
+    ts_ns = sec * 1_000_000_000 + frac * (1_000_000_000 // units)
+    ts = sec.astype(np.float64) + frac.astype(np.float64) / units
+    return ts, ts_ns, incl, orig
+
+
+def _walk(buf: bytes, order: str, rec_hdr: int, maybe_swapped: bool,
+          handoff=None) -> tuple[np.ndarray, str | None]:
     """Offsets of the records' headers, and why the walk stopped early (or None).
 
-    The hot loop: one ``unpack_from`` and one append per record.
+    The hot loop: one ``unpack_from`` and one append per record.  Only the
+    last record can run past the end of the file, so that is checked once,
+    after the loop, rather than for every record (a fifth of the loop's time).
+    Every ``CHUNK`` records the new offsets go to ``handoff`` (a copy).
     """
     if maybe_swapped:
         return _walk_old(buf, order, rec_hdr)
@@ -106,13 +130,23 @@ def _walk(buf: bytes, order: str, rec_hdr: int, maybe_swapped: bool) -> tuple[np
     off = FILE_HEADER
     last = n - rec_hdr
     limit = MAX_RECORD
+    sent = 0
     while off <= last:
+        for _ in range(CHUNK):
+            if off > last:
+                break
+            incl, = incl_at(buf, off + 8)
+            if incl > limit:
+                return _done(offs), _why(incl, n - off - rec_hdr)
+            append(off)
+            off += rec_hdr + incl
+        if handoff is not None and len(offs) - sent >= CHUNK:
+            handoff(np.frombuffer(offs[sent:], dtype=np.int64))
+            sent = len(offs)
+    if off > n:                       # the last record's data runs past the end
+        off = offs.pop()
         incl, = incl_at(buf, off + 8)
-        nxt = off + rec_hdr + incl
-        if nxt > n or incl > limit:
-            return _done(offs), _why(incl, n - off - rec_hdr)
-        append(off)
-        off = nxt
+        return _done(offs), _why(incl, n - off - rec_hdr)
     return _done(offs), (f"record header cut short ({n - off} of {rec_hdr} bytes)" if off < n else None)
 
 

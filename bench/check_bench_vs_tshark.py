@@ -1,0 +1,159 @@
+"""Frame-by-frame agreement of ``traceviz.load`` with tshark on a (big) capture.
+
+    python bench/check_bench_vs_tshark.py [PATH]      # default /tmp/traceviz-bench-1000000.pcap
+
+The bench measures speed; this checks that the speed did not cost facts.  For
+every frame it compares what tshark shows with the ``packets`` table:
+timestamp (to the microsecond), frame length, addresses, ports, TCP flags,
+relative seq/ack (ack only where the ACK flag is set), calculated window,
+tcp.len, ``tcp.stream`` / ``udp.stream``, and the set of ``tcp.analysis.*``
+flags against our TCP events.  It also checks each connection's client and
+server against the SYN tshark shows.  Prints the number of differences per
+field and the first few of each; exit status 1 if there is any.
+
+Both sides are read whole into columns (tshark's text through pandas'
+``read_csv``), so a million frames take about as long as tshark does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import traceviz  # noqa: E402
+from traceviz.decode import tcp_analysis as ta  # noqa: E402
+
+FIELDS = ["frame.number", "frame.time_epoch", "frame.len", "ip.src", "ip.dst", "ipv6.src", "ipv6.dst",
+          "tcp.srcport", "tcp.dstport", "udp.srcport", "udp.dstport", "tcp.flags", "tcp.seq", "tcp.ack",
+          "tcp.window_size", "tcp.len", "tcp.stream", "udp.stream"] + list(ta.TSHARK_FIELDS)
+SHOW = 5
+
+
+def tshark_table(path: str) -> pd.DataFrame:
+    args = ["tshark", "-r", path, "-n", "-T", "fields", "-E", "occurrence=f", "-E", "separator=/t"]
+    for f in FIELDS:
+        args += ["-e", f]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    df = pd.read_csv(proc.stdout, sep="\t", header=None, names=FIELDS, dtype=str, keep_default_na=False,
+                     na_filter=False, quoting=3, engine="c")
+    proc.wait()
+    return df
+
+
+def as_int(col: pd.Series, base: int = 10) -> np.ndarray:
+    """Integers, -1 where tshark printed nothing."""
+    if base == 16:
+        return np.array([int(v, 16) if v else -1 for v in col], dtype=np.int64)
+    return pd.to_numeric(col.replace("", "-1")).to_numpy(dtype=np.int64)
+
+
+def ours_int(col: pd.Series) -> np.ndarray:
+    return col.astype("Int64").to_numpy(dtype=np.int64, na_value=-1)
+
+
+def compare(path: str) -> int:
+    t0 = time.perf_counter()
+    tl = traceviz.load(path)
+    t1 = time.perf_counter()
+    ts = tshark_table(path)
+    t2 = time.perf_counter()
+    pk, ev = tl.packets, tl.events
+    print(f"{path}: traceviz {len(pk)} frames in {t1 - t0:.1f} s, tshark {len(ts)} frames in {t2 - t1:.1f} s")
+    n = min(len(pk), len(ts))
+    pk, ts = pk.iloc[:n].reset_index(drop=True), ts.iloc[:n].reset_index(drop=True)
+    bad: dict[str, np.ndarray] = {}
+
+    def check(name, mine, theirs, where=None):
+        diff = np.asarray(mine) != np.asarray(theirs)
+        if where is not None:
+            diff &= where
+        bad[name] = np.flatnonzero(diff)
+
+    check("frame", pk["frame"].to_numpy(), as_int(ts["frame.number"]))
+    their_us = np.array([int(a) * 1_000_000 + int((b + "000000")[:6]) for a, b in
+                         (v.split(".") for v in ts["frame.time_epoch"])], dtype=np.int64)
+    check("ts (us)", np.round(pk["ts"].to_numpy() * 1e6).astype(np.int64), their_us)
+    check("wire_len", pk["wire_len"].to_numpy(), as_int(ts["frame.len"]))
+    src = np.where(ts["ip.src"] != "", ts["ip.src"], ts["ipv6.src"])
+    dst = np.where(ts["ip.dst"] != "", ts["ip.dst"], ts["ipv6.dst"])
+    check("src", pk["src"].astype(object).fillna("").to_numpy(), src)
+    check("dst", pk["dst"].astype(object).fillna("").to_numpy(), dst)
+    is_tcp = ts["tcp.stream"].to_numpy() != ""
+    is_udp = ts["udp.stream"].to_numpy() != ""
+    sport = np.where(is_tcp, as_int(ts["tcp.srcport"]), as_int(ts["udp.srcport"]))
+    dport = np.where(is_tcp, as_int(ts["tcp.dstport"]), as_int(ts["udp.dstport"]))
+    check("sport", ours_int(pk["sport"]), sport, is_tcp | is_udp)
+    check("dport", ours_int(pk["dport"]), dport, is_tcp | is_udp)
+    flags = as_int(ts["tcp.flags"], 16)
+    check("flags", ours_int(pk["flag_bits"]), flags, is_tcp)
+    check("tcp.stream", ours_int(pk["conn"]), as_int(ts["tcp.stream"]), is_tcp)
+    check("udp.stream", ours_int(pk["stream"]), as_int(ts["udp.stream"]), is_udp)
+    check("transport", pk["transport"].astype(object).to_numpy(),
+          np.where(is_tcp, "tcp", np.where(is_udp, "udp", pk["transport"].astype(object).to_numpy())))
+    check("seq", ours_int(pk["seq"]), as_int(ts["tcp.seq"]), is_tcp)
+    check("ack", ours_int(pk["ack"]), as_int(ts["tcp.ack"]), is_tcp & (flags & 0x10 != 0))
+    check("win", ours_int(pk["win"]), as_int(ts["tcp.window_size"]), is_tcp)
+    check("len", ours_int(pk["len"]), as_int(ts["tcp.len"]), is_tcp)
+
+    bit_of = {kind: bit for bit, kind in ta.KINDS.items()}
+    mine = np.zeros(n, dtype=np.int64)
+    a = ev[ev["kind"].isin(list(bit_of))]
+    rows = a["frame"].to_numpy(dtype=np.int64) - 1
+    keep = rows < n
+    np.bitwise_or.at(mine, rows[keep], a["kind"].map(bit_of).to_numpy(dtype=np.int64)[keep])
+    # Wireshark sets tcp.analysis.retransmission on fast and spurious retransmissions too.
+    mine[(mine & (ta.FAST_RETRANSMISSION | ta.SPURIOUS_RETRANSMISSION)) != 0] |= ta.RETRANSMISSION
+    theirs = np.zeros(n, dtype=np.int64)
+    for field, bit in ta.TSHARK_FIELDS.items():
+        theirs[ts[field].to_numpy() != ""] |= bit
+    check("tcp.analysis", mine, theirs, is_tcp)
+    print(f"  tshark shows {int(is_tcp.sum())} TCP and {int(is_udp.sum())} UDP frames, "
+          f"tcp.analysis flags on {int((theirs != 0).sum())}")
+
+    # Client and server: the sender of each stream's first pure SYN, as tshark shows it.
+    syn = np.flatnonzero(is_tcp & ((flags & 0x12) == 0x02))
+    first = pd.Series(syn).groupby(as_int(ts["tcp.stream"])[syn]).first()
+    conns = tl.connections.set_index("conn")
+
+    def text(addr, port):
+        return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
+
+    want_client = [text(src[i], sport[i]) for i in first.to_numpy()]
+    want_server = [text(dst[i], dport[i]) for i in first.to_numpy()]
+    got = conns.loc[first.index]
+    bad["client"] = np.flatnonzero(got["client"].to_numpy() != np.array(want_client, dtype=object))
+    bad["server"] = np.flatnonzero(got["server"].to_numpy() != np.array(want_server, dtype=object))
+
+    total = 0
+    for name, where in bad.items():
+        total += len(where)
+        print(f"  {name:<14} {len(where):>8} differences")
+        for i in where[:SHOW]:
+            print(f"      row {i}")
+    print(f"frames compared: {n} (traceviz {len(tl.packets)}, tshark {len(ts)}); "
+          f"connections with a SYN compared: {len(first)}; differences: {total}")
+    if len(tl.packets) != len(ts):
+        total += 1
+    return total
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("path", nargs="?", default="/tmp/traceviz-bench-1000000.pcap")
+    a = ap.parse_args()
+    if not shutil.which("tshark"):
+        sys.exit("tshark is not installed")
+    sys.exit(1 if compare(a.path) else 0)
+
+
+if __name__ == "__main__":
+    main()
