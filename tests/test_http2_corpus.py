@@ -277,3 +277,29 @@ def test_browser_capture_requests_match_har_and_manifest():
     h2_events = tl.events[tl.events["layer"] == "h2"]
     assert (h2_events["kind"] == "HEADERS").sum() == 2 * len(rq)
     assert (h2_events["conn"] == conn).all()
+
+
+@pytest.mark.parametrize("name", ["pcap/http2/h2c-upgrade__scapy_http2_h2c.pcap",
+                                  "pcap/http2/h2c-range-5conns__suricata-verify_http2-range.pcap"])
+def test_load_follows_h2c_upgrade_end_to_end(corpus, tshark, name):
+    """``traceviz.load``: connections tshark sees switch to HTTP/2 are h2c, their
+    101 exchange is stream 1's row, and every status tshark shows is there."""
+    path = corpus / name
+    frames = tshark_frames(tshark, path, [])
+    switched = {f["conn"] for f in frames}
+    run = subprocess.run([tshark, "-r", str(path), "-Y", "http.response", "-T", "fields", "-e", "tcp.stream",
+                          "-e", "http.response.code"], capture_output=True, text=True, timeout=60)
+    h1_status = {int(c): int(s) for c, s in (line.split("\t") for line in run.stdout.splitlines() if line)}
+    tl = traceviz.load(path)
+    apps = dict(zip(tl.connections["conn"], tl.connections["app"]))
+    assert {c for c, a in apps.items() if a == "h2c"} == switched
+    assert {c for c, a in apps.items() if a == "http/1.1"} == set(h1_status) - switched
+    rq = tl.requests
+    for conn, streams in tshark_streams(frames).items():
+        mine = rq[rq["conn"] == conn]
+        assert set(mine["protocol"]) == {"h2"} and 101 not in set(mine["status"])
+        assert {int(s): r["status"] for s, r in streams.items()} == dict(zip(mine["stream"].astype(int),
+                                                                            mine["status"].astype(int)))
+    for conn in set(h1_status) - switched:
+        (status,) = rq.loc[rq["conn"] == conn, "status"]
+        assert status == h1_status[conn]

@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 from conftest import CORPUS
-from traceviz.decode import tcp_analysis as ta
+from traceviz.decode import tcp, tcp_analysis as ta
 from traceviz.decode.index import index_frames
 from traceviz.decode.tcp import analyze
 from traceviz.errors import InputError
@@ -76,6 +76,30 @@ def ids(p):
 @pytest.mark.parametrize("path", CAPTURES, ids=ids)
 def test_per_frame_fields_match_tshark(corpus, tshark, path):
     packets, conns, events, rows = loaded(path, tshark)
+    bad, compared = per_frame_differences(packets, events, rows)
+    assert bad == []
+    n_streams = sum(1 for t in rows.values() if t["tcp.stream"] or t["udp.stream"])
+    assert compared == n_streams
+
+
+@pytest.mark.parametrize("path", CAPTURES, ids=ids)
+def test_two_thread_analysis_matches_tshark(corpus, tshark, path, monkeypatch):
+    """The even/odd connection split big captures take, forced on every capture."""
+    packets, conns, events, rows = loaded(path, tshark)
+    monkeypatch.setattr(tcp, "SPLIT_FROM", 0)
+    split_packets, split_conns, split_events = analyze(index_frames(read_capture(path)))
+    bad, compared = per_frame_differences(split_packets, split_events, rows)
+    assert bad == []
+    n_streams = sum(1 for t in rows.values() if t["tcp.stream"] or t["udp.stream"])
+    assert compared == n_streams
+    # and nothing else differs from the one-thread run either
+    pd.testing.assert_frame_equal(split_packets, packets)
+    pd.testing.assert_frame_equal(split_conns, conns)
+    pd.testing.assert_frame_equal(split_events, events)
+
+
+def per_frame_differences(packets, events, rows) -> tuple[list[str], int]:
+    """(differences from tshark's per-frame fields, frames compared)."""
     ours = events[events["kind"].isin(ANALYSIS_KINDS)].groupby("frame")["kind"].agg(set).to_dict()
     bad = []
     compared = 0
@@ -109,9 +133,7 @@ def test_per_frame_fields_match_tshark(corpus, tshark, path):
                 bad.append(f"frame {p.frame}: udp stream {p.stream} != tshark {t['udp.stream']}")
         elif not pd.isna(p.conn):
             bad.append(f"frame {p.frame}: conn {p.conn} but tshark sees no TCP/UDP stream")
-    assert bad == []
-    n_streams = sum(1 for t in rows.values() if t["tcp.stream"] or t["udp.stream"])
-    assert compared == n_streams
+    return bad, compared
 
 
 @pytest.mark.parametrize("path", CAPTURES, ids=ids)

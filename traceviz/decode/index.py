@@ -22,7 +22,8 @@ import pandas as pd
 from traceviz.decode import ip as ipmod
 from traceviz.decode.link import ETH_IPV4, ETH_IPV6, KNOWN, link_name, locate_l3
 from traceviz.sources.capture import Capture
-from traceviz.sources.gather import BIG_WORK, Gather, Heads, by_offset, reuse_freed_memory, small_pages
+from traceviz.sources.gather import (BIG_WORK, HEAD_BYTES, Gather, Heads, by_offset, reuse_freed_memory,
+                                     small_pages)
 
 TCP, UDP, ICMP, ICMPV6 = 6, 17, 1, 58
 FIN, SYN, RST, PSH, ACK, URG, ECE, CWR, NS = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80, 0x100
@@ -30,7 +31,6 @@ MAX_TCP_OPTIONS = 40        # 40 option bytes: at most 40 one-byte NOPs
 TCP_HEADER = np.dtype([("sport", ">u2"), ("dport", ">u2"), ("seq", ">u4"), ("ack", ">u4"),
                        ("off_flags", ">u2"), ("win", ">u2"), ("sum", ">u2"), ("urg", ">u2")])
 NOP_NOP_TIMESTAMPS = np.dtype([("kinds", ">u4"), ("tsval", ">u4"), ("tsecr", ">u4")])
-HEAD_BYTES = 96             # Ethernet + VLAN + IPv6 + TCP with options fit in most frames
 
 
 @dataclass
@@ -102,7 +102,10 @@ def index_frames(cap: Capture) -> PacketIndex:
     # Wireshark trims to the reported length; a record claiming less on the
     # wire than it captured is taken at its captured length.
     wire = np.maximum(np.asarray(cap.wire_len, np.int64), caplen)
-    h = Heads(Gather(cap.buf), start, HEAD_BYTES)
+    heads = getattr(cap, "heads", None)
+    if heads is not None:
+        cap.heads = None        # taken over: not kept as long as the Capture (96 MB per 1M frames)
+    h = Heads(Gather(cap.buf), start, HEAD_BYTES, heads)
     linktypes = np.asarray(cap.linktype)
 
     l3 = np.zeros(n, np.int64)

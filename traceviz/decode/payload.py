@@ -95,9 +95,16 @@ def _phases(start, sent, first_byte, end) -> dict:
 
 def _http1_factory(conn: int, alpn: str | None, scheme: str = "http"):
     try:
-        return HTTP1Decoder(conn, scheme)
+        decoder = HTTP1Decoder(conn, scheme)
     except ImportError:
         return None
+    if scheme == "http":
+        try:      # cleartext HTTP/1.1 may switch to h2c with Upgrade (RFC 7540 3.2)
+            from traceviz.decode.http2 import UpgradeDecoder
+            return UpgradeDecoder(decoder, conn, scheme)
+        except ImportError:
+            pass
+    return decoder
 
 
 # protocol -> factory(conn, alpn, scheme) returning a decoder with feed(dir, data,
@@ -253,10 +260,14 @@ def load_keys(timeline, keylog=None, rsa_key=None):
     Stored on ``timeline.secrets`` (never shown).  A key log that cannot be
     read raises InputError from the crypto module; a damaged line is a warning.
     """
-    from traceviz.decode.tls.crypto import KeyLog, load_rsa_key
     log = None
     cap = timeline.capture
     blocks = [(t, d) for t, d in (getattr(cap, "secrets", None) or [])]
+    if not blocks and keylog is None and rsa_key is None:
+        # No key material: skip importing the crypto module (cryptography, ~30 ms).
+        timeline.secrets = None
+        return None, None
+    from traceviz.decode.tls.crypto import KeyLog, load_rsa_key
     if blocks:
         log = KeyLog.from_dsb(blocks)
     if keylog is not None:
@@ -306,7 +317,7 @@ def run(timeline, keylog=None, rsa_key=None) -> None:
             app = _AppFeed(conn, plaintext=kinds[conn])
             _feed(app.feed_plain, app.gap, streams)
             app.close(None)
-            app_col[conn] = kinds[conn]
+            app_col[conn] = getattr(app.decoder, "app", None) or kinds[conn]   # h2c after an Upgrade
         events += app.events
         requests += app.requests
     _store(timeline, tls_rows, events, requests, app_col)

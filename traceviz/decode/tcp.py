@@ -67,25 +67,24 @@ def analyze(idx) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
 
     flow = _flow_identity(idx)
     conn, stream, direction, n_tcp = _number_flows(idx, flow, is_tcp, is_udp, flags)
+    in_conn = conn >= 0
 
     # Independent work runs side by side: numpy lets go of the GIL in its array
     # loops, so on a machine with two cores the second thread is nearly free.
     with ThreadPoolExecutor(max_workers=2) as pool:
         pending = None
         if len(tcp_rows):
-            col = lambda name: np.asarray(getattr(idx, name))[tcp_rows]  # noqa: E731
-            pending = _analyze_in_parts(pool, conn[tcp_rows], direction[tcp_rows], flags[tcp_rows], col("seq"),
-                                        col("ack"), col("win"), col("payload_len"), col("ts"), col("frame"),
-                                        col("wscale"))
+            columns = [conn, direction, flags] + [np.asarray(getattr(idx, name)) for name in (
+                "seq", "ack", "win", "payload_len", "ts", "frame", "wscale")]
+            pending = _analyze_in_parts(pool, tcp_rows, *columns)
         conns = _connections(idx, conn, direction, is_tcp, n_tcp, stream, flow)
         client_side = conns.pop("_client_side").to_numpy() if len(conns) else np.zeros(0, dtype=np.int8)
         c2s = np.zeros(n, dtype=bool)
-        in_conn = conn >= 0
         c2s[in_conn] = direction[in_conn] == client_side[conn[in_conn]]
         an = pending() if pending is not None else None
 
         events = pool.submit(_events, idx, conn, c2s, tcp_rows, an)
-        packets = _packets(idx, conn, stream, c2s, in_conn, is_tcp, tcp_rows, an)
+        packets = _packets(idx, _packet_columns(idx, conn, stream, in_conn, is_tcp), c2s, in_conn, tcp_rows, an)
         events = events.result()
     return (conform("packets", packets), conform("connections", conns), conform("events", events))
 
@@ -94,27 +93,30 @@ def analyze(idx) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
 SPLIT_FROM = 200_000
 
 
-def _analyze_in_parts(pool, conn, *columns):
-    """``tcp_analysis.analyze_segments`` on two halves of the connections at once.
+def _analyze_in_parts(pool, tcp_rows, conn, *columns):
+    """``tcp_analysis.analyze_segments`` on the rows ``tcp_rows`` of ``conn`` and
+    ``columns``, in two halves of the connections at once.
 
     Every rule of the analysis looks only at packets of the same connection,
     so even and odd connection numbers are analysed separately (each half
-    keeps frame order) and the per-row results put back in place.  Returns a
-    function that waits for the result.
+    keeps frame order) and the per-row results put back in place, aligned
+    with ``tcp_rows``.  Each half's inputs are gathered straight from the
+    full-length columns (no TCP-only copy first).  Returns a function that
+    waits for the result.
     """
-    even = (conn & 1) == 0
+    even = (conn[tcp_rows] & 1) == 0
     parts = [np.flatnonzero(even), np.flatnonzero(~even)]
     smaller = min(len(parts[0]), len(parts[1]))
-    if len(conn) < SPLIT_FROM or smaller == 0 or smaller < SPLIT_FROM // 4:   # e.g. one long connection
-        job = pool.submit(ta.analyze_segments, conn, *columns)
+    if len(tcp_rows) < SPLIT_FROM or smaller == 0 or smaller < SPLIT_FROM // 4:   # e.g. one long connection
+        job = pool.submit(ta.analyze_segments, *(c[tcp_rows] for c in (conn, *columns)))
         return job.result
-    jobs = [pool.submit(ta.analyze_segments, conn[rows], *(c[rows] for c in columns)) for rows in parts]
+    jobs = [pool.submit(ta.analyze_segments, *(c[tcp_rows[rows]] for c in (conn, *columns))) for rows in parts]
 
     def result():
         halves = [job.result() for job in jobs]
         merged = {}
         for name, first in vars(halves[0]).items():
-            out = np.empty(len(conn), dtype=np.result_type(first, getattr(halves[1], name)))
+            out = np.empty(len(tcp_rows), dtype=np.result_type(first, getattr(halves[1], name)))
             for rows, half in zip(parts, halves):
                 out[rows] = getattr(half, name)
             merged[name] = out
@@ -131,13 +133,17 @@ def _flow_identity(idx):
     """
     n = len(idx.frame)
     addrs = list(idx.addrs)
+    quoted = np.zeros(n, dtype=np.int16)
+    quotes = flows.icmp_quotes(idx)
+    if not quotes:
+        # Nothing to rewrite: the index's own columns, read only (no 40 MB of copies).
+        return types.SimpleNamespace(src=np.asarray(idx.src), dst=np.asarray(idx.dst), sport=np.asarray(idx.sport),
+                                     dport=np.asarray(idx.dport), addrs=addrs, quoted=quoted)
     # astype copies (the default), so writing quoted headers below leaves idx as it is.
     fsrc = np.asarray(idx.src).astype(np.int64)
     fdst = np.asarray(idx.dst).astype(np.int64)
     fsport = np.asarray(idx.sport).astype(np.int64)
     fdport = np.asarray(idx.dport).astype(np.int64)
-    quoted = np.zeros(n, dtype=np.int64)
-    quotes = flows.icmp_quotes(idx)
     if quotes:
         code = {a: i for i, a in enumerate(addrs)}
         for row, p, qs, qd, qsp, qdp in quotes:
@@ -213,17 +219,19 @@ def _categories(codes: np.ndarray, names: list) -> pd.Categorical:
     return pd.Categorical.from_codes(remap[codes], categories=[names[i] for i in used])
 
 
-def _address_column(codes: np.ndarray, addrs: list):
-    """Address text per row, as categories over the capture's address table."""
-    if pd.Index(addrs).is_unique:
+def _address_column(codes: np.ndarray, addrs: list, unique: bool):
+    """Address text per row, as categories over the capture's address table (if its texts are unique)."""
+    if unique:
         return _categories(codes, addrs)
     return _obj(np.array(list(addrs) + [None], dtype=object)[codes])   # -1 -> None
 
 
-def _packets(idx, conn, stream, c2s, in_conn, is_tcp, tcp_rows, an) -> pd.DataFrame:
-    """The packets table.  Text columns are categoricals built from codes: a
-    million rows of Python strings would cost more than the whole analysis."""
-    n = len(idx.frame)
+def _packet_columns(idx, conn, stream, in_conn, is_tcp) -> dict:
+    """The packets table's columns that do not need the TCP analysis, in table order
+    (``dir``, ``seq``, ``ack`` and ``win`` are filled in by ``_packets``).
+
+    Text columns are categoricals built from codes: a million rows of Python
+    strings would cost more than the whole analysis."""
     addrs = list(idx.addrs)
     proto = np.asarray(idx.proto)
     ipver = np.asarray(idx.ipver)
@@ -231,7 +239,39 @@ def _packets(idx, conn, stream, c2s, in_conn, is_tcp, tcp_rows, an) -> pd.DataFr
     dport = np.asarray(idx.dport).astype(np.int64, copy=False)
     flags = np.asarray(idx.tcp_flags).astype(np.int64, copy=False)
     transport = np.where(ipver == 0, _TRANSPORT_TEXT.index("none"), _TRANSPORT_CODE[proto & 0xFF])
+    plen = np.asarray(idx.payload_len).astype(np.int64, copy=False)
+    has_len = (in_conn | is_tcp) & (plen >= 0)
+    unique = pd.Index(addrs).is_unique
+    return {
+        "frame": np.asarray(idx.frame).astype(np.int64, copy=False),
+        "ts": np.asarray(idx.ts).astype(np.float64, copy=False),
+        "src": _address_column(idx.src, addrs, unique),
+        "dst": _address_column(idx.dst, addrs, unique),
+        "sport": _masked(sport, sport >= 0),
+        "dport": _masked(dport, dport >= 0),
+        "transport": _categories(transport, _TRANSPORT_TEXT),
+        "conn": _masked(conn, in_conn),
+        "dir": None,
+        "flags": _categories(np.where(is_tcp, flags & 0x1FF, -1), _FLAG_TEXT),
+        "seq": None,
+        "ack": None,
+        "win": None,
+        "len": _masked(plen, has_len),
+        "wire_len": np.asarray(idx.wire_len).astype(np.int64, copy=False),
+        "payload_off": np.asarray(idx.payload_off).astype(np.int64, copy=False),
+        "payload_cap": np.asarray(idx.payload_cap).astype(np.int64, copy=False),
+        "ipver": ipver.astype(np.int64),
+        "stream": _masked(stream, stream >= 0),
+        "seq_raw": _masked(idx.seq, is_tcp),
+        "ack_raw": _masked(idx.ack, is_tcp),
+        "flag_bits": _masked(flags, is_tcp),
+    }
 
+
+def _packets(idx, fixed: dict, c2s, in_conn, tcp_rows, an) -> pd.DataFrame:
+    """The packets table: ``_packet_columns`` plus direction and the analysis' seq/ack/win."""
+    n = len(idx.frame)
+    flags = np.asarray(idx.tcp_flags)
     seq_rel = np.zeros(n, dtype=np.int64)
     ack_rel = np.zeros(n, dtype=np.int64)
     win = np.zeros(n, dtype=np.int64)
@@ -243,33 +283,13 @@ def _packets(idx, conn, stream, c2s, in_conn, is_tcp, tcp_rows, an) -> pd.DataFr
         has_ack[tcp_rows] = (flags[tcp_rows] & ACK) != 0
     in_tcp = np.zeros(n, dtype=bool)
     in_tcp[tcp_rows] = True
-    plen = np.asarray(idx.payload_len).astype(np.int64, copy=False)
-    has_len = (in_conn | is_tcp) & (plen >= 0)
     dir_code = np.where(in_conn, np.where(c2s, 0, 1), -1)
-
     return pd.DataFrame({
-        "frame": np.asarray(idx.frame).astype(np.int64, copy=False),
-        "ts": np.asarray(idx.ts).astype(np.float64, copy=False),
-        "src": _address_column(idx.src, addrs),
-        "dst": _address_column(idx.dst, addrs),
-        "sport": _masked(sport, sport >= 0),
-        "dport": _masked(dport, dport >= 0),
-        "transport": _categories(transport, _TRANSPORT_TEXT),
-        "conn": _masked(conn, in_conn),
+        **fixed,
         "dir": _categories(dir_code, ["c2s", "s2c"]),
-        "flags": _categories(np.where(is_tcp, flags & 0x1FF, -1), _FLAG_TEXT),
         "seq": _masked(seq_rel, in_tcp),
         "ack": _masked(ack_rel, in_tcp & has_ack),
         "win": _masked(win, in_tcp),
-        "len": _masked(plen, has_len),
-        "wire_len": np.asarray(idx.wire_len).astype(np.int64, copy=False),
-        "payload_off": np.asarray(idx.payload_off).astype(np.int64, copy=False),
-        "payload_cap": np.asarray(idx.payload_cap).astype(np.int64, copy=False),
-        "ipver": ipver.astype(np.int64),
-        "stream": _masked(stream, stream >= 0),
-        "seq_raw": _masked(idx.seq, is_tcp),
-        "ack_raw": _masked(idx.ack, is_tcp),
-        "flag_bits": _masked(flags, is_tcp),
     }, copy=False)
 
 

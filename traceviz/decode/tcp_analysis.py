@@ -538,34 +538,46 @@ def _ack_lost_loop(rows, d, is_ack, ack, seq, ns_after, zwp, dup, ack_changed,
     def start(j):
         if j < 0:
             return [0, 0, 0]                      # [maxseqtobeacked (0 = unset), nextseq, dupacknum]
+        # j precedes its connection's first row here, so dup_num[j] is not rewritten below.
         return [int(ns_after[j]), int(ns_after[j]), int(dup_num[j])]
 
+    # The loop reads Python lists, not numpy scalars (several times cheaper per
+    # row), and its results go back into the arrays in one assignment each.
+    cols = (d, conn, is_ack, ack, seq, ns_after, zwp, dup, ack_changed, fwd_prev, rev)
+    D, C, ISACK, A, S, NS, Z, DUP, CHANGED, FWD, REV = (np.asarray(x)[rows].tolist() for x in cols)
+    out_dup = dup_num[rows].tolist()
+    out_ackl = [False] * len(rows)
+    out_rev = [0] * len(rows)
     state: dict[int, list[list[int]]] = {}
-    for i in rows.tolist():
-        di = int(d[i])
-        st = state.get(int(conn[i]))
+    for k in range(len(rows)):
+        di = D[k]
+        st = state.get(C[k])
         if st is None:
             st = [None, None]
-            st[di], st[1 - di] = start(int(fwd_prev[i])), start(int(rev[i]))
-            state[int(conn[i])] = st
+            st[di], st[1 - di] = start(FWD[k]), start(REV[k])
+            state[C[k]] = st
         f, rv = st[di], st[1 - di]
-        if dup[i]:
+        if DUP[k]:
             f[2] = 1 if f[2] == -1 else f[2] + 1
-            dup_num[i] = f[2]
-        if ack_changed[i]:
+            out_dup[k] = f[2]
+        if CHANGED[k]:
             f[2] = 0
-        a = int(ack[i])
-        if rv[0] and is_ack[i] and ((a - rv[0] + (1 << 31)) & M32) - (1 << 31) > 0:
+        a = A[k]
+        if rv[0] and ISACK[k] and ((a - rv[0] + (1 << 31)) & M32) - (1 << 31) > 0:
             if rv[0] != rv[1]:
                 # A hole in the peer's data: flag, and jump past it.
                 rv[0] = rv[1]
-                ackl[i] = True
+                out_ackl[k] = True
             else:
                 # No hole: flag once, until the peer's ACK number moves.
                 if rv[2] == 0:
-                    ackl[i] = True
+                    out_ackl[k] = True
                 rv[2] = -1
-        rev_dup[i] = rv[2]
-        f[1] = int(ns_after[i])
-        if (int(seq[i]) == f[0] or not f[0]) and not zwp[i]:
+        out_rev[k] = rv[2]
+        f[1] = NS[k]
+        if (S[k] == f[0] or not f[0]) and not Z[k]:
             f[0] = f[1]
+    if len(rows):
+        dup_num[rows] = out_dup
+        ackl[rows] |= np.array(out_ackl, dtype=bool)
+        rev_dup[rows] = out_rev

@@ -33,6 +33,11 @@ class Capture:
     # int64 epoch nanoseconds, one per frame: exact where float64 ``ts`` is not
     # (float64 keeps ~0.2 us at today's epoch).  None if a reader cannot tell.
     ts_ns: np.ndarray | None = field(default=None, repr=False)
+    # uint8, frames x ``gather.HEAD_BYTES``: each frame's first bytes as
+    # ``gather.Heads`` reads them (bytes past the buffer are 0), copied by a
+    # reader that can do it for free while it walks.  A hand-off: the index
+    # tier takes it over (sets None).  None: the index tier copies them itself.
+    heads: np.ndarray | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.ts)

