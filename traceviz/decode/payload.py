@@ -50,11 +50,17 @@ class HTTP1Decoder:
         self.connection = http1.HTTP1Connection()
         self.events: list[dict] = []
         self.requests: list[dict] = []
+        self._lost: set[str] = set()
 
     def feed(self, d: str, data: bytes, frame: int, ts: float) -> None:
-        self.connection.receive(d, data, frame, ts)
+        if d not in self._lost:
+            self.connection.receive(d, data, frame, ts)
 
-    def gap(self, d: str, nbytes: int) -> None:
+    def gap(self, d: str, nbytes: int | None) -> None:
+        if nbytes is None:      # an unknown amount lost (inside TLS): nothing later in this direction can be framed
+            self._lost.add(d)
+            self.connection.end_of_stream(d)
+            return
         self.connection.receive_gap(d, nbytes)
 
     def close(self) -> None:
@@ -332,7 +338,14 @@ def _run_tls(conn: int, streams: dict[str, ByteStream], log, key):
         session.use_keys(log, key)
     app = _AppFeed(conn, session=session)
     session.on_application_data = app.feed_decrypted
-    _feed(session.feed, session.gap, streams)
+
+    def gap(d: str, offset: int, length: int) -> None:
+        session.gap(d, offset, length)
+        # The lost TCP bytes held records whose plaintext length is unknown: the
+        # application decoder must not frame across the hole.
+        app.gap(d, offset, None)
+
+    _feed(session.feed, gap, streams)
     for d, s in streams.items():
         if s.rst_frame is not None:
             session.reset(d, s.rst_frame, s.rst_ts)
@@ -391,7 +404,7 @@ class _AppFeed:
     def feed_decrypted(self, d: str, data: bytes, frame: int, ts: float) -> None:
         self._to_decoder(d, data, frame, ts, self.session.alpn if self.session is not None else None)
 
-    def gap(self, d: str, offset: int, length: int) -> None:
+    def gap(self, d: str, offset: int, length: int | None) -> None:
         if self.decoder is not None and hasattr(self.decoder, "gap"):
             self.decoder.gap(d, length)
 
