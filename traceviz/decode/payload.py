@@ -67,7 +67,6 @@ class HTTP1Decoder:
         for d in ("c2s", "s2c"):
             self.connection.end_of_stream(d)
         h = self._http1
-        request_ends = []
         for ev in self.connection.events:
             row = None
             if isinstance(ev, h.Request):
@@ -76,8 +75,6 @@ class HTTP1Decoder:
             elif isinstance(ev, h.Response):
                 row = {"ts": ev.ts, "frame": ev.frame, "dir": "s2c", "kind": "response",
                        "size": ev.head_bytes, "detail": f"{ev.status} {ev.reason}"}
-            elif isinstance(ev, h.RequestEnd):
-                request_ends.append(ev.ts)
             elif isinstance(ev, h.ParseError):
                 row = {"ts": float("nan"), "frame": ev.frame, "dir": ev.direction, "kind": "parse-error",
                        "size": None, "detail": ev.message}
@@ -85,8 +82,9 @@ class HTTP1Decoder:
                 self.events.append({"stream": pd.NA, "layer": "http", **row})
         for i, ex in enumerate(h.exchanges(self.connection.events, scheme=self.scheme)):
             row = ex.as_row()
-            sent = request_ends[i] if i < len(request_ends) else None
-            row.update(_phases(ex.start, sent, ex.response_start, ex.end))
+            # The exchange's own request end: a list of RequestEnd times would slip out of step
+            # when the capture starts with a response whose request was not captured.
+            row.update(_phases(ex.start, ex.request_sent, ex.response_start, ex.end))
             row["reused_connection"] = i > 0
             row["request_frame"], row["response_frame"] = ex.request_frame, ex.response_frame
             self.requests.append(row)

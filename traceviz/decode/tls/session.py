@@ -136,7 +136,9 @@ class TLSSession:
             session_hash = self._session_hash()
         version = 0x0304 if is_tls13(sh.version) else sh.version
         self.decryptor = TLSDecryptor(version, sh.cipher, ch.random, sh.random, self.keylog, self.rsa_key,
-                                      encrypted_premaster=encrypted_premaster, session_hash=session_hash)
+                                      encrypted_premaster=encrypted_premaster, session_hash=session_hash,
+                                      # RFC 7366: OpenSSL negotiates encrypt-then-MAC for every CBC suite
+                                      encrypt_then_mac=0x0016 in sh.extensions)
 
     def _session_hash(self) -> bytes | None:
         from traceviz.decode.tls import ciphers, keyschedule
