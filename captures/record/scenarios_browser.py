@@ -24,6 +24,7 @@ from netlab import Lab, Scenario, inject_keys, tool_versions, version  # noqa: E
 from relay import LinkSpec  # noqa: E402
 import servers_b  # noqa: E402
 from certs_b import make_cert, spki_hash  # noqa: E402
+from scenarios_h2 import write_site  # noqa: E402
 
 NAME = "browser-page-load"
 ONE_WAY_MS = 25.0
@@ -58,13 +59,6 @@ def page_files(images: int = IMAGES) -> dict[str, bytes]:
     for i in range(1, images + 1):
         files[f"/page/img/{i:02d}.svg"] = image_svg(i)
     return files
-
-
-def write_site(root: Path, files: dict[str, bytes]) -> None:
-    for path, data in files.items():
-        target = root / path.lstrip("/")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
 
 
 def trim_trace(doc: dict | list) -> tuple[dict | list, int]:
