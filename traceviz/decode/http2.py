@@ -765,7 +765,8 @@ class H2Decoder:
         for d in (C2S, S2C):
             self.connection.end_of_stream(d)
         self.events = [event_row(ev) for ev in self.connection.events]
-        self.requests = exchange_rows(exchanges(self.connection.events, scheme=self.scheme))
+        self.requests = exchange_rows(exchanges(self.connection.events, scheme=self.scheme,
+                                                default_host=getattr(self, "default_host", None)))
 
 
 def payload_decoder(conn: int, alpn: str | None = None, scheme: str = "https") -> H2Decoder:
@@ -841,6 +842,8 @@ class UpgradeDecoder:
         self._tail = {C2S: deque(), S2C: deque()}
 
     def close(self) -> None:
+        host = getattr(self, "default_host", None)
+        self.h1.default_host = host
         self.h1.close()
         self.events = list(self.h1.events)
         rows = list(self.h1.requests)
@@ -848,7 +851,8 @@ class UpgradeDecoder:
             for d in (C2S, S2C):
                 self.h2.end_of_stream(d)
             self.events += [event_row(ev) for ev in self.h2.events]
-            h2_rows = exchange_rows(exchanges(self.h2.events, scheme=self.scheme), first_reused=True)
+            h2_rows = exchange_rows(exchanges(self.h2.events, scheme=self.scheme, default_host=host),
+                                    first_reused=True)
             if any(r["stream"] == 1 for r in h2_rows):
                 # The 101 row was the HTTP/1.1 half of stream 1: one exchange, reported once.
                 rows = [r for r in rows if r.get("status") != 101]

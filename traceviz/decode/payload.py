@@ -80,7 +80,8 @@ class HTTP1Decoder:
                        "size": None, "detail": ev.message}
             if row is not None:
                 self.events.append({"stream": pd.NA, "layer": "http", **row})
-        for i, ex in enumerate(h.exchanges(self.connection.events, scheme=self.scheme)):
+        for i, ex in enumerate(h.exchanges(self.connection.events, scheme=self.scheme,
+                                           default_host=getattr(self, "default_host", None))):
             row = ex.as_row()
             # The exchange's own request end: a list of RequestEnd times would slip out of step
             # when the capture starts with a response whose request was not captured.
@@ -310,7 +311,7 @@ def run(timeline, keylog=None, rsa_key=None) -> None:
     for conn, segments in sorted(wanted.items()):
         streams = reassemble_segments(segments, cap.buf)
         if kinds[conn] == "tls":
-            session, app = _run_tls(conn, streams, log, key)
+            session, app = _run_tls(conn, streams, log, key, endpoints.get(conn, {}).get("server"))
             if session.client_hello is not None or session.server_hello is not None:
                 tls_rows.append(_tls_row(session, endpoints.get(conn, {}), log))
             events += _tls_events(conn, session)
@@ -318,7 +319,7 @@ def run(timeline, keylog=None, rsa_key=None) -> None:
                 timeline.warnings.append(describe(timeline.source.path, f"TLS on connection {conn}: {err}"))
             app_col[conn] = _app_label(session, app)
         else:
-            app = _AppFeed(conn, plaintext=kinds[conn])
+            app = _AppFeed(conn, plaintext=kinds[conn], server=endpoints.get(conn, {}).get("server"))
             _feed(app.feed_plain, app.gap, streams)
             app.close(None)
             app_col[conn] = getattr(app.decoder, "app", None) or kinds[conn]   # h2c after an Upgrade
@@ -327,14 +328,14 @@ def run(timeline, keylog=None, rsa_key=None) -> None:
     _store(timeline, tls_rows, events, requests, app_col)
 
 
-def _run_tls(conn: int, streams: dict[str, ByteStream], log, key):
+def _run_tls(conn: int, streams: dict[str, ByteStream], log, key, server: str | None = None):
     """One TLS connection: the session machine, and its decrypted bytes to the app decoder."""
     from traceviz.decode.tls.session import TLSSession
 
     session = TLSSession(conn)
     if log is not None or key is not None:
         session.use_keys(log, key)
-    app = _AppFeed(conn, session=session)
+    app = _AppFeed(conn, session=session, server=server)
     session.on_application_data = app.feed_decrypted
 
     def gap(d: str, offset: int, length: int) -> None:
@@ -384,8 +385,9 @@ def _feed(feed, gap, streams: dict[str, ByteStream]) -> None:
 class _AppFeed:
     """Plaintext (captured or decrypted) to the application decoder the connection speaks."""
 
-    def __init__(self, conn: int, plaintext: str | None = None, session=None):
+    def __init__(self, conn: int, plaintext: str | None = None, session=None, server: str | None = None):
         self.conn = conn
+        self.server = server            # "ip:port" of the server: completes URLs whose request named no host
         self.session = session          # the TLS session whose decrypted data this is (for its ALPN)
         self.kind = plaintext           # http/1.1 or h2c for a cleartext connection
         self.decoder = None
@@ -423,10 +425,22 @@ class _AppFeed:
             if self.decoder is None:
                 self._broken = True
                 return
+            self.decoder.default_host = self._default_host(scheme)
             held, self._held = self._held, []
             for h in held:
                 self._safe_feed(*h)
         self._safe_feed(d, data, frame, ts)
+
+    def _default_host(self, scheme: str) -> str | None:
+        """The TLS SNI, else the server's address (its port dropped when it is the scheme's own)."""
+        hello = getattr(self.session, "client_hello", None)
+        sni = getattr(hello, "sni", None)
+        if sni:
+            return sni
+        if not self.server:
+            return None
+        host, _, port = self.server.rpartition(":")
+        return host if port == {"http": "80", "https": "443"}.get(scheme) else self.server
 
     def _safe_feed(self, d, data, frame, ts):
         try:
