@@ -325,14 +325,14 @@ def recipe_command(module: ModuleType):
             check_chart(chart)
             tl = load(file, keylog, rsa_key)
             finding = analyze(module, tl, conn)
+            if chart is not None:   # before the rows: `traceviz x F --chart c.png | head` still gets its chart
+                if figure is not None and figure not in finding.figures:
+                    raise InputError(str(chart), f"no figure {figure!r}; this recipe draws: {', '.join(finding.figures) or 'nothing'}")
+                write_chart(finding.figure(figure, theme), chart, theme)
             if json:
                 output.print_json(output.records(finding.rows, finding.json_fields))
             else:
                 show_finding(finding, tl)
-            if chart is not None:
-                if figure is not None and figure not in finding.figures:
-                    raise InputError(str(chart), f"no figure {figure!r}; this recipe draws: {', '.join(finding.figures) or 'nothing'}")
-                write_chart(finding.figure(figure, theme), chart, theme)
             if fail and finding.problems:
                 raise typer.Exit(1)
 
