@@ -78,3 +78,10 @@ def test_missing_file_and_directory(tmp_path):
         traceviz.load(tmp_path)
     with pytest.raises(InputError, match="no such file"):
         traceviz.load("tcp-handshakes", keylog=tmp_path / "missing.keys")
+
+
+def test_load_reports_its_stages_in_order():
+    from traceviz.cli import _STAGES
+    seen: list[str] = []
+    traceviz.load("tcp-handshakes", progress=seen.append)
+    assert tuple(seen) == _STAGES        # the CLI's progress bar counts exactly these steps

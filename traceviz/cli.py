@@ -76,12 +76,29 @@ def load(path: str, keylog: Path | None = None, rsa_key: Path | None = None):
 
     big = Path(path).is_file() and Path(path).stat().st_size > 32 * 1024 * 1024
     if big and output.stderr.is_terminal:
-        with output.stderr.status("reading") as status:
-            tl = traceviz.load(path, keylog=keylog, rsa_key=rsa_key, progress=lambda s: status.update(f"{s}…"))
+        tl = _load_with_progress(traceviz, path, keylog, rsa_key)
     else:
         tl = traceviz.load(path, keylog=keylog, rsa_key=rsa_key)
     show_warnings(tl.warnings)
     return tl
+
+
+_STAGES = ("reading", "indexing", "tcp", "payload")   # what loader.load reports, in order
+
+
+def _load_with_progress(traceviz, path, keylog, rsa_key):
+    """A progress bar on stderr (never stdout: --json output stays clean) through load()'s stages."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("{task.description:<10}"), BarColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=output.stderr, transient=True) as bar:
+        task = bar.add_task(_STAGES[0], total=len(_STAGES))
+
+        def step(stage: str) -> None:
+            done = _STAGES.index(stage) if stage in _STAGES else 0
+            bar.update(task, completed=done, description=stage)
+
+        return traceviz.load(path, keylog=keylog, rsa_key=rsa_key, progress=step)
 
 
 def show_warnings(warnings: list[str], most: int = 10) -> None:
