@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from traceviz.charts.percentiles import percentile_table, percentiles_of
+from traceviz.stats import percentile_table, percentiles_of
 from traceviz.decode.browser import load_browser
 from traceviz.model import SourceInfo, Timeline, conform
 from traceviz.recipe import load_module

@@ -126,7 +126,7 @@ def key_values(items: dict[str, Any], title: str | None = None) -> Table:
     t.add_column(style="bold")
     t.add_column()
     for k, v in items.items():
-        t.add_row(Text(printable(k)), Text(fmt(v, k) if not isinstance(v, str) else printable(v)), )
+        t.add_row(Text(printable(k)), Text(fmt(v, k) if not isinstance(v, str) else printable(v)))
     return t
 
 

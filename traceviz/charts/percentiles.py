@@ -9,15 +9,13 @@ percentiles approach the maximum; ``n`` is always shown beside them.
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
-
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
 from traceviz.charts import theme as themes
 from traceviz.charts.text import safe
-from traceviz.stats import MIN_RATIO_N, QUANTILES, percentile_table, percentiles_of  # noqa: F401 (re-exported)
+from traceviz.stats import MIN_RATIO_N, percentiles_of
 
 MARKERS = {50: "circle", 90: "diamond", 95: "square", 99: "x"}
 
