@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CORPUS = Path(os.environ.get("TRACEVIZ_CORPUS", ROOT.parent / "shared" / "corpus"))
+CORPUS = Path(os.environ.get("TRACEVIZ_CORPUS", ROOT / "tests" / "corpus"))
 
 # Decoder bugs must fail tests, not turn into a user-facing warning.
 os.environ.setdefault("TRACEVIZ_DEBUG", "1")

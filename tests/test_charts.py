@@ -23,7 +23,7 @@ import pytest
 from traceviz.model import SourceInfo, Timeline, conform, empty_table
 
 ROOT = Path(__file__).resolve().parents[1]
-CORPUS = Path(os.environ.get("TRACEVIZ_CORPUS", ROOT.parent / "shared" / "corpus"))
+CORPUS = Path(os.environ.get("TRACEVIZ_CORPUS", ROOT / "tests" / "corpus"))
 TCP_DIR = CORPUS / "pcap" / "tcp"
 HOSTILE = "<img src=x onerror=alert(1)>"
 

@@ -28,7 +28,7 @@ import pytest
 from traceviz import cli
 
 ROOT = Path(__file__).resolve().parents[1]
-CORPUS = Path(os.environ.get("TRACEVIZ_CORPUS", ROOT.parent / "shared" / "corpus"))
+CORPUS = Path(os.environ.get("TRACEVIZ_CORPUS", ROOT / "tests" / "corpus"))
 BUNDLED = ROOT / "captures"
 HANDSHAKES = BUNDLED / "tcp-handshakes.pcapng"
 IPV6 = "pcap/ipv6/http-over-ipv6__arkime_v6-http.pcap"

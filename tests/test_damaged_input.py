@@ -21,7 +21,7 @@ from traceviz.decode.index import index_frames
 from traceviz.errors import InputError
 from traceviz.sources.reader import read_capture
 
-CORPUS = Path(os.environ.get("TRACEVIZ_CORPUS", Path(__file__).resolve().parents[1].parent / "shared" / "corpus"))
+CORPUS = Path(os.environ.get("TRACEVIZ_CORPUS", Path(__file__).resolve().parent / "corpus"))
 T0 = 1_700_000_000
 
 

@@ -19,7 +19,7 @@ from traceviz.model import CONNECTION_COLUMNS, SourceInfo, Timeline, conform
 from traceviz.recipe import load_module
 
 ROOT = Path(__file__).resolve().parents[1]
-CORPUS = Path(os.environ.get("TRACEVIZ_CORPUS", ROOT.parent / "shared" / "corpus"))
+CORPUS = Path(os.environ.get("TRACEVIZ_CORPUS", ROOT / "tests" / "corpus"))
 TCP_DIR = CORPUS / "pcap" / "tcp"
 DESIGN_CONNECTION_FIELDS = ["conn", "transport", "client", "server", "first_frame", "start", "end",
                             "packets", "bytes_c2s", "bytes_s2c", "syn", "synack", "ack", "handshake_rtt",

@@ -17,7 +17,7 @@ from traceviz.decode.index import ACK, RST, SYN, index_frames
 from traceviz.errors import InputError
 from traceviz.sources.reader import read_capture
 
-CORPUS = Path(os.environ.get("TRACEVIZ_CORPUS", Path(__file__).resolve().parents[1].parent / "shared" / "corpus"))
+CORPUS = Path(os.environ.get("TRACEVIZ_CORPUS", Path(__file__).resolve().parent / "corpus"))
 TSHARK = shutil.which("tshark")
 CAPTURES = sorted(p for p in (CORPUS / "pcap").rglob("*") if p.suffix in (".pcap", ".pcapng")) if CORPUS.is_dir() else []
 

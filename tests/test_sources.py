@@ -23,7 +23,7 @@ from traceviz.errors import InputError
 from traceviz.sources.reader import read_capture, sniff
 
 TSHARK = shutil.which("tshark")
-CORPUS = Path(os.environ.get("TRACEVIZ_CORPUS", Path(__file__).resolve().parents[1].parent / "shared" / "corpus"))
+CORPUS = Path(os.environ.get("TRACEVIZ_CORPUS", Path(__file__).resolve().parent / "corpus"))
 T0 = 1_700_000_000
 
 FRAMES = [bytes(range(i, i + 60)) for i in range(5)]

@@ -139,6 +139,22 @@ TLS_COLUMNS: dict[str, str] = {
     "alert": "object",
 }
 
+# The stable ``--json`` fields of each table, in order (docs/design.md lists them):
+# scripts may rely on these names; more fields may follow, none is ever renamed.
+# The CLI, the recipes and the payload tier all take them from here.
+JSON_FIELDS: dict[str, list[str]] = {
+    "connections": ["conn", "transport", "client", "server", "first_frame", "start", "end", "packets",
+                    "bytes_c2s", "bytes_s2c", "syn", "synack", "ack", "handshake_rtt", "syn_retransmits",
+                    "close", "app", "sni", "alpn", "tls_version"],
+    "events": ["ts", "frame", "conn", "stream", "layer", "kind", "dir", "size", "detail"],
+    "requests": ["request", "conn", "stream", "protocol", "method", "host", "url", "status", "start", "ttfb",
+                 "end", "req_bytes", "resp_bytes", "blocked", "dns", "connect", "tls", "send", "wait", "receive",
+                 "reused_connection", "source"],
+    "tls": ["conn", "client", "server", "sni", "alpn_offered", "alpn", "versions_offered", "version",
+            "cipher", "group", "resumed", "hello_retry", "handshake_ms", "rtts", "ja3", "ja4", "ja3s",
+            "ja4s", "decrypted", "alert"],
+}
+
 SCHEMAS = {
     "packets": PACKET_COLUMNS,
     "connections": CONNECTION_COLUMNS,
