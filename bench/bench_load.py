@@ -8,7 +8,7 @@ time, packets per second and the process's peak RSS (``os.wait4``):
 
 - ``traceviz.load``          the whole pipeline to packets + connections tables
 - ``read+index``             sources.reader + decode.index (the index tier alone)
-- ``read+index+tcp``         plus decode.tcp.analyze (packets/connections/events)
+- ``read+index+tcp``         plus the transport tier and its tables (packets/connections/events)
 - ``tshark -T fields``       the same per-packet fields, written to /dev/null
 - ``dpkt loop``              a plain dpkt parse of the same fields
 - ``scapy (slice)``          scapy on the first 50k packets, extrapolated
@@ -56,25 +56,30 @@ def work_traceviz_load(path: str) -> dict:
 
 
 def work_read_index(path: str) -> dict:
+    from traceviz import _tuning
     from traceviz.decode.index import index_frames
     from traceviz.sources.reader import read_capture
-    t = time.perf_counter()
-    cap = read_capture(path)
-    t1 = time.perf_counter()
-    ix = index_frames(cap)
-    t2 = time.perf_counter()
+    with _tuning.loading(os.path.getsize(path)):
+        t = time.perf_counter()
+        cap = read_capture(path)
+        t1 = time.perf_counter()
+        ix = index_frames(cap)
+        t2 = time.perf_counter()
     return {"packets": len(ix), "read_s": round(t1 - t, 3), "index_s": round(t2 - t1, 3)}
 
 
 def work_read_index_tcp(path: str) -> dict:
-    from traceviz.decode import tcp
+    from traceviz import _tuning
+    from traceviz.assemble.transport import tables
     from traceviz.decode.index import index_frames
+    from traceviz.decode.tcp.connections import analyze
     from traceviz.sources.reader import read_capture
-    t = time.perf_counter()
-    ix = index_frames(read_capture(path))
-    t1 = time.perf_counter()
-    packets, connections, _events = tcp.analyze(ix)
-    t2 = time.perf_counter()
+    with _tuning.loading(os.path.getsize(path)):
+        t = time.perf_counter()
+        ix = index_frames(read_capture(path))
+        t1 = time.perf_counter()
+        packets, connections, _events = tables(analyze(ix))
+        t2 = time.perf_counter()
     return {"packets": len(packets), "connections": len(connections),
             "read_index_s": round(t1 - t, 3), "tcp_s": round(t2 - t1, 3)}
 

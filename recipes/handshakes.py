@@ -33,6 +33,8 @@ JSON_FIELDS = ["conn", "transport", "client", "server", "first_frame", "start", 
 ROW_FIELDS = JSON_FIELDS + ["rtt_server", "rtt_client", "irtt", "syn_wait", "syn_backoff",
                             "mss_client", "mss_server", "wscale_client", "wscale_server",
                             "sack_permitted"]
+# The TCP tier's handshake details (decode/tcp/connections.py), after the others.
+DETAIL_FIELDS = ["last_syn", "synack_lost", "server_half", "client_half"]
 RTT_VIEW_MIN = 5          # connections before the across-connections view is worth drawing
 LADDER_PACKETS = 80       # packets drawn in the ladder
 LIST_MAX = 4              # name at most this many conns in one sentence
@@ -65,46 +67,14 @@ def analyze(tl, conn: int | None = None) -> Finding:
 # --- the table ----------------------------------------------------------------------------
 
 def handshake_rows(connections: pd.DataFrame) -> pd.DataFrame:
-    """The TCP rows of ``connections`` with the handshake fields, plus ``irtt`` and ``syn_wait``."""
+    """The TCP rows of ``connections``, the handshake fields first (unknown where the
+    source has no packets to time them from, e.g. a HAR)."""
     c = connections[connections["transport"] == "tcp"].copy()
-    for col in ROW_FIELDS:
+    for col in ROW_FIELDS + DETAIL_FIELDS:
         if col not in c.columns:
             c[col] = pd.NA
-    times = [_syn_times(r) for r in c.itertuples(index=False)]
-    synack = pd.to_numeric(c["synack"], errors="coerce").astype("float64")
-    ack = pd.to_numeric(c["ack"], errors="coerce").astype("float64")
-    syn = pd.to_numeric(c["syn"], errors="coerce").astype("float64")
-    last = pd.Series([t[-1] if t else np.nan for t in times], index=c.index, dtype="float64")
-    answered = pd.Series([_before(t, sa) for t, sa in zip(times, synack)], index=c.index, dtype="float64")
-    # Wireshark's initial RTT runs from the most recent SYN to the handshake's ACK.
-    c["last_syn"] = last
-    c["syn_wait"] = last - syn
-    c["irtt"] = ack - last
-    # A SYN-ACK seen before the last SYN answered an earlier one and never reached the client.
-    c["synack_lost"] = synack.notna() & (synack < last - 1e-9)
-    c["server_half"] = synack - answered
-    c["client_half"] = (ack - synack).where(~c["synack_lost"])
     extra = [col for col in c.columns if col not in ROW_FIELDS]
     return c[ROW_FIELDS + extra].sort_values("conn", kind="stable").reset_index(drop=True)
-
-
-def _syn_times(r) -> list[float]:
-    """Capture times of every SYN: the first, then each back-off interval later."""
-    syn = _f(r.syn)
-    if syn is None:
-        return []
-    times = [syn]
-    for gap in _backoff(r.syn_backoff):
-        times.append(times[-1] + gap)
-    return times
-
-
-def _before(times: list[float], synack) -> float:
-    """The SYN a SYN-ACK at ``synack`` answered: the last one sent before it."""
-    if not times or synack is None or pd.isna(synack):
-        return np.nan
-    before = [t for t in times if t <= synack + 1e-9]
-    return before[-1] if before else np.nan
 
 
 def _backoff(value) -> list[float]:

@@ -43,7 +43,7 @@ def analyze(tl, conn: int | None = None) -> Finding:
     finding.problems = [line for line in finding.answer if line.startswith(("Failed", "Stalled"))]
     target = _ladder_session(rows, conn)
     events = _tls_events(tl, int(target["conn"]))
-    trips = round_trips(events)
+    trips = round_trips(target)
     finding.figures = {"ladder": lambda theme: _ladder(events, target, trips, theme)}
     versions = set(rows["version"].dropna().astype(str).str[:7])
     if {"TLS 1.2", "TLS 1.3"} <= versions:
@@ -133,32 +133,13 @@ def _tls_events(tl, conn: int) -> pd.DataFrame:
     return ev[(ev["layer"] == "tls") & (ev["conn"] == conn)].sort_values(["ts", "frame"], kind="stable")
 
 
-def round_trips(events: pd.DataFrame) -> list[dict]:
-    """The handshake's round trips as seen on the wire: each client flight the
-    server answered, until the client sends application data."""
-    flights: list[tuple[str, float, float, set]] = []       # (dir, first ts, last ts, kinds)
-    for _, e in events.iterrows():
-        if flights and flights[-1][0] == e["dir"]:
-            d, t0, _, kinds = flights[-1]
-            flights[-1] = (d, t0, float(e["ts"]), kinds | {e["kind"]})
-        else:
-            flights.append((e["dir"], float(e["ts"]), float(e["ts"]), {e["kind"]}))
-    trips = []
-    server_finished = False
-    for i, (d, t0, _, kinds) in enumerate(flights):
-        if d != "c2s":
-            server_finished = server_finished or bool(kinds & {"Finished", "EncryptedHandshake"})
-            continue
-        # The handshake is over once the client sends data, or sends its
-        # Finished after the server's (TLS 1.3, resumed TLS 1.2).
-        if kinds & {"ApplicationData"} or ("Finished" in kinds and server_finished):
-            break
-        if i + 1 < len(flights):
-            answer = flights[i + 1]
-            n = len(trips) + 1
-            trips.append({"start": t0, "end": answer[2],
-                          "label": f"round trip {n}<br>{(answer[2] - t0) * 1000:.1f} ms"})
-    return trips
+def round_trips(session) -> list[dict]:
+    """The session's round trips (the ``round_trips`` column), labelled for the ladder."""
+    spans = session.get("round_trips") if hasattr(session, "get") else None
+    if not isinstance(spans, (list, tuple)):
+        return []
+    return [{"start": t0, "end": t1, "label": f"round trip {n}<br>{(t1 - t0) * 1000:.1f} ms"}
+            for n, (t0, t1) in enumerate(spans, 1)]
 
 
 def _ladder_session(rows: pd.DataFrame, conn: int | None):

@@ -57,7 +57,8 @@ def tcp_conversation(conn, at, *, client=("10.0.0.1", 40000), server=("10.0.0.2"
     row = dict(conn=conn, transport="tcp", stream=conn, client=f"{cip}:{cport}", server=f"{sip}:{sport}",
                client_by="syn", syn=syns[0], syn_retransmits=n_syns - 1,
                syn_backoff=[b - a for a, b in zip(syns, syns[1:])], mss_client=1460, wscale_client=7,
-               sack_permitted=True, app="unknown")
+               sack_permitted=True, app="unknown", last_syn=syns[-1], syn_wait=syns[-1] - syns[0],
+               synack_lost=False, _frames={"syn_frame": (syns[-1], "SYN")})
     arrive = syns[-1] + d_server
     if outcome == "refused":
         send(arrive + d_server, "s2c", "RST,ACK", 0, 1, win=0)
@@ -81,7 +82,9 @@ def tcp_conversation(conn, at, *, client=("10.0.0.1", 40000), server=("10.0.0.2"
         send(sfin + 2 * d_client, "c2s", "ACK", 2 + request, 2 + response)
         row.update(synack=synack, ack=ack, handshake_rtt=ack - syns[-1], rtt_server=synack - syns[-1],
                    rtt_client=ack - synack, close="fin-client", mss_server=1460, wscale_server=7,
-                   bytes_c2s=request, bytes_s2c=response)
+                   bytes_c2s=request, bytes_s2c=response, irtt=ack - syns[-1], server_half=synack - syns[-1],
+                   client_half=ack - synack)
+        row["_frames"].update(synack_frame=(synack, "SYN,ACK"), ack_frame=(ack, "ACK"))
     return pk, row
 
 
@@ -100,6 +103,8 @@ def timeline(*convs, path="scenario.pcap"):
                    packets_c2s=int(c2s.sum()), packets_s2c=int((~c2s).sum()))
         row.setdefault("bytes_c2s", 0)
         row.setdefault("bytes_s2c", 0)
+        for col, (ts, flags) in row.pop("_frames").items():   # the handshake packets, by their known times
+            row[col] = int(mine[(mine["ts"] == ts) & (mine["flags"] == flags)]["frame"].iloc[0])
         conns.append(row)
         syn_frames = mine[(mine["flags"] == "SYN")]["frame"].tolist()
         for f in syn_frames[1:]:

@@ -13,8 +13,9 @@ import subprocess
 
 import pytest
 
-from traceviz.decode.http1 import HTTP1Connection, ParseError, exchanges
+from traceviz.decode.http.http1 import HTTP1Connection, ParseError, exchanges
 from traceviz.decode.tls.crypto import KeyLog, TLSDecryptor
+from traceviz.loader import read_keylog_file as keylog_file
 
 KEYED = [
     ("pcap/tls-keys/tls12-decryption-heise__zeek.pcap", "pcap/tls-keys/tls12-decryption-heise__zeek.keys"),
@@ -190,7 +191,7 @@ def tshark_plaintext(tshark, path, keys, stream):
 @pytest.mark.parametrize("capture,keys", KEYED)
 def test_keyed_capture_decrypts_to_what_tshark_sees(corpus, tshark, capture, keys):
     path, keyfile = corpus / capture, corpus / keys
-    results = decrypt_capture(path, KeyLog.from_file(keyfile))
+    results = decrypt_capture(path, keylog_file(keyfile))
     assert results
     for dec, _, _ in results:
         assert dec.available, dec.reason
@@ -209,7 +210,7 @@ def test_keyed_capture_decrypts_to_what_tshark_sees(corpus, tshark, capture, key
 @pytest.mark.parametrize("capture,keys", KEYED)
 def test_decrypted_bytes_equal_tsharks(corpus, tshark, capture, keys):
     path, keyfile = corpus / capture, corpus / keys
-    results = decrypt_capture(path, KeyLog.from_file(keyfile))
+    results = decrypt_capture(path, keylog_file(keyfile))
     for stream, (_, app, _) in enumerate(results):
         want = tshark_plaintext(tshark, path, keyfile, stream)
         assert want, f"tshark decrypts stream {stream}"
@@ -220,7 +221,7 @@ def test_scapy_capture_responses_tshark_leaves_unreassembled(corpus):
     """tshark 4.0 shows the two requests but not their read-until-close
     responses; the decrypted bytes (equal to tshark's, above) hold a
     'HTTP/1.0 200 ok' for each, which we report."""
-    results = decrypt_capture(corpus / KEYED[1][0], KeyLog.from_file(corpus / KEYED[1][1]))
+    results = decrypt_capture(corpus / KEYED[1][0], keylog_file(corpus / KEYED[1][1]))
     exs = [ex for _, _, http in results for ex in exchanges(http.events)]
     assert [(ex.method, ex.target, ex.version, ex.status, ex.reason) for ex in exs] == [
         ("GET", "/pki/srv_key.pem", "HTTP/1.0", 200, "ok")] * 2
@@ -230,7 +231,7 @@ def test_scapy_capture_responses_tshark_leaves_unreassembled(corpus):
 
 def test_without_or_with_a_wrong_key_log_nothing_decrypts(corpus):
     path = corpus / KEYED[0][0]
-    for keylog in (None, KeyLog.from_file(corpus / KEYED[1][1])):
+    for keylog in (None, keylog_file(corpus / KEYED[1][1])):
         results = decrypt_capture(path, keylog)
         assert [dec.available for dec, _, _ in results] == [False]
         assert results[0][0].reason == "no key-log entry for this client random"
@@ -246,7 +247,7 @@ def test_decrypted_handshake_matches_manifest(corpus, capture, keys):
     from collections import Counter
 
     want = json.loads((corpus / "MANIFEST.json").read_text())["files"][capture]["tls"]
-    results = decrypt_capture(corpus / capture, KeyLog.from_file(corpus / keys))
+    results = decrypt_capture(corpus / capture, keylog_file(corpus / keys))
     suites = sorted(f"0x{dec.cipher_suite:04x}" for dec, _, _ in results)
     assert suites == sorted(h["cipher_suite"] for h in want["per_handshake"])
     got = Counter(HANDSHAKE_NAMES.get(t, str(t)) for dec, _, _ in results for t in dec.handshake_types)
@@ -258,7 +259,7 @@ def test_keylog_matches_manifest_summary(corpus):
 
     manifest = json.loads((corpus / "MANIFEST.json").read_text())["files"]
     for _, keys in KEYED:
-        log = KeyLog.from_file(corpus / keys)
+        log = keylog_file(corpus / keys)
         want = manifest[keys]
         assert dict(log.labels()) == want["labels"]
         assert len(log.client_randoms()) == want["distinct_client_randoms"]

@@ -114,13 +114,26 @@ def test_answer_when_all_is_well_and_client_side_slow():
     assert answer[-1].startswith("Every handshake completed at the first attempt")
 
 
-def test_lost_synack_is_told_apart_from_a_lost_syn():
+def test_lost_synack_is_told_apart_from_a_lost_syn(tmp_path):
     # SYN-ACK seen at the capture point 30 ms after the first SYN, yet the client resent its SYN
     # 1 s later: the SYN-ACK was lost between the capture point and the client.
-    row = conn_row(client="10.0.0.1:1", server="10.0.0.2:80", syn=100.0, synack=100.030, ack=101.002,
-                   syn_retransmits=1, syn_backoff=[1.0], close="fin-client")
-    tl = Timeline(source=SourceInfo(path="x.pcap", format="pcap"),
-                  connections=conform("connections", pd.DataFrame([row])))
+    from scapy.all import IP, TCP, Ether, wrpcap
+
+    import traceviz
+
+    def pkt(t, c2s, flags, seq, ack=0):
+        ip = IP(src="10.0.0.1", dst="10.0.0.2") if c2s else IP(src="10.0.0.2", dst="10.0.0.1")
+        tcp = TCP(sport=1, dport=80, flags=flags, seq=seq, ack=ack) if c2s else \
+            TCP(sport=80, dport=1, flags=flags, seq=seq, ack=ack)
+        p = Ether() / ip / tcp
+        p.time = t
+        return p
+
+    wrpcap(str(tmp_path / "lost-synack.pcap"), [
+        pkt(100.0, True, "S", 1000), pkt(100.030, False, "SA", 5000, 1001),
+        pkt(101.0, True, "S", 1000), pkt(101.001, False, "SA", 5000, 1001),
+        pkt(101.002, True, "A", 1001, 5001), pkt(101.003, True, "FA", 1001, 5001)])
+    tl = traceviz.load(tmp_path / "lost-synack.pcap")
     f = load_recipe().analyze(tl)
     text = "\n".join(f.answer)
     assert ("Conn 0 waited 1.00 s for a retransmitted SYN although the server had answered: its SYN-ACK "

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from traceviz.decode.http1 import (MAX_HEAD_BYTES, HTTP1Connection, ParseError, Request,
+from traceviz.decode.http.http1 import (MAX_HEAD_BYTES, HTTP1Connection, ParseError, Request,
                                    Response, ResponseEnd, exchanges)
 
 

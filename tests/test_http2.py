@@ -14,8 +14,11 @@ from hypothesis import strategies as st
 from hyperframe.frame import (ContinuationFrame, DataFrame, GoAwayFrame, HeadersFrame, PingFrame, SettingsFrame,
                               WindowUpdateFrame)
 
-from traceviz.decode import http2
-from traceviz.decode.http2 import (PREFACE, DataReceived, GoAway, HeadersReceived, HTTP2Connection, ParseError,
+from traceviz.assemble.http import app_label, connection_rows, h2_event_row, h2_request_rows
+from traceviz.decode.http import http2
+from traceviz.decode.http.upgrade import UpgradeConnection
+from traceviz.decode.streams import StreamResult
+from traceviz.decode.http.http2 import (PREFACE, DataReceived, GoAway, HeadersReceived, HTTP2Connection, ParseError,
                                    Ping, Preface, Priority, PushPromise, RstStream, Settings, Upgraded,
                                    WindowUpdate, exchanges)
 
@@ -30,6 +33,28 @@ needs_h2 = pytest.mark.skipif(h2 is None, reason="the h2 library is not installe
 
 
 # --- a real conversation, both ends played by h2 -----------------------------------------
+
+class Decoded:
+    """A connection's HTTP machine fed as the payload tier feeds it, and the rows the assembler makes of it."""
+
+    def __init__(self, machine, scheme="http", kind="http/1.1"):
+        self.machine, self.scheme, self.kind = machine, scheme, kind
+
+    def feed(self, d, data, frame, ts):
+        self.machine.receive(d, data, frame, ts)
+
+    def gap(self, d, nbytes):
+        self.machine.receive_gap(d, nbytes)
+
+    def close(self):
+        for d in ("c2s", "s2c"):
+            self.machine.end_of_stream(d)
+        self.events, self.requests = connection_rows(self.machine, self.scheme, None)
+
+    @property
+    def app(self):
+        return app_label(StreamResult(0, self.kind, http=self.machine, scheme=self.scheme))
+
 
 class Wire:
     """An h2 client and server talking; every byte each sends is recorded with a frame number."""
@@ -180,7 +205,7 @@ def test_exchanges_one_row_per_stream():
     # Times come from the frames' segments: HEADERS out, HEADERS back.
     times = {frame: ts for _, _, frame, ts in w.log}
     assert a.start == times[a.request_frame] and a.ttfb == pytest.approx(times[a.response_frame] - a.start)
-    row = a.as_row()
+    row = next(r for r in h2_request_rows(obs.events, "https", None) if r["stream"] == 1)
     assert row["protocol"] == "h2" and row["stream"] == 1 and row["end"] >= row["start"] + row["ttfb"]
 
 
@@ -406,7 +431,7 @@ def test_hostile_bytes_never_raise_and_stay_bounded(steps):
     obs.end_of_stream("c2s")
     obs.end_of_stream("s2c")
     exchanges(obs.events)
-    [http2.event_row(e) for e in obs.events]
+    [h2_event_row(e) for e in obs.events]
 
 
 @settings(max_examples=60, deadline=None)
@@ -436,7 +461,7 @@ def test_h2c_upgrade_stream_1_is_the_http1_request():
     request = (b"GET /index HTTP/1.1\r\nHost: up.test\r\nConnection: Upgrade, HTTP2-Settings\r\n"
                b"Upgrade: h2c\r\nHTTP2-Settings: " + token + b"\r\n\r\n")
     response = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
-    dec = http2.upgrade_decoder(7, None, "http")
+    dec = Decoded(UpgradeConnection("http"))
     dec.feed("c2s", request + client_h2, 1, 1.0)        # the preface follows without waiting for the 101
     dec.feed("s2c", response + s2c_h2[:100], 2, 1.05)
     dec.feed("s2c", s2c_h2[100:], 3, 1.06)
@@ -449,16 +474,16 @@ def test_h2c_upgrade_stream_1_is_the_http1_request():
     kinds = [e["kind"] for e in dec.events]
     assert "request" in kinds and "response" in kinds and "preface" in kinds and "DATA" in kinds
     assert not [e for e in dec.events if e["kind"] == "parse-error"]
-    (up,) = of(dec.h2.events, Upgraded)
+    (up,) = of(dec.machine.http2.events, Upgraded)
     assert up.header(":authority") == "up.test"
 
 
 def test_refused_upgrade_stays_http1():
-    dec = http2.upgrade_decoder(0, None, "http")
+    dec = Decoded(UpgradeConnection("http"))
     dec.feed("c2s", b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n", 1, 1.0)
     dec.feed("s2c", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", 2, 1.1)
     dec.close()
-    assert dec.app == "http/1.1" and dec.h2 is None
+    assert dec.app == "http/1.1" and dec.machine.http2 is None
     assert [(r["protocol"], r["status"]) for r in dec.requests] == [("http/1.1", 200)]
 
 
@@ -468,7 +493,7 @@ def test_payload_rows_follow_the_model():
     w = Wire()
     request(w, 1, "/a")
     respond(w, 1, b"x" * 10)
-    dec = http2.payload_decoder(3, "h2", "https")
+    dec = Decoded(HTTP2Connection(), "https", "tls")
     for step in w.log:
         dec.feed(*step)
     dec.close()
@@ -495,7 +520,7 @@ _SWITCH = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n"
 @given(st.lists(st.tuples(st.sampled_from(["c2s", "s2c"]), st.binary(max_size=200), st.booleans()), max_size=12),
        st.binary(max_size=40))
 def test_hostile_bytes_after_an_upgrade_never_raise(steps, settings_header):
-    dec = http2.upgrade_decoder(0, None, "http")
+    dec = Decoded(UpgradeConnection("http"))
     hdr = b"HTTP2-Settings: " + base64.urlsafe_b64encode(settings_header) + b"\r\n"
     dec.feed("c2s", _UPGRADE_REQ[:-2] + hdr + b"\r\n" + PREFACE, 1, 1.0)
     dec.feed("s2c", _SWITCH, 2, 1.1)

@@ -1,9 +1,8 @@
 """HTTP/2 on real captures against tshark's dissection of the same files.
 
-Byte streams come from ``traceviz.decode.reassembly`` over the loaded
-``packets``; TLS connections are opened by ``TLSSession`` with the
-capture's embedded secrets or its ``.keys`` file; h2c by Upgrade goes
-through ``http2.upgrade_decoder``.  tshark (run here, with the same keys)
+HTTP/2 events come from the payload tier (``decode.streams``): TLS
+connections are opened with the capture's embedded secrets or its ``.keys``
+file; h2c by Upgrade goes through ``UpgradeConnection``.  tshark (run here, with the same keys)
 gives per TCP connection and HTTP/2 stream: method, path, status and the
 frame each HEADERS frame is shown in.  The corpus MANIFEST's per-connection
 frame-type counts and the bundled captures' manifest facts are checked too.
@@ -19,9 +18,9 @@ from pathlib import Path
 import pytest
 
 import traceviz
-from traceviz.decode import http2
-from traceviz.decode.http2 import C2S, PREFACE, HeadersReceived, HTTP2Connection, Upgraded, exchanges
-from traceviz.decode.reassembly import reassemble_segments, segments_by_conn
+from traceviz.assemble.http import h2_kind
+from traceviz.decode.http.http2 import DataReceived, HeadersReceived, HTTP2Connection, ParseError, Upgraded, exchanges
+from traceviz.decode.http.upgrade import UpgradeConnection
 
 ROOT = Path(__file__).resolve().parents[1]
 CAPTURES = ROOT / "captures"
@@ -42,49 +41,28 @@ KINDS = {"0": "DATA", "1": "HEADERS", "2": "PRIORITY", "3": "RST_STREAM", "4": "
 
 # --- our side ----------------------------------------------------------------------------
 
-def ordered_pieces(streams):
-    """Both directions' pieces in the order their bytes became readable (as the payload tier feeds)."""
-    order = []
-    for d, s in streams.items():
-        for p in s.pieces:
-            order.append((p.ready_frame, 0 if d == C2S else 1, p.offset, d, p))
-    order.sort(key=lambda t: t[:3])
-    return [(d, p) for *_, d, p in order]
-
-
 def decode_capture(path: Path, keylog_file: Path | None = None) -> dict[int, list]:
-    """{tcp.stream: HTTP/2 events} for every connection that speaks HTTP/2."""
+    """{tcp.stream: HTTP/2 events} for every connection that speaks HTTP/2, from the payload tier."""
+    from traceviz.decode.index import index_frames
+    from traceviz.decode.streams import decode_streams
+    from traceviz.decode.tcp.connections import analyze
     from traceviz.decode.tls.keylog import KeyLog
-    from traceviz.decode.tls.session import TLSSession
+    from traceviz.sources.reader import read_capture
 
-    tl = traceviz.load(path)
-    keylog = KeyLog.from_file(keylog_file) if keylog_file else (tl.secrets or {}).get("keylog")
+    cap = read_capture(path)
+    keylog = KeyLog.from_dsb(cap.secrets) if cap.secrets else None
+    if keylog_file:
+        keylog = KeyLog.from_text(Path(keylog_file).read_bytes(), str(keylog_file))
+    payload = decode_streams(analyze(index_frames(cap)), cap.buf, keylog)
     out = {}
-    for conn, segs in segments_by_conn(tl.packets[tl.packets["transport"] == "tcp"]).items():
-        streams = reassemble_segments(segs, tl.capture.buf)
-        head = streams[C2S].data()[:24]
-        if head[:1] == b"\x16":                       # TLS: decrypted application data feeds HTTP/2
-            h2c = HTTP2Connection()
-            session = TLSSession(conn)
-            session.use_keys(keylog, None)
-            session.on_application_data = lambda d, data, f, ts, h=h2c: h.receive(d, data, f, ts)
-            for d, p in ordered_pieces(streams):
-                session.feed(d, p.data, p.ready_frame, p.ready_ts)
-            assert session.alpn == "h2", f"connection {conn}: ALPN {session.alpn}"
-            events = h2c.events
-        elif head == PREFACE:
-            h2c = HTTP2Connection()
-            for d, p in ordered_pieces(streams):
-                h2c.receive(d, p.data, p.ready_frame, p.ready_ts)
-            events = h2c.events
-        else:                                          # HTTP/1.1, perhaps upgrading to h2c
-            dec = http2.upgrade_decoder(conn, None, "http")
-            for d, p in ordered_pieces(streams):
-                dec.feed(d, p.data, p.ready_frame, p.ready_ts)
-            if dec.h2 is None:
-                continue
-            events = dec.h2.events
-        out[conn] = events
+    for conn, result in payload.results.items():
+        if result.tls is not None:                 # TLS: decrypted application data feeds HTTP/2
+            assert result.tls.alpn == "h2", f"connection {conn}: ALPN {result.tls.alpn}"
+        machine = result.http
+        if isinstance(machine, UpgradeConnection):  # HTTP/1.1, perhaps upgrading to h2c
+            machine = machine.http2
+        if isinstance(machine, HTTP2Connection):
+            out[conn] = machine.events
     return out
 
 
@@ -167,9 +145,9 @@ def compare(ours: dict[int, list], frames: list[dict]):
         # DATA: the same frames, and the same payload (padding excluded) per frame.
         their_data = Counter((f["frame"], f["stream"], f["payload"]) for f in frames if f["conn"] == conn
                              and f["type"] == "DATA")
-        my_data = Counter((e.frame, e.stream, e.length) for e in events if isinstance(e, http2.DataReceived))
+        my_data = Counter((e.frame, e.stream, e.length) for e in events if isinstance(e, DataReceived))
         assert my_data == their_data, f"connection {conn}: DATA frames"
-        assert not [e for e in events if isinstance(e, http2.ParseError)]
+        assert not [e for e in events if isinstance(e, ParseError)]
 
 
 @pytest.mark.parametrize("name", sorted(CORPUS_H2))
@@ -186,7 +164,7 @@ def test_corpus_frame_counts_match_manifest(corpus, name):
     assert {str(c) for c in ours} == set(facts["per_connection"])
     for conn, events in ours.items():
         want = facts["per_connection"][str(conn)]
-        counted = Counter(http2.event_row(e)["kind"] for e in events if not isinstance(e, Upgraded))
+        counted = Counter(h2_kind(e) for e in events if not isinstance(e, Upgraded))
         got = {k: counted[k] for k in want["frame_types"]}
         assert got == want["frame_types"], f"connection {conn}"
         statuses = Counter(str(ex.status) for ex in exchanges(events) if ex.status is not None)

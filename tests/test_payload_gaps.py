@@ -11,20 +11,23 @@ import struct
 import pytest
 
 import traceviz
-from traceviz.decode.payload import HTTP1Decoder
+from traceviz.assemble.http import http1_request_rows
+from traceviz.decode.http.http1 import HTTP1Connection
 from traceviz.sources.reader import read_capture
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_unknown_loss_ends_that_direction_only():
-    d = HTTP1Decoder(conn=0)
-    d.feed("c2s", b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n", 1, 1.0)
-    d.gap("s2c", None)
-    d.feed("s2c", b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 2, 1.1)
-    d.close()
-    assert [r["method"] for r in d.requests] == ["GET"]
-    assert d.requests[0].get("status") is None       # the response after the hole is not guessed at
+    h = HTTP1Connection()
+    h.receive("c2s", b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n", 1, 1.0)
+    h.receive_gap("s2c", None)
+    h.receive("s2c", b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 2, 1.1)
+    for d in ("c2s", "s2c"):
+        h.end_of_stream(d)
+    rows = http1_request_rows(h.events, "http", None)
+    assert [r["method"] for r in rows] == ["GET"]
+    assert rows[0].get("status") is None       # the response after the hole is not guessed at
 
 
 def write_pcap_without(src: Path, dst: Path, drop: int) -> None:

@@ -8,7 +8,7 @@ import subprocess
 import pandas as pd
 import pytest
 
-from traceviz.decode.reassembly import reassemble
+from traceviz.decode.tcp.reassembly import reassemble
 
 
 def _rows(segments):
@@ -103,11 +103,13 @@ def _follow(tshark, path, stream):
 ])
 def test_streams_equal_tshark_follow(corpus, tshark, name):
     import traceviz
+    from traceviz.sources.reader import read_capture
     path = corpus / "pcap" / name
     tl = traceviz.load(path)
+    buf = read_capture(path).buf
     for conn in tl.connections["conn"]:
         rows = tl.packets[tl.packets["conn"] == conn]
-        streams = reassemble(rows, tl.capture.buf)
+        streams = reassemble(rows, buf)
         theirs = _follow(tshark, path, int(conn))
         # Node 0 is the side that sent the first packet: the client when the SYN is captured.
         assert streams["c2s"].data() == bytes(theirs[0]), f"conn {conn} client->server"
@@ -117,12 +119,20 @@ def test_streams_equal_tshark_follow(corpus, tshark, name):
 def test_segments_by_conn_matches_per_connection_rows(corpus):
     """The payload tier's one-pass column extraction places the same bytes as per-connection rows."""
     import traceviz
-    from traceviz.decode.reassembly import reassemble_segments, segments_by_conn
-    tl = traceviz.load(corpus / "pcap" / "http2/h2c-range-5conns__suricata-verify_http2-range.pcap")
-    by_conn = segments_by_conn(tl.packets[tl.packets["transport"] == "tcp"])
+    from traceviz.decode.index import index_frames
+    from traceviz.decode.streams import _tcp_columns
+    from traceviz.decode.tcp.connections import analyze
+    from traceviz.decode.tcp.reassembly import reassemble_segments, segments_by_conn
+    from traceviz.sources.reader import read_capture
+    path = corpus / "pcap" / "http2/h2c-range-5conns__suricata-verify_http2-range.pcap"
+    tl = traceviz.load(path)
+    cap = read_capture(path)
+    cols = _tcp_columns(analyze(index_frames(cap)))
+    by_conn = segments_by_conn(*(cols[k] for k in ("conn", "c2s", "flags", "seq", "len", "frame", "ts",
+                                                   "payload_off", "payload_cap")))
     assert sorted(by_conn) == sorted(tl.connections["conn"])
     for conn, segments in by_conn.items():
-        fast = reassemble_segments(segments, tl.capture.buf)
-        slow = reassemble(tl.packets[tl.packets["conn"] == conn], tl.capture.buf)
+        fast = reassemble_segments(segments, cap.buf)
+        slow = reassemble(tl.packets[tl.packets["conn"] == conn], cap.buf)
         for d in ("c2s", "s2c"):
             assert fast[d].data() == slow[d].data() and fast[d].gaps == slow[d].gaps

@@ -28,9 +28,15 @@ scapy_all = pytest.importorskip("scapy.all")
 Ether, IP, IPv6, TCP, UDP, Raw, wrpcap = (scapy_all.Ether, scapy_all.IP, scapy_all.IPv6, scapy_all.TCP,
                                           scapy_all.UDP, scapy_all.Raw, scapy_all.wrpcap)
 
-from traceviz.decode import tcp_analysis as ta  # noqa: E402
-from traceviz.decode.tcp import analyze  # noqa: E402
-from traceviz.model import CONNECTION_COLUMNS, EVENT_COLUMNS, PACKET_COLUMNS  # noqa: E402
+from traceviz.decode.tcp import analysis as ta  # noqa: E402
+from traceviz.assemble.transport import tables  # noqa: E402
+from traceviz.decode.tcp.connections import analyze as transport  # noqa: E402
+
+
+def analyze(idx):
+    """(packets, connections, events) of a PacketIndex: the transport tier, assembled."""
+    return tables(transport(idx))
+from traceviz.model import CONNECTION_COLUMNS, HANDSHAKE_COLUMNS, EVENT_COLUMNS, PACKET_COLUMNS  # noqa: E402
 
 C, S = "10.0.0.1", "10.0.0.2"
 CP, SP = 40000, 80
@@ -543,4 +549,4 @@ def test_icmp_errors_join_the_flow_they_quote(tmp_path):
 
 def test_connections_have_exactly_the_schema_columns(tmp_path):
     _, _, conns, _ = run(handshake(), tmp_path)
-    assert list(conns.columns) == list(CONNECTION_COLUMNS)
+    assert list(conns.columns) == list(CONNECTION_COLUMNS) + list(HANDSHAKE_COLUMNS)

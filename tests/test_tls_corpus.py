@@ -171,16 +171,15 @@ def _follow_tls(tshark, path, stream, keys, server) -> str:
 
 
 def test_wrong_key_log_is_reported_not_ignored(corpus, tmp_path):
-    from traceviz.decode.payload import secrets_report
     name = "pcap/tls-keys/tls-nss-example__scapy.pcap"
     unrelated = tmp_path / "other.keys"
     unrelated.write_text("CLIENT_RANDOM " + "ab" * 32 + " " + "cd" * 48 + "\n")
     tl = traceviz.load(corpus / name, keylog=unrelated)
-    report = secrets_report(tl)
+    report = tl.decryption
     assert report["tls_sessions"] == 2 and report["sessions_with_keys"] == 0
     assert report["text"] == "keys present for 0 of 2 sessions"
     assert not tl.tls["decrypted"].any()
-    right = secrets_report(_load(corpus, name, keys=True))
+    right = _load(corpus, name, keys=True).decryption
     assert right["text"] == "keys present for 2 of 2 sessions"
 
 
@@ -217,14 +216,13 @@ def _bundled(name: str) -> Path:
 
 
 def test_pcapng_secrets_used_without_a_key_log(tshark):
-    from traceviz.decode.payload import secrets_report
     path = _bundled("h2-multiplexing.pcapng")
     tl = traceviz.load(path)
     # tshark reads the same Decryption Secrets Block on its own: HTTP/2 HEADERS appear only if it decrypts.
     headers = _tshark_fields(tshark, path, "http2.type == 1", ["tcp.stream"])
     assert headers, "tshark decrypts this capture with its embedded secrets"
     assert set(tl.tls.loc[tl.tls["decrypted"], "conn"]) == {int(s) for (s,) in headers}
-    assert secrets_report(tl)["dsb_blocks"] >= 1
+    assert tl.decryption["dsb_blocks"] >= 1
     assert tl.tls.iloc[0]["alpn"] == "h2"
 
 
@@ -242,9 +240,8 @@ def test_rsa_key_decrypts_tls12_rsa_key_exchange(tshark):
     assert methods and methods == Counter(zip(tl.requests["conn"].astype(int), tl.requests["method"]))
     assert codes == Counter(zip(tl.requests["conn"].astype(int), tl.requests["status"].astype(int)))
     # Without the key nothing is decrypted, and the report says so.
-    from traceviz.decode.payload import secrets_report
     plain = traceviz.load(path)
-    assert not plain.tls["decrypted"].any() and secrets_report(plain)["text"].startswith("no TLS secrets")
+    assert not plain.tls["decrypted"].any() and plain.decryption["text"].startswith("no TLS secrets")
 
 
 def test_leaf_certificate_equals_tshark(corpus, tshark):

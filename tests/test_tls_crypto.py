@@ -22,9 +22,10 @@ from hypothesis import strategies as st
 
 from traceviz.decode.tls import ciphers
 from traceviz.decode.tls import keyschedule as ks
-from traceviz.decode.tls.crypto import KeyLog, TLSDecryptor, load_rsa_key
+from traceviz.decode.tls.crypto import KeyLog, TLSDecryptor
 from traceviz.decode.tls.keylog import DSB_TLS_KEYLOG
 from traceviz.errors import InputError
+from traceviz.loader import read_keylog_file as keylog_file, read_rsa_key_file as rsa_key_file
 
 REQUEST = b"GET /hello HTTP/1.1\r\nHost: example.test\r\n\r\n"
 RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
@@ -282,7 +283,7 @@ def test_tls12_rsa_key_exchange_with_private_key(rsa_cert, tmp_path, ems):
                     options=0 if ems else SSL_OP_NO_EXTENDED_MASTER_SECRET, keylog=False)
     cr, sr, v, suite, cke, transcript = hello_facts(s)
     assert suite == 0x009C and cke
-    key = load_rsa_key(rsa_cert / "key.pem")
+    key = rsa_key_file(rsa_cert / "key.pem")
     session_hash = ks.transcript_hash("sha256", *transcript) if ems else None
     dec = TLSDecryptor(v, suite, cr, sr, None, rsa_private_key=key, encrypted_premaster=cke,
                        session_hash=session_hash)
@@ -314,7 +315,7 @@ def test_rsa_key_that_does_not_match(rsa_cert, tmp_path):
 def test_ecdhe_with_only_an_rsa_key_says_why(rsa_cert, tmp_path):
     s = run_session(rsa_cert, tmp_path, ciphers="ECDHE-RSA-AES128-GCM-SHA256", version="TLSv1_2", keylog=False)
     cr, sr, v, suite, cke, _ = hello_facts(s)
-    dec = TLSDecryptor(v, suite, cr, sr, None, rsa_private_key=load_rsa_key(rsa_cert / "key.pem"),
+    dec = TLSDecryptor(v, suite, cr, sr, None, rsa_private_key=rsa_key_file(rsa_cert / "key.pem"),
                        encrypted_premaster=cke)
     assert not dec.available
     assert "ECDHE_RSA" in dec.reason
@@ -443,7 +444,7 @@ def test_keylog_from_dsb_blocks():
 
 def test_keylog_from_missing_file_is_an_input_error(tmp_path):
     with pytest.raises(InputError) as e:
-        KeyLog.from_file(tmp_path / "nope.keys")
+        keylog_file(tmp_path / "nope.keys")
     assert "nope.keys" in str(e.value)
 
 
@@ -451,7 +452,7 @@ def test_load_rsa_key_rejects_non_keys(tmp_path):
     p = tmp_path / "bad.pem"
     p.write_text("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
     with pytest.raises(InputError) as e:
-        load_rsa_key(p)
+        rsa_key_file(p)
     assert "AAAA" not in str(e.value)
 
 

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import datetime
 import struct
-from types import SimpleNamespace
 
-import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from traceviz.assemble.tls import session_row as _row
 from traceviz.decode.tls import messages as msg
 from traceviz.decode.tls.records import HandshakeReader, RecordReader
 from traceviz.decode.tls.session import TLSSession
@@ -204,7 +203,7 @@ def tls12_full(f: Feeder, resumed=False):
 def test_tls12_full_handshake_two_round_trips():
     f = Feeder()
     tls12_full(f)
-    row = f.s.row()
+    row = session_row(f.s)
     assert (row["version"], row["cipher"], row["group"]) == ("TLS 1.2", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", "x25519")
     assert row["rtts"] == 2 and row["resumed"] is False and row["completed"]
     kinds = [(e.dir, e.kind, e.encrypted) for e in f.s.events]
@@ -217,7 +216,7 @@ def test_tls12_full_handshake_two_round_trips():
 def test_tls12_resumed_by_session_id_one_round_trip():
     f = Feeder()
     tls12_full(f, resumed=True)
-    row = f.s.row()
+    row = session_row(f.s)
     assert row["resumed"] is True and row["resumption"] == "session-id" and row["rtts"] == 1
 
 
@@ -236,7 +235,7 @@ def tls13(f: Feeder, hrr=False, psk=False, early=False):
 def test_tls13_one_round_trip_client_finished_by_position():
     f = Feeder()
     tls13(f)
-    row = f.s.row()
+    row = session_row(f.s)
     assert row["version"] == "TLS 1.3" and row["rtts"] == 1 and row["completed"]
     assert row["finished_frame"] == 3 and row["handshake_ms"] == pytest.approx(20.0)
     assert [e.kind for e in f.s.events if e.dir == "s2c"] == ["ServerHello", "ChangeCipherSpec", "EncryptedHandshake"]
@@ -245,7 +244,7 @@ def test_tls13_one_round_trip_client_finished_by_position():
 def test_tls13_hello_retry_adds_a_round_trip():
     f = Feeder()
     tls13(f, hrr=True)
-    row = f.s.row()
+    row = session_row(f.s)
     assert row["hello_retry"] is True and row["rtts"] == 2 and row["client_hellos"] == 2
     assert "HelloRetryRequest" in [e.kind for e in f.s.events]
 
@@ -253,7 +252,7 @@ def test_tls13_hello_retry_adds_a_round_trip():
 def test_tls13_psk_resumption_and_early_data():
     f = Feeder()
     tls13(f, psk=True, early=True)
-    row = f.s.row()
+    row = session_row(f.s)
     assert row["resumed"] is True and row["resumption"] == "psk" and row["rtts"] == 1
     assert row["early_data"] is True
 
@@ -262,7 +261,7 @@ def test_fatal_alert_fails_the_handshake():
     f = Feeder()
     f.send("c2s", record(22, client_hello()))
     f.send("s2c", record(21, b"\x02\x28"))
-    row = f.s.row()
+    row = session_row(f.s)
     assert not row["completed"] and row["alert"] == "fatal handshake_failure (server)"
     assert row["status"].startswith("failed")
 
@@ -270,7 +269,7 @@ def test_fatal_alert_fails_the_handshake():
 def test_stalled_handshake():
     f = Feeder()
     f.send("c2s", record(22, client_hello()))
-    assert f.s.row()["status"] == "stalled: no ServerHello"
+    assert session_row(f.s)["status"] == "stalled: no ServerHello"
 
 
 # -- hostile input ------------------------------------------------------------------------------
@@ -289,7 +288,7 @@ def test_hostile_client_hello_counts_a_decode_error(damage):
     f = Feeder()
     f.send("c2s", record(22, bad))
     f.send("s2c", record(22, server_hello()))
-    row = f.s.row()
+    row = session_row(f.s)
     assert row["decode_errors"] >= 1, damage
     assert row["version"] == "TLS 1.3"        # the rest of the session is still read
 
@@ -297,13 +296,13 @@ def test_hostile_client_hello_counts_a_decode_error(damage):
 def test_garbage_after_valid_hello_keeps_its_fields():
     f = Feeder()
     f.send("c2s", record(22, HOSTILE["garbage after a valid hello"](client_hello())))
-    assert f.s.client_hello.sni == "example.com" and f.s.row()["decode_errors"] == 1
+    assert f.s.client_hello.sni == "example.com" and session_row(f.s)["decode_errors"] == 1
 
 
 def test_non_tls_bytes_mid_stream_count_and_stop():
     f = Feeder()
     f.send("c2s", record(22, client_hello()) + b"GET / HTTP/1.1\r\n\r\n")
-    row = f.s.row()
+    row = session_row(f.s)
     assert row["sni"] == "example.com" and row["decode_errors"] == 1
 
 
@@ -319,46 +318,30 @@ def test_mutated_client_hellos_never_raise(data):
     f = Feeder()
     f.send("c2s", wire)
     f.send("s2c", record(22, server_hello()))
-    row = f.s.row()                        # never raises; damage shows as decode errors
+    row = session_row(f.s)                        # never raises; damage shows as decode errors
     assert isinstance(row["decode_errors"], int)
 
 
 # -- the payload tier: a hostile connection does not stop the rest ----------------------------
 
-def _timeline(conns):
-    """A minimal Timeline: {conn: [(dir, bytes)]} as one-segment-per-message TCP streams."""
-    from traceviz.model import SourceInfo, Timeline
-
-    buf, rows, frame = bytearray(), [], 0
-    for conn, msgs in conns.items():
-        seq = {"c2s": 1, "s2c": 1}
-        for d in ("c2s", "s2c"):
-            frame += 1
-            rows.append(dict(frame=frame, ts=frame / 100, conn=conn, dir=d, transport="tcp",
-                             flags="SYN" if d == "c2s" else "SYN,ACK", seq=0, len=0,
-                             payload_off=len(buf), payload_cap=0))
-        for d, data in msgs:
-            frame += 1
-            rows.append(dict(frame=frame, ts=frame / 100, conn=conn, dir=d, transport="tcp", flags="ACK,PSH",
-                             seq=seq[d], len=len(data), payload_off=len(buf), payload_cap=len(data)))
-            buf += data
-            seq[d] += len(data)
-    conns_df = pd.DataFrame({"conn": list(conns), "client": [f"10.0.0.1:{5000 + c}" for c in conns],
-                             "server": ["10.0.0.2:443"] * len(conns)})
-    tl = Timeline(source=SourceInfo(path="synthetic.pcap", format="pcap"), packets=pd.DataFrame(rows),
-                  connections=conns_df)
-    tl.capture = SimpleNamespace(buf=bytes(buf), secrets=[])
-    return tl
+def session_row(session):
+    """The session's ``tls`` row, as the assembler writes it."""
+    return _row(session, {})
 
 
-def test_hostile_connection_counted_rest_of_capture_analysed():
-    from traceviz.decode import payload
+def _load(tmp_path, conns, **kw):
+    """{conn: [(dir, bytes)]} as one-segment-per-message TCP streams, through the whole pipeline."""
+    import traceviz
+    from streamgen import write_conversations
+    return traceviz.load(write_conversations(tmp_path / "synthetic.pcap", conns, **kw))
+
+
+def test_hostile_connection_counted_rest_of_capture_analysed(tmp_path):
     bad = HOSTILE["absurd cipher count"](client_hello(sni="bad.test"))
-    tl = _timeline({
+    tl = _load(tmp_path, {
         0: [("c2s", record(22, bad)), ("s2c", record(22, server_hello()))],
         1: [("c2s", record(22, client_hello(sni="good.test"))), ("s2c", record(22, server_hello(alpn="h2")))],
     })
-    payload.run(tl)
     rows = tl.tls.set_index("conn")
     assert rows.loc[0, "decode_errors"] >= 1
     assert rows.loc[1, "decode_errors"] == 0
@@ -377,7 +360,7 @@ def test_gap_drops_the_cut_record_and_resynchronises():
     f.send("s2c", app[250:] + record(23, b"\x18" * 80) + record(21, b"\x01\x00"))  # ...then whole records
     kinds = [(e.kind, e.size) for e in f.s.events if e.dir == "s2c"]
     assert ("ApplicationData", 85) in kinds and ("Alert", 7) in kinds
-    row = f.s.row()
+    row = session_row(f.s)
     assert row["stream_gaps"] == 1 and row["decode_errors"] == 0
     assert f.s.alerts[0].detail == "warning close_notify"
 
@@ -389,7 +372,7 @@ def test_tls12_resumed_by_ticket():
                          + hs(4, struct.pack("!I", 300) + vec16(b"\x78" * 64)))
            + record(20, b"\x01") + record(22, b"\xaa" * 40))
     f.send("c2s", record(20, b"\x01") + record(22, b"\xbb" * 40) + record(23, b"\xcc" * 60))
-    row = f.s.row()
+    row = session_row(f.s)
     assert row["resumption"] == "ticket" and row["rtts"] == 1 and row["completed"]
     assert "NewSessionTicket" in [e.kind for e in f.s.events]
 
@@ -404,19 +387,17 @@ def test_random_records_after_hellos_never_raise(records, tls13_server):
     f.send("s2c", record(22, server_hello(version=0x0304 if tls13_server else 0x0303, cipher=0x1301 if tls13_server else 0xC02F)))
     for d, ctype, body in records:
         f.send(d, record(ctype, body))
-    row = f.s.row()
+    row = session_row(f.s)
     assert row["version"] == ("TLS 1.3" if tls13_server else "TLS 1.2")
 
 
-def test_tls_sniffed_from_bytes_not_ports_even_when_dribbled():
-    from traceviz.decode import payload
+def test_tls_sniffed_from_bytes_not_ports_even_when_dribbled(tmp_path):
+    from traceviz.decode import sniff
     hello = record(22, client_hello(sni="dribble.test"))
     # The ClientHello arrives 1 byte, then 1 byte, then the rest: the record header spans segments.
-    tl = _timeline({0: [("c2s", hello[:1]), ("c2s", hello[1:2]), ("c2s", hello[2:]),
-                        ("s2c", record(22, server_hello()))]})
-    tl.packets["sport"], tl.packets["dport"] = 5555, 8080       # no 443 anywhere
-    payload.run(tl)
+    tl = _load(tmp_path, {0: [("c2s", hello[:1]), ("c2s", hello[1:2]), ("c2s", hello[2:]),
+                              ("s2c", record(22, server_hello()))]}, sport=5555, dport=8080)  # no 443 anywhere
     assert tl.tls.iloc[0]["sni"] == "dribble.test"
-    assert payload.sniff(b"GET / HTTP/1.1\r\n", b"") == "http/1.1"
-    assert payload.sniff(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", b"") == "h2c"
-    assert payload.sniff(b"SSH-2.0-OpenSSH_9.6\r\n", b"") is None
+    assert sniff.stream_kind(b"GET / HTTP/1.1\r\n", b"") == "http/1.1"
+    assert sniff.stream_kind(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", b"") == "h2c"
+    assert sniff.stream_kind(b"SSH-2.0-OpenSSH_9.6\r\n", b"") is None

@@ -53,7 +53,7 @@ def test_round_trips_by_version_and_on_the_ladder(recipe, nss):
     assert by_version == {"TLS 1.2": 2, "TLS 1.3": 1}
     # The round trips counted from the messages on the wire agree with the protocol's count.
     for _, row in f.rows.iterrows():
-        trips = recipe.round_trips(recipe._tls_events(nss, int(row["conn"])))
+        trips = recipe.round_trips(row)
         assert len(trips) == row["rtts"], row["version"]
     assert any("two round trips" in line for line in f.answer)
     assert any("needs one" in line for line in f.answer)
@@ -96,14 +96,12 @@ def test_no_tls_is_said_plainly(recipe, corpus):
     assert f.rows.empty and f.answer[0].startswith("No TLS handshake")
 
 
-def test_hostile_sni_is_escaped_in_figures(recipe):
+def test_hostile_sni_is_escaped_in_figures(recipe, tmp_path):
     sys.path.insert(0, str(ROOT / "tests"))
-    from test_tls_parse import _timeline, client_hello, record, server_hello
+    from test_tls_parse import _load, client_hello, record, server_hello
 
-    from traceviz.decode import payload
     evil = "<img src=x onerror=alert(1)>$x$"
-    tl = _timeline({0: [("c2s", record(22, client_hello(sni=evil))), ("s2c", record(22, server_hello()))]})
-    payload.run(tl)
+    tl = _load(tmp_path, {0: [("c2s", record(22, client_hello(sni=evil))), ("s2c", record(22, server_hello()))]})
     assert tl.tls.iloc[0]["sni"] == evil
     f = recipe.analyze(tl)
     dumped = f.figure("ladder").to_json()

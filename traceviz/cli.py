@@ -193,8 +193,8 @@ def describe(tl) -> dict:
         facts["requests"] = int(len(tl.requests))
         facts["protocols"] = {str(k): int(v) for k, v in tl.requests["protocol"].dropna().value_counts().items()}
         facts["status_codes"] = {str(k): int(v) for k, v in tl.requests["status"].dropna().value_counts().sort_index().items()}
-    if tl.capture is not None:
-        facts["secrets"] = secrets_facts(tl)
+    if tl.decryption is not None:
+        facts["secrets"] = dict(tl.decryption)
     for k in ("browser", "creator", "clock", "connections_inferred"):
         if k in src.detail and not isinstance(src.detail[k], (list, dict)):
             facts[k] = src.detail[k]
@@ -206,16 +206,6 @@ def describe(tl) -> dict:
             facts[f"page {i + 1}"] = {"title": title, "DOMContentLoaded_ms": page.get("onContentLoad"),
                                       "load_ms": page.get("onLoad")}
     facts["warnings"] = len(tl.warnings)
-    return facts
-
-
-def secrets_facts(tl) -> dict:
-    facts = {"embedded_secrets_blocks": len(tl.capture.secrets)}
-    try:
-        from traceviz.decode.payload import secrets_report
-    except ImportError:
-        return facts
-    facts.update(secrets_report(tl))
     return facts
 
 

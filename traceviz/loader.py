@@ -1,9 +1,8 @@
-"""``traceviz.load``: any supported file in, one Timeline out.
+"""``traceviz.load``: any supported file in, one finished Timeline out.
 
-The pipeline for packet captures is DESIGN.md's two tiers:
-read (sources.reader) → index every frame (decode.index, numpy) → TCP/UDP
-analysis (decode.tcp) → payload tier (decode.payload: TLS, HTTP) for the
-connections that need it.  Browser exports go through decode.browser.
+The pipeline, one way: sources (read the file) → decode (index every
+frame, the transport tier, the payload tier's protocol machines) →
+assemble (the tables).  Browser exports go sources → assemble.
 """
 
 from __future__ import annotations
@@ -12,10 +11,12 @@ import os
 from pathlib import Path
 from typing import Callable
 
+from traceviz import _tuning
 from traceviz.errors import InputError
-from traceviz.model import SourceInfo, Timeline, conform
+from traceviz.model import SourceInfo, Timeline
 
 Progress = Callable[[str], None]
+STAGES = ("reading", "indexing", "tcp", "payload")   # what load() reports to ``progress``, in order
 
 
 def load(path: str | os.PathLike, keylog: str | os.PathLike | None = None,
@@ -35,7 +36,8 @@ def load(path: str | os.PathLike, keylog: str | os.PathLike | None = None,
 
     kind = kind_of(path)
     if kind == "capture":
-        return _load_capture(path, keylog, rsa_key, progress or _quiet)
+        with _tuning.loading(os.path.getsize(path)):
+            return _load_capture(path, keylog, rsa_key, progress or _quiet)
     if kind == "json":
         from traceviz.decode.browser import load_browser
         return load_browser(path)
@@ -63,8 +65,13 @@ def _resolve(path: str | os.PathLike) -> str:
 
 
 def _load_capture(path: str, keylog, rsa_key, progress: Progress) -> Timeline:
-    from traceviz.decode import tcp
+    import numpy as np
+
+    from traceviz.assemble.capture import timeline
     from traceviz.decode.index import index_frames
+    from traceviz.decode.streams import Payload, decode_streams
+    from traceviz.decode.tcp.connections import analyze
+    from traceviz.errors import describe
     from traceviz.sources.reader import read_capture
 
     progress("reading")
@@ -74,29 +81,53 @@ def _load_capture(path: str, keylog, rsa_key, progress: Progress) -> Timeline:
     progress("indexing")
     idx = index_frames(cap)
     progress("tcp")
-    packets, connections, events = tcp.analyze(idx)
+    transport = analyze(idx)
     info = SourceInfo(path=path, format=cap.format, size=os.path.getsize(path),
                       compressed=cap.compressed, link_types=dict(idx.link_counts),
                       frames=len(cap), detail={**cap.detail, **getattr(idx, "stats", {})},
                       warnings=list(cap.warnings))
-    tl = Timeline(source=info, packets=packets, connections=connections, events=events, capture=cap)
     progress("payload")
-    _payload_tier(tl, keylog, rsa_key)
-    tl.tls = conform("tls", tl.tls)
-    return tl
-
-
-def _payload_tier(tl: Timeline, keylog, rsa_key) -> None:
+    log, key = _keys(cap.secrets, keylog, rsa_key, info.warnings)
+    debug = bool(os.environ.get("TRACEVIZ_DEBUG"))
     try:
-        from traceviz.decode import payload
-    except ImportError:
-        return
-    try:
-        payload.run(tl, keylog=keylog, rsa_key=rsa_key)
-    except InputError:
-        raise
+        payload = decode_streams(transport, cap.buf, log, key, debug=debug)
+        return timeline(info, transport, payload, log, key, cap.secrets)
     except Exception as exc:  # a decoder bug must not cost the user the TCP-level analysis
-        if os.environ.get("TRACEVIZ_DEBUG"):
+        if debug or isinstance(exc, InputError):
             raise
-        from traceviz.errors import describe
-        tl.source.warnings.append(describe(tl.source.path, f"payload decoding stopped early ({type(exc).__name__}: {exc}); TCP analysis is complete"))
+        info.warnings.append(describe(path, f"payload decoding stopped early ({type(exc).__name__}: {exc}); "
+                                            "TCP analysis is complete"))
+        return timeline(info, transport, Payload({}, np.zeros(0, dtype=np.int64)), log, key, cap.secrets)
+
+
+def _keys(blocks, keylog, rsa_key, warnings: list[str]):
+    """(KeyLog or None, RSA key or None): the key log file merged with pcapng secrets.
+
+    A key log that cannot be read is bad input; a damaged line is a warning.
+    """
+    if not blocks and keylog is None and rsa_key is None:
+        return None, None       # no key material: the crypto modules are not even imported
+    from traceviz.decode.tls.keylog import KeyLog
+
+    log = KeyLog.from_dsb(blocks) if blocks else None
+    if keylog is not None:
+        mine = read_keylog_file(keylog)
+        log = mine if log is None else log.merge(mine)
+    key = read_rsa_key_file(rsa_key) if rsa_key is not None else None
+    if log is not None:
+        warnings.extend(log.warnings[:20])
+    return log, key
+
+
+def read_keylog_file(path: str | os.PathLike):
+    """An NSS key log file as a ``decode.tls.keylog.KeyLog`` (InputError if unreadable)."""
+    from traceviz.decode.tls.keylog import KeyLog
+    from traceviz.sources.keys import read_keylog
+    return KeyLog.from_text(read_keylog(path), str(path))
+
+
+def read_rsa_key_file(path: str | os.PathLike):
+    """A server's unencrypted PEM/DER RSA private key (InputError if unreadable or not one)."""
+    from traceviz.decode.tls.crypto import rsa_private_key
+    from traceviz.sources.keys import read_private_key
+    return rsa_private_key(read_private_key(path), str(path))

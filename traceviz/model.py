@@ -78,6 +78,20 @@ CONNECTION_COLUMNS: dict[str, str] = {
     "tls_version": "object",
 }
 
+# Columns packet captures add to ``connections`` after the schema's (a HAR or a trace has
+# no SYNs to time them from).  How each is found: decode/tcp/connections.py.
+HANDSHAKE_COLUMNS: dict[str, str] = {
+    "last_syn": "float64",    # the client's last SYN
+    "syn_wait": "float64",    # first SYN -> last SYN: time lost to unanswered SYNs
+    "irtt": "float64",        # last SYN -> ACK
+    "synack_lost": "bool",    # the first SYN-ACK answered an earlier SYN and never reached the client
+    "server_half": "float64", # answered SYN -> SYN-ACK: the round trip beyond the capture point
+    "client_half": "float64", # SYN-ACK -> ACK: the client's side of it (NaN if synack_lost)
+    "syn_frame": "Int64",     # the answered SYN, the SYN-ACK and the ACK: what a ladder draws
+    "synack_frame": "Int64",
+    "ack_frame": "Int64",
+}
+
 EVENT_COLUMNS: dict[str, str] = {
     "ts": "float64",
     "frame": "Int64",
@@ -244,13 +258,14 @@ class SourceInfo:
 
 @dataclass
 class Timeline:
-    """One capture or browser export, decoded.
+    """One capture or browser export, decoded and finished.
 
-    ``packets``, ``connections``, ``events`` and ``requests`` are pandas
-    DataFrames with the columns of the ``*_COLUMNS`` schemas above (extra
-    columns may follow).  ``capture`` is the raw frame index the payload tier
-    reads from (None for HAR/trace sources); ``secrets`` holds key material
-    and is never shown, serialised or exported.
+    ``packets``, ``connections``, ``events``, ``requests`` and ``tls`` are
+    pandas DataFrames with the columns of the ``*_COLUMNS`` schemas above
+    (extra columns may follow).  The assembler builds a Timeline whole;
+    recipes and charts read it and never change it.  ``decryption`` says, in
+    counts, what key material was there and what it unlocked (captures only;
+    the key material itself is never kept).
     """
 
     source: SourceInfo
@@ -258,10 +273,8 @@ class Timeline:
     connections: pd.DataFrame = field(default_factory=lambda: empty_table("connections"))
     events: pd.DataFrame = field(default_factory=lambda: empty_table("events"))
     requests: pd.DataFrame = field(default_factory=lambda: empty_table("requests"))
-    # One row per TLS session (DESIGN.md's `tls` fields); filled by the payload tier.
     tls: pd.DataFrame = field(default_factory=lambda: empty_table("tls"))
-    capture: Any = field(default=None, repr=False)
-    secrets: Any = field(default=None, repr=False)
+    decryption: dict | None = None
 
     @property
     def warnings(self) -> list[str]:

@@ -49,22 +49,19 @@ ALWAYS_LABEL = {"SYN", "FIN", "RST", "retransmission", "dup-ack", "out-of-order"
 
 @dataclass
 class Handshake:
-    """Capture times of the answered SYN, the SYN-ACK and the ACK (None if not seen)."""
+    """The handshake packets of a ``connections`` row (frames, None if not seen) and the
+    two halves of its round trip at the capture point (seconds, None if unknown)."""
 
-    syn: float | None = None
-    synack: float | None = None
-    ack: float | None = None
     syn_frame: int | None = None
     synack_frame: int | None = None
     ack_frame: int | None = None
+    server_half: float | None = None
+    client_half: float | None = None
 
-    @property
-    def server_half(self) -> float | None:
-        return None if self.syn is None or self.synack is None else self.synack - self.syn
-
-    @property
-    def client_half(self) -> float | None:
-        return None if self.synack is None or self.ack is None else self.ack - self.synack
+    @classmethod
+    def of(cls, connection) -> "Handshake":
+        return cls(*(_num(_get(connection, k)) for k in ("syn_frame", "synack_frame", "ack_frame")),
+                   *(_seconds(_get(connection, k)) for k in ("server_half", "client_half")))
 
 
 def ladder(packets: pd.DataFrame, connection: pd.Series | Mapping[str, Any], theme: str = "light",
@@ -96,7 +93,7 @@ def ladder(packets: pd.DataFrame, connection: pd.Series | Mapping[str, Any], the
 
     t0 = float(pk["ts"].iloc[0])
     dirs = _directions(pk, connection)
-    hs = handshake(pk, dirs)
+    hs = Handshake.of(connection)
     kinds = _kinds(pk, dirs, events, conn)
     times = [(float(t) - t0) * 1000.0 for t in pk["ts"]]
     scale, geo, s, fit = _fit(times, dirs, _geometry(hs), s, name)
@@ -163,26 +160,6 @@ def flag_text(flags: Any) -> str:
     fs = flag_set(flags)
     known = [f for f in TCP_FLAG_NAMES if f in fs]
     return ",".join(known + sorted(fs - set(TCP_FLAG_NAMES)))
-
-
-def handshake(pk: pd.DataFrame, dirs: list[str]) -> Handshake:
-    """The answered SYN (the last one before the first SYN-ACK), the SYN-ACK and the ACK."""
-    hs = Handshake()
-    last_syn = None
-    for (_, p), d in zip(pk.iterrows(), dirs):
-        fs = flag_set(p["flags"])
-        if hs.synack is None:
-            if d == "c2s" and "SYN" in fs and "ACK" not in fs:
-                last_syn = p
-            elif d == "s2c" and {"SYN", "ACK"} <= fs and last_syn is not None:
-                hs.syn, hs.syn_frame = float(last_syn["ts"]), int(last_syn["frame"])
-                hs.synack, hs.synack_frame = float(p["ts"]), int(p["frame"])
-        elif d == "c2s" and "ACK" in fs and not fs & {"SYN", "RST"}:
-            hs.ack, hs.ack_frame = float(p["ts"]), int(p["frame"])
-            break
-    if hs.syn is None and last_syn is not None:
-        hs.syn, hs.syn_frame = float(last_syn["ts"]), int(last_syn["frame"])
-    return hs
 
 
 def _directions(pk: pd.DataFrame, connection) -> list[str]:
@@ -752,6 +729,14 @@ def _get(row, key):
     if v is None or v is pd.NA or (isinstance(v, float) and v != v):
         return None
     return v
+
+
+def _seconds(v) -> float | None:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return None if f != f else f
 
 
 def _num(v) -> int | None:

@@ -8,7 +8,7 @@ round trips the handshake needed are drawn as brackets beside the client
 lane, each labelled with its number and duration, so "TLS 1.2 costs two
 round trips, TLS 1.3 one" can be seen rather than taken on trust.
 
-Charts only draw: the round trips arrive computed (``recipes/tls.py``).
+Charts only draw: the round trips arrive computed (the ``tls`` table's ``round_trips``).
 """
 
 from __future__ import annotations

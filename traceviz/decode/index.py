@@ -17,13 +17,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 
+from traceviz.decode.numeric import factorize
 from traceviz.decode import ip as ipmod
 from traceviz.decode.link import ETH_IPV4, ETH_IPV6, KNOWN, link_name, locate_l3
 from traceviz.sources.capture import Capture
-from traceviz.sources.gather import (BIG_WORK, HEAD_BYTES, Gather, Heads, by_offset, reuse_freed_memory,
-                                     small_pages)
+from traceviz.sources.gather import HEAD_BYTES, Gather, Heads, by_offset
 
 TCP, UDP, ICMP, ICMPV6 = 6, 17, 1, 58
 FIN, SYN, RST, PSH, ACK, URG, ECE, CWR, NS = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80, 0x100
@@ -91,12 +90,9 @@ class PacketIndex:
         return self.addrs[code] if code >= 0 else None
 
 
-@small_pages()
 def index_frames(cap: Capture) -> PacketIndex:
     """Read the headers of every frame of ``cap`` (vectorised)."""
     n = len(cap)
-    if n >= BIG_WORK:
-        reuse_freed_memory()
     start = np.asarray(cap.data_off, np.int64)
     caplen = np.asarray(cap.caplen, np.int64)
     # Wireshark trims to the reported length; a record claiming less on the
@@ -242,13 +238,13 @@ class _Columns:
             rows = np.concatenate([p[1] for p in parts])
             both = np.concatenate([p[2] for p in parts] + [p[3] for p in parts])
             if version == 4:
-                codes, uniq = pd.factorize(both.astype(np.uint32))
+                codes, uniq = factorize(both.astype(np.uint32))
                 addrs += _ipv4_texts(uniq)
             else:
                 halves = np.ascontiguousarray(both).view(">u8").astype(np.uint64)
-                hi, hi_uniq = pd.factorize(halves[:, 0])
-                lo, lo_uniq = pd.factorize(halves[:, 1])
-                codes, pairs = pd.factorize(hi.astype(np.int64) * len(lo_uniq) + lo)
+                hi, hi_uniq = factorize(halves[:, 0])
+                lo, lo_uniq = factorize(halves[:, 1])
+                codes, pairs = factorize(hi.astype(np.int64) * len(lo_uniq) + lo)
                 addrs += [str(ipaddress.IPv6Address((int(hi_uniq[p // len(lo_uniq)]) << 64)
                                                     | int(lo_uniq[p % len(lo_uniq)]))) for p in pairs]
             codes = np.asarray(codes).astype(np.int32) + (len(addrs) - len(uniq if version == 4 else pairs))

@@ -17,7 +17,8 @@ import numpy as np
 
 from traceviz.errors import InputError, describe
 from traceviz.sources.capture import Capture
-from traceviz.sources.gather import Gather, HeadStore, holding_freed_memory, quick_handoffs, warm_heap
+from traceviz import _tuning
+from traceviz.sources.gather import Gather, HeadStore
 
 # magic bytes -> (byte order, fraction units per second, record header size)
 MAGICS = {
@@ -73,14 +74,14 @@ def parse(buf: bytes, path: str) -> Capture:
     def handoff(chunk):
         jobs.append(pool.submit(_headers, buf, chunk, order, units, maybe_swapped, heads, rec_hdr))
 
-    with quick_handoffs(), ThreadPoolExecutor(max_workers=1) as pool:
+    with ThreadPoolExecutor(max_workers=1) as pool:
         jobs = []
-        if holding_freed_memory():
+        if _tuning.holding_freed_memory():
             # A big file: the walk gets a thread of its own while the main thread
             # faults in heap memory the index tier will reuse (see warm_heap).
             with ThreadPoolExecutor(max_workers=1) as walker:
                 walking = walker.submit(_walk, buf, order, rec_hdr, maybe_swapped, handoff)
-                warm_heap(min(int(len(buf) * WARM_SHARE), WARM_MOST))
+                _tuning.warm_heap(min(int(len(buf) * WARM_SHARE), WARM_MOST))
                 offs, stop = walking.result()
         else:
             offs, stop = _walk(buf, order, rec_hdr, maybe_swapped, handoff)

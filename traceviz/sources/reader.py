@@ -30,7 +30,6 @@ import zlib
 from traceviz.errors import InputError
 from traceviz.sources import pcap, pcapng
 from traceviz.sources.capture import Capture
-from traceviz.sources.gather import reuse_freed_memory, small_pages
 
 GZIP_MAGIC = b"\x1f\x8b"
 PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
@@ -69,7 +68,6 @@ def sniff(path: str | os.PathLike) -> str:
     return sniff_bytes(head)
 
 
-@small_pages()
 def read_capture(path: str | os.PathLike) -> Capture:
     """Read a whole capture file into a :class:`Capture` frame index.
 
@@ -94,8 +92,6 @@ def read_capture(path: str | os.PathLike) -> Capture:
         raise InputError(path, f"cannot read: {exc.strerror or exc}") from None
     if not buf:
         raise InputError(path, "empty file" if not compressed else "gzip file holds nothing")
-    if len(buf) >= MMAP_FROM:
-        reuse_freed_memory()
     kind = sniff_bytes(buf[:4])
     if kind == "pcap":
         cap = pcap.parse(buf, path)

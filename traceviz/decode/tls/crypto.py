@@ -30,13 +30,12 @@ a repr, an exception or a warning.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from traceviz.decode.tls import ciphers, keyschedule as ks
 from traceviz.decode.tls.keylog import KeyLog
 from traceviz.errors import InputError
 
-__all__ = ["KeyLog", "TLSDecryptor", "load_rsa_key", "supported_cipher"]
+__all__ = ["KeyLog", "TLSDecryptor", "rsa_private_key", "supported_cipher"]
 
 _HANDSHAKE, _APPLICATION_DATA = 22, 23
 _FINISHED, _END_OF_EARLY_DATA, _KEY_UPDATE = 20, 5, 24
@@ -66,15 +65,13 @@ def _cipher_label(code: int) -> str:
         return f"0x{code:04x}"
 
 
-def load_rsa_key(path: str | Path):
-    """The server's RSA private key from a PEM (or DER) file, unencrypted."""
+def rsa_private_key(data: bytes, source: str = "<key>"):
+    """The server's RSA private key from the bytes of a PEM (or DER) file, unencrypted.
+
+    ``source`` names the file in errors (which never quote the bytes)."""
     from cryptography.hazmat.primitives.asymmetric import rsa
     from cryptography.hazmat.primitives.serialization import load_der_private_key, load_pem_private_key
 
-    try:
-        data = Path(path).read_bytes()
-    except OSError as e:
-        raise InputError(str(path), f"cannot read RSA key: {e.strerror or type(e).__name__}") from None
     key = None
     for loader in (load_pem_private_key, load_der_private_key):
         try:
@@ -86,9 +83,9 @@ def load_rsa_key(path: str | Path):
             continue
     if key is None:
         # No library message here: it could quote the file.
-        raise InputError(str(path), "not an unencrypted PEM or DER private key")
+        raise InputError(source, "not an unencrypted PEM or DER private key")
     if not isinstance(key, rsa.RSAPrivateKey):
-        raise InputError(str(path), "the private key is not an RSA key")
+        raise InputError(source, "the private key is not an RSA key")
     return key
 
 

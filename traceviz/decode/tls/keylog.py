@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import string
 from collections import Counter
-from pathlib import Path
 
-from traceviz.errors import InputError, describe
+from traceviz.errors import describe
 
 # pcapng DSB secrets types (pcapng spec, section 4.7).
 DSB_TLS_KEYLOG = 0x544C534B          # "TLSK"
@@ -53,14 +52,6 @@ class KeyLog:
         log = cls(source)
         log._add_text(text)
         return log
-
-    @classmethod
-    def from_file(cls, path: str | Path) -> KeyLog:
-        try:
-            data = Path(path).read_bytes()
-        except OSError as e:
-            raise InputError(str(path), f"cannot read key log: {e.strerror or type(e).__name__}") from None
-        return cls.from_text(data, str(path))
 
     @classmethod
     def from_dsb(cls, blocks, source: str = "<pcapng DSB>") -> KeyLog:

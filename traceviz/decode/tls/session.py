@@ -4,9 +4,9 @@ Fed the reassembled bytes of each direction in the order they became
 readable, with the frame and time they arrived, a ``TLSSession`` reads the
 records and handshake messages and returns events (ClientHello, ServerHello,
 HelloRetryRequest, Certificate, ChangeCipherSpec, Finished, Alert,
-ApplicationData...).  After ``close()``, ``row()`` is the session's line in
-``timeline.tls``: negotiated parameters, fingerprints, how long the handshake
-took, how many round trips it needed and why, and whether it completed.
+ApplicationData...).  After ``close()`` its properties say what was negotiated, how many round
+trips the handshake needed and why, and whether it completed; the assembler
+makes the session's line in ``timeline.tls`` of them.
 
 Without keys, encrypted messages are recognised by position: in TLS 1.2 the
 first handshake record after a side's ChangeCipherSpec is its Finished; in
@@ -22,7 +22,6 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from traceviz.decode.tls import fingerprints as fp
 from traceviz.decode.tls import messages as msg
 from traceviz.decode.tls.names import (ALERT_LEVELS, alert_name, cipher_name, group_name, handshake_name,
                                        version_name)
@@ -363,7 +362,7 @@ class TLSSession:
         return f"alpn={self.encrypted_extensions.alpn}" if self.encrypted_extensions.alpn else ""
 
     def _client_key_exchange(self, dir: str, m: Message) -> str:
-        kx = self._key_exchange_kind()
+        kx = self.key_exchange_kind()
         if kx == "RSA" and (self.decryptor is None or not self.decryptor.available):
             self._start_decryptor(encrypted_premaster=m.body)
         return kx or ""
@@ -459,61 +458,32 @@ class TLSSession:
         ev = self.alerts[0]
         return f"{ev.detail} ({_SIDE[ev.dir]})"
 
-    def row(self) -> dict[str, Any]:
-        ch, sh = self.client_hello, self.server_hello
-        ch_ev, end = self.client_hello_event, self.handshake_end()
-        resumed = self.resumption()
-        leaf = self.certificates[0] if self.certificates else None
-        row: dict[str, Any] = {
-            "sni": ch.sni if ch else None,
-            "alpn_offered": list(ch.alpn) if ch and ch.alpn else None,
-            "alpn": self.alpn,
-            "versions_offered": [version_name(v) for v in ch.offered_versions] if ch else None,
-            "version": version_name(sh.version) if sh else None,
-            "cipher": cipher_name(sh.cipher) if sh else None,
-            "group": self._group(),
-            "resumed": resumed is not None if sh else None,
-            "resumption": resumed,
-            "hello_retry": self.hello_retry is not None,
-            "handshake_ms": (end.ts - ch_ev.ts) * 1000.0 if (ch_ev and end and self.completed()) else None,
-            "rtts": self.rtts(),
-            "ja3": fp.ja3(ch) if ch else None,
-            "ja4": fp.ja4(ch, self.transport) if ch else None,
-            "ja3s": fp.ja3s(sh) if sh else None,
-            "ja4s": fp.ja4s(sh, self.transport) if sh else None,
-            "decrypted": self.decrypted_records > 0,
-            "decrypt_failures": int(getattr(self.decryptor, "failed", 0) or 0),
-            "alert": self.alert_text(),
-            "status": self.status(),
-            "completed": self.completed(),
-            "early_data": self.early_data_records > 0,
-            "client_hellos": self.client_hellos,
-            "client_hello_ts": ch_ev.ts if ch_ev else None,
-            "server_hello_ts": self.server_hello_event.ts if self.server_hello_event else None,
-            "finished_ts": end.ts if end and self.completed() else None,
-            "client_hello_frame": ch_ev.frame if ch_ev else None,
-            "server_hello_frame": self.server_hello_event.frame if self.server_hello_event else None,
-            "finished_frame": end.frame if end and self.completed() else None,
-            "key_exchange": self._key_exchange_kind(),
-            "certificate_subject": leaf.subject if leaf else None,
-            "certificate_issuer": leaf.issuer if leaf else None,
-            "certificate_not_after": leaf.not_after if leaf else None,
-            "certificate_san": list(leaf.san) if leaf else None,
-            "certificate_chain": [c.subject for c in self.certificates] if self.certificates else None,
-            "ja3_string": fp.ja3_string(ch) if ch else None,
-            "ja4_r": fp.ja4_raw(ch, self.transport) if ch else None,
-            "grease": bool(ch.grease) if ch else None,
-            "ech": ch.ech if ch else None,
-            "sslv2_hello": ch.sslv2 if ch else None,
-            "app_bytes_c2s": self.sides[C2S].app_bytes,
-            "app_bytes_s2c": self.sides[S2C].app_bytes,
-            "stream_gaps": sum(s.records.gaps for s in self.sides.values()),
-            "decode_errors": len(self.errors),
-            "decode_error_detail": "; ".join(self.errors[:3]) if self.errors else None,
-        }
-        return row
+    def round_trips(self) -> list[tuple[float, float]]:
+        """The handshake's round trips as seen on the wire: (start, end) of each client
+        flight the server answered, until the client sends application data."""
+        flights: list[list] = []        # [dir, first ts, last ts, kinds]
+        for e in sorted(self.events, key=lambda e: (e.ts, e.frame)):
+            if flights and flights[-1][0] == e.dir:
+                flights[-1][2] = e.ts
+                flights[-1][3].add(e.kind)
+            else:
+                flights.append([e.dir, e.ts, e.ts, {e.kind}])
+        trips = []
+        server_finished = False
+        for i, (d, t0, _, kinds) in enumerate(flights):
+            if d != C2S:
+                server_finished = server_finished or bool(kinds & {"Finished", "EncryptedHandshake"})
+                continue
+            # The handshake is over once the client sends data, or sends its
+            # Finished after the server's (TLS 1.3, resumed TLS 1.2).
+            if "ApplicationData" in kinds or ("Finished" in kinds and server_finished):
+                break
+            if i + 1 < len(flights):
+                trips.append((t0, flights[i + 1][2]))
+        return trips
 
-    def _group(self) -> str | None:
+    def group(self) -> str | None:
+        """The key exchange group's name, from the ServerHello or ServerKeyExchange."""
         sh = self.server_hello
         if sh is not None and sh.group is not None:
             return group_name(sh.group)
@@ -521,7 +491,7 @@ class TLSSession:
             return group_name(self.key_exchange.group)
         return None
 
-    def _key_exchange_kind(self) -> str | None:
+    def key_exchange_kind(self) -> str | None:
         if self.server_hello is None:
             return None
         if is_tls13(self.version):

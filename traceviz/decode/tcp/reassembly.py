@@ -1,7 +1,8 @@
 """Per-direction TCP byte streams for one connection.
 
-Input: the ``timeline.packets`` rows of one connection (columns ``frame, ts,
-dir, flags, seq, len, payload_off, payload_cap``) and the capture's bytes.
+Input: one connection's TCP segments (direction, flags, relative seq, length,
+frame, time and where the payload lies in the capture's bytes: see
+``segments_by_conn``) and the capture's bytes.
 Output: for each direction a ``ByteStream``: the bytes placed at their stream
 offsets, retransmissions and overlaps resolved (the first copy to arrive
 wins, as a receiver keeps it), out-of-order segments put in place, and the
@@ -17,6 +18,11 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
+
+import numpy as np
+
+SYN, RST, FIN = 0x02, 0x04, 0x01
+_FLAG_BITS = {"FIN": FIN, "SYN": SYN, "RST": RST}
 
 # Relative sequence numbers are 32-bit; a segment claiming more is nonsense.
 _MAX_SEGMENT = 1 << 20
@@ -146,7 +152,7 @@ def reassemble(rows, buf: bytes) -> dict[str, ByteStream]:
 
 
 def reassemble_segments(segments: list[tuple], buf: bytes) -> dict[str, ByteStream]:
-    """``reassemble`` over ``(dir, flags, seq, len, frame, ts, payload_off, payload_cap)``
+    """``reassemble`` over ``(dir, flag bits, seq, len, frame, ts, payload_off, payload_cap)``
     tuples in frame order (see ``segments_by_conn``)."""
     builders = {"c2s": _Builder("c2s"), "s2c": _Builder("s2c")}
     base = _stream_starts(segments)
@@ -154,13 +160,13 @@ def reassemble_segments(segments: list[tuple], buf: bytes) -> dict[str, ByteStre
         b = builders.get(d)
         if b is None:
             continue
-        if "RST" in flags and b.stream.rst_frame is None:
+        if flags & RST and b.stream.rst_frame is None:
             b.stream.rst_frame, b.stream.rst_ts = frame, ts
-        if "FIN" in flags:
+        if flags & FIN:
             b.stream.fin = True
         if not n or cap <= 0:
             continue
-        start = seq + (1 if "SYN" in flags else 0) - base.get(d, seq)
+        start = seq + (1 if flags & SYN else 0) - base.get(d, seq)
         data = bytes(buf[off:off + min(cap, n, _MAX_SEGMENT)])
         b.add(start, data, frame, ts)
     streams = {d: b.finish() for d, b in builders.items()}
@@ -174,7 +180,7 @@ def _stream_starts(segments) -> dict[str, int]:
     we saw one, else the lowest sequence number carrying data."""
     base: dict[str, int] = {}
     for d, flags, seq, *_ in segments:
-        if "SYN" in flags and d not in base:
+        if flags & SYN and d not in base:
             base[d] = seq + 1
     lowest: dict[str, int] = {}
     for d, flags, seq, n, *_ in segments:
@@ -192,7 +198,7 @@ def _trailing_gap(s: ByteStream, segments, d: str, base: int | None) -> None:
     announced = 0
     for dd, flags, seq, n, *_ in segments:
         if dd == d and n:
-            announced = max(announced, seq + (1 if "SYN" in flags else 0) - base + n)
+            announced = max(announced, seq + (1 if flags & SYN else 0) - base + n)
     if announced > s.length:
         s.gaps.append((s.length, announced - s.length))
 
@@ -200,39 +206,39 @@ def _trailing_gap(s: ByteStream, segments, d: str, base: int | None) -> None:
 _SEGMENT_COLUMNS = ["dir", "flags", "seq", "len", "frame", "ts", "payload_off", "payload_cap"]
 
 
-def segments_by_conn(packets, conns=None) -> dict[int, list[tuple]]:
+def segments_by_conn(conn, c2s, flags, seq, length, frame, ts, payload_off, payload_cap,
+                     wanted=None) -> dict[int, list[tuple]]:
     """Every connection's segments at once, as ``reassemble_segments`` wants them.
 
-    One pass of column arrays for the whole table: a per-connection pandas
-    selection costs more than the reassembly itself when there are thousands
-    of small connections."""
-    import numpy as np
-    import pandas as pd
-
-    p = packets[packets["conn"].notna()]
-    if conns is not None:
-        p = p[p["conn"].isin(list(conns))]
-    if p.empty:
+    Arguments are per-frame columns of the TCP rows (``conn`` -1 outside a
+    connection, ``seq`` relative).  One pass of column arrays for the whole
+    capture: a per-connection selection costs more than the reassembly itself
+    when there are thousands of small connections.
+    """
+    conn = np.asarray(conn)
+    keep = conn >= 0
+    if wanted is not None:
+        keep &= np.isin(conn, np.fromiter(wanted, dtype=np.int64, count=len(wanted)))
+    rows = np.flatnonzero(keep)
+    if not len(rows):
         return {}
-    p = p.sort_values(["conn", "frame"], kind="stable")
-    conn = p["conn"].to_numpy(dtype="int64")
-    num = {c: pd.to_numeric(p[c], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
-           for c in ("seq", "len", "payload_off", "payload_cap")}
-    ok = ~(np.isnan(num["seq"]) | np.isnan(num["len"]))
-    ints = {c: np.nan_to_num(v).astype("int64").tolist() for c, v in num.items()}
-    flags = [f if isinstance(f, str) else "" for f in p["flags"].tolist()]
-    rows = zip(p["dir"].tolist(), flags, ints["seq"], ints["len"], p["frame"].to_numpy(dtype="int64").tolist(),
-               p["ts"].to_numpy(dtype="float64").tolist(), ints["payload_off"], ints["payload_cap"],
-               ok.tolist(), conn.tolist())
+    rows = rows[np.argsort(conn[rows], kind="stable")]      # by connection, frame order kept
+    cols = zip(np.where(np.asarray(c2s)[rows], "c2s", "s2c").tolist(), np.asarray(flags)[rows].tolist(),
+               np.asarray(seq)[rows].tolist(), np.asarray(length)[rows].tolist(), np.asarray(frame)[rows].tolist(),
+               np.asarray(ts)[rows].tolist(), np.asarray(payload_off)[rows].tolist(),
+               np.asarray(payload_cap)[rows].tolist(), conn[rows].tolist())
     out: dict[int, list[tuple]] = {}
-    for d, f, seq, n, frame, ts, o, c, good, k in rows:
-        if good:
-            out.setdefault(k, []).append((d, f, seq, n, frame, ts, o, c))
+    for d, f, sq, n, fr, t, o, c, k in cols:
+        out.setdefault(k, []).append((d, f, sq, n, fr, t, o, c))
     return out
 
 
 def _segments(rows) -> Iterable[tuple]:
-    """(dir, flags, seq, len, frame, ts, payload_off, payload_cap) in frame order, bad rows skipped."""
+    """(dir, flag bits, seq, len, frame, ts, payload_off, payload_cap) in frame order, bad rows skipped.
+
+    ``rows``: a table of one connection's packets (anything with ``itertuples``,
+    e.g. ``timeline.packets``) or an iterable of mappings; ``flags`` as text
+    (``"SYN,ACK"``) or bits."""
     if hasattr(rows, "itertuples"):
         rows = rows.sort_values("frame")[_SEGMENT_COLUMNS].itertuples(index=False, name=None)
     else:
@@ -241,8 +247,14 @@ def _segments(rows) -> Iterable[tuple]:
     for d, flags, seq, n, frame, ts, off, cap in rows:
         if _missing(seq) or _missing(n):
             continue
-        yield (d, flags if isinstance(flags, str) else "", int(seq), int(n), int(frame), float(ts),
+        yield (d, _bits(flags), int(seq), int(n), int(frame), float(ts),
                0 if _missing(off) else int(off), 0 if _missing(cap) else int(cap))
+
+
+def _bits(flags) -> int:
+    if isinstance(flags, str):
+        return sum(bit for name, bit in _FLAG_BITS.items() if name in flags.split(","))
+    return 0 if _missing(flags) else int(flags)
 
 
 def _missing(v) -> bool:

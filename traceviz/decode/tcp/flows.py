@@ -25,9 +25,9 @@ from __future__ import annotations
 import ipaddress
 
 import numpy as np
-import pandas as pd
 
-from traceviz.decode.tcp_analysis import stable_order
+from traceviz.decode.numeric import factorize
+from traceviz.decode.tcp.analysis import stable_order
 
 FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 
@@ -49,15 +49,15 @@ def endpoint_pairs(src: np.ndarray, sport: np.ndarray, dst: np.ndarray, dport: n
         key = lo * top + hi            # fits an int64 as it is: one factorisation, not two
     else:
         # Dense endpoint codes first so the pair key fits in an int64.
-        ends, uniq = pd.factorize(np.concatenate([lo, hi]))
+        ends, uniq = factorize(np.concatenate([lo, hi]))
         key = ends[:len(lo)].astype(np.int64) * len(uniq) + ends[len(lo):]
-    tuple_id, _ = pd.factorize(key)
+    tuple_id, _ = factorize(key)
     return tuple_id.astype(np.int64), direction
 
 
 def number_by_first_seen(group: np.ndarray) -> np.ndarray:
     """Renumber group ids 0.. in order of each group's first row (rows are in frame order)."""
-    codes, _ = pd.factorize(group)
+    codes, _ = factorize(group)
     return codes.astype(np.int64)
 
 

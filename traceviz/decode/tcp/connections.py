@@ -1,10 +1,12 @@
-"""Transport tier: packets, TCP connections / UDP flows, and TCP events from a PacketIndex.
+"""Transport tier: TCP connections / UDP flows and TCP events from a PacketIndex.
 
-``analyze(idx)`` turns the index tier's per-frame columns into the
-``packets``, ``connections`` and ``events`` tables of ``traceviz.model``.
-Numbering is Wireshark's (``flows.py``), per-packet sequence analysis is
-Wireshark's (``tcp_analysis.py``); this module adds the per-connection view
-(who is the client, handshake timings, how it ended) and the events.
+``analyze(idx)`` turns the index tier's per-frame columns into numpy columns
+per frame (connection, direction, relative seq/ack, window), per connection
+and per TCP event: a :class:`Transport`.  The assembler makes the
+``packets``, ``connections`` and ``events`` tables of it.  Numbering is
+Wireshark's (``flows.py``), per-packet sequence analysis is Wireshark's
+(``analysis.py``); this module adds the per-connection view (who is the
+client, handshake timings, how it ended) and the events.
 
 Conventions decided here:
 
@@ -21,6 +23,14 @@ Conventions decided here:
   ``ack`` = first packet from the client after that SYN-ACK carrying ACK
   without SYN or RST.  ``syn_retransmits`` = SYNs after the first (all with
   the same ISN: a different ISN is a new connection, as in Wireshark).
+  The answered SYN is the last SYN sent before the first SYN-ACK (the last
+  SYN when there is none); ``syn_frame``/``synack_frame``/``ack_frame`` name
+  the three packets a ladder draws.  ``server_half`` (answered SYN ->
+  SYN-ACK) and ``client_half`` (SYN-ACK -> ACK) split the round trip at the
+  capture point; ``syn_wait`` is the time lost to unanswered SYNs (first to
+  last SYN), ``irtt`` the last SYN -> ACK.  A SYN-ACK seen before the last
+  SYN (``synack_lost``) answered an earlier SYN and never reached the client:
+  its connection has no ``client_half``.
 - ``close``: ``unanswered`` (only SYNs: no reply, and the client did not
   give up with a RST or FIN either), ``refused``
   (the server's first answer to the SYN was a RST), otherwise whichever of
@@ -39,25 +49,51 @@ from __future__ import annotations
 
 import types
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
-from traceviz.decode import flows, tcp_analysis as ta
-from traceviz.model import TCP_FLAG_NAMES, conform
-from traceviz.sources.gather import BIG_WORK, reuse_freed_memory, small_pages
+from traceviz.decode.tcp import analysis as ta
+from traceviz.decode.tcp import flows
 
 FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 TCP, UDP = 6, 17
-TRANSPORTS = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmpv6"}
 
 
-@small_pages()
-def analyze(idx) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """(packets, connections, events) for a ``traceviz.decode.index.PacketIndex``."""
+@dataclass
+class Transport:
+    """The transport tier's result: numpy columns, nothing per packet in Python.
+
+    Per frame (aligned with ``idx``): ``conn`` and ``stream`` (-1 outside a
+    TCP connection or UDP flow), ``c2s`` (sent by the client), ``in_tcp``
+    (a TCP row the analysis ran on), ``rel_seq``, ``rel_ack``, ``has_ack``,
+    ``win`` (calculated window; valid where ``in_tcp``).
+    ``connections``: column name -> array, one entry per connection
+    (``mask_<name>`` arrays mark which entries of an integer column are known).
+    ``events``: the TCP events as columns ``ts, frame, conn, kind, dir, size,
+    detail`` in frame order.  ``analysis`` is the per-row
+    :class:`~traceviz.decode.tcp.analysis.Analysis` over ``tcp_rows``.
+    """
+
+    idx: object
+    conn: np.ndarray
+    stream: np.ndarray
+    c2s: np.ndarray
+    in_conn: np.ndarray
+    in_tcp: np.ndarray
+    tcp_rows: np.ndarray
+    rel_seq: np.ndarray
+    rel_ack: np.ndarray
+    has_ack: np.ndarray
+    win: np.ndarray
+    connections: dict
+    events: dict
+    analysis: object = None
+
+
+def analyze(idx) -> Transport:
+    """The transport tier for a ``traceviz.decode.index.PacketIndex``."""
     n = len(idx.frame)
-    if n >= BIG_WORK:
-        reuse_freed_memory()
     proto = np.asarray(idx.proto)
     ports = (np.asarray(idx.sport) >= 0) & (np.asarray(idx.dport) >= 0) & ~np.asarray(idx.frag, dtype=bool)
     is_tcp = (proto == TCP) & ports
@@ -78,15 +114,15 @@ def analyze(idx) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
                 "seq", "ack", "win", "payload_len", "ts", "frame", "wscale")]
             pending = _analyze_in_parts(pool, tcp_rows, *columns)
         conns = _connections(idx, conn, direction, is_tcp, n_tcp, stream, flow)
-        client_side = conns.pop("_client_side").to_numpy() if len(conns) else np.zeros(0, dtype=np.int8)
+        client_side = conns.pop("_client_side")
         c2s = np.zeros(n, dtype=bool)
         c2s[in_conn] = direction[in_conn] == client_side[conn[in_conn]]
         an = pending() if pending is not None else None
-
         events = pool.submit(_events, idx, conn, c2s, tcp_rows, an)
-        packets = _packets(idx, _packet_columns(idx, conn, stream, in_conn, is_tcp), c2s, in_conn, tcp_rows, an)
+        per_frame = _per_frame(idx, tcp_rows, an)
         events = events.result()
-    return (conform("packets", packets), conform("connections", conns), conform("events", events))
+    return Transport(idx=idx, conn=conn, stream=stream, c2s=c2s, in_conn=in_conn, tcp_rows=tcp_rows,
+                     connections=conns, events=events, analysis=an, **per_frame)
 
 
 # Below this many TCP rows one thread is quicker than splitting.
@@ -178,98 +214,10 @@ def _number_flows(idx, flow, is_tcp, is_udp, flags):
     return conn, stream, direction, n_tcp
 
 
-# -- packets -----------------------------------------------------------------
+# -- per frame ---------------------------------------------------------------
 
-_FLAG_TEXT = [",".join(name for b, name in enumerate(TCP_FLAG_NAMES) if v & (1 << b)) for v in range(512)]
-_TRANSPORT_TEXT = ["tcp", "udp", "icmp", "icmpv6", "other", "none"]
-_TRANSPORT_CODE = np.full(256, _TRANSPORT_TEXT.index("other"), dtype=np.int8)
-for _p, _name in TRANSPORTS.items():
-    _TRANSPORT_CODE[_p] = _TRANSPORT_TEXT.index(_name)
-
-
-def _obj(values) -> pd.Series:
-    """An object column as is (pandas 3 would otherwise infer, then conform() convert back)."""
-    return pd.Series(values, dtype=object)
-
-
-def _nullable(values: np.ndarray, mask: np.ndarray) -> pd.arrays.IntegerArray:
-    """Int64 with NA where ``mask`` is False."""
-    return pd.arrays.IntegerArray(np.where(mask, values, 0).astype(np.int64), ~mask)
-
-
-def _masked(values: np.ndarray, mask: np.ndarray) -> pd.arrays.IntegerArray:
-    """Int64 with NA where ``mask`` is False, over ``values`` itself (no copy when already int64).
-
-    What lies under the mask is never read: pandas' masked arrays ignore it.
-    """
-    return pd.arrays.IntegerArray(np.asarray(values).astype(np.int64, copy=False), ~mask)
-
-
-def _categories(codes: np.ndarray, names: list) -> pd.Categorical:
-    """A text column from integer codes (-1: missing) without a Python string per row.
-
-    Only the names that occur become categories, so value_counts() and
-    groupby() list what is there, not every name that could be.
-    """
-    codes = np.asarray(codes).astype(np.int64, copy=False)
-    valid = codes >= 0
-    used = np.flatnonzero(np.bincount(codes[valid], minlength=len(names)))
-    remap = np.full(len(names) + 1, -1, dtype=np.int32)   # the last slot maps -1 to -1
-    remap[used] = np.arange(len(used), dtype=np.int32)
-    return pd.Categorical.from_codes(remap[codes], categories=[names[i] for i in used])
-
-
-def _address_column(codes: np.ndarray, addrs: list, unique: bool):
-    """Address text per row, as categories over the capture's address table (if its texts are unique)."""
-    if unique:
-        return _categories(codes, addrs)
-    return _obj(np.array(list(addrs) + [None], dtype=object)[codes])   # -1 -> None
-
-
-def _packet_columns(idx, conn, stream, in_conn, is_tcp) -> dict:
-    """The packets table's columns that do not need the TCP analysis, in table order
-    (``dir``, ``seq``, ``ack`` and ``win`` are filled in by ``_packets``).
-
-    Text columns are categoricals built from codes: a million rows of Python
-    strings would cost more than the whole analysis."""
-    addrs = list(idx.addrs)
-    proto = np.asarray(idx.proto)
-    ipver = np.asarray(idx.ipver)
-    sport = np.asarray(idx.sport).astype(np.int64, copy=False)
-    dport = np.asarray(idx.dport).astype(np.int64, copy=False)
-    flags = np.asarray(idx.tcp_flags).astype(np.int64, copy=False)
-    transport = np.where(ipver == 0, _TRANSPORT_TEXT.index("none"), _TRANSPORT_CODE[proto & 0xFF])
-    plen = np.asarray(idx.payload_len).astype(np.int64, copy=False)
-    has_len = (in_conn | is_tcp) & (plen >= 0)
-    unique = pd.Index(addrs).is_unique
-    return {
-        "frame": np.asarray(idx.frame).astype(np.int64, copy=False),
-        "ts": np.asarray(idx.ts).astype(np.float64, copy=False),
-        "src": _address_column(idx.src, addrs, unique),
-        "dst": _address_column(idx.dst, addrs, unique),
-        "sport": _masked(sport, sport >= 0),
-        "dport": _masked(dport, dport >= 0),
-        "transport": _categories(transport, _TRANSPORT_TEXT),
-        "conn": _masked(conn, in_conn),
-        "dir": None,
-        "flags": _categories(np.where(is_tcp, flags & 0x1FF, -1), _FLAG_TEXT),
-        "seq": None,
-        "ack": None,
-        "win": None,
-        "len": _masked(plen, has_len),
-        "wire_len": np.asarray(idx.wire_len).astype(np.int64, copy=False),
-        "payload_off": np.asarray(idx.payload_off).astype(np.int64, copy=False),
-        "payload_cap": np.asarray(idx.payload_cap).astype(np.int64, copy=False),
-        "ipver": ipver.astype(np.int64),
-        "stream": _masked(stream, stream >= 0),
-        "seq_raw": _masked(idx.seq, is_tcp),
-        "ack_raw": _masked(idx.ack, is_tcp),
-        "flag_bits": _masked(flags, is_tcp),
-    }
-
-
-def _packets(idx, fixed: dict, c2s, in_conn, tcp_rows, an) -> pd.DataFrame:
-    """The packets table: ``_packet_columns`` plus direction and the analysis' seq/ack/win."""
+def _per_frame(idx, tcp_rows, an) -> dict:
+    """The analysis' seq/ack/window put back in frame order (zero outside TCP rows)."""
     n = len(idx.frame)
     flags = np.asarray(idx.tcp_flags)
     seq_rel = np.zeros(n, dtype=np.int64)
@@ -283,14 +231,7 @@ def _packets(idx, fixed: dict, c2s, in_conn, tcp_rows, an) -> pd.DataFrame:
         has_ack[tcp_rows] = (flags[tcp_rows] & ACK) != 0
     in_tcp = np.zeros(n, dtype=bool)
     in_tcp[tcp_rows] = True
-    dir_code = np.where(in_conn, np.where(c2s, 0, 1), -1)
-    return pd.DataFrame({
-        **fixed,
-        "dir": _categories(dir_code, ["c2s", "s2c"]),
-        "seq": _masked(seq_rel, in_tcp),
-        "ack": _masked(ack_rel, in_tcp & has_ack),
-        "win": _masked(win, in_tcp),
-    }, copy=False)
+    return {"in_tcp": in_tcp, "rel_seq": seq_rel, "rel_ack": ack_rel, "has_ack": has_ack & in_tcp, "win": win}
 
 
 # -- connections -------------------------------------------------------------
@@ -304,12 +245,12 @@ def _first_per_conn(conn_rows: np.ndarray, rows: np.ndarray, nconn: int) -> np.n
     return out
 
 
-def _connections(idx, conn, direction, is_tcp, n_tcp, stream, flow) -> pd.DataFrame:
-    """One row per TCP connection and UDP flow (plus ``_client_side``, popped by the caller)."""
+def _connections(idx, conn, direction, is_tcp, n_tcp, stream, flow) -> dict:
+    """One entry per TCP connection and UDP flow (plus ``_client_side``, popped by the caller)."""
     rows = np.flatnonzero(conn >= 0)
     nconn = int(conn.max()) + 1 if len(rows) else 0
     if nconn == 0:
-        return pd.DataFrame({"conn": pd.Series(dtype="int64"), "_client_side": pd.Series(dtype="int8")})
+        return {"conn": np.zeros(0, np.int64), "_client_side": np.zeros(0, np.int8)}
     ts = np.asarray(idx.ts).astype(np.float64, copy=False)
     frame = np.asarray(idx.frame).astype(np.int64, copy=False)
     flags = np.where(is_tcp, np.asarray(idx.tcp_flags), 0).astype(np.int64, copy=False)
@@ -336,14 +277,13 @@ def _connections(idx, conn, direction, is_tcp, n_tcp, stream, flow) -> pd.DataFr
     syn_count = np.bincount(conn[pure_syn], minlength=nconn)
     close = _close(conn, rows, flags, from_client, first_syn >= 0, nconn)
     close[is_udp] = None
-
-    df = pd.DataFrame({
+    return {
         "conn": np.arange(nconn, dtype=np.int64),
-        "transport": _obj(np.where(is_udp, "udp", "tcp").astype(object)),
+        "transport": np.where(is_udp, "udp", "tcp").astype(object),
         "stream": stream[first],
-        "client": _obj(client),
-        "server": _obj(server),
-        "client_by": _obj(client_by),
+        "client": np.asarray(client, dtype=object),
+        "server": np.asarray(server, dtype=object),
+        "client_by": client_by,
         "first_frame": frame[first],
         "last_frame": frame[last],
         "start": ts[first],
@@ -355,12 +295,11 @@ def _connections(idx, conn, direction, is_tcp, n_tcp, stream, flow) -> pd.DataFr
         "bytes_s2c": bytes_all - bytes_c2s,
         **hs,
         "syn_retransmits": np.maximum(syn_count - 1, 0).astype(np.int64),
-        "syn_backoff": _obj(_syn_backoff(conn, pure_syn, ts, nconn)),
-        "close": _obj(close),
+        "syn_backoff": _syn_backoff(conn, pure_syn, ts, nconn),
+        "close": close,
         **_options(idx, first_syn, synack_row, nconn),
         "_client_side": side,
-    }, copy=False)
-    return df
+    }
 
 
 def _client_sides(flags, rows, conn, direction, flow, first, first_syn, is_udp, nconn):
@@ -401,7 +340,7 @@ def _endpoints(flow, direction, first, side):
 
 
 def _handshake(conn, rows, flags, from_client, frame, ts, first_syn, nconn) -> dict:
-    """syn, synack, ack times and the RTTs between them (NaN where a step is missing)."""
+    """Handshake times, frames and the round trips between them (NaN / -1 where a step is missing)."""
     synack = rows[((flags[rows] & (SYN | ACK)) == (SYN | ACK)) & ~from_client[rows]]
     synack_row = _first_per_conn(conn, synack, nconn)
     # The client's first ACK (without SYN or RST) after the server's first SYN-ACK.
@@ -410,43 +349,56 @@ def _handshake(conn, rows, flags, from_client, frame, ts, first_syn, nconn) -> d
     acks = acks[(sa >= 0) & (frame[acks] > frame[np.maximum(sa, 0)])]
     ack_row = _first_per_conn(conn, acks, nconn)
 
-    def at(row):
-        return np.where(row >= 0, ts[np.maximum(row, 0)], np.nan)
+    def at(row, column=ts, missing=np.nan):
+        return np.where(row >= 0, column[np.maximum(row, 0)], missing)
 
+    syns = rows[from_client[rows] & ((flags[rows] & (SYN | ACK)) == SYN)]
     # The RTT is timed from the latest SYN before the handshake's ACK, as Wireshark's
     # tcp.analysis.initial_rtt is (its "most recent SYN"): a lost first SYN is a wait,
     # not a longer round trip; connect_time keeps the wait.
-    syns = rows[from_client[rows] & ((flags[rows] & (SYN | ACK)) == SYN)]
     ack_of = ack_row[conn[syns]]
-    syns = syns[(ack_of < 0) | (syns < np.maximum(ack_of, 0))]
+    before_ack = syns[(ack_of < 0) | (syns < np.maximum(ack_of, 0))]
+    latest = np.full(nconn, -1, dtype=np.int64)
+    np.maximum.at(latest, conn[before_ack], before_ack)   # rows are in file order: the max is the latest
+    last_syn_row = np.full(nconn, -1, dtype=np.int64)
+    np.maximum.at(last_syn_row, conn[syns], syns)
+    syn_t, latest_t, synack_t, ack_t, last_t = at(first_syn), at(latest), at(synack_row), at(ack_row), at(last_syn_row)
+    # The SYN the first SYN-ACK answered: the last one sent before it, by the clock (a
+    # SYN-ACK stamped before every SYN, a damaged timestamp, answers none).
     answered = np.full(nconn, -1, dtype=np.int64)
-    np.maximum.at(answered, conn[syns], syns)       # rows are in file order: the max is the latest
-    syn_t, last_syn_t, synack_t, ack_t = at(first_syn), at(answered), at(synack_row), at(ack_row)
-    return {"syn": syn_t, "synack": synack_t, "ack": ack_t, "handshake_rtt": ack_t - last_syn_t,
-            "rtt_server": synack_t - last_syn_t, "rtt_client": ack_t - synack_t,
-            "connect_time": ack_t - syn_t, "_synack_row": synack_row}
+    early = syns[ts[syns] <= synack_t[conn[syns]] + 1e-9]
+    np.maximum.at(answered, conn[early], early)
+    synack_lost = synack_t < last_t - 1e-9            # False where either is unknown (NaN)
+    drawn_syn = np.where(answered >= 0, answered, np.where(synack_row >= 0, -1, last_syn_row))
+    return {"syn": syn_t, "synack": synack_t, "ack": ack_t, "handshake_rtt": ack_t - latest_t,
+            "rtt_server": synack_t - latest_t, "rtt_client": ack_t - synack_t,
+            "connect_time": ack_t - syn_t,
+            "last_syn": last_t, "syn_wait": last_t - syn_t, "irtt": ack_t - last_t, "synack_lost": synack_lost,
+            "server_half": synack_t - at(answered), "client_half": np.where(synack_lost, np.nan, ack_t - synack_t),
+            "syn_frame": at(drawn_syn, frame, -1), "synack_frame": at(synack_row, frame, -1),
+            "ack_frame": at(ack_row, frame, -1),
+            "_synack_row": synack_row}
 
 
 def _options(idx, syn_row, synack_row, nconn) -> dict:
-    """MSS and window scale of each side's SYN, and whether both offered SACK."""
+    """MSS and window scale of each side's SYN (-1: not seen), and whether both offered SACK
+    (``mask_sack_permitted``: whether both SYNs were seen)."""
     def opt(name, row):
-        ok = row >= 0
-        v = np.where(ok, np.asarray(getattr(idx, name))[np.maximum(row, 0)].astype(np.int64), -1)
-        return _nullable(v, ok & (v >= 0))
+        return np.where(row >= 0, np.asarray(getattr(idx, name))[np.maximum(row, 0)].astype(np.int64), -1)
 
     sack = np.asarray(idx.sack_perm, dtype=bool)
-    sack_perm = pd.array([pd.NA] * nconn, dtype="boolean")
     both = (syn_row >= 0) & (synack_row >= 0)
-    if both.any():
-        sack_perm[both] = (sack[np.maximum(syn_row, 0)] & sack[np.maximum(synack_row, 0)])[both]
+    sack_perm = both & sack[np.maximum(syn_row, 0)] & sack[np.maximum(synack_row, 0)]
     return {"mss_client": opt("mss", syn_row), "mss_server": opt("mss", synack_row),
             "wscale_client": opt("wscale", syn_row), "wscale_server": opt("wscale", synack_row),
-            "sack_permitted": sack_perm}
+            "sack_permitted": sack_perm, "mask_sack_permitted": both}
 
 
-def _syn_backoff(c, pure_syn, ts, nconn) -> list:
+def _syn_backoff(c, pure_syn, ts, nconn) -> np.ndarray:
     """Seconds between successive SYNs of each connection ([] for a single SYN)."""
-    out: list = [[] for _ in range(nconn)]
+    out = np.empty(nconn, dtype=object)
+    for i in range(nconn):
+        out[i] = []
     if len(pure_syn) == 0:
         return out
     cs = c[pure_syn]
@@ -489,10 +441,13 @@ def _close(c, rows, flags, from_client, has_syn, nconn) -> np.ndarray:
 
 # -- events ------------------------------------------------------------------
 
-def _events(idx, conn, c2s, tcp_rows, an) -> pd.DataFrame:
+EVENT_COLUMNS = ("ts", "frame", "conn", "kind", "dir", "size", "detail")
+
+
+def _events(idx, conn, c2s, tcp_rows, an) -> dict:
     """One event per SYN, SYN-ACK, FIN and RST, and one per tcp.analysis flag, in frame order."""
     if an is None or len(tcp_rows) == 0:
-        return pd.DataFrame()
+        return {}
     # Full-length gathers only for what every row needs; the rest per event row.
     flags = np.asarray(idx.tcp_flags)[tcp_rows].astype(np.int64)
     plen = np.maximum(np.asarray(idx.payload_len)[tcp_rows], 0).astype(np.int64, copy=False)
@@ -511,18 +466,18 @@ def _events(idx, conn, c2s, tcp_rows, an) -> pd.DataFrame:
     for order, (kind, sel, detail) in enumerate(kinds):
         if len(sel):
             at = tcp_rows[sel]
-            pieces.append(pd.DataFrame({
+            pieces.append({
                 "ts": ts[at], "frame": frame[at], "conn": conn[at],
-                "kind": _obj(np.full(len(sel), kind, dtype=object)),
-                "dir": _obj(np.where(toc[sel], "c2s", "s2c").astype(object)),
-                "size": plen[sel], "detail": _obj(np.asarray(detail(ctx, sel), dtype=object)), "_order": order,
-            }))
+                "kind": np.full(len(sel), kind, dtype=object),
+                "dir": np.where(toc[sel], "c2s", "s2c").astype(object),
+                "size": plen[sel], "detail": np.asarray(detail(ctx, sel), dtype=object),
+                "order": np.full(len(sel), order, dtype=np.int64),
+            })
     if not pieces:
-        return pd.DataFrame()
-    ev = pd.concat(pieces, ignore_index=True)
-    ev = ev.sort_values(["frame", "_order"], kind="stable").drop(columns="_order")
-    ev["layer"] = _obj(np.full(len(ev), "tcp", dtype=object))
-    return ev.reset_index(drop=True)
+        return {}
+    ev = {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]}
+    by = np.lexsort((ev.pop("order"), ev["frame"]))       # frame, then the kinds' order above
+    return {k: v[by] for k, v in ev.items()}
 
 
 class _Who:

@@ -396,16 +396,22 @@ class HTTP1Connection:
         self._methods: deque[tuple[str, bool]] = deque()   # (method, asked to upgrade) awaiting a final response
         self.switched_to: str | None = None                # "websocket", "h2c", "tunnel" ...
         self.errors = 0
+        self._lost: set[str] = set()                       # directions that can no longer be framed
 
     def receive(self, direction: str, data: bytes, frame: int, ts: float) -> list:
         """Bytes of one direction, in stream order; returns the events they completed."""
         self._new = []
         reader = self._readers.get(direction)
-        if reader is not None and data:
+        if reader is not None and data and direction not in self._lost:
             reader.feed(bytes(data), frame, ts)
         return self._take()
 
-    def receive_gap(self, direction: str, nbytes: int) -> list:
+    def receive_gap(self, direction: str, nbytes: int | None) -> list:
+        """``nbytes`` of one direction were not captured.  None: an unknown amount
+        (lost TCP bytes inside TLS records): nothing later that way can be framed."""
+        if nbytes is None:
+            self._lost.add(direction)
+            return self.end_of_stream(direction)
         self._new = []
         reader = self._readers.get(direction)
         if reader is not None:
