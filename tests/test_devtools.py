@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from traceviz.decode.browser import load_browser
+from traceviz.assemble.browser import load_browser
 from traceviz.errors import InputError
 
 

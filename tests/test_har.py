@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from traceviz.decode.browser import PHASES, load_browser
+from traceviz.assemble.browser import PHASES, load_browser
 from traceviz.errors import InputError
 
 
@@ -224,8 +224,8 @@ def test_a_pcap_is_not_a_browser_export(corpus):
 
 
 def test_gzip_bomb_is_refused(tmp_path, monkeypatch):
-    from traceviz.sources import browser
-    monkeypatch.setattr(browser, "MAX_JSON_BYTES", 1 << 20)
+    from traceviz.sources import jsonfile
+    monkeypatch.setattr(jsonfile, "MAX_JSON_BYTES", 1 << 20)
     p = tmp_path / "bomb.har.gz"
     p.write_bytes(gzip.compress(b'{"log": {"entries": [' + b" " * (8 << 20) + b"]}}"))
     with pytest.raises(InputError, match="refusing"):

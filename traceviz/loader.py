@@ -3,7 +3,7 @@
 The pipeline for packet captures is DESIGN.md's two tiers:
 read (sources.reader) → index every frame (decode.index, numpy) → TCP/UDP
 analysis (decode.tcp) → payload tier (decode.payload: TLS, HTTP) for the
-connections that need it.  Browser exports go through decode.browser.
+connections that need it.  Browser exports go through assemble.browser.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def load(path: str | os.PathLike, keylog: str | os.PathLike | None = None,
     if kind == "capture":
         return _load_capture(path, keylog, rsa_key, progress or _quiet)
     if kind == "json":
-        from traceviz.decode.browser import load_browser
+        from traceviz.assemble.browser import load_browser
         return load_browser(path)
     raise InputError(path, "not a packet capture (pcap/pcapng), HAR or DevTools trace")
 
