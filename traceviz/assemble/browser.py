@@ -28,7 +28,6 @@ from traceviz.sources.chrome import ChromePage, ChromeRequest, response_of
 from traceviz.sources.har import HarEntry, HarLog, HarPage, Software
 from traceviz.sources.jsonfile import number
 from traceviz.sources.trace import TraceLog
-from traceviz.sources.urls import port_of
 
 NAN = float("nan")
 PHASES = ("blocked", "dns", "connect", "tls", "send", "wait", "receive")
@@ -52,20 +51,20 @@ def load_browser(path) -> Timeline:
 
 # --------------------------------------------------------------------------- small helpers
 
-def _count(v: Any) -> Any:
-    """A byte count or port as int; NA when absent or beyond what a file could mean (2**53)."""
-    x = number(v)
+# The records' numbers are already floats (NaN where absent, -1 or junk): these
+# only say which of them a table can hold.
+
+def _count(x: float) -> Any:
+    """A byte count as int; NA when absent or beyond what a file could mean (2**53)."""
     return int(x) if not math.isnan(x) and x < 2 ** 53 else pd.NA
 
 
-def _status(v: Any) -> float:
+def _status(x: float) -> float:
     """An HTTP status (100-999); NaN for 0 ("no response"), absent or nonsense."""
-    x = number(v)
     return x if 100 <= x <= 999 and x == int(x) else NAN
 
 
-def _port(v: Any) -> int | None:
-    x = number(v)
+def _port(x: float) -> int | None:
     return int(x) if 0 < x < 65536 else None
 
 
@@ -235,7 +234,7 @@ def har_request_rows(har: HarLog, warnings: list[str] | None = None) -> list[dic
             "priority": e.priority,
             "initiator": e.initiator,
             "server_ip": e.server_ip,
-            "server_port": _port(e.server_port) or port_of(e.url),
+            "server_port": _port(e.server_port) or e.port,
             "from_cache": pd.NA if e.from_cache is None else e.from_cache,
             "error": None if answered else e.error_text or "no response",
             "pending": False,
@@ -321,7 +320,14 @@ def chrome_phases(issue: float, timing: dict | None, headers_at: float | None, f
 
 
 def _signed(v: Any) -> float:
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else -1.0
+    """A Chrome timing field (ms); -1 ("did not happen") when absent or not a finite number."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return -1.0
+    try:
+        v = float(v)
+    except OverflowError:          # an integer of hundreds of digits
+        return -1.0
+    return v if math.isfinite(v) else -1.0
 
 
 def _span(a: float, b: float) -> float:
@@ -374,7 +380,7 @@ def chrome_request_row(h: ChromeRequest, source: str, offset: float, index: int)
         "priority": h.priority,
         "initiator": h.initiator,
         "server_ip": r.remote_ip,
-        "server_port": _port(r.remote_port) or port_of(h.url),
+        "server_port": _port(r.remote_port) or h.port,
         "from_cache": (h.cached or r.from_cache) if h.response is not None or h.cached else pd.NA,
         "error": h.error,
         "pending": not h.failed and math.isnan(h.finish),
@@ -583,17 +589,19 @@ def _connections_frame(conns: list[dict]) -> pd.DataFrame:
 def events_table(requests: pd.DataFrame, pages: list[dict], layer: str) -> pd.DataFrame:
     """request / response / finished|failed per request, and each page's DOMContentLoaded and load."""
     rows = []
-    for r in requests.itertuples(index=False):
-        conn = r.conn
-        detail = f"{r.method or ''} {r.url or ''}".strip()
-        if not pd.isna(r.start):
-            rows.append((r.start, conn, layer, "request", "c2s", r.req_bytes, detail))
-        if not pd.isna(r.ttfb) and not pd.isna(r.start):
-            rows.append((r.start + r.ttfb, conn, layer, "response", "s2c", r.resp_bytes,
-                         f"{'' if pd.isna(r.status) else int(r.status)} {r.url or ''}".strip()))
-        if not pd.isna(r.end):
-            kind = "failed" if r.error else "finished"
-            rows.append((r.end, conn, layer, kind, "s2c", r.resp_bytes, r.error or detail))
+    # plain lists, not itertuples: pandas' scalar NA checks cost more than the rest of the loop
+    columns = ("conn", "method", "url", "status", "start", "ttfb", "end", "req_bytes", "resp_bytes", "error")
+    for conn, method, url, status, start, ttfb, end, req_bytes, resp_bytes, error in \
+            zip(*(requests[c].tolist() for c in columns)):
+        detail = f"{method or ''} {url or ''}".strip()
+        if not _missing(start):
+            rows.append((start, conn, layer, "request", "c2s", req_bytes, detail))
+        if not _missing(ttfb) and not _missing(start):
+            rows.append((start + ttfb, conn, layer, "response", "s2c", resp_bytes,
+                         f"{'' if _missing(status) else int(status)} {url or ''}".strip()))
+        if not _missing(end):
+            kind = "failed" if error else "finished"
+            rows.append((end, conn, layer, kind, "s2c", resp_bytes, error or detail))
     for p in pages:
         for kind, key in (("DOMContentLoaded", "dom_content_loaded"), ("load", "load")):
             if p.get(key) is not None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from traceviz.sources.jsonfile import number, text
-from traceviz.sources.urls import host_of
+from traceviz.sources.urls import host_and_port
 
 
 def initiator_type(v: Any) -> str | None:
@@ -98,7 +98,7 @@ class ChromeRequest:
       request_id: Chrome's ``requestId``; an earlier hop of a redirect gets
         ``ID:redirectN`` (N counting the id's earlier hops)
       url, method: as the request was sent (None when absent or not text)
-      host: the URL's host, or None
+      host, port: the URL's host and port (its scheme's default when it names none), or None
       issue: when the page asked for it (s, monotonic; NaN)
       resource_type: Document, Script, WebSocket... or None
       priority: the last priority Chrome gave it, or None
@@ -116,6 +116,7 @@ class ChromeRequest:
     url: str | None
     method: str | None
     host: str | None
+    port: int | None
     issue: float
     resource_type: str | None
     priority: str | None
@@ -174,8 +175,9 @@ class Hop:
         self.rid = f"{rid}:redirect{sum(1 for h in hops if h.rid.startswith(rid + ':'))}"
 
     def freeze(self) -> ChromeRequest:
+        host, port = host_and_port(self.url)
         return ChromeRequest(
-            request_id=self.rid, url=self.url, method=self.method, host=host_of(self.url),
+            request_id=self.rid, url=self.url, method=self.method, host=host, port=port,
             issue=self.issue, resource_type=self.resource_type, priority=self.priority,
             initiator=self.initiator, frame=self.frame, response=self.response, finish=self.finish,
             failed=self.failed, error=self.error, encoded=self.encoded, cached=self.cached)

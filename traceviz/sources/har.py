@@ -20,7 +20,7 @@ from traceviz.errors import InputError, describe
 from traceviz.sources import jsonfile
 from traceviz.sources.chrome import initiator_type
 from traceviz.sources.jsonfile import number, text
-from traceviz.sources.urls import host_of
+from traceviz.sources.urls import authority_host, host_and_port
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +37,7 @@ class HarEntry:
       http_version: the response's ``httpVersion`` as written, or None
       method, url: the request's, or None
       host: the URL's host, or the Host / ``:authority`` header's for a relative URL
+      port: the URL's port (its scheme's default when it names none), or None
       req_headers_size, req_body_size: the request's ``headersSize`` and ``bodySize``
       resp_headers_size, resp_body_size: the response's
       transfer_size: Chrome's ``_transferSize`` (bytes on the wire)
@@ -62,6 +63,7 @@ class HarEntry:
     method: str | None
     url: str | None
     host: str | None
+    port: int | None
     req_headers_size: float
     req_body_size: float
     resp_headers_size: float
@@ -210,14 +212,18 @@ def _entry(e: dict, firefox: bool) -> HarEntry:
     resp = e.get("response") if isinstance(e.get("response"), dict) else {}
     content = resp.get("content") if isinstance(resp.get("content"), dict) else {}
     url = text(req.get("url"))
+    host, port = host_and_port(url)
     # Chrome: "connection"; some tools "_connection"; WebPageTest: "_socket"
-    conn = next((e[k] for k in ("connection", "_connection", "_socket") if e.get(k) not in (None, "")), None)
+    conn = _first(e, ("connection", "_connection", "_socket"))
     conn = None if conn in (None, "", -1) else str(conn)
     server_port = number(e.get("_serverPort"))
     if firefox and conn and conn.isdigit():
         # Firefox writes the server port here, not a connection id.
         server_port, conn = float(conn), None
-    ip = next((e[k] for k in ("serverIPAddress", "_ip_addr") if isinstance(e.get(k), str) and e[k]), None)
+    ip = e.get("serverIPAddress")
+    if not (isinstance(ip, str) and ip):
+        ip = e.get("_ip_addr")
+        ip = ip if isinstance(ip, str) and ip else None
     if ip and ip.startswith("[") and ip.endswith("]"):
         ip = ip[1:-1]
     security = e.get("_securityDetails") if isinstance(e.get("_securityDetails"), dict) else {}
@@ -230,7 +236,8 @@ def _entry(e: dict, firefox: bool) -> HarEntry:
         http_version=text(resp.get("httpVersion")),
         method=text(req.get("method")),
         url=url,
-        host=host_of(url) or host_of(None, _authority(req.get("headers"))),
+        host=host or authority_host(_authority(req.get("headers"))),
+        port=port,
         req_headers_size=number(req.get("headersSize")),
         req_body_size=number(req.get("bodySize")),
         resp_headers_size=number(resp.get("headersSize")),
@@ -249,6 +256,15 @@ def _entry(e: dict, firefox: bool) -> HarEntry:
         error_text=_nonempty(resp.get("_error")) or _nonempty(resp.get("statusText")),
         tls_version=_nonempty(security.get("protocol")),
     )
+
+
+def _first(e: dict, keys: tuple[str, ...]) -> Any:
+    """The first of ``keys`` that the entry writes with a value."""
+    for k in keys:
+        v = e.get(k)
+        if v not in (None, ""):
+            return v
+    return None
 
 
 def _authority(headers: Any) -> str | None:

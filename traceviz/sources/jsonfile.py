@@ -134,7 +134,10 @@ def number(v: Any) -> float:
                 return math.nan
         else:
             return math.nan
-    v = float(v)
+    try:
+        v = float(v)
+    except OverflowError:          # an integer of hundreds of digits: no time or size
+        return math.nan
     return v if v >= 0 and math.isfinite(v) else math.nan
 
 
