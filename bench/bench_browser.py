@@ -18,7 +18,7 @@ import subprocess
 from pathlib import Path
 
 from traceviz.charts.waterfall import waterfall
-from traceviz.decode.browser import load_browser
+from traceviz.assemble.browser import load_browser
 
 
 def synthetic_har(n: int, body: int) -> dict:
@@ -42,7 +42,7 @@ def synthetic_har(n: int, body: int) -> dict:
 
 CHILD = """
 import sys, time
-from traceviz.decode.browser import load_browser
+from traceviz.assemble.browser import load_browser
 def hwm():  # this process's own peak RSS in kB (ru_maxrss can carry the parent's over exec)
     return int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1])
 base = hwm()

@@ -9,10 +9,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from traceviz.decode.browser import PHASES, load_browser
+from traceviz.assemble.browser import PHASES, load_browser
 from traceviz.errors import InputError
 from traceviz.model import EVENT_COLUMNS, REQUEST_COLUMNS
-from traceviz.sources.browser import sniff_json
+from traceviz.sources.jsonfile import sniff_json
 
 KINDS = {"har": "har", "devtools-trace": "devtools-trace", "devtools-protocol-log": "devtools-log"}
 
@@ -215,3 +215,21 @@ def test_damaged_exports_load_or_fail_cleanly(corpus, tmp_path, seed):
         assert str(tl.requests[col].dtype) == dtype
     assert ((tl.requests["status"].dropna() >= 100) & (tl.requests["status"].dropna() <= 999)).all()
     waterfall(tl.requests, tl.source.detail.get("pages"))
+
+
+def test_browser_sources_know_formats_not_tables():
+    """The readers import no pandas and nothing above them (model, assemble, decode)."""
+    import ast
+    sources = Path(__file__).resolve().parents[1] / "traceviz" / "sources"
+    for name in ("jsonfile", "urls", "chrome", "har", "trace", "cdp", "browser_export"):
+        tree = ast.parse((sources / f"{name}.py").read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                mods = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                mods = [node.module or ""]
+            else:
+                continue
+            for m in mods:
+                assert m.split(".")[0] not in ("pandas", "numpy"), (name, m)
+                assert not m.startswith(("traceviz.model", "traceviz.assemble", "traceviz.decode")), (name, m)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 from collections import Counter
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from traceviz.decode.browser import load_browser
+from traceviz.assemble.browser import load_browser
 from traceviz.errors import InputError
 
 
@@ -187,3 +188,22 @@ def test_not_devtools(tmp_path):
     with pytest.raises(InputError) as e:
         load_browser(q)
     assert str(q) in str(e.value)
+
+
+def test_integers_too_long_for_a_float_are_absent(tmp_path):
+    """A timing field or stamp of 10**400 is absent (JSON integers have no length limit)."""
+    huge = "1" + "0" * 400
+    p = tmp_path / "log.json"
+    p.write_text(f"""[
+ {{"method": "Network.requestWillBeSent", "params": {{"requestId": "1", "timestamp": 10.0, "wallTime": 1700000000.0,
+   "type": "Document", "request": {{"url": "https://a.example/", "method": "GET"}}}}}},
+ {{"method": "Network.responseReceived", "params": {{"requestId": "1", "timestamp": 10.3, "type": "Document",
+   "response": {{"status": 200, "protocol": "h2", "connectionId": 6,
+                "timing": {{"requestTime": 10.0, "sendStart": {huge}, "sendEnd": 2, "receiveHeadersEnd": 150}}}}}}}},
+ {{"method": "Network.loadingFinished", "params": {{"requestId": "1", "timestamp": {huge}, "encodedDataLength": {huge}}}}}
+]""")
+    r = load_browser(p).requests.iloc[0]
+    assert r["status"] == 200 and r["protocol"] == "h2"
+    assert math.isnan(r["send"])                              # sendStart unreadable
+    assert r["wait"] == pytest.approx(0.148)                  # receiveHeadersEnd - sendEnd
+    assert math.isnan(r["end"]) and pd.isna(r["resp_bytes"])

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from traceviz.decode.browser import PHASES, load_browser
+from traceviz.assemble.browser import PHASES, load_browser
 from traceviz.errors import InputError
 
 
@@ -224,8 +224,8 @@ def test_a_pcap_is_not_a_browser_export(corpus):
 
 
 def test_gzip_bomb_is_refused(tmp_path, monkeypatch):
-    from traceviz.sources import browser
-    monkeypatch.setattr(browser, "MAX_JSON_BYTES", 1 << 20)
+    from traceviz.sources import jsonfile
+    monkeypatch.setattr(jsonfile, "MAX_JSON_BYTES", 1 << 20)
     p = tmp_path / "bomb.har.gz"
     p.write_bytes(gzip.compress(b'{"log": {"entries": [' + b" " * (8 << 20) + b"]}}"))
     with pytest.raises(InputError, match="refusing"):
@@ -320,3 +320,19 @@ def test_other_json_kinds_are_named(corpus):
     with pytest.raises(InputError, match="qlog") as e:
         load_browser(qlog)
     assert str(qlog) in str(e.value)
+
+
+def test_integers_too_long_for_a_float_are_absent(tmp_path):
+    """JSON allows an integer of any length; a time or size of 10**400 is absent, never a traceback."""
+    huge = "1" + "0" * 400
+    e = _entry("https://h.example/", "2024-01-01T00:00:00.000Z", 100)
+    text = json.dumps({"log": {"version": "1.2", "creator": {"name": "t"}, "entries": [e]}})
+    text = text.replace('"time": 100', f'"time": {huge}').replace('"bodySize": 1', f'"bodySize": {huge}')
+    p = tmp_path / "huge.har"
+    p.write_text(text)
+    r = load_browser(p).requests.iloc[0]
+    assert r["status"] == 200
+    # time unreadable: the entry ends where its phases end (blocked 0 + send 1 + wait 98 + receive 1 ms)
+    assert r["end"] - r["start"] == pytest.approx(0.100)
+    assert pd.isna(r["resp_bytes"])     # the body's size is absent, so the response's is unknown
+    assert r["req_bytes"] == 100        # headersSize 100 + bodySize 0, untouched

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from traceviz.stats import percentile_table, percentiles_of
-from traceviz.decode.browser import load_browser
+from traceviz.assemble.browser import load_browser
 from traceviz.model import SourceInfo, Timeline, conform
 from traceviz.recipe import load_module
 

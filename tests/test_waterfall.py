@@ -14,7 +14,7 @@ import pytest
 
 from traceviz.charts import export
 from traceviz.charts.waterfall import PHASE_COLUMNS, waterfall
-from traceviz.decode.browser import load_browser
+from traceviz.assemble.browser import load_browser
 from traceviz.model import conform
 
 HAR = "har/chrome-http11__pagexray_http1.1-chrome.har"

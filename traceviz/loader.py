@@ -39,7 +39,7 @@ def load(path: str | os.PathLike, keylog: str | os.PathLike | None = None,
         with _tuning.loading(os.path.getsize(path)):
             return _load_capture(path, keylog, rsa_key, progress or _quiet)
     if kind == "json":
-        from traceviz.decode.browser import load_browser
+        from traceviz.assemble.browser import load_browser
         return load_browser(path)
     raise InputError(path, "not a packet capture (pcap/pcapng), HAR or DevTools trace")
 

@@ -1,52 +1,155 @@
-"""HAR 1.1/1.2 reader: a file in, the log's pages and entries out.
+"""HAR 1.1/1.2 files (and JSONP ``.harp``): the log's pages and entries, as records.
 
 Chrome/WebInspector, Firefox, Safari, WebPageTest, Playwright, Charles and
 Insomnia all write the same skeleton with different optional and ``_custom``
-fields; this reader keeps every entry as the dict it was and leaves the
-meaning to ``traceviz.decode.browser``.  Bodies (``content.text``,
-``postData.text``) are dropped while parsing: nothing here needs them and
-they are most of a large HAR's bytes.
+fields.  This reader settles where each exporter writes a fact (``_socket``
+for ``connection``, ``_ip_addr`` for ``serverIPAddress``, Firefox's server
+port in ``connection`` and its ``ssl`` outside ``connect``), so that a record
+means what HAR 1.2 says; turning the numbers into our phases and tables is
+the assembler's job.  Bodies (``content.text``, ``postData.text``) are
+dropped while parsing: nothing needs them and they are most of a large HAR's
+bytes.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from traceviz.errors import InputError, describe
-from traceviz.sources import browser
+from traceviz.sources import jsonfile
+from traceviz.sources.chrome import initiator_type
+from traceviz.sources.jsonfile import number, text
+from traceviz.sources.urls import authority_host, host_and_port
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
+class HarEntry:
+    """One ``log.entries[i]``.  Numbers are HAR's (ms, bytes) and NaN where absent or -1.
+
+    Fields:
+      started: ``startedDateTime`` as written (ISO 8601), or None
+      time: ``time``, the entry's total (ms)
+      timings: the ``timings`` object as written ({} when absent): blocked,
+        dns, connect, ssl, send, wait, receive in ms, -1 where it does not apply
+      status: the response status as a number (0 means no response)
+      protocol: the response's, else the request's ``httpVersion`` (or ``_protocol``), or None
+      http_version: the response's ``httpVersion`` as written, or None
+      method, url: the request's, or None
+      host: the URL's host, or the Host / ``:authority`` header's for a relative URL
+      port: the URL's port (its scheme's default when it names none), or None
+      req_headers_size, req_body_size: the request's ``headersSize`` and ``bodySize``
+      resp_headers_size, resp_body_size: the response's
+      transfer_size: Chrome's ``_transferSize`` (bytes on the wire)
+      request_id: the exporter's request id (``_requestId``), or None
+      page: ``pageref``, or None
+      resource_type, priority: Chrome's ``_resourceType`` and ``_priority``, or None
+      initiator: the initiator's type (``_initiator``), or None
+      mime_type: ``content.mimeType``, or None
+      server_ip: ``serverIPAddress`` (or ``_ip_addr``), IPv6 unbracketed, or None
+      server_port: the server's port (``_serverPort``; Firefox's ``connection``), NaN
+      connection: the connection id (``connection``, ``_connection``, ``_socket``) as text, or None
+      from_cache: Chrome's ``_fromCache`` as a bool, or None when not written
+      error_text: the response's ``_error`` or ``statusText``, or None
+      tls_version: ``_securityDetails.protocol``, or None
+    """
+
+    started: str | None
+    time: float
+    timings: dict
+    status: float
+    protocol: str | None
+    http_version: str | None
+    method: str | None
+    url: str | None
+    host: str | None
+    port: int | None
+    req_headers_size: float
+    req_body_size: float
+    resp_headers_size: float
+    resp_body_size: float
+    transfer_size: float
+    request_id: str | None
+    page: str | None
+    resource_type: str | None
+    priority: str | None
+    initiator: str | None
+    mime_type: str | None
+    server_ip: str | None
+    server_port: float
+    connection: str | None
+    from_cache: bool | None
+    error_text: str | None
+    tls_version: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class HarPage:
+    """One ``log.pages[i]``: id, title, ``startedDateTime`` as written, and its
+    ``onContentLoad`` / ``onLoad`` (ms after the start; NaN where absent or -1)."""
+
+    id: str | None
+    title: str | None
+    started: str | None
+    on_content_load: float
+    on_load: float
+
+
+@dataclass(frozen=True, slots=True)
+class Software:
+    """``log.creator`` or ``log.browser``: name and version, or None where not text."""
+
+    name: str | None
+    version: str | None
+
+
+@dataclass(frozen=True)
 class HarLog:
+    """A HAR file, read.
+
+    Fields:
+      path: the file
+      version: the HAR version written, or None
+      creator, browser: the exporting tool and the browser (``Software``)
+      pages: the ``HarPage`` records, in file order
+      entries: the ``HarEntry`` records, in file order (entries without a request object skipped)
+      ssl_in_connect: whether ``connect`` includes ``ssl``, as HAR 1.2 says;
+        Firefox (and any file with an ``ssl`` longer than its ``connect``) writes them apart
+      compressed: whether the file was gzipped
+      jsonp: the JSONP callback's name for a ``.harp``, else None
+      size: the length of its JSON text
+      warnings: one line each about what could not be read
+    """
+
     path: str
     version: str | None
-    creator: dict
-    browser: dict
-    pages: list[dict]
-    entries: list[dict]
+    creator: Software
+    browser: Software
+    pages: tuple[HarPage, ...]
+    entries: tuple[HarEntry, ...]
+    ssl_in_connect: bool
     compressed: bool = False
     jsonp: str | None = None
     size: int = 0
-    warnings: list[str] = field(default_factory=list)
+    warnings: tuple[str, ...] = ()
 
 
-def _drop_bodies(obj: dict) -> dict:
-    # content / postData objects carry the body in "text"; keep its length only.
+def drop_bodies(obj: dict) -> dict:
+    """``json.loads`` object hook: a content / postData object keeps its body's length only."""
     if "text" in obj and "mimeType" in obj:
-        text = obj.pop("text")
-        if isinstance(text, str):
-            obj["_text_length"] = len(text)
+        body = obj.pop("text")
+        if isinstance(body, str):
+            obj["_text_length"] = len(body)
     return obj
 
 
 def read_har(path: str) -> HarLog:
-    value, facts = browser.parse(str(path), object_hook=_drop_bodies)
+    value, facts = jsonfile.parse(str(path), object_hook=drop_bodies)
     return har_from_json(str(path), value, facts)
 
 
 def har_from_json(path: str, value: Any, facts: dict | None = None) -> HarLog:
-    """Check the skeleton of an already parsed HAR and split it into parts."""
+    """Check the skeleton of an already parsed HAR and read its pages and entries."""
     facts = facts or {}
     log = value.get("log") if isinstance(value, dict) else None
     if not isinstance(log, dict):
@@ -62,20 +165,123 @@ def har_from_json(path: str, value: Any, facts: dict | None = None) -> HarLog:
         else:
             warnings.append(describe(path, f"entry {i + 1}: no request object; skipped"))
     pages = log.get("pages") if isinstance(log.get("pages"), list) else []
-    pages = [p for p in pages if isinstance(p, dict)]
+    creator, browser = _software(log.get("creator")), _software(log.get("browser"))
+    names = f"{creator.name or ''} {browser.name or ''}".lower()
     return HarLog(
         path=path,
-        version=_str(log.get("version")),
-        creator=log.get("creator") if isinstance(log.get("creator"), dict) else {},
-        browser=log.get("browser") if isinstance(log.get("browser"), dict) else {},
-        pages=pages,
-        entries=good,
+        version=text(log.get("version")),
+        creator=creator,
+        browser=browser,
+        pages=tuple(_page(p) for p in pages if isinstance(p, dict)),
+        entries=tuple(_entry(e, firefox="firefox" in names) for e in good),
+        ssl_in_connect=not ("firefox" in names or any(_ssl_outside_connect(e) for e in good)),
         compressed=facts.get("compressed", False),
         jsonp=facts.get("jsonp"),
         size=facts.get("size", 0),
-        warnings=warnings,
+        warnings=tuple(warnings),
     )
 
 
-def _str(v: Any) -> str | None:
-    return v if isinstance(v, str) else None
+def _software(d: Any) -> Software:
+    d = d if isinstance(d, dict) else {}
+    version = d.get("version")
+    return Software(text(d.get("name")), version if isinstance(version, str) and version else None)
+
+
+def _ssl_outside_connect(e: dict) -> bool:
+    """An ``ssl`` longer than its ``connect`` cannot be inside it.
+
+    (Whether the phases add up to ``time`` proves nothing: Playwright adds
+    ``ssl`` into ``time`` a second time.)
+    """
+    t = e.get("timings") if isinstance(e.get("timings"), dict) else {}
+    ssl, connect = number(t.get("ssl")), number(t.get("connect"))
+    return ssl > connect + 1e-6      # NaN compares False
+
+
+def _page(p: dict) -> HarPage:
+    timings = p.get("pageTimings") if isinstance(p.get("pageTimings"), dict) else {}
+    pid = p.get("id")
+    return HarPage(id=str(pid) if pid is not None else None, title=text(p.get("title")),
+                   started=text(p.get("startedDateTime")),
+                   on_content_load=number(timings.get("onContentLoad")), on_load=number(timings.get("onLoad")))
+
+
+def _entry(e: dict, firefox: bool) -> HarEntry:
+    req = e["request"]
+    resp = e.get("response") if isinstance(e.get("response"), dict) else {}
+    content = resp.get("content") if isinstance(resp.get("content"), dict) else {}
+    url = text(req.get("url"))
+    host, port = host_and_port(url)
+    # Chrome: "connection"; some tools "_connection"; WebPageTest: "_socket"
+    conn = _first(e, ("connection", "_connection", "_socket"))
+    conn = None if conn in (None, "", -1) else str(conn)
+    server_port = number(e.get("_serverPort"))
+    if firefox and conn and conn.isdigit():
+        # Firefox writes the server port here, not a connection id.
+        server_port, conn = float(conn), None
+    ip = e.get("serverIPAddress")
+    if not (isinstance(ip, str) and ip):
+        ip = e.get("_ip_addr")
+        ip = ip if isinstance(ip, str) and ip else None
+    if ip and ip.startswith("[") and ip.endswith("]"):
+        ip = ip[1:-1]
+    security = e.get("_securityDetails") if isinstance(e.get("_securityDetails"), dict) else {}
+    return HarEntry(
+        started=text(e.get("startedDateTime")),
+        time=number(e.get("time")),
+        timings=e.get("timings") if isinstance(e.get("timings"), dict) else {},
+        status=number(resp.get("status")),
+        protocol=text(resp.get("httpVersion") or req.get("httpVersion") or e.get("_protocol")),
+        http_version=text(resp.get("httpVersion")),
+        method=text(req.get("method")),
+        url=url,
+        host=host or authority_host(_authority(req.get("headers"))),
+        port=port,
+        req_headers_size=number(req.get("headersSize")),
+        req_body_size=number(req.get("bodySize")),
+        resp_headers_size=number(resp.get("headersSize")),
+        resp_body_size=number(resp.get("bodySize")),
+        transfer_size=number(resp.get("_transferSize")),
+        request_id=str(rid) if (rid := e.get("_requestId") or e.get("_request_id")) else None,
+        page=text(e.get("pageref")),
+        resource_type=text(e.get("_resourceType")),
+        priority=text(e.get("_priority")),
+        initiator=initiator_type(e.get("_initiator")),
+        mime_type=text(content.get("mimeType")),
+        server_ip=ip,
+        server_port=server_port,
+        connection=conn,
+        from_cache=_from_cache(e.get("_fromCache")),
+        error_text=_nonempty(resp.get("_error")) or _nonempty(resp.get("statusText")),
+        tls_version=_nonempty(security.get("protocol")),
+    )
+
+
+def _first(e: dict, keys: tuple[str, ...]) -> Any:
+    """The first of ``keys`` that the entry writes with a value."""
+    for k in keys:
+        v = e.get(k)
+        if v not in (None, ""):
+            return v
+    return None
+
+
+def _authority(headers: Any) -> str | None:
+    """The first Host / ``:authority`` header's value: where a relative URL's host is written."""
+    for h in headers if isinstance(headers, list) else []:
+        if isinstance(h, dict) and str(h.get("name", "")).lower() in ("host", ":authority"):
+            return str(h.get("value", ""))
+    return None
+
+
+def _from_cache(v: Any) -> bool | None:
+    if isinstance(v, str) and v:
+        return True          # Chrome: "memory" / "disk"
+    if isinstance(v, bool):
+        return v
+    return None
+
+
+def _nonempty(v: Any) -> str | None:
+    return v if isinstance(v, str) and v else None

@@ -1,7 +1,10 @@
-"""JSON-ish browser exports: read the text, parse it once, say what it is.
+"""A JSON file in, one parsed value out, and which browser export it is.
 
-Shared by the HAR and DevTools readers: gzip, a byte-order mark, a JSONP
-wrapper (``.harp``), and broken JSON reported with its line and column.
+Shared by the HAR, DevTools trace and DevTools protocol-log readers: gzip
+(inflated within a bound), a byte-order mark, a JSONP wrapper (``.harp``),
+broken JSON reported with its line and column, nesting too deep to read.
+``classify`` names the format from the parsed structure, ``sniff_json`` from
+the first bytes, ``what_it_is`` says what a file is when it is none of them.
 
 The stdlib parser is used on purpose: ``json.loads`` is C code and parses tens
 of MB in well under a second; an incremental parser (ijson) would save memory
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import codecs
 import json
+import math
 import re
 import zlib
 from typing import Any, Callable
@@ -116,6 +120,32 @@ def parse(path: str, object_hook: Callable[[dict], Any] | None = None) -> tuple[
     return value, {"compressed": gz, "jsonp": callback, "size": len(text)}
 
 
+def number(v: Any) -> float:
+    """A number from a JSON field; NaN for absent, negative (-1: "does not apply") or junk.
+
+    HAR and Chrome both write -1 for a time or size that does not apply;
+    some exporters write numbers as strings.
+    """
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        if isinstance(v, str):
+            try:
+                v = float(v)
+            except ValueError:
+                return math.nan
+        else:
+            return math.nan
+    try:
+        v = float(v)
+    except OverflowError:          # an integer of hundreds of digits: no time or size
+        return math.nan
+    return v if v >= 0 and math.isfinite(v) else math.nan
+
+
+def text(v: Any) -> str | None:
+    """A field's string, or None for anything else."""
+    return v if isinstance(v, str) else None
+
+
 def classify(value: Any) -> str | None:
     """``har``, ``devtools-trace``, ``devtools-log`` or None, from the parsed structure."""
     if isinstance(value, dict):
@@ -170,8 +200,8 @@ _SNIFF = (
 def sniff_json(path: str) -> str | None:
     """Guess the kind from the first 64 KiB, without parsing the whole file.
 
-    A cheap first look for ``traceviz info``; ``load_browser`` still decides
-    from the parsed structure.
+    A cheap first look, before parsing; ``classify`` still decides from the
+    parsed structure.
     """
     head = head_bytes(path)
     head = head.lstrip(b"\xef\xbb\xbf").lstrip()
@@ -179,3 +209,16 @@ def sniff_json(path: str) -> str | None:
         return None
     found = [(m.start(), kind) for rx, kind in _SNIFF for m in [rx.search(head)] if m]
     return min(found)[1] if found else None
+
+
+def what_it_is(value: Any) -> str:
+    """Name what a parsed JSON file is when ``classify`` found no browser export in it."""
+    if not isinstance(value, (dict, list)):
+        return f"a JSON {type(value).__name__}, not an object"
+    if not value:
+        return "an empty JSON " + ("object" if isinstance(value, dict) else "array")
+    if isinstance(value, dict) and ("qlog_version" in value or "qlog_format" in value):
+        return "a qlog file (QUIC events), not a HAR or DevTools export"
+    if isinstance(value, dict) and "constants" in value and "events" in value:
+        return "a Chrome NetLog, which this reader does not decode"
+    return "JSON that is not a HAR, DevTools trace or DevTools protocol log"
