@@ -3,6 +3,9 @@
 Strings in captures are hostile input: an SNI or URL can carry terminal
 escape sequences or rich markup.  Everything shown on a terminal goes
 through ``printable`` and into ``rich.text.Text`` (never parsed as markup).
+
+numpy and pandas are imported on first use, not with this module: the CLI
+imports it to print ``--help`` and errors, which need neither.
 """
 
 from __future__ import annotations
@@ -11,13 +14,23 @@ import json
 import math
 import sys
 from datetime import datetime, timezone
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
-import numpy as np
-import pandas as pd
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+np = pd = None    # numpy and pandas, once _numeric() has imported them
+
+
+def _numeric() -> None:
+    global np, pd
+    import numpy
+    import pandas
+    np, pd = numpy, pandas
 
 # A pipe or a file gets wide rows rather than rich's 80-column default: one row per line greps well.
 stdout = Console(soft_wrap=False, highlight=False, width=None if sys.stdout.isatty() else 200)
@@ -35,6 +48,8 @@ def printable(value: Any) -> str:
 
 def plain(value: Any) -> Any:
     """A JSON-ready Python value: NaN/NA → None, numpy scalars → Python."""
+    if pd is None:
+        _numeric()
     if value is None or value is pd.NA or value is pd.NaT:
         return None
     if isinstance(value, (np.integer,)):
@@ -108,6 +123,8 @@ def header(column: str) -> str:
 
 def table(df: pd.DataFrame, columns: Iterable[str], title: str | None = None, t0: float | None = None,
           limit: int | None = None) -> Table:
+    if pd is None:
+        _numeric()
     columns = [c for c in columns if c in df.columns]
     t = Table(title=Text(printable(title)) if title else None, header_style="bold", show_lines=False,
               title_justify="left")
