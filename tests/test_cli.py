@@ -811,6 +811,16 @@ def test_run_passes_the_keys_on(tv, keys, tmp_path):
     assert r.out == tv("tls", capture, "--json", *keys).out
 
 
+def test_script_runs_the_traceviz_it_was_started_with(tmp_path):
+    # a folder with a traceviz of its own (an old checkout, say): the hand-over must not pick it up
+    decoy = tmp_path / "traceviz"
+    decoy.mkdir()
+    (decoy / "__init__.py").write_text("raise SystemExit('the decoy traceviz was imported')\n")
+    r = recipe_script(ROOT / "recipes" / "handshakes.py", HANDSHAKES, "--json", cwd=tmp_path)
+    assert r.code == 0, r.err
+    assert [x["server"] for x in r.json()] == expected_servers()
+
+
 def test_script_help_is_the_recipes_own(tmp_path):
     r = recipe_script(ROOT / "recipes" / "handshakes.py", "--help", cwd=ROOT)
     assert r.code == 0, r.err

@@ -213,6 +213,7 @@ def _shown(path: Path) -> str:
 
 def _same_traceviz(env: dict[str, str]) -> dict[str, str]:
     """The environment in which ``-m traceviz`` imports this very traceviz, wherever it was found."""
+    env["PYTHONSAFEPATH"] = "1"   # not the current folder first (its own ./traceviz?), as for the traceviz command
     root = str(Path(__file__).resolve().parents[1])
     installed = {str(Path(p).resolve()) for p in (sysconfig.get_path("purelib"), sysconfig.get_path("platlib"))}
     if root not in installed:   # a site-packages dir on PYTHONPATH would shadow the standard library
