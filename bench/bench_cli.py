@@ -1,12 +1,17 @@
 """How long the CLI takes to start, what its imports cost, and what it imports needlessly.
 
-    python bench/bench_cli.py [--runs 5] [FILE]
+    python bench/bench_cli.py [--runs 5] [--start-only] [FILE]
 
-For each command it prints the median wall time of a fresh process, and the
-heavy packages present in ``sys.modules`` when the process ends: plotly
-(and kaleido) should appear only when a chart is asked for.  Then it lists
-the slowest imports of ``traceviz.cli`` from ``python -X importtime``.
-FILE defaults to the bundled ``tcp-handshakes`` capture.
+First the start-up: ``traceviz``, ``traceviz --help``, a recipe's
+``--help``, ``import traceviz`` and a recipe run as a script (``python
+recipes/handshakes.py --help``): none of them should import pandas, numpy or
+plotly (the script form pays for its recipe's own imports, then hands over).
+Then the commands that read FILE.  For each: the median and best wall time of
+a fresh process (the whole process, as a shell sees it) and the heavy
+packages in ``sys.modules`` when it ends: plotly (and kaleido) should appear
+only when a chart is asked for.  Last, the slowest imports of ``traceviz
+--help`` from ``python -X importtime``.  FILE defaults to the bundled
+``tcp-handshakes`` capture.  ``--start-only`` stops after the start-up rows.
 """
 
 from __future__ import annotations
@@ -23,15 +28,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("plotly", "kaleido", "pandas", "numpy", "pyarrow", "scapy", "cryptography", "aioquic", "dpkt", "typer", "rich")
+NEVER_AT_START = ("pandas", "numpy", "plotly", "pyarrow")
 
-# Runs the CLI, then reports (on stderr, after everything else) the heavy packages it imported.
-PROBE = """
+# Reports (on stderr, after everything else) the heavy packages the process imported.
+REPORT = """
 import atexit, sys
 heavy = {heavy!r}
 atexit.register(lambda: sys.stderr.write("\\nIMPORTED " + ",".join(m for m in heavy if m in sys.modules) + "\\n"))
-from traceviz.cli import main
-main()
 """
+PROBE = REPORT + "from traceviz.cli import main\nmain()\n"     # then runs the CLI with the arguments given
 
 
 def env() -> dict:
@@ -40,17 +45,23 @@ def env() -> dict:
     return e
 
 
-def time_command(args: list[str], runs: int) -> tuple[float, float, list[str], int]:
-    """Median and best wall seconds of ``runs`` fresh processes; the heavy modules imported; exit code."""
-    times, imported, code = [], [], 0
+def time_command(args: list[str], runs: int, argv: list[str] | None = None) -> tuple[float, float, list[str] | None, int]:
+    """Median and best wall seconds of ``runs`` fresh processes; the heavy modules imported; exit code.
+
+    ``argv`` is a whole command line to time instead of the CLI with ``args``
+    (a script, ``-c "import traceviz"``); what it imported is then unknown
+    (None) unless the command is the probe itself.
+    """
+    command = argv or [sys.executable, "-c", PROBE.format(heavy=HEAVY), *args]
+    times, imported, code = [], None, 0
     for _ in range(runs):
         t = time.perf_counter()
-        p = subprocess.run([sys.executable, "-c", PROBE.format(heavy=HEAVY), *args], env=env(),
-                           capture_output=True, text=True)
+        p = subprocess.run(command, env=env(), capture_output=True, text=True, cwd=ROOT)
         times.append(time.perf_counter() - t)
         code = p.returncode
         found = re.findall(r"^IMPORTED (.*)$", p.stderr, re.M)
-        imported = found[-1].split(",") if found and found[-1] else []
+        if found:
+            imported = found[-1].split(",") if found[-1] else []
     return statistics.median(times), min(times), imported, code
 
 
@@ -69,14 +80,41 @@ def import_costs(statement: str, top: int = 15) -> list[tuple[float, str]]:
     return sorted(((ms, name) for name, ms in best.items()), reverse=True)[:top]
 
 
+def row(label: str, med: float, best: float, imported: list[str] | None, code: int) -> str:
+    heavy = "?" if imported is None else (", ".join(imported) or "-")
+    return f"{label[:44]:44} {med * 1000:7.0f}ms {best * 1000:7.0f}ms  {code:4}  {heavy}"
+
+
+def start_rows(runs: int) -> list[str]:
+    """The start-up rows; those that imported pandas, numpy, plotly or pyarrow are returned as surprises."""
+    script = str(ROOT / "recipes" / "handshakes.py")
+    rows = [
+        ("traceviz", [], None),
+        ("traceviz --help", ["--help"], None),
+        ("traceviz handshakes --help", ["handshakes", "--help"], None),
+        ("traceviz run recipes/tls.py --help", ["run", "recipes/tls.py", "--help"], None),
+        ("traceviz recipes --json", ["recipes", "--json"], None),
+        ("python -c 'import traceviz'", [], [sys.executable, "-c", REPORT.format(heavy=HEAVY) + "import traceviz"]),
+        ("python recipes/handshakes.py --help", [], [sys.executable, script, "--help"]),
+    ]
+    print(f"{'start-up':44} {'median':>8} {'best':>8}  exit  heavy modules imported")
+    surprises = []
+    for label, args, argv in rows:
+        med, best, imported, code = time_command(args, runs, argv)
+        print(row(label, med, best, imported, code))
+        if imported and set(imported) & set(NEVER_AT_START):
+            surprises.append(label)
+    return surprises
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("file", nargs="?", default="tcp-handshakes")
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--start-only", action="store_true", help="only the start-up rows")
     a = ap.parse_args()
     chart = Path(tempfile.mkdtemp()) / "chart.html"
     commands = [
-        (["--help"], False),
         (["captures", "--json"], False),
         (["connections", a.file], False),
         (["connections", a.file, "--json"], False),
@@ -90,15 +128,21 @@ def main() -> None:
         subprocess.run([sys.executable, "-c", "pass"], capture_output=True)
     python_ms = (time.perf_counter() - t) / a.runs * 1000
     print(f"python itself starts in {python_ms:.0f} ms (rc {base.returncode}); {a.runs} runs per command\n")
-    print(f"{'command':44} {'median':>8} {'best':>8}  exit  plotly?  heavy modules imported")
+    slow_start = start_rows(a.runs)
+    print()
+    if slow_start:
+        print("imported pandas/numpy/plotly/pyarrow at start-up: " + "; ".join(slow_start))
+    else:
+        print("start-up imports none of pandas, numpy, plotly, pyarrow (the script row pays for its recipe's imports)")
+    if a.start_only:
+        return
+    print(f"\n{'command':44} {'median':>8} {'best':>8}  exit  heavy modules imported")
     surprises = []
     for args, wants_chart in commands:
         med, best, imported, code = time_command(args, a.runs)
-        plotly = "plotly" in imported
-        if plotly and not wants_chart:
+        if "plotly" in (imported or []) and not wants_chart:
             surprises.append(" ".join(args))
-        print(f"traceviz {' '.join(args)[:35]:35} {med * 1000:7.0f}ms {best * 1000:7.0f}ms  {code:4}  "
-              f"{'yes' if plotly else 'no':7}  {', '.join(imported)}")
+        print(row("traceviz " + " ".join(args), med, best, imported, code))
     print()
     if surprises:
         print("plotly is imported without a chart by: " + "; ".join(surprises))

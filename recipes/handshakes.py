@@ -21,15 +21,13 @@ import numpy as np
 import pandas as pd
 
 from traceviz.errors import InputError
+from traceviz.model import JSON_FIELDS as STABLE_FIELDS
 from traceviz.recipe import Finding
 
 NAME = "handshakes"
 TITLE = "TCP handshakes"
 
-# DESIGN.md's stable --json fields for connections, in order.
-JSON_FIELDS = ["conn", "transport", "client", "server", "first_frame", "start", "end",
-               "packets", "bytes_c2s", "bytes_s2c", "syn", "synack", "ack", "handshake_rtt",
-               "syn_retransmits", "close", "app", "sni", "alpn", "tls_version"]
+JSON_FIELDS = STABLE_FIELDS["connections"]    # the stable --json fields, in order
 ROW_FIELDS = JSON_FIELDS + ["rtt_server", "rtt_client", "irtt", "syn_wait", "syn_backoff",
                             "mss_client", "mss_server", "wscale_client", "wscale_server",
                             "sack_permitted"]

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import pandas as pd
 
+from traceviz.model import JSON_FIELDS as STABLE_FIELDS
 from traceviz.recipe import Finding
 
 NAME = "tls"
 TITLE = "TLS handshakes"
 
-JSON_FIELDS = ["conn", "client", "server", "sni", "alpn_offered", "alpn", "versions_offered", "version",
-               "cipher", "group", "resumed", "hello_retry", "handshake_ms", "rtts", "ja3", "ja4", "ja3s",
-               "ja4s", "decrypted", "alert"]
+JSON_FIELDS = STABLE_FIELDS["tls"]    # the stable --json fields, in order
 TABLE_FIELDS = ["conn", "sni", "version", "cipher", "alpn", "resumed", "rtts", "handshake_ms", "status"]
 
 WHY = {

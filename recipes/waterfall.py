@@ -14,15 +14,13 @@ import math
 
 import pandas as pd
 
+from traceviz.model import JSON_FIELDS as STABLE_FIELDS
 from traceviz.recipe import Finding
 
 NAME = "waterfall"
 TITLE = "Request waterfall"
 
-# DESIGN.md's stable --json fields for requests, in order.
-JSON_FIELDS = ["request", "conn", "stream", "protocol", "method", "host", "url", "status", "start", "ttfb",
-               "end", "req_bytes", "resp_bytes", "blocked", "dns", "connect", "tls", "send", "wait",
-               "receive", "reused_connection", "source"]
+JSON_FIELDS = STABLE_FIELDS["requests"]    # the stable --json fields, in order
 TABLE_FIELDS = ["request", "conn", "status", "url", "start", "ttfb", "end"]
 
 

@@ -746,24 +746,173 @@ def test_recipes_lists_the_bundled_ones(tv):
     assert bundled <= {r["name"] for r in rows}
 
 
-def test_broken_user_recipe_is_a_warning(user_recipes, tmp_path):
-    broken = tmp_path / "broken"
-    broken.mkdir()
-    (broken / "oops.py").write_text("import this_module_does_not_exist_anywhere\n")
-    (broken / "syntax.py").write_text("def analyze(tl:\n")
-    r = tv_process("--recipes", broken, "--recipes", user_recipes, "mine", HANDSHAKES, "--json", cwd=tmp_path)
+REFUSED_RECIPE = '''"""Which connections were refused?"""
+import pandas as pd
+import plotly.graph_objects as go
+from traceviz.recipe import Finding
+
+NAME = "refused"
+
+
+def analyze(tl, conn=None):
+    c = tl.connections if conn is None else tl.connections[tl.connections["conn"] == conn]
+    rows = pd.DataFrame({"conn": c["conn"], "server": c["server"], "close": c["close"]})
+    return Finding(title="Refused", question=__doc__, rows=rows,
+                   problems=[f"conn {n} was refused" for n in rows.loc[rows["close"] == "refused", "conn"]],
+                   figures={"bars": lambda theme: go.Figure(go.Bar(x=list(rows["conn"]), y=[1] * len(rows)))})
+
+
+if __name__ == "__main__":
+    from traceviz.recipe import main
+    main(__name__)
+'''
+
+
+@pytest.fixture
+def refused_recipe(tmp_path) -> Path:
+    path = tmp_path / "refused.py"
+    path.write_text(REFUSED_RECIPE)
+    return path
+
+
+def recipe_script(path, *args, cwd) -> Run:
+    """``python RECIPE.py ARGS``: the recipe file run on its own."""
+    p = subprocess.run([sys.executable, str(path), *map(str, args)], capture_output=True, text=True, cwd=cwd,
+                       env=subprocess_env(), timeout=120)
+    return Run(p.returncode, p.stdout, p.stderr)
+
+
+def test_run_and_the_script_take_every_option_of_a_recipe_command(refused_recipe, tmp_path):
+    outcomes = [c["outcome"] for c in bundled_facts("tcp-handshakes")["facts"]["connections"]]
+    refused, fine = outcomes.index("refused"), outcomes.index("fin-client")
+    for run in (lambda *a: tv_process("run", refused_recipe, *a, cwd=tmp_path),
+                lambda *a: recipe_script(refused_recipe, *a, cwd=tmp_path)):
+        r = run(HANDSHAKES, "--json", "--conn", refused)
+        assert r.code == 0, r.err
+        assert r.json() == [{"conn": refused, "server": expected_servers()[refused], "close": "refused"}]
+        assert run(HANDSHAKES, "--json", "--conn", refused, "--fail").code == 1
+        assert run(HANDSHAKES, "--json", "--conn", fine, "--fail").code == 0
+        chart = tmp_path / "bars.html"
+        r = run(HANDSHAKES, "--chart", chart, "--figure", "bars", "--theme", "dark")
+        assert r.code == 0 and "plotly" in chart.read_text(), r.err
+        r = run(HANDSHAKES, "--chart", chart, "--figure", "pie")
+        assert r.code == 2 and "no figure 'pie'; this recipe draws: bars" in r.err and r.out == ""
+        r = run(HANDSHAKES, "--theme", "sepia")
+        assert r.code == 2 and "choose light, dark or talk" in r.err
+
+
+@pytest.mark.parametrize("keys", [[], ["--rsa-key", BUNDLED / "tls12-rsa.key.pem"], ["--keylog", BUNDLED / "tls12-rsa.keys"]])
+def test_run_passes_the_keys_on(tv, keys, tmp_path):
+    # the manifest: the key log is not embedded; the private key alone (or the key log) decrypts it
+    capture = BUNDLED / "tls12-rsa.pcapng"
+    r = tv_process("run", ROOT / "recipes" / "tls.py", capture, "--json", *keys, cwd=tmp_path)
+    assert r.code == 0, r.err
+    assert [row["decrypted"] for row in r.json()] == [bool(keys)]
+    assert r.out == tv("tls", capture, "--json", *keys).out
+
+
+def test_script_runs_the_traceviz_it_was_started_with(tmp_path):
+    # a folder with a traceviz of its own (an old checkout, say): the hand-over must not pick it up
+    decoy = tmp_path / "traceviz"
+    decoy.mkdir()
+    (decoy / "__init__.py").write_text("raise SystemExit('the decoy traceviz was imported')\n")
+    r = recipe_script(ROOT / "recipes" / "handshakes.py", HANDSHAKES, "--json", cwd=tmp_path)
     assert r.code == 0, r.err
     assert [x["server"] for x in r.json()] == expected_servers()
-    assert "oops.py" in r.err and "syntax.py" in r.err and "Traceback" not in r.err
 
-def test_broken_user_recipe_leaves_the_others(tv, tmp_path, capsys):
-    broken = tmp_path / "broken"
-    broken.mkdir()
-    (broken / "oops.py").write_text("raise RuntimeError('user bug')\n")
-    r = tv("--recipes", broken, "handshakes", HANDSHAKES, "--json")
+
+def test_script_help_is_the_recipes_own(tmp_path):
+    r = recipe_script(ROOT / "recipes" / "handshakes.py", "--help", cwd=ROOT)
+    assert r.code == 0, r.err
+    assert "How long did the TCP handshakes take" in r.out
+    assert "recipes/handshakes.py" in r.out    # the usage line names the file as typed here
+    for option in ("--json", "--chart", "--theme", "--figure", "--conn", "--keylog", "--rsa-key", "--fail"):
+        assert option in r.out, option
+
+
+def test_script_errors_are_the_commands(tmp_path):
+    r = recipe_script(ROOT / "recipes" / "handshakes.py", tmp_path / "missing.pcap", "--json", cwd=tmp_path)
+    via_cli = tv_process("handshakes", tmp_path / "missing.pcap", "--json", cwd=tmp_path)
+    assert r.code == 2 == via_cli.code and r.out == "" and "missing.pcap" in r.err
+    assert r.err == via_cli.err
+
+
+def test_run_refuses_what_is_not_a_recipe(tmp_path):
+    for path, why in ((tmp_path / "nope.py", "no such recipe file"),
+                      (tmp_path / "helper.py", "defines no analyze")):
+        if path.name == "helper.py":
+            path.write_text("X = 1\n")
+        r = tv_process("run", path, HANDSHAKES, "--json", cwd=tmp_path)
+        assert r.code == 2 and r.out == "" and why in r.err and "Traceback" not in r.err, r.err
+
+
+# A recipe is a command from what its file declares (NAME, docstring, analyze), read without
+# running it; it is imported only when its command (or report) runs.  So a file that cannot be
+# parsed, or is no recipe, is a warning on every run; one that fails when imported is an error
+# of its own command, and the other commands never import it.
+
+BROKEN_ON_IMPORT = {
+    "oops.py": ("import this_module_does_not_exist_anywhere\n\n\ndef analyze(tl):\n    return None\n",
+                "this_module_does_not_exist_anywhere"),
+    "bug.py": ("raise RuntimeError('user bug')\n\n\ndef analyze(tl):\n    return None\n", "user bug"),
+}
+
+
+@pytest.fixture
+def broken_recipes(tmp_path) -> Path:
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    for name, (source, _) in BROKEN_ON_IMPORT.items():
+        (folder / name).write_text(source)
+    (folder / "syntax.py").write_text("def analyze(tl:\n")
+    (folder / "helper.py").write_text("X = 1\n")          # no analyze: not a recipe
+    return folder
+
+
+def test_broken_user_recipe_is_a_warning(user_recipes, broken_recipes, tmp_path):
+    r = tv_process("--recipes", broken_recipes, "--recipes", user_recipes, "mine", HANDSHAKES, "--json", cwd=tmp_path)
+    assert r.code == 0, r.err
+    assert [x["server"] for x in r.json()] == expected_servers()
+    warnings = [line for line in r.err.splitlines() if line.startswith("warning:")]
+    assert any("syntax.py" in w and "never closed" in w for w in warnings), r.err
+    assert any("helper.py" in w and "analyze" in w for w in warnings), r.err
+    # not imported, so not known to be broken: running another command does not pay for them
+    assert "oops.py" not in r.err and "bug.py" not in r.err and "Traceback" not in r.err
+
+
+def test_broken_user_recipe_still_lists_the_commands(broken_recipes, tmp_path):
+    r = tv_process("--recipes", broken_recipes, "--help", cwd=tmp_path)
+    assert r.code == 0, r.err
+    for command in ("handshakes", "oops", "bug"):
+        assert re.search(rf"\b{command}\b", r.out), command
+    assert "syntax.py" in r.err and "Traceback" not in r.err
+
+
+@pytest.mark.parametrize("name", sorted(BROKEN_ON_IMPORT))
+def test_a_recipe_that_fails_to_import_is_its_commands_error(broken_recipes, tmp_path, name):
+    r = tv_process("--recipes", broken_recipes, Path(name).stem, HANDSHAKES, "--json", cwd=tmp_path)
+    assert r.code == 2 and r.out == ""
+    lines = r.err.strip().splitlines()
+    error = [line for line in lines if not line.startswith("warning:")]
+    assert len(error) == 1 and name in error[0] and BROKEN_ON_IMPORT[name][1] in error[0], r.err
+    assert "Traceback" not in r.err
+
+
+def test_broken_user_recipe_leaves_the_others(tv, broken_recipes):
+    r = tv("--recipes", broken_recipes, "handshakes", HANDSHAKES, "--json")
     assert r.code == 0, r.err
     assert len(r.json()) == len(expected_servers())
-    assert "oops.py" in r.err and "user bug" in r.err
+    assert "user bug" not in r.err
+
+
+def test_report_warns_of_a_recipe_that_fails_to_import(broken_recipes, tmp_path):
+    page = tmp_path / "r.html"
+    r = tv_process("--recipes", broken_recipes, "report", HANDSHAKES, "-o", page, cwd=tmp_path)
+    assert r.code == 0, r.err
+    for name, (_, why) in BROKEN_ON_IMPORT.items():
+        assert any(name in line and why in line for line in r.err.splitlines() if line.startswith("warning:")), r.err
+    assert sum("syntax.py" in line for line in r.err.splitlines()) == 1   # said once, not once per use
+    assert "handshakes" in r.err.splitlines()[-1] and page.is_file()
 
 
 # ---------------------------------------------------------------- help

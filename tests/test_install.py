@@ -100,3 +100,23 @@ def test_shipped_recipes_are_listed(installed):
     assert shipped <= {r["name"] for r in rows}
     for r in rows:
         assert Path(r["path"]).resolve().is_relative_to(installed["package"]), r
+
+
+def test_the_wheel_ships_no_stray_files(installed):
+    with zipfile.ZipFile(installed["wheel"]) as whl:
+        stray = [n for n in whl.namelist() if n.endswith((".orig", ".rej", ".pyc", "~"))]
+    assert not stray
+
+
+def test_python_m_traceviz_is_the_command(installed):
+    p = run([installed["python"], "-m", "traceviz", "--help"], cwd=installed["cwd"])
+    assert "handshakes" in p.stdout and "run" in p.stdout
+
+
+def test_a_shipped_recipe_runs_as_a_script(installed):
+    script = installed["package"] / "_data" / "recipes" / "handshakes.py"
+    alone = json.loads(run([installed["python"], script, "tcp-handshakes", "--json"], cwd=installed["cwd"]).stdout)
+    assert alone == traceviz_json(installed, "handshakes", "tcp-handshakes")
+    manifest = json.loads((ROOT / "captures" / "manifest.json").read_text())
+    facts = next(c for c in manifest["captures"] if c["name"] == "tcp-handshakes")["facts"]["connections"]
+    assert [r["server"] for r in alone] == [f["server"] for f in facts]

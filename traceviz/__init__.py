@@ -5,14 +5,38 @@
     >>> tl.connections[["conn", "client", "server", "handshake_rtt", "close"]]
     >>> finding = traceviz.run("handshakes", tl)
     >>> finding.answer, finding.figure("ladder").show()
+
+The names below are imported on first use (PEP 562): importing a decoder,
+``traceviz.errors`` or the command line's ``--help`` must not pay for pandas.
 """
 
-from traceviz.errors import InputError
-from traceviz.loader import load
-from traceviz.model import Timeline
-from traceviz.recipe import Finding
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from traceviz.errors import InputError
+    from traceviz.loader import load
+    from traceviz.model import Timeline
+    from traceviz.recipe import Finding
 
 __version__ = "0.1.0"
+
+_LAZY = {"load": "traceviz.loader", "Timeline": "traceviz.model", "Finding": "traceviz.recipe",
+         "InputError": "traceviz.errors"}
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'traceviz' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value     # once found, an ordinary attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 
 def run(recipe: str, timeline: Timeline, **options) -> Finding:

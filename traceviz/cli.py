@@ -4,6 +4,11 @@ Tables go to stdout (rich on a terminal, a JSON array with ``--json``);
 warnings, progress and errors go to stderr.  Exit status: 0 success,
 1 a finding you asked to fail on (``--fail``), 2 bad input (one line naming
 the file and, for packet data, the frame).
+
+This module imports only typer, rich and the standard library when it is
+loaded: ``traceviz --help`` must start fast, so pandas and the rest come in
+with the command that needs them, and each recipe command is built from what
+its file declares (``recipe.read_header``) and imported only when it runs.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from rich.text import Text
 
 from traceviz import output
 from traceviz.errors import InputError
+from traceviz.recipe import discover, load_module, read_header
 
 HELP = """Explain what happened on the wire.
 
@@ -52,6 +58,8 @@ ChartOpt = Annotated[Optional[Path], typer.Option("--chart", help="Write a chart
                                                   show_default=False)]
 ThemeOpt = Annotated[str, typer.Option("--theme", help="Chart theme: light, dark, or talk (large type, 16:9, for slides).")]
 ConnOpt = Annotated[Optional[int], typer.Option("--conn", help="Connection number (the same as Wireshark's tcp.stream).", show_default=False)]
+FigureOpt = Annotated[Optional[str], typer.Option(help="Which figure --chart writes (default: the first).", show_default=False)]
+FailOpt = Annotated[bool, typer.Option("--fail", help="Exit 1 when the recipe finds something off (for CI checks).")]
 
 
 # ---------------------------------------------------------------- plumbing
@@ -103,9 +111,13 @@ def _load_with_progress(traceviz, path, keylog, rsa_key):
 
 def show_warnings(warnings: list[str], most: int = 10) -> None:
     for w in warnings[:most]:
-        output.stderr.print(Text(f"warning: {output.printable(w)}", style="yellow"))
+        warn(w)
     if len(warnings) > most:
         output.stderr.print(Text(f"warning: … and {len(warnings) - most} more", style="yellow"))
+
+
+def warn(message: str) -> None:
+    output.stderr.print(Text(f"warning: {output.printable(message)}", style="yellow"))
 
 
 def first_ts(tl) -> float | None:
@@ -144,12 +156,10 @@ def check_theme(theme: str) -> None:
 
 # ---------------------------------------------------------------- commands
 
-CONNECTION_FIELDS = ["conn", "transport", "client", "server", "first_frame", "start", "end", "packets",
-                     "bytes_c2s", "bytes_s2c", "syn", "synack", "ack", "handshake_rtt", "syn_retransmits",
-                     "close", "app", "sni", "alpn", "tls_version"]
-REQUEST_FIELDS = ["request", "conn", "stream", "protocol", "method", "host", "url", "status", "start", "ttfb",
-                  "end", "req_bytes", "resp_bytes", "blocked", "dns", "connect", "tls", "send", "wait", "receive",
-                  "reused_connection", "source"]
+def json_rows(df, table: str) -> None:
+    """The rows of one of the model's tables as a JSON array: its stable fields first, in order."""
+    from traceviz.model import JSON_FIELDS
+    output.print_json(output.records(df, JSON_FIELDS[table]))
 
 
 @app.command()
@@ -220,7 +230,7 @@ def connections(file: FileArg, json: JsonOpt = False, transport: Annotated[Optio
         if transport:
             df = df[df["transport"] == transport]
         if json:
-            output.print_json(output.records(df, CONNECTION_FIELDS))
+            json_rows(df, "connections")
             return
         cols = ["conn", "transport", "client", "server", "app", "start", "handshake_rtt", "packets",
                 "bytes_c2s", "bytes_s2c", "close", "sni"]
@@ -246,7 +256,7 @@ def timeline(file: FileArg, conn: ConnOpt = None,
             ev = ev[ev["kind"].str.lower() == kind.lower()]
         ev = ev.sort_values(["ts", "frame"], kind="stable")
         if json:
-            output.print_json(output.records(ev, ["ts", "frame", "conn", "stream", "layer", "kind", "dir", "size", "detail"]))
+            json_rows(ev, "events")
             return
         shown = ev if not limit else ev.head(limit)
         output.stdout.print(output.table(shown, ["frame", "ts", "conn", "stream", "layer", "kind", "dir", "size", "detail"],
@@ -262,7 +272,7 @@ def requests(file: FileArg, json: JsonOpt = False, keylog: KeylogOpt = None, rsa
         tl = load(file, keylog, rsa_key)
         df = tl.requests
         if json:
-            output.print_json(output.records(df, REQUEST_FIELDS))
+            json_rows(df, "requests")
             return
         cols = ["request", "conn", "stream", "protocol", "method", "host", "url", "status", "start", "ttfb", "end",
                 "resp_bytes"]
@@ -290,11 +300,10 @@ def captures(json: JsonOpt = False) -> None:
 @app.command("recipes")
 def list_recipes(json: JsonOpt = False) -> None:
     """The recipes available: bundled ones and those in TRACEVIZ_RECIPES / --recipes folders."""
-    from traceviz.recipe import discover
     rows = []
-    for name, path in discover(_extra_recipe_dirs).items():
-        declared, question = _recipe_header(path)
-        rows.append({"name": declared or name, "path": str(path), "question": question})
+    for path in discover(_extra_recipe_dirs).values():
+        head = read_header(path)
+        rows.append({"name": head.name, "path": str(path), "question": head.question})
     if json:
         output.print_json(rows)
         return
@@ -302,34 +311,21 @@ def list_recipes(json: JsonOpt = False) -> None:
     output.stdout.print(output.table(pd.DataFrame(rows), ["name", "question", "path"], title="recipes"))
 
 
-def _recipe_header(path: Path) -> tuple[str | None, str]:
-    """A recipe's command name (its NAME, as register_recipes uses) and its question, read without running it."""
-    import ast
-    try:
-        tree = ast.parse(path.read_text())
-    except (SyntaxError, OSError, ValueError):
-        return None, ""
-    name = None
-    for node in tree.body:
-        if (isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "NAME" for t in node.targets)
-                and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)):
-            name = node.value.value
-    doc = ast.get_docstring(tree)
-    return name, (doc.strip().splitlines()[0] if doc and doc.strip() else "")
-
-
 # ---------------------------------------------------------------- recipes as commands
 
-def recipe_command(module: ModuleType):
-    """A typer command that loads FILE, runs ``module.analyze`` and shows the Finding."""
+def recipe_command(path: Path, doc: str = ""):
+    """A typer command that loads FILE, runs the recipe at ``path`` and shows the Finding.
+
+    The recipe module is imported when the command runs, not when it is built.
+    """
 
     def command(file: FileArg, json: JsonOpt = False, chart: ChartOpt = None, theme: ThemeOpt = "light",
-                figure: Annotated[Optional[str], typer.Option(help="Which figure --chart writes (default: the first).", show_default=False)] = None,
-                conn: ConnOpt = None, keylog: KeylogOpt = None, rsa_key: RsaOpt = None,
-                fail: Annotated[bool, typer.Option("--fail", help="Exit 1 when the recipe finds something off (for CI checks).")] = False) -> None:
+                figure: FigureOpt = None, conn: ConnOpt = None, keylog: KeylogOpt = None, rsa_key: RsaOpt = None,
+                fail: FailOpt = False) -> None:
         with guarded():
             check_theme(theme)
             check_chart(chart)
+            module = load_recipe(path)
             tl = load(file, keylog, rsa_key)
             finding = analyze(module, tl, conn)
             if chart is not None:   # before the rows: `traceviz x F --chart c.png | head` still gets its chart
@@ -343,8 +339,21 @@ def recipe_command(module: ModuleType):
             if fail and finding.problems:
                 raise typer.Exit(1)
 
-    command.__doc__ = (module.__doc__ or "").strip() or f"Run the {module.__name__} recipe."
+    command.__doc__ = doc.strip() or f"Run the {path.stem} recipe."
     return command
+
+
+def load_recipe(path: Path) -> ModuleType:
+    """Import a recipe to run it: a recipe that cannot be imported is bad input, one line."""
+    if not path.is_file():
+        raise InputError(str(path), "no such recipe file")
+    try:
+        module = load_module(path)
+    except Exception as exc:  # a user's recipe may raise anything; never a traceback
+        raise InputError(str(path), f"recipe failed to load: {type(exc).__name__}: {exc}") from None
+    if not callable(getattr(module, "analyze", None)):
+        raise InputError(str(path), "not a recipe: it defines no analyze(tl) function")
+    return module
 
 
 def analyze(module: ModuleType, tl, conn: int | None):
@@ -372,19 +381,25 @@ def show_finding(finding, tl) -> None:
 
 
 def register_recipes(extra_dirs: list[str]) -> None:
-    from traceviz.recipe import command_name, discover, load_module
+    """Every recipe as a command, from what its file declares; none is imported here.
+
+    A recipe file that cannot even be parsed is a warning now, on every run;
+    one that fails when imported is found when it runs: its own command (and
+    ``report``) says so, the other commands never import it.
+    """
     taken = {c.name or c.callback.__name__ for c in app.registered_commands}
-    for name, path in discover(extra_dirs).items():
-        try:
-            module = load_module(path)
-        except Exception as exc:  # a broken user recipe must not break the whole CLI
-            output.stderr.print(Text(f"warning: recipe {path} failed to load: {output.printable(str(exc))}", style="yellow"))
+    for path in discover(extra_dirs).values():
+        head = read_header(path)
+        if head.error is not None:  # a broken user recipe must not break the whole CLI
+            warn(f"recipe {path} failed to load: {head.error}")
             continue
-        cmd = command_name(module, path)
-        if cmd in taken or not hasattr(module, "analyze"):
+        if not head.runnable:
+            warn(f"recipe {path} defines no analyze(tl): not a command (name a helper module _{path.name})")
             continue
-        app.command(cmd, help=(module.__doc__ or "").strip().split("\n\n")[0])(recipe_command(module))
-        taken.add(cmd)
+        if head.name in taken:
+            continue
+        app.command(head.name, help=head.doc.strip().split("\n\n")[0])(recipe_command(path, head.doc))
+        taken.add(head.name)
 
 
 @app.command()
@@ -394,7 +409,6 @@ def report(files: Annotated[list[str], typer.Argument(help="One or more captures
            theme: ThemeOpt = "light", keylog: KeylogOpt = None, rsa_key: RsaOpt = None) -> None:
     """Every recipe that applies, for every file, in one self-contained HTML page (works offline)."""
     from traceviz import report as reporting
-    from traceviz.recipe import discover, load_module
     with guarded():
         check_theme(theme)
         if out.suffix.lower() not in (".html", ".htm"):
@@ -402,10 +416,13 @@ def report(files: Annotated[list[str], typer.Argument(help="One or more captures
         timelines = [load(f, keylog, rsa_key) for f in files]
         recipes = {}
         for name, path in discover(_extra_recipe_dirs).items():
+            head = read_header(path)
+            if head.error is not None or not head.runnable:
+                continue  # already said when the commands were built
             try:
                 recipes[name] = load_module(path)
             except Exception as exc:  # a broken user recipe is skipped, loudly
-                output.stderr.print(Text(f"warning: recipe {path} failed to load: {output.printable(str(exc))}", style="yellow"))
+                warn(f"recipe {path} failed to load: {exc}")
         parts = reporting.sections(timelines, recipes)
         out.write_text(reporting.render(timelines, parts, theme), encoding="utf-8")
         ran = ", ".join(sorted({p.recipe for p in parts})) or "none applied"
@@ -413,17 +430,25 @@ def report(files: Annotated[list[str], typer.Argument(help="One or more captures
 
 
 @app.command("run")
-def run_file(recipe: Annotated[Path, typer.Argument(help="A recipe .py file (see traceviz/recipe.py for the API).")],
+def run_file(recipe: Annotated[Path, typer.Argument(help="A recipe .py file (see traceviz/recipe.py for the API).", show_default=False)],
              file: FileArg, json: JsonOpt = False, chart: ChartOpt = None, theme: ThemeOpt = "light",
-             conn: ConnOpt = None, keylog: KeylogOpt = None, rsa_key: RsaOpt = None) -> None:
-    """Run a recipe file of your own on FILE."""
-    from traceviz.recipe import load_module
-    with guarded():
-        if not recipe.is_file():
-            raise InputError(str(recipe), "no such recipe file")
-        module = load_module(recipe)
-        recipe_command(module)(file, json=json, chart=chart, theme=theme, figure=None, conn=conn,
-                               keylog=keylog, rsa_key=rsa_key, fail=False)
+             figure: FigureOpt = None, conn: ConnOpt = None, keylog: KeylogOpt = None, rsa_key: RsaOpt = None,
+             fail: FailOpt = False) -> None:
+    """Run a recipe file of your own on FILE, with the options of any recipe command.
+
+    [italic]traceviz run RECIPE.py --help[/italic] shows that recipe's question;
+    [italic]python RECIPE.py FILE[/italic] does the same as [italic]traceviz run RECIPE.py FILE[/italic].
+    """
+    recipe_command(recipe)(file, json=json, chart=chart, theme=theme, figure=figure, conn=conn,
+                           keylog=keylog, rsa_key=rsa_key, fail=fail)
+
+
+def run_recipe_standalone(path: Path, argv: list[str]) -> None:
+    """``traceviz run RECIPE.py ARGS``: the recipe's own command, its docstring as its --help."""
+    single = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode="rich",
+                         context_settings={"help_option_names": ["-h", "--help"]})
+    single.command()(recipe_command(path, read_header(path).doc))
+    single(args=argv, prog_name=f"traceviz run {path}")
 
 
 _extra_recipe_dirs: list[str] = []
@@ -447,12 +472,7 @@ def _take_recipes_option(argv: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> None:
     args = _take_recipes_option(list(sys.argv[1:] if argv is None else argv))
+    if len(args) >= 2 and args[0] == "run" and not args[1].startswith("-"):
+        return run_recipe_standalone(Path(args[1]), args[2:])   # a recipe file is a command of its own
     register_recipes(_extra_recipe_dirs)
     app(args=args, prog_name="traceviz")
-
-
-def run_recipe_standalone(module: ModuleType, argv: list[str] | None = None) -> None:
-    """``python recipes/handshakes.py FILE [options]``: the recipe's CLI command on its own."""
-    single = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode="rich")
-    single.command()(recipe_command(module))
-    single(args=list(sys.argv[1:] if argv is None else argv), prog_name=Path(sys.argv[0]).name)

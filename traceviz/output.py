@@ -3,6 +3,9 @@
 Strings in captures are hostile input: an SNI or URL can carry terminal
 escape sequences or rich markup.  Everything shown on a terminal goes
 through ``printable`` and into ``rich.text.Text`` (never parsed as markup).
+
+numpy and pandas are imported on first use, not with this module: the CLI
+imports it to print ``--help`` and errors, which need neither.
 """
 
 from __future__ import annotations
@@ -11,13 +14,34 @@ import json
 import math
 import sys
 from datetime import datetime, timezone
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
-import numpy as np
-import pandas as pd
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# numpy and pandas, and what plain() checks against, once _numeric() has imported them.  A numpy
+# or pandas value can exist only once numpy is imported, so plain Python data (``captures --json``)
+# never pays for them.
+np = pd = None
+_NA = _NAT = object()                 # pd.NA, pd.NaT (till then, nothing is)
+_INTEGERS: tuple = ()                 # np.integer
+_FLOATS: tuple = (float,)             # + np.floating
+_BOOLS: tuple = (bool,)               # + np.bool_
+_SEQUENCES: tuple = (list, tuple)     # + np.ndarray
+
+
+def _numeric() -> None:
+    global np, pd, _NA, _NAT, _INTEGERS, _FLOATS, _BOOLS, _SEQUENCES
+    import numpy
+    import pandas
+    np, pd = numpy, pandas
+    _NA, _NAT, _INTEGERS = pd.NA, pd.NaT, (np.integer,)
+    _FLOATS, _BOOLS, _SEQUENCES = (np.floating, float), (np.bool_, bool), (list, tuple, np.ndarray)
+
 
 # A pipe or a file gets wide rows rather than rich's 80-column default: one row per line greps well.
 stdout = Console(soft_wrap=False, highlight=False, width=None if sys.stdout.isatty() else 200)
@@ -35,15 +59,17 @@ def printable(value: Any) -> str:
 
 def plain(value: Any) -> Any:
     """A JSON-ready Python value: NaN/NA → None, numpy scalars → Python."""
-    if value is None or value is pd.NA or value is pd.NaT:
+    if pd is None and "numpy" in sys.modules:
+        _numeric()
+    if value is None or value is _NA or value is _NAT:
         return None
-    if isinstance(value, (np.integer,)):
+    if isinstance(value, _INTEGERS):
         return int(value)
-    if isinstance(value, (np.floating, float)):
+    if isinstance(value, _FLOATS):
         return None if math.isnan(value) else float(value)
-    if isinstance(value, (np.bool_, bool)):
+    if isinstance(value, _BOOLS):
         return bool(value)
-    if isinstance(value, (list, tuple, np.ndarray)):
+    if isinstance(value, _SEQUENCES):
         return [plain(v) for v in value]
     if isinstance(value, dict):
         return {str(k): plain(v) for k, v in value.items()}
@@ -108,6 +134,8 @@ def header(column: str) -> str:
 
 def table(df: pd.DataFrame, columns: Iterable[str], title: str | None = None, t0: float | None = None,
           limit: int | None = None) -> Table:
+    if pd is None:
+        _numeric()
     columns = [c for c in columns if c in df.columns]
     t = Table(title=Text(printable(title)) if title else None, header_style="bold", show_lines=False,
               title_justify="left")

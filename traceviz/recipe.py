@@ -30,26 +30,49 @@ Figures are built lazily (a callable taking the theme name) because drawing
 costs more than analysing and a script asking for ``--json`` wants none.
 Bundled recipes live in the wheel; users name their own folder with
 ``--recipes DIR`` or ``TRACEVIZ_RECIPES`` and run them exactly the same way.
+
+A recipe is found without being run: ``read_header`` reads its ``NAME`` and
+docstring from the source (``ast``), so the CLI can list every recipe as a
+command, and answer ``--help``, without importing pandas; the module is
+imported only when its command runs.
+
+Running a recipe file on its own (``python recipes/x.py FILE [options]``)
+hands the process over to ``python -m traceviz run recipes/x.py FILE
+[options]`` (``os.execve`` on POSIX, a child process elsewhere).  This layer
+sits below the CLI and must not import it; handing over, rather than a
+second small argument parser here, means the script and the command are the
+same code: the same options, output, exit status and error lines, with
+nothing to keep in step.  The price is one more interpreter start, paid by
+the script form only.
 """
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import os
+import subprocess
 import sys
+import sysconfig
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-import pandas as pd
+if TYPE_CHECKING:   # pandas is imported when a Finding is made, not when recipes are listed
+    import pandas as pd
+
+
+def _no_rows() -> pd.DataFrame:
+    import pandas as pd
+    return pd.DataFrame()
 
 
 @dataclass
 class Finding:
     title: str
     question: str = ""
-    rows: pd.DataFrame = field(default_factory=pd.DataFrame)
+    rows: pd.DataFrame = field(default_factory=_no_rows)
     summary: dict[str, Any] = field(default_factory=dict)
     answer: list[str] = field(default_factory=list)        # plain-language findings
     figures: dict[str, Callable[[str], Any]] = field(default_factory=dict)
@@ -107,11 +130,92 @@ def load_module(path: str | Path) -> ModuleType:
     return module
 
 
-def command_name(module: ModuleType, path: Path) -> str:
-    return getattr(module, "NAME", path.stem)
+@dataclass(frozen=True)
+class Header:
+    """What a recipe file declares, read without running it.
+
+    path: the file.  name: its ``NAME`` (the command), else the file's stem.
+    doc: its docstring as written ("" if none).  runnable: it binds
+    ``analyze`` at top level (a helper module in a recipe folder does not).
+    error: why the file cannot be read (a syntax error...), or None.
+    """
+
+    path: Path
+    name: str
+    doc: str = ""
+    runnable: bool = False
+    error: str | None = None
+
+    @property
+    def question(self) -> str:
+        """The docstring's first line."""
+        lines = self.doc.strip().splitlines()
+        return lines[0] if lines else ""
+
+
+def read_header(path: str | Path) -> Header:
+    """A recipe's ``NAME``, docstring and whether it has ``analyze``, from its source alone."""
+    path = Path(path)
+    try:
+        tree = ast.parse(path.read_bytes(), filename=str(path))
+    except (SyntaxError, ValueError, OSError) as exc:   # ValueError: null bytes, bad encoding
+        return Header(path, path.stem, error=str(exc))
+    name = path.stem
+    for node in tree.body:
+        if (isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "NAME" for t in node.targets)
+                and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)):
+            name = node.value.value
+    return Header(path, name, ast.get_docstring(tree, clean=False) or "", _binds_analyze(tree))
+
+
+def _binds_analyze(tree: ast.Module) -> bool:
+    """Whether the module binds ``analyze`` outside any function (in an ``if`` or ``try`` too).
+
+    A star import may bind it, so it counts: better a command that explains it
+    cannot run than a recipe that silently is not one.
+    """
+    todo: list[ast.AST] = list(tree.body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            if node.name == "analyze":
+                return True
+            continue                        # names bound inside are not the module's
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            if any(a.name == "*" or (a.asname or a.name) == "analyze" for a in node.names):
+                return True
+            continue
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store) and node.id == "analyze":
+            return True
+        todo.extend(ast.iter_child_nodes(node))
+    return False
 
 
 def main(module_name: str, argv: list[str] | None = None) -> None:
-    """Run the recipe in ``module_name`` as the CLI would: ``python recipes/x.py FILE [options]``."""
-    from traceviz.cli import run_recipe_standalone
-    run_recipe_standalone(sys.modules[module_name], argv)
+    """``python recipes/x.py FILE [options]``: become ``python -m traceviz run recipes/x.py FILE [options]``."""
+    path = Path(sys.modules[module_name].__file__).resolve()
+    args = [sys.executable, "-m", "traceviz", "run", _shown(path), *(sys.argv[1:] if argv is None else argv)]
+    env = _same_traceviz(dict(os.environ))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if os.name == "posix":
+        os.execve(sys.executable, args, env)
+    raise SystemExit(subprocess.call(args, env=env))
+
+
+def _shown(path: Path) -> str:
+    """The path as a user would type it here (it is the usage line of ``--help``)."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _same_traceviz(env: dict[str, str]) -> dict[str, str]:
+    """The environment in which ``-m traceviz`` imports this very traceviz, wherever it was found."""
+    env["PYTHONSAFEPATH"] = "1"   # not the current folder first (its own ./traceviz?), as for the traceviz command
+    root = str(Path(__file__).resolve().parents[1])
+    installed = {str(Path(p).resolve()) for p in (sysconfig.get_path("purelib"), sysconfig.get_path("platlib"))}
+    if root not in installed:   # a site-packages dir on PYTHONPATH would shadow the standard library
+        env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in [env.get("PYTHONPATH")] if p])
+    return env
