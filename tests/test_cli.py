@@ -65,7 +65,6 @@ class Run:
 @pytest.fixture
 def tv(capsys, monkeypatch):
     """``tv("connections", FILE, "--json")``: the CLI in this process."""
-    monkeypatch.setattr(cli, "_extra_recipe_dirs", [])  # main() keeps --recipes dirs in a module list
 
     def run(*args) -> Run:
         capsys.readouterr()

@@ -1,0 +1,33 @@
+"""The ``traceviz`` command: a thin typer app over the library.
+
+Tables go to stdout (rich on a terminal, a JSON array with ``--json``);
+warnings, progress and errors go to stderr.  Exit status: 0 success,
+1 a finding you asked to fail on (``--fail``), 2 bad input (one line naming
+the file and, for packet data, the frame).
+
+One module per group of commands (``tables``, ``catalog``, ``report``,
+``run``; recipes become commands in ``recipes``); ``common`` holds what they
+share.  The package imports only typer, rich and the standard library when it is
+loaded: ``traceviz --help`` must start fast, so pandas and the rest come in
+with the command that needs them, and each recipe command is built from what
+its file declares (``recipe.read_header``) and imported only when it runs.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Each module adds its commands to the app; --help lists them in this order.
+from traceviz.cli import tables, catalog, report, run  # noqa: F401,I001
+from traceviz.cli.common import STAGES as _STAGES, app  # noqa: F401 - _STAGES: the progress bar's stages
+from traceviz.cli.recipes import extra_recipe_dirs, register_recipes, run_recipe_standalone, take_recipes_option
+
+
+def main(argv: list[str] | None = None) -> None:
+    extra_recipe_dirs.clear()        # this run's --recipes folders only (tests call main() repeatedly)
+    args = take_recipes_option(list(sys.argv[1:] if argv is None else argv))
+    if len(args) >= 2 and args[0] == "run" and not args[1].startswith("-"):
+        return run_recipe_standalone(Path(args[1]), args[2:])   # a recipe file is a command of its own
+    register_recipes(extra_recipe_dirs)
+    app(args=args, prog_name="traceviz")

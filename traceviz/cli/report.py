@@ -1,0 +1,42 @@
+"""``traceviz report``: every recipe that applies, in one offline HTML page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.text import Text
+
+from traceviz import output
+from traceviz.cli.common import KeylogOpt, RsaOpt, ThemeOpt, app, check_theme, guarded, load, warn
+from traceviz.cli.recipes import extra_recipe_dirs
+from traceviz.errors import InputError
+from traceviz.recipe import discover, load_module, read_header
+
+
+@app.command()
+def report(files: Annotated[list[str], typer.Argument(help="One or more captures, HARs or traces (or bundled capture names).",
+                                                     show_default=False)],
+           out: Annotated[Path, typer.Option("-o", "--output", help="The HTML page to write.")] = Path("traceviz-report.html"),
+           theme: ThemeOpt = "light", keylog: KeylogOpt = None, rsa_key: RsaOpt = None) -> None:
+    """Every recipe that applies, for every file, in one self-contained HTML page (works offline)."""
+    from traceviz import report as reporting
+    with guarded():
+        check_theme(theme)
+        if out.suffix.lower() not in (".html", ".htm"):
+            raise InputError(str(out), "a report is an HTML page: name it .html")
+        timelines = [load(f, keylog, rsa_key) for f in files]
+        recipes = {}
+        for name, path in discover(extra_recipe_dirs).items():
+            head = read_header(path)
+            if head.error is not None or not head.runnable:
+                continue  # already said when the commands were built
+            try:
+                recipes[name] = load_module(path)
+            except Exception as exc:  # a broken user recipe is skipped, loudly
+                warn(f"recipe {path} failed to load: {exc}")
+        parts = reporting.sections(timelines, recipes)
+        out.write_text(reporting.render(timelines, parts, theme), encoding="utf-8")
+        ran = ", ".join(sorted({p.recipe for p in parts})) or "none applied"
+        output.stderr.print(Text(f"report written to {out} ({ran})"))
