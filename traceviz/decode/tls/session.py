@@ -19,7 +19,7 @@ messages read for real.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from traceviz.decode.tls import messages as msg
@@ -36,8 +36,13 @@ def is_tls13(version: int | None) -> bool:
     return version is not None and (version == 0x0304 or version >> 8 == 0x7F or version in (0xFB17, 0xFB1A))
 
 
-@dataclass
+@dataclass(frozen=True)
 class Event:
+    """Something one side sent: a handshake message, a ChangeCipherSpec, an alert, a run of
+    application data records.  Fields: ts, frame (of its first record), dir (c2s/s2c), kind
+    (ClientHello, Finished, ApplicationData...), size (record bytes), encrypted, detail,
+    records (how many records a run of them took)."""
+
     ts: float
     frame: int
     dir: str
@@ -243,10 +248,7 @@ class TLSSession:
         side.app_bytes += len(plaintext) if plaintext is not None else rec.size
         last = self.events[-1] if self.events else None
         if last is not None and last.kind == "ApplicationData" and last.dir == dir:
-            last.size += rec.size        # one event per run of records in one direction
-            last.records += 1
-            last.detail = f"{last.records} records"
-            ev = last
+            ev = self._extend_last(rec)      # one event per run of records in one direction
         else:
             ev = self._emit(dir, rec, "ApplicationData", rec.size, encrypted=encrypted)
         if side.first_app is None:
@@ -264,10 +266,7 @@ class TLSSession:
         if dir == S2C:
             last = self.events[-1] if self.events else None
             if last is not None and last.kind == "EncryptedHandshake" and last.dir == S2C:
-                last.size += rec.size     # one event per flight of records
-                last.records += 1
-                last.detail = f"{last.records} records"
-                ev = last
+                ev = self._extend_last(rec)  # one event per flight of records
             else:
                 ev = self._emit(dir, rec, "EncryptedHandshake", rec.size, encrypted=True)
             server.finished = ev          # the last record of the server's flight holds its Finished
@@ -284,7 +283,6 @@ class TLSSession:
             level, desc = parsed
             detail = f"{ALERT_LEVELS.get(level, f'level {level}')} {alert_name(desc)}"
             ev = self._emit(dir, rec, "Alert", rec.size, encrypted=encrypted, detail=detail)
-            ev.level, ev.description = level, desc        # type: ignore[attr-defined]
         self.alerts.append(ev)
 
     # -- handshake messages -------------------------------------------------------
@@ -374,6 +372,18 @@ class TLSSession:
         ev = Event(rec.ts, rec.frame, dir, kind, size, encrypted, detail)
         self.events.append(ev)
         return ev
+
+    def _extend_last(self, rec: Record) -> Event:
+        """The last event grown by one more record (and every reference to it with it)."""
+        old = self.events[-1]
+        new = replace(old, size=old.size + rec.size, records=old.records + 1, detail=f"{old.records + 1} records")
+        self.events[-1] = new
+        for side in self.sides.values():
+            if side.first_app is old:
+                side.first_app = new
+            if side.finished is old:
+                side.finished = new
+        return new
 
     def _error(self, text: str) -> None:
         self.errors.append(text)
