@@ -76,6 +76,12 @@ CONNECTION_COLUMNS: dict[str, str] = {
     "sni": "object",
     "alpn": "object",
     "tls_version": "object",
+    # Frames and frame bytes each way, as Wireshark's Conversations count them
+    # (bytes_c2s/bytes_s2c above are transport payload bytes).
+    "frames_c2s": "Int64",
+    "frames_s2c": "Int64",
+    "wire_bytes_c2s": "Int64",
+    "wire_bytes_s2c": "Int64",
 }
 
 # Columns packet captures add to ``connections`` after the schema's (a HAR or a trace has
@@ -128,6 +134,10 @@ REQUEST_COLUMNS: dict[str, str] = {
     "receive": "float64",
     "reused_connection": "boolean",
     "source": "object",       # pcap, har, devtools-trace, devtools-log
+    "content_type": "object", # the response's Content-Type (media type, parameters dropped)
+    "leg": "object",          # client / upstream: which side of a proxy (None: no proxy seen)
+    "parent": "Int64",        # an upstream request: the client request it serves
+    "cause": "object",        # a 5xx a proxy generated: why (see JSON_FIELDS' docs)
 }
 
 TLS_COLUMNS: dict[str, str] = {
@@ -153,6 +163,46 @@ TLS_COLUMNS: dict[str, str] = {
     "alert": "object",
 }
 
+QUIC_COLUMNS: dict[str, str] = {
+    "conn": "int64",          # shared with connections, whose transport is "quic"
+    "client": "object",
+    "server": "object",
+    "version": "object",      # "0x" + 8 hex digits, e.g. 0x00000001
+    "version_name": "object", # QUIC v1, QUIC v2, draft-29, Google Q050 ...
+    "sni": "object",
+    "alpn_offered": "object",
+    "alpn": "object",
+    "handshake_ms": "float64",
+    "rtts": "Int64",
+    "retry": "boolean",
+    "version_negotiation": "boolean",
+    "zero_rtt": "boolean",
+    "resumed": "boolean",
+    "decrypted": "boolean",
+    "packets": "Int64",
+    "bytes_c2s": "Int64",
+    "bytes_s2c": "Int64",
+    "close": "object",        # the CONNECTION_CLOSE error when readable, else idle / open
+}
+
+STREAM_COLUMNS: dict[str, str] = {
+    "conn": "int64",          # one row per HTTP/2 stream (traceviz h2)
+    "stream": "int64",
+    "opened": "float64",
+    "first_byte": "float64",
+    "last_byte": "float64",
+    "closed": "float64",
+    "method": "object",
+    "url": "object",
+    "status": "Int64",
+    "req_bytes": "Int64",
+    "resp_bytes": "Int64",
+    "data_frames": "Int64",
+    "rst_code": "object",
+    "window_stall_ms": "float64",
+    "hol_stall_ms": "float64",
+}
+
 # The stable ``--json`` fields of each table, in order (docs/design.md lists them):
 # scripts may rely on these names; more fields may follow, none is ever renamed.
 # The CLI, the recipes and the payload tier all take them from here.
@@ -167,6 +217,8 @@ JSON_FIELDS: dict[str, list[str]] = {
     "tls": ["conn", "client", "server", "sni", "alpn_offered", "alpn", "versions_offered", "version",
             "cipher", "group", "resumed", "hello_retry", "handshake_ms", "rtts", "ja3", "ja4", "ja3s",
             "ja4s", "decrypted", "alert"],
+    "quic": list(QUIC_COLUMNS),
+    "streams": list(STREAM_COLUMNS),
 }
 
 SCHEMAS = {
@@ -175,6 +227,8 @@ SCHEMAS = {
     "events": EVENT_COLUMNS,
     "requests": REQUEST_COLUMNS,
     "tls": TLS_COLUMNS,
+    "quic": QUIC_COLUMNS,
+    "streams": STREAM_COLUMNS,
 }
 
 TCP_FLAG_NAMES = ("FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR", "NS")
@@ -260,8 +314,8 @@ class SourceInfo:
 class Timeline:
     """One capture or browser export, decoded and finished.
 
-    ``packets``, ``connections``, ``events``, ``requests`` and ``tls`` are
-    pandas DataFrames with the columns of the ``*_COLUMNS`` schemas above
+    ``packets``, ``connections``, ``events``, ``requests``, ``tls``, ``quic``
+    and ``streams`` are pandas DataFrames with the columns of the ``*_COLUMNS`` schemas above
     (extra columns may follow).  The assembler builds a Timeline whole;
     recipes and charts read it and never change it.  ``decryption`` says, in
     counts, what key material was there and what it unlocked (captures only;
@@ -274,6 +328,8 @@ class Timeline:
     events: pd.DataFrame = field(default_factory=lambda: empty_table("events"))
     requests: pd.DataFrame = field(default_factory=lambda: empty_table("requests"))
     tls: pd.DataFrame = field(default_factory=lambda: empty_table("tls"))
+    quic: pd.DataFrame = field(default_factory=lambda: empty_table("quic"))
+    streams: pd.DataFrame = field(default_factory=lambda: empty_table("streams"))   # HTTP/2 streams
     decryption: dict | None = None
 
     @property
