@@ -69,6 +69,7 @@ def _load_capture(path: str, keylog, rsa_key, progress: Progress) -> Timeline:
 
     from traceviz.assemble.capture import timeline
     from traceviz.decode.index import index_frames
+    from traceviz.decode.quic.streams import decode_quic
     from traceviz.decode.streams import Payload, decode_streams
     from traceviz.decode.tcp.connections import analyze
     from traceviz.errors import describe
@@ -91,7 +92,8 @@ def _load_capture(path: str, keylog, rsa_key, progress: Progress) -> Timeline:
     debug = bool(os.environ.get("TRACEVIZ_DEBUG"))
     try:
         payload = decode_streams(transport, cap.buf, log, key, debug=debug)
-        return timeline(info, transport, payload, log, key, cap.secrets)
+        quic = decode_quic(transport, cap.buf, log, debug=debug)
+        return timeline(info, transport, payload, log, key, cap.secrets, quic_payload=quic)
     except Exception as exc:  # a decoder bug must not cost the user the TCP-level analysis
         if debug or isinstance(exc, InputError):
             raise

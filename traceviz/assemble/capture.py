@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from traceviz.assemble import http, keys, tls, transport
+from traceviz.assemble import http, keys, quic, tls, transport
 from traceviz.errors import describe
 from traceviz.model import JSON_FIELDS, SourceInfo, Timeline, conform
 
@@ -20,12 +20,15 @@ from traceviz.model import JSON_FIELDS, SourceInfo, Timeline, conform
 _TLS_LAST = ["round_trips"]
 
 
-def timeline(info: SourceInfo, t, payload, keylog=None, rsa_key=None, dsb_blocks=()) -> Timeline:
+def timeline(info: SourceInfo, t, payload, keylog=None, rsa_key=None, dsb_blocks=(), quic_payload=None) -> Timeline:
     """The Timeline of a capture: ``t`` from ``decode.tcp.connections.analyze``,
-    ``payload`` from ``decode.streams.decode_streams``."""
+    ``payload`` from ``decode.streams.decode_streams``, ``quic_payload`` from
+    ``decode.quic.streams.decode_quic``."""
     packets, connections, events = transport.tables(t)
     endpoints = _endpoints(connections)
-    tls_rows, event_rows, request_rows, apps = [], [], [], {}
+    q = quic.rows(quic_payload, endpoints, keylog, info.path, float(packets["ts"].max()) if len(packets) else None)
+    info.warnings.extend(q.warnings)
+    tls_rows, event_rows, request_rows, apps = q.tls, q.events, q.requests, {}
     for conn, result in sorted(payload.results.items()):
         ends = endpoints.get(conn, {})
         if result.tls is not None:
@@ -42,10 +45,11 @@ def timeline(info: SourceInfo, t, payload, keylog=None, rsa_key=None, dsb_blocks
     tls_table = _tls_table(tls_rows)
     return Timeline(
         source=info, packets=packets,
-        connections=_with_apps(connections, apps, payload.opaque, tls_rows),
+        connections=quic.mark_connections(_with_apps(connections, apps, payload.opaque, tls_rows), q.connections),
         events=_merge_events(events, event_rows),
         requests=_requests(request_rows),
         tls=tls_table,
+        quic=q.table,
         decryption=keys.decryption_report(tls_table, keylog, rsa_key, list(dsb_blocks)),
     )
 
