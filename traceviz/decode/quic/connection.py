@@ -173,7 +173,7 @@ class QUICConnection:
         elif h.type == GOOGLE:
             ev = replace(ev, note="Google QUIC: its own crypto, not decrypted")
         elif h.type == OPAQUE:
-            ev = replace(ev, note=f"{qv.name(h.version)}: layout unknown, not read")
+            ev = replace(ev, note="a version we cannot read past its connection IDs")
         elif h.pn_offset is None:
             ev = replace(ev, note="connection ID length unknown: no long header seen from the receiver")
         else:

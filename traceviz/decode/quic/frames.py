@@ -185,8 +185,8 @@ def parse_frames(payload: bytes) -> tuple[list, str | None]:
 
 
 def parse_google_frames(payload: bytes) -> tuple[list, str | None]:
-    """Google's T05x: TLS in IETF-style packets, but gQUIC's frame numbering.  Only what carries
-    the handshake is read: PADDING (to the end), PING (0x07) and CRYPTO (0x08, as IETF's)."""
+    """Google's T05x: TLS in IETF-style packets, but gQUIC's frames.  Only what comes with the
+    handshake is read: PADDING (to the end), PING (0x07), CRYPTO (0x08, as IETF's) and gQUIC's ACK."""
     buf = Buffer(data=payload)
     out: list = []
     try:
@@ -196,7 +196,9 @@ def parse_google_frames(payload: bytes) -> tuple[list, str | None]:
             if ftype == 0x00:
                 out.append(Padding(len(payload) - start))
                 break
-            if ftype == 0x07:
+            if ftype & 0xC0 == 0x40:
+                out.append(_google_ack(buf, ftype))
+            elif ftype == 0x07:
                 out.append(Ping())
             elif ftype == 0x08:
                 offset = buf.pull_uint_var()
@@ -207,6 +209,27 @@ def parse_google_frames(payload: bytes) -> tuple[list, str | None]:
     except (BufferReadError, ValueError):
         return out, "frame runs past the end of the packet"
     return out, None
+
+
+_GQUIC_SIZES = (1, 2, 4, 6)
+
+
+def _google_ack(buf: Buffer, ftype: int) -> Ack:
+    """gQUIC's ACK (type 0b01nullmm): largest acked and block lengths in 1/2/4/6 bytes."""
+    def uint(n: int) -> int:
+        return int.from_bytes(buf.pull_bytes(n), "big")
+    largest = uint(_GQUIC_SIZES[(ftype >> 2) & 3])
+    block = _GQUIC_SIZES[ftype & 3]
+    delay = uint(2)
+    blocks = uint(1) if ftype & 0x20 else 0
+    first = uint(block)
+    for _ in range(blocks):
+        uint(1)
+        uint(block)
+    stamps = uint(1)
+    if stamps:
+        buf.pull_bytes(5 + 3 * (stamps - 1))
+    return Ack(largest, delay, ((max(largest - first + 1, 0), largest),))
 
 
 def _frame(buf: Buffer, ftype: int, payload: bytes, start: int, end: int):
