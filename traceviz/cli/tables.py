@@ -50,6 +50,9 @@ def describe(tl) -> dict:
         apps = conns["app"].dropna()
         if len(apps):
             facts["applications"] = {str(k): int(v) for k, v in apps.value_counts().items()}
+    quic = getattr(tl, "quic", None)
+    if quic is not None and len(quic):
+        facts["quic"] = quic_facts(quic)
     if len(tl.requests):
         facts["requests"] = int(len(tl.requests))
         facts["protocols"] = {str(k): int(v) for k, v in tl.requests["protocol"].dropna().value_counts().items()}
@@ -67,6 +70,19 @@ def describe(tl) -> dict:
             facts[f"page {i + 1}"] = {"title": title, "DOMContentLoaded_ms": page.get("onContentLoad"),
                                       "load_ms": page.get("onLoad")}
     facts["warnings"] = len(tl.warnings)
+    return facts
+
+
+def quic_facts(quic) -> dict:
+    """What was QUIC, in which versions, and whether it could be decrypted."""
+    decrypted = quic["decrypted"].fillna(False).astype(bool)
+    facts = {"connections": int(len(quic)),
+             "versions": {str(k): int(v) for k, v in quic["version_name"].dropna().value_counts().items()},
+             "decrypted": f"{int(decrypted.sum())} of {len(quic)}"}
+    if "decrypt_note" in quic:
+        notes = quic.loc[~decrypted, "decrypt_note"].dropna()
+        if len(notes):
+            facts["not decrypted"] = "; ".join(sorted(set(notes.astype(str))))
     return facts
 
 
@@ -91,7 +107,7 @@ def connections(file: FileArg, json: JsonOpt = False, transport: Annotated[Optio
 
 @app.command()
 def timeline(file: FileArg, conn: ConnOpt = None,
-             layer: Annotated[Optional[str], typer.Option(help="Only this layer: tcp, tls, http, h2, quic, har, devtools.", show_default=False)] = None,
+             layer: Annotated[Optional[str], typer.Option(help="Only this layer: tcp, tls, http, h2, quic, h3, har, devtools.", show_default=False)] = None,
              kind: Annotated[Optional[str], typer.Option(help="Only this kind, e.g. SYN, RST, retransmission, ClientHello.", show_default=False)] = None,
              limit: Annotated[int, typer.Option(help="Show at most this many rows on a terminal (0: all).")] = 200,
              json: JsonOpt = False, keylog: KeylogOpt = None, rsa_key: RsaOpt = None) -> None:

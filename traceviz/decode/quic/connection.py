@@ -196,9 +196,17 @@ class QUICConnection:
             # Initial keys come from the client's first DCID, kept for the whole handshake;
             # a Retry or a Version Negotiation makes the client start over with a new one.
             if self._client_initial is None or self._restart:
+                if self._restart:
+                    self._start_over()
                 self._client_initial, self._restart = h.dcid, False
         elif dir == S2C and h.type in (RETRY, VN):
             self._restart = True
+
+    def _start_over(self) -> None:
+        """After a Retry or Version Negotiation the client sends a new ClientHello from offset 0."""
+        for d in (C2S, S2C):
+            self._crypto.pop(("initial", d), None)
+            self.handshake.restart(d)
 
     @staticmethod
     def _note_cid(seen: list[bytes], cid: bytes) -> None:
@@ -358,6 +366,11 @@ class QUICConnection:
         if alpn is None and self.alpn_offered and all(a.startswith("h3") for a in self.alpn_offered):
             alpn = "h3"
         return "h3" if alpn is not None and alpn.startswith("h3") else "quic"
+
+    def client_is_server(self) -> bool:
+        """The ClientHello came the way we call s2c: whoever we took for the client is the server."""
+        hello = self.handshake.client_hello_event
+        return hello is not None and hello.dir == S2C
 
     @property
     def zero_rtt(self) -> bool:

@@ -22,7 +22,7 @@ from aioquic.buffer import Buffer, BufferReadError
 from aioquic.quic.packet import PARAMS, pull_quic_transport_parameters
 
 from traceviz.decode.tls.messages import DecodeError, Reader
-from traceviz.decode.tls.records import HANDSHAKE, Record
+from traceviz.decode.tls.records import HANDSHAKE, HandshakeReader, Record
 from traceviz.decode.tls.session import TLSSession
 
 EXT_TRANSPORT_PARAMETERS, EXT_TRANSPORT_PARAMETERS_DRAFT = 0x39, 0xFFA5
@@ -47,6 +47,14 @@ class QUICHandshake(TLSSession):
                 self._parameters(m.type, m.body)
         except Exception as e:   # noqa: BLE001 - hostile bytes: count the error, keep the connection
             self._error(f"handshake in frame {frame}: {e if isinstance(e, DecodeError) else type(e).__name__}")
+
+    def restart(self, dir: str) -> None:
+        """The client starts over (after a Retry or Version Negotiation): the next ClientHello,
+        with its own random, is the one the connection's keys come from."""
+        self.sides[dir].handshake = HandshakeReader()
+        if dir == "c2s":
+            self.client_hello = None
+            self.client_parameters = None
 
     def _parameters(self, mtype: int, body: bytes) -> None:
         if mtype == 1 and self.client_parameters is None:

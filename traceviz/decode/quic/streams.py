@@ -20,6 +20,7 @@ import numpy as np
 
 UDP = 17
 _HEAD = 13            # bytes looked at: the long header's version, or the public header's at offset 9
+_LOOK = 50            # datagrams of a flow read to tell its client, before its hellos are decrypted
 
 
 @dataclass
@@ -77,28 +78,42 @@ def decode_quic(t, buf, keylog=None, debug: bool = False) -> QuicPayload:
     for c, members in by_conn.items():
         first = _client_sends_first(buf, [offs[i] for i in members], [caps[i] for i in members],
                                     t.c2s[wanted[members]])
-        if first is False:
+        if first is False or (first is None and _ports_say_first_is_server(t, c)):
             flip.append(c)
     if flip:
         turn_around(t, flip)
         out.flipped = flip
     c2s = t.c2s[wanted].tolist()
-    for c, members in sorted(by_conn.items()):
+
+    def run(c: int, members: list[int], turned: bool):
         q = QUICConnection(conn=c, keylog=keylog)
         try:
             for i in members:
-                q.receive("c2s" if c2s[i] else "s2c", bytes(buf[offs[i]:offs[i] + caps[i]]), frames[i], ts[i])
+                q.receive("c2s" if c2s[i] != turned else "s2c", bytes(buf[offs[i]:offs[i] + caps[i]]),
+                          frames[i], ts[i])
             q.close()
         except Exception as e:   # noqa: BLE001 - a decoder bug costs this flow, never the capture
             if debug:
                 raise
             q.errors.append(f"decoding stopped ({type(e).__name__}: {e})")
+        return q
+
+    late = []
+    for c, members in sorted(by_conn.items()):
+        q = run(c, members, False)
+        if q.client_is_server():
+            # The hellos say the other side is the client (the header test could not tell): read again.
+            late.append(c)
+            q = run(c, members, True)
         readable = [e for e in q.events if e.type != "unparsed"]
         if q.errors:
             frame = _first_frame(q.errors, frames[members[0]])
             out.suspects.append((c, frame, q.errors[0]))
         if readable:
             out.results[c] = q
+    if late:
+        turn_around(t, late)
+        out.flipped += late
     return out
 
 
@@ -112,25 +127,29 @@ def _first_frame(errors: list[str], default: int) -> int:
 
 
 def _client_sends_first(buf, offs: list[int], caps: list[int], c2s) -> bool | None:
-    """Whether the flow's first sender is the QUIC client: the sender of the first Initial or
-    0-RTT packet is; the sender of a Version Negotiation packet is the server.  None: no telling."""
-    from traceviz.decode.quic import versions as qv
-    for off, cap, is_c2s in zip(offs, caps, c2s.tolist()):
-        if cap < 7:
+    """Whether the flow's first sender is the QUIC client, from what only one side sends: a
+    client's 0-RTT packets and token-bearing Initials, a server's Version Negotiation and Retry.
+    None: the first datagrams do not say (the ClientHello may, once decrypted)."""
+    from traceviz.decode.quic.packets import INITIAL, RETRY, VN, ZERO_RTT, parse_datagram
+    for off, cap, is_c2s in list(zip(offs, caps, c2s.tolist()))[:_LOOK]:
+        if not buf[off] & 0x80:
             continue
-        b0 = buf[off]
-        if not b0 & 0x80:
-            continue
-        version = int.from_bytes(bytes(buf[off + 1:off + 5]), "big")
-        if version == 0:
-            return not is_c2s
-        if not qv.known(version):
-            if qv.is_grease(version):
-                return bool(is_c2s)     # only clients grease the version of their first Initial
-            continue
-        if qv.long_type(version, (b0 & 0x30) >> 4) in ("Initial", "0-RTT"):
-            return bool(is_c2s)
+        for p in parse_datagram(bytes(buf[off:off + cap])).packets:
+            if p.type in (VN, RETRY):
+                return not is_c2s
+            if p.type == ZERO_RTT or (p.type == INITIAL and p.token):
+                return bool(is_c2s)
     return None
+
+
+def _ports_say_first_is_server(t, conn: int) -> bool:
+    """Neither packets nor hellos tell: as for TCP, the lower port is the server's."""
+    cols = t.connections
+    client, server = cols["client"][conn], cols["server"][conn]
+    try:
+        return int(client.rsplit(":", 1)[1]) < int(server.rsplit(":", 1)[1])
+    except (ValueError, IndexError, AttributeError):
+        return False
 
 
 # Connection columns that come in pairs, one per direction.
