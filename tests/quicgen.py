@@ -60,7 +60,8 @@ class Conversation:
 
 def conversation(paths=("/", "/a", "/b"), *, body: int = 3000, version: int | None = None, cipher=None,
                  retry: bool = False, key_update: bool = False, ticket=None, early: bool = False,
-                 drop: tuple = (), t0: float = 1_700_000_000.0, server_name: str = "quic.test") -> Conversation:
+                 drop: tuple = (), t0: float = 1_700_000_000.0, server_name: str = "quic.test",
+                 close_error: int | None = None) -> Conversation:
     """One HTTP/3 connection: GET each path, each answered with ``body`` bytes."""
     cert, key = certificate()
     log = io.StringIO()
@@ -154,7 +155,10 @@ def conversation(paths=("/", "/a", "/b"), *, body: int = 3000, version: int | No
                     if timer is not None and timer <= now[0] + 1:
                         conn.handle_timer(now=max(now[0], timer))
             now[0] += 0.05
-    client.close()
+    if close_error is None:
+        client.close()
+    else:
+        client.close(error_code=close_error, reason_phrase="giving up")
     for data, _ in client.datagrams_to_send(now=now[0]):
         conv.datagrams.append(("c2s", data, now[0]))
     conv.keylog = log.getvalue()

@@ -61,6 +61,8 @@ def rows(payload, endpoints: dict, keylog, path: str, capture_end: float | None)
             ev, rq = h3_rows(conn, q, _default_host(q, ends.get("server")))
             out.events += ev
             out.requests += rq
+            row["requests"] = len(rq)
+            row["max_concurrent_requests"] = most_at_once(rq)
         out.connections[conn] = {"transport": "quic", "app": q.app_protocol(), "sni": row["sni"],
                                  "alpn": row["alpn"], "tls_version": "TLS 1.3" if hs.server_hello else None}
     if quic_rows:
@@ -112,6 +114,7 @@ def quic_row(q, ends: dict, keylog, capture_end: float | None) -> dict[str, Any]
         "datagrams_c2s": q.datagrams[C2S],
         "datagrams_s2c": q.datagrams[S2C],
         "initial_rtt_ms": (reply.ts - start.ts) * 1000.0 if start and reply else None,
+        "min_rtt_ms": q.min_rtt() * 1000.0 if q.min_rtt() is not None else None,
         "handshake_start": start.ts if start else None,
         "handshake_end": end[1] if end else None,
         "client_initial_frame": start.frame if start else None,
@@ -348,6 +351,17 @@ def h3_rows(conn: int, q, default_host: str | None) -> tuple[list[dict], list[di
         row["content_type"] = ctype.split(";")[0].strip().lower() if ctype else None
         rq.append(row)
     return ev_rows, rq
+
+
+def most_at_once(requests: list[dict]) -> int:
+    """The most requests in flight together (a request's start to its last response byte)."""
+    marks = sorted([(r["start"], 1) for r in requests if r.get("start") is not None] +
+                   [(r["end"], -1) for r in requests if r.get("end") is not None], key=lambda m: (m[0], m[1]))
+    most = now = 0
+    for _, step in marks:
+        now += step
+        most = max(most, now)
+    return most
 
 
 def _headers_by_stream(events) -> dict:

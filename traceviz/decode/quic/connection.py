@@ -116,6 +116,10 @@ class QUICConnection:
         self._crypto: dict[tuple[str, str], OrderedBytes] = {}
         self._streams: dict[tuple[str, int], OrderedBytes] = {}
         self._fin_sent: set = set()
+        self._sent: dict[tuple[str, str], dict[int, float]] = {}
+        # Shortest packet -> ACK time per acknowledging side: s2c is the path beyond the capture
+        # point (and back), c2s the client's side of it.
+        self.ack_delay_min: dict[str, float] = {}
         self._closed = False
 
     # -- input -----------------------------------------------------------------
@@ -267,6 +271,7 @@ class QUICConnection:
         if space != "initial":
             self.handshake.decrypted_records += 1
         self._largest[(space, dir)] = max(pn, expected - 1)
+        self._sent.setdefault((space, dir), {})[pn] = ev.ts
         google = h.version is not None and qv.is_google(h.version) or (h.version is None and self._google())
         found, error = (qf.parse_google_frames if google else qf.parse_frames)(payload)
         kept = tuple(self._frame(dir, space, f, ev.frame, ev.ts) for f in found)
@@ -300,7 +305,16 @@ class QUICConnection:
                 h3.reset(dir, f.stream_id, f.error_code, frame, ts)
         elif isinstance(f, qf.NewConnectionId):
             self.new_cids[dir] += 1
+        elif isinstance(f, qf.Ack):
+            self._ack_sample(dir, space, f.largest, ts)
         return f
+
+    def _ack_sample(self, dir: str, space: str, largest: int, ts: float) -> None:
+        """The time from a packet to its acknowledgement, as seen at the capture point."""
+        sent = self._sent.get((space, _OTHER[dir]), {}).get(largest)
+        if sent is not None and ts >= sent:
+            best = self.ack_delay_min.get(dir)
+            self.ack_delay_min[dir] = ts - sent if best is None else min(best, ts - sent)
 
     def _crypto_piece(self, dir: str, space: str, p) -> None:
         if p.gap:
@@ -416,6 +430,14 @@ class QUICConnection:
             return None
         extra = sum(1 for x in (self.vn, self.retry, self.handshake.hello_retry) if x is not None)
         return (0 if self.zero_rtt else 1) + extra
+
+    def min_rtt(self) -> float | None:
+        """The path's round trip from ACKs (RFC 9002's min_rtt, at the capture point): the
+        shortest packet -> ACK time on each side of the capture point, added.  None without keys."""
+        server = self.ack_delay_min.get(S2C)
+        if server is None:
+            return None
+        return server + self.ack_delay_min.get(C2S, 0.0)
 
     def spin_rtts(self) -> list[float]:
         """Round trips the spin bit shows: the time between its edges, one direction's."""
