@@ -26,7 +26,7 @@ client's Finished, or without keys its first 1-RTT packet), ``rtts``,
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from traceviz.decode.quic import frames as qf
 from traceviz.decode.quic import versions as qv
@@ -161,28 +161,38 @@ class QUICConnection:
         return len(chosen[-1]) if chosen else None
 
     def _packet(self, dir: str, data: bytes, h: Header, i: int, n: int, frame: int, ts: float) -> None:
-        ev = Packet(ts, frame, dir, h.type, h.version, h.dcid, h.scid, h.size, i, n, spin=h.spin,
-                    token=len(h.token))
         if h.long:
             self._long_header(dir, h)
         elif h.pn_offset is not None:
             self._note_cid(self.dcids[dir], h.dcid)
             self._spin_bit(dir, h.spin, ts)
+        # The event is made once, with everything learnt: dataclasses.replace() per packet costs more
+        # than opening it.
+        more: dict = {}
         if h.type == VN:
-            ev = replace(ev, versions=h.versions)
-            self.vn = self.vn or ev
+            more = {"versions": h.versions}
         elif h.type == RETRY:
-            ev = replace(ev, retry_ok=h.retry_ok, note=None if h.retry_ok is not False else "integrity tag wrong")
-            self.retry = self.retry or ev
+            more = {"retry_ok": h.retry_ok, "note": None if h.retry_ok is not False else "integrity tag wrong"}
         elif h.type == GOOGLE:
-            ev = replace(ev, note="Google QUIC: its own crypto, not decrypted")
+            more = {"note": "Google QUIC: its own crypto, not decrypted"}
         elif h.type == OPAQUE:
-            ev = replace(ev, note="a version we cannot read past its connection IDs")
+            more = {"note": "a version we cannot read past its connection IDs"}
         elif h.pn_offset is None:
-            ev = replace(ev, note="connection ID length unknown: no long header seen from the receiver")
+            more = {"note": "connection ID length unknown: no long header seen from the receiver"}
         else:
-            ev = self._open(dir, data[h.start:h.start + h.size], h, ev)
+            more = self._open(dir, data[h.start:h.start + h.size], h, frame, ts)
+        ev = Packet(ts, frame, dir, h.type, h.version, h.dcid, h.scid, h.size, i, n, spin=h.spin,
+                    token=len(h.token), **more)
         self.events.append(ev)
+        if h.type == VN and self.vn is None:
+            self.vn = ev
+        elif h.type == RETRY and self.retry is None:
+            self.retry = ev
+        for f in ev.frames:
+            if isinstance(f, qf.ConnectionClose) and self.close_frame is None:
+                self.close_frame = (ev, f)
+            elif isinstance(f, qf.HandshakeDone) and self.handshake_done is None:
+                self.handshake_done = ev
 
     def _long_header(self, dir: str, h: Header) -> None:
         if h.version not in self.versions:
@@ -248,13 +258,14 @@ class QUICConnection:
             self._secret[(space, dir)] = found
         return found
 
-    def _open(self, dir: str, packet: bytes, h: Header, ev: Packet) -> Packet:
+    def _open(self, dir: str, packet: bytes, h: Header, frame: int, ts: float) -> dict:
+        """The packet opened and its frames read: the ``Packet`` fields this adds."""
         space = SPACE[h.type]
         version = h.version if h.version is not None else (self.version or qv.V1)
         openers = self._openers(space, dir, version)
         if not openers:
             self.not_opened[h.type] += 1
-            return replace(ev, note="no keys" if space != "initial" else "no client Initial seen to derive keys")
+            return {"note": "no keys" if space != "initial" else "no client Initial seen to derive keys"}
         expected = self._largest.get((space, dir), -1) + 1
         for opener in openers:
             try:
@@ -266,25 +277,19 @@ class QUICConnection:
             break
         else:
             self.not_opened[h.type] += 1
-            return replace(ev, note="decryption failed")
+            return {"note": "decryption failed"}
         self.opened[h.type] += 1
         if space != "initial":
             self.handshake.decrypted_records += 1
         self._largest[(space, dir)] = max(pn, expected - 1)
-        self._sent.setdefault((space, dir), {})[pn] = ev.ts
+        self._sent.setdefault((space, dir), {})[pn] = ts
         google = h.version is not None and qv.is_google(h.version) or (h.version is None and self._google())
         found, error = (qf.parse_google_frames if google else qf.parse_frames)(payload)
-        kept = tuple(self._frame(dir, space, f, ev.frame, ev.ts) for f in found)
-        key_phase = (header[0] >> 2) & 1 if not h.long else None
-        ev = replace(ev, pn=pn, decrypted=True, key_phase=key_phase, frames=kept, note=error)
+        kept = tuple(self._frame(dir, space, f, frame, ts) for f in found)
         if error and not google:      # Google's other frames are known to be unread: a note, not an error
-            self._error(f"frame {ev.frame}: {h.type} packet {pn}: {error}")
-        for f in kept:
-            if isinstance(f, qf.ConnectionClose) and self.close_frame is None:
-                self.close_frame = (ev, f)
-            elif isinstance(f, qf.HandshakeDone) and self.handshake_done is None:
-                self.handshake_done = ev
-        return ev
+            self._error(f"frame {frame}: {h.type} packet {pn}: {error}")
+        return {"pn": pn, "decrypted": True, "key_phase": (header[0] >> 2) & 1 if not h.long else None,
+                "frames": kept, "note": error}
 
     # -- frames -------------------------------------------------------------------
 
@@ -295,10 +300,10 @@ class QUICConnection:
             for p in ob.add(f.offset, f.data, frame, ts):
                 self._crypto_piece(dir, space, p)
             self.retransmitted += ob.retransmitted - before
-            return replace(f, data=b"")
+            return qf.Crypto(f.offset, f.length)          # the bytes went to the handshake: not kept twice
         if isinstance(f, qf.Stream):
             self._stream(dir, f, frame, ts)
-            return replace(f, data=b"")
+            return qf.Stream(f.stream_id, f.offset, f.length, f.fin)
         if isinstance(f, qf.ResetStream):
             h3 = self._http3()
             if h3 is not None:
