@@ -34,16 +34,24 @@ class QuicPayload:
 
 
 def quic_rows(idx, conn: np.ndarray, buf) -> tuple[np.ndarray, np.ndarray]:
-    """(UDP rows in a flow, which of them start like a QUIC packet of a version we know of), by numpy."""
+    """(UDP rows in a flow, which of them start like a QUIC packet of a version we know of), by numpy.
+
+    The first byte rules out most datagrams (DNS, RTP, zero padding...) with one gather; only
+    the rest have their version field read."""
     proto = np.asarray(idx.proto)
     cap = np.asarray(idx.payload_cap).astype(np.int64, copy=False)
     rows = np.flatnonzero((proto == UDP) & (conn >= 0) & (cap >= 7))
+    hit = np.zeros(len(rows), dtype=bool)
     if not len(rows):
-        return rows, np.zeros(0, dtype=bool)
+        return rows, hit
     whole = np.frombuffer(buf, dtype=np.uint8)
     offs = np.asarray(idx.payload_off)[rows].astype(np.int64, copy=False)
-    n = np.minimum(cap[rows], _HEAD)
-    at = offs[:, None] + np.arange(_HEAD)
+    b0 = whole[np.minimum(offs, len(whole) - 1)]
+    maybe = np.flatnonzero(((b0 & 0xC0) == 0xC0) | ((b0 & 0x89) == 0x09))
+    if not len(maybe):
+        return rows, hit
+    n = np.minimum(cap[rows[maybe]], _HEAD)
+    at = offs[maybe][:, None] + np.arange(_HEAD)
     ok = (np.arange(_HEAD) < n[:, None]) & (at < len(whole))
     head = np.where(ok, whole[np.where(ok, at, 0)], 0).astype(np.uint32)
     b0 = head[:, 0]
@@ -53,7 +61,8 @@ def quic_rows(idx, conn: np.ndarray, buf) -> tuple[np.ndarray, np.ndarray]:
              | ((v >> 8) == 0xFACEB0))
     long_header = ((b0 & 0xC0) == 0xC0) & known
     google_public = ((b0 & 0x89) == 0x09) & (head[:, 9] == ord("Q")) & (head[:, 10] == ord("0")) & (n >= _HEAD)
-    return rows, long_header | google_public
+    hit[maybe] = long_header | google_public
+    return rows, hit
 
 
 def decode_quic(t, buf, keylog=None, debug: bool = False) -> QuicPayload:
