@@ -77,8 +77,12 @@ def _name(r) -> str:
     return f"conn {int(r['conn'])}" + (f" ({sni})" if isinstance(sni, str) else "")
 
 
+def _known(v) -> bool:
+    return v is not None and v is not pd.NA and not (isinstance(v, float) and v != v)
+
+
 def _set(v) -> bool:
-    return v is not None and v is not pd.NA and v == v and bool(v)
+    return _known(v) and bool(v)
 
 
 def connection_lines(r, requests: pd.DataFrame) -> list[str]:
@@ -123,11 +127,11 @@ def _version_lines(name: str, r) -> list[str]:
 
 def _handshake_lines(name: str, r) -> list[str]:
     rtts, hs = r.get("rtts"), r.get("handshake_ms")
-    if not _set(hs) and rtts is not None and rtts == rtts:
+    if not _known(hs) and _known(rtts):
         return [f"Handshake unfinished: {name}: the server answered but the client never finished the handshake "
                 "in this capture."]
-    if rtts is None or rtts != rtts:
-        if r.get("version_name", "").startswith("Google Q"):
+    if not _known(rtts):
+        if str(r.get("version_name") or "").startswith("Google Q"):
             return [f"{name}: {r['version_name']} uses Google's own crypto handshake: it is identified, not read."]
         return [f"Handshake unanswered: {name}: the client's Initial got no answer in this capture."]
     rtts = int(rtts)
@@ -149,7 +153,8 @@ def _readable_lines(name: str, r, requests: pd.DataFrame) -> list[str]:
         sealed = int(r.get("packets_encrypted") or 0)
         return [f"{name}: only the Initial packets could be read ({note}): SNI, ALPN offered and the TLS "
                 f"hellos are there; {sealed} Handshake/1-RTT packet{'s' * (sealed != 1)} stayed encrypted."]
-    out = [f"{name}: decrypted {int(r['packets_decrypted'])} of {int(r['packets'])} packets with the key log; "
+    sealed = int(r["packets_decrypted"]) + int(r["packets_encrypted"])
+    out = [f"{name}: decrypted {int(r['packets_decrypted'])} of its {sealed} protected packets with the key log; "
            f"ALPN {r.get('alpn')}, {int(r.get('streams') or 0)} streams."]
     if len(requests):
         statuses = ", ".join(f"{int(k)} × {int(v)}" for k, v in requests["status"].dropna().value_counts().items())
@@ -158,8 +163,8 @@ def _readable_lines(name: str, r, requests: pd.DataFrame) -> list[str]:
                    f"{ids[0]}–{ids[-1]} (statuses {statuses}); at most {int(r['max_concurrent_requests'])} "
                    "in flight at once.")
     if int(r.get("retransmitted_bytes") or 0):
-        out.append(f"{name}: {int(r['retransmitted_bytes'])} bytes of stream data were sent again (lost or "
-                   "presumed lost): QUIC resends data in new packets, never a packet as it was.")
+        out.append(f"{name}: {int(r['retransmitted_bytes'])} bytes of handshake or stream data were sent again "
+                   "(lost or presumed lost): QUIC resends data in new packets, never a packet as it was.")
     if int(r.get("key_updates") or 0):
         out.append(f"{name}: the 1-RTT keys were updated {int(r['key_updates'])} time(s) mid-connection.")
     return out
@@ -174,8 +179,7 @@ def problems(rows: pd.DataFrame) -> list[str]:
             out.append(f"{name}: closed with {close}")
         if r.get("retry_integrity") == "wrong":
             out.append(f"{name}: Retry with a wrong integrity tag")
-        answered = r.get("rtts") is not None and r.get("rtts") == r.get("rtts")
-        if answered and not _set(r.get("handshake_ms")):
+        if _known(r.get("rtts")) and not _known(r.get("handshake_ms")):
             out.append(f"{name}: handshake did not finish")
         if int(r.get("decode_errors") or 0):
             out.append(f"{name}: {int(r['decode_errors'])} decode error(s): {r.get('decode_error_detail')}")
@@ -225,7 +229,7 @@ def transfer(tl, label: str | None = None) -> dict:
         hs = 1 + int(tls_rtts)
         row["version"] = t["version"].iloc[0] if len(t) else None
     row["rtt_ms"] = float(rtt) if _set(rtt) else None
-    row["handshake_rtts"] = int(hs) if _set(hs) else None
+    row["handshake_rtts"] = int(hs) if _known(hs) else None
     row["first_request_ms"] = (float(mine["start"].min()) - t0) * 1000.0
     row["last_byte_ms"] = (float(mine["end"].max()) - t0) * 1000.0
     for key in ("first_request", "last_byte"):
@@ -258,11 +262,11 @@ def _compare_lines(rows: pd.DataFrame) -> list[str]:
         what = f"{r['protocol']} over {'QUIC' if r['transport'] == 'quic' else 'TCP + ' + str(r.get('version') or 'TLS')}"
         line = (f"{r['label']} ({what}): {int(r['requests'])} requests; the first left {r['first_request_ms']:.1f} ms "
                 f"after the connection's first packet")
-        if _set(r.get("first_request_rtts")):
+        if _known(r.get("first_request_rtts")) and _known(r.get("handshake_rtts")):
             line += (f" (≈ {r['first_request_rtts']:.1f} round trips of {r['rtt_ms']:.1f} ms; the handshake needed "
                      f"{int(r['handshake_rtts'])})")
         line += f", the last byte arrived after {r['last_byte_ms']:.1f} ms"
-        if _set(r.get("last_byte_rtts")):
+        if _known(r.get("last_byte_rtts")):
             line += f" (≈ {r['last_byte_rtts']:.1f} round trips)"
         out.append(line + ".")
     done = rows[rows["requests"].fillna(0) > 0]
@@ -271,7 +275,7 @@ def _compare_lines(rows: pd.DataFrame) -> list[str]:
         fast, slow = (a, b) if a["first_request_ms"] <= b["first_request_ms"] else (b, a)
         saved = slow["first_request_ms"] - fast["first_request_ms"]
         line = f"{fast['label']} sent its first request {saved:.1f} ms sooner"
-        if _set(slow.get("handshake_rtts")) and _set(fast.get("handshake_rtts")):
+        if _known(slow.get("handshake_rtts")) and _known(fast.get("handshake_rtts")):
             diff = int(slow["handshake_rtts"]) - int(fast["handshake_rtts"])
             if diff > 0:
                 line += f": its handshake needed {diff} round trip{'s' * (diff != 1)} fewer"

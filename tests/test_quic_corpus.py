@@ -193,3 +193,29 @@ def test_bundled_quic_h3_packets_equal_tsharks(tshark):
     assert ours["pn"].notna().all()
     mine = sorted((int(f), k, int(p)) for f, k, p in zip(ours["frame"], ours["kind"], ours["pn"]))
     assert mine == sorted(_tshark_packets(tshark, Path(path), keys))
+
+
+_FRAME_NAMES = {0x01: "PING", 0x02: "ACK", 0x03: "ACK", 0x04: "RESET_STREAM", 0x05: "STOP_SENDING", 0x06: "CRYPTO",
+                0x07: "NEW_TOKEN", 0x10: "MAX_DATA", 0x11: "MAX_STREAM_DATA", 0x12: "MAX_STREAMS",
+                0x13: "MAX_STREAMS", 0x14: "DATA_BLOCKED", 0x15: "STREAM_DATA_BLOCKED", 0x16: "STREAMS_BLOCKED",
+                0x17: "STREAMS_BLOCKED", 0x18: "NEW_CONNECTION_ID", 0x19: "RETIRE_CONNECTION_ID",
+                0x1A: "PATH_CHALLENGE", 0x1B: "PATH_RESPONSE", 0x1C: "CONNECTION_CLOSE", 0x1D: "CONNECTION_CLOSE",
+                0x1E: "HANDSHAKE_DONE", **{t: "STREAM" for t in range(0x08, 0x10)}}
+
+
+def test_bundled_quic_h3_frames_equal_tsharks(tshark):
+    """Every frame of every decrypted packet (PADDING aside), frame by frame, as tshark lists them."""
+    path = find("quic-h3")
+    keys = Path(path).with_suffix(".keys")
+    out = subprocess.run([tshark, "-r", str(path), "-o", f"tls.keylog_file:{keys}", "-T", "fields",
+                          "-e", "frame.number", "-e", "quic.frame_type"], capture_output=True, text=True,
+                         check=True).stdout
+    theirs = {}
+    for line in out.splitlines():
+        frame, types = (line.split("\t") + [""])[:2]
+        names = sorted(_FRAME_NAMES[int(t)] for t in types.split(",") if t and int(t) != 0)
+        theirs[int(frame)] = names
+    tl = traceviz.load(path, keylog=keys)
+    ev = tl.events[(tl.events["layer"] == "quic") & tl.events["kind"].isin(set(_FRAME_NAMES.values()))]
+    ours = {f: sorted(g["kind"]) for f, g in ev.groupby("frame")}
+    assert {f: n for f, n in ours.items()} == {f: n for f, n in theirs.items() if n}

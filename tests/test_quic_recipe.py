@@ -76,6 +76,35 @@ def test_quic_recipe_on_the_bundled_capture(capsys):
     assert "1 round trip" in out and "13 HTTP/3 requests" in out
 
 
+def test_info_transport_and_layer_options_see_quic(capsys, corpus):
+    code, out, _ = run(capsys, "info", "quic-h3", "--json")
+    info = json.loads(out)
+    assert info["connections"] == {"quic": 1} and info["applications"] == {"h3": 1}
+    assert info["quic"] == {"connections": 1, "versions": {"QUIC v1": 1}, "decrypted": "1 of 1"}
+    code, out, _ = run(capsys, "info", str(corpus / "pcap/quic/quic-retry__tcpdump_quic_retry.pcap"))
+    assert "decrypted: 0 of 1" in out and "Initial packets only" in out
+    code, out, _ = run(capsys, "connections", "quic-h3", "--transport", "quic", "--json")
+    assert [r["transport"] for r in json.loads(out)] == ["quic"]
+    code, out, _ = run(capsys, "connections", "quic-h3", "--transport", "udp", "--json")
+    assert json.loads(out) == []
+    for layer, kinds in (("quic", {"Initial", "Handshake", "1-RTT", "STREAM", "ACK"}),
+                         ("h3", {"HEADERS", "DATA", "SETTINGS"})):
+        code, out, _ = run(capsys, "timeline", "quic-h3", "--layer", layer, "--json")
+        rows = json.loads(out)
+        assert {r["layer"] for r in rows} == {layer} and kinds <= {r["kind"] for r in rows}
+
+
+def test_quic_recipe_on_every_corpus_capture(capsys, corpus):
+    """Every QUIC capture gets its plain-language answer; only real trouble is a --fail problem."""
+    for path in sorted((corpus / "pcap" / "quic").glob("*.pcap*")):
+        keys = path.with_suffix(".keys")
+        extra = ["--keylog", str(keys)] if keys.is_file() else []
+        code, out, err = run(capsys, "quic", str(path), "--fail", *extra)
+        assert code == 0, (path.name, out, err)
+        assert "QUIC connection" in out and "Traceback" not in err
+        assert len(json.loads(run(capsys, "quic", str(path), "--json", *extra)[1])) == 1
+
+
 def test_compare_quic_with_tcp(capsys):
     code, out, _ = run(capsys, "compare", "quic-h3", "quic-vs-h2-tcp", "--json")
     assert code == 0

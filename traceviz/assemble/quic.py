@@ -56,7 +56,7 @@ def rows(payload, endpoints: dict, keylog, path: str, capture_end: float | None)
         hs = q.handshake
         if hs.client_hello is not None or hs.server_hello is not None:
             out.tls.append({**tls.session_row(hs, ends, keylog), "transport": "quic"})
-            out.events += [{**r, "transport": "quic"} for r in tls.event_rows(conn, hs)]
+            out.events += tls.event_rows(conn, hs)
         if q.h3 is not None:
             ev, rq = h3_rows(conn, q, _default_host(q, ends.get("server")))
             out.events += ev
