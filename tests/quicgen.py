@@ -98,15 +98,20 @@ def conversation(paths=("/", "/a", "/b"), *, body: int = 3000, version: int | No
     if early and ticket is not None:
         ask()                              # 0-RTT: the requests go out with the ClientHello
         sent = True
-    index = 0
+
+    def record(d: str, data: bytes) -> bool:
+        """Write the datagram down; False when the "network" loses it."""
+        conv.datagrams.append((d, data, now[0]))
+        if len(conv.datagrams) - 1 in drop:
+            conv.dropped.append(len(conv.datagrams) - 1)
+            return False
+        return True
+
     for _ in range(400):
         moved = False
         for data, _ in client.datagrams_to_send(now=now[0]):
             moved = True
-            conv.datagrams.append(("c2s", data, now[0]))
-            index += 1
-            if index - 1 in drop:
-                conv.dropped.append(index - 1)
+            if not record("c2s", data):
                 continue
             if server is None:
                 header = pull_quic_header(Buffer(data=data), host_cid_length=8)
@@ -116,7 +121,6 @@ def conversation(paths=("/", "/a", "/b"), *, body: int = 3000, version: int | No
                     packet = encode_quic_retry(header.version, new_cid, header.source_cid,
                                                header.destination_cid, b"token-" + header.destination_cid)
                     conv.datagrams.append(("s2c", packet, now[0] + 0.0005))
-                    index += 1
                     client.receive_datagram(packet, SERVER, now=now[0] + 0.001)
                     odcid = header.destination_cid
                     continue
@@ -131,12 +135,8 @@ def conversation(paths=("/", "/a", "/b"), *, body: int = 3000, version: int | No
         if server is not None:
             for data, _ in server.datagrams_to_send(now=now[0]):
                 moved = True
-                conv.datagrams.append(("s2c", data, now[0]))
-                index += 1
-                if index - 1 in drop:
-                    conv.dropped.append(index - 1)
-                    continue
-                client.receive_datagram(data, SERVER, now=now[0] + 0.005)
+                if record("s2c", data):
+                    client.receive_datagram(data, SERVER, now=now[0] + 0.005)
             _serve(server, sh3, body)
         now[0] += 0.01
         _collect(client, ch3, conv)

@@ -45,19 +45,23 @@ def _load(corpus: Path, name: str, facts: dict):
     return traceviz.load(corpus / name, keylog=corpus / keys if keys else None)
 
 
+def _case(corpus: Path, index: int):
+    """(name, file name, tshark's facts, our Timeline) of the index-th QUIC capture."""
+    captures = _captures(corpus)
+    if index >= len(captures):
+        pytest.skip("fewer QUIC captures in this corpus")
+    name, facts = captures[index]
+    return name, name.split("/")[-1], facts, _load(corpus, name, facts)
+
+
 def test_every_quic_capture_is_covered(corpus):
     assert len(_captures(corpus)) >= 10
 
 
 @pytest.mark.parametrize("index", range(11))
 def test_connections_versions_sni_alpn_equal_tsharks(corpus, index):
-    captures = _captures(corpus)
-    if index >= len(captures):
-        pytest.skip("fewer QUIC captures in this corpus")
-    name, facts = captures[index]
-    short = name.split("/")[-1]
+    name, short, facts, tl = _case(corpus, index)
     want = facts["quic"]
-    tl = _load(corpus, name, facts)
     q = tl.quic
     assert len(q) == want["connections"], short
     # Every version tshark saw in a long header (VN's 0x00000000 and greased ones included).
@@ -85,12 +89,7 @@ def test_connections_versions_sni_alpn_equal_tsharks(corpus, index):
 @pytest.mark.parametrize("index", range(11))
 def test_tls_handshakes_in_quic_equal_tsharks(corpus, index):
     """ALPN offered, SNI and cipher of the QUIC handshakes tshark dissected as TLS."""
-    captures = _captures(corpus)
-    if index >= len(captures):
-        pytest.skip("fewer QUIC captures in this corpus")
-    name, facts = captures[index]
-    short = name.split("/")[-1]
-    tl = _load(corpus, name, facts)
+    name, short, facts, tl = _case(corpus, index)
     for hs in facts["tls"]["per_handshake"]:
         if not hs["client_hello_count"]:
             continue                        # tshark did not read it (see TSHARK_CANNOT)

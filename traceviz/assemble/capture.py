@@ -28,7 +28,7 @@ def timeline(info: SourceInfo, t, payload, keylog=None, rsa_key=None, dsb_blocks
     endpoints = _endpoints(connections)
     q = quic.rows(quic_payload, endpoints, keylog, info.path, float(packets["ts"].max()) if len(packets) else None)
     info.warnings.extend(q.warnings)
-    tls_rows, event_rows, request_rows, apps = q.tls, q.events, q.requests, {}
+    tls_rows, event_rows, request_rows, apps = q.tls, q.events, q.requests, dict(q.apps)
     for conn, result in sorted(payload.results.items()):
         ends = endpoints.get(conn, {})
         if result.tls is not None:
@@ -45,7 +45,7 @@ def timeline(info: SourceInfo, t, payload, keylog=None, rsa_key=None, dsb_blocks
     tls_table = _tls_table(tls_rows)
     return Timeline(
         source=info, packets=packets,
-        connections=quic.mark_connections(_with_apps(connections, apps, payload.opaque, tls_rows), q.connections),
+        connections=quic.mark_connections(_with_apps(connections, apps, payload.opaque, tls_rows), q.apps),
         events=_merge_events(events, event_rows),
         requests=_requests(request_rows),
         tls=tls_table,

@@ -37,7 +37,7 @@ class QuicRows:
     events: list = field(default_factory=list)
     requests: list = field(default_factory=list)
     tls: list = field(default_factory=list)
-    connections: dict = field(default_factory=dict)   # conn -> connections columns to set
+    apps: dict = field(default_factory=dict)          # conn -> app (h3, quic) of the flows that are QUIC
     warnings: list = field(default_factory=list)
 
 
@@ -63,8 +63,7 @@ def rows(payload, endpoints: dict, keylog, path: str, capture_end: float | None)
             out.requests += rq
             row["requests"] = len(rq)
             row["max_concurrent_requests"] = most_at_once(rq)
-        out.connections[conn] = {"transport": "quic", "app": q.app_protocol(), "sni": row["sni"],
-                                 "alpn": row["alpn"], "tls_version": "TLS 1.3" if hs.server_hello else None}
+        out.apps[conn] = q.app_protocol()
     if quic_rows:
         out.table = conform("quic", pd.DataFrame(quic_rows))
     return out
@@ -271,59 +270,40 @@ def frame_detail(f, q) -> str | None:
 # -- HTTP/3 -----------------------------------------------------------------------
 
 def h3_kind(ev) -> str:
+    """The ``events.kind`` an HTTP/3 event is listed under (its frame type, mostly)."""
     from traceviz.decode.http import h3 as h3mod
-    if isinstance(ev, h3mod.StreamEnd):
-        return "FIN"
-    if isinstance(ev, http2.HeadersReceived):
-        return "HEADERS"
-    if isinstance(ev, http2.DataReceived):
-        return "DATA"
-    if isinstance(ev, h3mod.StreamReset):
-        return "RESET_STREAM"
-    if isinstance(ev, h3mod.StreamType):
-        return "stream"
-    if isinstance(ev, h3mod.Settings):
-        return "SETTINGS"
-    if isinstance(ev, h3mod.GoAway):
-        return "GOAWAY"
     if isinstance(ev, h3mod.OtherFrame):
         return ev.name
-    if isinstance(ev, h3mod.ParseError):
-        return "parse-error"
-    return type(ev).__name__
+    kinds = {h3mod.HeadersReceived: "HEADERS", h3mod.DataReceived: "DATA", h3mod.StreamEnd: "FIN",
+             h3mod.StreamReset: "RESET_STREAM", h3mod.StreamType: "stream", h3mod.Settings: "SETTINGS",
+             h3mod.GoAway: "GOAWAY", h3mod.ParseError: "parse-error"}
+    return kinds.get(type(ev), type(ev).__name__)
 
 
 def h3_event_row(ev) -> dict:
+    """An HTTP/3 event as an ``events`` row (layer ``h3``; the caller adds conn).  HEADERS and
+    DATA are HTTP/2's events and are described as HTTP/2's are, a stream's end being QUIC's FIN."""
+    from traceviz.assemble.http import h2_event_row
     from traceviz.decode.http import h3 as h3mod
-    size, detail = None, None
-    if isinstance(ev, http2.HeadersReceived):
-        size = ev.size
-        if ev.headers is None:
-            detail = "(headers not decoded)"
-        else:
-            detail = ev.header(":status") or " ".join(x for x in (ev.header(":method"), ev.header(":path")) if x) \
-                or "trailers"
+    row = {"ts": ev.ts, "frame": ev.frame or None, "stream": ev.stream, "layer": "h3", "kind": h3_kind(ev),
+           "dir": ev.direction, "size": None, "detail": None}
+    if isinstance(ev, (h3mod.HeadersReceived, h3mod.DataReceived, h3mod.StreamReset)):
+        h2 = h2_event_row(ev)
+        row["size"] = h2["size"]
+        row["detail"] = h2["detail"].replace("END_STREAM", "FIN") if h2["detail"] else None
     elif isinstance(ev, h3mod.StreamEnd):
-        detail = "end of stream"
-    elif isinstance(ev, http2.DataReceived):
-        size = ev.length
+        row["detail"] = "end of stream"
     elif isinstance(ev, h3mod.StreamType):
-        detail = ev.kind
+        row["detail"] = ev.kind
     elif isinstance(ev, h3mod.Settings):
-        detail = ", ".join(f"{k}={v}" for k, v in ev.settings) or "(empty)"
+        row["detail"] = ", ".join(f"{k}={v}" for k, v in ev.settings) or "(empty)"
     elif isinstance(ev, h3mod.GoAway):
-        detail = f"id {ev.last_id}"
-    elif isinstance(ev, h3mod.StreamReset):
-        detail = ev.error
+        row["detail"] = f"id {ev.last_id}"
     elif isinstance(ev, h3mod.OtherFrame):
-        size = ev.length
+        row["size"] = ev.length
     elif isinstance(ev, h3mod.ParseError):
-        detail = ev.message
-    if isinstance(ev, (http2.HeadersReceived, http2.DataReceived)) and ev.end_stream and \
-            not isinstance(ev, h3mod.StreamEnd):
-        detail = (detail + " " if detail else "") + "(FIN)"
-    return {"ts": ev.ts, "frame": ev.frame or None, "stream": ev.stream, "layer": "h3", "kind": h3_kind(ev),
-            "dir": ev.direction, "size": size, "detail": detail}
+        row["detail"] = ev.message
+    return row
 
 
 def h3_rows(conn: int, q, default_host: str | None) -> tuple[list[dict], list[dict]]:
@@ -381,19 +361,13 @@ def _header(headers, name: str) -> str | None:
 
 # -- connections -------------------------------------------------------------------
 
-def mark_connections(conns: pd.DataFrame, updates: dict) -> pd.DataFrame:
-    """The UDP flows that are QUIC connections: transport ``quic``, their app, SNI, ALPN, TLS version."""
-    if not updates or conns.empty:
+def mark_connections(conns: pd.DataFrame, quic_conns) -> pd.DataFrame:
+    """The UDP flows that are QUIC connections get transport ``quic`` (their app, SNI and ALPN
+    come with the TLS sessions, as for TCP)."""
+    if not len(quic_conns) or conns.empty:
         return conns
     conns = conns.copy()
-    cols = ("transport", "app", "sni", "alpn", "tls_version")
-    for col in cols:
-        conns[col] = conns[col].astype("object")
-    at = {int(c): i for i, c in zip(conns.index, conns["conn"])}
-    for conn, values in updates.items():
-        i = at.get(conn)
-        if i is None:
-            continue
-        for col in cols:
-            conns.at[i, col] = values.get(col)
+    transport = conns["transport"].astype("object").to_numpy(copy=True)
+    transport[conns["conn"].isin(list(quic_conns)).to_numpy(dtype=bool, na_value=False)] = "quic"
+    conns["transport"] = pd.Series(transport, index=conns.index, dtype="object")
     return conform("connections", conns)
