@@ -105,9 +105,12 @@ def test_quic_recipe_on_every_corpus_capture(capsys, corpus):
         assert len(json.loads(run(capsys, "quic", str(path), "--json", *extra)[1])) == 1
 
 
-def test_compare_quic_with_tcp(capsys):
-    code, out, _ = run(capsys, "compare", "quic-h3", "quic-vs-h2-tcp", "--json")
+def test_compare_quic_with_tcp(capsys, tmp_path):
+    chart = tmp_path / "compare.html"
+    code, out, _ = run(capsys, "compare", "quic-h3", "quic-vs-h2-tcp", "--json", "--chart", str(chart))
     assert code == 0
+    page = chart.read_text()
+    assert "quic-h3 (h3 over QUIC: 1-RTT handshake)" in page and "quic-vs-h2-tcp (h2 over TCP + TLS: 2-RTT" in page
     quic, tcp = json.loads(out)
     assert (quic["transport"], tcp["transport"]) == ("quic", "tcp")
     # The path's round trip, from each capture, is the relay's (manifest: 50 ms).

@@ -255,7 +255,11 @@ def comparison(rows: pd.DataFrame, theme: str = "light") -> go.Figure:
         ys = [float(_val(r, k, float("nan"))) for k, _ in measures]
         rtts = [_val(r, "first_request_rtts"), _val(r, "last_byte_rtts")]
         text = [f"{y:.0f} ms" + (f"<br>≈ {float(n):.1f} RTT" if n is not None else "") for y, n in zip(ys, rtts)]
-        fig.add_trace(go.Bar(x=[m for _, m in measures], y=ys, name=safe(_val(r, "label", f"capture {i + 1}"), 60),
+        name = safe(_val(r, "label", f"capture {i + 1}"), 60)
+        if _val(r, "handshake_rtts") is not None:
+            over = "QUIC" if _val(r, "transport") == "quic" else "TCP + TLS"
+            name += f" ({safe(_val(r, 'protocol', ''))} over {over}: {int(_val(r, 'handshake_rtts'))}-RTT handshake)"
+        fig.add_trace(go.Bar(x=[m for _, m in measures], y=ys, name=name,
                              marker_color=palette[i % 2], text=text, textposition="outside",
                              hovertemplate="%{x}: %{y:.1f} ms<extra>%{fullData.name}</extra>"))
     fig.update_layout(title="How long until the first request left, and until the last byte arrived",
