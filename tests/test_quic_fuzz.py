@@ -69,6 +69,25 @@ def test_connection_on_damaged_conversations_never_raises(edits, cut):
     q.handshake_ms(), q.rtts(), q.close_text(), q.spin_rtts()
 
 
+@settings(max_examples=40, deadline=5000, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                   HealthCheck.too_slow])
+@given(edits=st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 10_000), st.integers(0, 255)),
+                      min_size=1, max_size=6))
+def test_damaged_conversation_through_the_pipeline(tmp_path, edits):
+    """The whole load (decode, assemble, the quic table, requests) on damaged QUIC: no exception,
+    and whatever could not be read is a warning naming the file."""
+    conv = _conversation()
+    datagrams = [(d, bytearray(data), ts) for d, data, ts in conv.datagrams]
+    for which, pos, value in edits:
+        data = datagrams[which % len(datagrams)][1]
+        data[pos % len(data)] = value
+    damaged = quicgen.Conversation(datagrams=[(d, bytes(b), ts) for d, b, ts in datagrams], keylog=conv.keylog)
+    path = quicgen.write_pcap(tmp_path / "d.pcap", damaged)
+    tl = traceviz.load(path, keylog=quicgen.keylog_file(tmp_path / "d.keys", damaged))
+    assert all(w.startswith(str(path)) for w in tl.warnings)
+    assert len(tl.quic) <= 1
+
+
 @FUZZ
 @given(chunks=st.lists(st.tuples(st.sampled_from(["c2s", "s2c"]), st.sampled_from([0, 2, 3, 4, 6, 7, 10, 11]),
                                  st.binary(max_size=120), st.booleans()), max_size=20))
