@@ -5,7 +5,6 @@ key log and choices), never with our own earlier output."""
 
 from __future__ import annotations
 
-import pytest
 from aioquic.tls import CipherSuite
 
 import traceviz

@@ -247,7 +247,7 @@ def _short(url: str) -> str:
 def comparison(rows: pd.DataFrame, theme: str = "light") -> go.Figure:
     """Two captures side by side: time to the first request byte and to the last response byte,
     in ms, with the round trips each took written on its bar (``rows``: ``compare``'s table)."""
-    c, s = themes.colors(theme), themes.sizes(theme)
+    c = themes.colors(theme)
     fig = go.Figure()
     palette = [c["client"], c["server"]]
     measures = [("first_request_ms", "first request byte sent"), ("last_byte_ms", "last response byte")]
