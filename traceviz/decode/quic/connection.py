@@ -128,7 +128,8 @@ class QUICConnection:
         before = len(self.events)
         self.datagrams[dir] += 1
         self.udp_bytes[dir] += len(data)
-        dg = parse_datagram(data, self._short_len(dir), self.odcid)
+        # A Retry's tag covers the DCID of the client Initial it answers: the client's current one.
+        dg = parse_datagram(data, self._short_len(dir), self._client_initial)
         n = len(dg.packets)
         for i, h in enumerate(dg.packets):
             self._packet(dir, data, h, i, n, frame, ts)
