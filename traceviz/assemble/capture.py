@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from traceviz.assemble import http, keys, tls, transport
+from traceviz.assemble import h2, http, keys, tls, transport
 from traceviz.errors import describe
 from traceviz.model import JSON_FIELDS, SourceInfo, Timeline, conform
 
@@ -26,6 +26,7 @@ def timeline(info: SourceInfo, t, payload, keylog=None, rsa_key=None, dsb_blocks
     packets, connections, events = transport.tables(t)
     endpoints = _endpoints(connections)
     tls_rows, event_rows, request_rows, apps = [], [], [], {}
+    h2_streams = h2.Streams(payload, packets, events)
     for conn, result in sorted(payload.results.items()):
         ends = endpoints.get(conn, {})
         if result.tls is not None:
@@ -36,6 +37,7 @@ def timeline(info: SourceInfo, t, payload, keylog=None, rsa_key=None, dsb_blocks
             for err in session.errors[:5]:
                 info.warnings.append(describe(info.path, f"TLS on connection {conn}: {err}"))
         ev, rq = _http_rows(result, ends.get("server"))
+        h2_streams.add(result, ev, ends.get("server"))
         event_rows += ev
         request_rows += rq
         apps[conn] = http.app_label(result)
@@ -43,9 +45,10 @@ def timeline(info: SourceInfo, t, payload, keylog=None, rsa_key=None, dsb_blocks
     return Timeline(
         source=info, packets=packets,
         connections=_with_apps(connections, apps, payload.opaque, tls_rows),
-        events=_merge_events(events, event_rows),
+        events=h2.finish_events(_merge_events(events, event_rows)),
         requests=_requests(request_rows),
         tls=tls_table,
+        streams=h2_streams.table(),
         decryption=keys.decryption_report(tls_table, keylog, rsa_key, list(dsb_blocks)),
     )
 
