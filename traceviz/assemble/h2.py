@@ -368,7 +368,7 @@ def _window_rows(walk: _Walk) -> None:
     stalls = walk.flow.finish()
     for st in stalls:
         who = "server" if st.direction == S2C else "client"
-        scope = "connection window" if st.stream == 0 else f"stream {st.stream}'s window"
+        scope = "connection window" if st.stream == 0 else f"window of stream {st.stream}"
         if st.resume_ts is None:
             tail = "; it had sent nothing more when the capture ended"
         else:

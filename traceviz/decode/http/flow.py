@@ -116,7 +116,7 @@ class FlowControl:
             p = self._pending.get(key)
             if p is None:
                 continue
-            if n > 0 and p["update_frame"]:
+            if n > 0 and p.get("update_frame"):
                 self.stalls.append(WindowStall(**p, resume_frame=ev.frame, resume_ts=ev.ts))
                 del self._pending[key]
             elif n > 0 or (ev.end_stream and key[1] == sid):
@@ -144,7 +144,7 @@ class FlowControl:
             window = self.stream_window(sender, sid)
         key = (sender, sid)
         p = self._pending.get(key)
-        if p is not None and window > 0 and not p["update_frame"]:
+        if p is not None and window > 0 and not p.get("update_frame"):
             p["update_frame"], p["update_ts"] = ev.frame, ev.ts
         self._peak[key] = max(window, self._peak.get(key, self._base(sender, sid)))
         return Window(sender, sid, ev.frame, ev.ts, None if sid == 0 else window, self.conn[sender])
