@@ -37,16 +37,9 @@ IFF_NO_PI = 0x1000
 
 def tcp_syn_dport(frame: bytes) -> int | None:
     """The destination port if ``frame`` is Ethernet/IPv4/TCP with SYN set and ACK clear."""
-    if len(frame) < 14 + 20 + 20 or frame[12:14] != b"\x08\x00":
-        return None
-    ip = frame[14:]
-    ihl = (ip[0] & 0x0F) * 4
-    if ip[0] >> 4 != 4 or ip[9] != 6 or ihl < 20 or len(ip) < ihl + 14:
-        return None
-    tcp = ip[ihl:]
-    flags = tcp[13]
-    if flags & 0x02 and not flags & 0x10:
-        return struct.unpack("!H", tcp[2:4])[0]
+    seg = tcp_segment(frame)
+    if seg is not None and seg["flags"] & 0x02 and not seg["flags"] & 0x10:
+        return seg["dport"]
     return None
 
 
