@@ -274,3 +274,12 @@ def test_cleartext_frames_held_behind_a_hole_name_their_streams():
     (block,) = [r for r in facts.events if r["kind"] == "hol-block"]
     assert (block["frame"], block["size"]) == (7, 2018) and block["duration"] == pytest.approx(0.7)
     assert "a retransmission" in block["detail"]
+
+
+def test_range_max_equals_the_brute_force_maximum():
+    import numpy as np
+    rng = np.random.default_rng(7)
+    values = rng.integers(0, 500, 3000)
+    lo = rng.integers(0, 2999, 2000)
+    hi = np.minimum(lo + rng.integers(1, 1500, 2000), 3000)
+    assert h2rows._range_max(values, lo, hi).tolist() == [int(values[a:b].max()) for a, b in zip(lo, hi)]

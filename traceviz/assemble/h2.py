@@ -167,6 +167,7 @@ class _Stream:
     turns: list = field(default_factory=list)                       # [start ts, bytes] per turn
     open_at_start: int | None = None
     max_open: int | None = None
+    span: list = field(default_factory=list)                        # [first, end) of its opens in _Walk.peaks
     stream_limit: int | None = None
     initial_window: int | None = None
     min_window: int | None = None
@@ -190,6 +191,8 @@ class _Walk:
         self.conn = conn
         self.streams: dict[int, _Stream] = {}
         self.open: set[int] = set()
+        self.client_open = 0                   # of those, the client's (odd ids)
+        self.peaks: list[int] = []             # streams open after each stream opened
         self.flow = FlowControl()
         self.limit: int | None = None          # the server's SETTINGS_MAX_CONCURRENT_STREAMS
         self.at_limit: tuple | None = None     # (ts, frame) when the client reached it
@@ -216,6 +219,20 @@ class _Walk:
                     s.min_window = low if s.min_window is None else min(s.min_window, low)
             self.columns.append(cols)
         self._limit_end(None, None)
+        self._max_open()
+
+    def _max_open(self) -> None:
+        """Each stream's most streams open at once while it was: the largest of the counts
+        after the opens during its life (a range maximum, so a connection with thousands of
+        streams open costs no quadratic walk)."""
+        spans = [(s, s.span[0], s.span[1] if len(s.span) > 1 else len(self.peaks))
+                 for s in self.streams.values() if s.span]
+        if not spans:
+            return
+        highs = _range_max(np.array(self.peaks, dtype=np.int64), np.array([a for _, a, _ in spans]),
+                           np.array([b for _, _, b in spans]))
+        for (s, _, _), high in zip(spans, highs.tolist()):
+            s.max_open = high
 
     def event(self, ev) -> None:
         if isinstance(ev, http2.Settings):
@@ -325,13 +342,13 @@ class _Walk:
         s.opened = ev.first_ts if getattr(ev, "first_frame", 0) else ev.ts
         self.open.add(s.sid)
         s.open_at_start = len(self.open)
-        for sid in self.open:
-            o = self.streams[sid]
-            o.max_open = max(o.max_open or 0, len(self.open))
+        s.span = [len(self.peaks)]
+        self.peaks.append(len(self.open))
         s.initial_window = self.flow.initial[S2C if s.sid % 2 else C2S]
         if s.sid % 2:
+            self.client_open += 1
             s.stream_limit = self.limit
-            if self.limit is not None and self.at_limit is None and self._client_open() >= self.limit:
+            if self.limit is not None and self.at_limit is None and self.client_open >= self.limit:
                 self.at_limit = (ev.ts, ev.frame)
 
     def _maybe_closed(self, s: _Stream, ev) -> None:
@@ -344,11 +361,11 @@ class _Walk:
         s.closed, s.closed_by = ev.ts, how
         if s.sid in self.open:
             self.open.discard(s.sid)
-            if self.at_limit is not None and s.sid % 2 and self._client_open() < (self.limit or 0):
-                self._limit_end(ev.ts, ev.frame)
-
-    def _client_open(self) -> int:
-        return sum(1 for sid in self.open if sid % 2)
+            s.span.append(len(self.peaks))
+            if s.sid % 2:
+                self.client_open -= 1
+                if self.at_limit is not None and self.client_open < (self.limit or 0):
+                    self._limit_end(ev.ts, ev.frame)
 
     def _limit_end(self, ts, frame) -> None:
         if self.at_limit is None:
@@ -360,6 +377,22 @@ class _Walk:
                               f"SETTINGS_MAX_CONCURRENT_STREAMS allows"
                               + ("" if ts is None else f", until frame {frame}"),
                               None if ts is None else ts - start))
+
+
+def _range_max(values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """``max(values[lo[k]:hi[k]])`` for every k (each range non-empty), by a sparse table."""
+    levels = [values]
+    while (1 << len(levels)) <= len(values):
+        prev, step = levels[-1], 1 << (len(levels) - 1)
+        levels.append(np.maximum(prev[:-step], prev[step:]))
+    width = np.maximum(hi - lo, 1)
+    k = np.floor(np.log2(width)).astype(np.int64)
+    out = np.empty(len(lo), dtype=values.dtype)
+    for level in np.unique(k).tolist():
+        sel = k == level
+        table = levels[level]
+        out[sel] = np.maximum(table[lo[sel]], table[hi[sel] - (1 << level)])
+    return out
 
 
 # --- flow control ---------------------------------------------------------------------------
