@@ -236,6 +236,10 @@ def window_truth(result: dict) -> list[dict]:
 
 
 def record_stalls(out: Path) -> list[dict]:
+    import importlib.util
+    if importlib.util.find_spec("h2") is None:
+        raise SystemExit("h2-stalls: both peers are the h2 library; run record.py with a Python that has it "
+                         "(the project's virtualenv: .venv/bin/python)")
     peers = HERE / "conf" / "h2_peers_h.py"
     link = LinkSpec("c", "s", delay_ms=ONE_WAY_MS,
                     drop_data=[{"sport": STALLS_PORT, "offset": STALLS_DROP_OFFSET}])
