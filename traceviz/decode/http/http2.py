@@ -320,7 +320,7 @@ class _Reader:
         data = bytes(block["data"])
         headers = self._decode(data, frame, ts)
         self.conn._emit(block["kind"](self.direction, frame, ts, headers=headers, size=len(data),
-                                      chunk_end=self.fed_end, census=census(data) if headers else None,
+                                      chunk_end=self.fed_end, census=None if headers is None else census(data),
                                       **block["fields"]))
 
     def _decode(self, data: bytes, frame: int, ts: float) -> Headers | None:
