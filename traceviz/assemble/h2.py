@@ -23,7 +23,9 @@ frame the frame number of the bytes that completed it) waited from the
 arrival of its own bytes.  Where a frame's bytes lie in the TCP stream is
 found from the ``chunk_end`` the decoder records (the end of the TCP piece,
 or of the TLS record, that completed it), interpolated between the segments
-that arrived in order: exact for cleartext, within a few bytes for TLS.
+that arrived in order: exact for cleartext, within a segment for TLS.  A
+capture taken at the sender sees every byte arrive in order (the loss happens
+beyond it), so it shows retransmissions but no hole, and no stall is claimed.
 """
 
 from __future__ import annotations
