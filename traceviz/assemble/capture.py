@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from traceviz.assemble import http, keys, quic, tls, transport
+from traceviz.assemble import h2, http, keys, quic, tls, transport
 from traceviz.errors import describe
 from traceviz.model import JSON_FIELDS, SourceInfo, Timeline, conform
 
@@ -29,6 +29,7 @@ def timeline(info: SourceInfo, t, payload, keylog=None, rsa_key=None, dsb_blocks
     q = quic.rows(quic_payload, endpoints, keylog, info.path, float(packets["ts"].max()) if len(packets) else None)
     info.warnings.extend(q.warnings)
     tls_rows, event_rows, request_rows, apps = q.tls, q.events, q.requests, dict(q.apps)
+    h2_streams = h2.Streams(payload, packets, events)
     for conn, result in sorted(payload.results.items()):
         ends = endpoints.get(conn, {})
         if result.tls is not None:
@@ -39,6 +40,7 @@ def timeline(info: SourceInfo, t, payload, keylog=None, rsa_key=None, dsb_blocks
             for err in session.errors[:5]:
                 info.warnings.append(describe(info.path, f"TLS on connection {conn}: {err}"))
         ev, rq = _http_rows(result, ends.get("server"))
+        h2_streams.add(result, ev, ends.get("server"))
         event_rows += ev
         request_rows += rq
         apps[conn] = http.app_label(result)
@@ -46,10 +48,11 @@ def timeline(info: SourceInfo, t, payload, keylog=None, rsa_key=None, dsb_blocks
     return Timeline(
         source=info, packets=packets,
         connections=quic.mark_connections(_with_apps(connections, apps, payload.opaque, tls_rows), q.apps),
-        events=_merge_events(events, event_rows),
+        events=h2.finish_events(_merge_events(events, event_rows)),
         requests=_requests(request_rows),
         tls=tls_table,
         quic=q.table,
+        streams=h2_streams.table(),
         decryption=keys.decryption_report(tls_table, keylog, rsa_key, list(dsb_blocks)),
     )
 
