@@ -41,6 +41,7 @@ NAN = float("nan")
 PREFERRED_VANTAGE = ("client", "network", "server", "unknown")
 H3_CATEGORIES = frozenset({"http", "h3", "qpack"})
 PACKET_EVENTS = frozenset({"packet_sent", "packet_received"})
+_OTHER_PACKET_EVENTS = frozenset({"packet_dropped", "packet_buffered", "packet_lost"})
 
 # RFC 9000 section 20.1 and RFC 9114 section 8.1: the names a CONNECTION_CLOSE's code stands for.
 TRANSPORT_ERRORS = {0x0: "NO_ERROR", 0x1: "INTERNAL_ERROR", 0x2: "CONNECTION_REFUSED", 0x3: "FLOW_CONTROL_ERROR",
@@ -144,7 +145,7 @@ def _connection_ids(t: QlogTrace) -> set[str]:
     ids = {t.group.lower()} if t.group else set()
     first_initial = True
     for ev in t.events:
-        if ev.name not in PACKET_EVENTS:
+        if ev.name not in PACKET_EVENTS or _raw_type(ev.data) not in ("initial", "retry"):
             continue
         p = packet_of(ev.data)
         if p.type == "initial" and first_initial and p.dcid:
@@ -179,6 +180,14 @@ class Packet:
 _PACKET_TYPES = {"0rtt": "0-RTT", "zerortt": "0-RTT", "0-rtt": "0-RTT", "1rtt": "1-RTT", "onertt": "1-RTT",
                  "1-rtt": "1-RTT", "short": "1-RTT", "versionnegotiation": "version_negotiation",
                  "version_negotiation": "version_negotiation", "stateless_reset": "stateless_reset"}
+
+
+def _raw_type(data: dict) -> str | None:
+    """A packet event's type as written, lower case, without reading the rest of it."""
+    kind = data.get("packet_type")
+    if kind is None and isinstance(data.get("header"), dict):
+        kind = data["header"].get("packet_type")
+    return kind.lower() if isinstance(kind, str) else None
 
 
 def packet_of(data: dict) -> Packet:
@@ -307,6 +316,10 @@ class _Conn:
         events = [ev for t in traces for ev in t.events]
         events.sort(key=lambda ev: ev.time)          # stable: file order among equal times
         self.events = events
+        # each event's direction and, for a packet event, its packet: read once, used by every table
+        self.dirs = [self.direction(ev) for ev in events]
+        self.packets = [packet_of(ev.data) if ev.name in PACKET_EVENTS or ev.name in _OTHER_PACKET_EVENTS
+                        else None for ev in events]
         self.start = events[0].time if events else NAN
         self.end = events[-1].time if events else NAN
         self.clock = traces[0].clock
@@ -345,15 +358,15 @@ class _Conn:
                              "datagram_events": False, "first_initial": NAN, "client_finished": NAN,
                              "protected": 0, "protected_with_frames": 0, "close": None, "closed_by": None,
                              "closed_event": None, "h3": False, "one_rtt": False}
-        for ev in self.events:
+        for ev, direction, packet in zip(self.events, self.dirs, self.packets):
             d, cat, name = ev.data, ev.category, ev.name
             if cat in H3_CATEGORIES:
                 f["h3"] = True
                 continue
             if name in PACKET_EVENTS:
-                self._packet_facts(f, ev, self.direction(ev))
+                self._packet_facts(f, ev, direction, packet)
             elif name in ("datagrams_sent", "datagrams_received", "datagram_sent", "datagram_received"):
-                self._datagram_facts(f, d, self.direction(ev))
+                self._datagram_facts(f, d, direction)
             elif name in ("connection_started", "connection_new"):
                 self._endpoints(f, d)
                 if f["version"] is None:
@@ -389,8 +402,8 @@ class _Conn:
         self._facts = f
         return f
 
-    def _packet_facts(self, f: dict, ev: QlogEvent, d: str | None) -> None:
-        p = packet_of(ev.data)
+    @staticmethod
+    def _packet_facts(f: dict, ev: QlogEvent, d: str | None, p: Packet) -> None:
         if d is None:
             return
         f["packets"][d] += 1
@@ -499,8 +512,7 @@ class _Conn:
 
     def event_rows(self, conn: int) -> list[tuple]:
         rows = []
-        for ev in self.events:
-            d = self.direction(ev)
+        for ev, d, p in zip(self.events, self.dirs, self.packets):
             stream = _int(ev.data.get("stream_id"))
             ptype = pnum = None
             if ev.category in H3_CATEGORIES:
@@ -509,8 +521,7 @@ class _Conn:
             else:
                 layer = "quic"
                 kind = ev.name
-                if ev.name in PACKET_EVENTS or ev.name in ("packet_dropped", "packet_buffered", "packet_lost"):
-                    p = packet_of(ev.data)
+                if p is not None:
                     ptype, pnum = p.type, p.number
                     size = int(p.size) if not math.isnan(p.size) else None
                     detail = _packet_detail(p, ev.data)
@@ -521,14 +532,13 @@ class _Conn:
 
     def request_rows(self, conn: int) -> list[dict]:
         streams: dict[int, _Stream] = defaultdict(_Stream)
-        for ev in self.events:
-            d = self.direction(ev)
+        for ev, d, p in zip(self.events, self.dirs, self.packets):
             if d is None:
                 continue
             if ev.category in H3_CATEGORIES and ev.name in ("frame_created", "frame_parsed"):
                 self._h3_frame(streams, ev, d)
             elif ev.name in PACKET_EVENTS:
-                for fr in packet_of(ev.data).frames:
+                for fr in p.frames:
                     if frame_type(fr) == "stream":
                         sid = stream_of(fr)
                         if sid is not None and sid % 4 == 0 and sid in streams:

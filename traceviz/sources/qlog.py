@@ -20,6 +20,7 @@ business (``assemble/qlog.py``); this module only reads.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from dataclasses import dataclass
@@ -209,6 +210,11 @@ class _Reader:
         header: dict | None = None
         events: list = []
         bad = cut = 0
+        whole = _all_at_once(chunks)
+        if whole is not None:
+            chunks = []                                 # every record was whole JSON: no need to go one by one
+            if whole and isinstance(whole[0], dict):
+                header, events = whole[0], whole[1:]
         for n, chunk in enumerate(chunks):
             if not chunk.strip():
                 continue
@@ -268,6 +274,17 @@ class _Reader:
         return QlogFile(path=self.label, version=self.version, format=self.format or "JSON",
                         traces=tuple(self.traces), files=self.files, size=self.size,
                         compressed=self.compressed, warnings=tuple(self.warnings))
+
+
+def _all_at_once(chunks: list[str]) -> list | None:
+    """Every record parsed in one call of the C parser, as a JSON array; None when one of them
+    is not whole JSON (then they are read one by one, to keep the good ones)."""
+    records = [c for c in chunks if c.strip()]
+    try:
+        values = json.loads("[" + ",".join(records) + "]")
+    except (ValueError, RecursionError):
+        return None
+    return values if len(values) == len(records) else None      # a record of two values is not one
 
 
 def _version(doc: dict) -> str | None:
