@@ -131,6 +131,12 @@ def number(v: Any) -> float:
     HAR and Chrome both write -1 for a time or size that does not apply;
     some exporters write numbers as strings.
     """
+    v = signed(v)
+    return v if v >= 0 else math.nan
+
+
+def signed(v: Any) -> float:
+    """A number from a JSON field (or written as a string), negative ones too; NaN for junk."""
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         if isinstance(v, str):
             try:
@@ -143,7 +149,7 @@ def number(v: Any) -> float:
         v = float(v)
     except OverflowError:          # an integer of hundreds of digits: no time or size
         return math.nan
-    return v if v >= 0 and math.isfinite(v) else math.nan
+    return v if math.isfinite(v) else math.nan
 
 
 def text(v: Any) -> str | None:

@@ -28,7 +28,7 @@ from typing import Any
 
 from traceviz.errors import InputError, describe
 from traceviz.sources import jsonfile
-from traceviz.sources.jsonfile import text
+from traceviz.sources.jsonfile import signed, text
 
 BEGIN, END, NONE = "begin", "end", "none"
 _LATEST = 7.3e9               # 2201: a later time is junk
@@ -266,7 +266,7 @@ def netlog_from_json(path: str, value: Any, facts: dict | None = None) -> NetLog
     if facts.get("truncated"):
         warnings.append(describe(path, "the log ends early (Chrome was still writing it); "
                                        "read up to its last whole event"))
-    offset = _number(c.get("timeTickOffset"))
+    offset = signed(c.get("timeTickOffset"))
     if math.isnan(offset):
         offset = 0.0
         warnings.append(describe(path, "no timeTickOffset: times are Chrome's tick clock, not wall time"))
@@ -327,7 +327,7 @@ def _event(e: Any, names: _Names, offset: float) -> tuple | None:
     if not isinstance(sid, int) or isinstance(sid, bool) or not 0 <= sid < 2 ** 53 \
             or not isinstance(etype, int) or isinstance(etype, bool):
         return None
-    t = (_number(e.get("time")) + offset) / 1000.0
+    t = (signed(e.get("time")) + offset) / 1000.0
     if not 0 <= t < _LATEST:             # NaN or no time a log could hold
         return None
     stype = names.source_types.get(src.get("type"), "UNKNOWN") if isinstance(src.get("type"), int) else "UNKNOWN"
@@ -338,25 +338,8 @@ def _event(e: Any, names: _Names, offset: float) -> tuple | None:
             params if isinstance(params, dict) else {})
 
 
-def _number(v: Any) -> float:
-    if isinstance(v, bool):
-        return math.nan
-    if isinstance(v, str):
-        try:
-            v = float(v)
-        except ValueError:
-            return math.nan
-    if not isinstance(v, (int, float)):
-        return math.nan
-    try:
-        v = float(v)
-    except OverflowError:
-        return math.nan
-    return v if math.isfinite(v) else math.nan
-
-
 def _int(v: Any) -> int | None:
-    n = _number(v)
+    n = signed(v)
     return int(n) if not math.isnan(n) and n == int(n) and abs(n) < 2 ** 53 else None
 
 

@@ -29,6 +29,7 @@ from typing import Any, Iterable
 
 from traceviz.errors import InputError, describe
 from traceviz.sources import jsonfile
+from traceviz.sources.jsonfile import signed
 
 RS = "\x1e"                              # RFC 7464 record separator
 SUFFIXES = (".qlog", ".sqlog", ".json")   # what a folder's files may be called (each maybe .gz)
@@ -364,7 +365,7 @@ class _Clock:
     def __init__(self, common: dict, config: dict, raw: dict):
         units = str(config.get("time_units", common.get("time_units", "ms"))).lower()
         self.scale = 1e-6 if units == "us" else 1e-3
-        self.offset = _signed(config.get("time_offset"))
+        self.offset = signed(config.get("time_offset"))
         self.offset = 0.0 if math.isnan(self.offset) else self.offset
         fmt = str(common.get("time_format", "relative")).lower()
         self.delta = fmt == "delta"
@@ -398,28 +399,10 @@ def _reference_seconds(v: Any) -> float:
             return datetime.fromisoformat(epoch.replace("Z", "+00:00")).timestamp()
         except (ValueError, OverflowError, OSError):
             return math.nan
-    t = _signed(v)
+    t = signed(v)
     if math.isnan(t) or t <= 0:
         return math.nan
     return t if t < _ABSOLUTE_MS else t / 1000.0     # some tools wrote seconds, the drafts say ms
-
-
-def _signed(v: Any) -> float:
-    """A number (or a number in a string) that may be negative; NaN for anything else."""
-    if isinstance(v, bool):
-        return math.nan
-    if isinstance(v, str):
-        try:
-            v = float(v)
-        except ValueError:
-            return math.nan
-    if not isinstance(v, (int, float)):
-        return math.nan
-    try:
-        v = float(v)
-    except OverflowError:
-        return math.nan
-    return v if math.isfinite(v) else math.nan
 
 
 def _events(raws: Iterable[Any], fields: list | None, common: dict, clock: _Clock) -> tuple[list[QlogEvent], int]:
@@ -436,7 +419,7 @@ def _events(raws: Iterable[Any], fields: list | None, common: dict, clock: _Cloc
         t = raw.get("time")
         if t is None:
             t = raw.get("relative_time", raw.get("delta_time"))
-        t = _signed(t)
+        t = signed(t)
         name = raw.get("name")
         if isinstance(name, str) and ":" in name:
             category, _, name = name.partition(":")
