@@ -395,3 +395,12 @@ def test_cli_says_one_line_for_a_broken_qlog(tmp_path):
     p = tmp_path / "broken.qlog"
     p.write_text('{"qlog_version": "0.3", "traces": [{"events": [1, 2')
     assert "broken JSON" in hostile.cli_error_line("info", p)
+
+
+def test_bundled_logs_by_name(monkeypatch, tmp_path):
+    """The qlog folder and NetLog shipped beside a bundled capture load by their names, from anywhere."""
+    monkeypatch.chdir(tmp_path)
+    assert traceviz.load("quic-h3.qlog").source.path == str(QLOG_DIR)
+    assert traceviz.load("browser-page-load.netlog.json").source.format == "netlog"
+    with pytest.raises(InputError, match="no such file"):
+        traceviz.load("quic-h4.qlog")

@@ -73,10 +73,24 @@ def _resolve(path: str | os.PathLike) -> str:
         from traceviz.captures import find
         found = find(str(path))
     except (ImportError, LookupError, OSError, InputError):
-        found = None
-    if found is not None and Path(found).is_file():
+        found = _bundled_extra(str(path))
+    if found is not None and Path(found).exists():
         return str(found)
     raise InputError(str(p), "no such file (nor a bundled capture of that name: see `traceviz captures`)")
+
+
+def _bundled_extra(name: str) -> str | None:
+    """A file shipped beside a bundled capture (its HAR, NetLog, qlog folder), by its name."""
+    try:
+        from traceviz.captures import list_captures
+        rows = list_captures()
+    except (ImportError, OSError, ValueError):
+        return None
+    for r in rows:
+        for extra in r["extra_files"].values():
+            if extra and Path(extra).name == name:
+                return extra
+    return None
 
 
 def _load_capture(path: str, keylog, rsa_key, progress: Progress) -> Timeline:
