@@ -404,3 +404,13 @@ def test_bundled_logs_by_name(monkeypatch, tmp_path):
     assert traceviz.load("browser-page-load.netlog.json").source.format == "netlog"
     with pytest.raises(InputError, match="no such file"):
         traceviz.load("quic-h4.qlog")
+
+
+def test_packet_frames_are_the_files(corpus):
+    """Each packet row lists its frames' types, in order, as the qlog wrote them."""
+    path = corpus / "qlog" / "quic-draft22-h3__pcap2qlog_multi_stream.qlog"
+    raw = [d for _, _, name, d in raw_events(path) if name in ("packet_sent", "packet_received")]
+    rows = traceviz.load(path).events
+    rows = rows[rows["kind"].isin(["packet_sent", "packet_received"])]
+    assert [list(f) for f in rows["frames"]] == [[f["frame_type"].upper() for f in d["frames"]] for d in raw]
+    assert rows["packet_number"].tolist() == [int(d["header"]["packet_number"]) for d in raw]

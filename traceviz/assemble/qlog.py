@@ -19,8 +19,9 @@ client; a network observer's trace says whose point of view ``sent`` takes
 One ``events`` row per qlog event of the chosen traces: layer ``h3`` for the
 ``http``/``h3``/``qpack`` categories (kind: the HTTP/3 frame type for a frame
 event, as HTTP/2 events are named), layer ``quic`` for the rest (kind: the
-event's name, e.g. ``packet_sent``, with the packet type and number as
-columns and the frames in ``detail``).
+event's name, e.g. ``packet_sent``; the packet's type, number and frame
+types are columns of their own, ``packet_type``, ``packet_number``, ``frames``,
+and ``detail`` spells the frames out).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from __future__ import annotations
 import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Iterable
 
 import pandas as pd
@@ -68,7 +70,7 @@ def load_qlog(path) -> Timeline:
 def timeline_from_qlog(q: QlogFile) -> Timeline:
     warnings = list(q.warnings)
     groups = connection_traces(q.traces)
-    conns = [_Conn.build(traces, warnings, q.path) for traces in groups]
+    conns = [_Conn.build(traces, warnings) for traces in groups]
     conns = [c for c in conns if c is not None]
     conns.sort(key=lambda c: (c.start if not math.isnan(c.start) else math.inf))
     event_rows: list[tuple] = []
@@ -309,8 +311,8 @@ class _Stream:
 class _Conn:
     """One connection: the chosen vantage point's events and what they add up to."""
 
-    def __init__(self, traces: list[QlogTrace], others: list[QlogTrace], path: str):
-        self.traces, self.others, self.path = traces, others, path
+    def __init__(self, traces: list[QlogTrace], others: list[QlogTrace]):
+        self.traces, self.others = traces, others
         self.vantage = traces[0].vantage
         self.local = self.vantage if self.vantage in ("client", "server") else (traces[0].flow or "client")
         events = [ev for t in traces for ev in t.events]
@@ -325,14 +327,14 @@ class _Conn:
         self.clock = traces[0].clock
 
     @classmethod
-    def build(cls, traces: list[QlogTrace], warnings: list[str], path: str) -> "_Conn | None":
+    def build(cls, traces: list[QlogTrace], warnings: list[str]) -> "_Conn | None":
         best = min(PREFERRED_VANTAGE.index(t.vantage) for t in traces)
         chosen = [t for t in traces if PREFERRED_VANTAGE.index(t.vantage) == best]
         others = [t for t in traces if PREFERRED_VANTAGE.index(t.vantage) != best]
         if chosen[0].vantage == "unknown":
             warnings.append(describe(chosen[0].file, "the trace names no vantage point; "
                                                      "its sent packets are taken as the client's"))
-        conn = cls(chosen, others, path)
+        conn = cls(chosen, others)
         return conn if conn.events else None
 
     def direction(self, ev: QlogEvent) -> str | None:
@@ -348,9 +350,9 @@ class _Conn:
 
     # ---------------------------------------------------------------- facts
 
+    @cached_property
     def facts(self) -> dict:
-        if hasattr(self, "_facts"):
-            return self._facts
+        """What the connection's events add up to, read once for the quic and connections rows."""
         f: dict[str, Any] = {"version": None, "retry": False, "vn": False, "zero_rtt": False,
                              "alpn_offered": None, "alpn": None, "client": None, "server": None, "sni": None,
                              "packets": {"c2s": 0, "s2c": 0}, "packet_bytes": {"c2s": 0, "s2c": 0},
@@ -399,7 +401,6 @@ class _Conn:
             # QUIC requires ALPN (RFC 9001 section 8.1): a completed handshake with a single
             # offer means the server chose it, though this trace does not log the choice.
             f["alpn"] = f["alpn_offered"][0]
-        self._facts = f
         return f
 
     @staticmethod
@@ -460,7 +461,7 @@ class _Conn:
     # ---------------------------------------------------------------- rows
 
     def quic_row(self, conn: int) -> dict:
-        f = self.facts()
+        f = self.facts
         hs = (f["client_finished"] - f["first_initial"]) * 1000
         done = f["one_rtt"] or not math.isnan(f["client_finished"])
         if f["close"] is not None:
@@ -494,7 +495,7 @@ class _Conn:
         return f["datagram_bytes"][d] if f["datagram_events"] else f["packet_bytes"][d]
 
     def connection_row(self, conn: int) -> dict:
-        f = self.facts()
+        f = self.facts
         version = f["version"]
         app = "h3" if f["h3"] or (f["alpn"] or "").startswith("h3") else "quic"
         return {
@@ -514,7 +515,7 @@ class _Conn:
         rows = []
         for ev, d, p in zip(self.events, self.dirs, self.packets):
             stream = _int(ev.data.get("stream_id"))
-            ptype = pnum = None
+            ptype = pnum = frames = None
             if ev.category in H3_CATEGORIES:
                 layer = "h3"
                 kind, size, detail = _h3_row(ev)
@@ -523,11 +524,12 @@ class _Conn:
                 kind = ev.name
                 if p is not None:
                     ptype, pnum = p.type, p.number
+                    frames = [frame_type(f).upper() for f in p.frames]
                     size = int(p.size) if not math.isnan(p.size) else None
                     detail = _packet_detail(p, ev.data)
                 else:
                     size, detail = None, _summary(ev.data)
-            rows.append((ev.time, conn, stream, layer, kind, d, size, detail, ptype, pnum, self.vantage))
+            rows.append((ev.time, conn, stream, layer, kind, d, size, detail, ptype, pnum, frames, self.vantage))
         return rows
 
     def request_rows(self, conn: int) -> list[dict]:
@@ -594,7 +596,7 @@ class _Conn:
         if s.resp_headers is None:
             end = NAN
         status = (s.resp_headers or {}).get(":status", "")
-        authority = h.get(":authority") or h.get("host") or self.facts()["sni"]
+        authority = h.get(":authority") or h.get("host") or self.facts["sni"]
         scheme, path, method = h.get(":scheme") or "https", h.get(":path"), h.get(":method")
         if method == "CONNECT" and path is None:
             url = authority
@@ -748,7 +750,7 @@ def _summary(data: dict, most: int = 200) -> str | None:
 
 # --------------------------------------------------------------------------- tables and facts
 
-_EVENT_EXTRAS = ("packet_type", "packet_number", "vantage")
+_EVENT_EXTRAS = ("packet_type", "packet_number", "frames", "vantage")   # frames: a packet's frame types
 
 
 def _events_frame(rows: list[tuple]) -> pd.DataFrame:
