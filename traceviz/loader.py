@@ -2,7 +2,7 @@
 
 The pipeline, one way: sources (read the file) → decode (index every
 frame, the transport tier, the payload tier's protocol machines) →
-assemble (the tables).  Browser exports go sources → assemble.
+assemble (the tables).  Browser exports, qlogs and NetLogs go sources → assemble.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ STAGES = ("reading", "indexing", "tcp", "payload")   # what load() reports to ``
 
 def load(path: str | os.PathLike, keylog: str | os.PathLike | None = None,
          rsa_key: str | os.PathLike | None = None, progress: Progress | None = None) -> Timeline:
-    """Decode ``path`` (pcap, pcapng, .gz, HAR, DevTools trace/log) into a Timeline.
+    """Decode ``path`` (pcap, pcapng, .gz, HAR, DevTools trace/log, qlog file or folder,
+    Chrome NetLog) into a Timeline.
 
     ``keylog`` is an NSS key log (pcapng Decryption Secrets Blocks are used
     without it); ``rsa_key`` a server's PEM private key for TLS 1.2 RSA key
@@ -39,9 +40,25 @@ def load(path: str | os.PathLike, keylog: str | os.PathLike | None = None,
         with _tuning.loading(os.path.getsize(path)):
             return _load_capture(path, keylog, rsa_key, progress or _quiet)
     if kind == "json":
-        from traceviz.assemble.browser import load_browser
-        return load_browser(path)
-    raise InputError(path, "not a packet capture (pcap/pcapng), HAR or DevTools trace")
+        return _load_json(path)
+    if kind in ("qlog", "folder"):
+        from traceviz.assemble.qlog import load_qlog
+        return load_qlog(path)
+    raise InputError(path, "not a packet capture (pcap/pcapng), HAR, DevTools trace, qlog or NetLog")
+
+
+def _load_json(path: str) -> Timeline:
+    """A JSON export: qlog and NetLog by their first bytes, else a browser export (HAR, DevTools)."""
+    from traceviz.sources.jsonfile import sniff_json
+    hint = sniff_json(path)
+    if hint == "qlog":
+        from traceviz.assemble.qlog import load_qlog
+        return load_qlog(path)
+    if hint == "netlog":
+        from traceviz.assemble.netlog import load_netlog
+        return load_netlog(path)
+    from traceviz.assemble.browser import load_browser
+    return load_browser(path)
 
 
 def _quiet(stage: str) -> None:
@@ -50,18 +67,30 @@ def _quiet(stage: str) -> None:
 
 def _resolve(path: str | os.PathLike) -> str:
     p = Path(path)
-    if p.is_file():
+    if p.is_file() or p.is_dir():      # a folder is read as a folder of qlog files
         return str(p)
-    if p.is_dir():
-        raise InputError(str(p), "is a directory, not a file")
     try:
         from traceviz.captures import find
         found = find(str(path))
     except (ImportError, LookupError, OSError, InputError):
-        found = None
-    if found is not None and Path(found).is_file():
+        found = _bundled_extra(str(path))
+    if found is not None and Path(found).exists():
         return str(found)
     raise InputError(str(p), "no such file (nor a bundled capture of that name: see `traceviz captures`)")
+
+
+def _bundled_extra(name: str) -> str | None:
+    """A file shipped beside a bundled capture (its HAR, NetLog, qlog folder), by its name."""
+    try:
+        from traceviz.captures import list_captures
+        rows = list_captures()
+    except (ImportError, OSError, ValueError):
+        return None
+    for r in rows:
+        for extra in r["extra_files"].values():
+            if extra and Path(extra).name == name:
+                return extra
+    return None
 
 
 def _load_capture(path: str, keylog, rsa_key, progress: Progress) -> Timeline:

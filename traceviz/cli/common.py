@@ -116,8 +116,9 @@ def warn(message: str) -> None:
 def first_ts(tl) -> float | None:
     if len(tl.packets):
         return float(tl.packets["ts"].iloc[0])
-    starts = tl.requests["start"].dropna() if len(tl.requests) else []
-    return float(starts.min()) if len(starts) else None
+    # a log without packets (HAR, qlog, NetLog): its first request or event, whichever came first
+    times = [s.min() for s in (tl.requests["start"].dropna(), tl.events["ts"].dropna()) if len(s)]
+    return float(min(times)) if times else None
 
 
 def write_chart(fig, path: Path, theme: str) -> None:

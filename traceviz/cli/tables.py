@@ -45,8 +45,9 @@ def describe(tl) -> dict:
     conns = tl.connections
     if len(conns):
         facts["connections"] = {str(k): int(v) for k, v in conns["transport"].value_counts().items()}
-        if "close" in conns:
-            facts["tcp_close"] = {str(k): int(v) for k, v in conns["close"].dropna().value_counts().items()}
+        tcp = conns[conns["transport"] == "tcp"]
+        if len(tcp) and "close" in conns:
+            facts["tcp_close"] = {str(k): int(v) for k, v in tcp["close"].dropna().value_counts().items()}
         apps = conns["app"].dropna()
         if len(apps):
             facts["applications"] = {str(k): int(v) for k, v in apps.value_counts().items()}
@@ -57,11 +58,23 @@ def describe(tl) -> dict:
         facts["requests"] = int(len(tl.requests))
         facts["protocols"] = {str(k): int(v) for k, v in tl.requests["protocol"].dropna().value_counts().items()}
         facts["status_codes"] = {str(k): int(v) for k, v in tl.requests["status"].dropna().value_counts().sort_index().items()}
+    if len(tl.quic):
+        q = tl.quic
+        facts["quic_versions"] = {str(k): int(v) for k, v in
+                                  (q["version_name"].fillna("?") + " (" + q["version"].fillna("?") + ")")
+                                  .value_counts().items()}
+        facts["quic_decrypted"] = f"{int(q['decrypted'].fillna(False).sum())} of {len(q)} connections"
     if tl.decryption is not None:
         facts["secrets"] = dict(tl.decryption)
-    for k in ("browser", "creator", "clock", "connections_inferred"):
+    for k in ("browser", "creator", "clock", "connections_inferred", "qlog_version", "qlog_format", "files",
+              "vantage", "events_read", "capture_mode", "netlog_events", "truncated"):
         if k in src.detail and not isinstance(src.detail[k], (list, dict)):
             facts[k] = src.detail[k]
+    for k in ("vantage_points", "event_categories"):      # qlog: who logged, and what
+        if src.detail.get(k):
+            facts[k] = dict(src.detail[k])
+    for i, line in enumerate(src.detail.get("not_counted") or []):
+        facts[f"not counted {i + 1}"] = line
     pages = src.detail.get("pages")
     if isinstance(pages, list):
         facts["pages"] = len(pages)

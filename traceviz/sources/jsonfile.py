@@ -111,13 +111,18 @@ def parse(path: str, object_hook: Callable[[dict], Any] | None = None) -> tuple[
     text = decode_text(path, data)
     del data
     text, callback = unwrap_jsonp(text)
+    value = loads(path, text, object_hook)
+    return value, {"compressed": gz, "jsonp": callback, "size": len(text)}
+
+
+def loads(path: str, text: str, object_hook: Callable[[dict], Any] | None = None) -> Any:
+    """``json.loads`` with its failures as one-line ``InputError``s naming ``path``."""
     try:
-        value = json.loads(text, object_hook=object_hook)
+        return json.loads(text, object_hook=object_hook)
     except json.JSONDecodeError as exc:
         raise InputError(path, f"broken JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
     except RecursionError:
         raise InputError(path, "JSON nested too deeply to read") from None
-    return value, {"compressed": gz, "jsonp": callback, "size": len(text)}
 
 
 def number(v: Any) -> float:
@@ -126,6 +131,12 @@ def number(v: Any) -> float:
     HAR and Chrome both write -1 for a time or size that does not apply;
     some exporters write numbers as strings.
     """
+    v = signed(v)
+    return v if v >= 0 else math.nan
+
+
+def signed(v: Any) -> float:
+    """A number from a JSON field (or written as a string), negative ones too; NaN for junk."""
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         if isinstance(v, str):
             try:
@@ -138,7 +149,7 @@ def number(v: Any) -> float:
         v = float(v)
     except OverflowError:          # an integer of hundreds of digits: no time or size
         return math.nan
-    return v if v >= 0 and math.isfinite(v) else math.nan
+    return v if math.isfinite(v) else math.nan
 
 
 def text(v: Any) -> str | None:
@@ -147,13 +158,17 @@ def text(v: Any) -> str | None:
 
 
 def classify(value: Any) -> str | None:
-    """``har``, ``devtools-trace``, ``devtools-log`` or None, from the parsed structure."""
+    """``har``, ``devtools-trace``, ``devtools-log``, ``qlog``, ``netlog`` or None, from the parsed structure."""
     if isinstance(value, dict):
         log = value.get("log")
         if isinstance(log, dict) and isinstance(log.get("entries"), list):
             return "har"
         if isinstance(value.get("traceEvents"), list):
             return "devtools-trace"
+        if "qlog_version" in value or "qlog_format" in value or "file_schema" in value:
+            return "qlog"
+        if isinstance(value.get("constants"), dict) and isinstance(value.get("events"), list):
+            return "netlog"
         for key in ("messages", "log", "devtoolsLog", "defaultPass"):
             if isinstance(value.get(key), list) and _looks_like_cdp(value[key]):
                 return "devtools-log"
@@ -190,6 +205,9 @@ def _looks_like_cdp(items: list) -> bool:
 
 _SNIFF = (
     (re.compile(rb'"log"\s*:\s*\{'), "har"),
+    (re.compile(rb'"(qlog_version|qlog_format|file_schema)"\s*:'), "qlog"),
+    (re.compile(rb'\A\{\s*"constants"\s*:\s*\{'), "netlog"),
+    (re.compile(rb'"logEventTypes"\s*:\s*\{'), "netlog"),
     (re.compile(rb'"traceEvents"\s*:\s*\['), "devtools-trace"),
     (re.compile(rb'"ph"\s*:\s*"'), "devtools-trace"),
     (re.compile(rb'"method"\s*:\s*"(Network|Page|Target|Runtime|Security|Emulation|Log|Inspector)\.'), "devtools-log"),
@@ -220,5 +238,5 @@ def what_it_is(value: Any) -> str:
     if isinstance(value, dict) and ("qlog_version" in value or "qlog_format" in value):
         return "a qlog file (QUIC events), not a HAR or DevTools export"
     if isinstance(value, dict) and "constants" in value and "events" in value:
-        return "a Chrome NetLog, which this reader does not decode"
+        return "a Chrome NetLog, not a HAR or DevTools export"
     return "JSON that is not a HAR, DevTools trace or DevTools protocol log"
