@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from traceviz.assemble import http, keys, tls, transport
+from traceviz.assemble import http, keys, proxy, tls, transport
 from traceviz.errors import describe
 from traceviz.model import JSON_FIELDS, SourceInfo, Timeline, conform
 
@@ -40,11 +40,11 @@ def timeline(info: SourceInfo, t, payload, keylog=None, rsa_key=None, dsb_blocks
         request_rows += rq
         apps[conn] = http.app_label(result)
     tls_table = _tls_table(tls_rows)
+    events = _merge_events(events, event_rows)
+    connections, requests = proxy.assemble(_with_apps(connections, apps, payload.opaque, tls_rows), packets,
+                                           events, _requests(request_rows), payload)
     return Timeline(
-        source=info, packets=packets,
-        connections=_with_apps(connections, apps, payload.opaque, tls_rows),
-        events=_merge_events(events, event_rows),
-        requests=_requests(request_rows),
+        source=info, packets=packets, connections=connections, events=events, requests=requests,
         tls=tls_table,
         decryption=keys.decryption_report(tls_table, keylog, rsa_key, list(dsb_blocks)),
     )
