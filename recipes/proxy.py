@@ -21,8 +21,6 @@ haproxy's log) beside the packets, and says where they agree.
 
 from __future__ import annotations
 
-import math
-
 import pandas as pd
 
 from traceviz.errors import InputError
@@ -119,7 +117,7 @@ def proxy_rows(tl, log=None) -> pd.DataFrame:
             "start": x.start, "ttfb": x.ttfb,
             "log": [line.text for line in lines],
             "log_says": sorted(allowed) if allowed is not None else None,
-            "log_agrees": (cause in allowed) if allowed is not None and cause is not None else None,
+            "log_agrees": _agrees(allowed, [cause] + [t["cause"] for t in tries]),
         })
     return pd.DataFrame(out, columns=JSON_FIELDS)
 
@@ -151,6 +149,14 @@ def _log_by_request(tl, log):
     for i, rid in sorted(hits.items()):
         matched.setdefault(rid, []).append(log.lines[i])
     return matched, {id(line): log_causes(line) for line in log.lines}
+
+
+def _agrees(allowed: set | None, causes: list) -> bool | None:
+    """Whether the packets found a cause the log allows (for the client's answer or an upstream try)."""
+    found = [k for k in causes if k]
+    if allowed is None or not found:
+        return None
+    return any(k in allowed for k in found)
 
 
 def _allowed(lines, says) -> set | None:
@@ -230,9 +236,15 @@ def _overview(tl, rows, s) -> str:
 def _five_xx(x) -> str:
     what = f"{x.method} {_path(x.url)} -> {x.status} (conn {x.conn})"
     if x.cause is None:
-        return f"{what}: no cause found."
+        return f"{what}: no cause found." + _logged(x)
     frames = f" [frames {', '.join(str(f) for f in x.cause_frames[:LIST_MAX])}]" if x.cause_frames else ""
-    return f"{what}: {x.cause}. {x.cause_detail or ''}{frames}"
+    return f"{what}: {x.cause}. {x.cause_detail or ''}{frames}" + _logged(x)
+
+
+def _logged(x) -> str:
+    """The proxy's own line about this request, beside what the packets show."""
+    errors = [line for line in x.log if "[error]" in line or " [crit] " in line] or list(x.log)
+    return f" The proxy's log: \u00ab{errors[0]}\u00bb" if errors else ""
 
 
 def _retries(rows) -> list[str]:
@@ -243,7 +255,7 @@ def _retries(rows) -> list[str]:
             continue
         steps = ", then ".join(f"{c or s}" for c, s in zip(x.upstream_causes, x.upstream_status))
         out.append(f"{x.method} {_path(x.url)} went upstream {n} times ({steps}); the client got "
-                   f"{x.status if x.status is not None else 'no answer'}.")
+                   f"{x.status if x.status is not None else 'no answer'}." + _logged(x))
     return out
 
 
@@ -283,7 +295,8 @@ def _log_words(rows, s, log) -> list[str]:
     checked = rows[rows["log_agrees"].notna()]
     agree = int(checked["log_agrees"].astype(bool).sum())
     if len(checked):
-        out.append(f"The proxy's log agrees with the packets on {agree} of {len(checked)} 5xx causes it names.")
+        out.append(f"The proxy's log agrees with the packets on {agree} of the {len(checked)} failures it "
+                   f"names.")
     for x in checked[~checked["log_agrees"].astype(bool)].itertuples(index=False):
         out.append(f"{x.method} {_path(x.url)}: the log says {', '.join(x.log_says)}; the packets say {x.cause}: "
                    f"{x.log[0]}")

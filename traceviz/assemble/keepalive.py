@@ -172,21 +172,17 @@ def subjects(connections: pd.DataFrame, requests: pd.DataFrame, events: pd.DataF
 def _ka_events(events: pd.DataFrame) -> pd.DataFrame:
     if not len(events):
         return events
-    kind = events["kind"]
-    if isinstance(kind.dtype, pd.CategoricalDtype) and not any(k in kind.cat.categories for k in KA_KINDS):
-        return events.iloc[:0]
-    return events[kind.isin(KA_KINDS).to_numpy(dtype=bool, na_value=False)]
+    kind = events["kind"].to_numpy()
+    hit = (kind == KA_KINDS[0]) | (kind == KA_KINDS[1])   # numpy on the object column: 3x pandas' isin
+    return events[hit] if hit.any() else events.iloc[:0]
 
 
-def connection_facts(connections: pd.DataFrame, packets: pd.DataFrame, requests: pd.DataFrame,
+def connection_facts(connections: pd.DataFrame, requests: pd.DataFrame,
                      ka: pd.DataFrame, segs: dict[int, Segments], heads: dict) -> pd.DataFrame:
-    """``connections`` with ``iface`` for all and the keep-alive columns for those in ``segs``."""
-    if not len(connections):
+    """``connections`` with the keep-alive columns filled for the connections in ``segs``."""
+    if not len(connections) or not segs:
         return connections
-    out = connections.copy()
-    out["iface"] = _iface(out, packets)
-    if not segs:
-        return out
+    out = connections.copy(deep=False)     # copy-on-write: only the columns set below are new
     pos = {int(c): i for i, c in enumerate(out["conn"].tolist())}
     by_conn = {int(c): g.sort_values("start", kind="stable") for c, g in requests.groupby("conn")} \
         if len(requests) else {}
@@ -209,17 +205,6 @@ def connection_facts(connections: pd.DataFrame, packets: pd.DataFrame, requests:
                     current[pos[conn]] = v
             out[col] = pd.Series(current, index=out.index, dtype=CONNECTION_COLUMNS[col])
     return conform("connections", out)
-
-
-def _iface(conns: pd.DataFrame, packets: pd.DataFrame) -> pd.Series:
-    """The interface of each connection's first frame (packets are one row per frame, in order)."""
-    if "iface" not in packets.columns or not len(packets):
-        return conns["iface"]
-    iface = packets["iface"].to_numpy()
-    first = conns["first_frame"].to_numpy(dtype=np.int64) - 1
-    ok = (first >= 0) & (first < len(iface))
-    return pd.Series(pd.arrays.IntegerArray(np.where(ok, iface[np.clip(first, 0, len(iface) - 1)], 0)
-                                            .astype(np.int64), ~ok), index=conns.index)
 
 
 def _exchange_facts(cols, conn, row, rq, heads) -> None:

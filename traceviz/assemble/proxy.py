@@ -47,7 +47,7 @@ def assemble(connections: pd.DataFrame, packets: pd.DataFrame, events: pd.DataFr
     family, ka = keepalive.subjects(connections, requests, events)
     segs = keepalive.segments(packets, family)
     heads = keepalive.http1_heads(payload) if len(requests) else {}
-    connections = keepalive.connection_facts(connections, packets, requests, ka, segs, heads)
+    connections = keepalive.connection_facts(connections, requests, ka, segs, heads)
     if not len(requests):
         return connections, requests
     requests = keepalive.mark_races(requests, keepalive.races(requests, connections, segs))

@@ -123,6 +123,8 @@ def connections(t) -> pd.DataFrame:
         elif values.dtype == object:
             values = _obj(values)
         out[name] = values
+    if "first_frame" in out and "iface" not in out and len(out["first_frame"]):
+        out["iface"] = _iface(t.idx)[np.asarray(out["first_frame"], dtype=np.int64) - 1]
     return conform("connections", pd.DataFrame(out, copy=False))
 
 

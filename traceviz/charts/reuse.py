@@ -76,7 +76,7 @@ def reuse_timeline(connections: pd.DataFrame, requests: pd.DataFrame, conns=None
 
 
 def _status_key(status, cause=None) -> str:
-    if cause == "keepalive-race" and (status is None or pd.isna(status)):
+    if isinstance(cause, str) and cause == "keepalive-race" and (status is None or pd.isna(status)):
         return "keep-alive race"
     if status is None or pd.isna(status):
         return "no answer"

@@ -68,7 +68,8 @@ def _with_options(command, options: tuple):
         key = name.replace("-", "_")
         if key in taken:
             continue
-        option = typer.Option(f"--{name}", help=help_text, show_default=False, exists=True, dir_okay=False)
+        option = typer.Option(f"--{name}", help=help_text, show_default=False, exists=True, dir_okay=False,
+                              metavar="FILE")
         params.append(inspect.Parameter(key, inspect.Parameter.KEYWORD_ONLY, default=None,
                                         annotation=Annotated[Optional[list[Path]], option]))
         taken.add(key)
