@@ -380,3 +380,29 @@ def test_two_leg_ladder_escapes_capture_strings():
     payload = two_leg_ladder(tl.packets, tl.connections, tl.requests, row).to_json()
     assert "<script>" not in payload and "<img" not in payload and "<b>bold" not in payload
     assert "&lt;script&gt;" in payload
+
+
+# ---------------------------------------------------------------- a recipe's own options
+
+def test_recipe_declared_file_option(tmp_path, tv):
+    """OPTIONS = {"name": help} gives that recipe's command --name FILE (repeatable), and only it."""
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "echoopt.py").write_text(
+        '"""Which files did I get?"""\n'
+        "from traceviz.recipe import Finding\n"
+        'NAME = "echoopt"\n'
+        'OPTIONS = {"extra-file": "a file this recipe reads", "Bad Name": "ignored"}\n'
+        "def analyze(tl, extra_file=None):\n"
+        '    return Finding(title="echo", answer=["got " + ",".join(p.name for p in extra_file or [])])\n')
+    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
+    a.write_text("a")
+    b.write_text("b")
+    from traceviz.recipe import read_header
+    assert read_header(folder / "echoopt.py").options == (("extra-file", "a file this recipe reads"),)
+    code, out, _ = tv("--recipes", folder, "echoopt", "tcp-handshakes", "--extra-file", a, "--extra-file", b)
+    assert code == 0 and "got a.txt,b.txt" in out
+    code, out, _ = tv("--recipes", folder, "echoopt", "tcp-handshakes")
+    assert code == 0 and "got \n" in out + "\n"
+    assert tv("--recipes", folder, "echoopt", "tcp-handshakes", "--extra-file", tmp_path / "nope")[0] == 2
+    assert tv("handshakes", "tcp-handshakes", "--extra-file", a)[0] == 2      # not another recipe's option
