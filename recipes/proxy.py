@@ -25,6 +25,7 @@ import pandas as pd
 
 from traceviz.errors import InputError
 from traceviz.recipe import Finding
+from traceviz.sources.urls import path_of
 
 NAME = "proxy"
 TITLE = "Reverse proxy: the two legs and the cause of each 5xx"
@@ -199,7 +200,7 @@ def explain(tl, rows: pd.DataFrame, summary: dict, log) -> tuple[list[str], list
     for x in rows.itertuples(index=False):
         if x.status is not None and x.status >= 500:
             out.append(_five_xx(x))
-            problems.append(f"{x.method} {_path(x.url)}: {x.status} ({x.cause})")
+            problems.append(f"{x.method} {path_of(x.url)}: {x.status} ({x.cause})")
     out += _retries(rows)
     races = _race_words(tl, rows)
     if races:
@@ -234,7 +235,7 @@ def _overview(tl, rows, s) -> str:
 
 
 def _five_xx(x) -> str:
-    what = f"{x.method} {_path(x.url)} -> {x.status} (conn {x.conn})"
+    what = f"{x.method} {path_of(x.url)} -> {x.status} (conn {x.conn})"
     if x.cause is None:
         return f"{what}: no cause found." + _logged(x)
     frames = f" [frames {', '.join(str(f) for f in x.cause_frames[:LIST_MAX])}]" if x.cause_frames else ""
@@ -254,7 +255,7 @@ def _retries(rows) -> list[str]:
         if n < 2:
             continue
         steps = ", then ".join(f"{c or s}" for c, s in zip(x.upstream_causes, x.upstream_status))
-        out.append(f"{x.method} {_path(x.url)} went upstream {n} times ({steps}); the client got "
+        out.append(f"{x.method} {path_of(x.url)} went upstream {n} times ({steps}); the client got "
                    f"{x.status if x.status is not None else 'no answer'}." + _logged(x))
     return out
 
@@ -271,11 +272,11 @@ def _race_words(tl, rows) -> list[str]:
     for x in races.itertuples(index=False):
         p = parents.loc[int(x.parent)] if not pd.isna(x.parent) and int(x.parent) in parents.index else None
         if p is None:
-            fates.append(f"{x.method} {_path(x.url)} on conn {x.conn}")
+            fates.append(f"{x.method} {path_of(x.url)} on conn {x.conn}")
             continue
         again = len(p["upstream_conns"]) > 1 and p["upstream_conns"][-1] != int(x.conn)
         fate = "sent again on a new connection" if again else "not sent again"
-        fates.append(f"{x.method} {_path(x.url)} (conn {x.conn}): {fate}, the client got {p['status']}")
+        fates.append(f"{x.method} {path_of(x.url)} (conn {x.conn}): {fate}, the client got {p['status']}")
     idle = [float(v) for v in c.loc[sorted({int(k) for k in races["conn"]}), "idle_close"].dropna()]
     reused = [g for k in sorted({int(k) for k in races["conn"]}) for g in (c.at[k, "idle_gaps"] or [])[-1:]]
     text = (f"Keep-alive race ({len(races)}): a request went out on an idle pooled connection just as the "
@@ -298,7 +299,7 @@ def _log_words(rows, s, log) -> list[str]:
         out.append(f"The proxy's log agrees with the packets on {agree} of the {len(checked)} failures it "
                    f"names.")
     for x in checked[~checked["log_agrees"].astype(bool)].itertuples(index=False):
-        out.append(f"{x.method} {_path(x.url)}: the log says {', '.join(x.log_says)}; the packets say {x.cause}: "
+        out.append(f"{x.method} {path_of(x.url)}: the log says {', '.join(x.log_says)}; the packets say {x.cause}: "
                    f"{x.log[0]}")
     left = s["log_lines"] - s["log_lines_matched"]
     if left:
@@ -308,14 +309,6 @@ def _log_words(rows, s, log) -> list[str]:
         out.append(f"{log.unread} log lines are in no format traceviz reads (nginx error/access, haproxy "
                    f"httplog); the first is {log.first_unread}.")
     return out
-
-
-def _path(url) -> str:
-    text = str(url or "")
-    if "://" in text:
-        rest = text.split("://", 1)[1]
-        return rest[rest.find("/"):] if "/" in rest else "/"
-    return text
 
 
 def _few(items: list) -> str:

@@ -8,9 +8,7 @@ packet (and so every idle gap, pipelined request and race) we placed.
 
 from __future__ import annotations
 
-import json
 import subprocess
-from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
@@ -18,23 +16,11 @@ import pytest
 from scapy.all import IP, TCP, Ether, wrpcap
 
 import traceviz
-from traceviz import cli
+from bundled import entry, timeline
 
 ROOT = Path(__file__).resolve().parents[1]
 CAPTURES = ROOT / "captures"
 T0 = 1_700_000_000.0
-
-
-def entry(name: str) -> dict:
-    for e in json.loads((CAPTURES / "manifest.json").read_text())["captures"]:
-        if e["name"] == name:
-            return e
-    raise LookupError(name)
-
-
-@lru_cache(maxsize=None)
-def timeline(name: str):
-    return traceviz.load(CAPTURES / f"{name}.pcapng")
 
 
 def recipe(tl):
@@ -122,20 +108,6 @@ def test_race_in_the_keepalive_recipe(tv):
     assert "Fix:" in said and "non_idempotent" in said
     assert tv("keepalive", e["name"], "--fail")[0] == 1
     assert tv("keepalive", "http1-idle-timeout", "--fail")[0] == 0
-
-
-@pytest.fixture
-def tv(capsys):
-    def run(*args):
-        capsys.readouterr()
-        try:
-            cli.main([str(a) for a in args])
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        out, err = capsys.readouterr()
-        return code, out, err
-    return run
 
 
 # ---------------------------------------------------------------- a capture whose every packet we placed

@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 
 import traceviz
+from bundled import entry, timeline
 from traceviz import cli
 from traceviz.errors import InputError
 from traceviz.sources import proxylog
@@ -49,32 +50,6 @@ BY_NGINX_ERROR = {
 }
 BY_HAPROXY_TERMINATION = {"SC": {"upstream-refused"}, "SH": {"upstream-fin", "upstream-rst", "keepalive-race"},
                           "PH": {"upstream-invalid-response"}}
-
-
-def entry(name: str) -> dict:
-    for e in json.loads((CAPTURES / "manifest.json").read_text())["captures"]:
-        if e["name"] == name:
-            return e
-    raise LookupError(name)
-
-
-@lru_cache(maxsize=None)
-def timeline(name: str):
-    return traceviz.load(CAPTURES / f"{name}.pcapng")
-
-
-@pytest.fixture
-def tv(capsys):
-    def run(*args):
-        capsys.readouterr()
-        try:
-            cli.main([str(a) for a in args])
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        out, err = capsys.readouterr()
-        return code, out, err
-    return run
 
 
 @lru_cache(maxsize=None)

@@ -194,33 +194,43 @@ def _recorded(capture_point: str, software: dict) -> dict:
                 date=time.strftime("%Y-%m-%d", time.gmtime()))
 
 
+def _proxy_lab(lab: Lab):
+    """The upstream started in ``u``; (workdir, upstream ip, proxy ip, upstream log, the proxy's
+    two interfaces, the capture point's description, the software versions)."""
+    work = lab.workdir
+    up_ip, proxy_ip = lab.addr("u"), lab.addr("s", 0)
+    up_log = work / "upstream.jsonl"
+    servers_b.start(lab, "u", [sys.executable, str(HERE / "conf" / "upstream_b.py"), up_ip,
+                               str(UPSTREAM_BASE), str(up_log)], work / "upstream.out",
+                    wait_port=(up_ip, UPSTREAM_BASE + 1))
+    software = dict(tool_versions(), nginx=version(["nginx", "-v"]), haproxy=version(["haproxy", "-v"]),
+                    upstream="captures/record/conf/upstream_b.py",
+                    client="captures/record/conf/client_b.py (python sockets)")
+    ifaces = [lab.iface("s", 0), lab.iface("s", 1)]
+    point = (f"proxy namespace {lab.ns('s')}, dumpcap on {ifaces[0]} (interface 0: client leg "
+             f"{lab.addr('c')} <-> {proxy_ip}) and {ifaces[1]} (interface 1: upstream leg "
+             f"{lab.addr('s', 1)} <-> {up_ip})")
+    return work, up_ip, proxy_ip, up_log, ifaces, point, software
+
+
+def _start_haproxy(lab: Lab, template: str, proxy_ip: str, up_ip: str):
+    """haproxy in ``s`` from a config template; (its process, its log)."""
+    cfg = lab.workdir / "haproxy.cfg"
+    cfg.write_text(servers_b.render((HERE / "conf" / template).read_text(), dict(LISTEN=proxy_ip, UP=up_ip)))
+    log = lab.workdir / "haproxy.log"
+    proc = servers_b.start(lab, "s", ["haproxy", "-db", "-f", str(cfg)], log, wait_port=(proxy_ip, HAPROXY_PORT))
+    return proc, log
+
+
 def record(out: Path) -> list[dict]:
     links = [LinkSpec("c", "s", delay_ms=ONE_WAY_MS), LinkSpec("s", "u", delay_ms=ONE_WAY_MS)]
     entries = []
     with Lab("tvB-", "10.88", links) as lab:
-        work = lab.workdir
-        up_ip, proxy_ip = lab.addr("u"), lab.addr("s", 0)
-        up_log = work / "upstream.jsonl"
-        servers_b.start(lab, "u", [sys.executable, str(HERE / "conf" / "upstream_b.py"), up_ip,
-                                   str(UPSTREAM_BASE), str(up_log)], work / "upstream.out",
-                        wait_port=(up_ip, UPSTREAM_BASE + 1))
+        work, up_ip, proxy_ip, up_log, ifaces, point, software = _proxy_lab(lab)
         prefix = servers_b.nginx_prefix(work, "nginx", "nginx_proxy_b.conf",
                                         dict(LISTEN=proxy_ip, UP=up_ip))
         nginx = servers_b.start_nginx(lab, "s", prefix, proxy_ip, NGINX_PORT)
-        hap_cfg = work / "haproxy.cfg"
-        hap_cfg.write_text(servers_b.render((HERE / "conf" / "haproxy_b.cfg").read_text(),
-                                            dict(LISTEN=proxy_ip, UP=up_ip)))
-        hap_log = work / "haproxy.log"
-        servers_b.start(lab, "s", ["haproxy", "-db", "-f", str(hap_cfg)], hap_log,
-                        wait_port=(proxy_ip, HAPROXY_PORT))
-        software = dict(tool_versions(), nginx=version(["nginx", "-v"]),
-                        haproxy=version(["haproxy", "-v"]),
-                        upstream="captures/record/conf/upstream_b.py",
-                        client="captures/record/conf/client_b.py (python sockets)")
-        ifaces = [lab.iface("s", 0), lab.iface("s", 1)]
-        point = (f"proxy namespace tvB-s, dumpcap on {ifaces[0]} (interface 0: client leg "
-                 f"{lab.addr('c')} <-> {proxy_ip}) and {ifaces[1]} (interface 1: upstream leg "
-                 f"{lab.addr('s', 1)} <-> {up_ip})")
+        hap_log = _start_haproxy(lab, "haproxy_b.cfg", proxy_ip, up_ip)[1]
         offsets = dict(err=0, acc=0, up=0, hap=0)
 
         def logs():
@@ -334,15 +344,23 @@ def race_entry(name, results, err, acc, up, point, software, wait) -> dict:
             upstream_connections=upstream_connections(up)))
 
 
-def haproxy_entry(name, results, hap, up, point, software) -> dict:
+def _haproxy_rows(results: list[dict], hap: list[str], causes: dict | None = None) -> list[dict]:
+    """One row per client request with what haproxy logged about it (matched by client ip:port)."""
     logged = [h for h in map(haproxy_fields, hap) if h]
     rows = []
     for r in results:
         h = next((x for x in logged if x["client"] == r["client"]), None)
-        rows.append(dict(method=r["method"], path=r["path"], client=r["client"], status=r["status"],
-                         upstream_cause=HAPROXY_CAUSES.get(r["path"], ""),
-                         haproxy_termination=h["termination"] if h else None,
-                         haproxy_log=h["line"] if h else None))
+        row = dict(method=r["method"], path=r["path"], client=r["client"], status=r["status"])
+        if causes is not None:
+            row["upstream_cause"] = causes.get(r["path"], "")
+        row.update(haproxy_termination=h["termination"] if h else None,
+                   haproxy_retries=h["retries"] if h else None, haproxy_log=h["line"] if h else None)
+        rows.append(row)
+    return rows
+
+
+def haproxy_entry(name, results, hap, up, point, software) -> dict:
+    rows = _haproxy_rows(results, hap, HAPROXY_CAUSES)
     return dict(
         name=name, file=f"{name}.pcapng",
         title="haproxy reverse proxy: 503 when the upstream refuses, 502 for FIN, RST and a bad status line",
@@ -400,29 +418,11 @@ def record_more(out: Path) -> list[dict]:
     links = [LinkSpec("c", "s", delay_ms=ONE_WAY_MS), LinkSpec("s", "u", delay_ms=ONE_WAY_MS)]
     entries = []
     with Lab(P_PREFIX, P_NET, links) as lab:
-        work = lab.workdir
-        up_ip, proxy_ip = lab.addr("u"), lab.addr("s", 0)
-        up_log = work / "upstream.jsonl"
-        servers_b.start(lab, "u", [sys.executable, str(HERE / "conf" / "upstream_b.py"), up_ip,
-                                   str(UPSTREAM_BASE), str(up_log)], work / "upstream.out",
-                        wait_port=(up_ip, UPSTREAM_BASE + 1))
-        software = dict(tool_versions(), nginx=version(["nginx", "-v"]),
-                        haproxy=version(["haproxy", "-v"]),
-                        upstream="captures/record/conf/upstream_b.py",
-                        client="captures/record/conf/client_b.py (python sockets)")
-        ifaces = [lab.iface("s", 0), lab.iface("s", 1)]
-        point = (f"proxy namespace {lab.ns('s')}, dumpcap on {ifaces[0]} (interface 0: client leg "
-                 f"{lab.addr('c')} <-> {proxy_ip}) and {ifaces[1]} (interface 1: upstream leg "
-                 f"{lab.addr('s', 1)} <-> {up_ip})")
-        offsets = dict(up=0, hap=0, err=0, acc=0)
+        work, up_ip, proxy_ip, up_log, ifaces, point, software = _proxy_lab(lab)
+        offsets = dict(up=0, hap=0)
 
         # ---- haproxy: http-reuse always meets the upstream's idle close
-        hap_cfg = work / "haproxy.cfg"
-        hap_cfg.write_text(servers_b.render((HERE / "conf" / "haproxy_p.cfg").read_text(),
-                                            dict(LISTEN=proxy_ip, UP=up_ip)))
-        hap_log = work / "haproxy.log"
-        hap = servers_b.start(lab, "s", ["haproxy", "-db", "-f", str(hap_cfg)], hap_log,
-                              wait_port=(proxy_ip, HAPROXY_PORT))
+        hap, hap_log = _start_haproxy(lab, "haproxy_p.cfg", proxy_ip, up_ip)
         name = "proxy-haproxy-reuse-race"
         base = race_wait(ONE_WAY_MS / 1000, ONE_WAY_MS / 1000)
         for attempt in range(6):
@@ -465,14 +465,7 @@ def _recorded_p(point: str, software: dict) -> dict:
 
 
 def reuse_race_entry(name, results, hap, up, point, software, wait) -> dict:
-    logged = [h for h in map(haproxy_fields, hap) if h]
-    rows = []
-    for r in results:
-        h = next((x for x in logged if x["client"] == r["client"]), None)
-        rows.append(dict(method=r["method"], path=r["path"], client=r["client"], status=r["status"],
-                         haproxy_termination=h["termination"] if h else None,
-                         haproxy_retries=h["retries"] if h else None,
-                         haproxy_log=h["line"] if h else None))
+    rows = _haproxy_rows(results, hap)
     return dict(
         name=name, file=f"{name}.pcapng",
         title="haproxy 'http-reuse always': a pooled upstream connection closes as it is reused",

@@ -33,6 +33,7 @@ import pandas as pd
 
 from traceviz.assemble import keepalive
 from traceviz.assemble.keepalive import FIN, RST, dur, header
+from traceviz.sources.urls import path_of
 
 CAUSES = ("upstream-refused", "upstream-unanswered", "upstream-fin", "upstream-rst",
           "upstream-invalid-response", "upstream-header-too-big", "upstream-timeout", "keepalive-race",
@@ -82,15 +83,6 @@ class _Req:
     attempts: list = field(default_factory=list)   # connections without requests it caused
 
 
-def _path(url) -> str:
-    text = str(url or "")
-    if "://" in text:
-        rest = text.split("://", 1)[1]
-        slash = rest.find("/")
-        return rest[slash:] if slash >= 0 else "/"
-    return text
-
-
 def _host(endpoint) -> str:
     text = str(endpoint)
     return text.rpartition(":")[0].strip("[]") or text
@@ -118,7 +110,7 @@ def _reqs(requests: pd.DataFrame, connections: pd.DataFrame, heads: dict) -> lis
         sent = start + _num(cols["send"][i]) if not math.isnan(_num(cols["send"][i])) else start
         rf, sf = _int(cols["request_frame"][i]), _int(cols["response_frame"][i])
         e = ends[conn]
-        out.append(_Req(i, int(cols["request"][i]), conn, str(cols["method"][i]), _path(cols["url"][i]), start,
+        out.append(_Req(i, int(cols["request"][i]), conn, str(cols["method"][i]), path_of(cols["url"][i]), start,
                         start + _num(cols["ttfb"][i]), _int(cols["status"][i]), str(e["client"]), str(e["server"]),
                         _int(e["iface"]), rf, sf, sent, _num(cols["end"][i]),
                         cols["cause"][i] if isinstance(cols["cause"][i], str) else None,
@@ -519,7 +511,7 @@ def match_log(requests: pd.DataFrame, connections: pd.DataFrame, lines) -> dict[
         e = ends.loc[int(r.conn)]
         stop = max(x for x in (_num(r.end), _num(r.start) + _num(r.ttfb), _num(r.start)) if not math.isnan(x)) \
             if not math.isnan(_num(r.start)) else float("nan")
-        pool.setdefault((r.method, _path(r.url)), []).append(
+        pool.setdefault((r.method, path_of(r.url)), []).append(
             (int(r.request), str(e["client"]), _num(e["start"]), stop, _num(r.start)))
     shift = _zone_shift(lines, pool)
     out = {}

@@ -27,6 +27,7 @@ import plotly.graph_objects as go
 from traceviz.charts import theme as themes
 from traceviz.charts.ladder import KIND_LABEL, flag_set, label
 from traceviz.charts.text import fmt_ms, safe
+from traceviz.sources.urls import path_of
 
 LANES = {"client": 0.0, "proxy": 1.0, "upstream": 2.0}
 MAX_PACKETS = 160
@@ -200,7 +201,7 @@ def _http_labels(requests: pd.DataFrame, legs: dict) -> dict[int, str]:
     for r in rq.itertuples(index=False):
         rf, sf = getattr(r, "request_frame", None), getattr(r, "response_frame", None)
         if rf is not None and not pd.isna(rf):
-            out[int(rf)] = f"{r.method} {_path(r.url)}"
+            out[int(rf)] = f"{r.method} {path_of(r.url)}"
         if sf is not None and not pd.isna(sf) and not pd.isna(r.status):
             out[int(sf)] = f"HTTP {int(r.status)}"
     return out
@@ -277,7 +278,7 @@ def _draw_cause(fig, row, warp: _Warp, c, s) -> None:
 
 def _title(row) -> str:
     status = row["status"]
-    head = f"{safe(row['method'])} {safe(_path(row['url']), 80)}"
+    head = f"{safe(row['method'])} {safe(path_of(row['url']), 80)}"
     if status is not None and not pd.isna(status):
         head += f" \u2192 {int(status)}"
     if isinstance(row["cause"], str):
@@ -289,14 +290,6 @@ def _end(conns, conn, side) -> str:
     if conn is None or conn not in conns.index:
         return "?"
     return str(conns.at[conn, side])
-
-
-def _path(url) -> str:
-    text = str(url or "")
-    if "://" in text:
-        rest = text.split("://", 1)[1]
-        return rest[rest.find("/"):] if "/" in rest else "/"
-    return text
 
 
 def _int(v):

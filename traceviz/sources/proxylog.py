@@ -33,6 +33,7 @@ import re
 from dataclasses import dataclass
 
 from traceviz.errors import InputError
+from traceviz.sources.urls import path_of
 
 MAX_BYTES = 256 * 1024 * 1024
 _MONTHS = {m: i for i, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
@@ -128,7 +129,7 @@ def parse_line(line: str, file: str = "", lineno: int = 0) -> LogLine | None:
     line = line.rstrip("\r\n")
     m = _HAPROXY.search(line)
     if m:
-        method, path = m["method"], _path(m["target"])
+        method, path = m["method"], path_of(m["target"])
         return LogLine(file, lineno, "haproxy", _clf_time(m["date"]), False, m["client"], method, path,
                        int(m["status"]) if int(m["status"]) >= 0 else None, None, m["term"], m["server"],
                        (), (), line)
@@ -145,7 +146,7 @@ def parse_line(line: str, file: str = "", lineno: int = 0) -> LogLine | None:
             when = when - _zone(m["zone"]) if when is not None else None
         else:
             when, zoned = None, False
-        return LogLine(file, lineno, "nginx-access", when, zoned, m["client"], m["method"], _path(m["target"]),
+        return LogLine(file, lineno, "nginx-access", when, zoned, m["client"], m["method"], path_of(m["target"]),
                        int(m["status"]), None, None, None, _list(fields.get("upstream")),
                        _list(fields.get("upstream_status")), line)
     return None
@@ -163,7 +164,7 @@ def _nginx_error(m, line, file, lineno) -> LogLine:
     method = path = None
     if parts.get("request"):
         words = parts["request"].split(" ")
-        method, path = words[0], _path(words[1]) if len(words) > 1 else None
+        method, path = words[0], path_of(words[1]) if len(words) > 1 else None
     when = None
     try:
         y, mo, d = (int(x) for x in m["date"][:10].split("/"))
@@ -191,13 +192,6 @@ def _clf_time(text: str) -> float | None:
 def _zone(text: str) -> float:
     sign = -1 if text.startswith("-") else 1
     return sign * (int(text[1:3]) * 3600 + int(text[3:5]) * 60)
-
-
-def _path(target: str) -> str:
-    if "://" in target:
-        rest = target.split("://", 1)[1]
-        return rest[rest.find("/"):] if "/" in rest else "/"
-    return target
 
 
 def _authority(url: str) -> str:
