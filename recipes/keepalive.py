@@ -66,9 +66,9 @@ def analyze(tl, conn: int | None = None) -> Finding:
 
 def keepalive_rows(tl) -> pd.DataFrame:
     c = tl.connections
-    c = c[(c["http_requests"].notna() | c["ka_probes"].notna()).to_numpy(dtype=bool)].copy()
-    races = tl.requests[(tl.requests["cause"].astype("object") == "keepalive-race").to_numpy(dtype=bool)
-                        & (tl.requests["leg"].astype("object") != "client").to_numpy(dtype=bool)]
+    c = c[(c["http_requests"].notna() | c["ka_probes"].notna()).to_numpy(dtype=bool, na_value=False)].copy()
+    races = tl.requests[(tl.requests["cause"].astype("object") == "keepalive-race").to_numpy(dtype=bool, na_value=False)
+                        & (tl.requests["leg"].astype("object") != "client").to_numpy(dtype=bool, na_value=False)]
     per_conn = races["conn"].value_counts()
     close = c["close"].astype("object")
     c["reused"] = c["http_requests"].astype("Float64") > 1
@@ -103,8 +103,8 @@ def summarize(rows: pd.DataFrame) -> dict:
 
 def idle_closes(rows: pd.DataFrame, side: str) -> pd.DataFrame:
     """Connections ``side`` closed after sitting idle (no Connection: close asked for it)."""
-    return rows[(rows["closed_by"] == side).to_numpy(dtype=bool) & rows["conn_close"].isna().to_numpy(dtype=bool)
-                & (pd.to_numeric(rows["idle_close"], errors="coerce") >= IDLE_CLOSE).to_numpy(dtype=bool)]
+    return rows[(rows["closed_by"] == side).to_numpy(dtype=bool, na_value=False) & rows["conn_close"].isna().to_numpy(dtype=bool, na_value=False)
+                & (pd.to_numeric(rows["idle_close"], errors="coerce") >= IDLE_CLOSE).to_numpy(dtype=bool, na_value=False)]
 
 
 def server_idle_timeout(rows: pd.DataFrame) -> float | None:
@@ -176,8 +176,8 @@ def _idle_close(rows, s) -> list[str]:
         idle = pd.to_numeric(cli["idle_close"])
         span = _dur(idle.iloc[0]) if len(cli) == 1 else f"{_dur(idle.min())} to {_dur(idle.max())}"
         out.append(f"The client closed {_conns(cli['conn'].tolist())} after {span} idle.")
-    done = rows[rows["closed_by"].notna().to_numpy(dtype=bool) & rows["conn_close"].isna().to_numpy(dtype=bool)
-                & (pd.to_numeric(rows["idle_close"], errors="coerce") < IDLE_CLOSE).to_numpy(dtype=bool)]
+    done = rows[rows["closed_by"].notna().to_numpy(dtype=bool, na_value=False) & rows["conn_close"].isna().to_numpy(dtype=bool, na_value=False)
+                & (pd.to_numeric(rows["idle_close"], errors="coerce") < IDLE_CLOSE).to_numpy(dtype=bool, na_value=False)]
     for who, grp in done.groupby("closed_by"):
         out.append(f"The {who} closed {_conns(grp['conn'].tolist())} right after the last exchange "
                    f"(within {_dur(pd.to_numeric(grp['idle_close']).max())}).")
@@ -225,9 +225,9 @@ def _siblings(rows) -> list[str]:
 
 def _races(tl, rows) -> list[str]:
     r = tl.requests
-    races = r[(r["cause"].astype("object") == "keepalive-race").to_numpy(dtype=bool)
-              & (r["leg"].astype("object") != "client").to_numpy(dtype=bool)
-              & r["conn"].isin(rows["conn"].tolist()).to_numpy(dtype=bool)]
+    races = r[(r["cause"].astype("object") == "keepalive-race").to_numpy(dtype=bool, na_value=False)
+              & (r["leg"].astype("object") != "client").to_numpy(dtype=bool, na_value=False)
+              & r["conn"].isin(rows["conn"].tolist()).to_numpy(dtype=bool, na_value=False)]
     if not len(races):
         return []
     out = []

@@ -95,8 +95,8 @@ def proxy_rows(tl, log=None) -> pd.DataFrame:
     c = tl.connections.set_index("conn")
     leg = r["leg"].astype("object")
     status = pd.to_numeric(r["status"], errors="coerce")
-    mine = r[(leg == "client").to_numpy(dtype=bool) | (leg.isna() & (status >= 500)).to_numpy(dtype=bool)]
-    children = r[(leg == "upstream").to_numpy(dtype=bool) & r["parent"].notna().to_numpy(dtype=bool)]
+    mine = r[(leg == "client").to_numpy(dtype=bool, na_value=False) | (leg.isna() & (status >= 500)).to_numpy(dtype=bool, na_value=False)]
+    children = r[(leg == "upstream").to_numpy(dtype=bool, na_value=False) & r["parent"].notna().to_numpy(dtype=bool, na_value=False)]
     by_parent = {int(k): g.sort_values("start") for k, g in children.groupby("parent")} if len(children) else {}
     matched, says = _log_by_request(tl, log)
     out = []
@@ -219,7 +219,7 @@ def _overview(tl, rows, s) -> str:
         n = s["5xx"]
         return (f"No proxy legs in this capture: no request was seen twice (from the client, then from a "
                 f"proxy to its upstream). {n} response{'s were' if n != 1 else ' was'} 5xx.")
-    up = r[(r["leg"] == "upstream").to_numpy(dtype=bool)]
+    up = r[(r["leg"] == "upstream").to_numpy(dtype=bool, na_value=False)]
     fronts = sorted({str(v) for v in rows["server"].dropna()})
     backs = sorted({str(c.at[int(k), "server"]) for k in up["conn"].dropna()} |
                    {a for cs in rows["upstream_addr"] for a in cs if a})
@@ -262,8 +262,8 @@ def _retries(rows) -> list[str]:
 
 def _race_words(tl, rows) -> list[str]:
     r = tl.requests
-    races = r[(r["cause"].astype("object") == "keepalive-race").to_numpy(dtype=bool)
-              & (r["leg"].astype("object") != "client").to_numpy(dtype=bool)]
+    races = r[(r["cause"].astype("object") == "keepalive-race").to_numpy(dtype=bool, na_value=False)
+              & (r["leg"].astype("object") != "client").to_numpy(dtype=bool, na_value=False)]
     if not len(races):
         return []
     c = tl.connections.set_index("conn")
@@ -330,7 +330,7 @@ def _focus(rows: pd.DataFrame):
     if not len(rows):
         return None
     status = pd.to_numeric(rows["status"], errors="coerce")
-    for mask in ((rows["cause"] == "keepalive-race").to_numpy(dtype=bool), (status >= 500).to_numpy(dtype=bool),
+    for mask in ((rows["cause"] == "keepalive-race").to_numpy(dtype=bool, na_value=False), (status >= 500).to_numpy(dtype=bool, na_value=False),
                  rows["upstream_conns"].map(len).to_numpy() > 1):
         hit = rows[mask]
         if len(hit):

@@ -502,7 +502,7 @@ def match_log(requests: pd.DataFrame, connections: pd.DataFrame, lines) -> dict[
     if not len(requests) or not lines:
         return {}
     leg = requests["leg"].astype("object")
-    side = requests[~(leg == "upstream").to_numpy(dtype=bool)]
+    side = requests[~(leg == "upstream").to_numpy(dtype=bool, na_value=False)]
     ends = connections.set_index("conn")
     pool: dict[tuple, list] = {}
     for r in side.itertuples(index=False):
