@@ -55,6 +55,8 @@ def two_leg_ladder(packets: pd.DataFrame, connections: pd.DataFrame, requests: p
         return fig
     conns = connections.set_index("conn")
     oneway = {k: _oneway(conns, k, side) for k, side in legs.items() if k is not None}
+    known = [v for v in oneway.values() if v > 0]
+    oneway = {k: v or (max(known) if known else 0.0) for k, v in oneway.items()}   # a refused SYN: no handshake
     t0 = float(pk["ts"].iloc[0])
     warp = _Warp([(float(t) - t0) * 1000 for t in pk["ts"]], max(oneway.values()) * 1000)
     http = _http_labels(requests, legs)
@@ -63,7 +65,7 @@ def two_leg_ladder(packets: pd.DataFrame, connections: pd.DataFrame, requests: p
               for p in pk.itertuples(index=False)]
     height = min(max(600, int(warp.span * 4) + 260), 4000) if name != "talk" else s["height"]
     ms_per_px = (warp.span + 50) / max(height - 300, 100)
-    _draw_lanes(fig, conns, client_conn, ups, warp, c, s)
+    _draw_lanes(fig, conns, client_conn, ups, warp, max(oneway.values()) * 1000, c, s)
     _draw_breaks(fig, warp, c, s)
     _draw_arrows(fig, arrows, hot, c, s)
     _draw_labels(fig, arrows, http, hot, c, s, ms_per_px)
@@ -235,8 +237,8 @@ def _draw_labels(fig, arrows, http, hot, c, s, ms_per_px: float) -> None:
 
 # --- the frame of the picture -------------------------------------------------------------
 
-def _draw_lanes(fig, conns, client_conn, ups, warp: _Warp, c, s) -> None:
-    top, bottom = warp(warp.lo) - 20, warp(warp.hi) + 30
+def _draw_lanes(fig, conns, client_conn, ups, warp: _Warp, slant: float, c, s) -> None:
+    top, bottom = warp(warp.lo) - slant - 10, warp(warp.hi) + slant + 10
     ends = {"client": _end(conns, client_conn, "client"), "proxy": _end(conns, client_conn, "server"),
             "upstream": ", ".join(sorted({_end(conns, u, "server") for u in ups})) or "(none)"}
     proxy_out = sorted({_end(conns, u, "client").rpartition(":")[0] for u in ups})

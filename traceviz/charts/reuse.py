@@ -71,7 +71,7 @@ def reuse_timeline(connections: pd.DataFrame, requests: pd.DataFrame, conns=None
                    range=[lo - 0.03 * (hi - lo + 1), hi + 0.16 * (hi - lo + 1)]),
         yaxis=dict(tickvals=list(range(len(labels))), ticktext=labels, autorange="reversed", zeroline=False,
                    showgrid=False, tickfont=dict(size=s["small"])),
-        legend=dict(orientation="h", y=-0.15, x=0, yanchor="top"))
+        legend=dict(orientation="v", x=1.01, xanchor="left", y=1.0, yanchor="top"))
     return fig
 
 
