@@ -381,3 +381,74 @@ def test_recipe_declared_file_option(tmp_path, tv):
     assert code == 0 and "got \n" in out + "\n"
     assert tv("--recipes", folder, "echoopt", "tcp-handshakes", "--extra-file", tmp_path / "nope")[0] == 2
     assert tv("handshakes", "tcp-handshakes", "--extra-file", a)[0] == 2      # not another recipe's option
+
+
+# ---------------------------------------------------------------- one interface seeing both legs
+
+def _one_interface_proxy(path: Path) -> Path:
+    """A proxy at 10.0.0.2 on a single link, built packet by packet (times from T0):
+
+    GET /a    relayed to 10.0.0.3:8080 (with X-Forwarded-For), 200 back
+    GET /b    503 at once: no upstream connection, no upstream request
+    GET /c    two SYNs to 10.0.0.3:8081, never answered; 504 after 2 s
+    """
+    from scapy.all import IP, TCP, Ether, wrpcap
+    t0, frames = 1_700_000_000.0, []
+
+    def flow(client, cport, server, sport):
+        seq = {"c2s": 1000, "s2c": 5000}
+
+        def send(t, d, flags, data=b""):
+            src, dst, sp, dp = (client, server, cport, sport) if d == "c2s" else (server, client, sport, cport)
+            other = "s2c" if d == "c2s" else "c2s"
+            pkt = Ether() / IP(src=src, dst=dst) / TCP(sport=sp, dport=dp, flags=flags, seq=seq[d],
+                                                       ack=seq[other] if "A" in flags else 0) / data
+            pkt.time = t0 + t
+            frames.append(pkt)
+            seq[d] += len(data) + (1 if "S" in flags or "F" in flags else 0)
+        return send
+
+    def opened(send, t):
+        send(t, "c2s", "S")
+        send(t + 0.001, "s2c", "SA")
+        send(t + 0.002, "c2s", "A")
+
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    c1 = flow("10.0.0.1", 4001, "10.0.0.2", 80)
+    opened(c1, 0.0)
+    c1(0.01, "c2s", "PA", b"GET /a HTTP/1.1\r\nHost: p\r\n\r\n")
+    u1 = flow("10.0.0.2", 5001, "10.0.0.3", 8080)
+    opened(u1, 0.011)
+    u1(0.014, "c2s", "PA", b"GET /a HTTP/1.1\r\nHost: up\r\nX-Forwarded-For: 10.0.0.1\r\n\r\n")
+    u1(0.05, "s2c", "PA", ok)
+    c1(0.051, "s2c", "PA", ok)
+    c2 = flow("10.0.0.1", 4002, "10.0.0.2", 80)
+    opened(c2, 0.1)
+    c2(0.11, "c2s", "PA", b"GET /b HTTP/1.1\r\nHost: p\r\n\r\n")
+    c2(0.111, "s2c", "PA", b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n")
+    c3 = flow("10.0.0.1", 4003, "10.0.0.2", 80)
+    opened(c3, 0.2)
+    c3(0.21, "c2s", "PA", b"GET /c HTTP/1.1\r\nHost: p\r\n\r\n")
+    u3 = flow("10.0.0.2", 5003, "10.0.0.3", 8081)
+    u3(0.211, "c2s", "S")
+    u3(1.211, "c2s", "S")
+    c3(2.21, "s2c", "PA", b"HTTP/1.1 504 Gateway Time-out\r\nContent-Length: 0\r\n\r\n")
+    frames.sort(key=lambda p: float(p.time))
+    wrpcap(str(path), frames)
+    return path
+
+
+def test_one_interface_both_legs(tmp_path):
+    tl = traceviz.load(_one_interface_proxy(tmp_path / "one.pcap"))
+    r = tl.requests.set_index("url")
+    assert r.at["http://p/a", "leg"] == "client" and r.at["http://up/a", "leg"] == "upstream"
+    assert r.at["http://up/a", "parent"] == r.at["http://p/a", "request"]
+    assert "x-forwarded-for" in r.at["http://up/a", "matched_by"]
+    assert r.at["http://p/a", "cause"] is None or pd.isna(r.at["http://p/a", "cause"])
+    # nothing was tried for /b: the proxy's 503 is its own
+    assert r.at["http://p/b", "cause"] == "no-upstream"
+    # /c: two SYNs to the upstream, never answered
+    assert r.at["http://p/c", "cause"] == "upstream-unanswered"
+    assert "2 SYNs" in r.at["http://p/c", "cause_detail"]
+    unanswered = tl.connections.loc[tl.connections["close"] == "unanswered", "conn"].tolist()
+    assert r.at["http://p/c", "connect_attempts"] == unanswered
