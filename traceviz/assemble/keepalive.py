@@ -21,6 +21,7 @@ keep-alive probes costs nothing.
 
 from __future__ import annotations
 
+import heapq
 import math
 from dataclasses import dataclass
 
@@ -32,6 +33,7 @@ from traceviz.model import CONNECTION_COLUMNS, conform
 FIN, RST = 0x01, 0x04
 RETRY_WINDOW = 60.0      # seconds: the same request sent again this soon counts as a retry
 KA_KINDS = ("keep-alive", "keep-alive-ack")
+MAX_SIBLING_SCAN = 64    # open connections looked at for an idle one when a new one opens
 
 
 def dur(seconds: float) -> str:
@@ -47,7 +49,8 @@ def dur(seconds: float) -> str:
 @dataclass(frozen=True)
 class Segments:
     """One connection's packets in capture order, as numpy columns.
-    Fields: frame, ts, c2s (bool), flags (TCP flag bits), seq, ack (relative; -1 unknown), len."""
+    Fields: frame, ts, c2s (bool), flags (TCP flag bits), seq, ack (relative; -1 unknown), len,
+    closing (row of its first FIN or RST, -1 if none)."""
 
     frame: np.ndarray
     ts: np.ndarray
@@ -56,6 +59,7 @@ class Segments:
     seq: np.ndarray
     ack: np.ndarray
     len: np.ndarray
+    closing: int = -1        # row of the first FIN or RST, -1: none
 
     def first(self, mask: np.ndarray, after_frame: int = 0) -> int | None:
         """Row of the first packet matching ``mask`` past ``after_frame`` (None: none)."""
@@ -64,6 +68,8 @@ class Segments:
 
     def close_row(self, c2s: bool | None = None) -> int | None:
         """The first FIN or RST (from one side, or either)."""
+        if c2s is None:
+            return None if self.closing < 0 else self.closing
         mask = (self.flags & (FIN | RST)) != 0
         if c2s is not None:
             mask &= self.c2s == c2s
@@ -103,11 +109,15 @@ def segments(packets: pd.DataFrame, conns) -> dict[int, Segments]:
     }
     order = np.argsort(cols["conn"], kind="stable")
     cols = {k: v[order] for k, v in cols.items()}
-    cuts = np.flatnonzero(np.diff(cols["conn"])) + 1
+    starts = np.concatenate(([0], np.flatnonzero(np.diff(cols["conn"])) + 1))
+    ends = np.append(starts[1:], len(order))
+    # the first FIN/RST of every connection at once: its position, or the group's end when none
+    closing = np.where((cols["flags"] & (FIN | RST)) != 0, np.arange(len(order)), len(order))
+    first_close = np.minimum.reduceat(closing, starts) - starts
     out = {}
-    for part in np.split(np.arange(len(order)), cuts):
-        c = int(cols["conn"][part[0]])
-        out[c] = Segments(*(cols[k][part] for k in ("frame", "ts", "c2s", "flags", "seq", "ack", "len")))
+    for a, b, fc in zip(starts.tolist(), ends.tolist(), first_close.tolist()):
+        out[int(cols["conn"][a])] = Segments(*(cols[k][a:b] for k in ("frame", "ts", "c2s", "flags", "seq", "ack",
+                                                                          "len")), closing=fc if fc < b - a else -1)
     return out
 
 
@@ -177,24 +187,63 @@ def _ka_events(events: pd.DataFrame) -> pd.DataFrame:
     return events[hit] if hit.any() else events.iloc[:0]
 
 
+@dataclass(frozen=True)
+class Exchange:
+    """One request of a connection, as the keep-alive facts need it.  Fields: start, end
+    (NaN: no complete response), http1 (HTTP/1.x), request_frame, response_frame (None: none)."""
+
+    start: float
+    end: float
+    http1: bool
+    request_frame: int | None
+    response_frame: int | None
+
+
+def exchanges_by_conn(requests: pd.DataFrame) -> dict[int, list[Exchange]]:
+    """Each connection's requests in start order, as plain Python (thousands of small groups
+    cost seconds as pandas objects, milliseconds as lists)."""
+    if not len(requests):
+        return {}
+    cols = [requests[c].tolist() if c in requests.columns else [None] * len(requests)
+            for c in ("conn", "start", "end", "protocol", "request_frame", "response_frame")]
+    out: dict[int, list[Exchange]] = {}
+    for conn, start, end, proto, rf, sf in zip(*cols):
+        if missing(conn):
+            continue
+        out.setdefault(int(conn), []).append(Exchange(
+            float("nan") if missing(start) else float(start), float("nan") if missing(end) else float(end),
+            isinstance(proto, str) and proto.startswith("http/1"),
+            None if missing(rf) else int(rf), None if missing(sf) else int(sf)))
+    for v in out.values():
+        v.sort(key=lambda e: (math.isnan(e.start), e.start))
+    return out
+
+
+def missing(v) -> bool:
+    """None, pandas NA or NaN: a value a table does not know."""
+    return v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v))
+
+
 def connection_facts(connections: pd.DataFrame, requests: pd.DataFrame,
                      ka: pd.DataFrame, segs: dict[int, Segments], heads: dict) -> pd.DataFrame:
     """``connections`` with the keep-alive columns filled for the connections in ``segs``."""
     if not len(connections) or not segs:
         return connections
     out = connections.copy(deep=False)     # copy-on-write: only the columns set below are new
-    pos = {int(c): i for i, c in enumerate(out["conn"].tolist())}
-    by_conn = {int(c): g.sort_values("start", kind="stable") for c, g in requests.groupby("conn")} \
-        if len(requests) else {}
+    conns = out["conn"].tolist()
+    pos = {int(c): i for i, c in enumerate(conns)}
+    ack = dict(zip(conns, out["ack"].tolist()))
+    used = dict(zip(conns, (out["bytes_c2s"].fillna(0) + out["bytes_s2c"].fillna(0)).tolist()))
+    by_conn = exchanges_by_conn(requests)
     cols = {k: {} for k in ("http_requests", "idle_first", "idle_gaps", "idle_close", "close_frame",
                             "conn_close", "pipelined", "ka_probes", "ka_answered", "ka_idle",
                             "ka_interval", "ka_by", "idle_sibling")}
     for conn, seg in segs.items():
         if conn not in pos:
             continue
-        row = out.iloc[pos[conn]]
-        _exchange_facts(cols, conn, row, by_conn.get(conn), heads)
-        _close_facts(cols, conn, row, seg)
+        handshake = None if missing(ack[conn]) else float(ack[conn])
+        _exchange_facts(cols, conn, handshake, used[conn], by_conn.get(conn), heads)
+        _close_facts(cols, conn, handshake, seg)
     _probe_facts(cols, ka, segs)
     _siblings(cols, out, by_conn, segs)
     for col, values in cols.items():
@@ -207,40 +256,32 @@ def connection_facts(connections: pd.DataFrame, requests: pd.DataFrame,
     return conform("connections", out)
 
 
-def _exchange_facts(cols, conn, row, rq, heads) -> None:
-    if rq is None or not len(rq):
-        used = (row["bytes_c2s"] or 0) + (row["bytes_s2c"] or 0)
-        if used == 0 and not pd.isna(row["ack"]):
+def _exchange_facts(cols, conn, handshake, used, rq: list[Exchange] | None, heads) -> None:
+    if not rq:
+        if not used and handshake is not None:
             cols["http_requests"][conn] = 0
         return
     cols["http_requests"][conn] = len(rq)
-    start = rq["start"].to_numpy(dtype=float)
-    end = rq["end"].to_numpy(dtype=float)
-    if not pd.isna(row["ack"]) and not math.isnan(start[0]):
-        cols["idle_first"][conn] = max(0.0, start[0] - float(row["ack"]))
-    gaps = [float(b - a) for a, b in zip(end[:-1], start[1:]) if not math.isnan(a) and not math.isnan(b)
-            and b >= a]
-    cols["idle_gaps"][conn] = gaps
-    if (rq["protocol"].astype("string").str.startswith("http/1")).any():
-        cols["pipelined"][conn] = int(sum(1 for a, b in zip(end[:-1], start[1:])
-                                          if not math.isnan(a) and not math.isnan(b) and b < a))
-    client = server = False
-    for f in rq["request_frame"].dropna().astype(int) if "request_frame" in rq.columns else []:
-        client |= asks_close(heads.get((conn, int(f))))
-    for f in rq["response_frame"].dropna().astype(int) if "response_frame" in rq.columns else []:
-        server |= asks_close(heads.get((conn, int(f))))
+    if handshake is not None and not math.isnan(rq[0].start):
+        cols["idle_first"][conn] = max(0.0, rq[0].start - handshake)
+    pairs = [(a.end, b.start) for a, b in zip(rq, rq[1:]) if not math.isnan(a.end) and not math.isnan(b.start)]
+    cols["idle_gaps"][conn] = [b - a for a, b in pairs if b >= a]
+    if any(e.http1 for e in rq):
+        cols["pipelined"][conn] = sum(1 for a, b in pairs if b < a)
+    client = any(asks_close(heads.get((conn, e.request_frame))) for e in rq if e.request_frame is not None)
+    server = any(asks_close(heads.get((conn, e.response_frame))) for e in rq if e.response_frame is not None)
     if client or server:
         cols["conn_close"][conn] = "both" if client and server else ("client" if client else "server")
 
 
-def _close_facts(cols, conn, row, seg: Segments) -> None:
+def _close_facts(cols, conn, handshake, seg: Segments) -> None:
     r = seg.close_row()
     if r is None:
         return
     cols["close_frame"][conn] = int(seg.frame[r])
     last = closer_idle_from(seg, r)
-    if last is None and not pd.isna(row["ack"]):
-        last = float(row["ack"])
+    if last is None:
+        last = handshake
     if last is not None:
         cols["idle_close"][conn] = max(0.0, float(seg.ts[r]) - last)
 
@@ -283,32 +324,34 @@ def _probe_facts(cols, ka: pd.DataFrame, segs) -> None:
 
 def _siblings(cols, conns: pd.DataFrame, by_conn, segs) -> None:
     """A connection opened while another one to the same server, from the same client host,
-    had finished its handshake, was not closing, and had no exchange in flight."""
+    had finished its handshake, was not closing, and had no exchange in flight.
+
+    One sweep per server in SYN order over the connections still open (a heap of close
+    times): the work grows with how many are open at once, not with all of them squared."""
     rows = conns[conns["conn"].isin(list(segs)) & conns["syn"].notna()]
     for _, grp in rows.groupby("server"):
         if len(grp) < 2:
             continue
-        grp = grp.sort_values("syn")
-        for x in grp.itertuples(index=False):
-            t, host = float(x.syn), _host(x.client)
-            for y in grp.itertuples(index=False):
-                if y.conn == x.conn or _host(y.client) != host or pd.isna(y.ack) or float(y.ack) >= t:
-                    continue
-                seg = segs.get(int(y.conn))
-                close = seg.close_row() if seg is not None else None
-                if close is not None and float(seg.ts[close]) <= t:
-                    continue
-                rq = by_conn.get(int(y.conn))
-                if rq is not None and _busy(rq, t):
-                    continue
-                cols["idle_sibling"][int(x.conn)] = int(y.conn)
-                break
+        closing: list[tuple[float, int]] = []
+        open_now: dict[int, tuple[str, float | None]] = {}     # oldest first
+        for x, client, syn, ack in zip(*(grp.sort_values("syn")[k].tolist() for k in ("conn", "client", "syn", "ack"))):
+            t, host = float(syn), _host(client)
+            while closing and closing[0][0] <= t:
+                open_now.pop(heapq.heappop(closing)[1], None)
+            for seen, (y, (y_host, y_ack)) in enumerate(open_now.items()):
+                if seen >= MAX_SIBLING_SCAN:
+                    break
+                if y_host == host and y_ack is not None and y_ack < t and not _busy(by_conn.get(y, []), t):
+                    cols["idle_sibling"][int(x)] = y
+                    break
+            seg = segs.get(int(x))
+            close = seg.close_row() if seg is not None else None
+            heapq.heappush(closing, (float(seg.ts[close]) if close is not None else math.inf, int(x)))
+            open_now[int(x)] = (host, None if missing(ack) else float(ack))
 
 
-def _busy(rq: pd.DataFrame, t: float) -> bool:
-    start = rq["start"].to_numpy(dtype=float)
-    end = rq["end"].to_numpy(dtype=float)
-    return bool(np.any((start <= t) & (np.isnan(end) | (end >= t))))
+def _busy(rq: list[Exchange], t: float) -> bool:
+    return any(e.start <= t and (math.isnan(e.end) or e.end >= t) for e in rq)
 
 
 def _host(endpoint) -> str:

@@ -26,13 +26,14 @@ address, or one of the headers above.
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass, field
 
 import pandas as pd
 
 from traceviz.assemble import keepalive
-from traceviz.assemble.keepalive import FIN, RST, dur, header
+from traceviz.assemble.keepalive import FIN, RST, missing, dur, header
 from traceviz.sources.urls import path_of
 
 CAUSES = ("upstream-refused", "upstream-unanswered", "upstream-fin", "upstream-rst",
@@ -40,6 +41,8 @@ CAUSES = ("upstream-refused", "upstream-unanswered", "upstream-fin", "upstream-r
           "no-upstream", "upstream-status", "unknown")
 HEAD_BUFFER = 4096      # nginx's default proxy_buffer_size is one memory page: 4 KiB (8 KiB on some)
 MAX_PARENT_SPAN = 600.0 # seconds: an upstream request this long after a client request is not its leg
+TIE_HEADERS = ("x-request-id", "x-forwarded-for", "via", "forwarded")
+MAX_CANDIDATES = 200    # earlier client requests looked at for one upstream request or attempt
 
 
 def assemble(connections: pd.DataFrame, packets: pd.DataFrame, events: pd.DataFrame,
@@ -89,15 +92,16 @@ def _host(endpoint) -> str:
 
 
 def _num(v) -> float:
-    return float("nan") if v is None or v is pd.NA or pd.isna(v) else float(v)
+    return float("nan") if missing(v) else float(v)
 
 
 def _int(v) -> int | None:
-    return None if v is None or v is pd.NA or pd.isna(v) else int(v)
+    return None if missing(v) else int(v)
 
 
 def _reqs(requests: pd.DataFrame, connections: pd.DataFrame, heads: dict) -> list[_Req]:
-    ends = connections.set_index("conn")[["client", "server", "iface"]].to_dict("index")
+    ends = {int(k): {"client": c, "server": s, "iface": i} for k, c, s, i in
+            zip(*(connections[col].tolist() for col in ("conn", "client", "server", "iface")))}
     out = []
     cols = {c: requests[c].tolist() if c in requests.columns else [None] * len(requests)
             for c in ("request", "conn", "method", "url", "start", "ttfb", "status", "request_frame",
@@ -143,39 +147,73 @@ def _tie(c: _Req, u: _Req) -> str | None:
     return None
 
 
+def _worth_a_look(requests: pd.DataFrame, connections: pd.DataFrame, heads: dict) -> bool:
+    """A 5xx to explain, or anything that could tie two legs (``_tie``): else there is nothing to do."""
+    if (pd.to_numeric(requests["status"], errors="coerce") >= 500).any():
+        return True
+    mine = connections[connections["conn"].isin(requests["conn"].dropna().unique())]
+    if mine["iface"].nunique(dropna=True) > 1:
+        return True
+    if {_host(c) for c in mine["client"].tolist()} & {_host(c) for c in mine["server"].tolist()}:
+        return True
+    return any(header(h, name) for h in heads.values() for name in TIE_HEADERS)
+
+
+def _could_be_upstream(u: _Req, server_hosts: set, many_ifaces: bool) -> bool:
+    """Whether anything could tie ``u`` to a client request (see ``_tie``): most requests of a
+    capture without a proxy fail this at once, so matching costs nothing there."""
+    return (many_ifaces or _host(u.client) in server_hosts
+            or any(header(u.heads, h) for h in TIE_HEADERS))
+
+
 def _pair(reqs: list[_Req]) -> dict[int, tuple[_Req, str]]:
     """Upstream request row -> (its parent, what tied them)."""
+    server_hosts = {_host(r.server) for r in reqs}
+    many_ifaces = len({r.iface for r in reqs}) > 1
+    maybe = [u for u in reqs if _could_be_upstream(u, server_hosts, many_ifaces)]
+    if not maybe:
+        return {}
     by_key: dict[tuple[str, str], list[_Req]] = {}
-    for r in reqs:
+    for r in sorted(reqs, key=lambda r: r.start):
         by_key.setdefault((r.method, r.path), []).append(r)
-    ids = {}
+    starts = {k: [r.start for r in v] for k, v in by_key.items()}
+    ids: dict[str, list[_Req]] = {}
     for r in reqs:
         rid = header(r.heads, "x-request-id") or header(r.resp_heads, "x-request-id")
         if rid:
             ids.setdefault(rid, []).append(r)
     found: dict[int, tuple[_Req, str]] = {}
-    for u in reqs:
-        pool = list(by_key.get((u.method, u.path), []))
+    for u in maybe:
         rid = header(u.heads, "x-request-id")
-        if rid:
-            pool += ids.get(rid, [])
-        best = None
-        for c in pool:
-            if c is u or c.conn == u.conn or c.server == u.server or c.start > u.start:
-                continue
-            limit = c.answered if not math.isnan(c.answered) else c.start + MAX_PARENT_SPAN
-            if u.start > limit or u.start - c.start > MAX_PARENT_SPAN:
-                continue
-            how = _tie(c, u)
-            if how is None:
-                continue
-            rank = (how == "x-request-id", c.start)
-            if best is None or rank > best[0]:
-                best = (rank, c, how)
+        best = _best_parent(u, ids.get(rid, []) if rid else [], exact=True)
+        if best is None:
+            key = (u.method, u.path)
+            pool = by_key.get(key, [])
+            # the latest client request first: walk back from u's start, a bounded way
+            i = bisect.bisect_right(starts.get(key, []), u.start)
+            best = _best_parent(u, (pool[j] for j in range(i - 1, max(i - 1 - MAX_CANDIDATES, -1), -1)))
         if best is not None:
-            found[u.row] = (best[1], best[2])
+            found[u.row] = best
     # A request that is itself an upstream leg is not a client request as well.
     return {k: v for k, v in found.items() if v[0].row not in found}
+
+
+def _best_parent(u: _Req, pool, exact: bool = False) -> tuple[_Req, str] | None:
+    """The first request in ``pool`` (latest first) that ``u`` can be the upstream leg of."""
+    for c in sorted(pool, key=lambda c: -c.start) if exact else pool:
+        if c is u or c.conn == u.conn or c.server == u.server or c.start > u.start:
+            continue
+        if u.start - c.start > MAX_PARENT_SPAN:
+            if exact:
+                continue
+            break                       # the pool runs back in time: all the rest are older
+        limit = c.answered if not math.isnan(c.answered) else c.start + MAX_PARENT_SPAN
+        if u.start > limit:
+            continue
+        how = _tie(c, u)
+        if how is not None and (not exact or how == "x-request-id"):
+            return c, how
+    return None
 
 
 # -- the legs and the causes ---------------------------------------------------------------
@@ -183,6 +221,8 @@ def _pair(reqs: list[_Req]) -> dict[int, tuple[_Req, str]]:
 def legs(requests: pd.DataFrame, connections: pd.DataFrame, events: pd.DataFrame,
          segs: dict, heads: dict) -> pd.DataFrame:
     """``requests`` with leg, parent, matched_by and (for each 5xx) cause filled in."""
+    if not _worth_a_look(requests, connections, heads):
+        return requests
     reqs = _reqs(requests, connections, heads)
     pairs = _pair(reqs) if len(reqs) > 1 else {}
     by_row = {r.row: r for r in reqs}
@@ -201,7 +241,9 @@ def legs(requests: pd.DataFrame, connections: pd.DataFrame, events: pd.DataFrame
             leg[r.row] = "upstream"
     clients = [r for r in reqs if leg.get(r.row) == "client" or (r.row not in leg and not pairs)]
     _attempts(clients, connections, requests, front, up_hosts, up_ifaces, bool(pairs))
-    evidence = _Evidence(events, segs, heads, connections)
+    failing = [c for c in clients if c.status is not None and c.status >= 500]
+    evidence = _Evidence.of(events, segs, {r.conn for r in reqs if leg.get(r.row) == "upstream"}
+                            | {c.conn for c in failing} | {u.conn for c in failing for u in c.children})
     causes = {}
     for r in reqs:
         if leg.get(r.row) == "upstream" and r.cause is None:
@@ -209,9 +251,8 @@ def legs(requests: pd.DataFrame, connections: pd.DataFrame, events: pd.DataFrame
             failed = _attempt_failure(r, parent, evidence)
             if failed is not None:
                 causes[r.row] = failed
-    for c in clients:
-        if c.status is not None and c.status >= 500:
-            causes[c.row] = _cause(c, bool(pairs), evidence, causes)
+    for c in failing:
+        causes[c.row] = _cause(c, bool(pairs), evidence, causes)
     tried = {c.row: [int(a.conn) for a in sorted(c.attempts, key=lambda a: float(a.syn))] for c in clients
              if c.attempts}
     return _write(requests, leg, pairs, causes, tried)
@@ -228,48 +269,52 @@ def _attempts(clients, connections, requests, front, up_hosts, up_ifaces, proxy_
     if not len(cand):
         return
     many_ifaces = connections["iface"].nunique(dropna=True) > 1
+    proxy_hosts = {_host(c.server) for c in clients}
+    clients = sorted(clients, key=lambda c: c.start)
+    starts = [c.start for c in clients]
     for a in cand.itertuples(index=False):
-        if str(a.server) in front:
-            continue
-        upstream_side = (_host(a.client) in up_hosts or (_int(a.iface) in up_ifaces)
+        upstream_side = (_host(a.client) in up_hosts or _int(a.iface) in up_ifaces
                          or (not proxy_seen and many_ifaces))
+        if str(a.server) in front or not (upstream_side or _host(a.client) in proxy_hosts):
+            continue
         t = float(a.syn)
-        best = None
-        for c in clients:
+        i = bisect.bisect_right(starts, t)
+        for c in (clients[j] for j in range(i - 1, max(i - 1 - MAX_CANDIDATES, -1), -1)):   # latest first
             if not upstream_side and _host(a.client) != _host(c.server):
                 continue
             if (not proxy_seen and _int(a.iface) == c.iface) or str(a.server) == c.server:
                 continue
             limit = c.answered if not math.isnan(c.answered) else c.end
-            if c.start <= t and (math.isnan(limit) or t <= limit) and (best is None or c.start > best.start):
-                best = c
-        if best is not None:
-            best.attempts.append(a)
+            if math.isnan(limit) or t <= limit:
+                c.attempts.append(a)
+                break
 
 
 @dataclass
 class _Evidence:
-    """What the cause rules look up: HTTP parse errors and response head sizes per connection,
-    the packets of the connections involved, message heads."""
+    """What the cause rules look up, for the connections in question only: HTTP parse errors
+    and response heads (size, status line) from the events, and their packets (``segs``)."""
 
-    events: pd.DataFrame
     segs: dict
-    heads: dict
-    connections: pd.DataFrame
+    errors: dict = field(default_factory=dict)       # conn -> [(frame, message)] (server side)
+    head_size: dict = field(default_factory=dict)    # (conn, frame) -> bytes of a response head
+    reason: dict = field(default_factory=dict)       # (conn, frame) -> "502 Bad Gateway"
 
-    def __post_init__(self):
-        ev = self.events
-        http = ev[(ev["layer"] == "http").to_numpy(dtype=bool, na_value=False)] if len(ev) else ev
-        self.errors: dict[int, list[tuple[int, str]]] = {}
-        self.head_size: dict[tuple[int, int], int] = {}
-        for e in http.itertuples(index=False):
-            if e.kind == "parse-error" and e.dir == "s2c" and not pd.isna(e.conn):
-                self.errors.setdefault(int(e.conn), []).append((_int(e.frame) or 0, str(e.detail)))
-            elif e.kind == "response" and not pd.isna(e.conn) and not pd.isna(e.frame):
-                self.head_size[(int(e.conn), int(e.frame))] = _int(e.size) or 0
-        self.reason = {(int(e.conn), int(e.frame)): str(e.detail) for e in http.itertuples(index=False)
-                       if e.kind == "response" and not pd.isna(e.conn) and not pd.isna(e.frame)}
-        self.conns = self.connections.set_index("conn")
+    @classmethod
+    def of(cls, events: pd.DataFrame, segs: dict, conns: set) -> "_Evidence":
+        ev = cls(segs)
+        if not conns or not len(events):
+            return ev
+        mine = events[(events["layer"] == "http").to_numpy(dtype=bool, na_value=False)
+                      & events["conn"].isin(list(conns)).to_numpy(dtype=bool, na_value=False)]
+        for conn, frame, kind, d, size, detail in zip(*(mine[k].tolist() for k in
+                                                        ("conn", "frame", "kind", "dir", "size", "detail"))):
+            if kind == "parse-error" and d == "s2c":
+                ev.errors.setdefault(int(conn), []).append((_int(frame) or 0, str(detail)))
+            elif kind == "response" and _int(frame) is not None:
+                ev.head_size[(int(conn), int(frame))] = _int(size) or 0
+                ev.reason[(int(conn), int(frame))] = str(detail)
+        return ev
 
 
 def _attempt_failure(u: _Req, parent: _Req | None, ev: _Evidence):
