@@ -39,6 +39,7 @@ PACKET_COLUMNS: dict[str, str] = {
     "win": "Int64",           # calculated (scaled) window, as tcp.window_size
     "len": "Int64",           # transport payload bytes (tcp.len / udp payload)
     "wire_len": "int64",      # frame length on the wire (frame.len)
+    "iface": "int64",         # capture interface (pcapng interface id, Wireshark's frame.interface_id; pcap: 0)
 }
 
 CONNECTION_COLUMNS: dict[str, str] = {
@@ -82,6 +83,22 @@ CONNECTION_COLUMNS: dict[str, str] = {
     "frames_s2c": "Int64",
     "wire_bytes_c2s": "Int64",
     "wire_bytes_s2c": "Int64",
+    # Keep-alive facts of the connections that carried HTTP or TCP keep-alive probes
+    # (assemble/keepalive.py); NA elsewhere.
+    "iface": "Int64",         # the capture interface of its first frame
+    "http_requests": "Int64", # HTTP exchanges it carried (0: opened and never used)
+    "idle_first": "float64",  # handshake done -> first request: opened before it was needed
+    "idle_gaps": "object",    # list of seconds between one exchange's end and the next request
+    "idle_close": "float64",  # silence before the first FIN/RST (the closing side's idle timeout)
+    "close_frame": "Int64",   # that first FIN or RST
+    "conn_close": "object",   # who sent "Connection: close": client, server, both (None: neither)
+    "pipelined": "Int64",     # HTTP/1.1 requests sent before the previous response ended
+    "ka_probes": "Int64",     # TCP keep-alive probes (Wireshark's tcp.analysis.keep_alive)
+    "ka_answered": "Int64",   # probes the peer acknowledged (keep-alive ACKs)
+    "ka_idle": "float64",     # silence before the first probe (TCP_KEEPIDLE)
+    "ka_interval": "float64", # median time between probes (TCP_KEEPINTVL)
+    "ka_by": "object",        # client / server: who sent the probes
+    "idle_sibling": "Int64",  # opened while this connection to the same server sat idle
 }
 
 # Columns packet captures add to ``connections`` after the schema's (a HAR or a trace has
@@ -138,6 +155,10 @@ REQUEST_COLUMNS: dict[str, str] = {
     "leg": "object",          # client / upstream: which side of a proxy (None: no proxy seen)
     "parent": "Int64",        # an upstream request: the client request it serves
     "cause": "object",        # a 5xx a proxy generated: why (see JSON_FIELDS' docs)
+    "cause_detail": "object", # the cause in words: the evidence, or for unknown what is missing
+    "cause_frames": "object", # list of the frames that show it
+    "matched_by": "object",   # an upstream request: what ties it to its parent (x-request-id, path+time...)
+    "connect_attempts": "object",  # a client request: upstream connections tried for it that carried no request
 }
 
 TLS_COLUMNS: dict[str, str] = {

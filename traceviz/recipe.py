@@ -51,6 +51,7 @@ from __future__ import annotations
 import ast
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 import sysconfig
@@ -138,6 +139,9 @@ class Header:
     doc: its docstring as written ("" if none).  runnable: it binds
     ``analyze`` at top level (a helper module in a recipe folder does not).
     error: why the file cannot be read (a syntax error...), or None.
+    options: the recipe's own options, from ``OPTIONS = {"proxy-log": "help"}``:
+    each becomes ``--proxy-log FILE`` (repeatable) on its command, and
+    ``analyze`` receives ``proxy_log=[paths]`` when it is given.
     """
 
     path: Path
@@ -145,6 +149,7 @@ class Header:
     doc: str = ""
     runnable: bool = False
     error: str | None = None
+    options: tuple = ()          # (name, help) of each file option the recipe declares in OPTIONS
 
     @property
     def question(self) -> str:
@@ -160,12 +165,31 @@ def read_header(path: str | Path) -> Header:
         tree = ast.parse(path.read_bytes(), filename=str(path))
     except (SyntaxError, ValueError, OSError) as exc:   # ValueError: null bytes, bad encoding
         return Header(path, path.stem, error=str(exc))
-    name = path.stem
+    name, options = path.stem, ()
     for node in tree.body:
-        if (isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "NAME" for t in node.targets)
-                and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)):
+        if not isinstance(node, ast.Assign):
+            continue
+        targets = {t.id for t in node.targets if isinstance(t, ast.Name)}
+        if "NAME" in targets and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
             name = node.value.value
-    return Header(path, name, ast.get_docstring(tree, clean=False) or "", _binds_analyze(tree))
+        if "OPTIONS" in targets:
+            options = _options(node.value)
+    return Header(path, name, ast.get_docstring(tree, clean=False) or "", _binds_analyze(tree),
+                  options=options)
+
+
+_OPTION_NAME = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
+
+
+def _options(node: ast.AST) -> tuple:
+    """A recipe's ``OPTIONS`` literal as ((name, help), ...); what is not one is ignored."""
+    try:
+        value = ast.literal_eval(node)
+    except ValueError:
+        return ()
+    if not isinstance(value, dict):
+        return ()
+    return tuple((k, str(v)) for k, v in value.items() if isinstance(k, str) and _OPTION_NAME.match(k))
 
 
 def _binds_analyze(tree: ast.Module) -> bool:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from traceviz.assemble import h2, http, keys, quic, tls, transport
+from traceviz.assemble import h2, http, keys, proxy, quic, tls, transport
 from traceviz.errors import describe
 from traceviz.model import JSON_FIELDS, SourceInfo, Timeline, conform
 
@@ -45,11 +45,11 @@ def timeline(info: SourceInfo, t, payload, keylog=None, rsa_key=None, dsb_blocks
         request_rows += rq
         apps[conn] = http.app_label(result)
     tls_table = _tls_table(tls_rows)
+    events = h2.finish_events(_merge_events(events, event_rows))
+    connections = quic.mark_connections(_with_apps(connections, apps, payload.opaque, tls_rows), q.apps)
+    connections, requests = proxy.assemble(connections, packets, events, _requests(request_rows), payload)
     return Timeline(
-        source=info, packets=packets,
-        connections=quic.mark_connections(_with_apps(connections, apps, payload.opaque, tls_rows), q.apps),
-        events=h2.finish_events(_merge_events(events, event_rows)),
-        requests=_requests(request_rows),
+        source=info, packets=packets, connections=connections, events=events, requests=requests,
         tls=tls_table,
         quic=q.table,
         streams=h2_streams.table(),

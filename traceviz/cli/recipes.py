@@ -21,21 +21,22 @@ from traceviz.recipe import discover, load_module, read_header
 extra_recipe_dirs: list[str] = []
 
 
-def recipe_command(path: Path, doc: str = ""):
+def recipe_command(path: Path, doc: str = "", options: tuple = ()):
     """A typer command that loads FILE, runs the recipe at ``path`` and shows the Finding.
 
     The recipe module is imported when the command runs, not when it is built.
+    ``options``: the recipe's own file options (``recipe.Header.options``).
     """
 
     def command(file: FileArg, json: JsonOpt = False, chart: ChartOpt = None, theme: ThemeOpt = "light",
                 figure: FigureOpt = None, conn: ConnOpt = None, keylog: KeylogOpt = None, rsa_key: RsaOpt = None,
-                fail: FailOpt = False) -> None:
+                fail: FailOpt = False, **own) -> None:
         with guarded():
             check_theme(theme)
             check_chart(chart)
             module = load_recipe(path)
             tl = load(file, keylog, rsa_key)
-            finding = analyze(module, tl, conn)
+            finding = analyze(module, tl, conn, {k: v for k, v in own.items() if v})
             if chart is not None:   # before the rows: `traceviz x F --chart c.png | head` still gets its chart
                 if figure is not None and figure not in finding.figures:
                     raise InputError(str(chart), f"no figure {figure!r}; this recipe draws: {', '.join(finding.figures) or 'nothing'}")
@@ -48,6 +49,31 @@ def recipe_command(path: Path, doc: str = ""):
                 raise typer.Exit(1)
 
     command.__doc__ = doc.strip() or f"Run the {path.stem} recipe."
+    return _with_options(command, options)
+
+
+def _with_options(command, options: tuple):
+    """Add the recipe's own options to its command: each ``--name FILE``, repeatable.
+
+    typer reads a command's parameters from its signature, so the declared
+    options join the common ones there (and ``**own`` itself leaves it);
+    their values arrive in ``**own``."""
+    import inspect
+    from typing import Annotated, Optional
+
+    sig = inspect.signature(command, eval_str=True)
+    params = [p for p in sig.parameters.values() if p.kind is not p.VAR_KEYWORD]
+    taken = {p.name for p in params}
+    for name, help_text in options:
+        key = name.replace("-", "_")
+        if key in taken:
+            continue
+        option = typer.Option(f"--{name}", help=help_text, show_default=False, exists=True, dir_okay=False,
+                              metavar="FILE")
+        params.append(inspect.Parameter(key, inspect.Parameter.KEYWORD_ONLY, default=None,
+                                        annotation=Annotated[Optional[list[Path]], option]))
+        taken.add(key)
+    command.__signature__ = sig.replace(parameters=params)
     return command
 
 
@@ -64,12 +90,17 @@ def load_recipe(path: Path) -> ModuleType:
     return module
 
 
-def analyze(module: ModuleType, tl, conn: int | None):
+def analyze(module: ModuleType, tl, conn: int | None, own: dict | None = None):
     import inspect
     params = inspect.signature(module.analyze).parameters
     if conn is not None and "conn" not in params:
         raise InputError(tl.source.path, "this recipe does not take --conn")
-    return module.analyze(tl, conn=conn) if "conn" in params else module.analyze(tl)
+    kwargs = {"conn": conn} if "conn" in params else {}
+    for key, value in (own or {}).items():
+        if key not in params:
+            raise InputError(tl.source.path, f"this recipe's analyze() does not take {key}")
+        kwargs[key] = value
+    return module.analyze(tl, **kwargs)
 
 
 def show_finding(finding, tl) -> None:
@@ -106,7 +137,8 @@ def register_recipes(extra_dirs: list[str]) -> None:
             continue
         if head.name in taken:
             continue
-        app.command(head.name, help=head.doc.strip().split("\n\n")[0])(recipe_command(path, head.doc))
+        app.command(head.name, help=head.doc.strip().split("\n\n")[0])(recipe_command(path, head.doc,
+                                                                                       head.options))
         taken.add(head.name)
 
 
@@ -114,7 +146,8 @@ def run_recipe_standalone(path: Path, argv: list[str]) -> None:
     """``traceviz run RECIPE.py ARGS``: the recipe's own command, its docstring as its --help."""
     single = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode="rich",
                          context_settings={"help_option_names": ["-h", "--help"]})
-    single.command()(recipe_command(path, read_header(path).doc))
+    head = read_header(path)
+    single.command()(recipe_command(path, head.doc, head.options))
     single(args=argv, prog_name=f"traceviz run {path}")
 
 
