@@ -304,6 +304,10 @@ def conform(name: str, df: pd.DataFrame) -> pd.DataFrame:
     may follow, none of the schema's is renamed.
     """
     schema = SCHEMAS[name]
+    if not df.index.equals(pd.RangeIndex(len(df))):
+        # Rows keep the order they have (a sort, a filter): the result is numbered
+        # afresh, never realigned to the old labels.
+        df = df.reset_index(drop=True)
     out = {}
     for col, dtype in schema.items():
         if col in df.columns:
