@@ -27,8 +27,14 @@ def load(path: str | os.PathLike, keylog: str | os.PathLike | None = None,
     ``keylog`` is an NSS key log (pcapng Decryption Secrets Blocks are used
     without it); ``rsa_key`` a server's PEM private key for TLS 1.2 RSA key
     exchange.  A name of a bundled capture (``traceviz captures``) works as a path.
+    Several captures (a list of paths, or a folder of pcap/pcapng files) are read
+    as one capture (``sources/files.py``); a folder ``traceviz export`` wrote is
+    opened as a ``Dataset`` (``assemble/dataset.py``).
     Raises ``InputError`` when nothing in the file can be analysed.
     """
+    many = _many(path)
+    if many is not None:
+        return many(keylog, rsa_key, progress)
     path = _resolve(path)
     for extra in (keylog, rsa_key):
         if extra is not None and not Path(extra).is_file():
@@ -45,6 +51,34 @@ def load(path: str | os.PathLike, keylog: str | os.PathLike | None = None,
         from traceviz.assemble.qlog import load_qlog
         return load_qlog(path)
     raise InputError(path, "not a packet capture (pcap/pcapng), HAR, DevTools trace, qlog or NetLog")
+
+
+def _many(target):
+    """A loader for ``target`` when it is several captures or a dataset, else None."""
+    from traceviz.assemble.dataset import is_dataset
+    if isinstance(target, (str, os.PathLike)) and is_dataset(target):
+        from traceviz.assemble.dataset import open_dataset
+        return lambda *_: open_dataset(target)
+    from traceviz.sources.files import capture_files, label
+    paths = capture_files([_resolve(p) for p in target] if isinstance(target, (list, tuple)) else target)
+    if paths is None:
+        return None
+
+    def read(keylog, rsa_key, progress):
+        from traceviz.sources.files import read_files
+        cap = read_files(paths, label(paths, target), progress)
+        return load_frames(cap, keylog, rsa_key, progress)
+    return read
+
+
+def load_frames(cap, keylog=None, rsa_key=None, progress: Progress | None = None) -> Timeline:
+    """The capture pipeline over frames already read (``sources.capture.Capture``): several
+    files read as one, a partition of a bigger capture (``assemble/export.py``)."""
+    for extra in (keylog, rsa_key):
+        if extra is not None and not Path(extra).is_file():
+            raise InputError(str(extra), "no such file")
+    with _tuning.loading(int(cap.detail.get("size") or len(cap.buf))):
+        return _load_capture(cap, keylog, rsa_key, progress or _quiet)
 
 
 def _load_json(path: str) -> Timeline:
@@ -105,14 +139,15 @@ def _load_capture(path: str, keylog, rsa_key, progress: Progress) -> Timeline:
     from traceviz.sources.reader import read_capture
 
     progress("reading")
-    cap = read_capture(path)
+    cap = read_capture(path) if isinstance(path, str) else path    # a Capture: frames read already (load_frames)
+    path = cap.path
     if len(cap) == 0:  # DESIGN.md: nothing to analyse is bad input (exit 2), not an empty report
         raise InputError(path, "the capture holds no packets")
     progress("indexing")
     idx = index_frames(cap)
     progress("tcp")
     transport = analyze(idx)
-    info = SourceInfo(path=path, format=cap.format, size=os.path.getsize(path),
+    info = SourceInfo(path=path, format=cap.format, size=cap.detail.get("size") or os.path.getsize(path),
                       compressed=cap.compressed, link_types=dict(idx.link_counts),
                       frames=len(cap), detail={**cap.detail, **getattr(idx, "stats", {})},
                       warnings=list(cap.warnings))

@@ -40,6 +40,10 @@ PACKET_COLUMNS: dict[str, str] = {
     "len": "Int64",           # transport payload bytes (tcp.len / udp payload)
     "wire_len": "int64",      # frame length on the wire (frame.len)
     "iface": "int64",         # capture interface (pcapng interface id, Wireshark's frame.interface_id; pcap: 0)
+    # Several files read as one capture (rotated files): which file a frame came from
+    # (the path as given) and its frame number there, to open it in Wireshark.
+    "file": "category",
+    "file_frame": "int64",
 }
 
 CONNECTION_COLUMNS: dict[str, str] = {

@@ -90,6 +90,7 @@ def packets(t) -> pd.DataFrame:
         "len": _masked(plen, (t.in_conn | in_tcp) & (plen >= 0)),
         "wire_len": np.asarray(idx.wire_len).astype(np.int64, copy=False),
         "iface": _iface(idx),
+        **_files(idx),
         "payload_off": np.asarray(idx.payload_off).astype(np.int64, copy=False),
         "payload_cap": np.asarray(idx.payload_cap).astype(np.int64, copy=False),
         "ipver": ipver.astype(np.int64),
@@ -107,6 +108,20 @@ def _iface(idx) -> np.ndarray:
     n = len(idx.frame)
     return np.asarray(iface).astype(np.int64, copy=False) if iface is not None and len(iface) == n \
         else np.zeros(n, dtype=np.int64)
+
+
+def _files(idx) -> dict:
+    """``file`` and ``file_frame``: the file each frame came from (a category per file) and
+    its number there; one file's frames are numbered as they are."""
+    cap = getattr(idx, "capture", None)
+    frame = np.asarray(idx.frame).astype(np.int64, copy=False)
+    files = getattr(cap, "files", None)
+    if files is not None and len(files.code) == len(frame):
+        return {"file": pd.Categorical.from_codes(files.code, categories=files.names),
+                "file_frame": np.asarray(files.frame, dtype=np.int64)}
+    name = str(getattr(cap, "path", "") or "")
+    return {"file": pd.Categorical.from_codes(np.zeros(len(frame), dtype=np.int8), categories=[name]),
+            "file_frame": frame}
 
 
 def connections(t) -> pd.DataFrame:

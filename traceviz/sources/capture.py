@@ -13,6 +13,19 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
+@dataclass(frozen=True)
+class FileFrames:
+    """Where each frame of a capture read from several files came from.
+
+    Fields: names (the files, as given), code (int32 per frame: its file's
+    position in ``names``), frame (int64 per frame: its 1-based number in that file).
+    """
+
+    names: list[str]
+    code: np.ndarray
+    frame: np.ndarray
+
+
 @dataclass
 class Capture:
     path: str
@@ -38,6 +51,9 @@ class Capture:
     # reader that can do it for free while it walks.  A hand-off: the index
     # tier takes it over (sets None).  None: the index tier copies them itself.
     heads: np.ndarray | None = field(default=None, repr=False)
+    # Frames read from several files as one capture (``sources/files.py``): which
+    # file each frame came from and its number there.  None: all from ``path``.
+    files: FileFrames | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.ts)
