@@ -50,7 +50,9 @@ def analyze(tl, conn: int | None = None) -> Finding:
         have = _conn_list(rows["conn"].tolist()) or "none"
         raise InputError(tl.source.path, f"no TCP connection {conn} (TCP connections here: {have})")
     summary = summarize(rows)
-    answer = explain(rows, summary, tl.packets)
+    # Only connections without a SYN-ACK need their packets (did the client give up?): a dataset
+    # of a big capture reads those, not all of them.
+    answer = explain(rows, summary, tl.packets_of(rows.loc[rows["synack"].isna(), "conn"].tolist()))
     figures = {}
     if len(rows):
         focus = conn if conn is not None else most_interesting(rows)
@@ -317,7 +319,7 @@ def most_interesting(rows: pd.DataFrame) -> int:
 def _ladder(tl, row, theme):
     from traceviz.charts.ladder import ladder
     # The handshake and what follows it; the rest of a long transfer is another question.
-    return ladder(tl.packets, row, theme=theme, events=tl.events, max_packets=LADDER_PACKETS)
+    return ladder(tl.packets_of([row["conn"]]), row, theme=theme, events=tl.events, max_packets=LADDER_PACKETS)
 
 
 def _rtt(rows, theme):

@@ -269,7 +269,7 @@ def _conns(conns: list) -> str:
 
 def _reuse(tl, conns, theme):
     from traceviz.charts.reuse import reuse_timeline
-    return reuse_timeline(tl.connections, tl.requests, conns, tl.packets, tl.events, theme=theme)
+    return reuse_timeline(tl.connections, tl.requests, conns, tl.packets_of(conns), tl.events, theme=theme)
 
 
 if __name__ == "__main__":

@@ -340,12 +340,14 @@ def _focus(rows: pd.DataFrame):
 
 def _ladder(tl, row, theme):
     from traceviz.charts.proxy import two_leg_ladder
-    return two_leg_ladder(tl.packets, tl.connections, tl.requests, row, theme=theme)
+    legs = [row["conn"], *(row["upstream_conns"] or [])]
+    return two_leg_ladder(tl.packets_of([c for c in legs if not pd.isna(c)]), tl.connections, tl.requests, row,
+                          theme=theme)
 
 
 def _reuse(tl, conns, theme):
     from traceviz.charts.reuse import reuse_timeline
-    return reuse_timeline(tl.connections, tl.requests, conns, tl.packets, tl.events, theme=theme,
+    return reuse_timeline(tl.connections, tl.requests, conns, tl.packets_of(conns), tl.events, theme=theme,
                           title="Upstream connections")
 
 

@@ -5,6 +5,9 @@
     >>> tl.connections[["conn", "client", "server", "handshake_rtt", "close"]]
     >>> finding = traceviz.run("handshakes", tl)
     >>> finding.answer, finding.figure("ladder").show()
+    >>> traceviz.load(["a.pcap", "b.pcap"])           # rotated files (or a folder of them): one capture
+    >>> traceviz.export(["day/"], "out/")            # bigger than memory: a Parquet dataset
+    >>> ds = traceviz.open_dataset("out/")           # its tables, lazily; ds.sql("select ...")
 
 The names below are imported on first use (PEP 562): importing a decoder,
 ``traceviz.errors`` or the command line's ``--help`` must not pay for pandas.
@@ -16,6 +19,8 @@ import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from traceviz.assemble.dataset import Dataset, open_dataset
+    from traceviz.assemble.export import export
     from traceviz.errors import InputError
     from traceviz.loader import load
     from traceviz.model import Timeline
@@ -24,7 +29,8 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 _LAZY = {"load": "traceviz.loader", "Timeline": "traceviz.model", "Finding": "traceviz.recipe",
-         "InputError": "traceviz.errors"}
+         "InputError": "traceviz.errors", "export": "traceviz.assemble.export",
+         "open_dataset": "traceviz.assemble.dataset"}
 
 
 def __getattr__(name: str):
@@ -39,8 +45,8 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
 
 
-def run(recipe: str, timeline: Timeline, **options) -> Finding:
-    """Run a bundled (or ``TRACEVIZ_RECIPES``) recipe by name on a timeline."""
+def run(recipe: str, timeline: Timeline | Dataset, **options) -> Finding:
+    """Run a bundled (or ``TRACEVIZ_RECIPES``) recipe by name on a timeline (or an exported dataset)."""
     from traceviz.recipe import discover, load_module
 
     found = discover()
@@ -49,4 +55,4 @@ def run(recipe: str, timeline: Timeline, **options) -> Finding:
     return load_module(found[recipe]).analyze(timeline, **options)
 
 
-__all__ = ["load", "run", "Timeline", "Finding", "InputError", "__version__"]
+__all__ = ["load", "run", "export", "open_dataset", "Timeline", "Finding", "InputError", "__version__"]

@@ -369,6 +369,11 @@ class Timeline:
         """The packets of connection ``n`` (Wireshark's ``tcp.stream eq n``)."""
         return self.packets[self.packets["conn"] == n]
 
+    def packets_of(self, conns) -> pd.DataFrame:
+        """The packets of connections ``conns``: what a recipe reads rather than all the packets
+        (an exported dataset reads only those; see ``assemble/dataset.py``)."""
+        return self.packets[self.packets["conn"].isin([int(c) for c in conns])]
+
     def to_parquet(self, folder: str | Path) -> list[Path]:
         """Write each non-empty table to ``folder/<table>.parquet``."""
         folder = Path(folder)

@@ -40,8 +40,10 @@ Your own recipes: [bold]--recipes DIR[/bold] (or TRACEVIZ_RECIPES) adds each DIR
 app = typer.Typer(help=HELP, no_args_is_help=True, rich_markup_mode="rich", add_completion=False,
                   pretty_exceptions_enable=False, context_settings={"help_option_names": ["-h", "--help"]})
 
-FileArg = Annotated[str, typer.Argument(help="A pcap/pcapng (.gz too), HAR or DevTools trace file, or a bundled capture's name.",
-                                        show_default=False)]
+FileArg = Annotated[list[str], typer.Argument(help="A pcap/pcapng (.gz too), HAR or DevTools trace file, or a bundled capture's "
+                                                   "name; several captures (or a folder of them) are read as one; a folder "
+                                                   "written by traceviz export is read as its tables.",
+                                              show_default=False)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the rows as a JSON array on stdout, nothing else.")]
 KeylogOpt = Annotated[Optional[Path], typer.Option("--keylog", help="NSS key log (SSLKEYLOGFILE) to decrypt TLS; pcapng-embedded secrets are used without it.",
                                                    show_default=False)]
@@ -71,11 +73,16 @@ def guarded() -> Iterator[None]:
         raise typer.Exit(0)
 
 
-def load(path: str, keylog: Path | None = None, rsa_key: Path | None = None):
-    """Load with a progress line on stderr for big files, then show the warnings."""
+def load(path: str | list[str], keylog: Path | None = None, rsa_key: Path | None = None):
+    """Load with a progress line on stderr for big files, then show the warnings.
+
+    Several paths (or a folder of captures) are one capture; a folder ``traceviz export``
+    wrote is its Dataset."""
     import traceviz
 
-    big = Path(path).is_file() and Path(path).stat().st_size > 32 * 1024 * 1024
+    if isinstance(path, (list, tuple)) and len(path) == 1:
+        path = path[0]
+    big = sum(_size(Path(p)) for p in ([path] if isinstance(path, str) else path)) > 32 * 1024 * 1024
     if big and output.stderr.is_terminal:
         tl = _load_with_progress(traceviz, path, keylog, rsa_key)
     else:
@@ -85,6 +92,13 @@ def load(path: str, keylog: Path | None = None, rsa_key: Path | None = None):
 
 
 STAGES = ("reading", "indexing", "tcp", "payload")   # what loader.load reports, in order
+
+
+def _size(p: Path) -> int:
+    """Bytes of a file, or of the files directly in a folder (0 if neither)."""
+    if p.is_file():
+        return p.stat().st_size
+    return sum(f.stat().st_size for f in p.iterdir() if f.is_file()) if p.is_dir() else 0
 
 
 def _load_with_progress(traceviz, path, keylog, rsa_key):
