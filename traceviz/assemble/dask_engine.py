@@ -46,7 +46,7 @@ def run(job, tasks, scheduler, progress) -> tuple:
     workers = max(1, min(job.partitions, os.cpu_count() or 1))
     # Not daemonic: a task may start processes of its own (the payload tier may).
     with dask.config.set({"distributed.worker.daemon": False}), \
-            LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, scheduler_kwargs={"dashboard": False},
+            LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
                          silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
         return _graph(client, job, tasks, progress)
 

@@ -271,7 +271,7 @@ def finish(job: Job, warnings: list[str], splits: list[dict], analysed: list[dic
     rows = {name: sum(w["rows"].get(name, 0) for w in written) for name in TABLES}
     used = [a for a in analysed if a["frames"]]
     if len(used) > 1 and rows["requests"]:
-        notes.append(f"{job.out}: facts that tie one connection to another (proxy legs and 5xx causes, idle "
+        notes.append(f"{job.label}: facts that tie one connection to another (proxy legs and 5xx causes, idle "
                      f"siblings, a keep-alive race's retry) were found within each of the {len(used)} "
                      f"partitions only: export with --partitions 1 to find them across all connections")
     frames = sum(s["frames"] for s in splits)
