@@ -107,10 +107,22 @@ def test_one_partition_is_the_whole_capture_to_the_last_column(path, tmp_path):
     assert not any("partitions only" in w for w in ds.warnings)
 
 
-def test_conn_is_tcp_stream_over_the_whole_input(tmp_path, tshark):
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory) -> Path:
+    """20k packets of interleaved TCP connections and UDP flows (bench/gen_capture.py)."""
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    from gen_capture import generate
+    path = tmp_path_factory.mktemp("gen") / "gen.pcap"
+    generate(str(path), 20_000, seed=7)
+    return path
+
+
+@pytest.mark.parametrize("which", ["generated", "quic-vs-h2-tcp"])
+def test_conn_is_tcp_stream_over_the_whole_input(which, generated, tmp_path, tshark):
     """Per frame, against tshark on the same file: tcp.stream / udp.stream after partitioning."""
-    path = CAPTURES / "quic-vs-h2-tcp.pcapng"
-    export([path], tmp_path / "ds", partitions=4)
+    path = generated if which == "generated" else CAPTURES / f"{which}.pcapng"
+    export([path], tmp_path / "ds", partitions=4, chunk=1 << 20)
     pk = open_dataset(tmp_path / "ds").packets.set_index("frame")
     out = subprocess.run([tshark, "-r", str(path), "-T", "fields", "-e", "frame.number", "-e", "tcp.stream",
                           "-e", "udp.stream"], capture_output=True, text=True, check=True).stdout

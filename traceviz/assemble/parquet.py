@@ -24,6 +24,8 @@ import numpy as np
 import pandas as pd
 
 SCALARS = ("int", "float", "bool", "str", "cat")
+_INFERRED = {"string": "str", "integer": "int", "floating": "float", "mixed-integer-float": "float",
+             "boolean": "bool", "empty": "null"}
 LISTS = ("list<int>", "list<float>", "list<str>")
 
 
@@ -64,6 +66,10 @@ def kind_of(series: pd.Series) -> str:
         return "float"
     if pd.api.types.is_datetime64_any_dtype(dtype):
         return "str"
+    # pandas' own scan (C) settles the common columns; lists and mixtures are looked at one by one.
+    quick = _INFERRED.get(pd.api.types.infer_dtype(series, skipna=True))
+    if quick is not None:
+        return quick
     kinds = set()
     for v in series.tolist():
         if not _missing(v):
@@ -147,6 +153,9 @@ def _array(series: pd.Series | None, kind: str, n: int):
         arr = pa.array(values, from_pandas=True) if isinstance(values.dtype, pd.CategoricalDtype) else \
             pa.array([None if _missing(v) else str(v) for v in values.tolist()], pa.string()).dictionary_encode()
         return arr.cast(t)
+    if kind == "str" and (have == "str" or pd.api.types.is_string_dtype(series.dtype) and series.dtype != object):
+        # all text already: pyarrow converts it in C
+        return pa.array(series, type=t, from_pandas=True)
     values = series.tolist()
     if kind == "json":
         return pa.array([None if _missing(v) else json.dumps(_plain(v), default=str) for v in values], t)

@@ -60,7 +60,7 @@ def _map_values(series: pd.Series, lookup) -> pd.Series:
         return pd.Series(out, index=series.index, name=series.name)
     if isinstance(series.dtype, pd.api.extensions.ExtensionDtype):
         mask = series.notna().to_numpy()
-        values = series.to_numpy(dtype=np.int64, na_value=0)
+        values = series.to_numpy(dtype=np.int64, na_value=0, copy=True)   # never write into the column
         values[mask] = lookup(values[mask])
         return pd.Series(pd.arrays.IntegerArray(values, ~mask), index=series.index, name=series.name)
     return pd.Series(lookup(series.to_numpy(dtype=np.int64)), index=series.index, name=series.name)
@@ -214,14 +214,15 @@ def apply(tables: dict[str, pd.DataFrame], maps: dict) -> dict[str, pd.DataFrame
     out = {}
     for name, df in tables.items():
         df = df.copy(deep=False)
+        if name in ("packets", "connections") and "stream" in df.columns:   # elsewhere: HTTP/2, QUIC stream ids
+            # Wireshark's tcp.stream / udp.stream, from the row's connection (before it is renumbered).
+            df["stream"] = _map_values(df["conn"].where(df["stream"].notna()), stream)
         for c in CONN_COLUMNS:
             if c in df.columns:
                 df[c] = _map_values(df[c], conn)
         for c in CONN_LISTS:
             if c in df.columns:
                 df[c] = _map_lists(df[c], conn)
-        if name in ("packets", "connections") and "stream" in df.columns:   # elsewhere: HTTP/2, QUIC stream ids
-            df["stream"] = _map_values(df["stream"], stream)
         if name == "requests":
             for c in REQUEST_COLUMNS:
                 if c in df.columns:
