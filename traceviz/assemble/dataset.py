@@ -198,7 +198,10 @@ class Dataset:
     def duckdb(self):
         """A DuckDB connection with each table as a view of that name (and ``part``)."""
         if self._duck is None:
-            import duckdb
+            try:
+                import duckdb
+            except ImportError:
+                raise InputError(str(self.folder), "SQL needs DuckDB: pip install 'traceviz[sql]'") from None
             con = duckdb.connect()
             for name in TABLES:
                 files = self._files(name)
@@ -213,9 +216,14 @@ class Dataset:
 
     def sql(self, query: str):
         """The result of a DuckDB query over the tables, as a pandas DataFrame."""
+        con = self.duckdb()
         import duckdb
         try:
-            return self.duckdb().sql(query).df()
+            result = con.sql(query)
+            if result is None:                  # a statement, not a query
+                import pandas as pd
+                return pd.DataFrame()
+            return result.df()
         except duckdb.Error as exc:
             raise InputError(str(self.folder), f"SQL: {str(exc).splitlines()[0]}") from None
 

@@ -159,7 +159,7 @@ def split(job: Job, i: int) -> dict:
     writer = SpoolWriter(Path(job.work) / "spool", i)
     try:
         out["size"] = os.path.getsize(path)
-        for chunk in chunks(path, job.chunk):
+        for chunk in chunks(path, job.chunk, reuse=True):       # each chunk is done with before the next
             cap = chunk.capture
             out["format"] = cap.format
             out["warnings"] += cap.warnings
@@ -171,8 +171,9 @@ def split(job: Job, i: int) -> dict:
             out["frames"] += len(cap)
             stamped = cap.ts[np.isfinite(cap.ts)]
             if len(stamped):
-                out["first"] = float(stamped[0]) if out["first"] is None else out["first"]
-                out["last"] = max(float(stamped.max()), out["last"] or float(stamped.max()))
+                if out["first"] is None:
+                    out["first"] = float(stamped[0])
+                out["last"] = max(float(stamped.max()), out["last"] if out["last"] is not None else -np.inf)
     except (InputError, OSError) as exc:     # nothing of it could be read: the others still are
         out["error"] = str(exc)
         out["warnings"].append(f"{exc} (file skipped, the others analysed)")

@@ -97,13 +97,31 @@ class _Bytes:
         self.eof = len(out) < n
         return bytes(out)
 
+    def readinto(self, view: memoryview) -> int:
+        """Fill ``view`` (fewer bytes only at the end); how many were read."""
+        if not self.gzip:
+            n = self.f.readinto(view)
+            while n < len(view):           # a short read is not the end of a regular file until it reads 0
+                more = self.f.readinto(view[n:])
+                if not more:
+                    break
+                n += more
+            self.eof = n < len(view)
+            return n
+        data = self.read(len(view))
+        view[:len(data)] = data
+        return len(data)
+
     def close(self) -> None:
         self.f.close()
 
 
-def chunks(path: str | os.PathLike, size: int = CHUNK) -> Iterator[Chunk]:
+def chunks(path: str | os.PathLike, size: int = CHUNK, reuse: bool = False) -> Iterator[Chunk]:
     """The file's records, a chunk of about ``size`` bytes at a time (see the module doc).
 
+    ``reuse``: pcap chunks are read into one buffer, used again for the next
+    chunk, so each chunk is valid only until the next one is asked for (a
+    fresh 64 MiB buffer per chunk costs more in page faults than the walk).
     Raises ``InputError`` when nothing of the file is usable (as ``read_capture``)."""
     path = os.fspath(path)
     src = _Bytes(path)
@@ -113,7 +131,7 @@ def chunks(path: str | os.PathLike, size: int = CHUNK) -> Iterator[Chunk]:
             raise InputError(path, "empty file")
         kind = sniff_bytes(head)
         if kind == "pcap":
-            yield from _pcap_chunks(src, head, size)
+            yield from _pcap_chunks(src, head, size, reuse)
         elif kind == "pcapng":
             yield from _pcapng_chunks(src, head, size)
         else:
@@ -134,18 +152,23 @@ def first_timestamp(path: str | os.PathLike) -> float | None:
 
 # -- pcap --------------------------------------------------------------------------------
 
-def _pcap_chunks(src: _Bytes, head: bytes, size: int) -> Iterator[Chunk]:
+def _pcap_chunks(src: _Bytes, head: bytes, size: int, reuse: bool) -> Iterator[Chunk]:
     header = head + src.read(pcap.FILE_HEADER - 4)
     rec_hdr = pcap.MAGICS[header[:4]][2] if len(header) >= 4 else 16
+    h = len(header)
+    buf = _buffer(header, b"", size)
+    valid = h                               # header + records (whole and cut) held
     frames = 0
-    data = b""
     while True:
-        data += src.read(size)
+        if len(buf) < valid + size:         # a record bigger than a chunk: room for more
+            buf = _buffer(header, memoryview(buf)[h:valid], valid - h + size)
+        valid += src.readinto(memoryview(buf)[valid:valid + size])
         final = src.eof
+        view = memoryview(buf)[:valid]
         try:
-            cap = pcap.parse(header + data, src.path)
+            cap = pcap.parse(view, src.path)
         except InputError as exc:
-            if final or len(data) >= rec_hdr + pcap.MAX_RECORD or exc.frame is None:
+            if final or valid - h >= rec_hdr + pcap.MAX_RECORD or exc.frame is None:
                 # The first record of the chunk is damaged (or the header is).
                 if frames == 0:
                     raise
@@ -157,13 +180,27 @@ def _pcap_chunks(src: _Bytes, head: bytes, size: int) -> Iterator[Chunk]:
             cap.warnings = [_shift(w, src.path, frames) for w in cap.warnings]
             yield Chunk(cap, frames + 1, True)
             return
-        end = int(cap.data_off[-1] + cap.caplen[-1]) - len(header) if n else 0
         if n == 0:
             continue
+        end = int(cap.data_off[-1] + cap.caplen[-1])
         cap.warnings = []                   # the cut record is carried over, not lost
         yield Chunk(cap, frames + 1, False)
         frames += n
-        data = data[end:]
+        del cap, view
+        rest = valid - end
+        if reuse:
+            buf[h:h + rest] = buf[end:valid]    # same length: allowed while the old chunk's views live
+        else:
+            buf = _buffer(header, memoryview(buf)[end:valid], size + rest)
+        valid = h + rest
+
+
+def _buffer(header: bytes, carried, room: int) -> bytearray:
+    """A buffer holding ``header`` and ``carried``, with ``room`` bytes after the header."""
+    buf = bytearray(len(header) + max(room, len(carried)))
+    buf[:len(header)] = header
+    buf[len(header):len(header) + len(carried)] = carried
+    return buf
 
 
 def _stopped(path: str, fmt: str, frames: int, why: str) -> Chunk:
@@ -216,18 +253,23 @@ class _Sections:
 def _pcapng_chunks(src: _Bytes, head: bytes, size: int) -> Iterator[Chunk]:
     sections = _Sections()
     frames = 0
-    data = head
+    carried: bytes | memoryview = head
     while True:
-        data += src.read(size)
-        final = src.eof
         prefix, base = sections.prefix()
+        p = len(prefix)
+        buf = bytearray(p + len(carried) + size)
+        buf[:p] = prefix
+        buf[p:p + len(carried)] = carried
+        valid = p + len(carried) + src.readinto(memoryview(buf)[p + len(carried):])
+        final = src.eof
+        data = memoryview(buf)[p:valid]
         end, damaged = _walk_blocks(data, sections)
         if end == 0 and not (final or damaged):
-            continue                        # one block bigger than what we have: read on
+            carried = bytes(data)           # one block bigger than what we have: read on
+            continue
         last = final or damaged
-        piece = data if last else data[:end]
         try:
-            cap = pcapng.parse(prefix + piece, src.path)
+            cap = pcapng.parse(memoryview(buf)[:valid if last else p + end], src.path)
         except InputError as exc:
             if frames == 0:
                 raise
@@ -240,10 +282,10 @@ def _pcapng_chunks(src: _Bytes, head: bytes, size: int) -> Iterator[Chunk]:
         if last or stopped:
             return
         frames += len(cap)
-        data = data[end:]
+        carried = bytes(data[end:])
 
 
-def _walk_blocks(data: bytes, sections: _Sections) -> tuple[int, bool]:
+def _walk_blocks(data: memoryview, sections: _Sections) -> tuple[int, bool]:
     """(where the last whole block of ``data`` ends, whether a block header is impossible).
 
     Updates ``sections`` with the section and interface blocks walked over."""
@@ -264,7 +306,7 @@ def _walk_blocks(data: bytes, sections: _Sections) -> tuple[int, bool]:
         if off + blen > n:
             break
         if btype == _SHB or btype == _IDB:
-            sections.add(btype, data[off:off + blen])
+            sections.add(btype, bytes(data[off:off + blen]))
             sections.order = order
         off += blen
     return off, False

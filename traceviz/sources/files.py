@@ -21,7 +21,7 @@ the member's own frame numbers (open that file to see it).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -35,8 +35,9 @@ Progress = Callable[[str], None]
 
 @dataclass
 class Member:
-    """One file of a set.  Fields: path (as given), first (time of its first frame; None:
-    none has one), size (bytes on disk), error (why it cannot be read at all, else None)."""
+    """One file of a set.  Fields: path (as given), first and last (times of its first and
+    last frames; None: none has one), size (bytes on disk), error (why it cannot be read at
+    all, else None), frames, format (pcap, pcapng)."""
 
     path: str
     first: float | None = None
@@ -45,7 +46,6 @@ class Member:
     frames: int = 0
     last: float | None = None
     format: str = ""
-    warnings: list = field(default_factory=list)
 
 
 def capture_files(target) -> list[str] | None:
