@@ -21,7 +21,6 @@ from hypothesis import strategies as st
 
 import hostile
 import traceviz
-from traceviz.assemble.qlog import version_name
 from traceviz.errors import InputError
 from traceviz.sources import jsonfile, kind_of
 from traceviz.sources.qlog import read_qlog
@@ -329,13 +328,6 @@ def test_qlog_is_bounded_like_har(tmp_path, monkeypatch):
     bomb.write_bytes(gzip.compress(b'{"qlog_version": "0.3", "traces": [' + b" " * 100_000 + b"]}"))
     with pytest.raises(InputError, match="refusing"):
         read_qlog(bomb)
-
-
-def test_version_names():
-    assert [version_name(v) for v in (1, 0x6B3343CF, 0xFF00001D, 0x51303530, 0x54303531, 0x1A2A3A4A,
-                                      0xFACEB002, 0)] == \
-        ["QUIC v1", "QUIC v2", "draft-29", "Google Q050", "Google T051", "reserved (greased)", "mvfst",
-         "Version Negotiation"]
 
 
 def test_commands_work_on_a_qlog_folder():
