@@ -20,6 +20,7 @@ from typing import Any, Iterable
 
 import pandas as pd
 
+from traceviz.assemble.http import media_type
 from traceviz.errors import describe
 from traceviz.model import SourceInfo, Timeline, conform, empty_table
 from traceviz.sources.browser_export import read_export
@@ -227,6 +228,7 @@ def har_request_rows(har: HarLog, warnings: list[str] | None = None) -> list[dic
             **ph,
             "reused_connection": _reused(ph, answered, e.timings),
             "source": "har",
+            "content_type": media_type(e.mime_type),
             "request_id": e.request_id or str(i),
             "page": e.page,
             "resource_type": e.resource_type,
@@ -373,6 +375,7 @@ def chrome_request_row(h: ChromeRequest, source: str, offset: float, index: int)
         **ph,
         "reused_connection": reused,
         "source": source,
+        "content_type": media_type(r.mime_type),
         "request_id": h.request_id,
         "page": h.frame,
         "resource_type": h.resource_type,
