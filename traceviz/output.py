@@ -36,7 +36,6 @@ import math
 import sys
 import textwrap
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Iterable
 
 from rich.cells import cell_len, set_cell_size
@@ -125,15 +124,7 @@ def print_json(data: Any) -> None:
 
 # ---------------------------------------------------------------- time
 
-def epoch_text(ts: float | None, time_only: bool = False) -> str:
-    """Wall-clock UTC; a time no calendar holds (a damaged timestamp) as its number, said so."""
-    if ts is None or (isinstance(ts, float) and math.isnan(ts)):
-        return MISSING
-    try:
-        when = datetime.fromtimestamp(ts, tz=timezone.utc)
-    except (ValueError, OverflowError, OSError):
-        return f"{ts:.6f} (not a date)"
-    return when.strftime("%H:%M:%S.%f" if time_only else "%Y-%m-%d %H:%M:%S.%f UTC")
+epoch_text = units.utc
 
 
 def plausible_time(ts: float) -> bool:

@@ -8,6 +8,9 @@ and a notebook's ``Timeline`` agree; it imports nothing.
 
 from __future__ import annotations
 
+import math
+from datetime import datetime, timezone
+
 # Moments, in epoch seconds (float).  A packet's ``ack`` is an integer and is not one of them.
 EPOCH = frozenset({
     "ts", "start", "end", "syn", "synack", "ack", "last_syn", "first_ts", "first", "last",
@@ -44,3 +47,28 @@ def ms(seconds: float) -> str:
 def relative(ts: float, origin: float) -> str:
     """A moment as seconds since ``origin``: ``0.253368``."""
     return f"{ts - origin:.{TIME_DECIMALS}f}"
+
+
+def utc(ts: float | None, time_only: bool = False) -> str:
+    """Wall-clock UTC; a time no calendar holds (a damaged timestamp) as its number, said so."""
+    if ts is None or (isinstance(ts, float) and math.isnan(ts)):
+        return "\u2013"
+    try:
+        when = datetime.fromtimestamp(ts, tz=timezone.utc)
+    except (ValueError, OverflowError, OSError):
+        return f"{ts:.6f} (not a date)"
+    return when.strftime("%H:%M:%S.%f" if time_only else "%Y-%m-%d %H:%M:%S.%f UTC")
+
+
+def readable(value, column: str, origin: float | None) -> str | None:
+    """A table cell in its unit (relative seconds, milliseconds), or None to leave it as it is."""
+    k = kind(column)
+    if k == "duration" and isinstance(value, (list, tuple)):
+        return ", ".join(ms(v) for v in value)
+    if not isinstance(value, float) or k is None:
+        return None
+    if math.isnan(value):
+        return "\u2013"
+    if k == "epoch":
+        return relative(value, origin) if origin is not None else utc(value)
+    return ms(value) if k == "duration" else f"{value:.{DURATION_DECIMALS}f}"

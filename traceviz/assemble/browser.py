@@ -20,9 +20,8 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from traceviz.assemble.http import media_type
 from traceviz.errors import describe
-from traceviz.model import SourceInfo, Timeline, conform, empty_table
+from traceviz.model import SourceInfo, Timeline, conform, empty_table, media_type
 from traceviz.sources.browser_export import read_export
 from traceviz.sources.cdp import CdpLog
 from traceviz.sources.chrome import ChromePage, ChromeRequest, response_of

@@ -11,6 +11,7 @@ import pandas as pd
 
 from traceviz.decode.http import http1, http2
 from traceviz.decode.http.upgrade import UpgradeConnection
+from traceviz.model import media_type
 
 NAN = float("nan")
 
@@ -68,14 +69,6 @@ def opening_phases(rows: list[dict], syn: float | None, ack: float | None, hello
         if row.get("ttfb") is not None:
             row["ttfb"] += start - begin
         row["start"] = begin
-
-
-def media_type(value: str | None) -> str | None:
-    """``text/html; charset=utf-8`` -> ``text/html`` (parameters dropped, lower case)."""
-    if not value:
-        return None
-    media = value.split(";", 1)[0].strip().lower()
-    return media or None
 
 
 # -- HTTP/1.x ---------------------------------------------------------------------
