@@ -28,6 +28,7 @@ NAME = "handshakes"
 TITLE = "TCP handshakes"
 NEEDS = "TCP connections whose packets were captured (a HAR or a DevTools trace has no SYNs to time)"
 FAILS_ON = "a connection refused, a SYN never answered, a retransmitted SYN, or a client that gave up on its handshake"
+EXAMPLE = "tcp-handshakes"       # the bundled capture the chart gallery draws from
 FIGURES = {"ladder": "one connection's packets between client and server, the handshake's round trip split at the "
                      "capture point",
            "rtt": "the handshake round trips of every connection: their distribution and over time (5+ connections)"}
@@ -39,7 +40,6 @@ ROW_FIELDS = JSON_FIELDS + ["rtt_server", "rtt_client", "irtt", "syn_wait", "syn
 # The TCP tier's handshake details (decode/tcp/connections.py), after the others.
 DETAIL_FIELDS = ["last_syn", "synack_lost", "server_half", "client_half"]
 RTT_VIEW_MIN = 5          # connections before the across-connections view is worth drawing
-LADDER_PACKETS = 80       # packets drawn in the ladder
 LIST_MAX = 4              # name at most this many conns in one sentence
 
 
@@ -330,8 +330,8 @@ def most_interesting(rows: pd.DataFrame) -> int:
 
 def _ladder(tl, row, theme):
     from traceviz.charts.ladder import ladder
-    # The handshake and what follows it; the rest of a long transfer is another question.
-    return ladder(tl.packets, row, theme=theme, events=tl.events, max_packets=LADDER_PACKETS)
+    # The whole connection to scale: it opens on the handshake and scrolls to the rest.
+    return ladder(tl.packets, row, theme=theme, events=tl.events)
 
 
 def _rtt(rows, theme):
