@@ -75,6 +75,9 @@ _LIGHT = {
     "send": "#56B4E9",
     "wait": "#2CA02C",
     "receive": "#0072B2",
+    # HTTP statuses that are trouble: client errors amber, server errors red
+    "4xx": "#B35900",
+    "5xx": "#C0392B",
 }
 
 _DARK = {
@@ -113,6 +116,8 @@ _DARK = {
     "send": "#7FC8F8",
     "wait": "#58D68D",
     "receive": "#5DADE2",
+    "4xx": "#F5B041",
+    "5xx": "#FF6B6B",
 }
 
 # The talk palette is the light one pushed to full contrast: pure black text,
