@@ -8,10 +8,11 @@ browser, so it is the first place hostile input would bite.
 The page opens with a contents list; each file has a header of facts (format,
 size, first packet, duration, counts, what the keys decrypted) and a section
 per recipe that applied, each with an anchor (``#f1-handshakes``) to link to.
-Recipes that did not apply are named with what they need.  Charts fill the
-page's width whatever their theme (a talk chart is 1920 px wide on a slide,
-not in a page).  Times in tables count from each file's first packet, as in
-the terminal.
+Recipes that did not apply are named with what they need.  Each chart is
+drawn at its designed size and scaled down to the page's width (a talk
+chart is a 1920 px slide; in a page it is the same slide, smaller), so what
+the page shows is what ``--chart x.png`` would.  Times in tables count from
+each file's first packet, as in the terminal.
 """
 
 from __future__ import annotations
@@ -153,7 +154,7 @@ def _section(part: Section, anchor: str, theme: str, clock: Clock) -> str:
         html_parts.append(f"<table class='summary'>{rows}</table>")
     for name in f.figures:
         try:
-            html_parts.append(f"<div class='chart'>{figure_html(f.figure(name, theme))}</div>")
+            html_parts.append(figure_html(f.figure(name, theme), theme))
         except Exception as exc:  # a figure that cannot be drawn is noted; the numbers still stand
             html_parts.append(f"<p class='warn'>figure {_e(name)} could not be drawn: {_e(exc)}</p>")
     if len(f.rows):
@@ -162,11 +163,17 @@ def _section(part: Section, anchor: str, theme: str, clock: Clock) -> str:
     return "\n".join(html_parts)
 
 
-def figure_html(fig) -> str:
-    """A chart for a page: it takes the page's width (a theme's fixed slide size is for images)."""
+def figure_html(fig, theme: str = "light") -> str:
+    """A chart for a page: drawn at the size it was designed for (1280 px wide, a talk chart
+    1920 x 1080) and scaled down to the page's width by the page's script, so its furniture
+    sits exactly as in a PNG of it, however narrow the window."""
+    from traceviz.charts import theme as themes
     from traceviz.charts.export import to_html_fragment
-    fig.update_layout(width=None, autosize=True)
-    return to_html_fragment(fig)
+    s = themes.sizes(theme)
+    width, height = int(fig.layout.width or s["width"]), int(fig.layout.height or s["height"])
+    fig.update_layout(width=width, height=height, autosize=False)
+    return (f"<div class='fit' data-width='{width}' data-height='{height}'>"
+            f"<div class='slide' style='width:{width}px;height:{height}px'>{to_html_fragment(fig)}</div></div>")
 
 
 def _table(df: pd.DataFrame, columns: list, clock: Clock) -> str:
@@ -200,7 +207,8 @@ _PAGE = """<!DOCTYPE html>
  .question {{ font-style: italic; }}
  .meta {{ color: #666; }}
  .warn {{ color: #a35b00; }}
- .chart {{ width: 100%; overflow-x: auto; }}
+ .fit {{ width: 100%; overflow: hidden; margin: 1em 0; }}
+ .slide {{ transform-origin: 0 0; }}
  table {{ border-collapse: collapse; margin: 1em 0; font-size: 90%; }}
  caption {{ text-align: left; color: #666; padding-bottom: .3em; }}
  th, td {{ border: 1px solid #ccc; padding: .25em .6em; text-align: left; }}
@@ -215,5 +223,17 @@ _PAGE = """<!DOCTYPE html>
 </ol></nav>
 {body}
 <p class="meta">Made by traceviz {version}. Works offline: plotly.js is inlined once, in this page.</p>
+<script>
+// Each chart keeps the size it was designed for and is scaled to the page's width.
+function fitCharts() {{
+  for (const box of document.querySelectorAll(".fit")) {{
+    const k = Math.min(1, box.clientWidth / Number(box.dataset.width));
+    box.firstElementChild.style.transform = k < 1 ? "scale(" + k + ")" : "";
+    box.style.height = Number(box.dataset.height) * k + "px";
+  }}
+}}
+window.addEventListener("resize", fitCharts);
+fitCharts();
+</script>
 </body></html>
 """

@@ -42,7 +42,7 @@ import plotly.graph_objects as go
 
 from traceviz.charts import theme as themes
 from traceviz.charts.export import INTERACTIVE
-from traceviz.charts.text import fmt_ms, safe
+from traceviz.charts.text import fmt_ms, safe, wrap
 from traceviz.model import TCP_FLAG_NAMES
 
 CLIENT_X, SERVER_X = 0.0, 1.0
@@ -487,8 +487,9 @@ X_RANGE = (-0.16, 1.52)
 
 
 def _margins(s: dict) -> dict:
+    # the title, two lines of subtitle, then the lanes' names above the plot
     return dict(l=int(s["font"] * 7), r=int(s["font"] * 1.5),
-                t=int(s["title"] * 1.7 + s["font"] * 5.2 + 16), b=int(s["font"] * 4.5))
+                t=int(s["title"] * 1.7 + s["font"] * 6.5 + 16), b=int(s["font"] * 4.5))
 
 
 # --- drawing ------------------------------------------------------------------------------
@@ -769,9 +770,11 @@ def _layout(fig, connection, hs, total, max_packets, scale, view: _View, rows, c
         live.append(f"opens on the first {shown}: drag up and down, or jump with the buttons")
         still.append(f"the first {shown} of {len(rows)} drawn here (the .html chart scrolls)")
     tickvals, ticktext = scale.ticks(view.bottom - view.top)
+    width = s["width"] * 0.9
     fig.update_layout(
         title=dict(text=f"<b>TCP connection {safe(conn)}</b>: {client} \u2192 {server}",
-                   subtitle=dict(text=" \u00b7 ".join(live), font=dict(color=c["muted"], size=s["font"]))),
+                   subtitle=dict(text=wrap(" \u00b7 ".join(live), width, s["font"]),
+                                 font=dict(color=c["muted"], size=s["font"]))),
         xaxis=dict(visible=False, range=list(X_RANGE), fixedrange=True),
         yaxis=dict(title=dict(text=scale.axis_title), range=[view.bottom, view.top],
                    zeroline=False, tickmode="array", tickvals=tickvals, ticktext=ticktext, showgrid=False),
@@ -779,7 +782,7 @@ def _layout(fig, connection, hs, total, max_packets, scale, view: _View, rows, c
         margin=_margins(s),
         showlegend=True,
         dragmode="pan",
-        meta={"static": {"title": {"subtitle": {"text": " \u00b7 ".join(still)}}}},
+        meta={"static": {"title": {"subtitle": {"text": wrap(" \u00b7 ".join(still), width, s["font"])}}}},
     )
     if not view.whole:
         fig.update_layout(updatemenus=[_jumps(rows, view, s)])

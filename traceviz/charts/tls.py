@@ -67,7 +67,7 @@ def handshake_ladder(events: pd.DataFrame, session: Mapping[str, Any] | pd.Serie
                            yshift=int(s["small"] * 0.75) + 2, font=dict(size=s["small"], color=color), xref="x", yref="y")
         fig.add_annotation(x=x0, y=y, text=f"{t_ms:.1f} ms · #{int(e['frame'])}", showarrow=False,
                            xanchor="right" if sender_client else "left", xshift=-6 if sender_client else 6,
-                           font=dict(size=max(s["small"] - 2, 9), color=c["muted"]))
+                           font=dict(size=s["small"], color=c["muted"]))
     for i, rt in enumerate(round_trips):
         y0 = _row_at(ms, ys, (float(rt["start"]) - float(t0)) * 1000.0, first=True)
         y1 = _row_at(ms, ys, (float(rt["end"]) - float(t0)) * 1000.0, first=False) + slant
@@ -86,23 +86,22 @@ def handshake_ladder(events: pd.DataFrame, session: Mapping[str, Any] | pd.Serie
         fig.add_shape(type="line", x0=x, x1=x, y0=-0.5, y1=span + 1.0,
                       line=dict(color=c["lane"], width=s["line"] + 1))
     title, subtitle = _title(session)
-    fig.add_annotation(text=subtitle, xref="paper", yref="paper", x=0, y=1.0, yshift=78, xanchor="left",
-                       yanchor="bottom", showarrow=False, align="left",
-                       font=dict(size=s["small"], color=c["muted"]))
     fig.update_layout(
-        title=title, showlegend=True,
+        title=dict(text=title, subtitle=dict(text=subtitle, font=dict(size=s["font"], color=c["muted"]))),
+        showlegend=True,
         xaxis=dict(range=[-0.7, 1.3], tickvals=[CLIENT_X, SERVER_X],
                    ticktext=[f"client<br>{safe(_val(session, 'client', ''))}",
                              f"server<br>{safe(_val(session, 'server', ''))}"],
                    side="top", showgrid=False, zeroline=False),
         yaxis=dict(autorange="reversed", zeroline=False, showticklabels=False, showgrid=False, ticks="",
                    title="time ↓ (ms since the ClientHello by each arrow)"),
-        legend=dict(orientation="h", y=-0.06),
     )
-    themes.apply(fig, theme)
-    fig.update_layout(margin=dict(t=150, l=30))
     if theme != "talk":
         fig.update_layout(height=max(460, min(1600, 260 + 36 * (span + 1))), width=900)
+    themes.apply(fig, theme)
+    # the title, its subtitle, then the lanes' names (the top x axis) under them
+    fig.update_layout(margin=dict(t=int(s["title"] * 2 + s["font"] * 5), l=30))
+    themes.legend_below(fig, theme)
     return fig
 
 
@@ -175,7 +174,11 @@ def version_comparison(tls: pd.DataFrame, theme: str = "light") -> go.Figure:
                                    for k, n in counts.items()], textposition="inside",
                              hovertemplate="%{text}<extra></extra>"), row=1, col=2)
     fig.update_yaxes(title_text="ms", row=1, col=1, rangemode="tozero")
-    fig.update_yaxes(title_text="round trips before the first request", row=1, col=2, rangemode="tozero", dtick=1)
-    fig.update_layout(title="TLS 1.2 vs TLS 1.3: what a handshake costs", showlegend=False, bargap=0.3)
+    fig.update_yaxes(title_text="round trips", row=1, col=2, rangemode="tozero", dtick=1)
+    fig.update_layout(title="<b>TLS 1.2 vs TLS 1.3</b>: what a handshake costs", showlegend=False, bargap=0.3)
     themes.apply(fig, theme)
+    s = themes.sizes(theme)
+    for ann in fig.layout.annotations:          # the subplot titles, at the theme's size
+        ann.font = dict(size=s["font"], color=c["muted"])
+    fig.update_layout(margin=dict(t=int(s["title"] * 2 + s["font"] * 3)))
     return fig

@@ -32,7 +32,7 @@ import plotly.graph_objects as go
 
 from traceviz.charts import theme as themes
 from traceviz.charts.export import INTERACTIVE
-from traceviz.charts.text import safe
+from traceviz.charts.text import safe, wrap
 from traceviz.model import mime_kind
 
 # (column, legend label, palette key), in the order they happen.
@@ -49,7 +49,7 @@ SEGMENTS = (
 )
 PHASE_COLUMNS = ("blocked", "dns", "connect", "tls", "send", "wait", "receive")
 VISIBLE_ROWS = 60           # beyond this the chart opens on the first rows; pan or zoom out for the rest
-MARGINS = {False: (124, 96), True: (200, 170)}    # (top, bottom) px: title, subtitle + menu, axis; legend
+MARGINS = {False: (140, 96), True: (224, 170)}    # (top, bottom) px: title, 2 lines of subtitle, axis; legend
 MENU_TOP = {False: 46, True: 70}                   # px from the top: under plotly's toolbar, beside the subtitle
 TALK_ROWS = 22              # what fits a 1080-pixel slide at talk size
 ROW_PX = 18
@@ -98,8 +98,9 @@ def waterfall(requests: pd.DataFrame, pages: Sequence[dict] | None = None, theme
         fig.update_layout(shapes=_bands(rows["_gkey"].tolist(), c))
     labels = _labels(rows, group_by, c)
     span = max(_span(segs), last_mark)
-    live = _title(requests, rows, pages, _visible(name))
-    still = _title(requests, rows, pages, _visible(name), image=True)
+    width = s["width"] * 0.7        # the dropdown sits at the subtitle's right end
+    live = wrap(_title(requests, rows, pages, _visible(name)), width, s["font"])
+    still = wrap(_title(requests, rows, pages, _visible(name), image=True), width, s["font"])
     fig.update_layout(
         barmode="overlay", bargap=0.0,
         title=dict(text=title if title is not None else "<b>Waterfall</b>", subtitle=dict(text=live)),
