@@ -112,10 +112,14 @@ def ladder(packets: pd.DataFrame, connection: pd.Series | Mapping[str, Any], the
     times = [(float(t) - t0) * 1000.0 for t in pk["ts"]]
     frames = [int(f) for f in pk["frame"]]
     keep = _handshake_span(hs, frames, times)
-    geo = _geometry(hs)
-    scale = Warp.around(times, geo, keep)
-    window = _window(times, dirs, scale, geo, s)
-    geo = geo.with_floor(MIN_SLANT * (window[1] - window[0]))
+    # The slant: half a round trip each way when the handshake says so; at least a sliver of the
+    # opening view, found in two steps (a first guess from how closely the packets follow each other).
+    measured = _geometry(hs)
+    geo = measured.with_floor(_spacing(times))
+    for _ in range(2):
+        scale = Warp.around(times, geo, keep)
+        window = _window(times, dirs, scale, geo, s)
+        geo = measured.with_floor(MIN_SLANT * (window[1] - window[0]))
     scale = Warp.around(times, geo, keep)
     window = _window(times, dirs, scale, geo, s)
     lost = _lost(connection, hs, pk, dirs)
@@ -335,7 +339,6 @@ class Warp:
 
     CUT = 0.25
     BREAK = 0.06
-    MIN_DENSE = 0.03
     axis_title = "ms since the connection's first packet"
 
     def __init__(self, breaks: list[tuple[float, float, float, float]], lo: float, hi: float, height: float):
@@ -365,10 +368,8 @@ class Warp:
                 cut.append(i)
             else:
                 break
-        dense = total - sum(merged[j + 1][0] - merged[j][1] for j in cut)
-        if dense < cls.MIN_DENSE * total:
-            cut, dense = [], total      # a drawing of nearly all break says nothing
-        height = max(dense * cls.BREAK, 1e-6)
+        dense = max(total - sum(merged[j + 1][0] - merged[j][1] for j in cut), 1e-9)
+        height = max(dense * cls.BREAK, 1e-9)
         # leave room for the slant floor at both ends of a cut
         margin = 2 * MIN_SLANT * (dense + height * len(cut))
         breaks = sorted((merged[i][1] + margin, merged[i + 1][0] - margin, merged[i][3], merged[i + 1][2])
@@ -401,8 +402,9 @@ class Warp:
         return [(edges[i], edges[i + 1]) for i in range(0, len(edges), 2)]
 
     def ticks(self, span: float, count: int = 8, most: int = 3000) -> tuple[list[float], list[str]]:
-        """Ticks every 'nice' step that puts about ``count`` in ``span`` drawn ms, over the whole drawing."""
-        step = _nice(span / count)
+        """Ticks every 'nice' step that puts about ``count`` in ``span`` drawn ms (less its breaks),
+        over the whole drawing."""
+        step = _nice(max(span - self.height * len(self.breaks), span * 0.05) / count)
         while sum((b - a) / step for a, b in self.segments()) > most:
             step = _nice(step * 2.01)
         vals, texts = [], []
@@ -414,6 +416,12 @@ class Warp:
                 texts.append(_tick_text(v, step))
                 k += 1
         return vals, texts
+
+
+def _spacing(times: list[float]) -> float:
+    """A first slant: a few times the typical gap between packets (a loopback burst is microseconds)."""
+    gaps = sorted(b - a for a, b in zip(times, times[1:]) if b > a)
+    return 4 * gaps[len(gaps) // 2] if gaps else 1.0
 
 
 def _window(times: list[float], dirs: list[str], scale: Warp, geo: _Geometry, s: dict) -> tuple[float, float]:

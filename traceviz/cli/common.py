@@ -200,10 +200,11 @@ def check_choice(option: str, value: str | None, choices, where: str = "") -> No
     """An option's value must be one of ``choices`` (case-insensitive), else exit 2 naming them."""
     if value is None:
         return
-    known = sorted({str(c) for c in choices}, key=str.lower)
+    known = list(dict.fromkeys(str(c) for c in (sorted(choices, key=str.lower) if isinstance(choices, (set, frozenset))
+                                                 else choices)))
     if value.lower() not in {c.lower() for c in known}:
-        have = ", ".join(known) if known else "none"
-        raise InputError(f"--{option}", f"unknown {option} {value!r}{where}: choose one of {have}")
+        have = "none here" if not known else known[0] if len(known) == 1 else f"{', '.join(known[:-1])} or {known[-1]}"
+        raise InputError(f"--{option}", f"unknown {option} {value!r}{where}: choose {have}")
 
 
 def check_conn(tl, conn: int | None, conns=None) -> None:
