@@ -23,7 +23,7 @@ def test_sections_follow_what_each_file_holds():
     tcp = traceviz.load("tcp-handshakes")
     har = traceviz.load("captures/browser-page-load.har")
     parts = report.sections([tcp, har], recipes())
-    ran = {(p.file, p.recipe) for p in parts if p.error is None}
+    ran = {(p.file, p.recipe) for p in parts if p.finding is not None}
     assert (tcp.source.path, "handshakes") in ran
     assert (tcp.source.path, "tls") not in ran            # no TLS in that capture
     assert (har.source.path, "waterfall") in ran

@@ -273,7 +273,7 @@ def shorten(text: str, width: int, where: str = "end") -> str:
         scheme, sep, rest = text.partition("://")
         host, slash, _ = rest.partition("/")
         front = scheme + sep + host + slash if sep and slash else ""
-        if front and _width(front) + 12 <= width:
+        if front and _width(front) + 8 <= width:
             return front + ELLIPSIS + _tail_cells(text, width - _width(front) - 1)
         where = "middle"
     if where == "middle":
