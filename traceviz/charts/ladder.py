@@ -34,7 +34,6 @@ from __future__ import annotations
 import bisect
 import math
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
 from typing import Any, Mapping
 
 import pandas as pd
@@ -44,6 +43,7 @@ from traceviz.charts import theme as themes
 from traceviz.charts.export import INTERACTIVE
 from traceviz.charts.text import fmt_ms, safe, wrap
 from traceviz.model import TCP_FLAG_NAMES
+from traceviz.units import utc
 
 CLIENT_X, SERVER_X = 0.0, 1.0
 MIN_SLANT = 0.025          # of the opening view's height, so arrows never look horizontal
@@ -731,7 +731,7 @@ def _draw_hover(fig, rows, connection, c, s):
         who = f"{client} \u2192 {server}" if r["dir"] == "c2s" else f"{server} \u2192 {client}"
         lines = [
             f"<b>frame {int(p['frame'])}</b>  +{r['t']:.3f} ms",
-            safe(_abs_time(float(p["ts"]))),
+            safe(utc(float(p["ts"]))),
             who,
             f"flags: {safe(flag_text(p.get('flags')) or 'none')}",
             "seq={} ack={} len={} win={}".format(*(_show(_num(p.get(k))) for k in ("seq", "ack", "len", "win"))),
@@ -856,6 +856,3 @@ def _num(v) -> int | None:
 def _show(v) -> str:
     return "\u2014" if v is None else str(v)
 
-
-def _abs_time(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f UTC")

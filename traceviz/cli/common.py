@@ -79,14 +79,21 @@ def _top(version: Annotated[bool, typer.Option("--version", metavar="", is_eager
     """Explain what happened on the wire."""
 
 
-# typer prints a type column (<str>, <list[str]>) beside each parameter; the metavars given above
-# say more (FILE, N, PATH), and a flag takes no value at all.  typer uses an argument's metavar for
-# its name but still prints its type, so an argument with a metavar shows no type.
-def _argument_type(self, ctx):
-    return None if self.metavar else type(self).display_type(self, ctx)
+# typer prints a type column (<str>, <list[str]>, <bool>) beside each parameter; the metavars given
+# above say more (FILE, N, PATH), and a flag (--help too) takes no value to describe.  An argument's
+# metavar is already its name in that panel, so it shows no type.
+def _type_column(original):
+    def column(self, ctx):
+        if isinstance(self, typer.core.TyperArgument):
+            return None if self.metavar else original(self, ctx)
+        if self.metavar is not None:
+            return self.metavar or None
+        return None if getattr(self, "is_flag", False) else original(self, ctx)
+    return column
 
 
-typer.core.TyperArgument.display_type_rich = _argument_type
+for _kind in (typer.core.TyperArgument, typer.core.TyperOption):
+    _kind.display_type_rich = _type_column(_kind.display_type_rich)
 
 
 def rows_json(value: str | None, findings: bool = False) -> str | None:

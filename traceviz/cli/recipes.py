@@ -63,7 +63,7 @@ def recipe_command(path: Path, head: Header | None = None):
 
 def _signature(command, head: Header) -> inspect.Signature:
     """The command's parameters as this recipe declares them (what --help lists)."""
-    sig = inspect.signature(command)
+    sig = inspect.signature(command, eval_str=True)     # the Annotated options, not their names as text
     params = []
     for p in sig.parameters.values():
         if p.name == "conn" and not head.takes_conn:

@@ -17,7 +17,7 @@ from traceviz.recipe import discover, load_module, read_header
 
 @app.command()
 def report(files: Annotated[list[str], typer.Argument(help="One or more captures, HARs or traces (or bundled capture names).",
-                                                     metavar="FILE...", show_default=False)],
+                                                     metavar="FILE", show_default=False)],
            out: Annotated[Path, typer.Option("-o", "--output", metavar="PATH", help="The HTML page to write.")] = Path("traceviz-report.html"),
            theme: ThemeOpt = "light", keylog: KeylogOpt = None, rsa_key: RsaOpt = None) -> None:
     """Every recipe that applies, for every file, in one self-contained HTML page (works offline)."""
