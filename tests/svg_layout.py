@@ -11,6 +11,7 @@ out: their placement has its own test.
 
 from __future__ import annotations
 
+import math
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -119,3 +120,65 @@ def clashes(svg: str) -> list[tuple[Box, Box]]:
 def canvas(svg: str) -> tuple[float, float]:
     root = ET.fromstring(svg)
     return float(root.get("width")), float(root.get("height"))
+
+
+def labels(svg: str, inset: float = 2.0) -> list[tuple[str, list[tuple[float, float]]]]:
+    """Rotated annotations (the ladder's arrow labels): their text and drawn corners, ``inset`` px in."""
+    root = ET.fromstring(svg)
+    parent = {c: p for p in root.iter() for c in p}
+    out = []
+    for g in root.iter(f"{SVG}g"):
+        if g.get("class") != "annotation-text-g":
+            continue
+        m = re.search(r"rotate\(([-\d.e]+),([-\d.e]+),([-\d.e]+)\)", g.get("transform", ""))
+        rect = next(g.iter(f"{SVG}rect"), None)
+        if not m or rect is None or abs(float(m.group(1))) <= 0.5:
+            continue
+        angle, cx, cy = (float(v) for v in m.groups())
+        x, y = _offset(parent, parent[rect])
+        x0, y0 = x + float(rect.get("x", 0)) + inset, y + float(rect.get("y", 0)) + inset
+        x1, y1 = x0 + float(rect.get("width")) - 2 * inset, y0 + float(rect.get("height")) - 2 * inset
+        px, py = _offset(parent, g)
+        cx, cy = cx + px, cy + py
+        a = math.radians(angle)
+        corners = [(cx + (u - cx) * math.cos(a) - (v - cy) * math.sin(a),
+                    cy + (u - cx) * math.sin(a) + (v - cy) * math.cos(a)) for u, v in ((x0, y0), (x1, y0), (x1, y1), (x0, y1))]
+        out.append(("".join(g.itertext()).strip(), corners))
+    return out
+
+
+def line_segments(svg: str) -> list[tuple[tuple[float, float], tuple[float, float]]]:
+    """Every straight piece of every scatter line, in drawn pixels."""
+    root = ET.fromstring(svg)
+    parent = {c: p for p in root.iter() for c in p}
+    out = []
+    for path in root.iter(f"{SVG}path"):
+        if "js-line" not in (path.get("class") or ""):
+            continue
+        ox, oy = _offset(parent, path)
+        for run in re.findall(r"M[^M]+", path.get("d", "")):
+            pts = [(float(a) + ox, float(b) + oy) for a, b in re.findall(r"([-\d.e]+),([-\d.e]+)", run)]
+            out += list(zip(pts, pts[1:]))
+    return out
+
+
+def _offset(parent, el) -> tuple[float, float]:
+    x = y = 0.0
+    while el is not None:
+        dx, dy = _translate(el)
+        x, y = x + dx, y + dy
+        el = parent.get(el)
+    return x, y
+
+
+def intersect(a: list, b: list) -> bool:
+    """Two convex polygons (a segment: two corners) intersect: no separating axis between them."""
+    for poly in (a, b):
+        for k in range(len(poly) if len(poly) > 2 else 1):
+            (x1, y1), (x2, y2) = poly[k], poly[(k + 1) % len(poly)]
+            nx, ny = y1 - y2, x2 - x1
+            pa = [nx * x + ny * y for x, y in a]
+            pb = [nx * x + ny * y for x, y in b]
+            if max(pa) < min(pb) or max(pb) < min(pa):
+                return False
+    return True

@@ -136,11 +136,16 @@ def write_images(items: Iterable[tuple[go.Figure, str | Path]]) -> list[Path]:
         scales.append(1 if (w >= 1920 or p.suffix.lower() == ".svg") else 2)
         with contextlib.suppress(FileNotFoundError):
             p.unlink()          # so that a file found afterwards is this render's
-    try:
-        pio.write_images(figs, paths, width=widths, height=heights, scale=scales, validate=True)
-    except Exception as exc:  # kaleido/choreographer raise many kinds; say it once, plainly
-        raise ImageExportError(f"could not render {paths[0].name}: {one_line(exc)}. "
-                               f"Browser: {browser() or 'none found'} (set BROWSER_PATH to change it)") from exc
+    for attempt in (1, 2):    # a browser starved of CPU now and then returns without an image: once more
+        try:
+            pio.write_images(figs, paths, width=widths, height=heights, scale=scales, validate=True)
+        except Exception as exc:  # kaleido/choreographer raise many kinds; say it once, plainly
+            if attempt == 2:
+                raise ImageExportError(f"could not render {paths[0].name}: {one_line(exc)}. Browser: "
+                                       f"{browser() or 'none found'} (set BROWSER_PATH to change it)") from exc
+            continue
+        if all(p.is_file() and p.stat().st_size for p in paths):
+            break
     missing = [p.name for p in paths if not p.is_file() or p.stat().st_size == 0]
     if missing:
         raise ImageExportError(f"the browser wrote no image for {', '.join(missing)} "
