@@ -543,3 +543,28 @@ def test_ladder_on_corpus_agrees_with_tshark(name):
             assert f"flags: {w['flags']}" in text
             ack = w["ack"] if "ACK" in w["flags"] else None
             assert f"seq={w['seq']} ack={ack if ack is not None else chr(0x2014)} len={w['len']}" in text
+
+
+def test_a_syn_lost_on_the_path_is_not_drawn_as_arriving():
+    tl = lost_syn_timeline()
+    fig = ladder(tl.packets, tl.connections.iloc[0], events=tl.events)
+    syn = trace(fig, "SYN / SYN-ACK")
+    ends = [(x, sym) for x, sym in zip(syn.x[1::3], syn.marker.symbol[1::3])]
+    first = ends[0]                                       # frame 1, the SYN the scenario lost beyond the capture point
+    capture_x = [sh.x0 for sh in fig.layout.shapes if sh.type == "line" and sh.line.dash == "dash"][0]
+    assert capture_x < first[0] < 1.0 and first[1] == "x-thin"
+    assert any("never arrived" in (t.name or "") for t in fig.data)
+    answered = trace(fig, "retransmission")
+    assert answered.x[1] == 1.0                           # the retransmitted SYN reached the server
+
+
+def test_the_time_axis_is_not_cut_inside_the_handshake_it_annotates():
+    # a server that takes 1.2 s to answer: the silence between SYN and SYN-ACK is the handshake itself
+    tl = timeline(tcp_conversation(0, 1_700_000_000.0, d_client=0.002, d_server=0.6))
+    fig = ladder(*_one(tl))
+    hover = trace(fig, "packets")
+    y_syn, y_ack = hover.y[0], hover.y[2]
+    cuts = [(sh.y0, sh.y1) for sh in fig.layout.shapes if sh.type == "rect" and sh.x0 < 0]
+    assert not any(y_syn < y0 < y_ack for y0, _ in cuts)
+    assert (y_ack - y_syn) == pytest.approx(1204, abs=1)  # drawn to scale: SYN -> ACK, 1.204 s
+    assert "handshake RTT 1.20 s" in " ".join(annotation_texts(fig))
