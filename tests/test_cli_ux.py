@@ -299,3 +299,27 @@ def test_an_export_that_leaves_no_file_is_an_error(monkeypatch, tmp_path):
     monkeypatch.setattr(pio, "write_images", lambda *a, **k: None)      # a browser that returned without writing
     with pytest.raises(export.ImageExportError, match="wrote no image for a.png"):
         export.write_images([(go.Figure(), tmp_path / "a.png")])
+
+
+# ---------------------------------------------------------------- the README
+
+def test_the_readmes_tour_runs_as_written_at_80_columns(tmp_path):
+    """Each command of the README's tour, as a process on an 80-column terminal."""
+    import subprocess
+    readme = (ROOT / "README.md").read_text()
+    tour = re.search(r"## A tour.*?```sh\n(.*?)\n```", readme, re.S).group(1)
+    commands = [line.split("#")[0].split() for line in tour.splitlines() if line.strip()]
+    assert len(commands) >= 10 and all(c[0] == "traceviz" for c in commands)
+    env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "NO_COLOR")}
+    env.update(COLUMNS="80", TTY_COMPATIBLE="1", PYTHONPATH=str(ROOT))
+    for argv in commands:
+        p = subprocess.run([sys.executable, "-c", "from traceviz.cli import main; main()", *argv[1:]],
+                           capture_output=True, text=True, cwd=tmp_path, env=env, timeout=180)
+        assert p.returncode == 0, (argv, p.stderr[-2000:])
+        assert "Traceback" not in p.stderr
+        plain = re.sub(r"\x1b\[[0-9;]*m", "", p.stdout)
+        from rich.cells import cell_len
+        assert plain.strip() or argv[1] == "report", argv          # a report's only words are on stderr
+        assert max((cell_len(line) for line in plain.splitlines()), default=0) <= 80, argv
+    for made in ("ladder.png", "page.html", "report.html"):
+        assert (tmp_path / made).stat().st_size > 1000
