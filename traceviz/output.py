@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 import textwrap
 from dataclasses import dataclass
@@ -81,10 +82,13 @@ _CONTROL = {i: f"\\x{i:02x}" for i in list(range(0x20)) + [0x7f]}
 _CONTROL.update({0x85: "\\x85", 0x2028: "\\u2028", 0x2029: "\\u2029"})
 
 
+_HAS_CONTROL = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]").search
+
+
 def printable(value: Any) -> str:
     """Text safe for a terminal: control characters shown as escapes."""
     text = value if isinstance(value, str) else str(value)
-    return text.translate(_CONTROL) if any(ord(c) < 0x20 or ord(c) in (0x7f, 0x85, 0x2028, 0x2029) for c in text) else text
+    return text.translate(_CONTROL) if _HAS_CONTROL(text) else text
 
 
 def plain(value: Any) -> Any:
@@ -224,7 +228,12 @@ def column_texts(series: pd.Series, column: str, clock: Clock | None = None) -> 
         scale = 1000.0 if k == "duration" else 1.0
         d = units.DURATION_DECIMALS
         return [MISSING if v != v else f"{v * scale:.{d}f}" for v in vals]
-    return [fmt(v, column, clock) for v in series.tolist()]
+    if series.dtype.kind in "iu":
+        return [str(v) for v in series.tolist()]
+    values = series.tolist()
+    if series.dtype == object and all(type(v) is str for v in values):
+        return [printable(v) for v in values]
+    return [fmt(v, column, clock) for v in values]
 
 
 # ---------------------------------------------------------------- tables
@@ -251,15 +260,23 @@ FLOOR = 10                # and to this, when nothing else can go
 
 @dataclass
 class Layout:
-    """What a table became: its lines, and the columns left out to fit."""
+    """What a table became: its lines (the header first; plain text, already made printable),
+    and the columns left out to fit."""
 
-    lines: list[Text]
+    lines: list[str]
     hidden: list[str]
     width: int
 
+    def text(self) -> Text:
+        """One rich Text for the whole table (one Text, not one per row: rich strips control codes from
+        each Text it is given, which cost more than laying the table out)."""
+        text = Text("\n".join(self.lines))
+        text.stylize("bold", 0, len(self.lines[0]))
+        return text
+
 
 def _width(text: str) -> int:
-    return len(text) if text.isascii() else cell_len(text)
+    return len(text) if text.isascii() or text == MISSING else cell_len(text)
 
 
 def shorten(text: str, width: int, where: str = "end") -> str:
@@ -286,6 +303,8 @@ def shorten(text: str, width: int, where: str = "end") -> str:
 
 
 def _tail_cells(text: str, width: int) -> str:
+    if text.isascii():
+        return text[len(text) - width:] if width > 0 else ""
     out = ""
     for ch in reversed(text):
         if cell_len(ch + out) > width:
@@ -335,7 +354,7 @@ def layout(df: pd.DataFrame, columns: Iterable[str | tuple[str, int]], clock: Cl
             gone = [c for c in droppable if prio[c] == worst][-1]
             shown.remove(gone)
             hidden.append(gone)
-    lines = [_row([heads[c] for c in shown], shown, widths, right, shrink, style="bold")]
+    lines = [_row([heads[c] for c in shown], shown, widths, right, shrink)]
     for i in range(len(df)):
         lines.append(_row([cells[c][i] for c in shown], shown, widths, right, shrink))
     return Layout(lines, [c for c, _ in cols if c in hidden], _total(shown, widths))
@@ -363,15 +382,16 @@ def _fit(shown: list[str], natural: dict, shrink: dict, width: int, floor: int) 
     return widths
 
 
-def _row(texts: list[str], shown: list[str], widths: dict, right: dict, shrink: dict, style: str = "") -> Text:
+def _row(texts: list[str], shown: list[str], widths: dict, right: dict, shrink: dict) -> str:
     parts = []
     for text, c in zip(texts, shown):
         w = widths[c]
-        if _width(text) > w:
+        n = _width(text)
+        if n > w:
             text = shorten(text, w, shrink.get(c, "end"))
-        pad = " " * (w - _width(text))
-        parts.append(pad + text if right[c] else text + pad)
-    return Text((" " * GAP).join(parts).rstrip(), style=style)
+            n = _width(text)
+        parts.append(" " * (w - n) + text if right[c] else text + " " * (w - n))
+    return (" " * GAP).join(parts).rstrip()
 
 
 def table_width(console: Console, wide: bool = False) -> int | None:
@@ -396,7 +416,12 @@ def print_table(df: pd.DataFrame, columns: Iterable[str | tuple[str, int]], titl
         console.print(Text("(no rows)", style="dim"), soft_wrap=True)
         return
     lay = layout(shown, columns, clock, width)
-    console.print(Text("\n").join(lay.lines), soft_wrap=True, crop=False)
+    if console.record:
+        console.print(lay.text(), soft_wrap=True, crop=False)
+    else:   # the rows as they are: rich would split and measure 100k finished lines once more
+        console.print(Text(lay.lines[0], style="bold"), soft_wrap=True, crop=False)
+        console.file.write("\n".join(lay.lines[1:]) + "\n")
+        console.file.flush()
     if lay.hidden:
         paragraph(f"not shown at {width} columns: {', '.join(lay.hidden)} (--wide shows them)", console, style="dim")
     if len(df) > len(shown):
