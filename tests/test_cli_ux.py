@@ -178,15 +178,15 @@ def test_help_has_readable_metavars(tv, command):
 # ---------------------------------------------------------------- bundled companions
 
 @pytest.mark.parametrize("companion", ["browser-page-load.har", "browser-page-load.trace.json"])
-def test_companions_are_found_by_name(tv, tmp_path, companion):
-    os.chdir(tmp_path)            # nothing of that name here: the bundled file is meant
+def test_companions_are_found_by_name(tv, tmp_path, monkeypatch, companion):
+    monkeypatch.chdir(tmp_path)   # nothing of that name here: the bundled file is meant
     r = tv("waterfall", companion, "--json")
     assert r.code == 0, r.err
     assert sorted(row["url"] for row in r.json()) == sorted(manifest("browser-page-load")["facts"]["urls"])
 
 
-def test_key_files_are_found_by_name_and_a_bundled_capture_brings_its_key_log(tv, tmp_path):
-    os.chdir(tmp_path)
+def test_key_files_are_found_by_name_and_a_bundled_capture_brings_its_key_log(tv, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     r = tv("tls", "tls12-rsa", "--json", "--rsa-key", "tls12-rsa.key.pem")
     assert r.code == 0 and [row["decrypted"] for row in r.json()] == [True]
     info = tv("info", "h2-multiplexing", "--json").json()

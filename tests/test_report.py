@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 import traceviz
+import traceviz.captures
 from traceviz import report
 from traceviz.cli import main
 from traceviz.recipe import Finding, discover, load_module
@@ -75,10 +76,10 @@ def test_the_page_has_a_real_header_contents_one_plotly_and_fitted_charts(tmp_pa
     import subprocess
     out = tmp_path / "r.html"
     with pytest.raises(SystemExit):
-        main(["report", "tcp-handshakes", "captures/browser-page-load.har", "--theme", "talk", "-o", str(out)])
+        main(["report", "tcp-handshakes", "browser-page-load.har", "--theme", "talk", "-o", str(out)])
     page = out.read_text()
     assert "&lt;Timeline" not in page and "<Timeline" not in page
-    frames = subprocess.run([tshark, "-r", "captures/tcp-handshakes.pcapng", "-T", "fields", "-e", "frame.number"],
+    frames = subprocess.run([tshark, "-r", str(traceviz.captures.find("tcp-handshakes")), "-T", "fields", "-e", "frame.number"],
                             capture_output=True, text=True, check=True).stdout.split()
     assert f"{len(frames)} frames, 6 connections" in page and "<th>format</th><td>pcapng</td>" in page
     assert "<th>duration</th>" in page

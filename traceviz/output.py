@@ -175,14 +175,18 @@ class Clock:
 
 
 def time_origin(tl) -> Clock:
-    """The Clock of a timeline: its first packet, else its first request, else its first event."""
+    """The Clock of a timeline: its first packet; a log without packets (HAR, trace, qlog), its first
+    request or event, whichever came first."""
     if len(tl.packets):
         ts = tl.packets["ts"]
         return Clock(float(ts.min()), what="the first packet")
-    for table, column, what in ((tl.requests, "start", "the first request"), (tl.events, "ts", "the first event")):
-        if len(table) and column in table and table[column].notna().any():
-            return Clock(float(table[column].min()), what=what)
-    return Clock()
+    firsts = [(float(table[column].min()), what)
+              for table, column, what in ((tl.requests, "start", "the first request"), (tl.events, "ts", "the first event"))
+              if len(table) and column in table and table[column].notna().any()]
+    if not firsts:
+        return Clock()
+    origin, what = min(firsts)
+    return Clock(origin, what=what)
 
 
 # ---------------------------------------------------------------- values

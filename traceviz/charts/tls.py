@@ -159,6 +159,20 @@ def _lines(names: list[str], most: int = 44) -> list[str]:
     return [text for text, _ in lines]
 
 
+def layout_rows(ms: list[float]) -> list[float]:
+    """Vertical positions: one row per message, but a long wait shows as a
+    longer gap (log-scaled), so a ladder stays readable when several
+    messages share a frame and still shows where the time went."""
+    ys, prev_t, y = [], None, 0.0
+    for t in ms:
+        if prev_t is not None:
+            gap = max(t - prev_t, 0.0)
+            y += 1.0 + min(math.log1p(gap) / 1.5, 4.0)
+        ys.append(y)
+        prev_t = t
+    return ys
+
+
 def _row_at(ms: list[float], ys: list[float], t: float, first: bool) -> float:
     """The row of the first (or last) message at time ``t``."""
     hits = [y for m, y in zip(ms, ys) if abs(m - t) < 1e-6]

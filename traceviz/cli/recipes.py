@@ -131,9 +131,14 @@ def findings_json(finding, name: str, tl) -> dict:
     }
 
 
-def show_finding(finding, clock: output.Clock | None = None, wide: bool = False, all_rows: bool = False,
-                 console=None) -> None:
+def show_finding(finding, clock=None, wide: bool = False, all_rows: bool = False, console=None) -> None:
+    """The Finding on the terminal: its title, question, answer, summary and a page of its rows.
+
+    ``clock``: the output's time origin (``common.clock``), or the Timeline to take it from.
+    """
     console = console or output.stdout
+    if clock is not None and not isinstance(clock, output.Clock):
+        clock = output.time_origin(clock)
     console.print(Text(output.printable(finding.title), style="bold"), soft_wrap=True)
     if finding.question.strip():
         output.paragraph(finding.question.strip().splitlines()[0], console, style="italic")
