@@ -180,12 +180,12 @@ def time_origin(tl) -> Clock:
     if len(tl.packets):
         ts = tl.packets["ts"]
         return Clock(float(ts.min()), what="the first packet")
-    firsts = [(float(table[column].min()), what)
-              for table, column, what in ((tl.requests, "start", "the first request"), (tl.events, "ts", "the first event"))
+    firsts = [(float(table[column].min()), i, what) for i, (table, column, what) in
+              enumerate(((tl.requests, "start", "the first request"), (tl.events, "ts", "the first event")))
               if len(table) and column in table and table[column].notna().any()]
     if not firsts:
         return Clock()
-    origin, what = min(firsts)
+    origin, _, what = min(firsts)          # a tie is the request's
     return Clock(origin, what=what)
 
 
