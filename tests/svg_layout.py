@@ -16,6 +16,8 @@ import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
+from traceviz.charts.ladder import polygons_overlap as intersect  # noqa: F401  (convex polygons, segments too)
+
 SVG = "{http://www.w3.org/2000/svg}"
 EM = 0.55
 
@@ -64,12 +66,7 @@ def boxes(svg: str) -> list[Box]:
     parent = {c: p for p in root.iter() for c in p}
 
     def offset(el) -> tuple[float, float]:
-        x = y = 0.0
-        while el is not None:
-            dx, dy = _translate(el)
-            x, y = x + dx, y + dy
-            el = parent.get(el)
-        return x, y
+        return _offset(parent, el)
 
     out = []
     for el in root.iter(f"{SVG}text"):
@@ -169,16 +166,3 @@ def _offset(parent, el) -> tuple[float, float]:
         x, y = x + dx, y + dy
         el = parent.get(el)
     return x, y
-
-
-def intersect(a: list, b: list) -> bool:
-    """Two convex polygons (a segment: two corners) intersect: no separating axis between them."""
-    for poly in (a, b):
-        for k in range(len(poly) if len(poly) > 2 else 1):
-            (x1, y1), (x2, y2) = poly[k], poly[(k + 1) % len(poly)]
-            nx, ny = y1 - y2, x2 - x1
-            pa = [nx * x + ny * y for x, y in a]
-            pb = [nx * x + ny * y for x, y in b]
-            if max(pa) < min(pb) or max(pb) < min(pa):
-                return False
-    return True

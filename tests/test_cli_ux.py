@@ -20,8 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from traceviz import cli
 from traceviz.recipe import discover, read_header
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_cli import tv  # noqa: E402,F401  (the CLI in this process, as test_cli runs it)
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLED = ROOT / "captures"
@@ -39,28 +41,6 @@ def project() -> dict:
 def manifest(name: str) -> dict:
     doc = json.loads((BUNDLED / "manifest.json").read_text())
     return next(c for c in doc["captures"] if c["name"] == name)
-
-
-class Run:
-    def __init__(self, code: int, out: str, err: str):
-        self.code, self.out, self.err = code, out, err
-
-    def json(self):
-        return json.loads(self.out)
-
-
-@pytest.fixture
-def tv(capsys):
-    def run(*args) -> Run:
-        capsys.readouterr()
-        try:
-            cli.main([str(a) for a in args])
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        out, err = capsys.readouterr()
-        return Run(code, out, err)
-    return run
 
 
 def one_line(err: str) -> str:

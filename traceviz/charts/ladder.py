@@ -644,11 +644,11 @@ def _draw_labels(fig, rows, connection, view: _View, c, s, theme_name, handshake
     def free(i, corners) -> bool:
         top, bottom = min(p[1] for p in corners), max(p[1] for p in corners)
         for btop, bbottom, other in boxes:
-            if btop <= bottom and bbottom >= top and _overlap(corners, other):
+            if btop <= bottom and bbottom >= top and polygons_overlap(corners, other):
                 return False
         lo = bisect.bisect_left(tops, top - tallest)
         hi = bisect.bisect_right(tops, bottom)
-        return not any(j != i and _overlap(corners, list(segs[j])) for j in (by_top[k] for k in range(lo, hi)))
+        return not any(j != i and polygons_overlap(corners, list(segs[j])) for j in (by_top[k] for k in range(lo, hi)))
 
     for i in sorted(range(len(rows)), key=lambda i: (rank(i), i)):
         (ax, ay), (bx, by) = segs[i]
@@ -689,7 +689,7 @@ def _rect(cx: float, cy: float, ux: float, uy: float, width: float, height: floa
             (cx + wx + hx, cy + wy + hy), (cx - wx + hx, cy - wy + hy)]
 
 
-def _overlap(a: list, b: list) -> bool:
+def polygons_overlap(a: list, b: list) -> bool:
     """Whether two convex polygons (a segment is one with two corners) intersect: no separating axis."""
     for poly in (a, b):
         for k in range(len(poly) if len(poly) > 2 else 1):
