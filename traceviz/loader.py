@@ -30,15 +30,17 @@ def load(path: str | os.PathLike, keylog: str | os.PathLike | None = None,
     Raises ``InputError`` when nothing in the file can be analysed.
     """
     path = _resolve(path)
-    for extra in (keylog, rsa_key):
-        if extra is not None and not Path(extra).is_file():
-            raise InputError(str(extra), "no such file")
+    keylog, rsa_key = (None if k is None else _companion(k) for k in (keylog, rsa_key))
     from traceviz.sources import kind_of
 
     kind = kind_of(path)
     if kind == "capture":
+        bundled = _bundled_keylog(path) if keylog is None and rsa_key is None else None
         with _tuning.loading(os.path.getsize(path)):
-            return _load_capture(path, keylog, rsa_key, progress or _quiet)
+            tl = _load_capture(path, keylog or bundled, rsa_key, progress or _quiet)
+        if bundled is not None:
+            tl.source.detail["bundled_keylog"] = str(bundled)
+        return tl
     if kind == "json":
         return _load_json(path)
     if kind in ("qlog", "folder"):
@@ -91,6 +93,27 @@ def _bundled_extra(name: str) -> str | None:
             if extra and Path(extra).name == name:
                 return extra
     return None
+
+
+def _companion(path: str | os.PathLike) -> str:
+    """A key file as given, else a bundled capture's companion of that name (tls12-rsa.keys)."""
+    if Path(path).is_file():
+        return str(path)
+    from traceviz.captures import find
+    try:
+        found = find(str(path))
+    except (LookupError, OSError):
+        found = None
+    if found is None or not Path(found).is_file():
+        raise InputError(str(path), "no such file")
+    return str(found)
+
+
+def _bundled_keylog(path: str) -> str | None:
+    """A bundled capture's own key log (``captures.default_keylog``), so its TLS reads decrypted."""
+    from traceviz.captures import default_keylog
+    found = default_keylog(path)
+    return str(found) if found is not None and found.is_file() else None
 
 
 def _load_capture(path: str, keylog, rsa_key, progress: Progress) -> Timeline:

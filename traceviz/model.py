@@ -22,6 +22,8 @@ from typing import Any
 
 import pandas as pd
 
+from traceviz import units
+
 # Column name -> pandas dtype.  Order matters: it is the order users see.
 PACKET_COLUMNS: dict[str, str] = {
     "frame": "int64",
@@ -255,6 +257,14 @@ SCHEMAS = {
 TCP_FLAG_NAMES = ("FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR", "NS")
 
 
+def media_type(value: Any) -> str | None:
+    """A Content-Type as the ``content_type`` column holds it: ``text/html; charset=utf-8`` -> ``text/html``."""
+    if not isinstance(value, str) or not value:
+        return None
+    media = value.split(";", 1)[0].strip().lower()
+    return media or None
+
+
 def mime_kind(mime: Any) -> str | None:
     """A content type's family, as DevTools' type filter names them."""
     if not isinstance(mime, str) or not mime:
@@ -397,12 +407,27 @@ class Timeline:
                 f"{s['connections']} connections, {s['events']} events, {s['requests']} requests>")
 
     def _repr_html_(self) -> str:
+        """A notebook's view: the summary, then the first connections with times read as the CLI shows
+        them (seconds since the first packet, durations in ms), not as raw epoch floats."""
         import html
         s = self.summary()
+        origin = float(self.packets["ts"].min()) if len(self.packets) else (
+            float(self.requests["start"].min()) if len(self.requests) and self.requests["start"].notna().any() else None)
+        if origin is not None:
+            s["starts"] = units.utc(origin)
         rows = "".join(f"<tr><th style='text-align:left'>{html.escape(str(k))}</th>"
                        f"<td>{html.escape(str(v))}</td></tr>" for k, v in s.items())
         head = self.connections.head(10)
-        return f"<table>{rows}</table>{head.to_html(escape=True, index=False) if len(head) else ''}"
+        if not len(head):
+            return f"<table>{rows}</table>"
+        shown = pd.DataFrame({_unit_header(c): [units.readable(v, c, origin) or v for v in head[c].tolist()]
+                              for c in head.columns})
+        return f"<table>{rows}</table>{shown.to_html(escape=True, index=False, na_rep=chr(0x2013))}"
+
+
+def _unit_header(column: str) -> str:
+    k = units.kind(column)
+    return f"{column} (s)" if k == "epoch" else f"{column} (ms)" if k == "duration" else column
 
 
 def _parquet_safe(value: Any) -> Any:

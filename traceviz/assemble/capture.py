@@ -30,6 +30,7 @@ def timeline(info: SourceInfo, t, payload, keylog=None, rsa_key=None, dsb_blocks
     info.warnings.extend(q.warnings)
     tls_rows, event_rows, request_rows, apps = q.tls, q.events, q.requests, dict(q.apps)
     h2_streams = h2.Streams(payload, packets, events)
+    handshakes = _handshakes(connections)
     for conn, result in sorted(payload.results.items()):
         ends = endpoints.get(conn, {})
         if result.tls is not None:
@@ -39,7 +40,7 @@ def timeline(info: SourceInfo, t, payload, keylog=None, rsa_key=None, dsb_blocks
             event_rows += tls.event_rows(conn, session)
             for err in session.errors[:5]:
                 info.warnings.append(describe(info.path, f"TLS on connection {conn}: {err}"))
-        ev, rq = _http_rows(result, ends.get("server"))
+        ev, rq = _http_rows(result, ends.get("server"), handshakes.get(conn))
         h2_streams.add(result, ev, ends.get("server"))
         event_rows += ev
         request_rows += rq
@@ -57,16 +58,31 @@ def timeline(info: SourceInfo, t, payload, keylog=None, rsa_key=None, dsb_blocks
     )
 
 
-def _http_rows(result, server: str | None) -> tuple[list[dict], list[dict]]:
+def _http_rows(result, server: str | None, handshake: tuple | None) -> tuple[list[dict], list[dict]]:
     if result.http is None:
         return [], []
     ev, rq = http.connection_rows(result.http, result.scheme, http.default_host(result, server))
-    if rq and result.tls is not None:
-        wait = tls.first_request_wait(result.tls)
-        if wait is not None:
-            rq[0]["tls"] = wait
+    syn, ack, rtt = handshake or (None, None, None)
+    hello = done = None
+    if result.tls is not None and result.tls.client_hello_event is not None:
+        hello = result.tls.client_hello_event.ts
+        end = result.tls.handshake_end() if result.tls.completed() else None
+        done = end.ts if end is not None else None
+        if done is None:
+            hello = None    # a handshake not seen to its end cannot be timed: the requests keep their own start
+    http.opening_phases(rq, syn, ack, hello, done, rtt)
     conn = result.conn
     return ([{"conn": conn, **e} for e in ev], [{"conn": conn, "source": "pcap", **r} for r in rq])
+
+
+def _handshakes(conns: pd.DataFrame) -> dict[int, tuple]:
+    """conn -> (first SYN, handshake-completing ACK, round trip), None where not seen."""
+    if conns.empty:
+        return {}
+    def val(v):
+        return None if pd.isna(v) else float(v)
+    return {int(k): (val(s), val(a), val(r)) for k, s, a, r in
+            zip(conns["conn"].tolist(), conns["syn"].tolist(), conns["ack"].tolist(), conns["handshake_rtt"].tolist())}
 
 
 def _endpoints(conns: pd.DataFrame) -> dict[int, dict]:

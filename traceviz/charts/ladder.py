@@ -15,26 +15,42 @@ the client's side), so the line sits in proportion and each arrow is slanted
 by half of its side's round trip: a round trip reads as one, and where the
 time went is visible at a glance.  Without a handshake the slant is a small
 fixed one and the line sits in the middle.
+
+Time is drawn to scale.  A long silence (a 1 s wait for a retransmitted SYN)
+is cut short and marked, but never inside the handshake the chart
+annotates.  The figure keeps the theme's size: a long connection is not
+squeezed or cut, the chart opens on its first packets (as many as leave
+room for a label each) and the rest is a drag away, with buttons that jump
+to the handshake, the first data and the close; an image shows the opening
+view and says how much more there is.  A SYN that got no answer (lost on
+the path, or dropped by the server) and a SYN-ACK that never reached the
+client stop short of the far lane with a cross.  Labels are placed where
+they cross neither another label nor another arrow; what does not fit is in
+the hover text.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
 from typing import Any, Mapping
 
 import pandas as pd
 import plotly.graph_objects as go
 
 from traceviz.charts import theme as themes
-from traceviz.charts.text import fmt_ms, safe
+from traceviz.charts.export import INTERACTIVE
+from traceviz.charts.text import fmt_ms, safe, wrap
 from traceviz.model import TCP_FLAG_NAMES
+from traceviz.units import utc
 
 CLIENT_X, SERVER_X = 0.0, 1.0
-MIN_SLANT = 0.012          # of the time span, so arrows never look horizontal
-MAX_HEIGHT = 12000         # px: a ladder page taller than this is not read, only scrolled
+MIN_SLANT = 0.025          # of the opening view's height, so arrows never look horizontal
 MIN_MEASURED = 20e-6       # seconds: a shorter handshake does not say where the capture point is
+MAX_PACKETS = 500          # drawn (each labelled arrow is an annotation a browser has to move while panning)
+LOST_AT = 0.55             # how far past the capture point a lost packet's arrow reaches
+ROW_EM = 2.0               # vertical room per arrow in the opening view, in label heights
 
 # Drawing order, legend order and style of each kind of segment.
 KINDS = ("SYN", "data", "ACK", "FIN", "RST", "retransmission", "dup-ack", "out-of-order", "zero-window")
@@ -65,15 +81,13 @@ class Handshake:
 
 
 def ladder(packets: pd.DataFrame, connection: pd.Series | Mapping[str, Any], theme: str = "light",
-           max_packets: int = 200, events: pd.DataFrame | None = None) -> go.Figure:
+           max_packets: int = MAX_PACKETS, events: pd.DataFrame | None = None) -> go.Figure:
     """The ladder diagram of ``connection`` (a ``connections`` row) drawn from ``packets``.
 
     ``packets`` may hold the whole capture; only the connection's rows are
     used, the first ``max_packets`` of them (a note says so).  ``events``
     (the timeline's events table), when given, marks retransmissions,
-    duplicate ACKs, out-of-order segments and zero windows.  Long silences
-    (a 1 s wait for a retransmitted SYN) are cut short and marked, so the
-    packets around them keep their room.
+    duplicate ACKs, out-of-order segments and zero windows.
     """
     name = themes.check(theme)
     c, s = themes.colors(name), themes.sizes(name)
@@ -96,19 +110,33 @@ def ladder(packets: pd.DataFrame, connection: pd.Series | Mapping[str, Any], the
     hs = Handshake.of(connection)
     kinds = _kinds(pk, dirs, events, conn)
     times = [(float(t) - t0) * 1000.0 for t in pk["ts"]]
-    scale, geo, s, fit = _fit(times, dirs, _geometry(hs), s, name)
-    if fit is not None and len(pk) > fit:
-        return ladder(packets, connection, theme, max_packets=fit, events=events)
-    fig.update_layout(height=s["height"])
+    frames = [int(f) for f in pk["frame"]]
+    keep = _handshake_span(hs, frames, times)
+    # The slant: half a round trip each way when the handshake says so; at least a sliver of the
+    # opening view, found in two steps (a first guess from how closely the packets follow each other).
+    measured = _geometry(hs)
+    geo = measured.with_floor(_spacing(times))
+    for _ in range(2):
+        scale = Warp.around(times, geo, keep)
+        window = _window(times, dirs, scale, geo, s)
+        geo = measured.with_floor(MIN_SLANT * (window[1] - window[0]))
+    scale = Warp.around(times, geo, keep)
+    window = _window(times, dirs, scale, geo, s)
+    lost = _lost(connection, hs, pk, dirs)
 
     rows = []
     for i, ((_, p), d, kind, t) in enumerate(zip(pk.iterrows(), dirs, kinds, times)):
         y, y0, y1 = scale.ends(i, t, d, geo)
         x0, x1 = (CLIENT_X, SERVER_X) if d == "c2s" else (SERVER_X, CLIENT_X)
-        rows.append(dict(p=p, dir=d, kind=kind[0], notes=kind[1], t=t, y=y, x0=x0, y0=y0, x1=x1, y1=y1))
+        r = dict(p=p, dir=d, kind=kind[0], notes=kind[1], t=t, y=y, x0=x0, y0=y0, x1=x1, y1=y1, lost=None)
+        r["full"] = (x1, y1)          # where it would have arrived: the hover point is on this line
+        if frames[i] in lost:
+            r["lost"] = lost[frames[i]]
+            r["x1"], r["y1"] = _stop(r, geo)
+        rows.append(r)
     at = {int(r["p"]["frame"]): r["y"] for r in rows}
 
-    view = _View.of(s, min(r["y0"] for r in rows), max(r["y1"] for r in rows))
+    view = _View.of(s, window[0], window[1], min(r["y0"] for r in rows), max(r["y1"] for r in rows))
     batch = _Batch(fig)
     _draw_frame(batch, connection, geo, scale, view, c, s)
     _draw_handshake(batch, hs, at, geo, view, c, s)
@@ -117,7 +145,7 @@ def ladder(packets: pd.DataFrame, connection: pd.Series | Mapping[str, Any], the
                  {f for f in (hs.syn_frame, hs.synack_frame, hs.ack_frame) if f is not None})
     _draw_hover(batch, rows, connection, c, s)
     batch.flush()
-    _layout(fig, connection, hs, total, max_packets, scale, view, c, s)
+    _layout(fig, connection, hs, total, max_packets, scale, view, rows, c, s)
     return fig
 
 
@@ -237,6 +265,42 @@ def _norm(kind: str) -> str:
     return str(kind).strip().lower().replace("_", "-").replace(" ", "-")
 
 
+def _lost(connection, hs: Handshake, pk: pd.DataFrame, dirs: list[str]) -> dict[int, str]:
+    """Handshake packets that never reached the other end: frame -> why, for drawing them short.
+
+    From the connection's columns: SYNs before the answered one got no reply
+    (lost beyond the capture point, or dropped by the server); with
+    ``synack_lost`` it is the SYN-ACKs before the last that never reached the
+    client; an unanswered connection's SYNs all went unanswered.
+    """
+    syns = [(int(f), d) for f, fl, d in zip(pk["frame"], pk["flags"], dirs) if flag_set(fl) >= {"SYN"}]
+    out = {}
+    close = _get(connection, "close")
+    if close == "unanswered":
+        return {f: "never answered" for f, d in syns if d == "c2s"}
+    if _get(connection, "synack_lost") and hs.synack_frame is not None:
+        return {f: "never reached the client: the client sent its SYN again"
+                for f, d in syns if d == "s2c" and f < hs.synack_frame}
+    if hs.syn_frame is not None:
+        out = {f: "got no answer (lost on the way, or dropped by the server): the client sent it again"
+               for f, d in syns if d == "c2s" and f < hs.syn_frame}
+    return out
+
+
+def _stop(r: dict, geo) -> tuple[float, float]:
+    """Where a lost packet's arrow ends: past the capture point, short of the other lane."""
+    cross = geo.capture_x if r["dir"] == "c2s" else 1 - geo.capture_x
+    f = cross + LOST_AT * (1 - cross)
+    return r["x0"] + f * (r["x1"] - r["x0"]), r["y0"] + f * (r["y1"] - r["y0"])
+
+
+def _handshake_span(hs: Handshake, frames: list[int], times: list[float]) -> list[tuple[float, float]]:
+    """The real-time stretch the handshake annotation covers: a cut there would falsify it."""
+    at = dict(zip(frames, times))
+    ends = [at[f] for f in (hs.syn_frame, hs.synack_frame, hs.ack_frame) if f in at]
+    return [(min(ends), max(ends))] if len(ends) >= 2 else []
+
+
 # --- geometry -----------------------------------------------------------------------------
 
 @dataclass
@@ -269,12 +333,12 @@ class Warp:
 
     A gap is cut when it alone would take more than ``CUT`` of the drawing; it
     is then drawn ``BREAK`` of the rest's height.  Everything else keeps its
-    true scale, so slopes and intervals read correctly on either side.
+    true scale, so slopes and intervals read correctly on either side.  A gap
+    inside a ``keep`` span (the annotated handshake) is never cut.
     """
 
     CUT = 0.25
     BREAK = 0.06
-    MIN_DENSE = 0.03
     axis_title = "ms since the connection's first packet"
 
     def __init__(self, breaks: list[tuple[float, float, float, float]], lo: float, hi: float, height: float):
@@ -282,7 +346,7 @@ class Warp:
         self.lo, self.hi, self.height = lo, hi, height
 
     @classmethod
-    def around(cls, times: list[float], geo: _Geometry) -> "Warp":
+    def around(cls, times: list[float], geo: _Geometry, keep: list[tuple[float, float]] = ()) -> "Warp":
         pad = max(geo.client, geo.server)
         spans = sorted((t - pad, t + pad, t) for t in times)
         merged: list[list[float]] = []
@@ -293,7 +357,10 @@ class Warp:
             else:
                 merged.append([a, b, t, t])
         lo, hi = merged[0][0], merged[-1][1]
-        gaps = sorted(((merged[i + 1][0] - merged[i][1], i) for i in range(len(merged) - 1)), reverse=True)
+        kept = {i for i in range(len(merged) - 1)
+                if any(merged[i][1] < kb and merged[i + 1][0] > ka for ka, kb in keep)}
+        gaps = sorted(((merged[i + 1][0] - merged[i][1], i) for i in range(len(merged) - 1) if i not in kept),
+                      reverse=True)
         cut: list[int] = []
         total = hi - lo
         for g, i in gaps:
@@ -301,14 +368,12 @@ class Warp:
                 cut.append(i)
             else:
                 break
-        dense = total - sum(merged[j + 1][0] - merged[j][1] for j in cut)
-        if dense < cls.MIN_DENSE * total:
-            cut, dense = [], total      # a drawing of nearly all break says nothing
-        height = max(dense * cls.BREAK, 1e-6)
-        # leave room for the slant floor (at most MIN_SLANT of the drawing) at both ends of a cut
+        dense = max(total - sum(merged[j + 1][0] - merged[j][1] for j in cut), 1e-9)
+        height = max(dense * cls.BREAK, 1e-9)
+        # leave room for the slant floor at both ends of a cut
         margin = 2 * MIN_SLANT * (dense + height * len(cut))
         breaks = sorted((merged[i][1] + margin, merged[i + 1][0] - margin, merged[i][3], merged[i + 1][2])
-                        for i in cut)
+                        for i in cut if merged[i + 1][0] - merged[i][1] > 2 * margin)
         return cls(breaks, lo, hi, height)
 
     def __call__(self, y: float) -> float:
@@ -321,10 +386,6 @@ class Warp:
             else:
                 break
         return y - shift
-
-    @property
-    def visual_span(self) -> float:
-        return self(self.hi) - self(self.lo)
 
     def ends(self, i: int, t: float, d: str, geo: _Geometry) -> tuple[float, float, float]:
         """Drawn y of the capture moment and of the arrow's start and end."""
@@ -340,8 +401,12 @@ class Warp:
         edges = [self.lo] + [v for a, b, _, _ in self.breaks for v in (a, b)] + [self.hi]
         return [(edges[i], edges[i + 1]) for i in range(0, len(edges), 2)]
 
-    def ticks(self, min_gap: float = 0.0, count: int = 8) -> tuple[list[float], list[str]]:
-        step = _nice(self.visual_span / count)
+    def ticks(self, span: float, count: int = 8, most: int = 3000) -> tuple[list[float], list[str]]:
+        """Ticks every 'nice' step that puts about ``count`` in ``span`` drawn ms (less its breaks),
+        over the whole drawing."""
+        step = _nice(max(span - self.height * len(self.breaks), span * 0.05) / count)
+        while sum((b - a) / step for a, b in self.segments()) > most:
+            step = _nice(step * 2.01)
         vals, texts = [], []
         for a, b in self.segments():
             k = math.ceil(a / step)
@@ -353,81 +418,23 @@ class Warp:
         return vals, texts
 
 
-class Sequence:
-    """One row per packet, for connections whose packets come too close for a true time scale.
-
-    Like Wireshark's flow graph; the time axis labels each row with its
-    packet's real time, and a silence longer than a fifth of the whole is
-    still shown as a marked break.
-    """
-
-    SLANT = 0.6           # rows an arrow drops from sender to receiver
-    BREAK_ROWS = 2.4
-    axis_title = "ms since the connection's first packet (one row per packet)"
-
-    def __init__(self, times: list[float]):
-        self.times = times
-        span = (max(times) - min(times)) if times else 0.0
-        self.ys, self.breaks = [], []
-        extra = 0.0
-        for i, t in enumerate(times):
-            if i and span > 0 and t - times[i - 1] > Warp.CUT * span:
-                self.breaks.append((i - 1 + extra, i + extra + self.BREAK_ROWS, t - times[i - 1]))
-                extra += self.BREAK_ROWS
-            self.ys.append(i + extra)
-
-    @property
-    def visual_span(self) -> float:
-        return (self.ys[-1] - self.ys[0]) + self.SLANT if self.ys else 1.0
-
-    def ends(self, i: int, t: float, d: str, geo: _Geometry) -> tuple[float, float, float]:
-        y, x = self.ys[i], geo.capture_x
-        # through the capture line at the row, in the drawn proportion either side
-        before, after = (x, 1 - x) if d == "c2s" else (1 - x, x)
-        return y, y - before * self.SLANT, y + after * self.SLANT
-
-    def cuts(self) -> list[tuple[float, float, str]]:
-        pad = self.SLANT + 0.05
-        return [(a + pad, b - pad, f"{fmt_ms(gap / 1000)} with no packets") for a, b, gap in self.breaks]
-
-    def ticks(self, min_gap: float = 0.0, count: int = 8) -> tuple[list[float], list[str]]:
-        vals, texts, last = [], [], None
-        for y, t in zip(self.ys, self.times):
-            if last is None or y - last >= max(min_gap, 1e-9):
-                vals.append(y)
-                texts.append(f"{t:.3f}")
-                last = y
-        return vals, texts
+def _spacing(times: list[float]) -> float:
+    """A first slant: a few times the typical gap between packets (a loopback burst is microseconds)."""
+    gaps = sorted(b - a for a, b in zip(times, times[1:]) if b > a)
+    return 4 * gaps[len(gaps) // 2] if gaps else 1.0
 
 
-def _scale(times: list[float], dirs: list[str], geo: _Geometry, s: dict):
-    """True time (with long silences cut) unless that would pile most labels on top of each other."""
-    warp = Warp.around(times, geo)
-    if len(times) < 4:
-        return warp
+def _window(times: list[float], dirs: list[str], scale: Warp, geo: _Geometry, s: dict) -> tuple[float, float]:
+    """The drawn span the chart opens on: every packet if each gets room for a label, else the
+    first ones that do (and at least a round trip and a half, so arrows keep their slant)."""
+    ends = [scale.ends(i, t, d, geo) for i, (t, d) in enumerate(zip(times, dirs))]
+    top, bottom = min(e[1] for e in ends), max(e[2] for e in ends)
     m = _margins(s)
-    px = (s["height"] - m["t"] - m["b"]) / max(warp.visual_span, 1e-9)
-    floored = geo.with_floor(MIN_SLANT * warp.visual_span)
-    # labels sit at the arrows' midpoints, which differ by direction on a slanted ladder
-    mids = sorted((y0 + y1) / 2 for y0, y1 in
-                  (warp.ends(i, t, d, floored)[1:] for i, (t, d) in enumerate(zip(times, dirs))))
-    crowded = sum(1 for a, b in zip(mids, mids[1:]) if (b - a) * px < s["small"] * 0.65)
-    return Sequence(times) if crowded > 0.4 * (len(times) - 1) else warp
-
-
-def _fit(times, dirs, geo: _Geometry, s: dict, theme: str):
-    """The scale, the arrows' geometry, the sizes (a page may grow taller) and, for a slide, the rows it holds."""
-    scale = _scale(times, dirs, geo, s)
-    if isinstance(scale, Warp):
-        return scale, geo.with_floor(MIN_SLANT * scale.visual_span), s, None
-    m = _margins(s)
-    if theme == "talk":
-        # a slide: no more rows than can be read from the back of the room
-        rows = int((s["height"] - m["t"] - m["b"]) / (s["small"] * 1.7)) - 2 * len(scale.breaks)
-        return scale, geo, s, max(rows, 8)
-    # a page, not a slide: grow downwards until each row has room for a line of text
-    height = min(max(s["height"], scale.visual_span * s["small"] * 1.7 + m["t"] + m["b"]), MAX_HEIGHT)
-    return scale, geo, dict(s, height=int(height)), None
+    room = max(int((s["height"] - m["t"] - m["b"]) / (s["small"] * ROW_EM)), 6)
+    if len(times) <= room:
+        return top, bottom
+    first = max(e[2] for e in ends[:room])
+    return top, min(bottom, max(first, top + 3.0 * (geo.client + geo.server)))
 
 
 def _nice(x: float) -> float:
@@ -449,15 +456,18 @@ def _tick_text(v: float, step: float) -> str:
 
 @dataclass
 class _View:
-    """The drawing's pixel scale, so text can follow an arrow's true on-screen angle."""
+    """The opening view (drawn ms ``top``..``bottom``), the whole drawing (``lo``..``hi``) and
+    the pixel scale of the opening view, so text can follow an arrow's true on-screen angle."""
 
     top: float
     bottom: float
+    lo: float
+    hi: float
     px_x: float           # pixels per lane-distance unit
     px_y: float           # pixels per drawn millisecond
 
     @classmethod
-    def of(cls, s: dict, top: float, bottom: float) -> "_View":
+    def of(cls, s: dict, top: float, bottom: float, lo: float, hi: float) -> "_View":
         m = _margins(s)
         plot_w = s["width"] - m["l"] - m["r"]
         plot_h = s["height"] - m["t"] - m["b"]
@@ -465,20 +475,29 @@ class _View:
         # room under the last arrow for the capture-point caption
         pad_px = s["small"] * 2.4
         px_y = (plot_h - pad_px - s["small"]) / span
-        return cls(top - s["small"] / px_y, bottom + pad_px / px_y, plot_w / (X_RANGE[1] - X_RANGE[0]), px_y)
+        return cls(top - s["small"] / px_y, bottom + pad_px / px_y, lo - s["small"] / px_y,
+                   hi + pad_px / px_y, plot_w / (X_RANGE[1] - X_RANGE[0]), px_y)
+
+    @property
+    def whole(self) -> bool:
+        return self.top <= self.lo + 1e-9 and self.bottom >= self.hi - 1e-9
 
     def angle(self, r) -> float:
         """Degrees clockwise, for text reading left to right along the arrow."""
         (xl, yl), (xr, yr) = sorted(((r["x0"], r["y0"]), (r["x1"], r["y1"])))
         return math.degrees(math.atan2((yr - yl) * self.px_y, (xr - xl) * self.px_x))
 
+    def px(self, x: float, y: float) -> tuple[float, float]:
+        return x * self.px_x, y * self.px_y
+
 
 X_RANGE = (-0.16, 1.52)
 
 
 def _margins(s: dict) -> dict:
+    # the title, two lines of subtitle, then the lanes' names above the plot
     return dict(l=int(s["font"] * 7), r=int(s["font"] * 1.5),
-                t=int(s["title"] * 1.7 + s["font"] * 5.2 + 16), b=int(s["font"] * 4.5))
+                t=int(s["title"] * 1.7 + s["font"] * 6.5 + 16), b=int(s["font"] * 4.5))
 
 
 # --- drawing ------------------------------------------------------------------------------
@@ -486,7 +505,7 @@ def _margins(s: dict) -> dict:
 def _draw_frame(fig, connection, geo, scale, view: _View, c, s):
     lane_w = s["line"] * 2.2
     cuts = scale.cuts()
-    edges = [view.top] + [v for ya, yb, _ in cuts for v in (ya, yb)] + [view.bottom]
+    edges = [view.lo] + [v for ya, yb, _ in cuts for v in (ya, yb)] + [view.hi]
     for x, who, col in ((CLIENT_X, "client", c["client"]), (SERVER_X, "server", c["server"])):
         for i in range(0, len(edges), 2):
             fig.add_shape(type="line", x0=x, x1=x, y0=edges[i], y1=edges[i + 1], layer="below",
@@ -500,7 +519,7 @@ def _draw_frame(fig, connection, geo, scale, view: _View, c, s):
                       line=dict(color=c["capture"], width=max(s["line"] * 0.75, 1), dash="dash"), layer="below")
     fig.add_annotation(x=geo.capture_x, y=view.bottom, xref="x", yref="y", yanchor="bottom", showarrow=False,
                        text="capture point" + ("" if geo.measured else " (position unknown)"),
-                       font=dict(color=c["muted"], size=s["small"]))
+                       font=dict(color=c["muted"], size=s["small"]), bgcolor=c["background"])
     for ya, yb, text in cuts:
         fig.add_shape(type="rect", x0=X_RANGE[0], x1=X_RANGE[1], y0=ya, y1=yb, layer="below",
                       fillcolor=c["grid"], opacity=0.55, line=dict(width=0))
@@ -545,18 +564,25 @@ def _draw_arrows(fig, rows, c, s):
         mine = [r for r in rows if r["kind"] == kind]
         if not mine:
             continue
-        xs, ys, sizes = [], [], []
+        xs, ys, sizes, symbols = [], [], [], []
         for r in mine:
             xs += [r["x0"], r["x1"], None]
             ys += [r["y0"], r["y1"], None]
-            sizes += [0, s["marker"] * 1.5, 0]
+            sizes += [0, s["marker"] * (1.7 if r["lost"] else 1.5), 0]
+            symbols += ["arrow", "x-thin" if r["lost"] else "arrow", "arrow"]
         width = s["line"] * (0.75 if kind == "ACK" else 1.0) * (1.25 if kind in ("retransmission", "RST") else 1)
         fig.add_trace(go.Scatter(
             x=xs, y=ys, mode="lines+markers", name=f"{KIND_LABEL[kind]} ({len(mine)})",
             legendgroup=kind, hoverinfo="skip",
             line=dict(color=c[kind], width=width, dash=KIND_DASH.get(kind, "solid")),
-            marker=dict(symbol="arrow", angleref="previous", size=sizes, color=c[kind], line=dict(width=0)),
+            marker=dict(symbol=symbols, angleref="previous", size=sizes, color=c[kind],
+                        line=dict(width=max(s["line"], 2), color=c[kind])),
         ))
+    lost = [r for r in rows if r["lost"]]
+    if lost:   # a legend entry saying what the cross means
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=f"never arrived ({len(lost)})",
+                                 marker=dict(symbol="x-thin", size=s["marker"], color=c["RST"],
+                                             line=dict(width=max(s["line"], 2), color=c["RST"]))))
 
 
 def label(p: Mapping[str, Any], connection=None, direction: str | None = None) -> str:
@@ -585,49 +611,95 @@ def label(p: Mapping[str, Any], connection=None, direction: str | None = None) -
 
 def _tagged(r, connection=None) -> str:
     """The label with Wireshark-style analysis tags in front: ``[retransmission] SYN seq=0``."""
-    tags = "".join(f"[{n}] " for n in r["notes"])
-    return tags + label(r["p"], connection, r["dir"])
+    tags = [n for n in r["notes"]]
+    if r["lost"]:
+        tags.insert(0, "no answer" if r["dir"] == "c2s" else "lost")
+    return "".join(f"[{n}] " for n in tags) + label(r["p"], connection, r["dir"])
 
 
 def _draw_labels(fig, rows, connection, view: _View, c, s, theme_name, handshake_frames=()):
-    """Labels along the arrows, above or (when taken) below each, only where they fit.
+    """Labels along the arrows, each where it crosses no other label and no other arrow.
 
     Handshake, FIN, RST and analysis events are placed first, then data, then
-    plain ACKs; what does not fit is still in the hover text.
+    plain ACKs; each tries the arrow's middle, then points nearer its ends,
+    above and below it.  Sizes are those of the opening view (a monospace
+    character is 0.6 em wide); what does not fit is still in the hover text.
     """
+    line_h = s["small"] * 1.3
+    char = s["small"] * 0.6
     lift = s["small"] * 0.8                       # px from the arrow to the text's centre
-    min_gap = s["small"] * 1.3 / view.px_y        # drawn ms between two labels' centres
-    taken: list[float] = []
-    placed: dict[int, float] = {}                 # row index -> +1 above, -1 below
+    segs = [(view.px(r["x0"], r["y0"]), view.px(r["x1"], r["y1"])) for r in rows]
+    by_top = sorted(range(len(rows)), key=lambda i: min(segs[i][0][1], segs[i][1][1]))
+    tops = [min(segs[i][0][1], segs[i][1][1]) for i in by_top]
+    tallest = max((abs(b[1] - a[1]) for a, b in segs), default=0.0)
+    boxes: list[tuple[float, float, list]] = []   # (top, bottom, corners) of placed labels, in px
+    placed: dict[int, tuple[float, float, float]] = {}  # row -> (t along the arrow, x shift, y shift)
 
     def rank(i):
         r = rows[i]
-        if r["kind"] in ALWAYS_LABEL or int(r["p"]["frame"]) in handshake_frames:
+        if r["kind"] in ALWAYS_LABEL or r["lost"] or int(r["p"]["frame"]) in handshake_frames:
             return 0
         return 1 if r["kind"] == "data" else 2
 
+    def free(i, corners) -> bool:
+        top, bottom = min(p[1] for p in corners), max(p[1] for p in corners)
+        for btop, bbottom, other in boxes:
+            if btop <= bottom and bbottom >= top and polygons_overlap(corners, other):
+                return False
+        lo = bisect.bisect_left(tops, top - tallest)
+        hi = bisect.bisect_right(tops, bottom)
+        return not any(j != i and polygons_overlap(corners, list(segs[j])) for j in (by_top[k] for k in range(lo, hi)))
+
     for i in sorted(range(len(rows)), key=lambda i: (rank(i), i)):
-        r = rows[i]
-        mid = (r["y0"] + r["y1"]) / 2
-        for side in (1, -1):
-            y = mid - side * lift / view.px_y
-            if all(abs(y - other) >= min_gap for other in taken):
-                taken.append(y)
-                placed[i] = side
+        (ax, ay), (bx, by) = segs[i]
+        length = math.hypot(bx - ax, by - ay)
+        if length < 1e-9:
+            continue
+        ux, uy = (bx - ax) / length, (by - ay) / length
+        nx, ny = (uy, -ux) if -ux < 0 else (-uy, ux)        # the normal pointing up the screen
+        width = len(_tagged(rows[i], connection)) * char + 4
+        for t in (0.5, 0.4, 0.6, 0.3, 0.7, 0.22, 0.78):
+            if min(t, 1 - t) * length < width / 2:
+                continue                                   # the text would run past a lane
+            spot = next(((ox, oy) for ox, oy in ((lift * nx, lift * ny), (-lift * nx, -lift * ny))
+                         if free(i, _rect(ax + t * (bx - ax) + ox, ay + t * (by - ay) + oy, ux, uy, width, line_h))),
+                        None)
+            if spot is not None:
+                corners = _rect(ax + t * (bx - ax) + spot[0], ay + t * (by - ay) + spot[1], ux, uy, width, line_h)
+                boxes.append((min(p[1] for p in corners), max(p[1] for p in corners), corners))
+                placed[i] = (t, spot[0], -spot[1])          # annotation shifts count y upwards
                 break
     for i in sorted(placed):
         r = rows[i]
-        angle = view.angle(r)
-        rad = math.radians(angle)
-        k = lift * placed[i]
+        t, xshift, yshift = placed[i]
         fig.add_annotation(
-            x=(r["x0"] + r["x1"]) / 2, y=(r["y0"] + r["y1"]) / 2, xref="x", yref="y", showarrow=False,
-            text=safe(_tagged(r, connection)), textangle=angle,
-            xshift=k * math.sin(rad), yshift=k * math.cos(rad),
+            x=r["x0"] + t * (r["x1"] - r["x0"]), y=r["y0"] + t * (r["y1"] - r["y0"]), xref="x", yref="y",
+            showarrow=False, text=safe(_tagged(r, connection)), textangle=view.angle(r),
+            xshift=xshift, yshift=yshift,
             font=dict(family=themes.mono(theme_name), size=s["small"],
                       color=c[r["kind"]] if r["kind"] != "ACK" else c["text"]),
         )
     _draw_frame_numbers(fig, [rows[i] for i in sorted(placed)], view, c, s)
+
+
+def _rect(cx: float, cy: float, ux: float, uy: float, width: float, height: float) -> list[tuple[float, float]]:
+    """The corners of a ``width`` x ``height`` box centred on (cx, cy), its long side along (ux, uy)."""
+    wx, wy, hx, hy = ux * width / 2, uy * width / 2, -uy * height / 2, ux * height / 2
+    return [(cx - wx - hx, cy - wy - hy), (cx + wx - hx, cy + wy - hy),
+            (cx + wx + hx, cy + wy + hy), (cx - wx + hx, cy - wy + hy)]
+
+
+def polygons_overlap(a: list, b: list) -> bool:
+    """Whether two convex polygons (a segment is one with two corners) intersect: no separating axis."""
+    for poly in (a, b):
+        for k in range(len(poly) if len(poly) > 2 else 1):
+            (x1, y1), (x2, y2) = poly[k], poly[(k + 1) % len(poly)]
+            nx, ny = y1 - y2, x2 - x1
+            pa = [nx * x + ny * y for x, y in a]
+            pb = [nx * x + ny * y for x, y in b]
+            if max(pa) < min(pb) or max(pb) < min(pa):
+                return False
+    return True
 
 
 def _draw_frame_numbers(fig, mine, view: _View, c, s):
@@ -659,12 +731,14 @@ def _draw_hover(fig, rows, connection, c, s):
         who = f"{client} \u2192 {server}" if r["dir"] == "c2s" else f"{server} \u2192 {client}"
         lines = [
             f"<b>frame {int(p['frame'])}</b>  +{r['t']:.3f} ms",
-            safe(_abs_time(float(p["ts"]))),
+            safe(utc(float(p["ts"]))),
             who,
             f"flags: {safe(flag_text(p.get('flags')) or 'none')}",
             "seq={} ack={} len={} win={}".format(*(_show(_num(p.get(k))) for k in ("seq", "ack", "len", "win"))),
         ]
         lines += [f"<b>{safe(n)}</b>" for n in r["notes"]]
+        if r["lost"]:
+            lines.append(f"<b>{safe(r['lost'])}</b>")
         texts.append("<br>".join(lines))
     # Hover points sit where each arrow crosses the capture line: the moment it was captured.
     fig.add_trace(go.Scatter(
@@ -675,13 +749,14 @@ def _draw_hover(fig, rows, connection, c, s):
 
 
 def _cross_x(r) -> float:
-    if r["y1"] == r["y0"]:
-        return (r["x0"] + r["x1"]) / 2
-    f = (r["y"] - r["y0"]) / (r["y1"] - r["y0"])
-    return r["x0"] + f * (r["x1"] - r["x0"])
+    x1, y1 = r["full"]
+    if y1 == r["y0"]:
+        return (r["x0"] + x1) / 2
+    f = (r["y"] - r["y0"]) / (y1 - r["y0"])
+    return r["x0"] + f * (x1 - r["x0"])
 
 
-def _layout(fig, connection, hs, total, max_packets, scale, view: _View, c, s):
+def _layout(fig, connection, hs, total, max_packets, scale, view: _View, rows, c, s):
     conn = _get(connection, "conn")
     client = safe(_get(connection, "client") or "?")
     server = safe(_get(connection, "server") or "?")
@@ -697,17 +772,47 @@ def _layout(fig, connection, hs, total, max_packets, scale, view: _View, c, s):
     facts.append(f"{total} packet{'s' if total != 1 else ''}")
     if total > max_packets:
         facts.append(f"showing the first {max_packets}")
-    tickvals, ticktext = scale.ticks(min_gap=s["small"] * 1.5 / view.px_y)
+    live, still = list(facts), list(facts)
+    if not view.whole:
+        shown = sum(1 for r in rows if r["y1"] <= view.bottom)
+        live.append(f"opens on the first {shown}: drag up and down, or jump with the buttons")
+        still.append(f"the first {shown} of {len(rows)} drawn here (the .html chart scrolls)")
+    tickvals, ticktext = scale.ticks(view.bottom - view.top)
+    width = s["width"] * 0.9
     fig.update_layout(
         title=dict(text=f"<b>TCP connection {safe(conn)}</b>: {client} \u2192 {server}",
-                   subtitle=dict(text=" \u00b7 ".join(facts), font=dict(color=c["muted"], size=s["font"]))),
-        xaxis=dict(visible=False, range=list(X_RANGE)),
+                   subtitle=dict(text=wrap(" \u00b7 ".join(live), width, s["font"]),
+                                 font=dict(color=c["muted"], size=s["font"]))),
+        xaxis=dict(visible=False, range=list(X_RANGE), fixedrange=True),
         yaxis=dict(title=dict(text=scale.axis_title), range=[view.bottom, view.top],
                    zeroline=False, tickmode="array", tickvals=tickvals, ticktext=ticktext, showgrid=False),
         legend=dict(orientation="h", x=0.5, xanchor="center", y=0, yanchor="top", yref="paper"),
         margin=_margins(s),
         showlegend=True,
+        dragmode="pan",
+        meta={"static": {"title": {"subtitle": {"text": wrap(" \u00b7 ".join(still), width, s["font"])}}}},
     )
+    if not view.whole:
+        fig.update_layout(updatemenus=[_jumps(rows, view, s)])
+
+
+def _jumps(rows, view: _View, s) -> dict:
+    """Buttons that scroll the opening view's height to the handshake, the first data, the close."""
+    height = view.bottom - view.top
+    marks = [("handshake", next((r for r in rows if "SYN" in flag_set(r["p"]["flags"])), rows[0])),
+             ("first data", next((r for r in rows if r["kind"] == "data"), None)),
+             ("close", next((r for r in rows if r["kind"] in ("FIN", "RST")), None)),
+             ("last packet", rows[-1])]
+    buttons = []
+    for name, r in marks:
+        if r is None:
+            continue
+        top = r["y0"] - 0.1 * height if name != "last packet" else max(r["y1"] + 0.1 * height - height, view.lo)
+        top = max(min(top, view.hi - height), view.lo)
+        buttons.append(dict(label=name, method="relayout", args=[{"yaxis.range": [top + height, top]}]))
+    # a column at the bottom right, beside the server lane: clear of the title, the toolbar and the lanes
+    return dict(type="buttons", direction="up", buttons=buttons, showactive=False, x=1.0, xanchor="right",
+                y=0.0, yanchor="bottom", pad=dict(r=4, b=4), font=dict(size=s["small"]), name=INTERACTIVE)
 
 
 CLOSE_TEXT = {
@@ -751,6 +856,3 @@ def _num(v) -> int | None:
 def _show(v) -> str:
     return "\u2014" if v is None else str(v)
 
-
-def _abs_time(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f UTC")
