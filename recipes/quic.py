@@ -9,6 +9,12 @@ from traceviz.recipe import Finding
 
 NAME = "quic"
 TITLE = "QUIC connections"
+NEEDS = "QUIC connections (a capture of QUIC traffic, or a qlog)"
+FAILS_ON = ("a connection closed with an error, a Retry whose integrity tag is wrong, a handshake that did not finish, "
+            "or packets that could not be decoded")
+EXAMPLE = "quic-h3"
+FIGURES = {"ladder": "one connection's QUIC packets between client and server, by packet-number space",
+           "streams": "the HTTP/3 streams of that connection over time (when its requests could be read)"}
 
 JSON_FIELDS = STABLE_FIELDS["quic"]
 TABLE_FIELDS = ["conn", "client", "server", "version_name", "sni", "alpn", "rtts", "handshake_ms", "decrypted",
