@@ -236,7 +236,10 @@ def transfer(tl, label: str | None = None) -> dict:
         row["version"] = t["version"].iloc[0] if len(t) else None
     row["rtt_ms"] = float(rtt) if _set(rtt) else None
     row["handshake_rtts"] = int(hs) if _known(hs) else None
-    row["first_request_ms"] = (float(mine["start"].min()) - t0) * 1000.0
+    # A request's first byte left after the phases spent waiting for the connection (HAR's
+    # start + blocked + dns + connect + tls: a TCP connection's first request starts at its SYN).
+    waited = mine[["blocked", "dns", "connect", "tls"]].astype("float64").fillna(0.0).sum(axis=1)
+    row["first_request_ms"] = (float((mine["start"] + waited).min()) - t0) * 1000.0
     row["last_byte_ms"] = (float(mine["end"].max()) - t0) * 1000.0
     for key in ("first_request", "last_byte"):
         row[f"{key}_rtts"] = row[f"{key}_ms"] / row["rtt_ms"] if row["rtt_ms"] else None
