@@ -67,9 +67,11 @@ def _resolve(path: str | os.PathLike) -> str:
 def _load_capture(path: str, keylog, rsa_key, progress: Progress) -> Timeline:
     import numpy as np
 
-    from traceviz.assemble.capture import timeline
+    from traceviz.assemble import transport as transport_tables
+    from traceviz.assemble.capture import PayloadRows, endpoints, finish
+    from traceviz.assemble.parallel import decode_rows
     from traceviz.decode.index import index_frames
-    from traceviz.decode.streams import Payload, decode_streams
+    from traceviz.decode.streams import plan_streams
     from traceviz.decode.tcp.connections import analyze
     from traceviz.errors import describe
     from traceviz.sources.reader import read_capture
@@ -89,15 +91,17 @@ def _load_capture(path: str, keylog, rsa_key, progress: Progress) -> Timeline:
     progress("payload")
     log, key = _keys(cap.secrets, keylog, rsa_key, info.warnings)
     debug = bool(os.environ.get("TRACEVIZ_DEBUG"))
+    tables = transport_tables.tables(transport)
     try:
-        payload = decode_streams(transport, cap.buf, log, key, debug=debug)
-        return timeline(info, transport, payload, log, key, cap.secrets)
+        plan = plan_streams(transport, cap.buf)
+        rows, decoded = decode_rows(plan, cap.buf, endpoints(tables[1]), path, log, key, debug=debug)
+        return finish(info, tables, rows, plan.opaque(decoded), log, key, cap.secrets)
     except Exception as exc:  # a decoder bug must not cost the user the TCP-level analysis
         if debug or isinstance(exc, InputError):
             raise
         info.warnings.append(describe(path, f"payload decoding stopped early ({type(exc).__name__}: {exc}); "
                                             "TCP analysis is complete"))
-        return timeline(info, transport, Payload({}, np.zeros(0, dtype=np.int64)), log, key, cap.secrets)
+        return finish(info, tables, PayloadRows(), np.zeros(0, dtype=np.int64), log, key, cap.secrets)
 
 
 def _keys(blocks, keylog, rsa_key, warnings: list[str]):

@@ -9,6 +9,8 @@ Timeline after this.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 import pandas as pd
 
@@ -20,31 +22,71 @@ from traceviz.model import JSON_FIELDS, SourceInfo, Timeline, conform
 _TLS_LAST = ["round_trips"]
 
 
+@dataclass
+class PayloadRows:
+    """The payload tier's connections as rows, before they become tables.
+
+    Made per connection (``payload_rows``), so a share of the connections can
+    be turned into rows in another process and the shares concatenated, in
+    connection order, as if one process had made them all.
+    """
+
+    tls: list[dict] = field(default_factory=list)
+    events: list[dict] = field(default_factory=list)
+    requests: list[dict] = field(default_factory=list)
+    apps: dict[int, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def extend(self, other: PayloadRows) -> None:
+        self.tls += other.tls
+        self.events += other.events
+        self.requests += other.requests
+        self.apps.update(other.apps)
+        self.warnings += other.warnings
+
+
 def timeline(info: SourceInfo, t, payload, keylog=None, rsa_key=None, dsb_blocks=()) -> Timeline:
     """The Timeline of a capture: ``t`` from ``decode.tcp.connections.analyze``,
     ``payload`` from ``decode.streams.decode_streams``."""
-    packets, connections, events = transport.tables(t)
-    endpoints = _endpoints(connections)
-    tls_rows, event_rows, request_rows, apps = [], [], [], {}
-    for conn, result in sorted(payload.results.items()):
-        ends = endpoints.get(conn, {})
+    tables = transport.tables(t)
+    rows = payload_rows(payload.results, endpoints(tables[1]), info.path, keylog)
+    return finish(info, tables, rows, payload.opaque, keylog, rsa_key, dsb_blocks)
+
+
+def payload_rows(results: dict, ends: dict[int, dict], path: str, keylog=None) -> PayloadRows:
+    """Rows of the payload tier's results (``{conn: decode.streams.StreamResult}``), in connection order.
+
+    ``ends``: each connection's client and server (``endpoints``)."""
+    out = PayloadRows()
+    for conn, result in sorted(results.items()):
+        conn_ends = ends.get(conn, {})
         if result.tls is not None:
             session = result.tls
             if session.client_hello is not None or session.server_hello is not None:
-                tls_rows.append(tls.session_row(session, ends, keylog))
-            event_rows += tls.event_rows(conn, session)
+                out.tls.append(tls.session_row(session, conn_ends, keylog))
+            out.events += tls.event_rows(conn, session)
             for err in session.errors[:5]:
-                info.warnings.append(describe(info.path, f"TLS on connection {conn}: {err}"))
-        ev, rq = _http_rows(result, ends.get("server"))
-        event_rows += ev
-        request_rows += rq
-        apps[conn] = http.app_label(result)
-    tls_table = _tls_table(tls_rows)
+                out.warnings.append(describe(path, f"TLS on connection {conn}: {err}"))
+        for note in result.notes:
+            out.warnings.append(describe(path, f"connection {conn}: {note}"))
+        ev, rq = _http_rows(result, conn_ends.get("server"))
+        out.events += ev
+        out.requests += rq
+        out.apps[conn] = http.app_label(result)
+    return out
+
+
+def finish(info: SourceInfo, tables, rows: PayloadRows, opaque: np.ndarray, keylog=None, rsa_key=None,
+           dsb_blocks=()) -> Timeline:
+    """The Timeline from the transport tier's ``tables`` (packets, connections, events) and the payload rows."""
+    packets, connections, events = tables
+    info.warnings.extend(rows.warnings)
+    tls_table = _tls_table(rows.tls)
     return Timeline(
         source=info, packets=packets,
-        connections=_with_apps(connections, apps, payload.opaque, tls_rows),
-        events=_merge_events(events, event_rows),
-        requests=_requests(request_rows),
+        connections=_with_apps(connections, rows.apps, opaque, rows.tls),
+        events=_merge_events(events, rows.events),
+        requests=_requests(rows.requests),
         tls=tls_table,
         decryption=keys.decryption_report(tls_table, keylog, rsa_key, list(dsb_blocks)),
     )
@@ -62,7 +104,8 @@ def _http_rows(result, server: str | None) -> tuple[list[dict], list[dict]]:
     return ([{"conn": conn, **e} for e in ev], [{"conn": conn, "source": "pcap", **r} for r in rq])
 
 
-def _endpoints(conns: pd.DataFrame) -> dict[int, dict]:
+def endpoints(conns: pd.DataFrame) -> dict[int, dict]:
+    """{conn: {"client": ..., "server": ...}} of the connections table."""
     if conns.empty:
         return {}
     return {int(k): {"client": c, "server": s}
@@ -85,26 +128,22 @@ def _with_apps(conns: pd.DataFrame, apps: dict, opaque: np.ndarray, tls_rows: li
     if conns.empty:
         return conns
     conns = conns.copy()
-    hit = conns["conn"].isin(opaque).to_numpy(dtype=bool, na_value=False)
-    if hit.any():
-        app = conns["app"].astype("object").to_numpy(copy=True)
-        app[hit] = "unknown"
-        conns["app"] = pd.Series(app, index=conns.index, dtype="object")
+    index = pd.Index(conns["conn"].to_numpy())
+    app = conns["app"].astype("object").to_numpy(copy=True)
+    app[conns["conn"].isin(opaque).to_numpy(dtype=bool, na_value=False)] = "unknown"
     if apps:
-        by_conn = {r["conn"]: r for r in tls_rows}
-        for col in ("app", "sni", "alpn", "tls_version"):
-            conns[col] = conns[col].astype("object")
-        at = {int(c): i for i, c in zip(conns.index, conns["conn"])}
-        for conn, app in apps.items():
-            i = at.get(conn)
-            if i is None:
-                continue
-            conns.at[i, "app"] = app
-            r = by_conn.get(conn)
-            if r is not None:
-                conns.at[i, "sni"] = r.get("sni")
-                conns.at[i, "alpn"] = r.get("alpn")
-                conns.at[i, "tls_version"] = r.get("version")
+        at = index.get_indexer(np.fromiter(apps, dtype=np.int64, count=len(apps)))
+        found = at >= 0
+        app[at[found]] = np.array(list(apps.values()), dtype=object)[found]
+    conns["app"] = pd.Series(app, index=conns.index, dtype="object")
+    shown = [r for r in tls_rows if r["conn"] in apps]
+    if shown:
+        at = index.get_indexer([r["conn"] for r in shown])
+        found = at >= 0
+        for col, key in (("sni", "sni"), ("alpn", "alpn"), ("tls_version", "version")):
+            values = conns[col].astype("object").to_numpy(copy=True)
+            values[at[found]] = np.array([r.get(key) for r in shown], dtype=object)[found]
+            conns[col] = pd.Series(values, index=conns.index, dtype="object")
     return conform("connections", conns)
 
 
