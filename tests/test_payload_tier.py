@@ -154,3 +154,29 @@ def test_http_that_stops_is_said_once_naming_the_connection(tmp_path, monkeypatc
     tl = traceviz.load(path)
     notes = [w for w in tl.warnings if "connection 0" in w and "HTTP not decoded" in w]
     assert len(notes) == 1 and "binary hello" in notes[0]
+
+
+def test_tables_asked_for_are_whole_and_the_rest_is_not_built(generated, monkeypatch):
+    from traceviz.model import TableNotBuilt
+    monkeypatch.setenv("TRACEVIZ_WORKERS", "1")
+    full = traceviz.load(generated)
+    runs = {"tls": 0}
+    run_tls = streams._run_tls
+
+    def counted(*a, **k):
+        runs["tls"] += 1
+        return run_tls(*a, **k)
+
+    monkeypatch.setattr(streams, "_run_tls", counted)
+    only = traceviz.load(generated, tables=["requests"])
+    assert runs["tls"] == 0                              # no keys: no TLS session holds a request
+    pd.testing.assert_frame_equal(only.requests, full.requests)
+    assert only.skipped == frozenset(TABLES + ("quic", "streams")) - {"requests"}
+    for name in ("tls", "events", "connections", "packets"):
+        with pytest.raises(TableNotBuilt, match=name):
+            getattr(only, name)
+    tls_only = traceviz.load(generated, tables="tls")
+    pd.testing.assert_frame_equal(tls_only.tls, full.tls)
+    assert runs["tls"] == len(full.tls)
+    with pytest.raises(ValueError, match="requests"):
+        traceviz.load(generated, tables=["request"])

@@ -9,25 +9,36 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 from traceviz import _tuning
 from traceviz.errors import InputError
-from traceviz.model import SourceInfo, Timeline
+from traceviz.model import SourceInfo, Timeline, empty_table
 
 Progress = Callable[[str], None]
 STAGES = ("reading", "indexing", "tcp", "payload")   # what load() reports to ``progress``, in order
 
 
+# What the payload tier must decode for each table to be whole.
+_NEEDS = {"packets": set(), "connections": {"tls", "http"}, "events": {"tls", "http"}, "requests": {"http"},
+          "tls": {"tls"}, "quic": set(), "streams": {"http"}}
+
+
 def load(path: str | os.PathLike, keylog: str | os.PathLike | None = None,
-         rsa_key: str | os.PathLike | None = None, progress: Progress | None = None) -> Timeline:
+         rsa_key: str | os.PathLike | None = None, progress: Progress | None = None,
+         tables: Iterable[str] | None = None) -> Timeline:
     """Decode ``path`` (pcap, pcapng, .gz, HAR, DevTools trace/log) into a Timeline.
 
     ``keylog`` is an NSS key log (pcapng Decryption Secrets Blocks are used
     without it); ``rsa_key`` a server's PEM private key for TLS 1.2 RSA key
     exchange.  A name of a bundled capture (``traceviz captures``) works as a path.
-    Raises ``InputError`` when nothing in the file can be analysed.
+    ``tables``: build only these (default all); the work follows -- ``requests``
+    alone decodes no TLS session without keys, ``tls`` alone no cleartext HTTP,
+    ``packets`` alone nothing above TCP -- and reading a table left out raises
+    ``model.TableNotBuilt``.  Raises ``InputError`` when nothing in the file
+    can be analysed.
     """
+    wanted = _wanted(tables)
     path = _resolve(path)
     for extra in (keylog, rsa_key):
         if extra is not None and not Path(extra).is_file():
@@ -37,11 +48,34 @@ def load(path: str | os.PathLike, keylog: str | os.PathLike | None = None,
     kind = kind_of(path)
     if kind == "capture":
         with _tuning.loading(os.path.getsize(path)):
-            return _load_capture(path, keylog, rsa_key, progress or _quiet)
-    if kind == "json":
+            tl = _load_capture(path, keylog, rsa_key, progress or _quiet, wanted)
+    elif kind == "json":
         from traceviz.assemble.browser import load_browser
-        return load_browser(path)
-    raise InputError(path, "not a packet capture (pcap/pcapng), HAR or DevTools trace")
+        tl = load_browser(path)
+    else:
+        raise InputError(path, "not a packet capture (pcap/pcapng), HAR or DevTools trace")
+    return _leave_out(tl, wanted)
+
+
+def _wanted(tables: Iterable[str] | None) -> frozenset:
+    if tables is None:
+        return frozenset(_NEEDS)
+    wanted = frozenset([tables] if isinstance(tables, str) else tables)
+    unknown = sorted(wanted - set(_NEEDS))
+    if unknown:
+        raise ValueError(f"no table named {', '.join(unknown)}: the tables are {', '.join(_NEEDS)}")
+    return wanted
+
+
+def _leave_out(tl: Timeline, wanted: frozenset) -> Timeline:
+    """The Timeline with the tables not asked for marked as such (empty, and unreadable)."""
+    left_out = frozenset(_NEEDS) - wanted
+    if not left_out:
+        return tl
+    for name in left_out:
+        setattr(tl, name, empty_table(name))
+    tl.skipped = left_out
+    return tl
 
 
 def _quiet(stage: str) -> None:
@@ -64,7 +98,7 @@ def _resolve(path: str | os.PathLike) -> str:
     raise InputError(str(p), "no such file (nor a bundled capture of that name: see `traceviz captures`)")
 
 
-def _load_capture(path: str, keylog, rsa_key, progress: Progress) -> Timeline:
+def _load_capture(path: str, keylog, rsa_key, progress: Progress, wanted: frozenset) -> Timeline:
     import numpy as np
 
     from traceviz.assemble import transport as transport_tables
@@ -91,11 +125,20 @@ def _load_capture(path: str, keylog, rsa_key, progress: Progress) -> Timeline:
     progress("payload")
     log, key = _keys(cap.secrets, keylog, rsa_key, info.warnings)
     debug = bool(os.environ.get("TRACEVIZ_DEBUG"))
-    tables = transport_tables.tables(transport)
+    conns = transport_tables.connections(transport)
+    tables = (transport_tables.packets(transport) if "packets" in wanted else empty_table("packets"), conns,
+              transport_tables.events(transport) if "events" in wanted else empty_table("events"))
+    decode = set().union(*(_NEEDS[name] for name in wanted))
+    if log is not None or key is not None:
+        decode |= {"tls"} if "http" in decode else set()     # HTTPS requests are inside TLS sessions
     try:
-        plan = plan_streams(transport, cap.buf)
-        rows, decoded = decode_rows(plan, cap.buf, endpoints(tables[1]), path, log, key, debug=debug)
-        return finish(info, tables, rows, plan.opaque(decoded), log, key, cap.secrets)
+        if not decode:
+            return finish(info, tables, PayloadRows(), np.zeros(0, dtype=np.int64), log, key, cap.secrets,
+                          skip=frozenset(_NEEDS) - wanted)
+        plan = plan_streams(transport, cap.buf, tls="tls" in decode, http="http" in decode)
+        rows, decoded = decode_rows(plan, cap.buf, endpoints(conns), path, log, key, debug=debug,
+                                    events="events" in wanted)
+        return finish(info, tables, rows, plan.opaque(decoded), log, key, cap.secrets, skip=frozenset(_NEEDS) - wanted)
     except Exception as exc:  # a decoder bug must not cost the user the TCP-level analysis
         if debug or isinstance(exc, InputError):
             raise

@@ -53,10 +53,11 @@ def timeline(info: SourceInfo, t, payload, keylog=None, rsa_key=None, dsb_blocks
     return finish(info, tables, rows, payload.opaque, keylog, rsa_key, dsb_blocks)
 
 
-def payload_rows(results: dict, ends: dict[int, dict], path: str, keylog=None) -> PayloadRows:
+def payload_rows(results: dict, ends: dict[int, dict], path: str, keylog=None, events: bool = True) -> PayloadRows:
     """Rows of the payload tier's results (``{conn: decode.streams.StreamResult}``), in connection order.
 
-    ``ends``: each connection's client and server (``endpoints``)."""
+    ``ends``: each connection's client and server (``endpoints``); ``events``
+    False: no events rows (a load that builds no events table)."""
     out = PayloadRows()
     for conn, result in sorted(results.items()):
         conn_ends = ends.get(conn, {})
@@ -64,29 +65,33 @@ def payload_rows(results: dict, ends: dict[int, dict], path: str, keylog=None) -
             session = result.tls
             if session.client_hello is not None or session.server_hello is not None:
                 out.tls.append(tls.session_row(session, conn_ends, keylog))
-            out.events += tls.event_rows(conn, session)
+            if events:
+                out.events += tls.event_rows(conn, session)
             for err in session.errors[:5]:
                 out.warnings.append(describe(path, f"TLS on connection {conn}: {err}"))
         for note in result.notes:
             out.warnings.append(describe(path, f"connection {conn}: {note}"))
         ev, rq = _http_rows(result, conn_ends.get("server"))
-        out.events += ev
+        if events:
+            out.events += ev
         out.requests += rq
         out.apps[conn] = http.app_label(result)
     return out
 
 
 def finish(info: SourceInfo, tables, rows: PayloadRows, opaque: np.ndarray, keylog=None, rsa_key=None,
-           dsb_blocks=()) -> Timeline:
-    """The Timeline from the transport tier's ``tables`` (packets, connections, events) and the payload rows."""
+           dsb_blocks=(), skip=frozenset()) -> Timeline:
+    """The Timeline from the transport tier's ``tables`` (packets, connections, events) and the payload rows.
+
+    ``skip``: tables not to build (left empty; the loader marks them)."""
     packets, connections, events = tables
     info.warnings.extend(rows.warnings)
     tls_table = _tls_table(rows.tls)
     return Timeline(
         source=info, packets=packets,
-        connections=_with_apps(connections, rows.apps, opaque, rows.tls),
-        events=_merge_events(events, rows.events),
-        requests=_requests(rows.requests),
+        connections=connections if "connections" in skip else _with_apps(connections, rows.apps, opaque, rows.tls),
+        events=events if "events" in skip else _merge_events(events, rows.events),
+        requests=_requests(rows.requests) if "requests" not in skip else _requests([]),
         tls=tls_table,
         decryption=keys.decryption_report(tls_table, keylog, rsa_key, list(dsb_blocks)),
     )

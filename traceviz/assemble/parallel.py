@@ -27,14 +27,14 @@ from traceviz.decode.streams import Plan, decode_planned
 
 
 def decode_rows(plan: Plan, buf, ends: dict, path: str, keylog=None, rsa_key=None,
-                debug: bool = False) -> tuple[PayloadRows, set[int]]:
-    """The rows of every connection ``plan`` decodes, and the connections decoded."""
+                debug: bool = False, events: bool = True) -> tuple[PayloadRows, set[int]]:
+    """The rows of every connection ``plan`` decodes (``events``: events rows too), and the connections decoded."""
     conns = sorted(plan.kinds)
     shares = split(conns, plan.cost(), _tuning.workers(len(conns)))
 
     def work(share: list[int]) -> tuple[PayloadRows, set[int]]:
         results = decode_planned(plan, buf, share, keylog, rsa_key, debug)
-        return payload_rows(results, ends, path, keylog), set(results)
+        return payload_rows(results, ends, path, keylog, events), set(results)
 
     children = [_fork(work, share) for share in shares[1:]]
     rows, decoded = work(shares[0]) if shares else (PayloadRows(), set())

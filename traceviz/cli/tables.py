@@ -120,7 +120,7 @@ def timeline(file: FileArg, conn: ConnOpt = None,
 def requests(file: FileArg, json: JsonOpt = False, keylog: KeylogOpt = None, rsa_key: RsaOpt = None) -> None:
     """One row per HTTP exchange, from a capture (decrypted with --keylog) or a browser export."""
     with guarded():
-        tl = load(file, keylog, rsa_key)
+        tl = load(file, keylog, rsa_key, tables=("requests", "packets"))    # packets: the time origin
         df = tl.requests
         if json:
             json_rows(df, "requests")

@@ -73,6 +73,7 @@ class Plan:
     kinds: dict[int, str]
     pending: set[int]
     carrying: np.ndarray
+    http: bool = True         # run the HTTP machines (inside TLS too, when keys open it)
 
     def cost(self) -> dict[int, int]:
         """A rough cost of decoding each connection: a fixed part and its segments."""
@@ -97,20 +98,23 @@ def decode_streams(t, buf, keylog=None, rsa_key=None, debug: bool = False) -> Pa
     return Payload(results, plan.opaque(results))
 
 
-def plan_streams(t, buf) -> Plan:
-    """Sniff every TCP connection's first bytes: which to decode, and as what."""
+def plan_streams(t, buf, tls: bool = True, http: bool = True) -> Plan:
+    """Sniff every TCP connection's first bytes: which to decode, and as what.
+
+    ``tls``/``http`` False: leave TLS sessions / cleartext HTTP (and HTTP
+    inside TLS) undecoded, for a caller that needs no table made of them."""
     cols = _tcp_columns(t)
     first, carrying = _first_bytes(cols, buf)
     kinds, pending = {}, set()
     for conn in sorted({c for c, _ in first}):
         c2s = first.get((conn, C2S), b"")
         kind = sniff.stream_kind(c2s, first.get((conn, S2C), b""))
-        if kind:
-            kinds[conn] = kind
-        elif sniff.line_pending(c2s):
-            kinds[conn] = "http/1.1"         # a long request line, or not HTTP: the stream will tell
+        if kind is None and sniff.line_pending(c2s):
+            kind = "http/1.1"                # a long request line, or not HTTP: the stream will tell
             pending.add(conn)
-    return Plan(cols, kinds, pending, carrying)
+        if kind and (tls if kind == "tls" else http):
+            kinds[conn] = kind
+    return Plan(cols, kinds, pending, carrying, http)
 
 
 def decode_planned(plan: Plan, buf, conns, keylog=None, rsa_key=None, debug: bool = False) -> dict[int, StreamResult]:
@@ -125,15 +129,16 @@ def decode_planned(plan: Plan, buf, conns, keylog=None, rsa_key=None, debug: boo
         s = streams.streams(conn)
         if conn in plan.pending and sniff.stream_kind(_head(s[C2S], sniff.REQUEST_LINE_MAX), b"") is None:
             continue
-        results[conn] = decode_connection(conn, plan.kinds[conn], s, keylog, rsa_key, debug)
+        results[conn] = decode_connection(conn, plan.kinds[conn], s, keylog, rsa_key, debug, plan.http)
     return results
 
 
 def decode_connection(conn: int, kind: str, streams: dict[str, ByteStream], keylog=None, rsa_key=None,
-                      debug: bool = False) -> StreamResult:
-    """One connection's protocol machines, fed its reassembled ``streams``."""
+                      debug: bool = False, http: bool = True) -> StreamResult:
+    """One connection's protocol machines, fed its reassembled ``streams``
+    (``http`` False: no HTTP machine inside TLS)."""
     if kind == "tls":
-        return _run_tls(conn, streams, keylog, rsa_key, debug)
+        return _run_tls(conn, streams, keylog, rsa_key, debug, http)
     feed = _HTTPFeed(StreamResult(conn, kind), debug)
     _drive(streams, feed.plain, feed.gap, feed.skippable, feed.skip)
     return feed.close()
@@ -222,7 +227,8 @@ def _byte_at(whole: np.ndarray, offs: np.ndarray) -> np.ndarray:
     return out
 
 
-def _run_tls(conn: int, streams: dict[str, ByteStream], keylog, rsa_key, debug: bool) -> StreamResult:
+def _run_tls(conn: int, streams: dict[str, ByteStream], keylog, rsa_key, debug: bool,
+             http: bool = True) -> StreamResult:
     """One TLS connection: the session machine, and its decrypted bytes to the HTTP machine."""
     from traceviz.decode.tls.session import TLSSession
 
@@ -230,7 +236,8 @@ def _run_tls(conn: int, streams: dict[str, ByteStream], keylog, rsa_key, debug: 
     if keylog is not None or rsa_key is not None:
         session.use_keys(keylog, rsa_key)
     feed = _HTTPFeed(StreamResult(conn, "tls", tls=session, scheme="https"), debug)
-    session.on_application_data = feed.decrypted
+    if http:
+        session.on_application_data = feed.decrypted
 
     def gap(d: str, offset: int, length: int) -> None:
         session.gap(d, offset, length)

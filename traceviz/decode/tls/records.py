@@ -76,6 +76,10 @@ class RecordReader:
             data = data[n:]
             if not data:
                 return out
+        if not self._buf and not self._resync and self.records:
+            data = self._whole_records(data, frame, ts, out)
+            if not data:
+                return out
         if self._first is None:
             self._first = (frame, ts)
         self._buf += data
@@ -85,6 +89,35 @@ class RecordReader:
                 break
             out.append(rec)
         return out
+
+    def _whole_records(self, data: bytes, frame: int, ts: float, out: list) -> bytes:
+        """The records that lie whole in ``data`` (or start a counted one), read in place
+        rather than through the buffer; returns what is left for the buffered path
+        (a partial record, or a header the careful path must judge)."""
+        i, n = 0, len(data)
+        count_only = self.count_only
+        while n - i >= 5:
+            ctype, length = data[i], (data[i + 3] << 8) | data[i + 4]
+            if ctype not in _CONTENT_TYPES or data[i + 1] != 3 or length > MAX_RECORD:
+                break
+            end = i + 5 + length
+            version = 0x300 | data[i + 2]
+            if ctype in count_only:
+                if end > n:
+                    self._first = (frame, ts)
+                    self._counting = [end - n, ctype, version, length, self._offset]
+                    self._offset += 5 + length
+                    return b""
+                rec = Record(ctype, version, b"", frame, ts, frame, self._offset, length=length)
+            elif end <= n:
+                rec = Record(ctype, version, data[i + 5:end], frame, ts, frame, self._offset)
+            else:
+                break
+            self._offset += 5 + length
+            self.records += 1
+            out.append(rec)
+            i = end
+        return data[i:] if i else data
 
     @property
     def skippable(self) -> int:
