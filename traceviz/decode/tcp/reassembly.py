@@ -143,10 +143,11 @@ class Reassembled:
     """The byte streams of many connections: ``streams(conn)`` -> {"c2s": ByteStream, "s2c": ByteStream}.
 
     Built once for all of them (``reassemble_columns``); each connection's
-    streams are list slices of shared columns, made when asked for.
+    streams are slices of shared numpy columns, made into lists (what the
+    payload tier's per-byte-range steps index fastest) when asked for.
     """
 
-    def __init__(self, buf, cols: dict[str, list], bounds: dict[tuple[int, int], tuple[int, int]],
+    def __init__(self, buf, cols: dict[str, np.ndarray], bounds: dict[tuple[int, int], tuple[int, int]],
                  extra: dict[tuple[int, int], dict], conns: list[int]):
         self.buf = buf
         self._cols = cols
@@ -161,9 +162,9 @@ class Reassembled:
             lo, hi = self._bounds.get((conn, k), (0, 0))
             if hi > lo:
                 c = self._cols
-                s.offset, s.size, s.at = c["offset"][lo:hi], c["size"][lo:hi], c["at"][lo:hi]
-                s.frame, s.ts = c["frame"][lo:hi], c["ts"][lo:hi]
-                s.ready_frame, s.ready_ts = c["ready_frame"][lo:hi], c["ready_ts"][lo:hi]
+                s.offset, s.size, s.at = c["offset"][lo:hi].tolist(), c["size"][lo:hi].tolist(), c["at"][lo:hi].tolist()
+                s.frame, s.ts = c["frame"][lo:hi].tolist(), c["ts"][lo:hi].tolist()
+                s.ready_frame, s.ready_ts = c["ready_frame"][lo:hi].tolist(), c["ready_ts"][lo:hi].tolist()
             x = self._extra.get((conn, k))
             if x:
                 s.gaps, s.retransmitted, s.fin = list(x.get("gaps", ())), x.get("retransmitted", 0), x.get("fin", False)
@@ -186,7 +187,7 @@ def reassemble_columns(conn, c2s, flags, seq, length, frame, ts, payload_off, pa
     if wanted is not None:
         keep &= np.isin(conn, np.fromiter(wanted, dtype=np.int64, count=len(wanted)))
     rows = np.flatnonzero(keep)
-    cols = {k: [] for k in ("offset", "size", "at", "frame", "ts", "ready_frame", "ready_ts")}
+    cols = {k: np.zeros(0) for k in ("offset", "size", "at", "frame", "ts", "ready_frame", "ready_ts")}
     if not len(rows):
         return Reassembled(buf, cols, {}, {}, [])
     conn = conn[rows]
@@ -401,9 +402,8 @@ def _finish(buf, cols, extra) -> Reassembled:
         starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
         ends = np.r_[starts[1:], len(g)]
         bounds = {_key(k): (lo, hi) for k, lo, hi in zip(g[starts].tolist(), starts.tolist(), ends.tolist())}
-        cols = {k: np.asarray(v).tolist() for k, v in cols.items()}
     else:
-        cols = {k: [] for k in ("offset", "size", "at", "frame", "ts", "ready_frame", "ready_ts")}
+        cols = {k: np.zeros(0) for k in ("offset", "size", "at", "frame", "ts", "ready_frame", "ready_ts")}
     conns = sorted({c for c, _ in bounds} | {c for c, _ in extra})
     return Reassembled(buf, cols, bounds, extra, conns)
 
