@@ -159,7 +159,7 @@ def compare(path: str, payload: bool = False) -> int:
         total += len(where)
         print(f"  {name:<14} {len(where):>8} differences")
         for i in where[:SHOW]:
-            print(f"      row {i}")
+            print(f"      {'tcp.stream' if name in ('http requests', 'http status codes') else 'row'} {i}")
     print(f"frames compared: {n} (traceviz {len(tl.packets)}, tshark {len(ts)}); "
           f"connections with a SYN compared: {len(first)}; differences: {total}")
     if len(tl.packets) != len(ts):
@@ -209,10 +209,14 @@ def compare_payload(tl, ts: pd.DataFrame, is_tcp: np.ndarray, analysis: np.ndarr
     bad["http requests"] = np.array(wrong, dtype=np.int64)
     bad["http connections"] = np.arange(len(set(theirs) ^ set(ours)))
     codes = np.flatnonzero(is_tcp & (ts["http.response.code"].to_numpy() != ""))
-    theirs_codes = sorted(int(x) for i in codes.tolist() for x in ts["http.response.code"].iat[i].split(";")
-                          if int(stream[i]) in ours)
-    mine_codes = sorted(int(x) for x in rq["status"].dropna())
-    bad["http status codes"] = np.arange(0 if theirs_codes == mine_codes else 1)
+    theirs_codes: dict[int, list[int]] = {}
+    for i in codes.tolist():
+        if int(stream[i]) in ours:
+            theirs_codes.setdefault(int(stream[i]), []).extend(int(x) for x in ts["http.response.code"].iat[i].split(";"))
+    mine_codes = {int(c): sorted(int(x) for x in g["status"].dropna()) for c, g in rq.groupby("conn")}
+    bad["http status codes"] = np.array(sorted(c for c in set(theirs_codes) | set(mine_codes)
+                                               if sorted(theirs_codes.get(c, [])) != mine_codes.get(c, [])),
+                                        dtype=np.int64)
     print(f"  HTTP/1.x: {sum(map(len, theirs.values()))} requests on {len(theirs)} streams in tshark, "
           f"{len(rq)} on {len(ours)} in ours")
     return bad
