@@ -93,6 +93,11 @@ def tcp_connection(p: Plan, rng, flow: int, t: float) -> None:
                 p.add(t + half, flow, 1, ACK, c, s + sent, 0)
         s += size
         t += half
+    teardown(p, rng, flow, t, rtt, c, s)
+
+
+def teardown(p: Plan, rng, flow: int, t: float, rtt: float, c: int, s: int) -> None:
+    """85 % a FIN from the client answered by the server's, 10 % a reset from the server, else left open."""
     end = rng.random()
     t += float(rng.exponential(0.2))
     if end < 0.85:
@@ -101,7 +106,6 @@ def tcp_connection(p: Plan, rng, flow: int, t: float) -> None:
         p.add(t + rtt + 0.0002, flow, 1, ACK, c + 1, s + 1, 0)
     elif end < 0.95:
         p.add(t, flow, 0, RST | ACK, s, c, 0)
-    # else: left open
 
 
 def udp_flow(p: Plan, rng, flow: int, t: float) -> None:
@@ -163,15 +167,7 @@ def real_tcp_connection(p: Plan, rng, flow: int, t: float, flights, pool: bytear
                 p.add(ts + (0.0001 if not me else rtt), flow, other, ACK, nxt[other], seq + n, 0)
         nxt[me] += len(data)
         last = d
-    end = rng.random()
-    t += float(rng.exponential(0.2))
-    c, s = nxt[1], nxt[0]
-    if end < 0.85:
-        p.add(t, flow, 1, FIN | ACK, c, s, 0)
-        p.add(t + rtt, flow, 0, FIN | ACK, s, c + 1, 0)
-        p.add(t + rtt + 0.0002, flow, 1, ACK, c + 1, s + 1, 0)
-    elif end < 0.95:
-        p.add(t, flow, 0, RST | ACK, s, c, 0)
+    teardown(p, rng, flow, t, rtt, nxt[1], nxt[0])
 
 
 def real_udp_flow(p: Plan, rng, flow: int, t: float, dns: bool, pool: bytearray) -> None:

@@ -262,10 +262,8 @@ def h2c_conversation(rng, host: str) -> list[tuple[str, bytes, float]]:
         streams = list(range(sid, sid + 2 * int(rng.integers(1, 4)), 2))
         sid = streams[-1] + 2
         c = bytearray(preface if i == 0 else b"")
-        if i == 0:
-            pass
-        elif i == 1:
-            c += SettingsFrame(0, flags=["ACK"]).serialize()
+        if i == 1:
+            c += SettingsFrame(0, flags=["ACK"]).serialize()     # the client acknowledges the server's SETTINGS
         for s in streams:
             block = enc_c.encode([(":method", "GET"), (":scheme", "http"), (":authority", host),
                                   (":path", _path(rng)), ("user-agent", _UA), ("accept", "*/*")])
