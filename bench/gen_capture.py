@@ -188,52 +188,50 @@ def real_udp_flow(p: Plan, rng, flow: int, t: float, dns: bool, pool: bytearray)
 def real_plan(packets: int, seed: int) -> tuple[Plan, np.ndarray, np.ndarray, bytearray]:
     """As ``plan``, with payloads: (plan, IPv6 per flow, server port per flow, the payload pool)."""
     import traffic
-    rng = np.random.default_rng(seed)
     handshakes = traffic.tls_handshakes()
-    p, pool = Plan(), bytearray()
-    flow_v6, ports = array("b"), array("i")
-    tcp_target = packets * 0.9
-    while len(p) < packets:
-        t = T0 + float(rng.random()) * DURATION
-        flow = len(flow_v6)
-        flow_v6.append(int(rng.random() < 0.1))
-        if len(p) < tcp_target and rng.random() < 0.97:
-            k = rng.random()
-            host = traffic.TLS_HOSTS[int(rng.integers(0, len(traffic.TLS_HOSTS)))]
-            if k < 0.6:
-                port, flights = 443, traffic.tls_conversation(rng, handshakes[int(rng.integers(0, len(handshakes)))])
-            elif k < 0.85:
-                port, flights = 80, traffic.http1_conversation(rng, host)
-            elif k < 0.88:
-                port, flights = 8080, traffic.h2c_conversation(rng, host)
-            else:
-                port = (22, 5432, 6379)[int(rng.integers(0, 3))]
-                flights = traffic.opaque_conversation(rng, port)
-            ports.append(port)
-            real_tcp_connection(p, rng, flow, t, flights, pool)
-        else:
-            dns = rng.random() < 0.6
-            ports.append(53 if dns else 443)
-            real_udp_flow(p, rng, flow, t, dns, pool)
-    return (p, np.frombuffer(flow_v6, np.int8).astype(bool), np.frombuffer(ports, np.int32).astype(np.int64),
-            pool)
+    pool, ports = bytearray(), array("i")
 
-def plan(packets: int, seed: int) -> tuple[Plan, np.ndarray]:
+    def tcp(p, rng, flow, t):
+        k = rng.random()
+        host = traffic.TLS_HOSTS[int(rng.integers(0, len(traffic.TLS_HOSTS)))]
+        if k < 0.6:
+            port, flights = 443, traffic.tls_conversation(rng, handshakes[int(rng.integers(0, len(handshakes)))])
+        elif k < 0.85:
+            port, flights = 80, traffic.http1_conversation(rng, host)
+        elif k < 0.88:
+            port, flights = 8080, traffic.h2c_conversation(rng, host)
+        else:
+            port = (22, 5432, 6379)[int(rng.integers(0, 3))]
+            flights = traffic.opaque_conversation(rng, port)
+        ports.append(port)
+        real_tcp_connection(p, rng, flow, t, flights, pool)
+
+    def udp(p, rng, flow, t):
+        dns = rng.random() < 0.6
+        ports.append(53 if dns else 443)
+        real_udp_flow(p, rng, flow, t, dns, pool)
+
+    p, v6 = plan(packets, seed, tcp, udp)
+    return p, v6, np.frombuffer(ports, np.int32).astype(np.int64), pool
+
+
+def plan(packets: int, seed: int, tcp=None, udp=None) -> tuple[Plan, np.ndarray]:
+    """Flows starting at random over five minutes until there are ``packets``: ~90 % of the
+    packets TCP (``tcp(plan, rng, flow, t)``), the rest UDP (``udp``); returns the plan and
+    which flows are IPv6."""
+    tcp, udp = tcp or tcp_connection, udp or udp_flow
     rng = np.random.default_rng(seed)
     p = Plan()
     flow_v6 = array("b")
-    flow_tcp = array("b")
     tcp_target = packets * 0.9
     while len(p) < packets:
         t = T0 + float(rng.random()) * DURATION
         flow = len(flow_v6)
         flow_v6.append(int(rng.random() < 0.1))
         if len(p) < tcp_target and rng.random() < 0.97:
-            flow_tcp.append(1)
-            tcp_connection(p, rng, flow, t)
+            tcp(p, rng, flow, t)
         else:
-            flow_tcp.append(0)
-            udp_flow(p, rng, flow, t)
+            udp(p, rng, flow, t)
     return p, np.frombuffer(flow_v6, np.int8).astype(bool)
 
 
