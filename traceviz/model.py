@@ -345,6 +345,10 @@ class SourceInfo:
     warnings: list[str] = field(default_factory=list)
 
 
+class TableNotBuilt(LookupError):
+    """A table ``load(..., tables=...)`` was not asked to build."""
+
+
 @dataclass
 class Timeline:
     """One capture or browser export, decoded and finished.
@@ -354,7 +358,9 @@ class Timeline:
     (extra columns may follow).  The assembler builds a Timeline whole;
     recipes and charts read it and never change it.  ``decryption`` says, in
     counts, what key material was there and what it unlocked (captures only;
-    the key material itself is never kept).
+    the key material itself is never kept).  ``skipped``: the tables
+    ``load(..., tables=...)`` left out; reading one raises ``TableNotBuilt``
+    rather than show an empty or partial table.
     """
 
     source: SourceInfo
@@ -366,6 +372,17 @@ class Timeline:
     quic: pd.DataFrame = field(default_factory=lambda: empty_table("quic"))
     streams: pd.DataFrame = field(default_factory=lambda: empty_table("streams"))   # HTTP/2 streams
     decryption: dict | None = None
+    skipped: frozenset = frozenset()
+
+    def __getattribute__(self, name: str):
+        if name in SCHEMAS and name in object.__getattribute__(self, "skipped"):
+            raise TableNotBuilt(f"the {name} table was not built: load(..., tables=...) did not ask for it")
+        return object.__getattribute__(self, name)
+
+    @property
+    def built(self) -> list[str]:
+        """The tables this Timeline has."""
+        return [name for name in SCHEMAS if name not in self.skipped]
 
     @property
     def warnings(self) -> list[str]:
@@ -380,7 +397,7 @@ class Timeline:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         written = []
-        for name in SCHEMAS:
+        for name in self.built:
             df = getattr(self, name)
             df = df.copy()
             for col in df.columns:   # lists (e.g. syn_backoff) are fine; mixed objects are not
@@ -392,13 +409,16 @@ class Timeline:
         return written
 
     def summary(self) -> dict[str, Any]:
+        def rows(name: str) -> int | None:
+            return None if name in self.skipped else int(len(getattr(self, name)))
+        packets = rows("packets")
         return {
             "file": self.source.path,
             "format": self.source.format,
-            "frames": int(len(self.packets)) if len(self.packets) else self.source.frames,
-            "connections": int(len(self.connections)),
-            "events": int(len(self.events)),
-            "requests": int(len(self.requests)),
+            "frames": packets if packets else self.source.frames,
+            "connections": rows("connections"),
+            "events": rows("events"),
+            "requests": rows("requests"),
         }
 
     def __repr__(self) -> str:
@@ -417,6 +437,8 @@ class Timeline:
             s["starts"] = units.utc(origin)
         rows = "".join(f"<tr><th style='text-align:left'>{html.escape(str(k))}</th>"
                        f"<td>{html.escape(str(v))}</td></tr>" for k, v in s.items())
+        if "connections" in self.skipped:
+            return f"<table>{rows}</table>"
         head = self.connections.head(10)
         if not len(head):
             return f"<table>{rows}</table>"

@@ -130,15 +130,16 @@ def guarded() -> Iterator[None]:
         raise typer.Exit(0)
 
 
-def load(path: str, keylog: Path | None = None, rsa_key: Path | None = None):
-    """Load with a progress line on stderr for big files, then show the warnings."""
+def load(path: str, keylog: Path | None = None, rsa_key: Path | None = None, tables=None):
+    """Load with a progress line on stderr for big files, then show the warnings.
+    ``tables``: only the tables the command reads (``traceviz.load``'s)."""
     import traceviz
 
     big = Path(path).is_file() and Path(path).stat().st_size > 32 * 1024 * 1024
     if big and output.stderr.is_terminal:
-        tl = _load_with_progress(traceviz, path, keylog, rsa_key)
+        tl = _load_with_progress(traceviz, path, keylog, rsa_key, tables)
     else:
-        tl = traceviz.load(path, keylog=keylog, rsa_key=rsa_key)
+        tl = traceviz.load(path, keylog=keylog, rsa_key=rsa_key, tables=tables)
     show_warnings(tl.warnings)
     bundled = tl.source.detail.get("bundled_keylog") if keylog is None else None
     if bundled:
@@ -150,7 +151,7 @@ def load(path: str, keylog: Path | None = None, rsa_key: Path | None = None):
 STAGES = ("reading", "indexing", "tcp", "payload")   # what loader.load reports, in order
 
 
-def _load_with_progress(traceviz, path, keylog, rsa_key):
+def _load_with_progress(traceviz, path, keylog, rsa_key, tables=None):
     """A progress bar on stderr (never stdout: --json output stays clean) through load()'s stages."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -162,7 +163,7 @@ def _load_with_progress(traceviz, path, keylog, rsa_key):
             done = STAGES.index(stage) if stage in STAGES else 0
             bar.update(task, completed=done, description=stage)
 
-        return traceviz.load(path, keylog=keylog, rsa_key=rsa_key, progress=step)
+        return traceviz.load(path, keylog=keylog, rsa_key=rsa_key, progress=step, tables=tables)
 
 
 def show_warnings(warnings: list[str], most: int = 10) -> None:

@@ -180,7 +180,7 @@ def requests(file: FileArg, json: JsonOpt = None, conn: ConnOpt = None, keylog: 
     """One row per HTTP exchange, from a capture (decrypted with --keylog) or a browser export."""
     with guarded():
         mode = rows_json(json)
-        tl = load(file, keylog, rsa_key)
+        tl = load(file, keylog, rsa_key, tables=("requests", "packets"))    # packets: the time origin
         df = tl.requests
         if conn is not None:
             check_conn(tl, conn, df["conn"].dropna())
