@@ -16,7 +16,7 @@ import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
-from traceviz.charts.ladder import polygons_overlap as intersect  # noqa: F401  (convex polygons, segments too)
+from traceviz.charts.sequence import polygons_overlap as intersect  # noqa: F401  (convex polygons, segments too)
 
 SVG = "{http://www.w3.org/2000/svg}"
 EM = 0.55
