@@ -272,19 +272,18 @@ def streams(requests: pd.DataFrame, events: pd.DataFrame, theme: str = "light", 
                             line=dict(color=c["background"], width=1)),
                 text=[f"frame {int(f)} · {int(b)} bytes" for f, b in zip(mine["frame"], sizes)],
                 hovertemplate="%{text}<extra></extra>"))
+    note = f"{len(rq)} stream{'s' * (len(rq) != 1)}" + (f" \u00b7 at most {int(most)} in flight at once" if most else "")
     fig.update_layout(
-        title="HTTP/3 streams over time" + (f" · connection {int(rq['conn'].iloc[0])}" if len(rq) else ""),
+        title=dict(text="<b>HTTP/3 streams over time</b>" + (f" \u00b7 connection {int(rq['conn'].iloc[0])}" if len(rq) else ""),
+                   subtitle=dict(text=note, font=dict(size=s["font"], color=c["muted"]))),
         xaxis=dict(title="ms since the first request", rangemode="tozero"),
         yaxis=dict(tickvals=list(range(len(labels))), ticktext=labels, autorange="reversed", showgrid=False),
-        legend=dict(orientation="h", y=-0.12),
     )
-    note = f"{len(rq)} stream{'s' * (len(rq) != 1)}" + (f" · at most {int(most)} in flight at once" if most else "")
-    fig.add_annotation(text=note,
-                       xref="paper", yref="paper", x=0, y=1.0, yshift=30, xanchor="left", showarrow=False,
-                       font=dict(size=s["small"], color=c["muted"]))
     themes.apply(fig, theme)
     if theme != "talk":
         fig.update_layout(height=max(360, min(2000, 200 + 28 * len(rq))), width=1100)
+    themes.legend_below(fig, theme)
+    fig.update_layout(margin=dict(t=int(s["title"] * 1.7 + s["font"] * 3)))
     return fig
 
 

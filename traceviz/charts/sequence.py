@@ -431,6 +431,7 @@ class Diagram:
             x = self.capture_x if self.capture_x is not None else (self.lanes[0].x + self.lanes[-1].x) / 2
             batch.add_annotation(x=x, y=view.bottom, xref="x", yref="y", yanchor="bottom", showarrow=False,
                                  text=caption, font=dict(color=c["muted"], size=s["small"]), bgcolor=c["background"])
+            self.block(x, view.bottom, _width(caption, s["small"]), s["small"] * 1.3, yanchor="bottom")
         middle = (self.lanes[0].x + self.lanes[-1].x) / 2
         for ya, yb, text in cuts:
             batch.add_shape(type="rect", x0=self.x_range[0], x1=self.x_range[1], y0=ya, y1=yb, layer="below",
@@ -438,6 +439,7 @@ class Diagram:
             batch.add_annotation(x=middle, y=(ya + yb) / 2, xref="x", yref="y", showarrow=False,
                                  text=f"\u22ef {text} \u22ef",
                                  font=dict(color=c["muted"], size=s["small"]), bgcolor=c["background"])
+            self.block(middle, (ya + yb) / 2, _width(text, s["small"]) + s["small"] * 3, s["small"] * 1.3)
 
     def bracket(self, batch: Batch, x: float, y0: float, y1: float, lines: list[str], color: str | None = None,
                 side: str = "right") -> None:
@@ -451,7 +453,7 @@ class Diagram:
         batch.add_annotation(x=xn, y=(y0 + y1) / 2, xref="x", yref="y", xanchor=anchor, yanchor="middle",
                              showarrow=False, align=anchor, text="<br>".join(lines),
                              font=dict(color=color or c["text"], size=s["small"]), bgcolor=c["background"])
-        width = max(len(_visible(line)) for line in lines) * s["small"] * 0.6
+        width = max(_width(line, s["small"]) for line in lines)
         self.block(xn, (y0 + y1) / 2, width, len(lines) * s["small"] * 1.3, xanchor=anchor)
 
     def draw_arrows(self, batch: Batch) -> None:
@@ -496,8 +498,10 @@ class Diagram:
         by_top = sorted(range(len(segs)), key=lambda i: min(segs[i][0][1], segs[i][1][1]))
         tops = [min(segs[i][0][1], segs[i][1][1]) for i in by_top]
         tallest = max((abs(b[1] - a[1]) for a, b in segs), default=0.0)
+        # the opening view's top and bottom edges: a label across one would be cut off in an image
+        edges = [[view.px(self.x_range[0], y), view.px(self.x_range[1], y)] for y in (view.top, view.bottom)]
         boxes: list[tuple[float, float, list]] = [(min(p[1] for p in o), max(p[1] for p in o), o)
-                                                  for o in self.obstacles]
+                                                  for o in self.obstacles + edges]
         placed: dict[int, tuple[float, float, float, str]] = {}   # arrow -> (t along it, x shift, y shift, text)
 
         def free(i, corners) -> bool:
@@ -637,6 +641,11 @@ def _lines(a: Arrow, most_px: float, char: float) -> list[str]:
         else:
             lines.append(part)
     return lines
+
+
+def _width(text: str, size: float) -> float:
+    """Pixels a line of proportional text takes (an average glyph is 0.55 em, a bold one more)."""
+    return len(_visible(text)) * size * 0.6
 
 
 def _visible(text: str) -> str:
