@@ -536,6 +536,9 @@ class Diagram:
                 if spot is not None:
                     corners = _rect(cx + spot[0], cy + spot[1], ux, uy, width, height)
                     boxes.append((min(p[1] for p in corners), max(p[1] for p in corners), corners))
+                    tag = self._tag_box(self.arrows[i])
+                    if tag:                                # its frame number, beside the arrow's start
+                        boxes.append((min(p[1] for p in tag), max(p[1] for p in tag), tag))
                     placed[i] = (t, spot[0], -spot[1], "<br>".join(lines))   # annotation shifts count y upwards
                     break
         font = themes.mono(self.theme)
@@ -550,6 +553,13 @@ class Diagram:
         mine = [self.arrows[i] for i in sorted(placed)]
         self._draw_tags(batch, mine)
         return mine
+
+    def _tag_box(self, a: Arrow) -> list[tuple[float, float]] | None:
+        if not a.tag:
+            return None
+        width, height = _width(a.tag, self.s["small"]), self.s["small"] * 1.3
+        x, y = self.view.px(a.x0 - 0.012 if a.rightward else a.x0 + 0.012, a.y0)
+        return _rect(x - width / 2 if a.rightward else x + width / 2, y, 1.0, 0.0, width, height)
 
     def _draw_tags(self, batch: Batch, mine: list[Arrow]) -> None:
         # Beside each labelled arrow's start; arrows sent together from one lane share a tag.
