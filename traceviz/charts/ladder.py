@@ -124,9 +124,10 @@ def ladder(packets: pd.DataFrame, connection: pd.Series | Mapping[str, Any], the
                        * (1.25 if k in ("retransmission", "RST") else 1), KIND_DASH.get(k, "solid")) for k in KINDS}
     # a cut inside the handshake the chart annotates would falsify it
     d = Diagram(name, lanes, arrows, styles, x_range=X_RANGE, capture_x=halves.capture_x,
-                keep=_handshake_span(hs, frames, times), axis_title="ms since the connection's first packet")
+                keep=_handshake_span(hs, frames, times), axis_title="ms since the connection's first packet",
+                caption="capture point" + ("" if halves.measured else " (position unknown)"))
     batch = Batch(fig)
-    d.draw_frame(batch, "capture point" + ("" if halves.measured else " (position unknown)"))
+    d.draw_frame(batch)
     _draw_handshake(batch, d, hs, {f: a.y for f, a in zip(frames, arrows)}, halves)
     d.draw_arrows(batch)
     d.draw_labels(batch)

@@ -74,9 +74,10 @@ def two_leg_ladder(packets: pd.DataFrame, connections: pd.DataFrame, requests: p
         styles[kind + "!"] = Style(f"{KIND_LABEL[kind]} (the cause)", c["RST"], s["line"] * 2.6, head=2.0)
     cause = isinstance(row["cause"], str)
     d = Diagram(name, _lanes(conns, client_conn, ups, c), arrows, styles,
-                x_range=X_RANGE_CAUSE if cause else X_RANGE, axis_title="ms since the first packet (long silences cut)")
+                x_range=X_RANGE_CAUSE if cause else X_RANGE, axis_title="ms since the first packet (long silences cut)",
+                caption="captured at the proxy")
     batch = Batch(fig)
-    d.draw_frame(batch, "captured at the proxy")
+    d.draw_frame(batch)
     if cause:
         _draw_cause(batch, d, row)
     d.draw_arrows(batch)

@@ -136,9 +136,10 @@ def ladder(events: pd.DataFrame, connection: Mapping[str, Any] | pd.Series, them
     end = _val(connection, "handshake_end")
     keep = [(0.0, (float(end) - t0) * 1000.0)] if end is not None else []
     d = Diagram(name, lanes, arrows, styles, x_range=X_RANGE, capture_x=halves.capture_x, keep=keep,
-                axis_title="ms since the client's first Initial")
+                axis_title="ms since the client's first Initial",
+                caption="capture point" + ("" if halves.measured else " (position unknown)"))
     batch = Batch(fig)
-    d.draw_frame(batch, "capture point" + ("" if halves.measured else " (position unknown)"))
+    d.draw_frame(batch)
     _draw_handshake(batch, d, connection, t0, halves)
     d.draw_arrows(batch)
     d.draw_labels(batch)

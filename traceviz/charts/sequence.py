@@ -44,6 +44,7 @@ from traceviz.charts.text import fmt_ms, wrap
 
 MIN_SLANT = 0.025          # of the opening view's height, so arrows never look horizontal
 ROW_EM = 2.0               # vertical room per arrow in the opening view, in label heights
+MIN_ROOM = 4               # arrows the opening view holds at least (a handshake's worth)
 LOST_AT = 0.55             # how far past the capture point a lost packet's arrow reaches
 TRIES = (0.5, 0.4, 0.6, 0.3, 0.7, 0.22, 0.78)   # where along its arrow a label is tried, in turn
 MIN_MEASURED = 20e-6       # seconds: a shorter handshake does not say where the capture point is
@@ -348,27 +349,42 @@ class Diagram:
     def __init__(self, theme: str, lanes: list[Lane], arrows: list[Arrow], styles: dict[str, Style], *,
                  x_range: tuple[float, float], capture_x: float | None = None,
                  keep: Iterable[tuple[float, float]] = (), axis_title: str = "ms since the first packet",
-                 margins_px: dict | None = None):
+                 caption: str | None = None, margins_px: dict | None = None):
         self.theme = themes.check(theme)
         self.c, self.s = themes.colors(self.theme), themes.sizes(self.theme)
         self.lanes, self.arrows, self.styles = lanes, arrows, styles
         self.x_range, self.capture_x, self.keep = x_range, capture_x, list(keep)
-        self.axis_title = axis_title
+        self.axis_title, self.caption = axis_title, caption
         self.margins = margins_px or margins(self.s)
         self.obstacles: list[list[tuple[float, float]]] = []     # px polygons labels keep clear of
-        self._fit()
+        # As many arrows as leave room for a label each; fewer while an arrow that must be labelled
+        # (rank 0) finds no room in the opening view, so a crowded handshake is drawn larger.
+        m, s = self.margins, self.s
+        room = max(int((s["height"] - m["t"] - m["b"]) / (s["small"] * ROW_EM)), MIN_ROOM)
+        self._fit(room)
+        for _ in range(3):
+            placed = self._place(self._furniture())
+            view = self.view
+            missing = [i for i, a in enumerate(self.arrows) if a.rank == 0 and a.text and i not in placed
+                       and view.top <= a.y0 <= view.bottom]
+            shown = sum(1 for a in self.arrows if a.y0 <= view.bottom)
+            fewer = max(min(room, shown) * 2 // 3, MIN_ROOM)
+            if not missing or fewer >= shown:
+                break
+            room = fewer
+            self._fit(room)
 
     # -- layout
 
-    def _fit(self) -> None:
+    def _fit(self, room: int) -> None:
         # The slant: the measured one-way times; at least a sliver of the opening view, found in
         # two steps (a first guess from how closely the packets follow each other).
         times = [a.t for a in self.arrows]
         floor = _spacing(times)
         for _ in range(2):
-            warp, window = self._scale(times, floor)
+            warp, window = self._scale(times, floor, room)
             floor = MIN_SLANT * (window[1] - window[0])
-        self.warp, window = self._scale(times, floor)
+        self.warp, window = self._scale(times, floor, room)
         for a in self.arrows:
             before, after = a.spans(floor)
             a.y, a.y0, a.y1 = self.warp(a.t), self.warp(a.t - before), self.warp(a.t + after)
@@ -379,18 +395,16 @@ class Diagram:
         self.view = View.of(self.s, self.margins, self.x_range, window[0], window[1],
                             min(a.y0 for a in self.arrows), max(a.y1 for a in self.arrows))
 
-    def _scale(self, times: list[float], floor: float) -> tuple[Warp, tuple[float, float]]:
+    def _scale(self, times: list[float], floor: float, room: int) -> tuple[Warp, tuple[float, float]]:
         spans = [a.spans(floor) for a in self.arrows]
         warp = Warp.around(times, max(max(b, f) for b, f in spans), self.keep)
-        return warp, self._window(warp, spans)
+        return warp, self._window(warp, spans, room)
 
-    def _window(self, warp: Warp, spans: list[tuple[float, float]]) -> tuple[float, float]:
-        """The drawn span the chart opens on: every arrow if each gets room for a label, else the
-        first ones that do (and at least a round trip and a half, so arrows keep their slant)."""
+    def _window(self, warp: Warp, spans: list[tuple[float, float]], room: int) -> tuple[float, float]:
+        """The drawn span the chart opens on: every arrow if there are ``room`` or fewer, else the
+        first ``room`` (and at least a round trip and a half, so arrows keep their slant)."""
         ends = [(warp(a.t - b), warp(a.t + f)) for a, (b, f) in zip(self.arrows, spans)]
         top, bottom = min(e[0] for e in ends), max(e[1] for e in ends)
-        m, s = self.margins, self.s
-        room = max(int((s["height"] - m["t"] - m["b"]) / (s["small"] * ROW_EM)), 6)
         if len(ends) <= room:
             return top, bottom
         first = max(e[1] for e in ends[:room])
@@ -410,9 +424,27 @@ class Diagram:
 
     # -- drawing
 
-    def draw_frame(self, batch: Batch, caption: str | None = None) -> None:
-        """The lanes (broken at the cuts) and their names, the capture line, the cuts."""
-        c, s, view = self.c, self.s, self.view
+    def _caption_x(self) -> float:
+        return self.capture_x if self.capture_x is not None else (self.lanes[0].x + self.lanes[-1].x) / 2
+
+    def _furniture(self) -> list[list[tuple[float, float]]]:
+        """What labels keep clear of besides the chart's own notes: the opening view's top and
+        bottom edges (a label across one would be cut off in an image), the caption, the cuts' notes."""
+        s, view = self.s, self.view
+        out = [[view.px(self.x_range[0], y), view.px(self.x_range[1], y)] for y in (view.top, view.bottom)]
+        h = s["small"] * 1.3
+        if self.caption:
+            x, y = view.px(self._caption_x(), view.bottom)
+            out.append(_rect(x, y - h / 2, 1.0, 0.0, _width(self.caption, s["small"]), h))
+        middle = (self.lanes[0].x + self.lanes[-1].x) / 2
+        for ya, yb, text in self.warp.cuts():
+            x, y = view.px(middle, (ya + yb) / 2)
+            out.append(_rect(x, y, 1.0, 0.0, _width(text, s["small"]) + s["small"] * 3, h))
+        return out
+
+    def draw_frame(self, batch: Batch) -> None:
+        """The lanes (broken at the cuts) and their names, the capture line, the caption, the cuts."""
+        c, s, view, caption = self.c, self.s, self.view, self.caption
         cuts = self.warp.cuts()
         edges = [view.lo] + [v for ya, yb, _ in cuts for v in (ya, yb)] + [view.hi]
         lane_w = s["line"] * 2.2
@@ -428,10 +460,8 @@ class Diagram:
                                 line=dict(color=c["capture"], width=max(s["line"] * 0.75, 1), dash="dash"),
                                 layer="below")
         if caption:
-            x = self.capture_x if self.capture_x is not None else (self.lanes[0].x + self.lanes[-1].x) / 2
-            batch.add_annotation(x=x, y=view.bottom, xref="x", yref="y", yanchor="bottom", showarrow=False,
+            batch.add_annotation(x=self._caption_x(), y=view.bottom, xref="x", yref="y", yanchor="bottom", showarrow=False,
                                  text=caption, font=dict(color=c["muted"], size=s["small"]), bgcolor=c["background"])
-            self.block(x, view.bottom, _width(caption, s["small"]), s["small"] * 1.3, yanchor="bottom")
         middle = (self.lanes[0].x + self.lanes[-1].x) / 2
         for ya, yb, text in cuts:
             batch.add_shape(type="rect", x0=self.x_range[0], x1=self.x_range[1], y0=ya, y1=yb, layer="below",
@@ -439,7 +469,6 @@ class Diagram:
             batch.add_annotation(x=middle, y=(ya + yb) / 2, xref="x", yref="y", showarrow=False,
                                  text=f"\u22ef {text} \u22ef",
                                  font=dict(color=c["muted"], size=s["small"]), bgcolor=c["background"])
-            self.block(middle, (ya + yb) / 2, _width(text, s["small"]) + s["small"] * 3, s["small"] * 1.3)
 
     def bracket(self, batch: Batch, x: float, y0: float, y1: float, lines: list[str], color: str | None = None,
                 side: str = "right") -> None:
@@ -456,13 +485,23 @@ class Diagram:
         width = max(_width(line, s["small"]) for line in lines)
         self.block(xn, (y0 + y1) / 2, width, len(lines) * s["small"] * 1.3, xanchor=anchor)
 
-    def draw_arrows(self, batch: Batch) -> None:
-        """One trace per style (its legend entry counts the arrows), lost ones ending in a cross."""
+    def draw_arrows(self, batch: Batch, hover_lines: bool = False) -> None:
+        """One trace per style (its legend entry counts the arrows), lost ones ending in a cross.
+
+        ``hover_lines``: each arrow's line is a trace of its own carrying its hover text (for a
+        diagram of a few arrows, hovered anywhere along them); the heads stay one trace per style.
+        """
         c, s = self.c, self.s
         for key, style in self.styles.items():
             mine = [a for a in self.arrows if a.style == key]
             if not mine:
                 continue
+            line = dict(color=style.color, width=style.width, dash=style.dash)
+            if hover_lines:
+                for a in mine:
+                    batch.add_trace(go.Scatter(x=[a.x0, a.end_x], y=[a.y0, a.y1], mode="lines", line=line,
+                                               showlegend=False, legendgroup=key,
+                                               hovertemplate=a.hover + "<extra></extra>"))
             xs, ys, sizes, symbols = [], [], [], []
             for a in mine:
                 xs += [a.x0, a.end_x, None]
@@ -471,8 +510,7 @@ class Diagram:
                 symbols += ["arrow", "x-thin" if a.lost else "arrow", "arrow"]
             batch.add_trace(go.Scatter(
                 x=xs, y=ys, mode="lines+markers", name=f"{style.name} ({len(mine)})",
-                legendgroup=key, hoverinfo="skip",
-                line=dict(color=style.color, width=style.width, dash=style.dash),
+                legendgroup=key, hoverinfo="skip", line=line,
                 marker=dict(symbol=symbols, angleref="previous", size=sizes, color=style.color,
                             line=dict(width=max(s["line"], 2), color=style.color)),
             ))
@@ -483,64 +521,10 @@ class Diagram:
                                                    line=dict(width=max(s["line"], 2), color=c["RST"]))))
 
     def draw_labels(self, batch: Batch) -> list[Arrow]:
-        """Labels along the arrows, each where it crosses no other label, no arrow and no note.
-
-        Arrows are taken by rank, then in order; each label tries the arrow's
-        middle, then points nearer its ends, above and below it.  Sizes are
-        those of the opening view (a monospace character is 0.6 em wide).
-        Returns the arrows that got a label; the others keep their hover text.
-        """
+        """Labels along the arrows (see :meth:`_place`), and the frame numbers of the labelled ones.
+        Returns the arrows that got a label; the others keep their hover text."""
         s, view = self.s, self.view
-        line_h = s["small"] * 1.3
-        char = s["small"] * 0.6
-        gap = s["small"] * 0.15                       # px between the arrow and its text
-        segs = [(view.px(a.x0, a.y0), view.px(a.end_x, a.y1)) for a in self.arrows]
-        by_top = sorted(range(len(segs)), key=lambda i: min(segs[i][0][1], segs[i][1][1]))
-        tops = [min(segs[i][0][1], segs[i][1][1]) for i in by_top]
-        tallest = max((abs(b[1] - a[1]) for a, b in segs), default=0.0)
-        # the opening view's top and bottom edges: a label across one would be cut off in an image
-        edges = [[view.px(self.x_range[0], y), view.px(self.x_range[1], y)] for y in (view.top, view.bottom)]
-        boxes: list[tuple[float, float, list]] = [(min(p[1] for p in o), max(p[1] for p in o), o)
-                                                  for o in self.obstacles + edges]
-        placed: dict[int, tuple[float, float, float, str]] = {}   # arrow -> (t along it, x shift, y shift, text)
-
-        def free(i, corners) -> bool:
-            top, bottom = min(p[1] for p in corners), max(p[1] for p in corners)
-            for btop, bbottom, other in boxes:
-                if btop <= bottom and bbottom >= top and polygons_overlap(corners, other):
-                    return False
-            lo = bisect.bisect_left(tops, top - tallest)
-            hi = bisect.bisect_right(tops, bottom)
-            return not any(j != i and polygons_overlap(corners, list(segs[j]))
-                           for j in (by_top[k] for k in range(lo, hi)))
-
-        order = sorted((i for i, a in enumerate(self.arrows) if a.rank is not None and a.text),
-                       key=lambda i: (self.arrows[i].rank, i))
-        for i in order:
-            (ax, ay), (bx, by) = segs[i]
-            length = math.hypot(bx - ax, by - ay)
-            if length < 1e-9:
-                continue
-            ux, uy = (bx - ax) / length, (by - ay) / length
-            nx, ny = (uy, -ux) if -ux < 0 else (-uy, ux)        # the normal pointing up the screen
-            lines = _lines(self.arrows[i], length * 0.9, char)
-            width = max(len(_visible(line)) for line in lines) * char + 4
-            height = line_h * len(lines)
-            lift = height / 2 + gap
-            for t in TRIES:
-                if min(t, 1 - t) * length < width / 2:
-                    continue                                   # the text would run past a lane
-                cx, cy = ax + t * (bx - ax), ay + t * (by - ay)
-                spot = next(((ox, oy) for ox, oy in ((lift * nx, lift * ny), (-lift * nx, -lift * ny))
-                             if free(i, _rect(cx + ox, cy + oy, ux, uy, width, height))), None)
-                if spot is not None:
-                    corners = _rect(cx + spot[0], cy + spot[1], ux, uy, width, height)
-                    boxes.append((min(p[1] for p in corners), max(p[1] for p in corners), corners))
-                    tag = self._tag_box(self.arrows[i])
-                    if tag:                                # its frame number, beside the arrow's start
-                        boxes.append((min(p[1] for p in tag), max(p[1] for p in tag), tag))
-                    placed[i] = (t, spot[0], -spot[1], "<br>".join(lines))   # annotation shifts count y upwards
-                    break
+        placed = self._place(self._furniture() + self.obstacles)
         font = themes.mono(self.theme)
         for i in sorted(placed):
             a = self.arrows[i]
@@ -553,6 +537,74 @@ class Diagram:
         mine = [self.arrows[i] for i in sorted(placed)]
         self._draw_tags(batch, mine)
         return mine
+
+    def _place(self, obstacles: list[list[tuple[float, float]]]) -> dict[int, tuple[float, float, float, str]]:
+        """Where each label goes: arrow -> (t along it, x shift px, y shift px, text with its breaks).
+
+        Arrows are taken by rank, then in order; each label tries the arrow's
+        middle, then points nearer its ends, above and below it, and goes
+        where it crosses no label, arrow, frame number or ``obstacles``.
+        Sizes are those of the opening view (a monospace character is 0.6 em
+        wide).  An arrow whose label finds no room keeps only its hover text.
+        """
+        s, view = self.s, self.view
+        line_h = s["small"] * 1.3
+        char = s["small"] * 0.6
+        gap = s["small"] * 0.15                       # px between the arrow and its text
+        segs = [(view.px(a.x0, a.y0), view.px(a.end_x, a.y1)) for a in self.arrows]
+        by_top = sorted(range(len(segs)), key=lambda i: min(segs[i][0][1], segs[i][1][1]))
+        tops = [min(segs[i][0][1], segs[i][1][1]) for i in by_top]
+        tallest = max((abs(b[1] - a[1]) for a, b in segs), default=0.0)
+        boxes: list[tuple[float, float, list]] = [(min(p[1] for p in o), max(p[1] for p in o), o) for o in obstacles]
+        placed: dict[int, tuple[float, float, float, str]] = {}
+
+        def free(i, corners) -> bool:
+            top, bottom = min(p[1] for p in corners), max(p[1] for p in corners)
+            for btop, bbottom, other in boxes:
+                if btop <= bottom and bbottom >= top and polygons_overlap(corners, other):
+                    return False
+            lo = bisect.bisect_left(tops, top - tallest)
+            hi = bisect.bisect_right(tops, bottom)
+            return not any(j != i and polygons_overlap(corners, list(segs[j]))
+                           for j in (by_top[k] for k in range(lo, hi)))
+
+        def spot(i, lines):
+            """The first free place for these lines along arrow ``i``: (t, corners, x and y shift)."""
+            (ax, ay), (bx, by) = segs[i]
+            length = math.hypot(bx - ax, by - ay)
+            ux, uy = (bx - ax) / length, (by - ay) / length
+            nx, ny = (uy, -ux) if -ux < 0 else (-uy, ux)        # the normal pointing up the screen
+            width = max(len(_visible(line)) for line in lines) * char + 4
+            height = line_h * len(lines)
+            lift = height / 2 + gap
+            for t in TRIES:
+                if min(t, 1 - t) * length < width / 2:
+                    continue                                   # the text would run past a lane
+                for ox, oy in ((lift * nx, lift * ny), (-lift * nx, -lift * ny)):
+                    corners = _rect(ax + t * (bx - ax) + ox, ay + t * (by - ay) + oy, ux, uy, width, height)
+                    if free(i, corners):
+                        return t, corners, ox, -oy             # annotation shifts count y upwards
+            return None
+
+        order = sorted((i for i, a in enumerate(self.arrows) if a.rank is not None and a.text),
+                       key=lambda i: (self.arrows[i].rank, i))
+        for i in order:
+            (ax, ay), (bx, by) = segs[i]
+            length = math.hypot(bx - ax, by - ay)
+            if length < 1e-9:
+                continue
+            for lines in _wraps(self.arrows[i], length, char):
+                got = spot(i, lines)
+                if got is None:
+                    continue
+                t, corners, xshift, yshift = got
+                boxes.append((min(p[1] for p in corners), max(p[1] for p in corners), corners))
+                tag = self._tag_box(self.arrows[i])
+                if tag:                                        # its frame number, beside the arrow's start
+                    boxes.append((min(p[1] for p in tag), max(p[1] for p in tag), tag))
+                placed[i] = (t, xshift, yshift, "<br>".join(lines))
+                break
+        return placed
 
     def _tag_box(self, a: Arrow) -> list[tuple[float, float]] | None:
         if not a.tag:
@@ -638,6 +690,17 @@ class Diagram:
 
 
 # --- geometry -----------------------------------------------------------------------------
+
+def _wraps(a: Arrow, length: float, char: float) -> list[list[str]]:
+    """The ways to lay a label out along an arrow ``length`` px long, fewest lines first: as
+    wide as the arrow allows, then narrower, so it can sit in the middle where arrows part most."""
+    out: list[list[str]] = []
+    for most in (0.9, 0.6):
+        lines = _lines(a, length * most, char)
+        if lines not in out:
+            out.append(lines)
+    return out
+
 
 def _lines(a: Arrow, most_px: float, char: float) -> list[str]:
     """The label on one line, or broken at its separators into lines of at most ``most_px``."""
