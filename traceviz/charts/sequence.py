@@ -357,22 +357,26 @@ class Diagram:
         self.axis_title, self.caption = axis_title, caption
         self.margins = margins_px or margins(self.s)
         self.obstacles: list[list[tuple[float, float]]] = []     # px polygons labels keep clear of
-        # As many arrows as leave room for a label each; fewer while an arrow that must be labelled
-        # (rank 0) finds no room in the opening view, so a crowded handshake is drawn larger.
+        # As many arrows as leave room for a label each; fewer when that lets more of the arrows
+        # that must be labelled (rank 0) in the opening view find room: a crowded handshake is
+        # drawn larger.  Of the rooms tried, the largest that misses fewest.
         m, s = self.margins, self.s
         room = max(int((s["height"] - m["t"] - m["b"]) / (s["small"] * ROW_EM)), MIN_ROOM)
-        self._fit(room)
-        for _ in range(3):
-            placed = self._place(self._furniture())
-            view = self.view
-            missing = [i for i, a in enumerate(self.arrows) if a.rank == 0 and a.text and i not in placed
-                       and view.top <= a.y0 <= view.bottom]
+        best = None
+        while True:
+            self._fit(room)
+            view, placed = self.view, self._place(self._furniture())
+            missing = sum(1 for i, a in enumerate(self.arrows) if a.rank == 0 and a.text and i not in placed
+                          and view.top <= a.y0 <= view.bottom)
+            if best is None or missing < best[0]:
+                best = (missing, room)
             shown = sum(1 for a in self.arrows if a.y0 <= view.bottom)
             fewer = max(min(room, shown) * 2 // 3, MIN_ROOM)
-            if not missing or fewer >= shown:
+            if not missing or fewer >= min(room, shown):      # nothing to gain from fewer rows
                 break
             room = fewer
-            self._fit(room)
+        if best[1] != room:
+            self._fit(best[1])
 
     # -- layout
 
