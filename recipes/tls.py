@@ -47,7 +47,7 @@ def analyze(tl, conn: int | None = None) -> Finding:
     target = _ladder_session(rows, conn)
     events = _tls_events(tl, int(target["conn"]))
     trips = round_trips(target)
-    finding.figures = {"ladder": lambda theme: _ladder(events, target, trips, theme)}
+    finding.figures = {"ladder": lambda theme: _ladder(events, target, trips, theme, tl.connections)}
     versions = set(rows["version"].dropna().astype(str).str[:7])
     if {"TLS 1.2", "TLS 1.3"} <= versions:
         finding.figures["versions"] = lambda theme: _versions(rows, theme)
@@ -189,9 +189,9 @@ def _ladder_session(rows: pd.DataFrame, conn: int | None):
     return rows.iloc[0]
 
 
-def _ladder(events, session, trips, theme):
+def _ladder(events, session, trips, theme, connections=None):
     from traceviz.charts.tls import handshake_ladder
-    return handshake_ladder(events, session, trips, theme=theme)
+    return handshake_ladder(events, session, trips, theme=theme, connections=connections)
 
 
 def _versions(rows, theme):

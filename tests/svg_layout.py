@@ -5,7 +5,8 @@ exported SVG is the ground truth of what a reader sees.  Boxes come from it
 as drawn: the legend's and each annotation's background rectangle (measured
 by the browser), and for titles and axis titles the text's anchor point,
 size and length (an average glyph is taken as 0.55 em wide, 0.6 for the
-monospace font).  Rotated annotations (the ladder's arrow labels) are left
+monospace font; a text broken into lines is as wide as its longest line and
+1.3 em taller for each line after the first).  Rotated annotations (the ladder's arrow labels) are left
 out: their placement has its own test.
 """
 
@@ -16,7 +17,7 @@ import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
-from traceviz.charts.ladder import polygons_overlap as intersect  # noqa: F401  (convex polygons, segments too)
+from traceviz.charts.sequence import polygons_overlap as intersect  # noqa: F401  (convex polygons, segments too)
 
 SVG = "{http://www.w3.org/2000/svg}"
 EM = 0.55
@@ -77,12 +78,15 @@ def boxes(svg: str) -> list[Box]:
         if kind is None or not text:
             continue
         size = _size(el)
-        width = len(text) * size * (0.6 if "Mono" in el.get("style", "") else EM)
+        # a text broken with <br> is one tspan per line, each 1.3 em under the last
+        lines = [_text(t) for t in el if t.tag == f"{SVG}tspan" and t.get("class") == "line"] or [text]
+        width = max(len(line) for line in lines) * size * (0.6 if "Mono" in el.get("style", "") else EM)
+        below = (len(lines) - 1) * 1.3 * size
         x, y = float(el.get("x", 0)), float(el.get("y", 0))
         ox, oy = offset(parent.get(el))
         x, y = x + ox, y + oy
         if kind in ("title", "subtitle"):          # dy=0.7em: y is the top of the text
-            out.append(Box(kind, text, x, y - 0.1 * size, x + width, y + 0.95 * size))
+            out.append(Box(kind, text, x, y - 0.1 * size, x + width, y + 0.95 * size + below))
         elif kind == "xtitle":
             out.append(Box(kind, text, x - width / 2, y - 0.8 * size, x + width / 2, y + 0.25 * size))
         else:                                     # rotated -90 about (x, y)

@@ -106,16 +106,17 @@ def test_a_live_charts_menu_sits_under_the_toolbar_and_clear_of_the_titles(rende
     for key, svg in menus.items():
         root = ET.fromstring(svg)
         header = next(g for g in root.iter("{http://www.w3.org/2000/svg}g") if "updatemenu-header" in g.get("class", ""))
-        rect = next(header.iter("{http://www.w3.org/2000/svg}rect"))
         parent = {c: p for p in root.iter() for c in p}
         from svg_layout import _offset
-        x, y = _offset(parent, header)
-        top, bottom = y + float(rect.get("y", 0)), y + float(rect.get("y", 0)) + float(rect.get("height"))
-        assert top >= 40, (key, top)        # plotly's toolbar takes the figure's top 40 px, right-aligned
-        left, right = x, x + float(rect.get("width"))
-        for b in boxes(svg):
-            if b.kind in ("title", "subtitle", "legend"):
-                assert not (left < b.x1 and b.x0 < right and top < b.y1 and b.y0 < bottom), (key, b.kind)
+        # a dropdown's header, or each of a column of buttons (each button is translated on its own)
+        for rect in header.iter("{http://www.w3.org/2000/svg}rect"):
+            x, y = _offset(parent, parent[rect])
+            top, bottom = y + float(rect.get("y", 0)), y + float(rect.get("y", 0)) + float(rect.get("height"))
+            assert top >= 40, (key, top)        # plotly's toolbar takes the figure's top 40 px, right-aligned
+            left, right = x, x + float(rect.get("width"))
+            for b in boxes(svg):
+                if b.kind in ("title", "subtitle", "legend"):
+                    assert not (left < b.x1 and b.x0 < right and top < b.y1 and b.y0 < bottom), (key, b.kind)
 
 
 def test_ladder_labels_cross_no_label_and_no_arrow(tmp_path):
