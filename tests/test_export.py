@@ -161,8 +161,10 @@ def test_a_folder_of_rotated_files_exported(tmp_path):
 @pytest.fixture(scope="module")
 def dask_client():
     distributed = pytest.importorskip("distributed")
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       dashboard_address=":0", silence_logs=logging.ERROR)
+    # Two worker processes (the tasks and their results cross process boundaries, as on a real
+    # cluster), on the loopback (its web server on a free port): started once for the module.
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                       dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR)
     client = distributed.Client(cluster)
     yield client
     client.close()
@@ -212,6 +214,15 @@ def test_the_dask_engine_on_its_own_local_cluster(tmp_path, tv):
 
 
 # -- SQL, and the dataset as a timeline --------------------------------------------------------------
+
+def test_a_bundled_capture_is_exported_with_its_own_key_log(tmp_path):
+    """As ``traceviz.load`` reads a bundled capture decrypted without --keylog, so does export."""
+    path = CAPTURES / "h2-multiplexing.pcapng"
+    tl = traceviz.load(path)
+    assert tl.source.detail.get("bundled_keylog") and len(tl.streams)     # decrypted: its HTTP/2 streams
+    export([path], tmp_path / "ds", partitions=1)
+    assert same_tables(tl, open_dataset(tmp_path / "ds")) == []
+
 
 @pytest.fixture(scope="module")
 def keepalive(tmp_path_factory):

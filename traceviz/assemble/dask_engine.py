@@ -44,10 +44,12 @@ def run(job, tasks, scheduler, progress) -> tuple:
             return _graph(client, job, tasks, progress)
     import dask
     workers = max(1, min(job.partitions, os.cpu_count() or 1))
-    # Not daemonic: a task may start processes of its own (the payload tier may).
+    # Not daemonic: a task may start processes of its own (the payload tier may).  On the loopback
+    # only, the scheduler's web server (dashboard, health) too, on a free port: nothing listens beyond
+    # this machine, and a cluster already on 8787 is no conflict.
     with dask.config.set({"distributed.worker.daemon": False}), \
-            LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
-                         silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+            LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                         dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
         return _graph(client, job, tasks, progress)
 
 

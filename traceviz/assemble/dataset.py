@@ -189,6 +189,17 @@ class Dataset:
         parts = sorted({self._parts[c] for c in wanted if c in self._parts})
         return self.read("packets", filter=pc.field("conn").isin(wanted), parts=parts)
 
+    def first_ts(self) -> float | None:
+        """The first packet's time (the smallest ``ts``; None without packets), read a batch of
+        one column at a time: what a Timeline's ``packets["ts"].min()`` is, in bounded memory."""
+        import pyarrow.compute as pc
+        if "packets" in self._frames:
+            ts = self._frames["packets"]["ts"]
+            return float(ts.min()) if len(ts) else None
+        lows = [pc.min(b.column(0)).as_py() for b in self.table("packets").to_batches(columns=["ts"]) if b.num_rows]
+        lows = [v for v in lows if v is not None]
+        return float(min(lows)) if lows else None
+
     def conn(self, n: int):
         """The packets of connection ``n`` (Wireshark's ``tcp.stream eq n``)."""
         return self.packets_of([n])

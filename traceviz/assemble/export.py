@@ -105,6 +105,9 @@ def prepare(paths, out, partitions: int | None = None, keylog=None, rsa_key=None
     for extra in (keylog, rsa_key):
         if extra is not None and not Path(extra).is_file():
             raise InputError(str(extra), "no such file")
+    if keylog is None and rsa_key is None and len(members) == 1:
+        from traceviz.loader import bundled_keylog     # a bundled capture's own, as traceviz.load uses it
+        keylog = bundled_keylog(members[0].path)
     if partitions is not None and partitions < 1:
         raise InputError(str(out), f"--partitions must be at least 1 (got {partitions})")
     total = sum(m.size for m in members)

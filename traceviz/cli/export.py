@@ -9,32 +9,32 @@ import typer
 from rich.text import Text
 
 from traceviz import output
-from traceviz.cli.common import JsonOpt, KeylogOpt, RsaOpt, app, guarded, show_warnings
+from traceviz.cli.common import JsonOpt, KeylogOpt, RsaOpt, app, guarded, rows_json, show_warnings
 
 STAGE_WORDS = {"split": "files split", "analyse": "partitions analysed", "write": "partitions written"}
 
 
 @app.command("export")
 def export_command(
-        files: Annotated[list[str], typer.Argument(help="Captures (pcap/pcapng, .gz too) or folders of them, read as "
+        files: Annotated[list[str], typer.Argument(metavar="FILE", help="Captures (pcap/pcapng, .gz too) or folders of them, read as "
                                                         "one capture (rotated files: in order of their first frame).",
                                                    show_default=False)],
-        out: Annotated[Path, typer.Option("-o", "--output", help="The dataset folder to write (new or empty).",
+        out: Annotated[Path, typer.Option("-o", "--output", metavar="DIR", help="The dataset folder to write (new or empty).",
                                           show_default=False)],
-        partitions: Annotated[Optional[int], typer.Option(help="Partitions (default: one per 256 MB of input); each "
+        partitions: Annotated[Optional[int], typer.Option(metavar="N", help="Partitions (default: one per 256 MB of input); each "
                                                                "is analysed in memory on its own.",
                                                           show_default=False)] = None,
-        engine: Annotated[str, typer.Option(help="local (this process) or dask (a Dask cluster: a LocalCluster, "
+        engine: Annotated[str, typer.Option(metavar="NAME", help="local (this process) or dask (a Dask cluster: a LocalCluster, "
                                                  "or --scheduler).")] = "local",
-        scheduler: Annotated[Optional[str], typer.Option(help="A Dask scheduler's address (tcp://host:8786) for "
+        scheduler: Annotated[Optional[str], typer.Option(metavar="ADDRESS", help="A Dask scheduler's address (tcp://host:8786) for "
                                                               "--engine dask; files and folders must be on storage "
                                                               "its workers share.", show_default=False)] = None,
-        work: Annotated[Optional[Path], typer.Option(help="Where the partitions wait between passes (about the "
+        work: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Where the partitions wait between passes (about the "
                                                           "input's size; default: inside the output folder).",
                                                      show_default=False)] = None,
-        overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a dataset already in the output "
+        overwrite: Annotated[bool, typer.Option("--overwrite", metavar="", help="Replace a dataset already in the output "
                                                                    "folder.")] = False,
-        keylog: KeylogOpt = None, rsa_key: RsaOpt = None, json: JsonOpt = False) -> None:
+        keylog: KeylogOpt = None, rsa_key: RsaOpt = None, json: JsonOpt = None) -> None:
     """Write the tables as a Parquet dataset (packets/, connections/, events/, requests/, tls/...), in bounded memory.
 
     Read it back with [bold]traceviz sql DIR "select ..."[/bold], any command ([italic]traceviz handshakes DIR[/italic])
@@ -42,6 +42,7 @@ def export_command(
     """
     from traceviz.assemble.export import export
     with guarded():
+        mode = rows_json(json)
         with _progress() as step:
             manifest = export(files, out, partitions=partitions, engine=engine, scheduler=scheduler,
                               keylog=keylog, rsa_key=rsa_key, progress=step, work=work, overwrite=overwrite)
@@ -49,10 +50,10 @@ def export_command(
         facts = {"dataset": str(out), "files": len(manifest["files"]), "frames": manifest["frames"],
                  "partitions": manifest["partitions"], "engine": manifest["engine"], "seconds": manifest["seconds"],
                  **{name: t["rows"] for name, t in manifest["tables"].items()}}
-        if json:
+        if mode:
             output.print_json({**facts, "warnings": manifest["warnings"]})
             return
-        output.stdout.print(output.key_values(facts, title=f"dataset {out}"))
+        output.key_values(facts, title=f"dataset {out}")
 
 
 class _progress:
