@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from traceviz.assemble import h2, http, keys, proxy, quic, tls, transport
+from traceviz.assemble import h2, http, keys, proxy, quic, tls, transport, websocket
 from traceviz.errors import describe
 from traceviz.model import JSON_FIELDS, SourceInfo, Timeline, conform
 
@@ -41,7 +41,7 @@ def timeline(info: SourceInfo, t, payload, keylog=None, rsa_key=None, dsb_blocks
                 info.warnings.append(describe(info.path, f"TLS on connection {conn}: {err}"))
         ev, rq = _http_rows(result, ends.get("server"))
         h2_streams.add(result, ev, ends.get("server"))
-        event_rows += ev
+        event_rows += ev + websocket.rows(conn, result.http)
         request_rows += rq
         apps[conn] = http.app_label(result)
     tls_table = _tls_table(tls_rows)
