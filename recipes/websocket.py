@@ -3,7 +3,9 @@
 A WebSocket starts as an HTTP/1.1 request with ``Upgrade: websocket``; the
 server's ``101 Switching Protocols`` ends HTTP on that connection and from
 then on both sides send frames whenever they like -- the server can push
-without being asked.  One row per WebSocket: the handshake's round trip,
+without being asked.  Over HTTP/2 (RFC 8441) it is a stream opened with an
+extended CONNECT (``:protocol websocket``) answered 200, its frames in the
+stream's DATA, beside other streams on the same TCP connection.  One row per WebSocket: the handshake's round trip,
 the messages and payload bytes each way and their rate, the pings each side
 sent and how soon a pong came back (a connection's liveness check: a peer
 that stops answering pings is gone even while TCP stays open), and the
@@ -135,8 +137,10 @@ def explain(rows: pd.DataFrame) -> tuple[list[str], list[str]]:
     for r in rows.itertuples(index=False):
         where = f"conn {r.conn}" + (f" stream {r.stream}" if r.stream is not None and not pd.isna(r.stream) else "")
         head = f"{where} ({r.url or 'no handshake seen'})"
+        h2 = r.stream is not None and not pd.isna(r.stream)
         if r.handshake_ms is not None and not pd.isna(r.handshake_ms):
-            head += f": the upgrade took {_ms(r.handshake_ms)} (one round trip), then"
+            how = "extended CONNECT to 200, RFC 8441" if h2 else "Upgrade request to 101"
+            head += f": the handshake took {_ms(r.handshake_ms)} ({how}), then"
         else:
             head += ":"
         head += (f" {_n(r.messages_c2s, 'message')} ({_bytes(r.bytes_c2s)}) from the client and "
@@ -164,8 +168,12 @@ def explain(rows: pd.DataFrame) -> tuple[list[str], list[str]]:
             from traceviz.decode.http.websocket import close_code_name
             why = f" ({close_code_name(r.close_code)}" + (f", '{r.close_reason}')" if r.close_reason else ")")
             text = f"The {r.closed_by} closed it first with {code}{why if r.close_code is not None else ''}"
-            text += f"; the peer echoed the close and TCP ended {r.tcp_close or 'open'}"
-            if r.tcp_close in ("fin-server", "rst-server") and r.closed_by == "client":
+            if h2:
+                text += ("; the peer echoed the close and both ended the stream -- the TCP connection "
+                         "is shared by every stream on it")
+            else:
+                text += f"; the peer echoed the close and TCP ended {r.tcp_close or 'open'}"
+            if not h2 and r.tcp_close in ("fin-server", "rst-server") and r.closed_by == "client":
                 text += " (the server closes TCP after the closing handshake, as RFC 6455 asks)"
             out.append(text + ".")
             if r.close_code is not None and r.close_code not in (1000, 1001):

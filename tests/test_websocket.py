@@ -161,25 +161,38 @@ def test_hostile_bytes_after_an_upgrade_never_raise(tail, chunk):
     up.end_of_stream("s2c")
 
 
-# --- the bundled capture: the recording side's facts ---------------------------------------
+# --- the bundled captures: the recording side's facts ---------------------------------------
 
-def ws_events(conn: int) -> pd.DataFrame:
-    ev = timeline(CAPTURE).events
-    return ev[(ev["layer"] == "websocket").to_numpy(dtype=bool, na_value=False) & (ev["conn"] == conn).to_numpy(dtype=bool, na_value=False)]
+H2 = "websocket-h2"
 
 
-def conn_of(client: str) -> int:
-    c = timeline(CAPTURE).connections
-    return int(c.loc[c["client"] == client, "conn"].iloc[0])
+def sockets() -> list[tuple[str, str, int | None, dict]]:
+    """(capture, client, stream, what the recording side logged) for every WebSocket recorded."""
+    out = [(CAPTURE, c["client"], None, c["websocket"]) for c in entry(CAPTURE)["facts"]["connections"]]
+    h2 = entry(H2)["facts"]
+    out += [(H2, h2["connections"][0]["client"], w["stream"], w) for w in h2["websockets_h2"]]
+    return out
 
 
+SOCKETS = sockets()
+IDS = [f"{c}{w['path']}" for c, _, _, w in SOCKETS]
 FACTS = entry(CAPTURE)["facts"]["connections"]
 
 
-@pytest.mark.parametrize("fact", FACTS, ids=[f["websocket"]["path"] for f in FACTS])
-def test_messages_match_what_each_side_sent(fact):
-    ws = fact["websocket"]
-    ev = ws_events(conn_of(fact["client"]))
+def ws_events(capture: str, client: str, stream: int | None) -> pd.DataFrame:
+    tl = timeline(capture)
+    conn = int(tl.connections.loc[tl.connections["client"] == client, "conn"].iloc[0])
+    ev = tl.events
+    keep = (ev["layer"] == "websocket").to_numpy(dtype=bool, na_value=False) & (ev["conn"] == conn).to_numpy(
+        dtype=bool, na_value=False)
+    if stream is not None:
+        keep &= (ev["stream"] == stream).to_numpy(dtype=bool, na_value=False)
+    return ev[keep]
+
+
+@pytest.mark.parametrize("capture,client,stream,ws", SOCKETS, ids=IDS)
+def test_messages_match_what_each_side_sent(capture, client, stream, ws):
+    ev = ws_events(capture, client, stream)
     msgs = ev[ev["kind"] == "message"].sort_values("frame")
     got = {d: [(t, int(n)) for t, n in zip(g["message_type"], g["size"])] for d, g in msgs.groupby("dir")}
     assert got.get("c2s", []) == [(m["kind"], m["size"]) for m in ws["sent"]]
@@ -190,10 +203,9 @@ def test_messages_match_what_each_side_sent(fact):
     assert [f if p == 1 else f - 1 for f, p in zip(frames, parts)] == parts
 
 
-@pytest.mark.parametrize("fact", FACTS, ids=[f["websocket"]["path"] for f in FACTS])
-def test_pings_pongs_and_close_match_the_logs(fact):
-    ws = fact["websocket"]
-    ev = ws_events(conn_of(fact["client"]))
+@pytest.mark.parametrize("capture,client,stream,ws", SOCKETS, ids=IDS)
+def test_pings_pongs_and_close_match_the_logs(capture, client, stream, ws):
+    ev = ws_events(capture, client, stream)
     pings = ev[ev["kind"] == "ping"]
     assert sorted(pings.loc[pings["dir"] == "c2s", "detail"]) == sorted(p["payload"] for p in ws["client_pings"])
     assert sorted(pings.loc[pings["dir"] == "s2c", "detail"]) == sorted(p["payload"] for p in ws["server_pings"])
@@ -209,6 +221,33 @@ def test_pings_pongs_and_close_match_the_logs(fact):
     assert int(first["close_code"]) == ws["close"]["code"]
     assert first["detail"].endswith(ws["close"]["reason"])
     assert len(closes) == 2 and closes.iloc[1]["dir"] != first["dir"]      # the echo
+
+
+def test_h2_websockets_are_extended_connects_answered_200(tshark):
+    tl = timeline(H2)
+    rq = tl.requests.sort_values("stream")
+    facts = entry(H2)["facts"]["websockets_h2"]
+    assert list(rq["stream"]) == [w["stream"] for w in facts]
+    assert list(rq["method"]) == ["CONNECT"] * len(facts)
+    assert list(rq["status"]) == [w["status"] for w in facts]
+    out = subprocess.run([tshark, "-r", str(CAPTURES / f"{H2}.pcapng"), "-Y", "http2.type == 0", "-T", "fields",
+                          "-E", "occurrence=a", "-E", "aggregator=|", "-e", "ip.src", "-e", "http2.streamid",
+                          "-e", "http2.length", "-e", "http2.type"],
+                         capture_output=True, text=True, check=True).stdout
+    data = {}
+    client_ip = tl.connections["client"].iloc[0].split(":")[0]
+    for line in out.splitlines():
+        src, sids, lens, types = line.split("\t")
+        for sid, n, t in zip(sids.split("|"), lens.split("|"), types.split("|")):
+            if t == "0" and int(n) > 0:
+                key = (int(sid), "c2s" if src == client_ip else "s2c")
+                data[key] = data.get(key, 0) + 1
+    # Each side wrote every WebSocket frame in a DATA frame of its own.
+    ev = tl.events
+    frames = ev[(ev["layer"] == "websocket").to_numpy(dtype=bool, na_value=False)
+                & ~ev["kind"].isin(["message", "protocol-error"]).to_numpy(dtype=bool, na_value=False)]
+    mine = frames.groupby([frames["stream"].astype(int), frames["dir"]]).size().to_dict()
+    assert mine == data
 
 
 def test_connections_are_websocket_and_the_handshake_is_a_101():
@@ -255,18 +294,30 @@ def test_recipe_finds_what_the_logs_say():
     rows = f.rows.set_index("client")
     for fact in FACTS:
         r, ws = rows.loc[fact["client"]], fact["websocket"]
+        assert r["tcp_close"] == fact["outcome"]
+        assert abs(r["handshake_ms"] - entry(CAPTURE)["facts"]["rtt_ms"]) < 8
         assert r["messages_c2s"] == len(ws["sent"]) and r["messages_s2c"] == len(ws["received"])
         assert r["bytes_s2c"] == sum(m["size"] for m in ws["received"])
         assert r["pings_c2s"] == len(ws["client_pings"]) and r["pings_s2c"] == len(ws["server_pings"])
         assert (r["closed_by"], r["close_code"], r["close_reason"]) == (
             ws["close"]["by"], ws["close"]["code"], ws["close"]["reason"])
-        assert r["tcp_close"] == fact["outcome"]
-        assert abs(r["handshake_ms"] - entry(CAPTURE)["facts"]["rtt_ms"]) < 8
     assert not f.problems
     words = " ".join(f.answer)
     assert "closed it first with 1001 (going away" in words and "normal closure" in words
     with pytest.raises(Exception, match="no WebSocket on connection 7"):
         recipe.analyze(tl, conn=7)
+
+
+def test_recipe_on_h2_names_each_stream():
+    from traceviz.recipe import discover, load_module
+    f = load_module(discover()["websocket"]).analyze(timeline(H2))
+    rows = f.rows.set_index("stream")
+    for w in entry(H2)["facts"]["websockets_h2"]:
+        r = rows.loc[w["stream"]]
+        assert (r["messages_c2s"], r["messages_s2c"]) == (len(w["sent"]), len(w["received"]))
+        assert (r["closed_by"], r["close_code"]) == (w["close"]["by"], w["close"]["code"])
+        assert r["url"].endswith(w["path"])
+    assert "RFC 8441" in " ".join(f.answer) and not f.problems
 
 
 @pytest.mark.parametrize("theme", ["light", "talk"])

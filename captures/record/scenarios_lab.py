@@ -225,10 +225,270 @@ def _module_version(name: str) -> str:
         return ""
 
 
+# ================================================================ WebSocket over HTTP/2 (RFC 8441)
+
+H2_PORT = 80
+
+
+def _ws_bytes(opcode: str, payload: bytes, mask: bool, fin: bool = True) -> bytes:
+    from websockets.frames import Frame, Opcode
+    return Frame(Opcode[opcode], payload, fin=fin).serialize(mask=mask)
+
+
+class _WSReader:
+    """WebSocket frames out of a stream's DATA (the recorder's side: websockets' own parser)."""
+
+    def __init__(self, mask: bool):
+        from websockets.streams import StreamReader
+        self.reader, self.mask, self.frames = StreamReader(), mask, []
+
+    def feed(self, data: bytes) -> list:
+        from websockets.frames import Frame
+        self.reader.feed_data(data)
+        out = []
+        while True:
+            parser = Frame.parse(self.reader.read_exact, mask=self.mask, max_size=None, extensions=[])
+            try:
+                saved = bytes(self.reader.buffer)
+                out.append(_drive(parser))
+            except _NeedMore:
+                self.reader.buffer[:] = saved
+                return out
+
+
+class _NeedMore(Exception):
+    pass
+
+
+def _drive(gen):
+    """Run a websockets parser coroutine over the bytes buffered so far."""
+    try:
+        next(gen)
+    except StopIteration as stop:
+        return stop.value
+    raise _NeedMore()
+
+
+def _h2_pump(sock, conn, handle, until, timeout: float = 5.0) -> None:
+    """Read the socket into ``conn``, hand each event to ``handle``, until ``until()`` is true."""
+    import select
+    end = time.monotonic() + timeout
+    while not until():
+        out = conn.data_to_send()
+        if out:
+            sock.sendall(out)
+        if until():
+            break
+        left = end - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("h2 peer went quiet")
+        r, _, _ = select.select([sock], [], [], left)
+        if not r:
+            continue
+        data = sock.recv(65536)
+        if not data:
+            return
+        for ev in conn.receive_data(data):
+            handle(ev)
+    out = conn.data_to_send()
+    if out:
+        sock.sendall(out)
+
+
+def ws_h2_server_main(addr: str) -> None:
+    import socket
+    import h2.config
+    import h2.connection
+    import h2.events
+    from h2.settings import SettingCodes
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind((addr, H2_PORT))
+    srv.listen(8)
+    log(event="ready")
+    while True:
+        sock, peer = srv.accept()
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        client = f"{peer[0]}:{peer[1]}"
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding="utf-8"))
+        conn.initiate_connection()
+        conn.update_settings({SettingCodes.ENABLE_CONNECT_PROTOCOL: 1})
+        streams: dict[int, dict] = {}
+        done = {"closed": False}
+
+        def send_ws(sid, opcode, payload):
+            conn.send_data(sid, _ws_bytes(opcode, payload, mask=False))
+
+        def handle(ev):
+            if isinstance(ev, h2.events.RequestReceived):
+                h = dict(ev.headers)
+                streams[ev.stream_id] = {"reader": _WSReader(mask=True), "path": h.get(":path")}
+                log(event="open", client=client, stream=ev.stream_id, method=h.get(":method"),
+                    protocol=h.get(":protocol"), path=h.get(":path"))
+                conn.send_headers(ev.stream_id, [(":status", "200")])
+            elif isinstance(ev, h2.events.DataReceived):
+                conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                st = streams[ev.stream_id]
+                for f in st["reader"].feed(ev.data):
+                    name = f.opcode.name
+                    log(event="recv", client=client, stream=ev.stream_id, kind=name.lower(), size=len(f.data))
+                    if name == "TEXT" and f.data == b"go away":
+                        log(event="close", stream=ev.stream_id, by="server", code=1001, reason="server restarting")
+                        send_ws(ev.stream_id, "CLOSE", b"\x03\xe9server restarting")
+                        st["closing"] = True
+                    elif name == "TEXT" and f.data == b"ping me":
+                        send_ws(ev.stream_id, "PING", b"h2")
+                        log(event="ping", stream=ev.stream_id, payload="h2")
+                    elif name in ("TEXT", "BINARY"):
+                        send_ws(ev.stream_id, name, b"echo: " + f.data)
+                        log(event="send", stream=ev.stream_id, kind=name.lower(), size=len(f.data) + 6)
+                    elif name == "PING":
+                        send_ws(ev.stream_id, "PONG", f.data)
+                    elif name == "CLOSE":
+                        if not st.get("closing"):
+                            send_ws(ev.stream_id, "CLOSE", f.data)
+                        conn.end_stream(ev.stream_id)
+                        st["closing"] = True
+            elif isinstance(ev, h2.events.StreamEnded):
+                st = streams.get(ev.stream_id, {})
+                if not st.get("ended"):
+                    st["ended"] = True
+            elif isinstance(ev, h2.events.ConnectionTerminated):
+                done["closed"] = True
+
+        try:
+            _h2_pump(sock, conn, handle, lambda: done["closed"], timeout=30)
+        except (TimeoutError, OSError):
+            pass
+        sock.close()
+
+
+def ws_h2_client_main(server: str) -> None:
+    import socket
+    import h2.config
+    import h2.connection
+    import h2.events
+    sock = socket.create_connection((server, H2_PORT))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    me = "%s:%d" % sock.getsockname()[:2]
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
+    conn.initiate_connection()
+    state = {"settings": False, "status": {}, "frames": {}, "ended": set()}
+    readers: dict[int, _WSReader] = {}
+
+    def handle(ev):
+        if isinstance(ev, h2.events.RemoteSettingsChanged):
+            state["settings"] = True
+        elif isinstance(ev, h2.events.ResponseReceived):
+            state["status"][ev.stream_id] = int(dict(ev.headers)[":status"])
+        elif isinstance(ev, h2.events.DataReceived):
+            conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+            for f in readers[ev.stream_id].feed(ev.data):
+                state["frames"].setdefault(ev.stream_id, []).append(f)
+                if f.opcode.name == "PING":
+                    conn.send_data(ev.stream_id, _ws_bytes("PONG", f.data, mask=True))
+                elif f.opcode.name == "CLOSE" and not state.get(f"closing{ev.stream_id}"):
+                    conn.send_data(ev.stream_id, _ws_bytes("CLOSE", f.data, mask=True), end_stream=True)
+                    state[f"closing{ev.stream_id}"] = True
+        elif isinstance(ev, h2.events.StreamEnded):
+            state["ended"].add(ev.stream_id)
+
+    def got(sid, n):
+        return lambda: len(state["frames"].get(sid, [])) >= n
+
+    _h2_pump(sock, conn, handle, lambda: state["settings"])
+    logs = {}
+    for sid, path in ((1, "/chat"), (3, "/feed")):
+        readers[sid] = _WSReader(mask=False)
+        conn.send_headers(sid, [(":method", "CONNECT"), (":protocol", "websocket"), (":scheme", "http"),
+                                (":path", path), (":authority", f"{server}"), ("sec-websocket-version", "13")])
+        logs[sid] = {"client": me, "server": f"{server}:{H2_PORT}", "stream": sid, "path": path,
+                     "sent": [], "received": [], "client_pings": []}
+    _h2_pump(sock, conn, handle, lambda: len(state["status"]) == 2)
+    # Two WebSockets on one TCP connection, their messages interleaved.
+    for i in range(3):
+        for sid in (1, 3):
+            text = f"{'chat' if sid == 1 else 'feed'} {i + 1}".encode()
+            conn.send_data(sid, _ws_bytes("TEXT", text, mask=True))
+            logs[sid]["sent"].append({"kind": "text", "size": len(text)})
+            _h2_pump(sock, conn, handle, got(sid, i + 1))
+    conn.send_data(1, _ws_bytes("BINARY", bytes(2000), mask=True))
+    logs[1]["sent"].append({"kind": "binary", "size": 2000})
+    _h2_pump(sock, conn, handle, got(1, 4))
+    t0 = time.monotonic()
+    conn.send_data(1, _ws_bytes("PING", b"c2", mask=True))
+    _h2_pump(sock, conn, handle, got(1, 5))
+    logs[1]["client_pings"].append({"payload": "c2", "rtt_ms": round((time.monotonic() - t0) * 1000, 2)})
+    conn.send_data(3, _ws_bytes("TEXT", b"ping me", mask=True))
+    logs[3]["sent"].append({"kind": "text", "size": 7})
+    _h2_pump(sock, conn, handle, got(3, 4))
+    time.sleep(0.1)
+    # The client closes the chat (1000); the server goes away on the feed (1001).
+    conn.send_data(1, _ws_bytes("CLOSE", b"\x03\xe8done", mask=True), end_stream=True)
+    state["closing1"] = True
+    logs[1]["close"] = {"by": "client", "code": 1000, "reason": "done"}
+    _h2_pump(sock, conn, handle, lambda: 1 in state["ended"])
+    conn.send_data(3, _ws_bytes("TEXT", b"go away", mask=True))
+    logs[3]["sent"].append({"kind": "text", "size": 7})
+    _h2_pump(sock, conn, handle, lambda: 3 in state["ended"])
+    logs[3]["close"] = {"by": "server", "code": 1001, "reason": "server restarting"}
+    time.sleep(0.1)
+    conn.close_connection()
+    sock.sendall(conn.data_to_send())
+    time.sleep(0.1)
+    sock.close()
+    for sid in (1, 3):
+        for f in state["frames"].get(sid, []):
+            if f.opcode.name in ("TEXT", "BINARY"):
+                logs[sid]["received"].append({"kind": f.opcode.name.lower(), "size": len(f.data)})
+        logs[sid]["status"] = state["status"][sid]
+        log(**logs[sid])
+
+
+def record_websocket_h2(out: Path) -> list[dict]:
+    name = "websocket-h2"
+    me = [sys.executable, str(Path(__file__).resolve())]
+    with Lab(PREFIX, NET, [LinkSpec("c", "s", delay_ms=ONE_WAY_MS)]) as lab:
+        server = lab.popen("s", me + ["ws-h2-server", lab.addr("s")], ready="ready")
+        with lab.capture("c", out / f"{name}.pcapng"):
+            done = lab.run("c", me + ["ws-h2-client", lab.addr("s")])
+            time.sleep(0.3)
+        server.terminate()
+        server_log = lines(server.stdout.read())
+    shutil.rmtree(lab.workdir, ignore_errors=True)
+    streams = lines(done.stdout)
+    return [{
+        "name": name, "file": f"{name}.pcapng",
+        "title": "WebSockets over HTTP/2 (RFC 8441): two extended CONNECT streams on one connection",
+        "concepts": ["websocket", "websocket-h2", "h2c", "long-lived-connection"],
+        "look_at": "The server's SETTINGS says ENABLE_CONNECT_PROTOCOL=1; the client then opens two "
+                   "streams with ':method CONNECT' and ':protocol websocket' (/chat on stream 1, /feed on "
+                   "stream 3) and each gets ':status 200' -- no 101, no Upgrade header. WebSocket frames "
+                   "(still masked by the client) ride in DATA frames of their stream, interleaved on one TCP "
+                   "connection. The client closes /chat (1000) and ends its stream; the server goes away on "
+                   "/feed (1001).",
+        "recorded": recorded(name, "hand-written h2 client (the h2 library, cleartext prior knowledge), "
+                                   "WebSocket frames by the websockets library",
+                             "hand-written h2 server (the h2 library) with ENABLE_CONNECT_PROTOCOL",
+                             python=".venv/bin/python", h2=_module_version("h2"),
+                             websockets=_module_version("websockets")),
+        "keylog": None, "private_key": None,
+        "facts": {"rtt_ms": 2 * ONE_WAY_MS,
+                  "connections": [{"transport": "tcp", "client": streams[0]["client"],
+                                   # the client sends GOAWAY; the server, seeing it, closes first
+                                   "server": streams[0]["server"], "outcome": "fin-server", "syns": 1}],
+                  "websockets_h2": [{**{k: v for k, v in s.items() if k not in ("client", "server")},
+                                     "server_pings": [{"payload": e["payload"]} for e in server_log
+                                                      if e.get("event") == "ping" and e["stream"] == s["stream"]]}
+                                    for s in streams],
+                  "server_log": server_log}}]
+
+
 # ================================================================ the scenarios
 
 SCENARIOS = [
     Scenario("websocket-h1", "WebSocket over HTTP/1.1 (websockets library)", record_websocket, PROGRAMS),
+    Scenario("websocket-h2", "WebSockets over HTTP/2, RFC 8441 (h2 library)", record_websocket_h2, PROGRAMS),
 ]
 
 
@@ -241,6 +501,10 @@ def main(argv: list[str] | None = None) -> None:
         asyncio.run(ws_server_main(*a.args))
     elif a.role == "ws-client":
         asyncio.run(ws_client_main(*a.args))
+    elif a.role == "ws-h2-server":
+        ws_h2_server_main(*a.args)
+    elif a.role == "ws-h2-client":
+        ws_h2_client_main(*a.args)
     else:
         raise SystemExit(f"unknown role {a.role}")
 

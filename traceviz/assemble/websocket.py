@@ -19,7 +19,10 @@ PREVIEW = 60          # characters of a text payload shown in ``detail``
 def machines(http) -> list[tuple[int | None, WebSocketConnection]]:
     """(HTTP/2 stream or None, machine) for every WebSocket a connection's HTTP machine carried."""
     ws = getattr(http, "websocket", None)
-    return [(None, ws)] if isinstance(ws, WebSocketConnection) else []
+    if isinstance(ws, WebSocketConnection):
+        return [(None, ws)]
+    h2 = getattr(http, "http2", None) or http          # h2c after an Upgrade, or HTTP/2 itself
+    return [(sid, m) for sid, m in sorted(getattr(h2, "carried", {}).items()) if isinstance(m, WebSocketConnection)]
 
 
 def rows(conn: int, http) -> list[dict]:
