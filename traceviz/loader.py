@@ -97,6 +97,7 @@ def _load_capture(path: str, keylog, rsa_key, progress: Progress) -> Timeline:
     import numpy as np
 
     from traceviz.assemble.capture import timeline
+    from traceviz.decode.dns import decode_dns
     from traceviz.decode.index import index_frames
     from traceviz.decode.quic.streams import decode_quic
     from traceviz.decode.streams import Payload, decode_streams
@@ -122,7 +123,8 @@ def _load_capture(path: str, keylog, rsa_key, progress: Progress) -> Timeline:
     try:
         payload = decode_streams(transport, cap.buf, log, key, debug=debug)
         quic = decode_quic(transport, cap.buf, log, debug=debug)
-        return timeline(info, transport, payload, log, key, cap.secrets, quic_payload=quic)
+        dns = decode_dns(transport, cap.buf)
+        return timeline(info, transport, payload, log, key, cap.secrets, quic_payload=quic, dns_messages=dns)
     except Exception as exc:  # a decoder bug must not cost the user the TCP-level analysis
         if debug or isinstance(exc, InputError):
             raise

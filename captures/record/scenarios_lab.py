@@ -16,20 +16,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import re
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from netlab import Lab, Scenario, tool_versions, version  # noqa: E402
+from netlab import Lab, Scenario, inject_keys, tool_versions, version  # noqa: E402
 from relay import LinkSpec  # noqa: E402
 
 PREFIX, NET = "tvL-", "10.94"
 ONE_WAY_MS = 10.0
 COMMAND = "sudo {python} captures/record/record.py {name}"
-PROGRAMS = ("ip", "ping", "ethtool", "dumpcap", "editcap", "tshark", "ss")
+PROGRAMS = ("ip", "ping", "ethtool", "dumpcap", "editcap", "reordercap", "tshark", "ss")
 
 
 def log(**fields) -> None:
@@ -45,6 +48,14 @@ def recorded(name: str, client: str, server: str, python: str = "python3", **ext
             "one_way_delay_ms": ONE_WAY_MS, "loss": 0.0,
             "capture_point": f"client namespace {PREFIX}c, dumpcap on {PREFIX}c0",
             "client": client, "server": server, "date": time.strftime("%Y-%m-%d"), **extra}
+
+
+def in_time_order(pcapng: Path) -> None:
+    """dumpcap on two interfaces writes each one's frames in batches: put them in time order."""
+    tmp = pcapng.with_suffix(".sorted.pcapng")
+    subprocess.run(["reordercap", "-n", str(pcapng), str(tmp)], check=True, capture_output=True)
+    os.replace(tmp, pcapng)
+    os.chmod(pcapng, 0o644)
 
 
 def wait_listening(lab: Lab, host: str, port: int, proto: str = "t", timeout: float = 10) -> None:
@@ -484,10 +495,149 @@ def record_websocket_h2(out: Path) -> list[dict]:
                   "server_log": server_log}}]
 
 
+# ================================================================ DNS and the journey of a request
+
+JOURNEY_HOST = "www.lab.test"
+RESOLVER_ONE_WAY_MS = 2.0
+JOURNEY_ONE_WAY_MS = 20.0
+
+NGINX_TLS = """
+daemon off;
+master_process on;
+worker_processes 1;
+user root;
+pid {w}/nginx.pid;
+error_log {w}/error.log info;
+events {{ worker_connections 64; }}
+http {{
+    log_format lab '{{"conn":$connection,"remote":"$remote_addr:$remote_port","request":"$request",'
+                   '"status":$status,"bytes":$body_bytes_sent,"request_time":$request_time,'
+                   '"ssl_protocol":"$ssl_protocol","ssl_cipher":"$ssl_cipher","host":"$host"}}';
+    access_log {w}/access.log lab;
+    sendfile off;
+    server_tokens off;
+    types {{ text/html html; }}
+    server {{
+        listen {addr}:443 ssl;
+        server_name {host};
+        ssl_certificate {w}/cert.pem;
+        ssl_certificate_key {w}/key.pem;
+        ssl_protocols TLSv1.3;
+        root {w}/www;
+    }}
+}}
+"""
+
+
+def make_cert(work: Path, host: str) -> None:
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-keyout", str(work / "key.pem"), "-out", str(work / "cert.pem"), "-days", "30",
+                    "-subj", f"/CN={host}", "-addext", f"subjectAltName=DNS:{host}"],
+                   check=True, capture_output=True)
+
+
+def start_tls_nginx(lab: Lab, host: str, work: Path, name: str, files: dict[str, bytes]) -> None:
+    (work / "www").mkdir(parents=True, exist_ok=True)
+    for rel, body in files.items():
+        (work / "www" / rel).write_bytes(body)
+    make_cert(work, name)
+    conf = work / "nginx.conf"
+    conf.write_text(NGINX_TLS.format(w=work, addr=lab.addr(host, 0), host=name))
+    lab.popen(host, ["nginx", "-p", str(work), "-c", str(conf)])
+    wait_listening(lab, host, 443)
+
+
+def parse_dnsmasq(text: str) -> list[dict]:
+    """dnsmasq's --log-queries=extra lines: each query and what it answered (pure)."""
+    out = []
+    for line in text.splitlines():
+        m = re.search(r"dnsmasq\[\d+\]: (\d+) ([\d.]+)/(\d+) (query\[(\w+)\]|config|reply|forwarded|cached) "
+                      r"(\S+) (?:from|is|to) (\S+)", line)
+        if not m:
+            continue
+        kind = "query" if m.group(4).startswith("query") else m.group(4)
+        out.append({"serial": int(m.group(1)), "client": f"{m.group(2)}:{m.group(3)}", "kind": kind,
+                    "type": m.group(5), "name": m.group(6), "value": m.group(7)})
+    return out
+
+
+def record_journey(out: Path) -> list[dict]:
+    name = "journey-https"
+    body = ("<!doctype html><title>lab</title>" + "<p>the journey of a request</p>" * 60).encode()
+    links = [LinkSpec("c", "s", delay_ms=JOURNEY_ONE_WAY_MS), LinkSpec("c", "r", delay_ms=RESOLVER_ONE_WAY_MS)]
+    netns_dir = Path("/etc/netns") / f"{PREFIX}c"
+    with Lab(PREFIX, NET, links) as lab:
+        work = lab.workdir
+        start_tls_nginx(lab, "s", work, JOURNEY_HOST, {"index.html": body})
+        dns_log = work / "dnsmasq.log"
+        lab.popen("r", ["dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts", "--no-poll",
+                        f"--listen-address={lab.addr('r', 1)}", "--bind-interfaces",
+                        f"--host-record={JOURNEY_HOST},{lab.addr('s', 0)}", "--local=/lab.test/", "--local-ttl=300",
+                        "--log-queries=extra", f"--log-facility={dns_log}", f"--pid-file={work}/dnsmasq.pid",
+                        "--user=root"])
+        wait_listening(lab, "r", 53, proto="u")
+        # ip netns exec bind-mounts /etc/netns/NAME/resolv.conf over /etc/resolv.conf: the client's resolver.
+        netns_dir.mkdir(parents=True, exist_ok=True)
+        (netns_dir / "resolv.conf").write_text(f"nameserver {lab.addr('r', 1)}\noptions attempts:1\n")
+        keys = out / f"{name}.keys"
+        try:
+            with lab.capture("c", out / f"{name}.pcapng", [lab.iface("c", 0), lab.iface("c", 1)]):
+                done = lab.run("c", ["curl", "-sS", "-v", "--http1.1", "--cacert", str(work / "cert.pem"),
+                                     "-o", "/dev/null", "-w", "%{json}", f"https://{JOURNEY_HOST}/index.html"],
+                               env={**os.environ, "SSLKEYLOGFILE": str(keys)})
+                time.sleep(0.3)
+        finally:
+            shutil.rmtree(netns_dir, ignore_errors=True)
+        time.sleep(0.3)
+        dns = parse_dnsmasq(dns_log.read_text())
+        access = [json.loads(x) for x in (work / "access.log").read_text().splitlines() if x.strip()]
+    in_time_order(out / f"{name}.pcapng")
+    inject_keys(out / f"{name}.pcapng", keys)
+    shutil.rmtree(lab.workdir, ignore_errors=True)
+    w = json.loads(done.stdout)
+    verbose = [x for x in done.stderr.splitlines() if x[:2] in ("* ", "> ", "< ", "{ ", "} ")]
+    timings = {k: w[k] for k in ("time_namelookup", "time_connect", "time_appconnect", "time_pretransfer",
+                                 "time_starttransfer", "time_total")}
+    return [{
+        "name": name, "file": f"{name}.pcapng",
+        "title": "The journey of an HTTPS request: DNS lookup, TCP handshake, TLS 1.3, the request, the response",
+        "concepts": ["journey", "dns", "tcp-handshake", "tls13", "curl"],
+        "look_at": f"curl https://{JOURNEY_HOST}/index.html from scratch. First the name: a DNS query to the "
+                   f"resolver ({RESOLVER_ONE_WAY_MS * 2:g} ms away, on the second interface) and its answer. "
+                   f"Then a TCP handshake with the server ({JOURNEY_ONE_WAY_MS * 2:g} ms away), a TLS 1.3 "
+                   "handshake (one more round trip), the GET and its response (one more), and the close. "
+                   "curl's own -w timings (time_namelookup, time_connect, time_appconnect, "
+                   "time_starttransfer, time_total) are in the facts: each phase in the capture adds up to them.",
+        "recorded": recorded(name, "curl 7.88 (-v --http1.1 -w '%{json}'), the system resolver "
+                                   "(glibc, /etc/resolv.conf naming dnsmasq)",
+                             "nginx (TLS 1.3 only, self-signed certificate generated at record time); "
+                             "dnsmasq as the resolver on its own link",
+                             capture_point=f"client namespace {PREFIX}c, dumpcap on {PREFIX}c0 (server) "
+                                           f"and {PREFIX}c1 (resolver)",
+                             one_way_delay_ms=JOURNEY_ONE_WAY_MS, resolver_one_way_delay_ms=RESOLVER_ONE_WAY_MS,
+                             curl=version(["curl", "--version"]), nginx=version(["nginx", "-v"]),
+                             dnsmasq=version(["dnsmasq", "--version"])),
+        "keylog": f"{name}.keys", "private_key": None,
+        "facts": {
+            "rtt_ms": 2 * JOURNEY_ONE_WAY_MS,
+            "resolver_rtt_ms": 2 * RESOLVER_ONE_WAY_MS,
+            "requests": 1, "statuses": {str(w["response_code"]): 1},
+            "curl": {**timings, "remote_ip": w["remote_ip"], "remote_port": w["remote_port"],
+                     "local_ip": w["local_ip"], "local_port": w["local_port"],
+                     "http_version": w["http_version"], "response_code": w["response_code"],
+                     "size_download": w["size_download"], "url": w["url_effective"]},
+            "curl_verbose": verbose[:60],
+            "dns_log": dns,
+            "server_log": access,
+        }}]
+
+
 # ================================================================ the scenarios
 
 SCENARIOS = [
     Scenario("websocket-h1", "WebSocket over HTTP/1.1 (websockets library)", record_websocket, PROGRAMS),
+    Scenario("journey-https", "DNS (dnsmasq) and the journey of an HTTPS request (curl, nginx)", record_journey,
+             PROGRAMS + ("nginx", "dnsmasq", "curl", "openssl")),
     Scenario("websocket-h2", "WebSockets over HTTP/2, RFC 8441 (h2 library)", record_websocket_h2, PROGRAMS),
 ]
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from traceviz.assemble import h2, http, keys, proxy, quic, tls, transport, websocket
+from traceviz.assemble import dns, h2, http, keys, proxy, quic, tls, transport, websocket
 from traceviz.errors import describe
 from traceviz.model import JSON_FIELDS, SourceInfo, Timeline, conform
 
@@ -20,15 +20,18 @@ from traceviz.model import JSON_FIELDS, SourceInfo, Timeline, conform
 _TLS_LAST = ["round_trips"]
 
 
-def timeline(info: SourceInfo, t, payload, keylog=None, rsa_key=None, dsb_blocks=(), quic_payload=None) -> Timeline:
+def timeline(info: SourceInfo, t, payload, keylog=None, rsa_key=None, dsb_blocks=(), quic_payload=None,
+             dns_messages=()) -> Timeline:
     """The Timeline of a capture: ``t`` from ``decode.tcp.connections.analyze``,
     ``payload`` from ``decode.streams.decode_streams``, ``quic_payload`` from
-    ``decode.quic.streams.decode_quic``."""
+    ``decode.quic.streams.decode_quic``, ``dns_messages`` from ``decode.dns.decode_dns``."""
     packets, connections, events = transport.tables(t)
     endpoints = _endpoints(connections)
     q = quic.rows(quic_payload, endpoints, keylog, info.path, float(packets["ts"].max()) if len(packets) else None)
     info.warnings.extend(q.warnings)
     tls_rows, event_rows, request_rows, apps = q.tls, q.events, q.requests, dict(q.apps)
+    dns_rows = dns.event_rows(dns_messages)
+    event_rows, apps = event_rows + dns_rows, {**apps, **dns.apps(dns_messages)}
     h2_streams = h2.Streams(payload, packets, events)
     for conn, result in sorted(payload.results.items()):
         ends = endpoints.get(conn, {})
@@ -48,6 +51,7 @@ def timeline(info: SourceInfo, t, payload, keylog=None, rsa_key=None, dsb_blocks
     events = h2.finish_events(_merge_events(events, event_rows))
     connections = quic.mark_connections(_with_apps(connections, apps, payload.opaque, tls_rows), q.apps)
     connections, requests = proxy.assemble(connections, packets, events, _requests(request_rows), payload)
+    requests = dns.with_lookups(requests, connections, dns_rows)
     return Timeline(
         source=info, packets=packets, connections=connections, events=events, requests=requests,
         tls=tls_table,
