@@ -632,12 +632,151 @@ def record_journey(out: Path) -> list[dict]:
         }}]
 
 
+# ================================================================ caching: validators, 304s
+
+NGINX_CACHE = """
+daemon off;
+master_process on;
+worker_processes 1;
+user root;
+pid {w}/nginx.pid;
+error_log {w}/error.log info;
+events {{ worker_connections 64; }}
+http {{
+    log_format lab escape=json '{{"conn":$connection,"remote":"$remote_addr:$remote_port","request":"$request",'
+                   '"status":$status,"bytes":$body_bytes_sent,"inm":"$http_if_none_match",'
+                   '"ims":"$http_if_modified_since","etag":"$sent_http_etag",'
+                   '"last_modified":"$sent_http_last_modified","cache_control":"$sent_http_cache_control"}}';
+    access_log {w}/access.log lab;
+    sendfile off;
+    server_tokens off;
+    keepalive_timeout 30s;
+    types {{ application/javascript js; application/json json; text/csv csv; image/png png; }}
+    server {{
+        listen {addr}:80;
+        root {w}/www;
+        location /static/ {{ add_header Cache-Control "max-age=3600" always; }}
+        location /api/ {{ add_header Cache-Control "no-cache" always; }}
+        location /img/ {{ etag off; add_header Cache-Control "no-cache" always; }}
+        location /report/ {{ etag off; if_modified_since off; add_header Last-Modified "" always;
+                             add_header Cache-Control "no-cache" always; }}
+    }}
+}}
+"""
+CACHE_FILES = {"static/app.js": 30000, "api/data.json": 12000, "img/logo.png": 20000, "report/daily.csv": 25000}
+
+
+class LabCache:
+    """A small honest HTTP cache (the client's side): fresh entries are used without a request,
+    stale ones are revalidated with the validators the response gave (RFC 9111)."""
+
+    def __init__(self):
+        self.entries: dict[str, dict] = {}
+
+    def get(self, conn, path: str, now: float) -> dict:
+        e = self.entries.get(path)
+        if e is not None and e["max_age"] is not None and now - e["at"] < e["max_age"]:
+            return {"path": path, "request": False, "decision": "fresh in cache: no request", "status": None,
+                    "body_bytes": 0}
+        headers, sent = {}, []
+        if e is not None and e.get("etag"):
+            headers["If-None-Match"] = e["etag"]
+            sent.append("If-None-Match")
+        if e is not None and e.get("last_modified"):
+            headers["If-Modified-Since"] = e["last_modified"]
+            sent.append("If-Modified-Since")
+        conn.request("GET", path, headers=headers)
+        resp = conn.getresponse()
+        body = resp.read()
+        h = {k.lower(): v for k, v in resp.getheaders()}
+        if resp.status == 304:
+            e["at"] = now
+            decision = "revalidated: 304, cached body reused"
+        else:
+            cc = h.get("cache-control", "")
+            max_age = int(cc.split("max-age=")[1].split(",")[0]) if "max-age=" in cc else None
+            self.entries[path] = {"etag": h.get("etag"), "last_modified": h.get("last-modified"),
+                                  "max_age": max_age, "at": now, "size": len(body)}
+            decision = ("conditional, but changed: 200 with the new body" if sent else
+                        "no validator to send: full download" if e is not None else "first fetch")
+        return {"path": path, "request": True, "conditional": sent, "status": resp.status, "body_bytes": len(body),
+                "etag": h.get("etag"), "last_modified": h.get("last-modified"),
+                "cache_control": h.get("cache-control"), "decision": decision}
+
+
+def cache_client_main(server: str, work: str) -> None:
+    import http.client
+    conn = http.client.HTTPConnection(server, 80)
+    conn.connect()
+    me = "%s:%d" % conn.sock.getsockname()[:2]
+    cache, paths = LabCache(), ["/" + p for p in CACHE_FILES]
+    for round_ in (1, 2, 3):
+        if round_ == 3:
+            # Between the second and third visits the data changes on the server.
+            Path(work, "www", "api", "data.json").write_bytes(b"[" + b"2," * 5999 + b"2]")
+            log(event="changed", path="/api/data.json")
+        for p in paths:
+            r = cache.get(conn, p, time.monotonic())
+            log(event="get", round=round_, client=me, **r)
+        time.sleep(0.5)
+    conn.close()
+
+
+def record_caching(out: Path) -> list[dict]:
+    name = "http-caching"
+    me = [sys.executable, str(Path(__file__).resolve())]
+    with Lab(PREFIX, NET, [LinkSpec("c", "s", delay_ms=ONE_WAY_MS)]) as lab:
+        work = lab.workdir
+        for rel, size in CACHE_FILES.items():
+            (work / "www" / rel).parent.mkdir(parents=True, exist_ok=True)
+            (work / "www" / rel).write_bytes(bytes([65 + len(rel) % 26]) * size)
+        conf = work / "nginx.conf"
+        conf.write_text(NGINX_CACHE.format(w=work, addr=lab.addr("s")))
+        lab.popen("s", ["nginx", "-p", str(work), "-c", str(conf)])
+        wait_listening(lab, "s", 80)
+        with lab.capture("c", out / f"{name}.pcapng"):
+            done = lab.run("c", me + ["cache-client", lab.addr("s"), str(work)])
+            time.sleep(0.2)
+        time.sleep(0.3)
+        access = [json.loads(x) for x in (work / "access.log").read_text().splitlines() if x.strip()]
+    shutil.rmtree(lab.workdir, ignore_errors=True)
+    gets = [x for x in lines(done.stdout) if x.get("event") == "get"]
+    sent = [g for g in gets if g["request"]]
+    statuses: dict[str, int] = {}
+    for g in sent:
+        statuses[str(g["status"])] = statuses.get(str(g["status"]), 0) + 1
+    client = sent[0]["client"]
+    return [{
+        "name": name, "file": f"{name}.pcapng",
+        "title": "HTTP caching: max-age, conditional requests (If-None-Match, If-Modified-Since), 304 vs 200",
+        "concepts": ["caching", "conditional-request", "http1-keepalive"],
+        "look_at": "Three visits to four resources on one keep-alive connection. /static/app.js says "
+                   "max-age=3600: fetched once, then used from the cache with no request at all. "
+                   "/api/data.json (ETag, no-cache) is revalidated with If-None-Match: 304 with no body the "
+                   "second time; the third time it has changed, so the same conditional request gets 200 and "
+                   "the new body. /img/logo.png has only Last-Modified: revalidated with If-Modified-Since, "
+                   "304. /report/daily.csv has no validator at all: every visit downloads the whole body.",
+        "recorded": recorded(name, "hand-written HTTP cache on http.client (scenarios_lab.py LabCache), "
+                                   "one keep-alive connection",
+                             "nginx: ETag and Last-Modified on static files, Cache-Control per location",
+                             nginx=version(["nginx", "-v"])),
+        "keylog": None, "private_key": None,
+        "facts": {"rtt_ms": 2 * ONE_WAY_MS,
+                  "connections": [{"transport": "tcp", "client": client, "server": f"{lab.addr('s')}:80",
+                                   "outcome": "fin-client", "syns": 1,
+                                   "requests": [{"method": "GET", "path": g["path"], "status": g["status"]}
+                                                for g in sent]}],
+                  "requests": len(sent), "statuses": statuses, "client_log": gets, "server_log": access}}]
+
+
 # ================================================================ the scenarios
 
 SCENARIOS = [
     Scenario("websocket-h1", "WebSocket over HTTP/1.1 (websockets library)", record_websocket, PROGRAMS),
     Scenario("journey-https", "DNS (dnsmasq) and the journey of an HTTPS request (curl, nginx)", record_journey,
              PROGRAMS + ("nginx", "dnsmasq", "curl", "openssl")),
+    Scenario("http-caching", "HTTP caching: max-age, conditional requests, 304s (nginx)", record_caching,
+             PROGRAMS + ("nginx",)),
     Scenario("websocket-h2", "WebSockets over HTTP/2, RFC 8441 (h2 library)", record_websocket_h2, PROGRAMS),
 ]
 
@@ -651,6 +790,8 @@ def main(argv: list[str] | None = None) -> None:
         asyncio.run(ws_server_main(*a.args))
     elif a.role == "ws-client":
         asyncio.run(ws_client_main(*a.args))
+    elif a.role == "cache-client":
+        cache_client_main(*a.args)
     elif a.role == "ws-h2-server":
         ws_h2_server_main(*a.args)
     elif a.role == "ws-h2-client":

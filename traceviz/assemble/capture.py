@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from traceviz.assemble import dns, h2, http, keys, proxy, quic, tls, transport, websocket
+from traceviz.assemble import caching, dns, h2, http, keys, proxy, quic, tls, transport, websocket
 from traceviz.errors import describe
 from traceviz.model import JSON_FIELDS, SourceInfo, Timeline, conform
 
@@ -65,6 +65,7 @@ def _http_rows(result, server: str | None) -> tuple[list[dict], list[dict]]:
     if result.http is None:
         return [], []
     ev, rq = http.connection_rows(result.http, result.scheme, http.default_host(result, server))
+    caching.annotate(rq, result.http)
     if rq and result.tls is not None:
         wait = tls.first_request_wait(result.tls)
         if wait is not None:
