@@ -769,12 +769,216 @@ def record_caching(out: Path) -> list[dict]:
                   "requests": len(sent), "statuses": statuses, "client_log": gets, "server_log": access}}]
 
 
+# ================================================================ gRPC over h2c and TLS
+
+GRPC_SERVICE = "lab.Inventory"
+ITEMS = {1: ("bolt", 25), 2: ("nut", 10), 3: ("washer", 5), 4: ("gear", 1200), 5: ("spring", 80)}
+
+
+def pb_varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def pb_item(item_id: int) -> bytes:
+    """lab.Item {uint32 id = 1; string name = 2; uint32 price_cents = 3;}, encoded by hand (no schema compiler)."""
+    name, price = ITEMS[item_id]
+    return (b"\x08" + pb_varint(item_id) + b"\x12" + pb_varint(len(name)) + name.encode()
+            + b"\x18" + pb_varint(price))
+
+
+def pb_request(item_id: int) -> bytes:
+    """lab.ItemRequest {uint32 id = 1;}"""
+    return b"\x08" + pb_varint(item_id)
+
+
+def pb_read_id(data: bytes) -> int:
+    return data[1] if len(data) >= 2 and data[0] == 0x08 else 0
+
+
+def grpc_server_main(addr: str, port: str, tls_dir: str = "") -> None:
+    from concurrent import futures
+    import grpc
+
+    def get_item(request: bytes, context):
+        item_id = pb_read_id(request)
+        log(event="call", method="GetItem", id=item_id, peer=context.peer())
+        if item_id not in ITEMS:
+            log(event="status", method="GetItem", code="NOT_FOUND", message=f"no item {item_id}")
+            context.abort(grpc.StatusCode.NOT_FOUND, f"no item {item_id}")
+        return pb_item(item_id)
+
+    def list_items(request: bytes, context):
+        log(event="call", method="ListItems", peer=context.peer())
+        for item_id in ITEMS:
+            time.sleep(0.05)
+            yield pb_item(item_id)
+
+    handler = grpc.method_handlers_generic_handler(GRPC_SERVICE, {
+        "GetItem": grpc.unary_unary_rpc_method_handler(get_item),
+        "ListItems": grpc.unary_stream_rpc_method_handler(list_items)})
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    server.add_generic_rpc_handlers((handler,))
+    if tls_dir:
+        creds = grpc.ssl_server_credentials([(Path(tls_dir, "key.pem").read_bytes(),
+                                              Path(tls_dir, "cert.pem").read_bytes())])
+        server.add_secure_port(f"{addr}:{port}", creds)
+    else:
+        server.add_insecure_port(f"{addr}:{port}")
+    server.start()
+    log(event="ready")
+    server.wait_for_termination()
+
+
+GRPC_PLAN = [("GetItem", 1), ("GetItem", 4), ("ListItems", 0), ("GetItem", 99), ("GetItem", 2)]
+
+
+def grpc_client_main(server: str, port: str) -> None:
+    """grpcio's own client over h2c (insecure channel)."""
+    import grpc
+    with grpc.insecure_channel(f"{server}:{port}") as ch:
+        get = ch.unary_unary(f"/{GRPC_SERVICE}/GetItem")
+        listing = ch.unary_stream(f"/{GRPC_SERVICE}/ListItems")
+        for method, item_id in GRPC_PLAN:
+            t0 = time.monotonic()
+            try:
+                if method == "GetItem":
+                    reply = [get(pb_request(item_id), timeout=5)]
+                else:
+                    reply = list(listing(pb_request(0), timeout=5))
+                code, message = "OK", ""
+            except grpc.RpcError as e:
+                reply, code, message = [], e.code().name, e.details()
+            log(method=method, path=f"/{GRPC_SERVICE}/{method}", request_bytes=len(pb_request(item_id)),
+                replies=[len(r) for r in reply], status=code, message=message,
+                ms=round((time.monotonic() - t0) * 1000, 2))
+            time.sleep(0.1)
+
+
+def grpc_tls_client_main(server: str, port: str, cafile: str, keylog: str) -> None:
+    """A gRPC client written on the h2 library over Python's ssl (so the TLS keys can be logged)."""
+    import socket
+    import ssl
+    import h2.config
+    import h2.connection
+    import h2.events
+    ctx = ssl.create_default_context(cafile=cafile)
+    ctx.set_alpn_protocols(["h2"])
+    ctx.keylog_filename = keylog
+    raw = socket.create_connection((server, int(port)))
+    raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    me = "%s:%d" % raw.getsockname()[:2]
+    sock = ctx.wrap_socket(raw, server_hostname="grpc.lab.test")
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
+    conn.initiate_connection()
+    state: dict = {}
+
+    def handle(ev):
+        st = state.setdefault(getattr(ev, "stream_id", 0), {"data": b"", "headers": {}, "trailers": {}})
+        if isinstance(ev, h2.events.ResponseReceived):
+            st["headers"] = dict(ev.headers)
+        elif isinstance(ev, h2.events.DataReceived):
+            conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+            st["data"] += ev.data
+        elif isinstance(ev, h2.events.TrailersReceived):
+            st["trailers"] = dict(ev.headers)
+        elif isinstance(ev, h2.events.StreamEnded):
+            st["ended"] = True
+
+    sid = 1
+    for method, item_id in GRPC_PLAN:
+        t0 = time.monotonic()
+        body = pb_request(item_id)
+        conn.send_headers(sid, [(":method", "POST"), (":scheme", "https"), (":path", f"/{GRPC_SERVICE}/{method}"),
+                                (":authority", f"grpc.lab.test:{port}"), ("content-type", "application/grpc"),
+                                ("te", "trailers"), ("grpc-timeout", "5S"), ("user-agent", "traceviz-lab-h2")])
+        conn.send_data(sid, b"\x00" + len(body).to_bytes(4, "big") + body, end_stream=True)
+        _h2_pump(sock, conn, handle, lambda: state.get(sid, {}).get("ended", False))
+        st = state[sid]
+        data, replies = st["data"], []
+        while len(data) >= 5:
+            n = int.from_bytes(data[1:5], "big")
+            replies.append(n)
+            data = data[5 + n:]
+        end = st["trailers"] or st["headers"]
+        code = int(end.get("grpc-status", "2"))
+        log(method=method, path=f"/{GRPC_SERVICE}/{method}", stream=sid, client=me, request_bytes=len(body),
+            replies=replies, status=_GRPC_CODES.get(code, str(code)), message=end.get("grpc-message", ""),
+            ms=round((time.monotonic() - t0) * 1000, 2))
+        sid += 2
+        time.sleep(0.1)
+    conn.close_connection()
+    sock.sendall(conn.data_to_send())
+    sock.close()
+
+
+_GRPC_CODES = {0: "OK", 5: "NOT_FOUND", 2: "UNKNOWN", 13: "INTERNAL"}
+
+
+def record_grpc(out: Path) -> list[dict]:
+    me = [sys.executable, str(Path(__file__).resolve())]
+    entries = []
+    for name, tls in (("grpc-h2c", False), ("grpc-tls", True)):
+        port = "443" if tls else "80"
+        with Lab(PREFIX, NET, [LinkSpec("c", "s", delay_ms=ONE_WAY_MS)]) as lab:
+            work = lab.workdir
+            if tls:
+                make_cert(work, "grpc.lab.test")
+            server = lab.popen("s", me + ["grpc-server", lab.addr("s"), port] + ([str(work)] if tls else []),
+                               ready="ready", env={**os.environ, "GRPC_VERBOSITY": "ERROR"})
+            keys = out / f"{name}.keys"
+            with lab.capture("c", out / f"{name}.pcapng"):
+                if tls:
+                    done = lab.run("c", me + ["grpc-tls-client", lab.addr("s"), port, str(work / "cert.pem"),
+                                              str(keys)])
+                else:
+                    done = lab.run("c", me + ["grpc-client", lab.addr("s"), port],
+                                   env={**os.environ, "GRPC_VERBOSITY": "ERROR"})
+                time.sleep(0.3)
+            server.terminate()
+            server_log = lines(server.stdout.read())
+        if tls:
+            inject_keys(out / f"{name}.pcapng", keys)
+        shutil.rmtree(lab.workdir, ignore_errors=True)
+        calls = lines(done.stdout)
+        peers = {e["peer"].removeprefix("ipv4:") for e in server_log if e.get("event") == "call"}
+        client = "grpcio (Python) insecure channel" if not tls else \
+            "hand-written gRPC client on the h2 library over Python ssl (the key log needs it), ALPN h2"
+        entries.append({
+            "name": name, "file": f"{name}.pcapng",
+            "title": f"gRPC over {'TLS (h2)' if tls else 'h2c (cleartext HTTP/2)'}: unary calls, a server stream, "
+                     "a NOT_FOUND status",
+            "concepts": ["grpc", "h2" if tls else "h2c"] + (["tls13"] if tls else []),
+            "look_at": "Each call is one HTTP/2 stream: POST /lab.Inventory/<Method> with content-type "
+                       "application/grpc; the request and each reply are length-prefixed messages (1 flag byte, "
+                       "4 length bytes, then protobuf) inside DATA frames; the status comes last, in trailers "
+                       "(grpc-status, grpc-message). ListItems streams five replies 50 ms apart on one stream; "
+                       "GetItem(99) ends with grpc-status 5 (NOT_FOUND) 'no item 99' and no reply message."
+                       + (" Decrypt with the embedded key log." if tls else ""),
+            "recorded": recorded(name, client, "grpcio (Python) server, generic handlers, protobuf encoded by hand",
+                                 python=".venv/bin/python", grpcio=_module_version("grpcio")),
+            "keylog": f"{name}.keys" if tls else None, "private_key": None,
+            "facts": {"rtt_ms": 2 * ONE_WAY_MS, "grpc_calls": calls, "server_log": server_log,
+                      "connections": [{"transport": "tcp", "client": peer, "server": f"{lab.addr('s')}:{port}",
+                                       "outcome": "fin-client", "syns": 1}
+                                      for peer in sorted(peers)],
+                      "items": {str(k): {"name": v[0], "price_cents": v[1]} for k, v in ITEMS.items()}}})
+    return entries
+
+
 # ================================================================ the scenarios
 
 SCENARIOS = [
     Scenario("websocket-h1", "WebSocket over HTTP/1.1 (websockets library)", record_websocket, PROGRAMS),
     Scenario("journey-https", "DNS (dnsmasq) and the journey of an HTTPS request (curl, nginx)", record_journey,
              PROGRAMS + ("nginx", "dnsmasq", "curl", "openssl")),
+    Scenario("grpc", "gRPC over h2c (grpcio both ends) and over TLS (grpcio server, h2 client)", record_grpc,
+             PROGRAMS + ("openssl",)),
     Scenario("http-caching", "HTTP caching: max-age, conditional requests, 304s (nginx)", record_caching,
              PROGRAMS + ("nginx",)),
     Scenario("websocket-h2", "WebSockets over HTTP/2, RFC 8441 (h2 library)", record_websocket_h2, PROGRAMS),
@@ -790,6 +994,12 @@ def main(argv: list[str] | None = None) -> None:
         asyncio.run(ws_server_main(*a.args))
     elif a.role == "ws-client":
         asyncio.run(ws_client_main(*a.args))
+    elif a.role == "grpc-server":
+        grpc_server_main(*a.args)
+    elif a.role == "grpc-client":
+        grpc_client_main(*a.args)
+    elif a.role == "grpc-tls-client":
+        grpc_tls_client_main(*a.args)
     elif a.role == "cache-client":
         cache_client_main(*a.args)
     elif a.role == "ws-h2-server":

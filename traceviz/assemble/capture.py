@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from traceviz.assemble import caching, dns, h2, http, keys, proxy, quic, tls, transport, websocket
+from traceviz.assemble import caching, dns, grpc, h2, http, keys, proxy, quic, tls, transport, websocket
 from traceviz.errors import describe
 from traceviz.model import JSON_FIELDS, SourceInfo, Timeline, conform
 
@@ -44,7 +44,7 @@ def timeline(info: SourceInfo, t, payload, keylog=None, rsa_key=None, dsb_blocks
                 info.warnings.append(describe(info.path, f"TLS on connection {conn}: {err}"))
         ev, rq = _http_rows(result, ends.get("server"))
         h2_streams.add(result, ev, ends.get("server"))
-        event_rows += ev + websocket.rows(conn, result.http)
+        event_rows += ev + websocket.rows(conn, result.http) + grpc.rows(conn, result.http)
         request_rows += rq
         apps[conn] = http.app_label(result)
     tls_table = _tls_table(tls_rows)
@@ -66,6 +66,7 @@ def _http_rows(result, server: str | None) -> tuple[list[dict], list[dict]]:
         return [], []
     ev, rq = http.connection_rows(result.http, result.scheme, http.default_host(result, server))
     caching.annotate(rq, result.http)
+    grpc.annotate(rq, result.http)
     if rq and result.tls is not None:
         wait = tls.first_request_wait(result.tls)
         if wait is not None:

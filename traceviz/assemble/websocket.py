@@ -11,6 +11,7 @@ since that ping: the liveness round trip); extra columns ``opcode``, ``fin``,
 
 from __future__ import annotations
 
+from traceviz.decode.http.carried import carried_by
 from traceviz.decode.http.websocket import WebSocketConnection, WSError, WSFrame, WSMessage, close_code_name
 
 PREVIEW = 60          # characters of a text payload shown in ``detail``
@@ -21,8 +22,7 @@ def machines(http) -> list[tuple[int | None, WebSocketConnection]]:
     ws = getattr(http, "websocket", None)
     if isinstance(ws, WebSocketConnection):
         return [(None, ws)]
-    h2 = getattr(http, "http2", None) or http          # h2c after an Upgrade, or HTTP/2 itself
-    return [(sid, m) for sid, m in sorted(getattr(h2, "carried", {}).items()) if isinstance(m, WebSocketConnection)]
+    return carried_by(http, WebSocketConnection)
 
 
 def rows(conn: int, http) -> list[dict]:

@@ -19,4 +19,14 @@ def machine_for(headers) -> object | None:
     if h.get(":method") == "CONNECT" and (h.get(":protocol") or "").lower() == "websocket":
         from traceviz.decode.http.websocket import WebSocketConnection
         return WebSocketConnection()
+    if (h.get("content-type") or "").lower().startswith("application/grpc"):
+        from traceviz.decode.grpc import GRPCStream
+        return GRPCStream()
     return None
+
+
+def carried_by(http, kind: type) -> list[tuple[int, object]]:
+    """(stream, machine) for the streams of a connection's HTTP machine that carry ``kind``:
+    an ``HTTP2Connection``, or an ``UpgradeConnection`` that switched to h2c."""
+    h2 = getattr(http, "http2", None) or http
+    return [(sid, m) for sid, m in sorted(getattr(h2, "carried", {}).items()) if isinstance(m, kind)]
