@@ -971,6 +971,180 @@ def record_grpc(out: Path) -> list[dict]:
     return entries
 
 
+# ================================================================ SSE, long polling, short polling
+
+FEED_PORT = 80
+FEED_UPDATES = [0.45, 0.95, 1.05, 2.2, 2.3, 3.4]      # seconds after the clients start: bursty on purpose
+FEED_END = 4.0
+SHORT_POLL_S = 0.5
+LONG_POLL_HOLD_S = 2.0
+
+
+async def feed_server_main(addr: str) -> None:
+    """One data feed, three ways: /feed/events (SSE), /feed/poll (answers now), /feed/wait (holds).
+
+    An update is known by its number: the SSE event's id and the poll answers' ETag."""
+    state = {"n": 0, "changed": asyncio.Event(), "t0": None}
+
+    async def publisher():
+        await started.wait()
+        for at in FEED_UPDATES:
+            await asyncio.sleep(max(0.0, state["t0"] + at - time.time()))
+            state["n"] += 1
+            log(event="update", id=state["n"], ts=time.time())
+            state["changed"].set()
+            state["changed"] = asyncio.Event()
+
+    started = asyncio.Event()
+
+    def since(headers: dict) -> int:
+        tag = headers.get("if-none-match", "").strip('"')
+        return int(tag) if tag.isdigit() else -1
+
+    async def answer(w, status: str, body: bytes = b"", extra: str = "") -> None:
+        head = f"HTTP/1.1 {status}\r\nServer: lab-feed\r\nCache-Control: no-cache\r\n{extra}"
+        if status.startswith("200"):
+            head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        w.write((head + "\r\n").encode() + body)
+        await w.drain()
+
+    async def handle(r, w):
+        peer = "%s:%d" % w.get_extra_info("peername")[:2]
+        try:
+            while True:
+                line = await r.readline()
+                if not line:
+                    return
+                method, path, _ = line.decode().split(" ", 2)
+                headers = {}
+                while (h := await r.readline()) not in (b"\r\n", b""):
+                    k, _, v = h.decode().partition(":")
+                    headers[k.strip().lower()] = v.strip()
+                if path == "/feed/start":
+                    state["t0"] = time.time()
+                    started.set()
+                    log(event="start", ts=state["t0"])
+                    await answer(w, "204 No Content")
+                elif path == "/feed/events":
+                    log(event="request", client=peer, path=path)
+                    w.write(b"HTTP/1.1 200 OK\r\nServer: lab-feed\r\nContent-Type: text/event-stream\r\n"
+                            b"Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n")
+                    await w.drain()
+                    await started.wait()
+                    sent = 0
+                    while True:
+                        if sent == state["n"]:
+                            try:
+                                await asyncio.wait_for(state["changed"].wait(), FEED_END + 1 - (time.time() - state["t0"]))
+                            except asyncio.TimeoutError:
+                                break
+                        while sent < state["n"]:
+                            sent += 1
+                            msg = f"id: {sent}\nevent: update\ndata: {{\"update\": {sent}}}\n\n".encode()
+                            w.write(f"{len(msg):x}\r\n".encode() + msg + b"\r\n")
+                            await w.drain()
+                            log(event="push", client=peer, id=sent, ts=time.time())
+                        if len(FEED_UPDATES) == sent:
+                            break
+                    w.write(b"0\r\n\r\n")
+                    await w.drain()
+                    return
+                elif path in ("/feed/poll", "/feed/wait"):
+                    have = since(headers)
+                    log(event="request", client=peer, path=path, since=have, ts=time.time())
+                    if path == "/feed/wait" and have >= state["n"]:
+                        try:
+                            await asyncio.wait_for(state["changed"].wait(), LONG_POLL_HOLD_S)
+                        except asyncio.TimeoutError:
+                            pass
+                    if state["n"] > have:
+                        body = json.dumps({"updates": list(range(have + 1 if have >= 0 else 1, state["n"] + 1))}).encode()
+                        await answer(w, "200 OK", body, f'ETag: "{state["n"]}"\r\n')
+                        log(event="answer", client=peer, path=path, status=200, id=state["n"], ts=time.time())
+                    else:
+                        await answer(w, "304 Not Modified", extra=f'ETag: "{state["n"]}"\r\n')
+                        log(event="answer", client=peer, path=path, status=304, id=state["n"], ts=time.time())
+        finally:
+            w.close()
+
+    server = await asyncio.start_server(handle, addr, FEED_PORT)
+    asyncio.ensure_future(publisher())
+    log(event="ready")
+    async with server:
+        await server.serve_forever()
+
+
+def feed_client_main(server: str, kind: str) -> None:
+    """One way of following the feed, on one keep-alive connection; prints what it got and when."""
+    import http.client
+    conn = http.client.HTTPConnection(server, FEED_PORT)
+    conn.connect()
+    me = "%s:%d" % conn.sock.getsockname()[:2]
+    got, requests = [], 0
+    t_end = time.time() + FEED_END + 0.5          # the recorder starts the feed 0.5 s after the followers
+    if kind == "sse":
+        conn.request("GET", "/feed/events", headers={"Accept": "text/event-stream"})
+        requests = 1
+        resp = conn.getresponse()
+        for raw in resp:
+            line = raw.decode().strip()
+            if line.startswith("id:"):
+                got.append({"id": int(line[3:]), "ts": time.time()})
+        resp.read()
+    else:
+        tag = None
+        path = "/feed/poll" if kind == "short" else "/feed/wait"
+        while time.time() < t_end:
+            conn.request("GET", path, headers={"If-None-Match": tag} if tag else {})
+            requests += 1
+            resp = conn.getresponse()
+            resp.read()
+            if resp.status == 200:
+                tag = resp.getheader("ETag")
+                got.append({"id": int(tag.strip('"')), "ts": time.time()})
+            if kind == "short":
+                time.sleep(SHORT_POLL_S)
+    conn.close()
+    log(kind=kind, client=me, requests=requests, got=got)
+
+
+def record_feeds(out: Path) -> list[dict]:
+    name = "push-vs-poll"
+    me = [sys.executable, str(Path(__file__).resolve())]
+    with Lab(PREFIX, NET, [LinkSpec("c", "s", delay_ms=ONE_WAY_MS)]) as lab:
+        server = lab.popen("s", me + ["feed-server", lab.addr("s")], ready="ready")
+        with lab.capture("c", out / f"{name}.pcapng"):
+            clients = [subprocess.Popen(lab.argv("c", me + ["feed-client", lab.addr("s"), kind]),
+                                        stdout=subprocess.PIPE, text=True) for kind in ("sse", "long", "short")]
+            time.sleep(0.5)       # all three connected and waiting before the first update
+            lab.run("c", ["curl", "-s", "-o", "/dev/null", f"http://{lab.addr('s')}/feed/start"])
+            outs = [c.communicate(timeout=30)[0] for c in clients]
+            time.sleep(0.3)
+        server.terminate()
+        server_log = lines(server.stdout.read())
+    shutil.rmtree(lab.workdir, ignore_errors=True)
+    followers = [lines(o)[0] for o in outs]
+    updates = [e for e in server_log if e["event"] == "update"]
+    return [{
+        "name": name, "file": f"{name}.pcapng",
+        "title": "One data feed followed three ways: server-sent events, long polling, short polling",
+        "concepts": ["sse", "long-polling", "short-polling", "push-vs-pull"],
+        "look_at": "Six updates arrive in bursts. The SSE client holds one request open the whole time "
+                   "(text/event-stream, chunked) and each update reaches it one way after it happens. The "
+                   "long poller asks with If-None-Match and the server holds the request until something "
+                   "changes (or 2 s pass: 304), so it too hears of each update at once, at the cost of a "
+                   "request per update and a parked request. The short poller asks every 0.5 s: most answers "
+                   "are 304 (nothing new), and an update waits up to half a second to be noticed. (The one "
+                   "GET /feed/start is the recorder's own: it starts the feed's clock.)",
+        "recorded": recorded(name, "http.client followers (scenarios_lab.py feed-client): sse, long, short; "
+                                   "curl for /feed/start",
+                             "hand-written asyncio HTTP/1.1 feed server (scenarios_lab.py feed-server)"),
+        "keylog": None, "private_key": None,
+        "facts": {"rtt_ms": 2 * ONE_WAY_MS, "updates": [{"id": u["id"], "ts": u["ts"]} for u in updates],
+                  "short_poll_interval_s": SHORT_POLL_S, "long_poll_hold_s": LONG_POLL_HOLD_S,
+                  "followers": followers, "server_log": server_log}}]
+
+
 # ================================================================ the scenarios
 
 SCENARIOS = [
@@ -979,6 +1153,8 @@ SCENARIOS = [
              PROGRAMS + ("nginx", "dnsmasq", "curl", "openssl")),
     Scenario("grpc", "gRPC over h2c (grpcio both ends) and over TLS (grpcio server, h2 client)", record_grpc,
              PROGRAMS + ("openssl",)),
+    Scenario("push-vs-poll", "SSE vs long polling vs short polling on one feed", record_feeds,
+             PROGRAMS + ("curl",)),
     Scenario("http-caching", "HTTP caching: max-age, conditional requests, 304s (nginx)", record_caching,
              PROGRAMS + ("nginx",)),
     Scenario("websocket-h2", "WebSockets over HTTP/2, RFC 8441 (h2 library)", record_websocket_h2, PROGRAMS),
@@ -1000,6 +1176,10 @@ def main(argv: list[str] | None = None) -> None:
         grpc_client_main(*a.args)
     elif a.role == "grpc-tls-client":
         grpc_tls_client_main(*a.args)
+    elif a.role == "feed-server":
+        asyncio.run(feed_server_main(*a.args))
+    elif a.role == "feed-client":
+        feed_client_main(*a.args)
     elif a.role == "cache-client":
         cache_client_main(*a.args)
     elif a.role == "ws-h2-server":

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from traceviz.assemble import caching, dns, grpc, h2, http, keys, proxy, quic, tls, transport, websocket
+from traceviz.assemble import caching, carried, dns, grpc, h2, http, keys, proxy, quic, tls, transport
 from traceviz.errors import describe
 from traceviz.model import JSON_FIELDS, SourceInfo, Timeline, conform
 
@@ -44,7 +44,7 @@ def timeline(info: SourceInfo, t, payload, keylog=None, rsa_key=None, dsb_blocks
                 info.warnings.append(describe(info.path, f"TLS on connection {conn}: {err}"))
         ev, rq = _http_rows(result, ends.get("server"))
         h2_streams.add(result, ev, ends.get("server"))
-        event_rows += ev + websocket.rows(conn, result.http) + grpc.rows(conn, result.http)
+        event_rows += ev + carried.rows(conn, result.http)
         request_rows += rq
         apps[conn] = http.app_label(result)
     tls_table = _tls_table(tls_rows)

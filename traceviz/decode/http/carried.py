@@ -1,4 +1,4 @@
-"""What an HTTP/2 stream carries inside its DATA, chosen from its request headers.
+"""What an HTTP/2 stream carries inside its DATA, or an HTTP/1.x response in its body, chosen from headers.
 
 An extended CONNECT with ``:protocol websocket`` (RFC 8441) carries a
 WebSocket; a request whose ``content-type`` is ``application/grpc`` carries
@@ -22,6 +22,17 @@ def machine_for(headers) -> object | None:
     if (h.get("content-type") or "").lower().startswith("application/grpc"):
         from traceviz.decode.grpc import GRPCStream
         return GRPCStream()
+    return None
+
+
+def body_machine(headers) -> object | None:
+    """A machine for an HTTP/1.x response body (``headers``: the response's pairs), or None.
+
+    ``text/event-stream`` (server-sent events) is read; other bodies stay counted, not kept."""
+    for k, v in headers or ():
+        if isinstance(k, str) and k.lower() == "content-type" and v.lower().startswith("text/event-stream"):
+            from traceviz.decode.http.sse import SSEStream
+            return SSEStream()
     return None
 
 
