@@ -1145,6 +1145,201 @@ def record_feeds(out: Path) -> list[dict]:
                   "followers": followers, "server_log": server_log}}]
 
 
+# ================================================================ connection pools, limits, leaks
+
+POOL_SIZE, POOL_REQUESTS, TIGHT_REQUESTS, LEAK_CONNS = 3, 9, 6, 6
+SLOW_S = 0.3
+
+
+def slow_server_main(addr: str, port: str) -> None:
+    """The upstream: /slow answers after SLOW_S, /fast at once; logs each connection's open and close."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    lock, open_now = threading.Lock(), [0]
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def setup(self):
+            super().setup()
+            with lock:
+                open_now[0] += 1
+                log(event="open", peer="%s:%d" % self.client_address, open=open_now[0], ts=time.time())
+
+        def finish(self):
+            super().finish()
+            with lock:
+                open_now[0] -= 1
+                log(event="close", peer="%s:%d" % self.client_address, open=open_now[0], ts=time.time())
+
+        def do_GET(self):
+            if self.path.startswith("/slow"):
+                time.sleep(SLOW_S)
+            body = b"ok\n"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a):
+            pass
+
+    srv = ThreadingHTTPServer((addr, int(port)), Handler)
+    srv.daemon_threads = True
+    log(event="ready")
+    srv.serve_forever()
+
+
+def pool_client_main(server: str) -> None:
+    import http.client
+    import queue
+    import socket
+    import threading
+
+    # A: a pool of POOL_SIZE keep-alive connections; POOL_REQUESTS requests issued at once queue for one.
+    jobs: queue.Queue = queue.Queue()
+    t0 = time.time()
+    for i in range(POOL_REQUESTS):
+        jobs.put((i, t0))
+    results, lock = [], threading.Lock()
+
+    def worker():
+        conn = http.client.HTTPConnection(server, 8080)
+        conn.connect()
+        me = "%s:%d" % conn.sock.getsockname()[:2]
+        while True:
+            try:
+                i, issued = jobs.get_nowait()
+            except queue.Empty:
+                break
+            sent = time.time()
+            conn.request("GET", f"/slow?n={i}")
+            r = conn.getresponse()
+            r.read()
+            with lock:
+                results.append({"n": i, "client": me, "issued": issued, "sent": sent, "done": time.time(),
+                                "status": r.status, "blocked_s": round(sent - issued, 4)})
+        conn.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(POOL_SIZE)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    log(phase="pool", pool_size=POOL_SIZE, requests=sorted(results, key=lambda r: r["n"]))
+    time.sleep(0.5)
+
+    # B: TIGHT_REQUESTS at once, each on its own connection, to a server haproxy lets take 2 at a time.
+    out = []
+
+    def one(i):
+        conn = http.client.HTTPConnection(server, 8081, timeout=5)
+        conn.connect()
+        me = "%s:%d" % conn.sock.getsockname()[:2]
+        sent = time.time()
+        conn.request("GET", f"/slow?t={i}", headers={"Connection": "close"})
+        r = conn.getresponse()
+        r.read()
+        with lock:
+            out.append({"n": i, "client": me, "sent": sent, "done": time.time(), "status": r.status})
+        conn.close()
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(TIGHT_REQUESTS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    log(phase="limit", requests=sorted(out, key=lambda r: r["n"]))
+    time.sleep(0.5)
+
+    # C: a leak: connections opened, used once, never closed, until the frontend's limit.
+    kept, leak = [], []
+    for i in range(LEAK_CONNS):
+        s = socket.create_connection((server, 8082))
+        s.settimeout(1.0)
+        me = "%s:%d" % s.getsockname()[:2]
+        s.sendall(f"GET /fast?leak={i} HTTP/1.1\r\nHost: {server}\r\n\r\n".encode())
+        try:
+            answered = s.recv(4096).split(b" ", 2)[1].decode()
+        except (TimeoutError, socket.timeout, IndexError):
+            answered = None
+        leak.append({"n": i, "client": me, "status": int(answered) if answered else None})
+        kept.append(s)                  # the leak: never closed
+        time.sleep(0.1)
+    log(phase="leak", connections=leak)
+    print("leaked", flush=True)
+    time.sleep(30)                      # the recorder stops the capture, then this process
+
+
+def _haproxy_timers(line: str) -> dict | None:
+    m = re.search(r"(\d+\.\d+\.\d+\.\d+:\d+) \[[^\]]+\] (\w+) (\S+) (-?\d+)/(-?\d+)/(-?\d+)/(-?\d+)/(-?\d+) "
+                  r"(-?\d+) \d+ - - (\S{4}) (\d+)/(\d+)/(\d+)/(\d+)/\+?(\d+) (\d+)/(\d+) \"(\S+) (\S+)", line)
+    if not m:
+        return None
+    g = m.groups()
+    return {"client": g[0], "frontend": g[1], "backend": g[2], "TR": int(g[3]), "Tw": int(g[4]), "Tc": int(g[5]),
+            "Tr": int(g[6]), "Ta": int(g[7]), "status": int(g[8]), "termination": g[9], "actconn": int(g[10]),
+            "feconn": int(g[11]), "beconn": int(g[12]), "srv_conn": int(g[13]), "srv_queue": int(g[15]),
+            "backend_queue": int(g[16]), "path": g[18]}
+
+
+def record_pool(out: Path) -> list[dict]:
+    import servers_b
+    name = "connection-pool"
+    me = [sys.executable, str(Path(__file__).resolve())]
+    links = [LinkSpec("c", "p", delay_ms=ONE_WAY_MS), LinkSpec("p", "u", delay_ms=1.0)]
+    with Lab(PREFIX, NET, links) as lab:
+        work = lab.workdir
+        up = lab.popen("u", me + ["slow-server", lab.addr("u", 1), "9000"], ready="ready")
+        cfg = work / "haproxy.cfg"
+        cfg.write_text(servers_b.render((HERE / "conf" / "haproxy_pool_l.cfg").read_text(),
+                                        {"LISTEN": lab.addr("p", 0), "UP": lab.addr("u", 1)}))
+        hlog = work / "haproxy.log"
+        servers_b.start(lab, "p", ["haproxy", "-db", "-f", str(cfg)], hlog, wait_port=(lab.addr("p", 0), 8082))
+        with lab.capture("p", out / f"{name}.pcapng", [lab.iface("p", 0), lab.iface("p", 1)]):
+            client = subprocess.Popen(lab.argv("c", me + ["pool-client", lab.addr("p", 0)]), stdout=subprocess.PIPE,
+                                      text=True)
+            said = []
+            for line in client.stdout:
+                if line.strip() == "leaked":
+                    break
+                said.append(line)
+            time.sleep(0.5)
+        client.kill()
+        client.wait()
+        time.sleep(0.3)
+        up.terminate()
+        up_log = lines(up.stdout.read())
+        hap = [h for h in map(_haproxy_timers, hlog.read_text().splitlines()) if h]
+    in_time_order(out / f"{name}.pcapng")
+    shutil.rmtree(lab.workdir, ignore_errors=True)
+    phases = {x["phase"]: x for x in lines("".join(said))}
+    return [{
+        "name": name, "file": f"{name}.pcapng",
+        "title": "Connection pools and limits: a client pool of 3, haproxy's server maxconn 2 (queue, then 503), "
+                 "a connection leak until the frontend's maxconn",
+        "concepts": ["connection-pool", "connection-limit", "connection-leak", "haproxy", "queueing"],
+        "look_at": "Captured at haproxy, both legs (interface 0: clients, 1: the upstream). First a client "
+                   f"with a pool of {POOL_SIZE} connections asks {POOL_REQUESTS} slow requests at once: they go "
+                   f"{POOL_SIZE} at a time, each queued request leaving the moment a response frees a connection. "
+                   f"Then {TIGHT_REQUESTS} clients at once hit a backend haproxy lets take 2 requests at a time "
+                   "(server maxconn 2): two go through, two wait in haproxy's queue and go through, two wait "
+                   "450 ms (timeout queue) and get 503. Last, a client opens connections and never closes them: "
+                   "the frontend (maxconn 4) stops accepting, and the fifth and sixth complete their handshakes "
+                   "in the kernel's backlog but are never answered.",
+        "recorded": recorded(name, "scenarios_lab.py pool-client (http.client threads; raw sockets for the leak)",
+                             "haproxy 2.6 (conf/haproxy_pool_l.cfg) in front of a ThreadingHTTPServer upstream "
+                             f"(/slow answers after {SLOW_S} s)",
+                             capture_point=f"proxy namespace {PREFIX}p, dumpcap on {PREFIX}p0 (clients) and "
+                                           f"{PREFIX}p1 (upstream)",
+                             haproxy=version(["haproxy", "-v"])),
+        "keylog": None, "private_key": None,
+        "facts": {"rtt_ms": 2 * ONE_WAY_MS, "pool": phases["pool"], "limit": phases["limit"],
+                  "leak": phases["leak"], "haproxy_log": hap, "upstream_log": up_log,
+                  "limits": {"pool_size": POOL_SIZE, "server_maxconn": 2, "timeout_queue_ms": 450,
+                             "frontend_maxconn": 4}}}]
+
+
 # ================================================================ the scenarios
 
 SCENARIOS = [
@@ -1153,6 +1348,8 @@ SCENARIOS = [
              PROGRAMS + ("nginx", "dnsmasq", "curl", "openssl")),
     Scenario("grpc", "gRPC over h2c (grpcio both ends) and over TLS (grpcio server, h2 client)", record_grpc,
              PROGRAMS + ("openssl",)),
+    Scenario("connection-pool", "A client pool, haproxy maxconn (queue, 503), a connection leak", record_pool,
+             PROGRAMS + ("haproxy",)),
     Scenario("push-vs-poll", "SSE vs long polling vs short polling on one feed", record_feeds,
              PROGRAMS + ("curl",)),
     Scenario("http-caching", "HTTP caching: max-age, conditional requests, 304s (nginx)", record_caching,
@@ -1176,6 +1373,10 @@ def main(argv: list[str] | None = None) -> None:
         grpc_client_main(*a.args)
     elif a.role == "grpc-tls-client":
         grpc_tls_client_main(*a.args)
+    elif a.role == "slow-server":
+        slow_server_main(*a.args)
+    elif a.role == "pool-client":
+        pool_client_main(*a.args)
     elif a.role == "feed-server":
         asyncio.run(feed_server_main(*a.args))
     elif a.role == "feed-client":
