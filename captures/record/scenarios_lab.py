@@ -1334,7 +1334,8 @@ def record_pool(out: Path) -> list[dict]:
                                            f"{PREFIX}p1 (upstream)",
                              haproxy=version(["haproxy", "-v"])),
         "keylog": None, "private_key": None,
-        "facts": {"rtt_ms": 2 * ONE_WAY_MS, "pool": phases["pool"], "limit": phases["limit"],
+        # rtt_ms: the upstream leg's, the one whose handshakes the proxy's capture times end to end.
+        "facts": {"rtt_ms": 2 * 1.0, "client_rtt_ms": 2 * ONE_WAY_MS, "pool": phases["pool"], "limit": phases["limit"],
                   "leak": phases["leak"], "haproxy_log": hap, "upstream_log": up_log,
                   "limits": {"pool_size": POOL_SIZE, "server_maxconn": 2, "timeout_queue_ms": 450,
                              "frontend_maxconn": 4}}}]
