@@ -1341,6 +1341,176 @@ def record_pool(out: Path) -> list[dict]:
                              "frontend_maxconn": 4}}}]
 
 
+# ================================================================ CONNECT tunnels; layer 4 vs layer 7
+
+TINYPROXY_CONF = """
+User root
+Group root
+Port 8888
+Listen {listen}
+Timeout 30
+LogFile "{w}/tinyproxy.log"
+LogLevel Info
+PidFile "{w}/tinyproxy.pid"
+MaxClients 20
+Allow 10.94.0.0/16
+ConnectPort 443
+ViaProxyName "tinyproxy"
+"""
+
+NGINX_WEB = """
+daemon off;
+master_process on;
+worker_processes 1;
+user root;
+pid {w}/nginx.pid;
+error_log {w}/error.log info;
+events {{ worker_connections 64; }}
+http {{
+    log_format lab escape=json '{{"conn":$connection,"remote":"$remote_addr:$remote_port","request":"$request",'
+                   '"status":$status,"bytes":$body_bytes_sent,"ssl_protocol":"$ssl_protocol","sni":"$ssl_server_name",'
+                   '"xff":"$http_x_forwarded_for","host":"$host"}}';
+    access_log {w}/access.log lab;
+    sendfile off;
+    server_tokens off;
+    keepalive_timeout 30s;
+    types {{ text/html html; text/css css; }}
+    server {{
+        listen {addr}:443 ssl;
+        listen {addr}:80;
+        server_name {host};
+        ssl_certificate {w}/cert.pem;
+        ssl_certificate_key {w}/key.pem;
+        ssl_protocols TLSv1.3;
+        root {w}/www;
+    }}
+}}
+"""
+WEB_FILES = {"index.html": 1500, "style.css": 4000, "app.css": 9000}
+
+
+def _web(lab: Lab, host: str, work: Path, link: int) -> None:
+    (work / "www").mkdir(parents=True, exist_ok=True)
+    for rel, size in WEB_FILES.items():
+        (work / "www" / rel).write_bytes(b"x" * size)
+    make_cert(work, JOURNEY_HOST)
+    conf = work / "nginx.conf"
+    conf.write_text(NGINX_WEB.format(w=work, addr=lab.addr(host, link), host=JOURNEY_HOST))
+    lab.popen(host, ["nginx", "-p", str(work), "-c", str(conf)])
+    wait_listening(lab, host, 443)
+
+
+def _curl(lab: Lab, work: Path, keys: Path, urls: list[str], *extra: str) -> dict:
+    done = lab.run("c", ["curl", "-sS", "--http1.1", "--cacert", str(work / "cert.pem"), *extra,
+                         "-w", "%{json}\\n", *sum((["-o", "/dev/null", u] for u in urls), [])],
+                   env={**os.environ, "SSLKEYLOGFILE": str(keys)})
+    keep = ("url_effective", "response_code", "size_download", "local_ip", "local_port", "remote_ip", "remote_port",
+            "num_connects", "time_connect", "time_appconnect", "time_starttransfer", "time_total")
+    return [{k: v for k, v in json.loads(x).items() if k in keep} for x in done.stdout.splitlines()
+            if x.startswith("{")]
+
+
+def record_proxies(out: Path) -> list[dict]:
+    import servers_b
+    links = [LinkSpec("c", "p", delay_ms=ONE_WAY_MS), LinkSpec("p", "s", delay_ms=5.0)]
+    urls = [f"https://{JOURNEY_HOST}/{f}" for f in WEB_FILES]
+    entries = []
+    etc = Path("/etc/netns")
+    # --- CONNECT through tinyproxy
+    name = "connect-tunnel"
+    with Lab(PREFIX, NET, links) as lab:
+        work = lab.workdir
+        _web(lab, "s", work, 1)
+        (work / "tinyproxy.conf").write_text(TINYPROXY_CONF.format(listen=lab.addr("p", 0), w=work))
+        hosts = etc / f"{PREFIX}p"
+        hosts.mkdir(parents=True, exist_ok=True)
+        (hosts / "hosts").write_text(f"127.0.0.1 localhost\n{lab.addr('s', 1)} {JOURNEY_HOST}\n")
+        try:
+            servers_b.start(lab, "p", ["tinyproxy", "-d", "-c", str(work / "tinyproxy.conf")], work / "tp.out",
+                            wait_port=(lab.addr("p", 0), 8888))
+            keys = out / f"{name}.keys"
+            with lab.capture("p", out / f"{name}.pcapng", [lab.iface("p", 0), lab.iface("p", 1)]):
+                fetched = _curl(lab, work, keys, urls, "-x", f"http://{lab.addr('p', 0)}:8888")
+                time.sleep(0.3)
+        finally:
+            shutil.rmtree(hosts, ignore_errors=True)
+        time.sleep(0.3)
+        tp_log = [x for x in (work / "tinyproxy.log").read_text().splitlines() if "CONNECT" in x or "Established" in x
+                  or "Closed" in x]
+        access = [json.loads(x) for x in (work / "access.log").read_text().splitlines() if x.strip()]
+        proxy_addr, web = lab.addr("p", 0), lab.addr("s", 1)
+    in_time_order(out / f"{name}.pcapng")
+    inject_keys(out / f"{name}.pcapng", keys)
+    shutil.rmtree(lab.workdir, ignore_errors=True)
+    entries.append({
+        "name": name, "file": f"{name}.pcapng",
+        "title": "HTTPS through a forward proxy: CONNECT, 200 Connection established, TLS inside the tunnel",
+        "concepts": ["connect-tunnel", "forward-proxy", "tls13", "proxy-legs"],
+        "look_at": "Captured at the proxy (tinyproxy), both sides. The client asks 'CONNECT www.lab.test:443' in "
+                   "plain HTTP and gets '200 Connection established'; from then on the same TCP connection "
+                   "carries TLS, which the proxy copies byte for byte into its own connection to the web "
+                   "server (interface 1). The proxy sees the host name (in CONNECT and in the TLS SNI) and "
+                   "the byte counts, never the paths: three GETs went through it unseen. Decrypt with the "
+                   "embedded key log to read them.",
+        "recorded": recorded(name, "curl -x http://PROXY:8888 (three URLs, one connection), SSLKEYLOGFILE",
+                             "tinyproxy (conf in scenarios_lab.py), nginx TLS 1.3 behind it",
+                             capture_point=f"proxy namespace {PREFIX}p, dumpcap on {PREFIX}p0 (client side) and "
+                                           f"{PREFIX}p1 (server side)",
+                             tinyproxy=version(["tinyproxy", "-v"]), curl=version(["curl", "--version"])),
+        "keylog": f"{name}.keys", "private_key": None,
+        "facts": {"rtt_ms": 2 * 5.0, "client_rtt_ms": 2 * ONE_WAY_MS, "proxy": f"{proxy_addr}:8888",
+                  "target": f"{JOURNEY_HOST}:443", "web_server": f"{web}:443", "curl": fetched,
+                  "tinyproxy_log": tp_log, "server_log": access}})
+    # --- layer 4 vs layer 7 through haproxy
+    name = "l4-vs-l7"
+    with Lab(PREFIX, NET, links) as lab:
+        work = lab.workdir
+        _web(lab, "s", work, 1)
+        pem = work / "haproxy.pem"
+        pem.write_bytes((work / "cert.pem").read_bytes() + (work / "key.pem").read_bytes())
+        cfg = work / "haproxy.cfg"
+        cfg.write_text(servers_b.render((HERE / "conf" / "haproxy_layers_l.cfg").read_text(),
+                                        {"LISTEN": lab.addr("p", 0), "UP": lab.addr("s", 1), "PEM": str(pem)}))
+        hlog = work / "haproxy.log"
+        servers_b.start(lab, "p", ["haproxy", "-db", "-f", str(cfg)], hlog, wait_port=(lab.addr("p", 0), 9443))
+        keys = out / f"{name}.keys"
+        res = f"{JOURNEY_HOST}:{{port}}:{lab.addr('p', 0)}"
+        with lab.capture("p", out / f"{name}.pcapng", [lab.iface("p", 0), lab.iface("p", 1)]):
+            l4 = _curl(lab, work, keys, [u.replace(JOURNEY_HOST, JOURNEY_HOST + ":8443") for u in urls],
+                       "--resolve", res.format(port=8443))
+            time.sleep(0.3)
+            l7 = _curl(lab, work, keys, [u.replace(JOURNEY_HOST, JOURNEY_HOST + ":9443") for u in urls],
+                       "--resolve", res.format(port=9443))
+            time.sleep(0.3)
+        time.sleep(0.3)
+        access = [json.loads(x) for x in (work / "access.log").read_text().splitlines() if x.strip()]
+        hap = [x for x in hlog.read_text().splitlines() if "l4" in x or "l7" in x]
+        proxy_addr, web = lab.addr("p", 0), lab.addr("s", 1)
+    in_time_order(out / f"{name}.pcapng")
+    inject_keys(out / f"{name}.pcapng", keys)
+    shutil.rmtree(lab.workdir, ignore_errors=True)
+    entries.append({
+        "name": name, "file": f"{name}.pcapng",
+        "title": "The same three HTTPS requests through haproxy at layer 4 (mode tcp) and at layer 7 (mode http)",
+        "concepts": ["l4-vs-l7", "haproxy", "tls-termination", "reverse-proxy", "proxy-legs"],
+        "look_at": "Captured at haproxy, both sides. Port 8443 is layer 4: one upstream TCP connection per client "
+                   "connection, the very same TLS bytes on both sides (the TLS ends at nginx; haproxy sees the "
+                   "SNI and byte counts only). Port 9443 is layer 7: haproxy ends the TLS itself, reads each "
+                   "request, and sends it to nginx as plain HTTP on its own connection with X-Forwarded-For -- "
+                   "it can route by path, rewrite headers, and reuse upstream connections.",
+        "recorded": recorded(name, "curl (three URLs, one connection, --resolve to the proxy), SSLKEYLOGFILE",
+                             "haproxy 2.6 (conf/haproxy_layers_l.cfg), nginx TLS 1.3 and plain HTTP behind it",
+                             capture_point=f"proxy namespace {PREFIX}p, dumpcap on {PREFIX}p0 (client side) and "
+                                           f"{PREFIX}p1 (server side)",
+                             haproxy=version(["haproxy", "-v"]), curl=version(["curl", "--version"])),
+        "keylog": f"{name}.keys", "private_key": None,
+        "facts": {"rtt_ms": 2 * 5.0, "client_rtt_ms": 2 * ONE_WAY_MS, "proxy": proxy_addr, "web_server": web,
+                  "l4": {"port": 8443, "upstream_port": 443, "curl": l4},
+                  "l7": {"port": 9443, "upstream_port": 80, "curl": l7},
+                  "haproxy_log": hap, "server_log": access}})
+    return entries
+
+
 # ================================================================ the scenarios
 
 SCENARIOS = [
@@ -1351,6 +1521,8 @@ SCENARIOS = [
              PROGRAMS + ("openssl",)),
     Scenario("connection-pool", "A client pool, haproxy maxconn (queue, 503), a connection leak", record_pool,
              PROGRAMS + ("haproxy",)),
+    Scenario("proxies", "A CONNECT tunnel (tinyproxy); layer 4 vs layer 7 (haproxy)", record_proxies,
+             PROGRAMS + ("haproxy", "tinyproxy", "nginx", "curl", "openssl")),
     Scenario("push-vs-poll", "SSE vs long polling vs short polling on one feed", record_feeds,
              PROGRAMS + ("curl",)),
     Scenario("http-caching", "HTTP caching: max-age, conditional requests, 304s (nginx)", record_caching,
