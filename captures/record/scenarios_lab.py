@@ -1511,6 +1511,138 @@ def record_proxies(out: Path) -> list[dict]:
     return entries
 
 
+# ================================================================ a SYN flood, with and without SYN cookies
+
+FLOOD_SYNS, FLOOD_RATE = 300, 150            # 2 s of spoofed SYNs, bounded and rate-limited
+FLOOD_NET = "10.94.200"                      # spoofed sources: routed back to the client's link, owned by no one
+FLOOD_BACKLOG = 16
+LEGIT_AT_S = 0.5
+NSTAT_KEYS = ("TcpExtTCPReqQFullDrop", "TcpExtTCPReqQFullDoCookies", "TcpExtSyncookiesSent", "TcpExtSyncookiesRecv",
+              "TcpExtListenDrops", "TcpExtListenOverflows", "TcpPassiveOpens", "TcpRetransSegs")
+
+
+def _csum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(int.from_bytes(data[i:i + 2], "big") for i in range(0, len(data), 2))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def _syn(src: str, dst: str, sport: int, dport: int, seq: int) -> bytes:
+    """An IPv4 packet holding a bare TCP SYN (no options), checksums filled in."""
+    import socket
+    import struct
+    s_ip, d_ip = socket.inet_aton(src), socket.inet_aton(dst)
+    tcp = struct.pack("!HHIIBBHHH", sport, dport, seq, 0, 5 << 4, 0x02, 64240, 0, 0)
+    tcp = tcp[:16] + struct.pack("!H", _csum(s_ip + d_ip + struct.pack("!BBH", 0, 6, len(tcp)) + tcp)) + tcp[18:]
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), seq & 0xFFFF, 0, 64, 6, 0, s_ip, d_ip)
+    ip = ip[:10] + struct.pack("!H", _csum(ip)) + ip[12:]
+    return ip + tcp
+
+
+def flood_main(dst: str, dport: str) -> None:
+    """FLOOD_SYNS spoofed SYNs at FLOOD_RATE per second (raw socket), then stop."""
+    import random
+    import socket
+    rng = random.Random(7)
+    raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+    t0 = time.time()
+    for i in range(FLOOD_SYNS):
+        src = f"{FLOOD_NET}.{1 + i % 250}"
+        raw.sendto(_syn(src, dst, 1024 + rng.randrange(60000), int(dport), rng.randrange(1 << 32)), (dst, 0))
+        time.sleep(max(0.0, t0 + (i + 1) / FLOOD_RATE - time.time()))
+    log(sent=FLOOD_SYNS, rate=FLOOD_RATE, seconds=round(time.time() - t0, 3), sources=f"{FLOOD_NET}.1-250")
+
+
+def legit_main(server: str, port: str) -> None:
+    import socket
+    s = socket.socket()
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_SYNCNT, 4)
+    t0 = time.time()
+    try:
+        s.connect((server, int(port)))
+    except OSError as e:
+        log(connected=False, error=str(e), waited_s=round(time.time() - t0, 3))
+        return
+    took = time.time() - t0
+    me = "%s:%d" % s.getsockname()[:2]
+    s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    data = s.recv(4096)
+    s.close()
+    log(connected=True, client=me, connect_s=round(took, 4), status=int(data.split(b" ")[1]) if data else None)
+
+
+def listener_main(addr: str, port: str) -> None:
+    import socket
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind((addr, int(port)))
+    srv.listen(FLOOD_BACKLOG)
+    log(event="ready")
+    while True:
+        c, peer = srv.accept()
+        c.recv(4096)
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n")
+        c.close()
+        log(event="served", peer="%s:%d" % peer)
+
+
+def _nstat(lab: Lab) -> dict:
+    out = lab.exec("s", ["nstat", "-asz", *NSTAT_KEYS], quiet=True).stdout
+    return {ln.split()[0]: int(ln.split()[1]) for ln in out.splitlines() if ln.split() and ln.split()[0] in NSTAT_KEYS}
+
+
+def record_syn_flood(out: Path) -> list[dict]:
+    me = [sys.executable, str(Path(__file__).resolve())]
+    entries = []
+    for name, cookies in (("syn-flood", 0), ("syn-flood-cookies", 1)):
+        with Lab(PREFIX, NET, [LinkSpec("c", "s", delay_ms=ONE_WAY_MS)]) as lab:
+            lab.sysctl("s", f"net.ipv4.tcp_syncookies={cookies}", "net.ipv4.tcp_synack_retries=1",
+                       "net.ipv4.tcp_max_syn_backlog=64")
+            lab.sysctl("c", "net.ipv4.tcp_syn_linear_timeouts=0")
+            lab.ip("s", "route", "add", f"{FLOOD_NET}.0/24", "via", lab.addr("c"))
+            server = lab.popen("s", me + ["syn-listener", lab.addr("s"), "80"], ready="ready")
+            before = _nstat(lab)
+            with lab.capture("c", out / f"{name}.pcapng"):
+                flood = subprocess.Popen(lab.argv("c", me + ["syn-flood", lab.addr("s"), "80"]), stdout=subprocess.PIPE,
+                                         text=True)
+                time.sleep(LEGIT_AT_S)
+                legit = lab.run("c", me + ["syn-legit", lab.addr("s"), "80"], timeout=60)
+                flood_log = lines(flood.communicate(timeout=30)[0])
+                time.sleep(4.0 if cookies else 0.5)      # the half-open entries time out (1 SYN-ACK retry)
+            after = _nstat(lab)
+            server.terminate()
+            server_log = lines(server.stdout.read())
+        shutil.rmtree(lab.workdir, ignore_errors=True)
+        got = lines(legit.stdout)[0]
+        entries.append({
+            "name": name, "file": f"{name}.pcapng",
+            "title": f"A SYN flood ({FLOOD_SYNS} spoofed SYNs at {FLOOD_RATE}/s) at a listener with backlog "
+                     f"{FLOOD_BACKLOG}, SYN cookies {'on' if cookies else 'off'}; a real client connects during it",
+            "concepts": ["syn-flood", "tcp-handshake"] + (["syn-cookies"] if cookies else ["syn-retransmit"]),
+            "look_at": ("Spoofed SYNs from 10.94.200.x (nobody's addresses: their SYN-ACKs go unanswered). "
+                        + ("SYN cookies on: once the SYN queue is full the server answers every SYN with a cookie "
+                           "SYN-ACK and keeps no state, so it never retransmits those, and the real client's SYN "
+                           "is answered at once: its handshake takes one round trip."
+                           if cookies else
+                           f"SYN cookies off: the SYN queue ({FLOOD_BACKLOG} half-open connections) fills at once; "
+                           "the server retransmits their SYN-ACKs and drops every other SYN, the real client's "
+                           "too: it retransmits its SYN (1 s, then 2 s later) until a slot frees up.")),
+            "recorded": recorded(name, "raw-socket SYN sender and a socket client (scenarios_lab.py syn-flood, "
+                                       "syn-legit); bounded, inside the lab's namespaces only",
+                                 f"a Python listener, listen({FLOOD_BACKLOG}); net.ipv4.tcp_syncookies={cookies}, "
+                                 "tcp_synack_retries=1"),
+            "keylog": None, "private_key": None,
+            "facts": {"rtt_ms": 2 * ONE_WAY_MS, "syn_cookies": bool(cookies), "backlog": FLOOD_BACKLOG,
+                      "flood": flood_log[0], "spoofed_net": f"{FLOOD_NET}.0/24", "legit": got,
+                      "legit_started_after_s": LEGIT_AT_S,
+                      "server_counters": {k: after.get(k, 0) - before.get(k, 0) for k in NSTAT_KEYS},
+                      "server_log": server_log}})
+    return entries
+
+
 # ================================================================ the scenarios
 
 SCENARIOS = [
@@ -1523,6 +1655,8 @@ SCENARIOS = [
              PROGRAMS + ("haproxy",)),
     Scenario("proxies", "A CONNECT tunnel (tinyproxy); layer 4 vs layer 7 (haproxy)", record_proxies,
              PROGRAMS + ("haproxy", "tinyproxy", "nginx", "curl", "openssl")),
+    Scenario("syn-flood", "A bounded SYN flood, without and with SYN cookies", record_syn_flood,
+             PROGRAMS + ("nstat",)),
     Scenario("push-vs-poll", "SSE vs long polling vs short polling on one feed", record_feeds,
              PROGRAMS + ("curl",)),
     Scenario("http-caching", "HTTP caching: max-age, conditional requests, 304s (nginx)", record_caching,
@@ -1550,6 +1684,12 @@ def main(argv: list[str] | None = None) -> None:
         slow_server_main(*a.args)
     elif a.role == "pool-client":
         pool_client_main(*a.args)
+    elif a.role == "syn-flood":
+        flood_main(*a.args)
+    elif a.role == "syn-legit":
+        legit_main(*a.args)
+    elif a.role == "syn-listener":
+        listener_main(*a.args)
     elif a.role == "feed-server":
         asyncio.run(feed_server_main(*a.args))
     elif a.role == "feed-client":
