@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from traceviz.charts.text import ms_text
 from traceviz.recipe import Finding
 
 NAME = "grpc"
@@ -96,10 +97,10 @@ def explain(calls: pd.DataFrame, rows: pd.DataFrame) -> tuple[list[str], list[st
         kind = ("server streaming" if r.replies_per_call > 1 and r.requests_per_call <= 1 else
                 "client streaming" if r.requests_per_call > 1 and r.replies_per_call <= 1 else
                 "bidirectional streaming" if r.requests_per_call > 1 else "unary")
-        text = (f"/{r.service}/{r.method} ({kind}): {r.calls} call(s), median {_ms(r.p50_ms)}, worst "
-                f"{_ms(r.max_ms)}; {r.replies_per_call:g} reply message(s) per call")
+        text = (f"/{r.service}/{r.method} ({kind}): {r.calls} call(s), median {ms_text(r.p50_ms)}, worst "
+                f"{ms_text(r.max_ms)}; {r.replies_per_call:g} reply message(s) per call")
         if r.reply_gap_ms is not None and not pd.isna(r.reply_gap_ms):
-            text += f", streamed {_ms(r.reply_gap_ms)} apart"
+            text += f", streamed {ms_text(r.reply_gap_ms)} apart"
         bad = {k: v for k, v in r.statuses.items() if k != "OK"}
         text += "; " + ", ".join(f"{v} \u00d7 {k}" for k, v in r.statuses.items())
         out.append(text + ".")
@@ -112,10 +113,6 @@ def explain(calls: pd.DataFrame, rows: pd.DataFrame) -> tuple[list[str], list[st
                    f"although its HTTP status was {c.status}: the trailers, not the status line, tell.")
     return out, problems
 
-
-def _ms(ms) -> str:
-    from traceviz.charts.text import fmt_ms
-    return fmt_ms(float(ms) / 1000)
 
 
 def _chart(tl, calls, theme):

@@ -21,6 +21,7 @@ import math
 import pandas as pd
 
 from traceviz.errors import InputError
+from traceviz.charts.text import ms_text
 from traceviz.recipe import Finding
 
 NAME = "journey"
@@ -125,20 +126,20 @@ def explain(rows: pd.DataFrame) -> tuple[list[str], list[str]]:
     for r in rows.head(5).itertuples(index=False):
         steps = []
         if r.dns_ms is not None and not _nan(r.dns_ms):
-            steps.append(f"looking up {r.dns_name} took {_fmt(r.dns_ms)} (DNS query to the last answer)")
+            steps.append(f"looking up {r.dns_name} took {ms_text(r.dns_ms)} (DNS query to the last answer)")
             if r.client_ms is not None and not _nan(r.client_ms):
-                steps.append(f"the client took {_fmt(r.client_ms)} between the answer and its SYN")
+                steps.append(f"the client took {ms_text(r.client_ms)} between the answer and its SYN")
         if r.connect_ms is not None and not _nan(r.connect_ms):
-            steps.append(f"the TCP handshake {_fmt(r.connect_ms)}")
+            steps.append(f"the TCP handshake {ms_text(r.connect_ms)}")
         if r.tls_ms is not None and not _nan(r.tls_ms):
-            steps.append(f"the TLS handshake {_fmt(r.tls_ms)}")
+            steps.append(f"the TLS handshake {ms_text(r.tls_ms)}")
         if r.reused_connection:
             steps.append("it reused an open connection (no handshakes)")
         if r.wait_ms is not None and not _nan(r.wait_ms):
-            steps.append(f"the request waited {_fmt(r.wait_ms)} for its first byte")
+            steps.append(f"the request waited {ms_text(r.wait_ms)} for its first byte")
         if r.receive_ms is not None and not _nan(r.receive_ms):
-            steps.append(f"the rest of the response took {_fmt(r.receive_ms)}")
-        total = f"{_fmt(r.time_total * 1000)} in all" if r.time_total is not None and not _nan(r.time_total) else ""
+            steps.append(f"the rest of the response took {ms_text(r.receive_ms)}")
+        total = f"{ms_text(r.time_total * 1000)} in all" if r.time_total is not None and not _nan(r.time_total) else ""
         out.append(f"Request {r.request} ({r.url} \u2192 {r.status if r.status is not None else 'no answer'}): "
                    + "; ".join(steps) + (f" -- {total}." if total else "."))
         marks = [(k, getattr(r, k)) for k in ("time_namelookup", "time_connect", "time_appconnect",
@@ -175,10 +176,6 @@ def _s(seconds) -> float | None:
 def _nan(v) -> bool:
     return isinstance(v, float) and math.isnan(v)
 
-
-def _fmt(ms) -> str:
-    from traceviz.charts.text import fmt_ms
-    return fmt_ms(float(ms) / 1000)
 
 
 def _chart(tl, rows, theme):

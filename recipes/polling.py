@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from traceviz.charts.text import ms_text
 from traceviz.recipe import Finding
 
 NAME = "polling"
@@ -171,7 +172,7 @@ def explain(rows: pd.DataFrame) -> tuple[list[str], list[str]]:
         if r.updates_missed:
             text += f"; {r.updates_missed} update(s) never seen on their own (two changes between polls)"
         if r.delay_p50_ms is not None and not pd.isna(r.delay_p50_ms):
-            text += (f"; it heard of an update a median {_ms(r.delay_p50_ms)} (worst {_ms(r.delay_max_ms)}) "
+            text += (f"; it heard of an update a median {ms_text(r.delay_p50_ms)} (worst {ms_text(r.delay_max_ms)}) "
                      f"after the first client to hear of it")
         if r.parked_s:
             text += f"; requests sat open at the server for {r.parked_s:.2f} s in all"
@@ -179,15 +180,11 @@ def explain(rows: pd.DataFrame) -> tuple[list[str], list[str]]:
     styles = set(rows["style"])
     if len(styles) > 1:
         quick = rows.sort_values("delay_max_ms", na_position="last").iloc[0]
-        out.append(f"Fastest to hear: {quick['style']} (worst {_ms(quick['delay_max_ms'])}). Push and long polling "
+        out.append(f"Fastest to hear: {quick['style']} (worst {ms_text(quick['delay_max_ms'])}). Push and long polling "
                    f"learn of a change about one one-way delay after it; short polling waits for its next poll, "
                    f"and pays for every empty answer.")
     return out, problems
 
-
-def _ms(ms) -> str:
-    from traceviz.charts.text import fmt_ms
-    return fmt_ms(float(ms) / 1000)
 
 
 def _chart(tl, rows, theme):

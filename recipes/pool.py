@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from traceviz.charts.text import ms_text
 from traceviz.recipe import Finding
 from traceviz.stats import connection_spans, most_at_once
 
@@ -138,7 +139,7 @@ def explain(tl, rows: pd.DataFrame) -> tuple[list[str], list[str]]:
                      f"(a limit on the backend)")
         if isinstance(r.proxy_wait_ms, list) and r.proxy_wait_ms:
             text += (f"; {len(r.proxy_wait_ms)} waited in the proxy's queue "
-                     f"{_ms(min(r.proxy_wait_ms))}\u2013{_ms(max(r.proxy_wait_ms))} before going upstream")
+                     f"{ms_text(min(r.proxy_wait_ms))}\u2013{ms_text(max(r.proxy_wait_ms))} before going upstream")
         out.append(text + ".")
         if r.status_503:
             bad = rq[(rq["status"] == 503).to_numpy(dtype=bool, na_value=False)
@@ -163,10 +164,6 @@ def explain(tl, rows: pd.DataFrame) -> tuple[list[str], list[str]]:
             problems.append(f"{r.server}: {r.unanswered} request(s) unanswered")
     return out, problems
 
-
-def _ms(ms) -> str:
-    from traceviz.charts.text import fmt_ms
-    return fmt_ms(float(ms) / 1000)
 
 
 def _chart(tl, theme):

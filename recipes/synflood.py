@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from traceviz.charts.text import fmt_ms
 from traceviz.recipe import Finding
 
 NAME = "synflood"
@@ -127,7 +128,6 @@ def explain(rows: pd.DataFrame) -> tuple[list[str], list[str]]:
                            "had room for it.")
                 problems.append(f"{r.server}: a handshake took {t:.2f} s during the flood")
             else:
-                from traceviz.charts.text import fmt_ms
                 out.append(f"A real client's handshake took {fmt_ms(t)}: one round trip, its first SYN answered.")
     return out, problems
 

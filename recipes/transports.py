@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from traceviz.charts.text import ms_text
 from traceviz.recipe import Finding
 
 NAME = "transports"
@@ -98,21 +99,17 @@ def explain(rows: pd.DataFrame) -> list[str]:
                      f"again" if r.unanswered else "; every datagram got its reply")
         head += f". {r.overhead:.0%} of the bytes on the wire were headers."
         if r.longest_gap_ms is not None and not pd.isna(r.longest_gap_ms):
-            head += f" The longest silence between data from the server: {_ms(r.longest_gap_ms)}."
+            head += f" The longest silence between data from the server: {ms_text(r.longest_gap_ms)}."
         out.append(head)
     if {"tcp", "udp"} <= set(rows["transport"]):
         t = rows[rows["transport"] == "tcp"].iloc[0]
         u = rows[rows["transport"] == "udp"].iloc[0]
         out.append(f"Side by side: TCP delivered everything at the price of {t.retransmissions} resent segment(s) "
-                   f"and the waits behind them (longest {_ms(t.longest_gap_ms)}); UDP kept its pace (longest "
-                   f"{_ms(u.longest_gap_ms)}) and lost {u.unanswered} exchange(s). Headers: "
+                   f"and the waits behind them (longest {ms_text(t.longest_gap_ms)}); UDP kept its pace (longest "
+                   f"{ms_text(u.longest_gap_ms)}) and lost {u.unanswered} exchange(s). Headers: "
                    f"{t.overhead:.0%} of TCP's wire bytes, {u.overhead:.0%} of UDP's.")
     return out
 
-
-def _ms(ms) -> str:
-    from traceviz.charts.text import fmt_ms
-    return fmt_ms(float(ms) / 1000)
 
 
 def _chart(tl, rows, theme):

@@ -21,6 +21,7 @@ from __future__ import annotations
 import pandas as pd
 
 from traceviz.errors import InputError
+from traceviz.charts.text import ms_text
 from traceviz.recipe import Finding
 
 NAME = "websocket"
@@ -140,12 +141,12 @@ def explain(rows: pd.DataFrame) -> tuple[list[str], list[str]]:
         h2 = r.stream is not None and not pd.isna(r.stream)
         if r.handshake_ms is not None and not pd.isna(r.handshake_ms):
             how = "extended CONNECT to 200, RFC 8441" if h2 else "Upgrade request to 101"
-            head += f": the handshake took {_ms(r.handshake_ms)} ({how}), then"
+            head += f": the handshake took {ms_text(r.handshake_ms)} ({how}), then"
         else:
             head += ":"
         head += (f" {_n(r.messages_c2s, 'message')} ({_bytes(r.bytes_c2s)}) from the client and "
                  f"{_n(r.messages_s2c, 'message')} ({_bytes(r.bytes_s2c)}) from the server over "
-                 f"{_ms(r.duration * 1000)}")
+                 f"{ms_text(r.duration * 1000)}")
         if r.fragmented:
             head += f"; {_n(r.fragmented, 'message')} came in several frames (fragmented)"
         out.append(head + ".")
@@ -156,7 +157,7 @@ def explain(rows: pd.DataFrame) -> tuple[list[str], list[str]]:
         if pings:
             text = "Liveness: " + " and ".join(pings)
             if r.pong_ms:
-                text += "; each answered by a pong (" + ", ".join(_ms(x) for x in r.pong_ms) + " after its ping, "
+                text += "; each answered by a pong (" + ", ".join(ms_text(x) for x in r.pong_ms) + " after its ping, "
                 text += "seen from the capture point)"
             unanswered = r.pings_c2s + r.pings_s2c - len(r.pong_ms)
             if unanswered > 0:
@@ -186,10 +187,6 @@ def explain(rows: pd.DataFrame) -> tuple[list[str], list[str]]:
             problems.append(f"{where}: {_n(r.errors, 'protocol error')}")
     return out, problems
 
-
-def _ms(ms) -> str:
-    from traceviz.charts.text import fmt_ms
-    return fmt_ms(float(ms) / 1000)
 
 
 def _n(n, word: str) -> str:

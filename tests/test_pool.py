@@ -6,8 +6,6 @@ from __future__ import annotations
 import subprocess
 from collections import Counter
 
-import pytest
-
 from bundled import CAPTURES, entry, timeline
 from traceviz.stats import most_at_once, steps
 

@@ -68,6 +68,22 @@ def wait_listening(lab: Lab, host: str, port: int, proto: str = "t", timeout: fl
     raise RuntimeError(f"nothing listens on port {port} in {host}")
 
 
+def run_pair(out: Path, name: str, server: list[str], client: list[str], link: LinkSpec | None = None):
+    """A role of this file serving in ``s`` and one as client in ``c``, captured on the client's interface.
+
+    Returns (the client's JSON lines, the server's JSON lines, the relay's stats)."""
+    me = [sys.executable, str(Path(__file__).resolve())]
+    with Lab(PREFIX, NET, [link or LinkSpec("c", "s", delay_ms=ONE_WAY_MS)]) as lab:
+        srv = lab.popen("s", me + server + [lab.addr("s")], ready="ready")
+        with lab.capture("c", out / f"{name}.pcapng"):
+            done = lab.run("c", me + client + [lab.addr("s")])
+            time.sleep(0.3)
+        srv.terminate()
+        server_log = lines(srv.stdout.read())
+    shutil.rmtree(lab.workdir, ignore_errors=True)
+    return lines(done.stdout), server_log, lab.relay_stats
+
+
 # ================================================================ WebSocket over HTTP/1.1
 
 WS_PORT = 80
@@ -179,16 +195,7 @@ async def ws_client_main(server: str) -> None:
 
 def record_websocket(out: Path) -> list[dict]:
     name = "websocket-h1"
-    me = [sys.executable, str(Path(__file__).resolve())]
-    with Lab(PREFIX, NET, [LinkSpec("c", "s", delay_ms=ONE_WAY_MS)]) as lab:
-        server = lab.popen("s", me + ["ws-server", lab.addr("s")], ready="ready")
-        with lab.capture("c", out / f"{name}.pcapng"):
-            done = lab.run("c", me + ["ws-client", lab.addr("s")])
-            time.sleep(0.3)
-        server.terminate()
-        server_log = lines(server.stdout.read())
-    shutil.rmtree(lab.workdir, ignore_errors=True)
-    conns = lines(done.stdout)
+    conns, server_log, _ = run_pair(out, name, ["ws-server"], ["ws-client"])
     facts = websocket_facts(conns, server_log)
     return [{
         "name": name, "file": f"{name}.pcapng",
@@ -458,16 +465,7 @@ def ws_h2_client_main(server: str) -> None:
 
 def record_websocket_h2(out: Path) -> list[dict]:
     name = "websocket-h2"
-    me = [sys.executable, str(Path(__file__).resolve())]
-    with Lab(PREFIX, NET, [LinkSpec("c", "s", delay_ms=ONE_WAY_MS)]) as lab:
-        server = lab.popen("s", me + ["ws-h2-server", lab.addr("s")], ready="ready")
-        with lab.capture("c", out / f"{name}.pcapng"):
-            done = lab.run("c", me + ["ws-h2-client", lab.addr("s")])
-            time.sleep(0.3)
-        server.terminate()
-        server_log = lines(server.stdout.read())
-    shutil.rmtree(lab.workdir, ignore_errors=True)
-    streams = lines(done.stdout)
+    streams, server_log, _ = run_pair(out, name, ["ws-h2-server"], ["ws-h2-client"])
     return [{
         "name": name, "file": f"{name}.pcapng",
         "title": "WebSockets over HTTP/2 (RFC 8441): two extended CONNECT streams on one connection",
@@ -1748,15 +1746,8 @@ def echo_client_main(server: str) -> None:
 
 def record_tcp_vs_udp(out: Path) -> list[dict]:
     name = "tcp-vs-udp"
-    me = [sys.executable, str(Path(__file__).resolve())]
-    with Lab(PREFIX, NET, [LinkSpec("c", "s", delay_ms=ONE_WAY_MS, loss=LOSS, seed=17)]) as lab:
-        lab.popen("s", me + ["echo-server", lab.addr("s")], ready="ready")
-        with lab.capture("c", out / f"{name}.pcapng"):
-            done = lab.run("c", me + ["echo-client", lab.addr("s")])
-            time.sleep(0.3)
-    stats = lab.relay_stats
-    shutil.rmtree(lab.workdir, ignore_errors=True)
-    tcp, udp = lines(done.stdout)
+    (tcp, udp), _, stats = run_pair(out, name, ["echo-server"], ["echo-client"],
+                                    LinkSpec("c", "s", delay_ms=ONE_WAY_MS, loss=LOSS, seed=17))
     return [{
         "name": name, "file": f"{name}.pcapng",
         "title": f"The same {ECHO_MESSAGES} messages echoed over TCP and over UDP on a path losing "

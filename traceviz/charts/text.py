@@ -62,3 +62,9 @@ def fmt_ms(seconds: float) -> str:
     if ms >= 0.9995:
         return f"{ms:.2f} ms"
     return f"{ms * 1000:.0f} \u00b5s"
+
+
+def ms_text(ms: float) -> str:
+    """A figure already in milliseconds, written as ``fmt_ms`` writes seconds."""
+    return fmt_ms(float(ms) / 1000.0)
+
