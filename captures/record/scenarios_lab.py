@@ -495,11 +495,8 @@ def record_websocket_h2(out: Path) -> list[dict]:
 
 # ================================================================ DNS and the journey of a request
 
-JOURNEY_HOST = "www.lab.test"
-RESOLVER_ONE_WAY_MS = 2.0
-JOURNEY_ONE_WAY_MS = 20.0
-
-NGINX_TLS = """
+# The part every nginx of the lab shares: foreground, one worker, its files under {w}.
+NGINX_HEAD = """
 daemon off;
 master_process on;
 worker_processes 1;
@@ -507,7 +504,12 @@ user root;
 pid {w}/nginx.pid;
 error_log {w}/error.log info;
 events {{ worker_connections 64; }}
-http {{
+"""
+JOURNEY_HOST = "www.lab.test"
+RESOLVER_ONE_WAY_MS = 2.0
+JOURNEY_ONE_WAY_MS = 20.0
+
+NGINX_TLS = NGINX_HEAD + """http {{
     log_format lab '{{"conn":$connection,"remote":"$remote_addr:$remote_port","request":"$request",'
                    '"status":$status,"bytes":$body_bytes_sent,"request_time":$request_time,'
                    '"ssl_protocol":"$ssl_protocol","ssl_cipher":"$ssl_cipher","host":"$host"}}';
@@ -632,15 +634,7 @@ def record_journey(out: Path) -> list[dict]:
 
 # ================================================================ caching: validators, 304s
 
-NGINX_CACHE = """
-daemon off;
-master_process on;
-worker_processes 1;
-user root;
-pid {w}/nginx.pid;
-error_log {w}/error.log info;
-events {{ worker_connections 64; }}
-http {{
+NGINX_CACHE = NGINX_HEAD + """http {{
     log_format lab escape=json '{{"conn":$connection,"remote":"$remote_addr:$remote_port","request":"$request",'
                    '"status":$status,"bytes":$body_bytes_sent,"inm":"$http_if_none_match",'
                    '"ims":"$http_if_modified_since","etag":"$sent_http_etag",'
@@ -1356,15 +1350,7 @@ ConnectPort 443
 ViaProxyName "tinyproxy"
 """
 
-NGINX_WEB = """
-daemon off;
-master_process on;
-worker_processes 1;
-user root;
-pid {w}/nginx.pid;
-error_log {w}/error.log info;
-events {{ worker_connections 64; }}
-http {{
+NGINX_WEB = NGINX_HEAD + """http {{
     log_format lab escape=json '{{"conn":$connection,"remote":"$remote_addr:$remote_port","request":"$request",'
                    '"status":$status,"bytes":$body_bytes_sent,"ssl_protocol":"$ssl_protocol","sni":"$ssl_server_name",'
                    '"xff":"$http_x_forwarded_for","host":"$host"}}';
