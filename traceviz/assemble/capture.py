@@ -21,17 +21,17 @@ _TLS_LAST = ["round_trips"]
 
 
 def timeline(info: SourceInfo, t, payload, keylog=None, rsa_key=None, dsb_blocks=(), quic_payload=None,
-             dns_messages=()) -> Timeline:
+             dns_messages=None) -> Timeline:
     """The Timeline of a capture: ``t`` from ``decode.tcp.connections.analyze``,
     ``payload`` from ``decode.streams.decode_streams``, ``quic_payload`` from
-    ``decode.quic.streams.decode_quic``, ``dns_messages`` from ``decode.dns.decode_dns``."""
+    ``decode.quic.streams.decode_quic``, ``dns_messages`` (a ``DNSCapture``) from ``decode.dns.decode_dns``."""
     packets, connections, events = transport.tables(t)
     endpoints = _endpoints(connections)
     q = quic.rows(quic_payload, endpoints, keylog, info.path, float(packets["ts"].max()) if len(packets) else None)
     info.warnings.extend(q.warnings)
     tls_rows, event_rows, request_rows, apps = q.tls, q.events, q.requests, dict(q.apps)
-    dns_rows = dns.event_rows(dns_messages)
-    event_rows, apps = event_rows + dns_rows, {**apps, **dns.apps(dns_messages)}
+    dns_events = dns.events(dns_messages)
+    apps.update(dns.apps(dns_messages))
     h2_streams = h2.Streams(payload, packets, events)
     for conn, result in sorted(payload.results.items()):
         ends = endpoints.get(conn, {})
@@ -48,10 +48,10 @@ def timeline(info: SourceInfo, t, payload, keylog=None, rsa_key=None, dsb_blocks
         request_rows += rq
         apps[conn] = http.app_label(result)
     tls_table = _tls_table(tls_rows)
-    events = h2.finish_events(_merge_events(events, event_rows))
+    events = h2.finish_events(_merge_events(events, event_rows, dns_events))
     connections = quic.mark_connections(_with_apps(connections, apps, payload.opaque, tls_rows), q.apps)
     connections, requests = proxy.assemble(connections, packets, events, _requests(request_rows), payload)
-    requests = dns.with_lookups(requests, connections, dns_rows)
+    requests = dns.with_lookups(requests, connections, dns_events)
     return Timeline(
         source=info, packets=packets, connections=connections, events=events, requests=requests,
         tls=tls_table,
@@ -121,11 +121,12 @@ def _with_apps(conns: pd.DataFrame, apps: dict, opaque: np.ndarray, tls_rows: li
     return conform("connections", conns)
 
 
-def _merge_events(tcp_events: pd.DataFrame, rows: list[dict]) -> pd.DataFrame:
-    if not rows:
+def _merge_events(tcp_events: pd.DataFrame, rows: list[dict], *frames: pd.DataFrame) -> pd.DataFrame:
+    """The TCP events with ``rows`` (dicts) and ``frames`` (events tables made as columns), by time."""
+    new = ([conform("events", pd.DataFrame(rows))] if rows else []) + [f for f in frames if len(f)]
+    if not new:
         return tcp_events
-    new = conform("events", pd.DataFrame(rows))
-    merged = pd.concat([tcp_events, new], ignore_index=True) if len(tcp_events) else new
+    merged = pd.concat([tcp_events] + new, ignore_index=True) if len(tcp_events) else pd.concat(new, ignore_index=True)
     merged = merged.sort_values(["ts", "frame"], kind="stable", na_position="last").reset_index(drop=True)
     return conform("events", merged)
 

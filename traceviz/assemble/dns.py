@@ -3,9 +3,11 @@
 One row per message: ``kind`` ``query`` or ``response`` (``parse-error``
 for a datagram on a DNS port that is not DNS), ``detail`` the question and,
 for a response, its code and answers.  A response carries ``duration``:
-seconds since the query it answers (same flow, same id) -- the lookup's
-time at the capture point.  Extra columns: ``dns_id``, ``qname``, ``qtype``,
-``rcode``, ``answers`` (list of ``TYPE data`` strings).
+seconds since the query it answers (same flow, same id, same question) --
+the lookup's time at the capture point.  Extra columns: ``dns_id``,
+``qname``, ``qtype``, ``rcode``, ``answers`` (list of ``TYPE data`` strings).
+Built as columns, each distinct message's strings once (``DNSCapture``), so
+a capture full of DNS costs little more than one without.
 
 ``with_lookups`` ties a request to the lookup that found its server: the
 latest answer, before the connection's first packet, that named the
@@ -16,54 +18,89 @@ name looked up).  UDP flows that carried DNS get ``app`` ``dns``.
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
-from traceviz.decode.dns import DNSError, DNSMessage
+from traceviz.decode.dns import DNSCapture
+from traceviz.model import conform
 
 
-def event_rows(messages: list) -> list[dict]:
-    rows, asked = [], {}
-    for m in messages:
-        base = {"ts": m.ts, "frame": m.frame, "conn": m.conn, "stream": None, "layer": "dns", "dir": m.direction}
-        if isinstance(m, DNSError):
-            rows.append({**base, "kind": "parse-error", "size": None, "detail": m.message})
-            continue
-        qname, qtype = m.questions[0] if m.questions else (None, None)
-        question = f"{qtype} {qname}" if qname is not None else "(no question)"
-        row = {**base, "kind": "response" if m.response else "query", "size": m.size, "dns_id": m.id,
-               "qname": qname, "qtype": qtype, "rcode": m.rcode if m.response else None,
-               "answers": [f"{t} {d}" for _, t, _, d in m.answers] if m.response else None}
-        key = (m.conn, m.id, qname, qtype)
-        if not m.response:
-            asked.setdefault(key, m.ts)
-            row["detail"] = question
-        else:
-            found = ", ".join(f"{t} {d} (ttl {ttl})" for _, t, ttl, d in m.answers) or "no answer"
-            row["detail"] = f"{question}: {m.rcode}, {found}" + (" (truncated)" if m.truncated else "")
-            sent = asked.pop(key, None)
-            if sent is not None:
-                row["duration"] = m.ts - sent
-        rows.append(row)
-    return rows
+def events(cap: DNSCapture | None) -> pd.DataFrame:
+    """The ``events`` rows of every DNS datagram (an empty frame when there is none)."""
+    if cap is None or not len(cap):
+        return conform("events", pd.DataFrame())
+    per_body = [_body_columns(b) for b in cap.bodies]
+
+    def take(key: str) -> np.ndarray:
+        values = np.empty(len(per_body), dtype=object)
+        for i, b in enumerate(per_body):           # one by one: a list value must stay one object
+            values[i] = b[key]
+        return values[cap.body]
+
+    kind, qname, qtype, rcode = take("kind"), take("qname"), take("qtype"), take("rcode")
+    df = pd.DataFrame({
+        "ts": cap.ts.astype(float), "frame": cap.frame, "conn": cap.conn, "stream": None, "layer": "dns",
+        "kind": kind, "dir": np.where(cap.c2s, "c2s", "s2c"),
+        "size": np.where(kind == "parse-error", None, cap.size).astype(object), "detail": take("detail"),
+        "dns_id": np.where(kind == "parse-error", None, cap.id).astype(object), "qname": qname, "qtype": qtype,
+        "rcode": rcode, "answers": take("answers"),
+    })
+    df["duration"] = _durations(df)
+    return conform("events", df)
 
 
-def apps(messages: list) -> dict[int, str]:
-    return {m.conn: "dns" for m in messages if isinstance(m, DNSMessage)}
+def _body_columns(body) -> dict:
+    if isinstance(body, str):
+        return {"kind": "parse-error", "qname": None, "qtype": None, "rcode": None, "answers": None, "detail": body}
+    qname, qtype = body.questions[0] if body.questions else (None, None)
+    question = f"{qtype} {qname}" if qname is not None else "(no question)"
+    if not body.response:
+        return {"kind": "query", "qname": qname, "qtype": qtype, "rcode": None, "answers": None, "detail": question}
+    found = ", ".join(f"{t} {d} (ttl {ttl})" for _, t, ttl, d in body.answers) or "no answer"
+    return {"kind": "response", "qname": qname, "qtype": qtype, "rcode": body.rcode,
+            "answers": [f"{t} {d}" for _, t, _, d in body.answers],
+            "detail": f"{question}: {body.rcode}, {found}" + (" (truncated)" if body.truncated else "")}
 
 
-def with_lookups(requests: pd.DataFrame, connections: pd.DataFrame, rows: list[dict]) -> pd.DataFrame:
+def _durations(df: pd.DataFrame) -> np.ndarray:
+    """For each response, seconds since the first query before it with the same flow, id and question."""
+    out = np.full(len(df), np.nan)
+    key = ["conn", "dns_id", "qname", "qtype"]
+    q = df[df["kind"] == "query"][key + ["ts"]].drop_duplicates(key, keep="first")
+    r = df[df["kind"] == "response"][key + ["ts"]].reset_index()
+    if not len(q) or not len(r):
+        return out
+    both = r.merge(q, on=key, how="inner", suffixes=("", "_q"))
+    both = both[both["ts"] >= both["ts_q"]]
+    out[both["index"].to_numpy()] = (both["ts"] - both["ts_q"]).to_numpy()
+    return out
+
+
+def apps(cap: DNSCapture | None) -> dict[int, str]:
+    """``app`` ``dns`` for each UDP flow that carried a readable DNS message."""
+    if cap is None or not len(cap):
+        return {}
+    readable = np.array([not isinstance(b, str) for b in cap.bodies], dtype=bool)[cap.body]
+    return {int(c): "dns" for c in np.unique(cap.conn[readable])}
+
+
+def with_lookups(requests: pd.DataFrame, connections: pd.DataFrame, ev: pd.DataFrame) -> pd.DataFrame:
     """``requests`` with ``dns`` and ``dns_name`` for the first request of each connection whose
     server address a DNS answer named before the connection began.
 
     The lookup runs from the first query for that name on the answer's flow to the last answer
     (a resolver library asks A and AAAA at once and waits for both)."""
-    answers = [(r["ts"], r["conn"], r["qname"], a.split(" ", 1)[1]) for r in rows
-               if r["kind"] == "response" and r.get("answers")
-               for a in r["answers"] if a.split(" ", 1)[0] in ("A", "AAAA")]
-    if not answers or not len(requests):
+    if not len(ev) or not len(requests):
         return requests
+    resp = ev[(ev["kind"] == "response").to_numpy(dtype=bool)]
+    addr = resp[["ts", "conn", "qname"]].assign(answers=resp["answers"]).explode("answers").dropna(subset=["answers"])
+    addr = addr[addr["answers"].str.match(r"^(A|AAAA) ")]
+    if not len(addr):
+        return requests
+    addr = addr.assign(ip=addr["answers"].str.split(" ", n=1).str[1])
     start = dict(zip(connections["conn"].tolist(), connections["start"].tolist()))
     server = dict(zip(connections["conn"].tolist(), connections["server"].tolist()))
+    by_ip = {ip: g for ip, g in addr.groupby("ip")}
     requests = requests.copy()
     names = [None] * len(requests)
     dns = requests["dns"].to_numpy(dtype=float, copy=True)
@@ -72,16 +109,20 @@ def with_lookups(requests: pd.DataFrame, connections: pd.DataFrame, rows: list[d
         if conn is None or pd.isna(conn) or conn in seen or conn not in start:
             continue
         seen.add(conn)
-        host = str(server[conn]).rsplit(":", 1)[0].strip("[]")
-        before = [a for a in answers if a[3] == host and a[0] <= start[conn]]
-        if not before:
+        g = by_ip.get(str(server[conn]).rsplit(":", 1)[0].strip("[]"))
+        if g is None:
             continue
-        _, flow, name, _ = max(before, key=lambda a: a[0])
-        lookup = [r for r in rows if r["conn"] == flow and r.get("qname") == name and r["ts"] <= start[conn]]
-        asked = [r["ts"] for r in lookup if r["kind"] == "query"]
-        answered = [r["ts"] for r in lookup if r["kind"] == "response"]
-        if asked and answered and max(answered) >= min(asked):
-            dns[i], names[i] = max(answered) - min(asked), name
+        g = g[g["ts"] <= start[conn]]
+        if not len(g):
+            continue
+        last = g.loc[g["ts"].idxmax()]
+        lookup = ev[(ev["conn"] == last["conn"]).to_numpy(dtype=bool, na_value=False)
+                    & (ev["qname"] == last["qname"]).to_numpy(dtype=bool, na_value=False)
+                    & (ev["ts"] <= start[conn]).to_numpy(dtype=bool)]
+        asked = lookup.loc[lookup["kind"] == "query", "ts"]
+        answered = lookup.loc[lookup["kind"] == "response", "ts"]
+        if len(asked) and len(answered) and answered.max() >= asked.min():
+            dns[i], names[i] = float(answered.max() - asked.min()), last["qname"]
     requests["dns"] = dns
     requests["dns_name"] = pd.Series(names, index=requests.index, dtype="object")
     return requests
