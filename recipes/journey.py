@@ -46,6 +46,8 @@ def analyze(tl, conn: int | None = None) -> Finding:
         rq = rq[(rq["conn"] == conn).to_numpy(dtype=bool, na_value=False)]
     rows = journey_rows(tl, rq)
     answer, problems = explain(rows)
+    if len(rows):
+        answer += story(tl, rows.iloc[0])
     figures = {}
     if len(rows):
         figures["journey"] = lambda theme="light": _chart(tl, rows, theme)
@@ -159,6 +161,34 @@ def explain(rows: pd.DataFrame) -> tuple[list[str], list[str]]:
     if rows["status"].isna().any():
         problems.append(f"{int(rows['status'].isna().sum())} request(s) got no answer")
     return out, problems
+
+
+# The events that tell the journey, as curl -v tells it ('>' sent, '<' received; None: by direction).
+STORY = {("dns", "query"): None, ("dns", "response"): None, ("tcp", "SYN"): ">", ("tcp", "SYN-ACK"): "<",
+         ("tls", "ClientHello"): ">", ("tls", "ServerHello"): "<", ("tls", "Certificate"): "<",
+         ("tls", "Finished"): None, ("http", "request"): ">", ("http", "response"): "<", ("tcp", "FIN"): None}
+
+
+def story(tl, r) -> list[str]:
+    """The first request's journey, event by event, ms from its start (like curl -v, from the wire)."""
+    ev = tl.events
+    conns = {int(r["conn"])} if r["conn"] is not None and not pd.isna(r["conn"]) else set()
+    if isinstance(r["dns_name"], str):
+        dns = ev[(ev["layer"].astype("object") == "dns").to_numpy(dtype=bool, na_value=False)
+                 & (ev["qname"].astype("object") == r["dns_name"]).to_numpy(dtype=bool, na_value=False)]
+        conns |= {int(c) for c in dns["conn"].dropna()}
+    mine = ev[ev["conn"].isin(conns).to_numpy(dtype=bool, na_value=False)
+              & (ev["ts"] >= r["t0"]).to_numpy(dtype=bool, na_value=False)].sort_values(["ts", "frame"])
+    out = []
+    for e in mine.itertuples(index=False):
+        key = (e.layer, e.kind)
+        if key not in STORY:
+            continue
+        mark = STORY[key] or (">" if e.dir == "c2s" else "<")
+        detail = f": {e.detail}" if isinstance(e.detail, str) and e.layer != "tcp" else ""
+        out.append(f"{mark} +{(float(e.ts) - r['t0']) * 1000:7.1f} ms  {e.layer.upper()} {e.kind}{detail} "
+                   f"(frame {int(e.frame)})")
+    return ["The journey on the wire, as curl -v tells it:"] + out[:40] if out else []
 
 
 def _int(v):

@@ -175,3 +175,18 @@ def test_journey_words_and_chart():
         assert [t.name for t in fig.data] == ["DNS lookup", "client (resolver \u2192 SYN)", "TCP handshake",
                                               "TLS handshake", "request \u2192 first byte", "response body"]
         assert "<b>evil" not in fig.layout.title.text and "&lt;b&gt;evil" in fig.layout.title.text
+
+
+def test_the_story_follows_curls_own_verbose_view():
+    f = journey()
+    start = f.answer.index("The journey on the wire, as curl -v tells it:")
+    story = f.answer[start + 1:]
+    verbose = FACTS["curl_verbose"]
+    # curl's view and the wire's tell the same steps in the same order.
+    theirs = [next(i for i, x in enumerate(verbose) if x.startswith(p)) for p in
+              ("*   Trying", "* TLSv1.3 (OUT), TLS handshake, Client hello", "> GET /index.html", "< HTTP/1.1 200")]
+    ours = [next(i for i, x in enumerate(story) if k in x) for k in
+            ("TCP SYN", "TLS ClientHello", "HTTP request: GET /index.html", "HTTP response: 200")]
+    assert theirs == sorted(theirs) and ours == sorted(ours)
+    assert story[0].startswith("> ") and "DNS query" in story[0]
+
