@@ -33,7 +33,11 @@ TABLE_FIELDS = ["url", "requests", "full", "not_modified", "validator", "cache_c
 
 
 def applies(tl) -> bool:
-    return len(tl.requests) > 0 and "validator" in tl.requests.columns
+    rq = tl.requests
+    if not len(rq) or "validator" not in rq.columns:
+        return False
+    said = rq["validator"].notna() | rq["conditional"].notna() | rq["cache_control"].notna()
+    return bool(said.to_numpy(dtype=bool, na_value=False).any())
 
 
 def analyze(tl, conn: int | None = None) -> Finding:

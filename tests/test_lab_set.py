@@ -46,3 +46,12 @@ def test_recipes_stay_quiet_on_captures_without_their_topic():
     quiet = timeline("tcp-handshakes")
     for recipe in ("websocket", "grpc", "polling", "synflood", "layers"):
         assert not load_module(discover()[recipe]).applies(quiet), recipe
+
+
+@pytest.mark.parametrize("name", sorted({c for c, _ in TOPICS.values()}))
+def test_tables_with_the_new_columns_export_to_parquet(tmp_path, name):
+    import pandas as pd
+    tl = timeline(name)
+    tl.to_parquet(tmp_path)
+    back = pd.read_parquet(tmp_path / "events.parquet")
+    assert len(back) == len(tl.events) and list(back.columns) == list(tl.events.columns)
