@@ -24,6 +24,10 @@ import pandas as pd
 from traceviz.recipe import Finding
 
 NAME = "caching"
+NEEDS = "HTTP responses with validators (ETag, Last-Modified) or Cache-Control, or conditional requests"
+FAILS_ON = "a response downloaded again for want of a validator, or a validator offered and never used"
+FIGURES = {"bytes": "per URL: body bytes downloaded, bytes 304s saved, bytes fetched again"}
+EXAMPLE = "http-caching"
 TITLE = "HTTP caching: conditional requests, 304s, validators"
 
 JSON_FIELDS = ["url", "requests", "full", "not_modified", "conditional", "changed", "validator", "cache_control",

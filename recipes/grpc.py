@@ -21,6 +21,10 @@ from traceviz.charts.text import ms_text
 from traceviz.recipe import Finding
 
 NAME = "grpc"
+NEEDS = "HTTP/2 streams with content-type application/grpc"
+FAILS_ON = "a call that ended with a grpc-status other than 0"
+FIGURES = {"calls": "one lane per call: its stream, its messages, its status"}
+EXAMPLE = "grpc-h2c"
 TITLE = "gRPC: calls per method, latency, status"
 
 JSON_FIELDS = ["service", "method", "calls", "ok", "statuses", "p50_ms", "max_ms", "first_reply_ms",

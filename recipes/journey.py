@@ -25,6 +25,10 @@ from traceviz.charts.text import ms_text
 from traceviz.recipe import Finding
 
 NAME = "journey"
+NEEDS = "HTTP requests in a packet capture"
+FAILS_ON = "a request that got no answer"
+FIGURES = {"journey": "the first request's phases on one time axis: DNS, TCP, TLS, request, response"}
+EXAMPLE = "journey-https"
 TITLE = "The journey of a request: DNS, TCP, TLS, request, response"
 
 JSON_FIELDS = ["request", "conn", "url", "status", "dns_name", "resolver", "dns_ms", "client_ms", "connect_ms",

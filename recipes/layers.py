@@ -23,6 +23,9 @@ import pandas as pd
 from traceviz.recipe import Finding
 
 NAME = "layers"
+NEEDS = "a CONNECT tunnel, two connections carrying the same bytes, or requests a proxy sent on"
+FIGURES = {"legs": "client, proxy, server: which leg was encrypted, where TLS ended"}
+EXAMPLE = "l4-vs-l7"
 TITLE = "Proxies: CONNECT tunnel, layer 4, layer 7"
 
 JSON_FIELDS = ["conn", "client", "proxy", "mode", "upstream_conns", "upstream_server", "client_tls", "upstream_tls",

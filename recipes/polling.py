@@ -25,6 +25,9 @@ from traceviz.charts.text import ms_text
 from traceviz.recipe import Finding
 
 NAME = "polling"
+NEEDS = "a text/event-stream response, or one URL asked for repeatedly on a connection"
+FIGURES = {"feeds": "each follower's requests and the moment it saw each update"}
+EXAMPLE = "push-vs-poll"
 TITLE = "Push vs pull: SSE, long polling, short polling"
 
 JSON_FIELDS = ["conn", "client", "url", "style", "requests", "updates", "updates_missed", "empty_answers",

@@ -26,6 +26,10 @@ from traceviz.recipe import Finding
 from traceviz.stats import connection_spans, most_at_once
 
 NAME = "pool"
+NEEDS = "HTTP requests over TCP"
+FAILS_ON = "a 503 at a connection limit, a leaked connection, a request never answered"
+FIGURES = {"concurrency": "connections and requests open at once, per server, over time"}
+EXAMPLE = "connection-pool"
 TITLE = "Connection pools, limits and leaks"
 
 JSON_FIELDS = ["server", "leg", "connections", "max_open", "requests", "max_in_flight", "upstream_max_in_flight",

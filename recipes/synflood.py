@@ -24,6 +24,10 @@ from traceviz.charts.text import fmt_ms
 from traceviz.recipe import Finding
 
 NAME = "synflood"
+NEEDS = "SYNs at one listener from many addresses, most never completing"
+FAILS_ON = "SYNs dropped by a full SYN queue, or a real handshake slowed by SYN retransmissions"
+FIGURES = {"flood": "SYNs per 100 ms by fate, and the real clients' handshakes"}
+EXAMPLE = "syn-flood"
 TITLE = "SYN floods and SYN cookies"
 
 JSON_FIELDS = ["server", "syns", "sources", "syn_rate", "first_syn", "last_syn", "dropped", "half_open",

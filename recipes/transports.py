@@ -22,6 +22,9 @@ from traceviz.charts.text import ms_text
 from traceviz.recipe import Finding
 
 NAME = "transports"
+NEEDS = "a TCP connection or UDP flow that carried data"
+FIGURES = {"arrivals": "every data packet of each flow, each way, with TCP's resent segments"}
+EXAMPLE = "tcp-vs-udp"
 TITLE = "TCP vs UDP: delivery, retransmission, overhead"
 
 JSON_FIELDS = ["conn", "transport", "client", "server", "data_packets_c2s", "data_packets_s2c", "bytes_c2s",

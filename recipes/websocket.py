@@ -25,6 +25,10 @@ from traceviz.charts.text import ms_text
 from traceviz.recipe import Finding
 
 NAME = "websocket"
+NEEDS = "an HTTP/1.1 connection that switched to WebSocket (101), or an HTTP/2 extended CONNECT"
+FAILS_ON = "a ping without its pong, a close code other than 1000/1001, no closing handshake, a protocol error"
+FIGURES = {"messages": "each WebSocket's messages, pings and close on a time axis, each way"}
+EXAMPLE = "websocket-h1"
 TITLE = "WebSocket: handshake, messages, ping/pong, close"
 
 JSON_FIELDS = ["conn", "stream", "client", "server", "url", "handshake_ms", "messages_c2s", "messages_s2c",

@@ -32,6 +32,8 @@ def test_each_topic_has_a_capture_and_a_recipe_that_finds_it(tag):
     assert mod.applies(tl)
     f = mod.analyze(tl)
     assert len(f.rows) and f.answer and f.figures
+    assert set(f.figures) == set(mod.FIGURES)          # what --chart offers is what it draws
+    assert entry(mod.EXAMPLE)["concepts"]               # the gallery's example is a bundled capture
 
 
 @pytest.mark.parametrize("recipe", NAMED_RECIPES)

@@ -62,7 +62,7 @@ def journey_chart(rows: pd.DataFrame, packets: pd.DataFrame | None = None, theme
     for x, texts in marks.items():          # moments that coincide share one line and one label
         fig.add_vline(x=x, line=dict(color=c["muted"], width=1, dash="dash"))
         fig.add_annotation(x=x, y=-0.8, text=f"{' = '.join(texts)}<br>{x:.1f} ms", showarrow=False,
-                           yanchor="bottom", font=dict(size=s["small"] - 2, color=c["muted"]))
+                           yanchor="bottom", font=dict(size=s["small"], color=c["muted"]))
     head = title or f"The journey of {r['url']}"
     total = fmt_ms(float(r["time_total"])) if not _missing(r["time_total"]) else "?"
     fig.update_layout(

@@ -51,7 +51,7 @@ def legs_chart(rows: pd.DataFrame, theme: str = "light", title: str | None = Non
                            showarrow=False, font=dict(size=s["font"], color=c["text"]))
         for x, who in ((0, "client"), (1, f"proxy {safe(r.proxy)}"), (2, f"server {safe(r.upstream_server)}")):
             fig.add_trace(go.Scatter(x=[x], y=[y], mode="markers+text", showlegend=False, text=[who],
-                                     textposition="bottom center", textfont=dict(size=s["small"] - 1, color=c["muted"]),
+                                     textposition="bottom center", textfont=dict(size=s["small"], color=c["muted"]),
                                      marker=dict(size=s["marker"] * 2, color=c["client"] if x == 0 else
                                                  c["capture"] if x == 1 else c["server"]), hoverinfo="skip"))
     for color, label in ((c["tls"], "encrypted: the proxy sees bytes"), (c["data"], "plain: the proxy reads it")):

@@ -77,7 +77,7 @@ def message_timeline(events: pd.DataFrame, sockets: pd.DataFrame, theme: str = "
         fig.add_trace(go.Scatter(
             x=[p[0] for p in pts], y=[p[1] for p in pts], mode="markers+text", name=f"{kind} ({len(pts)})",
             marker=dict(symbol=symbol, size=s["marker"] * 1.4, color=c[color], line=dict(width=2, color=c[color])),
-            text=text, textposition="bottom center", textfont=dict(size=s["small"] - 1, color=c["text"]),
+            text=text, textposition="bottom center", textfont=dict(size=s["small"], color=c["text"]),
             hovertext=[f"{kind}: {safe(p[2].detail, 80)}<br>frame {int(p[2].frame)}" for p in pts],
             hoverinfo="text"))
     height = s["height"] if name == "talk" else min(max(360, 160 + 70 * len(labels)), 2400)
