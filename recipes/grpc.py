@@ -19,6 +19,7 @@ import pandas as pd
 
 from traceviz.charts.text import ms_text
 from traceviz.recipe import Finding
+from traceviz.stats import request_sent_at
 
 NAME = "grpc"
 NEEDS = "HTTP/2 streams with content-type application/grpc"
@@ -65,7 +66,7 @@ def method_rows(tl, calls: pd.DataFrame) -> pd.DataFrame:
               & (ev["kind"].astype("object") == "message").to_numpy(dtype=bool, na_value=False)]
     out = []
     for (service, method), g in calls.groupby(["grpc_service", "grpc_method"], sort=True, dropna=False):
-        took = (g["end"] - g["start"]) * 1000
+        took = (g["end"] - request_sent_at(g)) * 1000
         gaps, req_b, rep_b = [], 0, 0
         for c in g.itertuples(index=False):
             mine = msgs[(msgs["conn"] == c.conn).to_numpy(dtype=bool, na_value=False)

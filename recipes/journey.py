@@ -23,6 +23,7 @@ import pandas as pd
 from traceviz.errors import InputError
 from traceviz.charts.text import ms_text
 from traceviz.recipe import Finding
+from traceviz.stats import request_sent_at
 
 NAME = "journey"
 NEEDS = "HTTP requests in a packet capture"
@@ -63,6 +64,7 @@ def journey_rows(tl, rq: pd.DataFrame) -> pd.DataFrame:
     conns = tl.connections.set_index("conn")
     dns_ev = tl.events[(tl.events["layer"].astype("object") == "dns").to_numpy(dtype=bool, na_value=False)]
     out = []
+    rq = rq.assign(sent_at=request_sent_at(rq))
     for r in rq.sort_values("start").itertuples(index=False):
         c = conns.loc[int(r.conn)] if not pd.isna(r.conn) and int(r.conn) in conns.index else None
         name = getattr(r, "dns_name", None)
@@ -70,7 +72,7 @@ def journey_rows(tl, rq: pd.DataFrame) -> pd.DataFrame:
         first = not bool(r.reused_connection)
         syn = float(c["syn"]) if c is not None and first and not pd.isna(c["syn"]) else None
         ack = float(c["ack"]) if c is not None and first and not pd.isna(c["ack"]) else None
-        t0 = lookup[0] if lookup else (syn if syn is not None else float(r.start))
+        t0 = lookup[0] if lookup else (syn if syn is not None else float(r.sent_at))
         dns_end = lookup[1] if lookup else None
         tls_s = float(r.tls) if not pd.isna(r.tls) else None
         first_byte = float(r.start) + float(r.ttfb) if not pd.isna(r.ttfb) else None
@@ -87,11 +89,11 @@ def journey_rows(tl, rq: pd.DataFrame) -> pd.DataFrame:
             "receive_ms": _ms(r.receive) if not pd.isna(r.receive) else None,
             "time_namelookup": _s(dns_end - t0) if lookup else 0.0,
             "time_connect": _s(ack - t0) if ack is not None else None,
-            "time_appconnect": _s(float(r.start) - t0) if tls_s is not None and first else None,
+            "time_appconnect": _s(float(r.sent_at) - t0) if tls_s is not None and first else None,
             "time_starttransfer": _s(first_byte - t0) if first_byte is not None else None,
             "time_total": _s(end - t0) if end is not None else None,
             "reused_connection": not first,
-            "t0": t0, "syn": syn, "ack": ack, "start": float(r.start), "first_byte": first_byte, "end": end,
+            "t0": t0, "syn": syn, "ack": ack, "start": float(r.sent_at), "first_byte": first_byte, "end": end,
             "dns_end": dns_end, "scheme": str(r.url).split(":", 1)[0] if isinstance(r.url, str) else None,
         })
     return pd.DataFrame(out, columns=JSON_FIELDS + ["t0", "syn", "ack", "start", "first_byte", "end", "dns_end",

@@ -120,7 +120,7 @@ def follower_rows(tl) -> pd.DataFrame:
             parked = float((reqs["end"] - reqs["start"]).fillna(0).sum())
             empty = 0
         else:
-            parked = float(reqs["ttfb"].fillna(0).sum())
+            parked = float(reqs["wait"].fillna(0).sum())
             empty = int((reqs["status"] == 304).sum())
         out.append({
             "conn": conn, "client": conns.loc[conn, "client"] if conn in conns.index else None, "url": url,

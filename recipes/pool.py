@@ -23,7 +23,7 @@ import pandas as pd
 
 from traceviz.charts.text import ms_text
 from traceviz.recipe import Finding
-from traceviz.stats import connection_spans, most_at_once
+from traceviz.stats import connection_spans, most_at_once, request_sent_at
 
 NAME = "pool"
 NEEDS = "HTTP requests over TCP"
@@ -93,6 +93,7 @@ def server_rows(tl) -> pd.DataFrame:
     leg_of = rq.groupby("conn")["leg"].first().to_dict() if "leg" in rq.columns else {}
     last_ts = float(tl.packets["ts"].max()) if len(tl.packets) else float(c["end"].max())
     out = []
+    rq = rq.assign(start=request_sent_at(rq))       # each request from its own first byte
     c = c.assign(_leg=[leg_of.get(k) if isinstance(leg_of.get(k), str) else None for k in c["conn"]])
     for (server, leg), g in c.groupby([c["server"], c["_leg"].fillna("")], sort=False):
         mine = rq[rq["conn"].isin(g["conn"].tolist()).to_numpy(dtype=bool, na_value=False)].sort_values("start")

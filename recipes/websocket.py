@@ -23,6 +23,7 @@ import pandas as pd
 from traceviz.errors import InputError
 from traceviz.charts.text import ms_text
 from traceviz.recipe import Finding
+from traceviz.stats import request_sent_at
 
 NAME = "websocket"
 NEEDS = "an HTTP/1.1 connection that switched to WebSocket (101), or an HTTP/2 extended CONNECT"
@@ -76,14 +77,15 @@ def websocket_rows(tl, ev: pd.DataFrame) -> pd.DataFrame:
         closes = g[g["kind"] == "close"].sort_values("ts")
         first_close = closes.iloc[0] if len(closes) else None
         req = _handshake(tl, conn, None if stream < 0 else int(stream))
-        start = req["start"] if req is not None else float(g["ts"].min())
+        sent, handshake_ms = _upgrade(req)
+        start = sent if sent is not None else float(g["ts"].min())
         end = float(g["ts"].max())
         span = max(end - start, 1e-9)
         out.append({
             "conn": int(conn), "stream": None if stream < 0 else int(stream),
             "client": c["client"] if c is not None else None, "server": c["server"] if c is not None else None,
             "url": req["url"] if req is not None else None,
-            "handshake_ms": req["ttfb"] * 1000 if req is not None and not pd.isna(req["ttfb"]) else None,
+            "handshake_ms": handshake_ms,
             "messages_c2s": len(by_dir["c2s"]), "messages_s2c": len(by_dir["s2c"]),
             "bytes_c2s": int(pd.to_numeric(by_dir["c2s"]["size"]).sum()),
             "bytes_s2c": int(pd.to_numeric(by_dir["s2c"]["size"]).sum()),
@@ -110,6 +112,17 @@ def _handshake(tl, conn: int, stream: int | None):
     else:
         r = r[(r["status"] == 101).to_numpy(dtype=bool, na_value=False)]
     return r.iloc[-1] if len(r) else None
+
+
+def _upgrade(req) -> tuple[float | None, float | None]:
+    """When the upgrade request's first byte went out, and its round trip to the 101 (or the
+    extended CONNECT's 200) in ms; ``start`` may be the connection's SYN, so neither is read off it."""
+    if req is None:
+        return None, None
+    sent = float(request_sent_at(pd.DataFrame([req])).iloc[0])
+    if pd.isna(req["ttfb"]):
+        return sent, None
+    return sent, (float(req["start"]) + float(req["ttfb"]) - sent) * 1000
 
 
 def _int(v):

@@ -74,3 +74,14 @@ def connection_spans(conns: pd.DataFrame, last: float) -> list[tuple[float, floa
     still = (conns["close"].astype("object") == "open").to_numpy(dtype=bool, na_value=False)
     return [(float(a), last if open_ or pd.isna(b) else float(b))
             for a, b, open_ in zip(conns["start"], conns["end"], still)]
+
+
+def request_sent_at(requests: pd.DataFrame) -> pd.Series:
+    """When each request's first byte went out: its first response byte less ``wait`` and ``send``.
+
+    ``start`` is that moment for most requests, but a source may start a connection's first
+    request at the connection (as HAR does); this is the request itself either way.  ``start``
+    where a phase is unknown."""
+    start, ttfb, wait, send = (requests[c].astype(float) for c in ("start", "ttfb", "wait", "send"))
+    sent = start + ttfb - wait - send
+    return sent.where(sent.notna() & (sent >= start), start)
