@@ -25,6 +25,12 @@ from traceviz.recipe import Finding
 
 NAME = "h2"
 TITLE = "HTTP/2 multiplexing"
+NEEDS = "HTTP/2 connections whose frames were captured (decrypted with a key log when over TLS)"
+FAILS_ON = ("a stream held behind a lost TCP segment (head-of-line blocking), a sender stopped by a flow-control "
+            "window, a stream reset with an error, or a GOAWAY with an error")
+EXAMPLE = "h2-stalls"
+FIGURES = {"multiplex": "one lane per stream over time: DATA frames sized by bytes, resets, the open-stream count, "
+                        "and TCP retransmissions as bands across every lane"}
 
 JSON_FIELDS = STABLE_FIELDS["streams"]     # the stable --json fields, in order
 TABLE_FIELDS = ["conn", "stream", "method", "url", "status", "resp_bytes", "data_frames", "turns",

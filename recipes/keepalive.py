@@ -27,6 +27,10 @@ from traceviz.recipe import Finding
 
 NAME = "keepalive"
 TITLE = "Keep-alive: connection reuse, idle time, who closed"
+NEEDS = "HTTP/1 requests or TCP keep-alive probes in a capture"
+FAILS_ON = "a request sent on a connection the server was already closing (the keep-alive race)"
+EXAMPLE = "http1-idle-timeout"
+FIGURES = {"reuse": "one lane per connection: requests as bars, idle gaps, the closing side and keep-alive probes"}
 
 JSON_FIELDS = ["conn", "client", "server", "http_requests", "reused", "idle_first", "idle_gaps", "idle_max",
                "close", "closed_by", "idle_close", "conn_close", "pipelined", "ka_probes", "ka_answered",

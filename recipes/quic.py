@@ -9,6 +9,12 @@ from traceviz.recipe import Finding
 
 NAME = "quic"
 TITLE = "QUIC connections"
+NEEDS = "QUIC connections (a capture of QUIC traffic, or a qlog)"
+FAILS_ON = ("a connection closed with an error, a Retry whose integrity tag is wrong, a handshake that did not finish, "
+            "or packets that could not be decoded")
+EXAMPLE = "quic-h3"
+FIGURES = {"ladder": "one connection's QUIC packets between client and server, by packet-number space",
+           "streams": "the HTTP/3 streams of that connection over time (when its requests could be read)"}
 
 JSON_FIELDS = STABLE_FIELDS["quic"]
 TABLE_FIELDS = ["conn", "client", "server", "version_name", "sni", "alpn", "rtts", "handshake_ms", "decrypted",
@@ -230,7 +236,10 @@ def transfer(tl, label: str | None = None) -> dict:
         row["version"] = t["version"].iloc[0] if len(t) else None
     row["rtt_ms"] = float(rtt) if _set(rtt) else None
     row["handshake_rtts"] = int(hs) if _known(hs) else None
-    row["first_request_ms"] = (float(mine["start"].min()) - t0) * 1000.0
+    # A request's first byte left after the phases spent waiting for the connection (HAR's
+    # start + blocked + dns + connect + tls: a TCP connection's first request starts at its SYN).
+    waited = mine[["blocked", "dns", "connect", "tls"]].astype("float64").fillna(0.0).sum(axis=1)
+    row["first_request_ms"] = (float((mine["start"] + waited).min()) - t0) * 1000.0
     row["last_byte_ms"] = (float(mine["end"].max()) - t0) * 1000.0
     for key in ("first_request", "last_byte"):
         row[f"{key}_rtts"] = row[f"{key}_ms"] / row["rtt_ms"] if row["rtt_ms"] else None

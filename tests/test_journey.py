@@ -131,6 +131,12 @@ def test_the_request_carries_its_lookup():
     assert rq["dns_name"].iloc[0] == FACTS["server_log"][0]["host"]
     ev = dns_events()
     assert rq["dns"].iloc[0] == pytest.approx(ev["ts"].max() - ev["ts"].min())
+    # As a browser's HAR counts it: the request starts at its lookup, and its phases add up to its end.
+    first = rq.iloc[0]
+    assert first["start"] == pytest.approx(ev["ts"].min())
+    phases = first[["blocked", "dns", "connect", "tls", "send", "wait", "receive"]].astype(float).fillna(0).sum()
+    assert first["start"] + phases == pytest.approx(first["end"], abs=1e-6)
+    assert first["start"] + first["ttfb"] == pytest.approx(first["end"] - first["receive"], abs=1e-6)
 
 
 def journey():

@@ -141,12 +141,10 @@ def test_netlog_phases(netlog):
     assert (r["ttfb"] > 0).all() and ((r["end"] - r["start"]) >= r["ttfb"]).all()
 
 
-def test_info_describes_the_netlog():
-    from typer.testing import CliRunner
-    from traceviz.cli import app
-    out = CliRunner().invoke(app, ["info", str(NETLOG), "--json"])
-    assert out.exit_code == 0, out.output
-    facts = json.loads(out.stdout)
+def test_info_describes_the_netlog(tv):
+    code, out, err = tv("info", NETLOG, "--json")
+    assert code == 0, err
+    facts = json.loads(out)
     doc, _ = raw()
     assert facts["format"] == "netlog" and facts["netlog_events"] == len(doc["events"])
     assert facts["browser"] == f"Chromium {entry()['recorded']['software']['chromium']}"

@@ -21,7 +21,6 @@ from hypothesis import strategies as st
 
 import hostile
 import traceviz
-from traceviz.assemble.qlog import version_name
 from traceviz.errors import InputError
 from traceviz.sources import jsonfile, kind_of
 from traceviz.sources.qlog import read_qlog
@@ -331,29 +330,18 @@ def test_qlog_is_bounded_like_har(tmp_path, monkeypatch):
         read_qlog(bomb)
 
 
-def test_version_names():
-    assert [version_name(v) for v in (1, 0x6B3343CF, 0xFF00001D, 0x51303530, 0x54303531, 0x1A2A3A4A,
-                                      0xFACEB002, 0)] == \
-        ["QUIC v1", "QUIC v2", "draft-29", "Google Q050", "Google T051", "reserved (greased)", "mvfst",
-         "Version Negotiation"]
-
-
-def test_commands_work_on_a_qlog_folder():
-    from typer.testing import CliRunner
-    from traceviz.cli import app
-    runner = CliRunner()
-    info = runner.invoke(app, ["info", str(QLOG_DIR), "--json"])
-    assert info.exit_code == 0, info.output
-    facts = json.loads(info.stdout)
+def test_commands_work_on_a_qlog_folder(tv):
+    code, out, err = tv("info", QLOG_DIR, "--json")
+    assert code == 0, err
+    facts = json.loads(out)
     assert facts["format"] == "qlog" and facts["vantage"] == "client" and facts["qlog_version"] == "0.3"
     assert facts["quic_versions"] == {"QUIC v1 (0x00000001)": 1}
     for cmd in (["requests", "--json"], ["connections", "--transport", "quic", "--json"],
                 ["timeline", "--layer", "h3", "--json"]):
-        out = runner.invoke(app, [*cmd, str(QLOG_DIR)])
-        assert out.exit_code == 0, out.output
-        assert json.loads(out.stdout)
-    h3 = json.loads(runner.invoke(app, ["timeline", "--layer", "h3", "--kind", "HEADERS", "--json",
-                                        str(QLOG_DIR)]).stdout)
+        code, out, err = tv(*cmd, QLOG_DIR)
+        assert code == 0, err
+        assert json.loads(out)
+    h3 = json.loads(tv("timeline", "--layer", "h3", "--kind", "HEADERS", "--json", QLOG_DIR)[1])
     assert len(h3) == 26                     # each request's HEADERS and its response's, from one end
 
 

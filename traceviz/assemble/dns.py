@@ -11,9 +11,13 @@ a capture full of DNS costs little more than one without.
 
 ``with_lookups`` ties a request to the lookup that found its server: the
 latest answer, before the connection's first packet, that named the
-server's address.  Such a request gets ``dns`` (the lookup's duration, the
-HAR phase: first query to last answer for that name) and ``dns_name`` (the
-name looked up).  UDP flows that carried DNS get ``app`` ``dns``.
+server's address.  Such a request gets ``dns_name`` (the name looked up)
+and, when it paid for opening its connection (it starts at the SYN,
+``assemble.http.opening_phases``), ``dns`` (the lookup's duration, the HAR
+phase: first query to last answer for that name): its ``start`` moves back
+to the first query and the wait between the answer and the SYN joins
+``blocked``, so ``start`` + the phases is still ``end``.  UDP flows that
+carried DNS get ``app`` ``dns``.
 """
 
 from __future__ import annotations
@@ -85,8 +89,8 @@ def apps(cap: DNSCapture | None) -> dict[int, str]:
 
 
 def with_lookups(requests: pd.DataFrame, connections: pd.DataFrame, ev: pd.DataFrame) -> pd.DataFrame:
-    """``requests`` with ``dns`` and ``dns_name`` for the first request of each connection whose
-    server address a DNS answer named before the connection began.
+    """``requests`` with ``dns_name`` (and ``dns``, moving ``start`` to the query) for the first
+    request of each connection whose server address a DNS answer named before the connection began.
 
     The lookup runs from the first query for that name on the answer's flow to the last answer
     (a resolver library asks A and AAAA at once and waits for both)."""
@@ -99,11 +103,13 @@ def with_lookups(requests: pd.DataFrame, connections: pd.DataFrame, ev: pd.DataF
         return requests
     addr = addr.assign(ip=addr["answers"].str.split(" ", n=1).str[1])
     start = dict(zip(connections["conn"].tolist(), connections["start"].tolist()))
+    syn = dict(zip(connections["conn"].tolist(), connections["syn"].tolist()))
     server = dict(zip(connections["conn"].tolist(), connections["server"].tolist()))
     by_ip = {ip: g for ip, g in addr.groupby("ip")}
     requests = requests.copy()
     names = [None] * len(requests)
     dns = requests["dns"].to_numpy(dtype=float, copy=True)
+    cols = {k: requests[k].to_numpy(dtype=float, copy=True) for k in ("start", "ttfb", "blocked")}
     seen = set()
     for i, conn in enumerate(requests["conn"].tolist()):
         if conn is None or pd.isna(conn) or conn in seen or conn not in start:
@@ -122,7 +128,17 @@ def with_lookups(requests: pd.DataFrame, connections: pd.DataFrame, ev: pd.DataF
         asked = lookup.loc[lookup["kind"] == "query", "ts"]
         answered = lookup.loc[lookup["kind"] == "response", "ts"]
         if len(asked) and len(answered) and answered.max() >= asked.min():
-            dns[i], names[i] = float(answered.max() - asked.min()), last["qname"]
+            names[i] = last["qname"]
+            opened_at = syn.get(conn)
+            if opened_at is None or pd.isna(opened_at) or cols["start"][i] != opened_at:
+                continue                   # the connection was open before the request: it paid for no lookup
+            first, done = float(asked.min()), float(answered.max())
+            dns[i] = done - first
+            cols["blocked"][i] = np.nansum([cols["blocked"][i], opened_at - done])
+            cols["ttfb"][i] += opened_at - first
+            cols["start"][i] = first
     requests["dns"] = dns
+    for k, v in cols.items():
+        requests[k] = v
     requests["dns_name"] = pd.Series(names, index=requests.index, dtype="object")
     return requests

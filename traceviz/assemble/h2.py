@@ -64,8 +64,8 @@ _FILL_WORDS = {"retransmission": "a retransmission", "fast-retransmission": "a f
 class Streams:
     """The HTTP/2 facts of a capture, connection by connection (``assemble.capture``'s hook)."""
 
-    def __init__(self, payload, packets: pd.DataFrame, events: pd.DataFrame):
-        self.machines = {conn: m for conn, r in payload.results.items() if (m := machine_of(r)) is not None}
+    def __init__(self, results: dict, packets: pd.DataFrame, events: pd.DataFrame):
+        self.machines = {conn: m for conn, r in results.items() if (m := machine_of(r)) is not None}
         self.transport = Transport(packets, events, self.machines) if self.machines else None
         self.rows: list[dict] = []
 

@@ -129,15 +129,16 @@ def _ints(series, n: int, missing: int) -> np.ndarray:
 
 # -- message heads -------------------------------------------------------------------------
 
-def http1_heads(payload) -> dict[tuple[int, int], tuple]:
-    """(conn, first frame of a message) -> its headers, for every HTTP/1.x request and response.
+def http1_heads(results: dict) -> dict[tuple[int, int], tuple]:
+    """(conn, first frame of a message) -> its headers, for every HTTP/1.x request and response
+    of the payload tier's results (``{conn: decode.streams.StreamResult}``).
 
     The frame is the ``request_frame`` / ``response_frame`` of the requests table."""
     from traceviz.decode.http import http1
     from traceviz.decode.http.upgrade import UpgradeConnection
 
     out: dict[tuple[int, int], tuple] = {}
-    for conn, result in getattr(payload, "results", {}).items():
+    for conn, result in results.items():
         machine = result.http
         if isinstance(machine, UpgradeConnection):
             machine = machine.http1

@@ -46,11 +46,13 @@ MAX_CANDIDATES = 200    # earlier client requests looked at for one upstream req
 
 
 def assemble(connections: pd.DataFrame, packets: pd.DataFrame, events: pd.DataFrame,
-             requests: pd.DataFrame, payload) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The keep-alive facts, the races, the proxy legs and the 5xx causes of a capture."""
+             requests: pd.DataFrame, heads: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The keep-alive facts, the races, the proxy legs and the 5xx causes of a capture.
+
+    ``heads``: every HTTP/1 message's headers by (conn, first frame) (``keepalive.http1_heads``)."""
     family, ka = keepalive.subjects(connections, requests, events)
     segs = keepalive.segments(packets, family)
-    heads = keepalive.http1_heads(payload) if len(requests) else {}
+    heads = heads if len(requests) else {}
     connections = keepalive.connection_facts(connections, requests, ka, segs, heads)
     if not len(requests):
         return connections, requests

@@ -37,6 +37,9 @@ import pandas as pd
 from traceviz.assemble.http import phases
 from traceviz.errors import describe
 from traceviz.model import SourceInfo, Timeline, conform, empty_table
+from traceviz.decode.http.h3 import error_name as h3_error_name
+from traceviz.decode.quic import versions
+from traceviz.decode.quic.frames import transport_error_name
 from traceviz.sources.qlog import QlogEvent, QlogFile, QlogTrace, read_qlog
 
 NAN = float("nan")
@@ -45,19 +48,6 @@ H3_CATEGORIES = frozenset({"http", "h3", "qpack"})
 PACKET_EVENTS = frozenset({"packet_sent", "packet_received"})
 _OTHER_PACKET_EVENTS = frozenset({"packet_dropped", "packet_buffered", "packet_lost"})
 
-# RFC 9000 section 20.1 and RFC 9114 section 8.1: the names a CONNECTION_CLOSE's code stands for.
-TRANSPORT_ERRORS = {0x0: "NO_ERROR", 0x1: "INTERNAL_ERROR", 0x2: "CONNECTION_REFUSED", 0x3: "FLOW_CONTROL_ERROR",
-                    0x4: "STREAM_LIMIT_ERROR", 0x5: "STREAM_STATE_ERROR", 0x6: "FINAL_SIZE_ERROR",
-                    0x7: "FRAME_ENCODING_ERROR", 0x8: "TRANSPORT_PARAMETER_ERROR", 0x9: "CONNECTION_ID_LIMIT_ERROR",
-                    0xA: "PROTOCOL_VIOLATION", 0xB: "INVALID_TOKEN", 0xC: "APPLICATION_ERROR",
-                    0xD: "CRYPTO_BUFFER_EXCEEDED", 0xE: "KEY_UPDATE_ERROR", 0xF: "AEAD_LIMIT_REACHED",
-                    0x10: "NO_VIABLE_PATH"}
-H3_ERRORS = {0x100: "H3_NO_ERROR", 0x101: "H3_GENERAL_PROTOCOL_ERROR", 0x102: "H3_INTERNAL_ERROR",
-             0x103: "H3_STREAM_CREATION_ERROR", 0x104: "H3_CLOSED_CRITICAL_STREAM", 0x105: "H3_FRAME_UNEXPECTED",
-             0x106: "H3_FRAME_ERROR", 0x107: "H3_EXCESSIVE_LOAD", 0x108: "H3_ID_ERROR", 0x109: "H3_SETTINGS_ERROR",
-             0x10A: "H3_MISSING_SETTINGS", 0x10B: "H3_REQUEST_REJECTED", 0x10C: "H3_REQUEST_CANCELLED",
-             0x10D: "H3_REQUEST_INCOMPLETE", 0x10E: "H3_MESSAGE_ERROR", 0x10F: "H3_CONNECT_ERROR",
-             0x110: "H3_VERSION_FALLBACK"}
 
 
 # --------------------------------------------------------------------------- entry point
@@ -249,40 +239,8 @@ def stream_of(f: dict) -> int | None:
 
 # --------------------------------------------------------------------------- QUIC versions
 
-def version_hex(v: int | None) -> str | None:
-    return f"0x{v:08x}" if v is not None and 0 <= v < 1 << 32 else None
-
-
-def version_name(v: int | None) -> str | None:
-    """What a version number is: QUIC v1, QUIC v2, draft-NN, Google Q050, mvfst, greased...
-
-    RFC 9000 (v1), RFC 9369 (v2, and its provisional 0x709a50c4), the IETF
-    drafts' 0xff0000NN, Google's ASCII Qnnn/Tnnn, Facebook mvfst's 0xfaceb00N,
-    and RFC 9000 section 15's reserved 0x?a?a?a?a pattern.
-    """
-    if v is None or not 0 <= v < 1 << 32:
-        return None
-    if v == 0:
-        return "Version Negotiation"
-    if v == 1:
-        return "QUIC v1"
-    if v in (0x6B3343CF, 0x709A50C4):
-        return "QUIC v2"
-    if v >> 8 == 0xFF0000:
-        return f"draft-{v & 0xFF}"
-    if v & 0x0F0F0F0F == 0x0A0A0A0A:
-        return "reserved (greased)"
-    if v >> 4 == 0xFACEB00:
-        return "mvfst"
-    text = v.to_bytes(4, "big")
-    if text[:1] in (b"Q", b"T") and text[1:].isdigit():
-        return f"Google {text.decode()}"
-    return "unknown"
-
-
 def ietf(v: int | None) -> bool:
-    name = version_name(v) or ""
-    return name.startswith(("QUIC v", "draft-"))
+    return v is not None and 0 <= v < 1 << 32 and versions.family(v) == "ietf"
 
 
 # --------------------------------------------------------------------------- one connection
@@ -472,7 +430,7 @@ class _Conn:
             close = "open"
         return {
             "conn": conn, "client": f["client"], "server": f["server"],
-            "version": version_hex(f["version"]), "version_name": version_name(f["version"]),
+            "version": _version_hex(f["version"]), "version_name": _version_name(f["version"]),
             "sni": f["sni"], "alpn_offered": f["alpn_offered"], "alpn": f["alpn"],
             "handshake_ms": hs if not math.isnan(hs) and hs >= 0 else NAN,
             # round trips before the client could send its request: one, plus one for a Retry
@@ -677,10 +635,18 @@ def close_name(frame: dict) -> str:
         return "closed"
     space = str(frame.get("error_space", "")).lower()
     if space.startswith("app"):
-        return H3_ERRORS.get(n, f"application error 0x{n:x}")
-    if 0x100 <= n <= 0x1FF:
-        return f"CRYPTO_ERROR (TLS alert {n - 0x100})"
-    return TRANSPORT_ERRORS.get(n, f"transport error 0x{n:x}")
+        name = h3_error_name(n)
+        return name if not name.startswith("0x") else f"application error 0x{n:x}"
+    name = transport_error_name(n)
+    return name if not name.startswith("0x") else f"transport error 0x{n:x}"
+
+
+def _version_hex(v: int | None) -> str | None:
+    return versions.hex_version(v) if v is not None and 0 <= v < 1 << 32 else None
+
+
+def _version_name(v: int | None) -> str | None:
+    return versions.name(v) if v is not None and 0 <= v < 1 << 32 else None
 
 
 def _closed_event(d: dict) -> str:

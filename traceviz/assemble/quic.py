@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from traceviz.assemble import tls
-from traceviz.assemble.http import phases
+from traceviz.assemble.http import opening_phases, phases
 from traceviz.decode.http import http2
 from traceviz.decode.tls import fingerprints
 from traceviz.errors import describe
@@ -321,15 +321,16 @@ def h3_rows(conn: int, q, default_host: str | None) -> tuple[list[dict], list[di
                "end": ex.end, "req_bytes": ex.req_bytes, "resp_bytes": ex.resp_bytes}
         row.update(phases(ex.start, ex.request_sent, ex.response_start, ex.end))
         row["reused_connection"] = i > 0
-        if i == 0 and hs_wait is not None and start is not None and ex.start is not None \
-                and ex.start >= start.ts + hs_wait / 1000.0 - 1e-9:
-            row["tls"] = hs_wait / 1000.0     # the first request waited for QUIC's handshake
         row["request_frame"], row["response_frame"] = ex.request_frame, ex.response_frame
         row["reset"] = ex.reset
         row["request_headers"], row["response_headers"] = heads.get((C2S, ex.stream)), heads.get((S2C, ex.stream))
         ctype = _header(row["response_headers"], "content-type")
         row["content_type"] = ctype.split(";")[0].strip().lower() if ctype else None
         rq.append(row)
+    if hs_wait is not None and start is not None:
+        # The first requests waited for QUIC's handshake (its tls phase), as a TCP connection's
+        # wait for SYN and TLS: they start at the client's first Initial, as in a HAR.
+        opening_phases(rq, None, None, start.ts, start.ts + hs_wait / 1000.0, None)
     return ev_rows, rq
 
 

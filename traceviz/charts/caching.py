@@ -47,8 +47,8 @@ def bytes_chart(rows: pd.DataFrame, theme: str = "light", title: str | None = No
                    subtitle=dict(text="per URL: body bytes over the wire, bytes 304s spared, bytes fetched again",
                                  font=dict(color=c["muted"], size=s["font"]))),
         margin=dict(t=110 if name != "talk" else 170),
-        yaxis=dict(title="kB of response bodies", rangemode="tozero"),
-        legend=dict(orientation="h", y=-0.18, x=0, xanchor="left"))
+        yaxis=dict(title="kB of response bodies", rangemode="tozero"))
+    themes.legend_below(fig, name)       # under the x axis title, whatever the height
     return fig
 
 

@@ -71,8 +71,8 @@ def feeds_chart(rows: pd.DataFrame, requests: pd.DataFrame, sightings: list[dict
         height=s["height"] if name == "talk" else max(360, 160 + 90 * len(labels)),
         xaxis=dict(title="ms since the first update was seen", zeroline=False),
         yaxis=dict(tickvals=list(range(len(labels))), ticktext=labels, autorange="reversed", zeroline=False,
-                   showgrid=False),
-        legend=dict(orientation="h", y=-0.2, x=0, xanchor="left"))
+                   showgrid=False))
+    themes.legend_below(fig, name)       # under the x axis title, whatever the height
     return fig
 
 

@@ -9,10 +9,13 @@ at the proxy (one interface per side), so each arrow touches the proxy's
 lane at the moment it was captured, and is slanted by half the round trip
 of its leg (from the connection's handshake) on the far side.
 
-Long silences (a pooled connection idling for a second) are cut short and
-marked, so the packets around them keep their room.  The frames that show
-the cause are drawn thick, and the cause is written on the chart.  Every
-string from the capture goes through ``safe``.
+It is the TCP ladder's sequence diagram (``charts.sequence``) with three
+lanes: time to scale, long silences (a pooled connection idling for a
+second) cut short and marked, labels that never collide (the cause's
+frames, the HTTP lines, then SYN, FIN and RST), a long exchange opening on
+its first packets and scrolling.  The frames that show the cause are drawn
+thick, and the cause is written beside the lanes.  Every string from the
+capture goes through ``safe``.
 """
 
 from __future__ import annotations
@@ -20,19 +23,21 @@ from __future__ import annotations
 import math
 import textwrap
 
-import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
 from traceviz.charts import theme as themes
 from traceviz.charts.ladder import KIND_LABEL, flag_set, label
+from traceviz.charts.sequence import Arrow, Batch, Diagram, Lane, Style
 from traceviz.charts.text import fmt_ms, safe
 from traceviz.sources.urls import path_of
 
 LANES = {"client": 0.0, "proxy": 1.0, "upstream": 2.0}
+X_RANGE = (-0.2, 2.2)
+X_RANGE_CAUSE = (-0.2, 3.35)      # room for the cause beside the upstream lane
 MAX_PACKETS = 160
-MIN_SLANT_MS = 2.0       # an arrow is never flatter than this, so its direction reads
 KINDS = ("SYN", "data", "ACK", "FIN", "RST")
+CAUSE_CHARS = 40                   # the cause's note is wrapped to this many characters a line
 
 
 def two_leg_ladder(packets: pd.DataFrame, connections: pd.DataFrame, requests: pd.DataFrame, row,
@@ -43,6 +48,7 @@ def two_leg_ladder(packets: pd.DataFrame, connections: pd.DataFrame, requests: p
     c, s = themes.colors(name), themes.sizes(name)
     fig = go.Figure()
     themes.apply(fig, name)
+    fig.update_layout(width=s["width"], height=s["height"])
     client_conn = _int(row["conn"])
     ups = [int(x) for x in (row["upstream_conns"] or [])]
     legs = {client_conn: "client", **{u: "upstream" for u in ups}}
@@ -58,34 +64,35 @@ def two_leg_ladder(packets: pd.DataFrame, connections: pd.DataFrame, requests: p
     known = [v for v in oneway.values() if v > 0]
     oneway = {k: v or (max(known) if known else 0.0) for k, v in oneway.items()}   # a refused SYN: no handshake
     t0 = float(pk["ts"].iloc[0])
-    warp = _Warp([(float(t) - t0) * 1000 for t in pk["ts"]], max(oneway.values()) * 1000)
     http = _http_labels(requests, legs)
     hot = {int(f) for f in (row.get("cause_frames") if hasattr(row, "get") else row["cause_frames"]) or []}
-    arrows = [_arrow(p, legs[int(p.conn)], (float(p.ts) - t0) * 1000, oneway[int(p.conn)] * 1000, warp)
+    arrows = [_arrow(p, legs[int(p.conn)], (float(p.ts) - t0) * 1000, oneway[int(p.conn)] * 1000, http, hot, c, s)
               for p in pk.itertuples(index=False)]
-    height = min(max(600, int(warp.span * 4) + 260), 4000) if name != "talk" else s["height"]
-    ms_per_px = (warp.span + 50) / max(height - 300, 100)
-    _draw_lanes(fig, conns, client_conn, ups, warp, max(oneway.values()) * 1000, c, s)
-    _draw_breaks(fig, warp, c, s)
-    _draw_arrows(fig, arrows, hot, c, s)
-    _draw_labels(fig, arrows, http, hot, c, s, ms_per_px)
-    _draw_cause(fig, row, warp, c, s)
-    note = f" (first {max_packets} of {total} packets)" if total > max_packets else ""
-    fig.update_layout(
-        title=dict(text=title + safe(note), subtitle=dict(
-            text="client \u2194 proxy \u2194 upstream; the frames that show the cause in bold red",
-            font=dict(color=c["muted"], size=s["font"]))),
-        height=height, showlegend=True,
-        xaxis=dict(range=[-0.35, 3.45 if isinstance(row["cause"], str) else 2.35], showgrid=False, zeroline=False,
-                   showticklabels=False, ticks="", showline=False, fixedrange=True),
-        yaxis=dict(autorange="reversed", title="ms since the first packet (long silences cut)",
-                   tickvals=warp.tickvals(), ticktext=warp.ticktext(), zeroline=False),
-        legend=dict(orientation="h", y=-0.06, x=0, yanchor="top"),
-        margin=dict(t=140 if name != "talk" else 200))
+    styles = {}
+    for kind in KINDS:
+        styles[kind] = Style(KIND_LABEL[kind], c[kind], s["line"] * (0.75 if kind == "ACK" else 1.0), head=1.4)
+        styles[kind + "!"] = Style(f"{KIND_LABEL[kind]} (the cause)", c["RST"], s["line"] * 2.6, head=2.0)
+    cause = isinstance(row["cause"], str)
+    d = Diagram(name, _lanes(conns, client_conn, ups, c), arrows, styles,
+                x_range=X_RANGE_CAUSE if cause else X_RANGE, axis_title="ms since the first packet (long silences cut)",
+                caption="captured at the proxy")
+    batch = Batch(fig)
+    d.draw_frame(batch)
+    if cause:
+        _draw_cause(batch, d, row)
+    d.draw_arrows(batch)
+    d.draw_labels(batch)
+    d.draw_hover(batch)
+    batch.flush()
+    facts = ["client \u2194 proxy \u2194 upstream", "the frames that show the cause in bold red",
+             f"{total} packets" + (f", showing the first {max_packets}" if total > max_packets else "")]
+    marks = [("request", next((a for a in arrows if a.data["frame"] in http), None)),
+             ("cause", next((a for a in arrows if a.data["frame"] in hot), None))]
+    d.layout(fig, title, facts, [(n, a) for n, a in marks if a is not None])
     return fig
 
 
-# --- geometry -----------------------------------------------------------------------------
+# --- facts per leg ------------------------------------------------------------------------
 
 def _oneway(conns: pd.DataFrame, conn: int, side: str) -> float:
     """Seconds from the proxy to the far end of this leg: half of the round trip the handshake
@@ -99,101 +106,31 @@ def _oneway(conns: pd.DataFrame, conn: int, side: str) -> float:
     return 0.0 if v is None or pd.isna(v) else max(float(v) / 2, 0.0)
 
 
-class _Warp:
-    """Real ms -> drawn ms: a silence longer than ``cap`` is drawn ``cap`` long and marked."""
-
-    def __init__(self, times: list[float], oneway_ms: float):
-        pts = sorted(set(times))
-        self.cap = max(4 * oneway_ms, 40.0)
-        self.real, self.drawn = [pts[0]], [pts[0]]
-        self.cuts = []                           # (drawn start, drawn end, real length)
-        for a, b in zip(pts, pts[1:]):
-            if b - a > self.cap:
-                start = self.drawn[-1] + (a - self.real[-1])
-                self.real += [a, b]
-                self.drawn += [start, start + self.cap]
-                self.cuts.append((start, start + self.cap, b - a))
-        self.real.append(pts[-1] + 1.0)
-        self.drawn.append(self.drawn[-1] + (pts[-1] + 1.0 - self.real[-2]))
-        self.lo, self.hi = pts[0], pts[-1]
-
-    def __call__(self, t: float) -> float:
-        if t <= self.real[0]:
-            return self.drawn[0] - (self.real[0] - t)
-        if t >= self.real[-1]:
-            return self.drawn[-1] + (t - self.real[-1])
-        return float(np.interp(t, self.real, self.drawn))
-
-    @property
-    def span(self) -> float:
-        return self(self.hi) - self(self.lo)
-
-    def tickvals(self) -> list[float]:
-        return [self(t) for t in self._ticks()]
-
-    def ticktext(self) -> list[str]:
-        return [f"{t:.0f}" for t in self._ticks()]
-
-    def _ticks(self) -> list[float]:
-        step = _nice(max((self.hi - self.lo) / 10, 1.0))
-        out, t = [], math.floor(self.lo / step) * step
-        while t <= self.hi + step:
-            if not any(a < self(t) < b for a, b, _ in self.cuts):
-                out.append(t)
-            t += step
-        return out
-
-
-def _nice(x: float) -> float:
-    p = 10 ** math.floor(math.log10(x))
-    return next(m * p for m in (1, 2, 5, 10) if m * p >= x)
-
-
-# --- arrows -------------------------------------------------------------------------------
-
-def _arrow(p, leg: str, t: float, oneway: float, warp: _Warp) -> dict:
+def _arrow(p, leg: str, t: float, oneway: float, http: dict, hot: set, c, s) -> Arrow:
     """One packet as an arrow: it touches the proxy's lane when captured."""
+    frame = int(p.frame)
     out_of_proxy = (leg == "client" and p.dir == "s2c") or (leg == "upstream" and p.dir == "c2s")
-    far = LANES[leg if leg == "upstream" else "client"]
-    slant = max(oneway, MIN_SLANT_MS)
-    y_proxy = warp(t)
-    if out_of_proxy:
-        x0, y0, x1, y1 = LANES["proxy"], y_proxy, far, y_proxy + slant
-    else:
-        x0, y0, x1, y1 = far, y_proxy - slant, LANES["proxy"], y_proxy
+    far = LANES[leg]
     fs = flag_set(p.flags)
     kind = "RST" if "RST" in fs else "SYN" if "SYN" in fs else "FIN" if "FIN" in fs else \
         ("data" if (_int(p.len) or 0) > 0 else "ACK")
-    return dict(frame=int(p.frame), conn=int(p.conn), leg=leg, kind=kind, x0=x0, y0=y0, x1=x1, y1=y1, t=t,
-                text=label({"flags": p.flags, "seq": p.seq, "ack": p.ack, "len": p.len, "win": p.win}))
+    words = http.get(frame)
+    if words is None and kind in ("SYN", "FIN", "RST"):
+        words = ",".join(f for f in ("FIN", "SYN", "RST", "PSH", "ACK") if f in fs)
+    rank = None if words is None else 0 if frame in hot else 1 if frame in http else 2
+    heavy = frame in hot
+    hover = (f"<b>frame {frame}</b> (conn {int(p.conn)}, {leg} leg)<br>{fmt_ms(t / 1000)}: "
+             f"{safe(_tcp_text(p))}")
+    # out of the proxy: captured as it left (all of the way after); into it: as it arrived
+    x0, x1, before, after, share = ((LANES["proxy"], far, 0.0, oneway, 0.0) if out_of_proxy
+                                    else (far, LANES["proxy"], oneway, 0.0, 1.0))
+    return Arrow(x0, x1, t, before, after, share, style=kind + "!" * heavy, text=safe(words or "", 60),
+                 rank=rank, tag=f"#{frame}", hover=hover, color=c["RST"] if heavy else c["text"],
+                 data=dict(frame=frame, conn=int(p.conn), leg=leg))
 
 
-def _draw_arrows(fig, arrows, hot, c, s) -> None:
-    for kind in KINDS:
-        for heavy in (False, True):
-            mine = [a for a in arrows if a["kind"] == kind and (a["frame"] in hot) == heavy]
-            if not mine:
-                continue
-            xs, ys, sizes = [], [], []
-            for a in mine:
-                xs += [a["x0"], a["x1"], None]
-                ys += [a["y0"], a["y1"], None]
-                sizes += [0, s["marker"] * (2 if heavy else 1.4), 0]
-            width = s["line"] * (2.6 if heavy else 0.75 if kind == "ACK" else 1.0)
-            fig.add_trace(go.Scatter(
-                x=xs, y=ys, mode="lines+markers", hoverinfo="skip", legendgroup=kind,
-                name=f"{KIND_LABEL[kind]}{' (the cause)' if heavy else ''} ({len(mine)})",
-                line=dict(color=c["RST"] if heavy else c[kind], width=width),
-                marker=dict(symbol="arrow", angleref="previous", size=sizes,
-                            color=c["RST"] if heavy else c[kind], line=dict(width=0))))
-    # hover: one invisible point per arrow, where it touches the proxy
-    fig.add_trace(go.Scatter(
-        x=[a["x1"] if a["x1"] == LANES["proxy"] else a["x0"] for a in arrows],
-        y=[a["y1"] if a["x1"] == LANES["proxy"] else a["y0"] for a in arrows],
-        mode="markers", marker=dict(size=s["marker"], opacity=0), showlegend=False,
-        hovertemplate="%{text}<extra></extra>",
-        text=[f"frame {a['frame']} (conn {a['conn']}, {a['leg']} leg)<br>{fmt_ms(a['t'] / 1000)}: "
-              f"{safe(a['text'])}" for a in arrows]))
+def _tcp_text(p) -> str:
+    return label({"flags": p.flags, "seq": p.seq, "ack": p.ack, "len": p.len, "win": p.win})
 
 
 def _http_labels(requests: pd.DataFrame, legs: dict) -> dict[int, str]:
@@ -209,73 +146,34 @@ def _http_labels(requests: pd.DataFrame, legs: dict) -> dict[int, str]:
     return out
 
 
-def _draw_labels(fig, arrows, http, hot, c, s, ms_per_px: float) -> None:
-    """Labels on the arrows that matter (HTTP lines, the cause's frames, SYN/FIN/RST), most
-    important first, each only where it does not sit on another of its leg."""
-    def rank(a):
-        return (a["frame"] not in http, a["frame"] not in hot, a["kind"] not in ("SYN", "FIN", "RST"))
-    gap = s["small"] * 1.5 * ms_per_px
-    placed: dict[str, list[float]] = {}
-    notes = []
-    for a in sorted(arrows, key=rank):
-        words = http.get(a["frame"])
-        if words is None and a["kind"] in ("SYN", "FIN", "RST"):
-            words = a["text"].split(" ")[0]
-        if words is None:
-            continue
-        y = (a["y0"] + a["y1"]) / 2
-        if any(abs(y - other) < gap for other in placed.get(a["leg"], [])):
-            continue
-        placed.setdefault(a["leg"], []).append(y)
-        notes.append(dict(x=(a["x0"] + a["x1"]) / 2, y=y, yshift=s["small"] * 0.7,
-                          text=f"{safe(words, 60)}  <span style='font-size:{s['small'] - 2}px'>#{a['frame']}</span>",
-                          showarrow=False, font=dict(size=s["small"], color=c["RST"] if a["frame"] in hot
-                                                     else c["text"]),
-                          bgcolor=c["background"], opacity=0.92))
-    fig.update_layout(annotations=list(fig.layout.annotations) + notes)
-
-
 # --- the frame of the picture -------------------------------------------------------------
 
-def _draw_lanes(fig, conns, client_conn, ups, warp: _Warp, slant: float, c, s) -> None:
-    top, bottom = warp(warp.lo) - slant - 10, warp(warp.hi) + slant + 10
+def _lanes(conns, client_conn, ups, c) -> list[Lane]:
     ends = {"client": _end(conns, client_conn, "client"), "proxy": _end(conns, client_conn, "server"),
             "upstream": ", ".join(sorted({_end(conns, u, "server") for u in ups})) or "(none)"}
     proxy_out = sorted({_end(conns, u, "client").rpartition(":")[0] for u in ups})
-    shapes, notes = [], []
+    out = []
     for lane, x in LANES.items():
-        shapes.append(dict(type="line", x0=x, x1=x, y0=top, y1=bottom, xref="x", yref="y",
-                           line=dict(color=c["lane"], width=s["line"] * 1.4)))
         text = f"<b>{lane}</b><br>{safe(ends[lane])}"
         if lane == "proxy" and proxy_out:
             text += "<br>" + safe("upstream side " + ", ".join(proxy_out))
-        notes.append(dict(x=x, y=1.0, xref="x", yref="paper", yanchor="bottom", showarrow=False, text=text,
-                          font=dict(size=s["small"], color=c["text"])))
-    fig.update_layout(shapes=list(fig.layout.shapes) + shapes, annotations=list(fig.layout.annotations) + notes)
+        out.append(Lane(x, text, c["lane"]))
+    return out
 
 
-def _draw_breaks(fig, warp: _Warp, c, s) -> None:
-    """The cut silences, kept clear of the slanted ends of the arrows around them."""
-    shapes, notes = [], []
-    for a, b, gap in warp.cuts:
-        room = warp.cap / 3
-        shapes.append(dict(type="rect", x0=-0.3, x1=2.3, y0=a + room, y1=b - room, xref="x", yref="y",
-                           fillcolor=c["grid"], opacity=0.5, line=dict(width=0), layer="below"))
-        notes.append(dict(x=-0.3, y=(a + b) / 2, xref="x", yref="y", xanchor="left", showarrow=False,
-                          text=f"\u2026 {fmt_ms(gap / 1000)} \u2026", font=dict(size=s["small"], color=c["muted"])))
-    fig.update_layout(shapes=list(fig.layout.shapes) + shapes, annotations=list(fig.layout.annotations) + notes)
-
-
-def _draw_cause(fig, row, warp: _Warp, c, s) -> None:
-    cause = row["cause"]
-    if not isinstance(cause, str):
-        return
+def _draw_cause(batch: Batch, d: Diagram, row) -> None:
+    """The cause and its words, at the top right beside the upstream lane."""
+    c, s = d.c, d.s
     detail = row["cause_detail"] if isinstance(row["cause_detail"], str) else ""
-    wrapped = "<br>".join(safe(line) for line in textwrap.wrap(detail, 48)[:14])
-    fig.add_annotation(x=2.4, y=warp(warp.lo), xref="x", yref="y", xanchor="left", yanchor="top",
-                       showarrow=False, align="left", bordercolor=c["RST"], borderwidth=2, borderpad=6,
-                       bgcolor=c["background"], text=f"<b>{safe(cause)}</b><br>{wrapped}",
-                       font=dict(size=s["small"], color=c["text"]))
+    lines = [f"<b>{safe(row['cause'])}</b>"] + [safe(line) for line in textwrap.wrap(detail, CAUSE_CHARS)[:14]]
+    # pinned to the plot's right edge (paper), so a narrower page cannot push it off the canvas
+    batch.add_annotation(x=1.0, y=1.0, xref="paper", yref="paper", xanchor="right", yanchor="top",
+                         showarrow=False, align="left", bordercolor=c["RST"], borderwidth=2, borderpad=6,
+                         bgcolor=c["background"], text="<br>".join(lines),
+                         font=dict(size=s["small"], color=c["text"]))
+    width = max(len(line) for line in textwrap.wrap(detail, CAUSE_CHARS)[:14] + [row["cause"]]) * s["small"] * 0.6 + 16
+    d.block(d.x_range[1] - width / d.view.px_x, d.view.top, width, (len(lines) * 1.3 + 1) * s["small"],
+            xanchor="left", yanchor="top")
 
 
 def _title(row) -> str:

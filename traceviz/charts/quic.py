@@ -1,13 +1,21 @@
 """QUIC charts: the ladder of one connection's packets, HTTP/3 streams over time,
 and QUIC next to TCP + TLS.
 
-The ladder puts the client lane on the left and the server lane on the
-right, time flowing down.  Each datagram is one arrow; the packets coalesced
-in it are listed on the arrow in the colour of their packet-number space
-(Initial, Handshake, 0-RTT, 1-RTT), each with its packet number and the
-frames that mattered (ACK ranges among them).  A dashed arrow is a datagram
-nothing of which could be decrypted.  The handshake's span is bracketed beside
-the client lane with its round trips and duration.
+The ladder is the TCP ladder's sequence diagram (``charts.sequence``): the
+client lane on the left, the server lane on the right, time flowing down to
+scale in milliseconds since the client's first Initial, long silences cut
+and marked.  Each datagram is one arrow that crosses the dashed capture
+point when it was captured; the handshake says where that point is (the
+client's Initial -> the server's reply is the server's side of it, the reply
+-> the client's Finished the client's), so each arrow is slanted by half of
+its side's round trip.  The packets coalesced in a datagram are listed on
+its arrow in the colour of their packet-number space (Initial, Handshake,
+0-RTT, 1-RTT), each with its packet number and the frames that mattered
+(ACK ranges among them).  A dashed arrow is a datagram nothing of which
+could be decrypted.  Where labels would crowd, the handshake, the first and
+last datagram of each flight and the closes are labelled first; the others
+keep their hover text.  A long connection opens on its first datagrams and
+scrolls.
 
 The stream chart draws one line per HTTP/3 request stream from the request
 to the response's last byte, with a dot for every STREAM frame of the
@@ -26,10 +34,12 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from traceviz.charts import theme as themes
+from traceviz.charts.sequence import Batch, Diagram, Halves, Lane, Style
 from traceviz.charts.text import fmt_ms, safe
-from traceviz.charts.tls import layout_rows
 
 CLIENT_X, SERVER_X = 0.0, 1.0
+X_RANGE = (-0.16, 1.62)    # the lanes, then the handshake's note beside the server's
+MAX_DATAGRAMS = 500        # drawn (each labelled arrow is an annotation a browser has to move while panning)
 PACKETS = ("Initial", "0-RTT", "Handshake", "1-RTT", "Retry", "VN", "gQUIC", "opaque", "unparsed")
 # Packet-number spaces drawn in palette colours the other charts already use for their meaning:
 # Initial is the opening (SYN's blue), Handshake the TLS purple, 1-RTT application data's green.
@@ -38,6 +48,9 @@ SPACE_COLOR = {"Initial": "SYN", "Handshake": "tls", "0-RTT": "dup-ack", "1-RTT"
 SHOWN = ("CRYPTO", "STREAM", "ACK", "HANDSHAKE_DONE", "NEW_CONNECTION_ID", "RETIRE_CONNECTION_ID",
          "CONNECTION_CLOSE", "RESET_STREAM", "STOP_SENDING", "NEW_TOKEN", "PATH_CHALLENGE", "PATH_RESPONSE",
          "PING", "DATAGRAM")
+# frames a reader looks for first: the handshake's end, closes and resets
+MILESTONES = {"HANDSHAKE_DONE", "CONNECTION_CLOSE", "RESET_STREAM", "STOP_SENDING", "NEW_TOKEN",
+              "PATH_CHALLENGE", "PATH_RESPONSE"}
 
 
 def _val(row: Mapping[str, Any] | pd.Series, key: str, default=None):
@@ -50,23 +63,23 @@ def _val(row: Mapping[str, Any] | pd.Series, key: str, default=None):
     return v
 
 
-def _datagrams(events: pd.DataFrame, limit: int) -> list[dict]:
-    """One entry per datagram (a frame): its direction, time and packets, each with its frames."""
+def _datagrams(events: pd.DataFrame, limit: int) -> tuple[list[dict], int]:
+    """One entry per datagram (a frame): its direction, time and packets, each with its frames;
+    the first ``limit`` of them, and how many there were."""
     ev = events[events["layer"] == "quic"].sort_values(["ts", "frame"], kind="stable")
     out: dict[int, dict] = {}
-    for _, e in ev.iterrows():
+    for e in ev.to_dict("records"):
         frame = int(e["frame"])
         d = out.get(frame)
         if d is None:
-            if len(out) >= limit:
-                break
             d = out[frame] = {"frame": frame, "ts": float(e["ts"]), "dir": e["dir"], "packets": []}
         if e["kind"] in PACKETS:
             d["packets"].append({"kind": e["kind"], "pn": _val(e, "pn"), "size": _val(e, "size"),
                                  "detail": _val(e, "detail", ""), "frames": []})
         elif d["packets"] and e["kind"] in SHOWN:
             d["packets"][-1]["frames"].append((e["kind"], _val(e, "detail", "")))
-    return list(out.values())
+    grams = list(out.values())
+    return grams[:limit], len(grams)
 
 
 def _frames_text(frames: list) -> str:
@@ -90,104 +103,141 @@ def _packet_text(p: dict, c: dict) -> str:
 
 
 def ladder(events: pd.DataFrame, connection: Mapping[str, Any] | pd.Series, theme: str = "light",
-           limit: int = 80) -> go.Figure:
-    """The ladder of one QUIC connection (``connection``: its ``quic`` row; ``events``: its events)."""
-    c, s = themes.colors(theme), themes.sizes(theme)
-    grams = _datagrams(events, limit)
-    t0 = _val(connection, "handshake_start") or (grams[0]["ts"] if grams else 0.0)
-    ms = [(g["ts"] - float(t0)) * 1000.0 for g in grams]
-    ys = layout_rows(ms)
-    span = max(ys[-1] if ys else 1.0, 1.0)
-    slant = 0.35
+           limit: int = MAX_DATAGRAMS) -> go.Figure:
+    """The ladder of one QUIC connection (``connection``: its ``quic`` row; ``events``: its events),
+    the first ``limit`` datagrams of it (a note says so)."""
+    name = themes.check(theme)
+    c, s = themes.colors(name), themes.sizes(name)
+    grams, total = _datagrams(events, limit)
     fig = go.Figure()
-    for g, y, t_ms in zip(grams, ys, ms):
-        client = g["dir"] == "c2s"
-        x0, x1 = (CLIENT_X, SERVER_X) if client else (SERVER_X, CLIENT_X)
-        first = g["packets"][0]["kind"] if g["packets"] else "opaque"
-        color = c[SPACE_COLOR.get(first, "muted")]
-        sealed = all(p["pn"] is None for p in g["packets"])
-        label = " · ".join(_packet_text(p, c) for p in g["packets"]) or "?"
-        hover = f"frame {g['frame']} · {t_ms:.2f} ms<br>" + "<br>".join(
-            f"{safe(p['kind'])}: {safe(p['detail'], 140)}" for p in g["packets"])
-        fig.add_trace(go.Scatter(x=[x0, x1], y=[y, y + slant], mode="lines", showlegend=False,
-                                 line=dict(color=color, width=s["line"], dash="dash" if sealed else "solid"),
-                                 hovertemplate=hover + "<extra></extra>"))
-        fig.add_annotation(x=x1, y=y + slant, ax=x0 + (x1 - x0) * 0.9, ay=y + slant * 0.9, xref="x", yref="y",
-                           axref="x", ayref="y", showarrow=True, arrowhead=2, arrowsize=1.2, arrowcolor=color,
-                           text="")
-        fig.add_annotation(x=0.5, y=y + slant / 2, text=label, showarrow=False, yshift=int(s["small"] * 0.75) + 2,
-                           font=dict(size=s["small"], color=c["text"]))
-        fig.add_annotation(x=x0, y=y, text=f"{t_ms:.1f} ms · #{g['frame']}", showarrow=False,
-                           xanchor="right" if client else "left", xshift=-6 if client else 6,
-                           font=dict(size=max(s["small"] - 2, 9), color=c["muted"]))
-    _handshake_bracket(fig, connection, ms, ys, slant, t0, c, s)
-    for kind in ("Initial", "Handshake", "0-RTT", "1-RTT"):
-        fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=kind,
-                                 line=dict(color=c[SPACE_COLOR[kind]], width=s["line"])))
-    fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name="not decrypted",
-                             line=dict(color=c["muted"], width=s["line"], dash="dash")))
-    for x in (CLIENT_X, SERVER_X):
-        fig.add_shape(type="line", x0=x, x1=x, y0=-0.5, y1=span + 1.0, line=dict(color=c["lane"], width=s["line"] + 1))
-    title, subtitle = _title(connection)
-    shown = f" (first {limit} datagrams)" if len(grams) >= limit else ""
-    fig.add_annotation(text=subtitle + shown, xref="paper", yref="paper", x=0, y=1.0, yshift=78, xanchor="left",
-                       yanchor="bottom", showarrow=False, align="left", font=dict(size=s["small"], color=c["muted"]))
-    fig.update_layout(
-        title=title, showlegend=True,
-        xaxis=dict(range=[-0.75, 1.35], tickvals=[CLIENT_X, SERVER_X], side="top", showgrid=False, zeroline=False,
-                   ticktext=[f"client<br>{safe(_val(connection, 'client', ''))}",
-                             f"server<br>{safe(_val(connection, 'server', ''))}"]),
-        yaxis=dict(autorange="reversed", zeroline=False, showticklabels=False, showgrid=False, ticks="",
-                   title="time ↓ (ms since the client's first Initial, by each arrow)"),
-        legend=dict(orientation="h", y=-0.06),
-    )
-    themes.apply(fig, theme)
-    fig.update_layout(margin=dict(t=150, l=30))
-    if theme != "talk":
-        fig.update_layout(height=max(460, min(2400, 260 + 40 * (span + 1))), width=1000)
+    themes.apply(fig, name)
+    fig.update_layout(width=s["width"], height=s["height"])
+    title = _title(connection)
+    if not grams:
+        fig.update_layout(title=dict(text=title + ": no packets"))
+        return fig
+    t0 = float(_val(connection, "handshake_start") or grams[0]["ts"])
+    halves = Halves.of(*_halves(connection))
+    styles = {k: Style(k, c[SPACE_COLOR[k]], s["line"]) for k in ("Initial", "Handshake", "0-RTT", "1-RTT")}
+    styles.update({"Retry": Style("Retry / Version Negotiation", c["RST"], s["line"]),
+                   "other": Style("other", c["muted"], s["line"]),
+                   "sealed": Style("not decrypted", c["muted"], s["line"], "dash")})
+    arrows = []
+    for i, g in enumerate(grams):
+        t = (g["ts"] - t0) * 1000.0
+        flight = [x["dir"] for x in grams[max(i - 1, 0):i + 2]]
+        edge = i == 0 or i == len(grams) - 1 or flight[0] != g["dir"] or flight[-1] != g["dir"]
+        arrows.append(halves.arrow(
+            g["dir"], t, style=_style(g), text=" \u00b7 ".join(_packet_text(p, c) for p in g["packets"]) or "?",
+            sep=" \u00b7 ", rank=_rank(g, edge), tag=f"#{g['frame']}", hover=_hover(g, t),
+            color=c["text"], data=g))
+    lanes = [Lane(x, f"<b>{who.title()}</b><br>{safe(_val(connection, who, ''))}", c[who])
+             for x, who in ((CLIENT_X, "client"), (SERVER_X, "server"))]
+    end = _val(connection, "handshake_end")
+    keep = [(0.0, (float(end) - t0) * 1000.0)] if end is not None else []
+    d = Diagram(name, lanes, arrows, styles, x_range=X_RANGE, capture_x=halves.capture_x, keep=keep,
+                axis_title="ms since the client's first Initial",
+                caption="capture point" + ("" if halves.measured else " (position unknown)"))
+    batch = Batch(fig)
+    d.draw_frame(batch)
+    _draw_handshake(batch, d, connection, t0, halves)
+    d.draw_arrows(batch)
+    d.draw_labels(batch)
+    d.draw_hover(batch, "datagrams")
+    batch.flush()
+    facts = _facts(connection)
+    facts.append(f"{total} datagram{'s' * (total != 1)}" + (f", showing the first {limit}" if total > limit else ""))
+    marks = [("handshake", arrows[0]),
+             ("first request", next((a for a in arrows if a.data["dir"] == "c2s" and _has(a.data, "STREAM")), None)),
+             ("close", next((a for a in arrows if _has(a.data, "CONNECTION_CLOSE")), None))]
+    d.layout(fig, title, facts, [(n, a) for n, a in marks if a is not None], last="last datagram")
     return fig
 
 
-def _handshake_bracket(fig, connection, ms, ys, slant, t0, c, s) -> None:
+def _halves(connection) -> tuple[float | None, float | None]:
+    """The handshake's round trip split at the capture point, in seconds: the client's Initial ->
+    the server's reply is the server's side, the reply -> the client's Finished the client's.
+    Only for a one-round-trip handshake (a Retry or Version Negotiation adds one)."""
+    reply, whole = _val(connection, "initial_rtt_ms"), _val(connection, "handshake_ms")
+    extra = any(_val(connection, k) for k in ("retry", "version_negotiation", "hello_retry"))
+    if reply is None or whole is None or extra or whole < reply:
+        return None, None
+    return float(reply) / 1000.0, (float(whole) - float(reply)) / 1000.0
+
+
+def _style(g: dict) -> str:
+    if g["packets"] and all(p["pn"] is None for p in g["packets"]):
+        return "sealed"
+    first = g["packets"][0]["kind"] if g["packets"] else "other"
+    return {"VN": "Retry"}.get(first, first) if first in SPACE_COLOR else "other"
+
+
+def _has(g: dict, frame: str) -> bool:
+    return any(k == frame for p in g["packets"] for k, _ in p["frames"])
+
+
+def _rank(g: dict, edge: bool) -> int:
+    """The handshake, closes and resets first, then the first and last datagram of each flight,
+    then acknowledgements, then the rest of the data."""
+    kinds = {p["kind"] for p in g["packets"]}
+    frames = {k for p in g["packets"] for k, _ in p["frames"]}
+    if kinds - {"1-RTT"} or frames & MILESTONES:
+        return 0
+    if edge:
+        return 1
+    return 2 if "ACK" in frames else 3
+
+
+def _hover(g: dict, t: float) -> str:
+    return f"<b>frame {g['frame']}</b>  +{t:.3f} ms<br>" + "<br>".join(
+        f"{safe(p['kind'])}: {safe(p['detail'], 140)}" for p in g["packets"])
+
+
+def _draw_handshake(batch: Batch, d: Diagram, connection, t0: float, halves: Halves) -> None:
+    """The handshake's span beside the server lane: its round trips, its time, and (when the
+    capture point's place is known) the server's and the client's side of it, shaded."""
+    c = d.c
     start, end = _val(connection, "handshake_start"), _val(connection, "handshake_end")
-    if start is None or end is None or not ys:
+    if start is None or end is None:
         return
-    y0 = _row_near(ms, ys, (float(start) - float(t0)) * 1000.0)
-    y1 = _row_near(ms, ys, (float(end) - float(t0)) * 1000.0) + slant
-    x = -0.22
-    fig.add_trace(go.Scatter(x=[x + 0.03, x, x, x + 0.03], y=[y0, y0, y1, y1], mode="lines", hoverinfo="skip",
-                             line=dict(color=c["client"], width=s["line"]), showlegend=False))
+    y0, y1 = d.at((float(start) - t0) * 1000.0), d.at((float(end) - t0) * 1000.0)
     rtts = _val(connection, "rtts")
-    text = "handshake"
+    lines = [f"<b>handshake {fmt_ms(float(end) - float(start))}</b>"]
     if rtts is not None:
-        text += f"<br>{int(rtts)} round trip{'s' * (int(rtts) != 1)}"
-    text += f"<br>{fmt_ms(float(end) - float(start))}"
-    fig.add_annotation(x=x - 0.01, y=(y0 + y1) / 2, text=text, showarrow=False, xanchor="right",
-                       font=dict(size=s["small"], color=c["client"]))
+        lines[0] += f"<b>, {int(rtts)} round trip{'s' * (int(rtts) != 1)}</b>"
+    sh, ch = _halves(connection)
+    if halves.measured:
+        y_reply = d.at((float(start) - t0) * 1000.0 + sh * 1000.0)
+        batch.add_shape(type="rect", x0=halves.capture_x, x1=SERVER_X, y0=y0, y1=y_reply,
+                        fillcolor=c["band_server"], line=dict(width=0), layer="below")
+        batch.add_shape(type="rect", x0=CLIENT_X, x1=halves.capture_x, y0=y_reply, y1=y1,
+                        fillcolor=c["band_client"], line=dict(width=0), layer="below")
+        lines += [f"<span style='color:{c['server']}'><b>server side {fmt_ms(sh)}</b></span>",
+                  f"<span style='color:{c['muted']}'>Initial \u2192 server's reply</span>",
+                  f"<span style='color:{c['client']}'><b>client side {fmt_ms(ch)}</b></span>",
+                  f"<span style='color:{c['muted']}'>reply \u2192 client's Finished</span>"]
+    d.bracket(batch, SERVER_X + 0.13, y0, y1, lines)
 
 
-def _row_near(ms: list[float], ys: list[float], t: float) -> float:
-    before = [y for m, y in zip(ms, ys) if m <= t + 1e-6]
-    return before[-1] if before else ys[0]
+def _title(connection) -> str:
+    return (f"<b>QUIC connection {safe(_val(connection, 'conn', '?'))}</b>: {safe(_val(connection, 'client', '?'))}"
+            f" \u2192 {safe(_val(connection, 'server', '?'))}")
 
 
-def _title(connection) -> tuple[str, str]:
-    parts = [f"QUIC · connection {_val(connection, 'conn', '?')}"]
-    for key in ("version_name", "sni"):
-        if _val(connection, key):
-            parts.append(safe(_val(connection, key), 60))
-    sub = []
+def _facts(connection) -> list[str]:
+    out = [safe(_val(connection, k), 60) for k in ("version_name", "sni") if _val(connection, k)]
     if _val(connection, "alpn"):
-        sub.append("ALPN " + safe(_val(connection, "alpn"), 20))
-    if _val(connection, "rtts") is not None:
-        sub.append(f"{int(_val(connection, 'rtts'))} RTT handshake")
+        out.append("ALPN " + safe(_val(connection, "alpn"), 20))
     if _val(connection, "handshake_ms") is not None:
-        sub.append(f"{float(_val(connection, 'handshake_ms')):.1f} ms")
-    sub.append("decrypted" if _val(connection, "decrypted") else "Initial packets only (no keys)")
+        rtts = _val(connection, "rtts")
+        out.append(f"{int(rtts)}-RTT " * (rtts is not None) + f"handshake {fmt_ms(float(_val(connection, 'handshake_ms')) / 1000)}")
+    out.append("decrypted" if _val(connection, "decrypted") else "Initial packets only (no keys)")
     for key, text in (("retry", "Retry"), ("version_negotiation", "Version Negotiation"), ("zero_rtt", "0-RTT")):
         if _val(connection, key):
-            sub.append(text)
-    return " · ".join(parts), " · ".join(sub)
+            out.append(text)
+    if _val(connection, "close"):
+        out.append("closed: " + safe(_val(connection, "close"), 60))
+    return out
 
 
 def streams(requests: pd.DataFrame, events: pd.DataFrame, theme: str = "light", limit: int = 60,
@@ -223,19 +273,18 @@ def streams(requests: pd.DataFrame, events: pd.DataFrame, theme: str = "light", 
                             line=dict(color=c["background"], width=1)),
                 text=[f"frame {int(f)} · {int(b)} bytes" for f, b in zip(mine["frame"], sizes)],
                 hovertemplate="%{text}<extra></extra>"))
+    note = f"{len(rq)} stream{'s' * (len(rq) != 1)}" + (f" \u00b7 at most {int(most)} in flight at once" if most else "")
     fig.update_layout(
-        title="HTTP/3 streams over time" + (f" · connection {int(rq['conn'].iloc[0])}" if len(rq) else ""),
+        title=dict(text="<b>HTTP/3 streams over time</b>" + (f" \u00b7 connection {int(rq['conn'].iloc[0])}" if len(rq) else ""),
+                   subtitle=dict(text=note, font=dict(size=s["font"], color=c["muted"]))),
         xaxis=dict(title="ms since the first request", rangemode="tozero"),
         yaxis=dict(tickvals=list(range(len(labels))), ticktext=labels, autorange="reversed", showgrid=False),
-        legend=dict(orientation="h", y=-0.12),
     )
-    note = f"{len(rq)} stream{'s' * (len(rq) != 1)}" + (f" · at most {int(most)} in flight at once" if most else "")
-    fig.add_annotation(text=note,
-                       xref="paper", yref="paper", x=0, y=1.0, yshift=30, xanchor="left", showarrow=False,
-                       font=dict(size=s["small"], color=c["muted"]))
     themes.apply(fig, theme)
     if theme != "talk":
         fig.update_layout(height=max(360, min(2000, 200 + 28 * len(rq))), width=1100)
+    themes.legend_below(fig, theme)
+    fig.update_layout(margin=dict(t=int(s["title"] * 1.7 + s["font"] * 3)))
     return fig
 
 

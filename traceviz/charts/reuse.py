@@ -136,7 +136,7 @@ def _draw_gaps(fig, rq, lanes, ms, c, s) -> None:
                 ys += [y, y, None]
                 notes.append(dict(x=(ms(prev_end) + ms(r.start)) / 2, y=y, yshift=-s["small"] * 1.1,
                                   text=f"{fmt_ms(float(r.start) - float(prev_end))} idle", showarrow=False,
-                                  font=dict(size=s["small"] - 1, color=c["muted"])))
+                                  font=dict(size=s["small"], color=c["muted"])))
             if not pd.isna(r.end):
                 prev_end = r.end
     if xs:
@@ -164,7 +164,7 @@ def _draw_ends(fig, cs, lanes, ms, packets, c, s) -> None:
         fig.add_trace(go.Scatter(x=xs, y=ys, mode="markers+text", name="close (first FIN/RST)",
                                  marker=dict(symbol="x", size=s["marker"] * 1.3, color=colors),
                                  text=[safe(t) for t in texts], textposition="top center",
-                                 textfont=dict(size=s["small"] - 1, color=c["text"]), hoverinfo="text"))
+                                 textfont=dict(size=s["small"], color=c["text"]), hoverinfo="text"))
 
 
 def _draw_probes(fig, events, lanes, ms, c, s) -> None:

@@ -73,6 +73,6 @@ def flood_chart(connections: pd.DataFrame, synacks: pd.Series, rows: pd.DataFram
                                  font=dict(color=c["muted"], size=s["font"]))),
         margin=dict(t=110 if name != "talk" else 170),
         xaxis=dict(title="seconds since the flood's first SYN", zeroline=False),
-        yaxis=dict(title=f"SYNs per {int(BIN_S * 1000)} ms", rangemode="tozero"),
-        legend=dict(orientation="h", y=-0.2, x=0, xanchor="left"))
+        yaxis=dict(title=f"SYNs per {int(BIN_S * 1000)} ms", rangemode="tozero"))
+    themes.legend_below(fig, name)       # under the x axis title, whatever the height
     return fig

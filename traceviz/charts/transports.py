@@ -64,6 +64,6 @@ def arrivals_chart(packets: pd.DataFrame, events: pd.DataFrame, rows: pd.DataFra
         height=s["height"] if name == "talk" else max(360, 140 + 60 * len(labels)),
         xaxis=dict(title="ms since the flow's first packet", zeroline=False),
         yaxis=dict(tickvals=list(range(len(labels))), ticktext=labels, autorange="reversed", zeroline=False,
-                   showgrid=False),
-        legend=dict(orientation="h", y=-0.2, x=0, xanchor="left"))
+                   showgrid=False))
+    themes.legend_below(fig, name)       # under the x axis title, whatever the height
     return fig

@@ -17,7 +17,7 @@ from typing import Annotated, Optional
 import typer
 
 from traceviz import output
-from traceviz.cli.common import (ChartOpt, JsonOpt, RsaOpt, ThemeOpt, app, check_chart, check_theme, guarded, load,
+from traceviz.cli.common import (ChartOpt, JsonOpt, RsaOpt, ThemeOpt, app, check_chart, check_theme, guarded, load, rows_json,
                                  write_chart)
 
 KeylogEach = Annotated[Optional[list[Path]], typer.Option(
@@ -30,7 +30,7 @@ def compare(first: Annotated[str, typer.Argument(help="A capture (or bundled cap
                                                  show_default=False)],
             second: Annotated[str, typer.Argument(help="The capture to set beside it, e.g. quic-vs-h2-tcp.",
                                                   show_default=False)],
-            json: JsonOpt = False, chart: ChartOpt = None, theme: ThemeOpt = "light", keylog: KeylogEach = None,
+            json: JsonOpt = None, chart: ChartOpt = None, theme: ThemeOpt = "light", keylog: KeylogEach = None,
             rsa_key: RsaOpt = None) -> None:
     """QUIC beside TCP: time to the first request byte and to the last response byte, in ms and round trips."""
     from traceviz.errors import InputError
@@ -46,7 +46,7 @@ def compare(first: Annotated[str, typer.Argument(help="A capture (or bundled cap
         finding = load_module(bundled_dir() / "quic.py").compare(timelines)
         if chart is not None:
             write_chart(finding.figure("comparison", theme), chart, theme)
-        if json:
+        if rows_json(json):
             output.print_json(output.records(finding.rows, finding.json_fields))
             return
         from traceviz.cli.recipes import show_finding

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from traceviz import output
-from traceviz.cli.common import (ChartOpt, FailOpt, JsonOpt, KeylogOpt, RsaOpt, ThemeOpt, app, check_chart,
+from traceviz.cli.common import (ChartOpt, FailOpt, JsonOpt, KeylogOpt, RsaOpt, ThemeOpt, app, check_chart, rows_json,
                                  check_theme, guarded, load, write_chart)
 from traceviz.cli.recipes import extra_recipe_dirs, load_recipe, show_finding
 from traceviz.errors import InputError
@@ -22,7 +22,7 @@ from traceviz.recipe import discover
 def http_versions(files: Annotated[list[str], typer.Argument(
         help="Two or more captures of the same page load, e.g. one over HTTP/1.1 and one over HTTP/2 "
              "(bundled: http1-six-connections h2-multiplexing).", show_default=False)],
-                  json: JsonOpt = False, chart: ChartOpt = None, theme: ThemeOpt = "light",
+                  json: JsonOpt = None, chart: ChartOpt = None, theme: ThemeOpt = "light",
                   keylog: KeylogOpt = None, rsa_key: RsaOpt = None, fail: FailOpt = False) -> None:
     """HTTP/1.1 against HTTP/2: connections, handshakes paid, time to the last byte and header bytes, drawn side by side."""
     with guarded():
@@ -38,7 +38,7 @@ def http_versions(files: Annotated[list[str], typer.Argument(
         finding = module.compare(timelines)
         if chart is not None:
             write_chart(finding.figure("versions", theme), chart, theme)
-        if json:
+        if rows_json(json):
             output.print_json(output.records(finding.rows, finding.json_fields))
         else:
             show_finding(finding, timelines[0])
