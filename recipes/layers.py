@@ -24,6 +24,7 @@ from traceviz.recipe import Finding
 
 NAME = "layers"
 NEEDS = "a CONNECT tunnel, two connections carrying the same bytes, or requests a proxy sent on"
+FAILS_ON = "a proxy that ended the client's TLS and sent its requests on in plain text"
 FIGURES = {"legs": "client, proxy, server: which leg was encrypted, where TLS ended"}
 EXAMPLE = "l4-vs-l7"
 TITLE = "Proxies: CONNECT tunnel, layer 4, layer 7"
@@ -47,17 +48,25 @@ def analyze(tl, conn: int | None = None) -> Finding:
     if conn is not None:
         rows = rows[rows["conn"] == conn].reset_index(drop=True)
     answer = explain(rows)
+    plain = rows[[isinstance(c, str) and not isinstance(u, str) and bool(ups)
+                  for c, u, ups in zip(rows["client_tls"], rows["upstream_tls"], rows["upstream_conns"])]] \
+        if len(rows) else rows
+    problems = [f"conn {r.conn}: {r.proxy} ended {r.client_tls} and sent the requests on to {r.upstream_server} "
+                f"in plain text" for r in plain.itertuples(index=False)]
     figures = {}
     if len(rows):
         figures["legs"] = lambda theme="light": _chart(rows, theme)
     return Finding(title=TITLE, question=__doc__.split("\n")[0], rows=rows,
                    summary={"proxied_connections": int(len(rows)),
                             "modes": {k: int(v) for k, v in rows["mode"].value_counts().items()}},
-                   answer=answer, figures=figures, json_fields=JSON_FIELDS, table_fields=TABLE_FIELDS)
+                   answer=answer, figures=figures, json_fields=JSON_FIELDS, table_fields=TABLE_FIELDS,
+                   problems=problems)
 
 
 def _rows(tl) -> pd.DataFrame:
-    c = tl.connections[(tl.connections["transport"] == "tcp").to_numpy(dtype=bool, na_value=False)]
+    # Byte counts on both legs are the evidence: packet captures only (a browser export has none).
+    c = tl.connections[(tl.connections["transport"] == "tcp").to_numpy(dtype=bool, na_value=False)
+                       & tl.connections["bytes_c2s"].notna().to_numpy() & tl.connections["bytes_s2c"].notna().to_numpy()]
     rq = tl.requests
     tls = tl.tls.set_index("conn") if len(tl.tls) else None
     by_conn = c.set_index("conn")

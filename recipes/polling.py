@@ -26,6 +26,7 @@ from traceviz.recipe import Finding
 
 NAME = "polling"
 NEEDS = "a text/event-stream response, or one URL asked for repeatedly on a connection"
+FAILS_ON = "an update a follower never saw on its own (it changed twice between two polls)"
 FIGURES = {"feeds": "each follower's requests and the moment it saw each update"}
 EXAMPLE = "push-vs-poll"
 TITLE = "Push vs pull: SSE, long polling, short polling"
@@ -174,6 +175,8 @@ def explain(rows: pd.DataFrame) -> tuple[list[str], list[str]]:
             text += f"; {r.empty_answers} answer(s) said nothing new (304)"
         if r.updates_missed:
             text += f"; {r.updates_missed} update(s) never seen on their own (two changes between polls)"
+            problems.append(f"conn {r.conn} ({r.style}, {r.url}) missed {r.updates_missed} update(s): "
+                            f"each was replaced before its next poll")
         if r.delay_p50_ms is not None and not pd.isna(r.delay_p50_ms):
             text += (f"; it heard of an update a median {ms_text(r.delay_p50_ms)} (worst {ms_text(r.delay_max_ms)}) "
                      f"after the first client to hear of it")

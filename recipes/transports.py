@@ -23,6 +23,7 @@ from traceviz.recipe import Finding
 
 NAME = "transports"
 NEEDS = "a TCP connection or UDP flow that carried data"
+FAILS_ON = "UDP datagrams that got no reply (lost on the way, and nothing sent them again)"
 FIGURES = {"arrivals": "every data packet of each flow, each way, with TCP's resent segments"}
 EXAMPLE = "tcp-vs-udp"
 TITLE = "TCP vs UDP: delivery, retransmission, overhead"
@@ -52,7 +53,10 @@ def analyze(tl, conn: int | None = None) -> Finding:
         figures["arrivals"] = lambda theme="light": _chart(tl, rows, theme)
     return Finding(title=TITLE, question=__doc__.split("\n")[0], rows=rows,
                    summary={"flows": int(len(rows)), "transports": sorted(set(rows["transport"]))},
-                   answer=answer, figures=figures, json_fields=JSON_FIELDS, table_fields=TABLE_FIELDS)
+                   answer=answer, figures=figures, json_fields=JSON_FIELDS, table_fields=TABLE_FIELDS,
+                   problems=[f"conn {r.conn} (UDP, {r.client} \u2192 {r.server}): {r.unanswered} datagram(s) got no "
+                             f"reply" for r in rows.itertuples(index=False)
+                             if r.transport == "udp" and r.unanswered])
 
 
 def flow_rows(tl) -> pd.DataFrame:

@@ -81,6 +81,8 @@ def test_each_follower_saw_what_it_logged(who):
         # the first update falls in the short poller's first wait too, if it saw a later one first
         missed += [i for i in created if i < got[0]["id"]]
     assert r["updates_missed"] == len(set(missed))
+    flagged = [p for p in followers()[0].problems if p.startswith(f"conn {r['conn']} ")]     # --fail
+    assert len(flagged) == (1 if missed else 0)
 
 
 @pytest.mark.parametrize("who", FACTS["followers"], ids=[x["kind"] for x in FACTS["followers"]])

@@ -68,6 +68,9 @@ def test_layer4_vs_layer7(tshark):
     assert all(x["xff"] == client_ip for x in plain) and all(x["xff"] == "" for x in tls_seen)
     assert l4["upstream_tls"] == "TLS 1.3" and "the server" in l4["tls_ends_at"]
     assert not isinstance(l7["upstream_tls"], str) and l7["tls_ends_at"].startswith("the proxy")
+    # --fail: the layer-7 leg alone, whose requests nginx logged without TLS
+    problems = analyze("l4-vs-l7").problems
+    assert len(problems) == 1 and problems[0].startswith(f"conn {l7['conn']}:") and bool(plain)
     sums = stream_bytes(tshark, "l4-vs-l7")
     by_port = {port: v for (c, port), v in sums.items()}
     assert by_port[e["l4"]["port"]] == by_port[443] == [l4["bytes_c2s"], l4["bytes_s2c"]]

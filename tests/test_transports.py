@@ -27,6 +27,8 @@ def test_udp_lost_what_the_client_never_got_back():
     assert u["data_packets_s2c"] == FACTS["udp"]["echoed"]
     assert u["unanswered"] == len(FACTS["udp"]["lost"]) > 0
     assert u["bytes_s2c"] == FACTS["udp"]["echoed"] * FACTS["message_bytes"]
+    f, _ = rows()                          # --fail: the UDP flow, with the client's count of lost echoes
+    assert len(f.problems) == 1 and f"{len(FACTS['udp']['lost'])} datagram(s)" in f.problems[0]
 
 
 def test_tcp_delivered_everything_by_resending(tshark):
