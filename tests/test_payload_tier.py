@@ -98,6 +98,9 @@ def test_shares_in_forked_processes_give_what_one_process_gives(corpus, generate
     inputs = [(generated, None), (ROOT / "captures" / "browser-page-load.pcapng", None),
               (ROOT / "captures" / "h2-multiplexing.pcapng", ROOT / "captures" / "h2-multiplexing.keys"),
               (corpus / "pcap" / "http2" / "h2c-range-5conns__suricata-verify_http2-range.pcap", None)]
+    # What HTTP carries (WebSocket over h1 and h2, gRPC in TLS, server-sent events) and DNS, in shares too.
+    inputs += [(ROOT / "captures" / f"{name}.pcapng", None)
+               for name in ("websocket-h1", "websocket-h2", "grpc-tls", "push-vs-poll", "journey-https")]
     for path, keys in inputs:
         monkeypatch.setenv("TRACEVIZ_WORKERS", "1")
         one = traceviz.load(path, keylog=keys)
@@ -180,3 +183,19 @@ def test_tables_asked_for_are_whole_and_the_rest_is_not_built(generated, monkeyp
     assert runs["tls"] == len(full.tls)
     with pytest.raises(ValueError, match="requests"):
         traceviz.load(generated, tables=["request"])
+
+
+@pytest.mark.parametrize("name", ["websocket-h1", "websocket-h2", "grpc-tls", "push-vs-poll", "journey-https",
+                                  "http-caching"])
+def test_a_table_alone_still_has_what_http_carried(name, monkeypatch):
+    """WebSocket, gRPC and SSE events, gRPC and caching columns, DNS lookups: the same when their table
+    is the only one asked for (the decoding it needs is planned for it)."""
+    path = ROOT / "captures" / f"{name}.pcapng"
+    full = traceviz.load(path)
+    for table in ("events", "requests"):
+        alone = traceviz.load(path, tables=[table])
+        pd.testing.assert_frame_equal(getattr(alone, table), getattr(full, table), obj=f"{name}: {table} alone")
+    alone = traceviz.load(path, tables=["connections"])          # app: websocket, dns...
+    pd.testing.assert_series_equal(alone.connections["app"], full.connections["app"], obj=f"{name}: app")
+    layers = set(full.events["layer"].astype("object"))
+    assert layers & {"websocket", "grpc", "sse", "dns"} or "etag" in full.requests.columns, layers

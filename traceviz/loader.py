@@ -20,8 +20,9 @@ STAGES = ("reading", "indexing", "tcp", "payload")   # what load() reports to ``
 
 
 # What the payload tier must decode for each table to be whole.
-_NEEDS = {"packets": set(), "connections": {"tls", "http"}, "events": {"tls", "http"}, "requests": {"http"},
-          "tls": {"tls"}, "quic": set(), "streams": {"http"}}
+# DNS (UDP datagrams to port 53) gives events, a UDP flow's app and a request's lookup.
+_NEEDS = {"packets": set(), "connections": {"tls", "http", "dns"}, "events": {"tls", "http", "dns"},
+          "requests": {"http", "dns"}, "tls": {"tls"}, "quic": set(), "streams": {"http"}}
 # Tables another is made from: a request's proxy leg and cause and its connection's keep-alive
 # facts are read from the packets and TCP events; an HTTP/2 stream's stalls from them too.
 _BUILT_WITH = {"requests": ("packets", "events", "connections"), "streams": ("packets", "events")}
@@ -193,6 +194,7 @@ def _load_capture(path: str, keylog, rsa_key, progress: Progress, wanted: frozen
     from traceviz.assemble import transport as transport_tables
     from traceviz.assemble.capture import PayloadRows, context, finish
     from traceviz.assemble.parallel import decode_rows
+    from traceviz.decode.dns import decode_dns
     from traceviz.decode.index import index_frames
     from traceviz.decode.streams import plan_streams
     from traceviz.decode.tcp.connections import analyze
@@ -227,13 +229,15 @@ def _load_capture(path: str, keylog, rsa_key, progress: Progress, wanted: frozen
         decode |= {"tls"} if "http" in decode else set()     # HTTPS requests are inside TLS sessions
     try:
         skip = frozenset(_NEEDS) - built
-        if not decode:
+        dns = decode_dns(transport, cap.buf) if "dns" in decode else None
+        if not decode & {"tls", "http"}:
             return finish(info, tables, PayloadRows(), np.zeros(0, dtype=np.int64), log, key, cap.secrets,
-                          skip=skip, quic_payload=quic)
+                          skip=skip, quic_payload=quic, dns_messages=dns)
         plan = plan_streams(transport, cap.buf, tls="tls" in decode, http="http" in decode)
         ctx = context(tables, path, log, events="events" in built)
         rows, decoded = decode_rows(plan, cap.buf, ctx, log, key, debug=debug)
-        return finish(info, tables, rows, plan.opaque(decoded), log, key, cap.secrets, skip=skip, quic_payload=quic)
+        return finish(info, tables, rows, plan.opaque(decoded), log, key, cap.secrets, skip=skip, quic_payload=quic,
+                      dns_messages=dns)
     except Exception as exc:  # a decoder bug must not cost the user the TCP-level analysis
         if debug or isinstance(exc, InputError):
             raise

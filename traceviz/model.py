@@ -464,6 +464,6 @@ def _unit_header(column: str) -> str:
 def _parquet_safe(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [float(v) for v in value] if all(isinstance(v, (int, float)) for v in value) else [str(v) for v in value]
-    if value is None or value is pd.NA:
-        return None
+    if value is None or value is pd.NA or (isinstance(value, float) and value != value):
+        return None                  # NaN too: a column of lists (DNS answers) is NaN on other layers' rows
     return str(value) if not isinstance(value, str) else value

@@ -67,3 +67,40 @@ def percentile_table(df: pd.DataFrame, by: str | None, metric: str, qs: Sequence
         out = out.assign(_tail=tail).sort_values(["_tail", "n"], ascending=[False, False], kind="stable")
         out = out.drop(columns="_tail").reset_index(drop=True)
     return out
+
+
+# --- how many at once -------------------------------------------------------------------------
+
+def steps(spans: Sequence[tuple[float, float]]) -> tuple[list[float], list[int]]:
+    """How many of the (start, end) intervals are open, after each start or end, in time order
+    (an end at t is counted before a start at t)."""
+    marks = sorted([(a, 1) for a, _ in spans] + [(b, -1) for _, b in spans], key=lambda m: (m[0], m[1]))
+    xs, ys, now = [], [], 0
+    for t, step in marks:
+        now += step
+        xs.append(t)
+        ys.append(now)
+    return xs, ys
+
+
+def most_at_once(spans: Sequence[tuple[float, float]]) -> int:
+    """The most intervals open at one time."""
+    return max(steps(spans)[1], default=0)
+
+
+def connection_spans(conns: pd.DataFrame, last: float) -> list[tuple[float, float]]:
+    """(start, end) of each connection; one still open when the capture ended lasts until ``last``."""
+    still = (conns["close"].astype("object") == "open").to_numpy(dtype=bool, na_value=False)
+    return [(float(a), last if open_ or pd.isna(b) else float(b))
+            for a, b, open_ in zip(conns["start"], conns["end"], still)]
+
+
+def request_sent_at(requests: pd.DataFrame) -> pd.Series:
+    """When each request's first byte went out: its first response byte less ``wait`` and ``send``.
+
+    ``start`` is that moment for most requests, but a source may start a connection's first
+    request at the connection (as HAR does); this is the request itself either way.  ``start``
+    where a phase is unknown."""
+    start, ttfb, wait, send = (requests[c].astype(float) for c in ("start", "ttfb", "wait", "send"))
+    sent = start + ttfb - wait - send
+    return sent.where(sent.notna() & (sent >= start), start)

@@ -22,7 +22,7 @@ from netlab import CAPTURES, missing_programs  # noqa: E402
 
 # Scenario modules; the ones not written yet are skipped.
 MODULES = ["scenarios_tcp", "scenarios_tls", "scenarios_http1",
-           "scenarios_h2", "scenarios_quic", "scenarios_proxy", "scenarios_browser"]
+           "scenarios_h2", "scenarios_quic", "scenarios_proxy", "scenarios_browser", "scenarios_lab"]
 
 
 def scenarios() -> dict:

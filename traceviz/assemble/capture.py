@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from traceviz.assemble import h2, http, keepalive, keys, proxy, quic, tls, transport
+from traceviz.assemble import caching, carried, dns, grpc, h2, http, keepalive, keys, proxy, quic, tls, transport
 from traceviz.errors import describe
 from traceviz.model import JSON_FIELDS, SourceInfo, Timeline, conform
 
@@ -70,13 +70,15 @@ def context(tables, path: str, keylog=None, events: bool = True) -> Context:
     return Context(path, endpoints(connections), _handshakes(connections), packets, tcp_events, keylog, events)
 
 
-def timeline(info: SourceInfo, t, payload, keylog=None, rsa_key=None, dsb_blocks=(), quic_payload=None) -> Timeline:
+def timeline(info: SourceInfo, t, payload, keylog=None, rsa_key=None, dsb_blocks=(), quic_payload=None,
+             dns_messages=None) -> Timeline:
     """The Timeline of a capture: ``t`` from ``decode.tcp.connections.analyze``,
     ``payload`` from ``decode.streams.decode_streams``, ``quic_payload`` from
-    ``decode.quic.streams.decode_quic``."""
+    ``decode.quic.streams.decode_quic``, ``dns_messages`` (a ``DNSCapture``) from ``decode.dns.decode_dns``."""
     tables = transport.tables(t)
     rows = payload_rows(payload.results, context(tables, info.path, keylog))
-    return finish(info, tables, rows, payload.opaque, keylog, rsa_key, dsb_blocks, quic_payload=quic_payload)
+    return finish(info, tables, rows, payload.opaque, keylog, rsa_key, dsb_blocks, quic_payload=quic_payload,
+                  dns_messages=dns_messages)
 
 
 def payload_rows(results: dict, ctx: Context) -> PayloadRows:
@@ -98,7 +100,7 @@ def payload_rows(results: dict, ctx: Context) -> PayloadRows:
         ev, rq = _http_rows(result, conn_ends.get("server"), ctx.handshakes.get(conn))
         streams.add(result, ev, conn_ends.get("server"))
         if ctx.events:
-            out.events += ev
+            out.events += ev + carried.rows(conn, result.http)
         out.requests += rq
         out.apps[conn] = http.app_label(result)
     out.streams = streams.rows
@@ -107,9 +109,9 @@ def payload_rows(results: dict, ctx: Context) -> PayloadRows:
 
 
 def finish(info: SourceInfo, tables, rows: PayloadRows, opaque: np.ndarray, keylog=None, rsa_key=None,
-           dsb_blocks=(), skip=frozenset(), quic_payload=None) -> Timeline:
+           dsb_blocks=(), skip=frozenset(), quic_payload=None, dns_messages=None) -> Timeline:
     """The Timeline from the transport tier's ``tables`` (packets, connections, events), the
-    payload rows and the QUIC connections.
+    payload rows, the QUIC connections and the DNS messages (``decode.dns.DNSCapture``).
 
     ``skip``: tables not to build (left empty; the loader marks them)."""
     packets, connections, events = tables
@@ -118,14 +120,16 @@ def finish(info: SourceInfo, tables, rows: PayloadRows, opaque: np.ndarray, keyl
     info.warnings.extend(q.warnings + rows.warnings)
     tls_rows = q.tls + rows.tls
     tls_table = _tls_table(tls_rows)
+    dns_events = dns.events(dns_messages)
     if "events" not in skip:
-        events = h2.finish_events(_merge_events(events, q.events + rows.events))
+        events = h2.finish_events(_merge_events(events, q.events + rows.events, dns_events))
     if "connections" not in skip:
-        connections = quic.mark_connections(_with_apps(connections, {**q.apps, **rows.apps}, opaque, tls_rows),
-                                            q.apps)
+        apps = {**dns.apps(dns_messages), **q.apps, **rows.apps}
+        connections = quic.mark_connections(_with_apps(connections, apps, opaque, tls_rows), q.apps)
     requests = _requests(q.requests + rows.requests) if "requests" not in skip else _requests([])
     if "requests" not in skip:
         connections, requests = proxy.assemble(connections, packets, events, requests, rows.heads)
+        requests = dns.with_lookups(requests, connections, dns_events)
     return Timeline(
         source=info, packets=packets, connections=connections, events=events, requests=requests,
         tls=tls_table, quic=q.table, streams=h2.table(rows.streams),
@@ -137,6 +141,8 @@ def _http_rows(result, server: str | None, handshake: tuple | None) -> tuple[lis
     if result.http is None:
         return [], []
     ev, rq = http.connection_rows(result.http, result.scheme, http.default_host(result, server))
+    caching.annotate(rq, result.http)
+    grpc.annotate(rq, result.http)
     syn, ack, rtt = handshake or (None, None, None)
     hello = done = None
     if result.tls is not None and result.tls.client_hello_event is not None:
@@ -204,11 +210,12 @@ def _with_apps(conns: pd.DataFrame, apps: dict, opaque: np.ndarray, tls_rows: li
     return conform("connections", conns)
 
 
-def _merge_events(tcp_events: pd.DataFrame, rows: list[dict]) -> pd.DataFrame:
-    if not rows:
+def _merge_events(tcp_events: pd.DataFrame, rows: list[dict], *frames: pd.DataFrame) -> pd.DataFrame:
+    """The TCP events with ``rows`` (dicts) and ``frames`` (events tables made as columns), by time."""
+    new = ([conform("events", pd.DataFrame(rows))] if rows else []) + [f for f in frames if len(f)]
+    if not new:
         return tcp_events
-    new = conform("events", pd.DataFrame(rows))
-    merged = pd.concat([tcp_events, new], ignore_index=True) if len(tcp_events) else new
+    merged = pd.concat([tcp_events] + new, ignore_index=True) if len(tcp_events) else pd.concat(new, ignore_index=True)
     merged = merged.sort_values(["ts", "frame"], kind="stable", na_position="last").reset_index(drop=True)
     return conform("events", merged)
 

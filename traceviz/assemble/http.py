@@ -223,6 +223,8 @@ def app_label(result) -> str:
         return result.protocol or "tls"
     machine = result.http
     if isinstance(machine, UpgradeConnection):
+        if machine.websocket is not None:
+            return "websocket"
         return "h2c" if machine.http2 is not None else "http/1.1"
     if isinstance(machine, http2.HTTP2Connection):
         return "h2c"

@@ -64,6 +64,10 @@ def fmt_ms(seconds: float) -> str:
     return f"{ms * 1000:.0f} \u00b5s"
 
 
+def ms_text(ms: float) -> str:
+    """A figure already in milliseconds, written as ``fmt_ms`` writes seconds."""
+    return fmt_ms(float(ms) / 1000.0)
+
 def wrap(text: str, width_px: float, size_px: float, sep: str = " \u00b7 ") -> str:
     """Break already-safe chart text into lines of at most ``width_px`` (``<br>`` between them),
     at ``sep`` where it can, so a long subtitle stays inside its figure.  A glyph is taken

@@ -30,6 +30,8 @@ import re
 from collections import deque
 from dataclasses import dataclass, field
 
+from traceviz.decode.http import carried
+
 MAX_HEAD_BYTES = 64 * 1024      # request/status line + headers (h11 allows 16 KiB; servers 8-64 KiB)
 MAX_HEADERS = 500
 MAX_CHUNK_LINE = 4096
@@ -137,6 +139,7 @@ class _Reader:
         self.paused = bytearray()
         self.paused_at = (0, 0.0)    # frame and time of the last held bytes
         self.trailer_bytes = 0
+        self.sink = None             # the machine this message's body goes to, if any
 
     # -- feeding --
 
@@ -148,7 +151,7 @@ class _Reader:
                 view = self._head(view, frame, ts)
             elif st == _LENGTH:
                 n = min(self.remaining, len(view))
-                self._body(n, frame, ts)
+                self._body(n, frame, ts, view[:n])
                 self.remaining -= n
                 view = view[n:]
                 if self.remaining == 0:
@@ -157,13 +160,13 @@ class _Reader:
                 view = self._chunk_line(view, frame, ts)
             elif st == _CHUNK_DATA:
                 n = min(self.remaining, len(view))
-                self._body(n, frame, ts)
+                self._body(n, frame, ts, view[:n])
                 self.remaining -= n
                 view = view[n:]
                 if self.remaining == 0:
                     self.state = _CHUNK_CRLF
             elif st == _CLOSE:
-                self._body(len(view), frame, ts)
+                self._body(len(view), frame, ts, view)
                 view = view[:0]
             elif st == _PAUSED:
                 if len(self.paused) + len(view) > MAX_PAUSED_BYTES:
@@ -183,6 +186,8 @@ class _Reader:
 
     def skippable(self) -> int:
         st = self.state
+        if self.sink is not None:    # a body someone reads is fed, not counted
+            return 0
         if st in (_LENGTH, _CHUNK_DATA):
             return self.remaining
         return ALL if st in (_CLOSE, _SWITCHED) else 0
@@ -213,10 +218,12 @@ class _Reader:
             return True
         return False
 
-    def _body(self, n: int, frame: int, ts: float) -> None:
+    def _body(self, n: int, frame: int, ts: float, data: memoryview | None = None) -> None:
         self.body_bytes += n
         self.wire_bytes += n
         self.last_frame, self.last_ts = frame, ts
+        if self.sink is not None and data is not None:     # a body someone reads (decode/http/carried.py)
+            self.sink.receive(self.direction, bytes(data), frame, ts)
 
     def _head(self, view: memoryview, frame: int, ts: float) -> memoryview:
         if not self.started:
@@ -301,6 +308,9 @@ class _Reader:
     # -- message boundaries --
 
     def _end(self, frame: int, ts: float, complete: bool = True) -> None:
+        if self.sink is not None:
+            self.sink.end_of_stream(self.direction)
+            self.sink = None
         event_type = RequestEnd if self.is_request else ResponseEnd
         self.conn._emit(event_type(frame, ts, self.body_bytes, self.wire_bytes, complete))
         self.state, self.started = _HEAD, False
@@ -314,6 +324,8 @@ class _Reader:
         """``nbytes`` of this direction were not captured."""
         if nbytes <= 0:
             return
+        if self.sink is not None:
+            self.sink.receive_gap(self.direction, nbytes)
         if self.state == _LENGTH and nbytes <= self.remaining:
             self.remaining -= nbytes
             self.body_bytes += nbytes
@@ -432,6 +444,7 @@ class HTTP1Connection:
         self.switched_to: str | None = None                # "websocket", "h2c", "tunnel" ...
         self.errors = 0
         self._lost: set[str] = set()                       # directions that can no longer be framed
+        self.carried: dict[int, object] = {}               # Response frame -> the machine its body went to
 
     def receive(self, direction: str, data: bytes, frame: int, ts: float) -> list:
         """Bytes of one direction, in stream order; returns the events they completed."""
@@ -564,6 +577,10 @@ class HTTP1Connection:
                 reader._end(frame, ts)
             else:
                 reader.state, reader.remaining = _LENGTH, length
+        if reader.state != _HEAD:
+            reader.sink = carried.body_machine(headers)
+            if reader.sink is not None:
+                self.carried[reader.first_frame] = reader.sink      # by the Response's frame
 
     def _resume_paused(self, was_upgrade: bool) -> None:
         """The upgrade was refused: what the client sent meanwhile is HTTP/1 again."""

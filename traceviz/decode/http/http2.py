@@ -33,6 +33,7 @@ from hyperframe.frame import (ContinuationFrame, DataFrame, Frame, GoAwayFrame, 
                               PingFrame, PriorityFrame, PushPromiseFrame, RstStreamFrame, SettingsFrame,
                               WindowUpdateFrame)
 
+from traceviz.decode.http import carried
 from traceviz.decode.http.hpack_census import Census, census
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -416,6 +417,7 @@ class HTTP2Connection:
         self._readers = {C2S: _Reader(self, C2S, True), S2C: _Reader(self, S2C, False)}
         self.errors = 0
         self.frames = 0
+        self.carried: dict[int, object] = {}   # stream -> the machine its DATA goes to (decode/http/carried.py)
 
     def receive(self, direction: str, data: bytes, frame: int, ts: float) -> list[Event]:
         """Bytes of one direction, in stream order; returns the events they completed."""
@@ -476,6 +478,12 @@ class HTTP2Connection:
     def _emit(self, event: Event) -> None:
         self.events.append(event)
         self._new.append(event)
+        if isinstance(event, HeadersReceived) and event.direction == C2S and event.stream not in self.carried:
+            machine = carried.machine_for(event.headers)
+            if machine is not None:
+                self.carried[event.stream] = machine
+        if getattr(event, "end_stream", False) and event.stream in self.carried:
+            self.carried[event.stream].end_of_stream(event.direction)
 
     def _error(self, reader: _Reader, message: str, frame: int | None = None, ts: float | None = None) -> None:
         self.errors += 1
@@ -486,6 +494,11 @@ class HTTP2Connection:
         self.frames += 1
         d, sid = reader.direction, f.stream_id
         if isinstance(f, DataFrame):
+            inner = self.carried.get(sid)
+            if inner is not None and missing:
+                inner.receive_gap(d, None)         # where in the frame the hole was is not known
+            elif inner is not None:
+                inner.receive(d, bytes(f.data), frame, ts)
             self._emit(DataReceived(d, frame, ts, sid, length=len(f.data), flow_length=f.flow_controlled_length,
                                     end_stream="END_STREAM" in f.flags, first_frame=first[0], first_ts=first[1],
                                     missing=missing, chunk_end=reader.fed_end))
