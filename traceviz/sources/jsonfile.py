@@ -21,6 +21,7 @@ import re
 import zlib
 from typing import Any, Callable
 
+from traceviz import limits
 from traceviz.errors import InputError
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -106,18 +107,44 @@ def unwrap_jsonp(text: str) -> tuple[str, str | None]:
 def parse(path: str, object_hook: Callable[[dict], Any] | None = None) -> tuple[Any, dict]:
     """Parse a JSON-ish browser export; returns (value, facts about the wrapping)."""
     data, gz = read_bytes(path)
+    return parse_bytes(path, data, gz, object_hook)
+
+
+def parse_bytes(path: str, data: bytes, gz: bool = False,
+                object_hook: Callable[[dict], Any] | None = None) -> tuple[Any, dict]:
+    """``parse`` of bytes already read (``path`` only names them in messages)."""
     if not data.strip():
         raise InputError(path, "empty file")
+    if not data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        too_deep = limits.json_too_deep(data)      # (UTF-16: the parser's own recursion limit guards)
+        if too_deep:
+            raise InputError(path, too_deep)
     text = decode_text(path, data)
     del data
     text, callback = unwrap_jsonp(text)
     try:
-        value = json.loads(text, object_hook=object_hook)
+        value = _loads(text, object_hook)
     except json.JSONDecodeError as exc:
         raise InputError(path, f"broken JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
     except RecursionError:
-        raise InputError(path, "JSON nested too deeply to read") from None
+        raise InputError(path, limits.refusal("MAX_JSON_DEPTH", "JSON nested deeper than")) from None
     return value, {"compressed": gz, "jsonp": callback, "size": len(text)}
+
+
+def _loads(text: str, object_hook):
+    """``json.loads``; an integer of thousands of digits becomes a float (inf) instead of
+    stopping the parse (Python refuses to convert more than 4300 digits to an int)."""
+    try:
+        return json.loads(text, object_hook=object_hook)
+    except ValueError as exc:
+        if isinstance(exc, json.JSONDecodeError) or "digits" not in str(exc):
+            raise
+    # Rare: parse again, the slow way only for integers (a C parse is kept for the rest).
+    return json.loads(text, object_hook=object_hook, parse_int=_big_int)
+
+
+def _big_int(s: str) -> int | float:
+    return int(s) if len(s) < 4000 else float(s)
 
 
 def number(v: Any) -> float:

@@ -27,6 +27,7 @@ import mmap
 import os
 import zlib
 
+from traceviz import limits
 from traceviz.errors import InputError
 from traceviz.sources import pcap, pcapng
 from traceviz.sources.capture import Capture
@@ -34,9 +35,9 @@ from traceviz.sources.capture import Capture
 GZIP_MAGIC = b"\x1f\x8b"
 PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
 
-# Most bytes a gzipped capture may inflate to.  Override with the environment
-# variable TRACEVIZ_MAX_INFLATE (bytes).
-MAX_INFLATE = 4 * 1024 ** 3
+# Most bytes a gzipped capture may inflate to: ``limits.MAX_INFLATE``
+# (the environment variable TRACEVIZ_MAX_INFLATE raises it).
+MAX_INFLATE = limits.LIMITS["MAX_INFLATE"].default
 _CHUNK = 1 << 20
 # Files at least this big are memory-mapped rather than copied into memory:
 # reading 1 GB costs about a second, mapping it (pages already cached) nothing.
@@ -45,9 +46,10 @@ MMAP_FROM = 32 * 1024 ** 2
 
 def sniff_bytes(head: bytes) -> str:
     """``pcap``, ``pcapng`` or ``unknown`` from a file's first (decompressed) bytes."""
-    if head[:4] in pcap.MAGICS:
+    head = bytes(head[:4])
+    if head in pcap.MAGICS:
         return "pcap"
-    if head[:4] == PCAPNG_MAGIC:
+    if head == PCAPNG_MAGIC:
         return "pcapng"
     return "unknown"
 
@@ -125,18 +127,17 @@ def _contents(f):
 
 
 def _max_inflate() -> int:
-    try:
-        return int(os.environ.get("TRACEVIZ_MAX_INFLATE", MAX_INFLATE))
-    except ValueError:
-        return MAX_INFLATE
+    return limits.get("MAX_INFLATE")
 
 
-def _inflate(f, path: str, limit: int) -> tuple[bytes, str | None]:
+def _inflate(f, path: str, limit: int) -> tuple[bytearray, str | None]:
     """Up to ``limit`` decompressed bytes of the gzip stream(s) in ``f``.
 
     Returns the bytes and a note when the stream was cut short.  Raises
     ``InputError`` when the stream is not gzip or inflates past ``limit``
     (unless ``limit`` is a sniffing prefix, which is simply returned).
+    The bytes are the ``bytearray`` they were inflated into, never copied:
+    a copy would hold a multi-GB capture twice.
     """
     out = bytearray()
     d = zlib.decompressobj(16 + zlib.MAX_WBITS)
@@ -154,7 +155,7 @@ def _inflate(f, path: str, limit: int) -> tuple[bytes, str | None]:
             if len(out) > limit:
                 if sniffing:
                     return bytes(out[:limit]), None
-                raise InputError(path, f"gzip data inflates past {limit} bytes; refusing (set TRACEVIZ_MAX_INFLATE to allow more)")
+                raise InputError(path, limits.refusal("MAX_INFLATE", "gzip data inflates past"))
             if d.eof:
                 # Concatenated gzip members are one stream (as gzip -d does).
                 rest = d.unused_data + pending
@@ -163,16 +164,16 @@ def _inflate(f, path: str, limit: int) -> tuple[bytes, str | None]:
                 if not rest:
                     nxt = f.read(_CHUNK)
                     if not nxt:
-                        return bytes(out), None
+                        return out, None
                     pending = nxt
                 if pending[:2] != GZIP_MAGIC:
-                    return bytes(out), "trailing bytes after the gzip data ignored"
+                    return out, "trailing bytes after the gzip data ignored"
     except zlib.error as exc:
         if out:
-            return bytes(out), f"gzip data damaged after {len(out)} bytes ({exc})"
+            return out, f"gzip data damaged after {len(out)} bytes ({exc})"
         raise InputError(path, f"damaged gzip data ({exc})") from None
     if not d.eof and out:
-        return bytes(out), "gzip data cut short"
+        return out, "gzip data cut short"
     if not out:
         raise InputError(path, "gzip data cut short before any content")
-    return bytes(out), None
+    return out, None
