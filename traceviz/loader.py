@@ -30,8 +30,10 @@ def load(path: str | os.PathLike, keylog: str | os.PathLike | None = None,
     """
     path = _resolve(path)
     for extra in (keylog, rsa_key):
-        if extra is not None and not Path(extra).is_file():
+        if extra is not None and not Path(extra).exists():
             raise InputError(str(extra), "no such file")
+        if extra is not None and Path(extra).is_dir():
+            raise InputError(str(extra), "is a directory, not a file")
     from traceviz.sources import kind_of
 
     kind = kind_of(path)

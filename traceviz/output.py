@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import math
 import sys
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Iterable
 
 from rich.console import Console
@@ -161,4 +160,5 @@ def key_values(items: dict[str, Any], title: str | None = None) -> Table:
 def epoch_text(ts: float | None) -> str:
     if ts is None or (isinstance(ts, float) and math.isnan(ts)):
         return "–"
-    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f UTC")
+    from traceviz.charts.text import utc_text
+    return utc_text(ts)

@@ -87,6 +87,7 @@ def event_rows(conn: int, session) -> list[dict]:
 
 def first_request_wait(session) -> float | None:
     """The first request on a TLS connection waited for the handshake: its ``tls`` phase."""
-    if not session.completed():
+    end = session.handshake_end() if session.completed() else None
+    if end is None or session.client_hello_event is None:   # e.g. the capture began after the ClientHello
         return None
-    return session.handshake_end().ts - session.client_hello_event.ts
+    return end.ts - session.client_hello_event.ts

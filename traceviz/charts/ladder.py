@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
 from typing import Any, Mapping
 
 import pandas as pd
 import plotly.graph_objects as go
 
 from traceviz.charts import theme as themes
-from traceviz.charts.text import fmt_ms, safe
+from traceviz.charts.text import fmt_ms, safe, utc_text
 from traceviz.model import TCP_FLAG_NAMES
 
 CLIENT_X, SERVER_X = 0.0, 1.0
@@ -753,4 +752,4 @@ def _show(v) -> str:
 
 
 def _abs_time(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f UTC")
+    return utc_text(ts)

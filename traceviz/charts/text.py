@@ -34,8 +34,9 @@ def safe(text: Any, limit: int | None = None) -> str:
     s = "".join(ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode("ascii")
                 for ch in s)
     # plotly.js converts numeric entities back to characters *after* its MathJax
-    # check, so "&#36;" shows a dollar sign without ever starting TeX.
-    return html.escape(s, quote=True).replace("$", "&#36;")
+    # check, so "&#36;" shows a dollar sign without ever starting TeX.  It knows
+    # only a few named entities, and not "&quot;": a quote is written as "&#34;".
+    return html.escape(s, quote=True).replace("&quot;", "&#34;").replace("$", "&#36;")
 
 
 def _is_missing(value: Any) -> bool:
@@ -46,6 +47,20 @@ def _is_missing(value: Any) -> bool:
     except ImportError:  # pragma: no cover - pandas is a dependency
         pass
     return isinstance(value, float) and math.isnan(value)
+
+
+def utc_text(ts: float) -> str:
+    """Epoch seconds as a UTC date, to the microsecond.
+
+    A capture may stamp any 64-bit time (``if_tsoffset``, a huge resolution):
+    past what a date can show (year 9999), or where the platform refuses,
+    the seconds are shown as they are instead.
+    """
+    from datetime import datetime, timezone
+    try:
+        return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f UTC")
+    except (ValueError, OverflowError, OSError):
+        return f"epoch {ts:.6f} s"
 
 
 def fmt_ms(seconds: float) -> str:

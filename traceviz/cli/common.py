@@ -57,18 +57,66 @@ FailOpt = Annotated[bool, typer.Option("--fail", help="Exit 1 when the recipe fi
 
 # ---------------------------------------------------------------- plumbing
 
+# Exit status for a bug in traceviz (not bad input, not a finding): scripts must not mistake it for either.
+EXIT_INTERNAL = 3
+_held: list[list[str]] = []      # warnings of the commands running (printed unless the command fails)
+
+
 @contextlib.contextmanager
 def guarded() -> Iterator[None]:
-    """Bad input → one line on stderr and exit 2; never a traceback."""
+    """Bad input (or an output we cannot write) → one line on stderr and exit 2; a bug in
+    traceviz → one line and exit 3 (``TRACEVIZ_DEBUG=1`` shows its traceback); never a traceback.
+
+    Warnings are held while the command runs and shown when it ends, unless it
+    ends in exit 2: bad input gets exactly one line.
+    """
+    _held.append([])
     try:
         yield
     except InputError as exc:
-        output.stderr.print(Text(f"traceviz: {output.printable(str(exc))}"))
+        _held[-1].clear()
+        _one_line(str(exc))
         raise typer.Exit(2)
     except BrokenPipeError:  # `traceviz timeline big.pcap | head`
         with contextlib.suppress(Exception):
             sys.stdout = open(os.devnull, "w")
         raise typer.Exit(0)
+    except (typer.Exit, typer.Abort, typer.TyperException):
+        raise
+    except OSError as exc:
+        if exc.filename is None or os.environ.get("TRACEVIZ_DEBUG"):
+            raise
+        _held[-1].clear()
+        _one_line(f"{exc.filename}: cannot write: {exc.strerror or type(exc).__name__}")
+        raise typer.Exit(2)
+    except Exception as exc:
+        if os.environ.get("TRACEVIZ_DEBUG"):
+            raise
+        _held[-1].clear()
+        _one_line(f"internal error in {_where(exc)} ({type(exc).__name__}: {exc}); please report it "
+                  "(TRACEVIZ_DEBUG=1 shows the traceback)")
+        raise typer.Exit(EXIT_INTERNAL)
+    finally:
+        held = _held.pop()
+        if _held:
+            _held[-1].extend(held)
+        else:
+            _print_warnings(held)
+
+
+def _one_line(message: str) -> None:
+    output.stderr.print(Text(f"traceviz: {output.printable(message)}"))
+
+
+def _where(exc: BaseException) -> str:
+    """The innermost function of ours a traceback went through: ``module.function``."""
+    import traceback
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f"{os.sep}traceviz{os.sep}" in f.filename]
+    if not frames:
+        return "traceviz"
+    f = frames[-1]
+    module = f.filename.rsplit(f"{os.sep}traceviz{os.sep}", 1)[1].removesuffix(".py").replace(os.sep, ".")
+    return f"{module}.{f.name}"
 
 
 def load(path: str, keylog: Path | None = None, rsa_key: Path | None = None):
@@ -103,6 +151,13 @@ def _load_with_progress(traceviz, path, keylog, rsa_key):
 
 
 def show_warnings(warnings: list[str], most: int = 10) -> None:
+    if _held:                    # inside a command: shown when it ends well
+        _held[-1].extend(warnings)
+        return
+    _print_warnings(warnings, most)
+
+
+def _print_warnings(warnings: list[str], most: int = 10) -> None:
     for w in warnings[:most]:
         warn(w)
     if len(warnings) > most:
