@@ -21,7 +21,7 @@ Over a file-wide limit the file is refused (``InputError``, exit 2); over a
 per-connection limit that connection's payload is left undecoded with one
 warning naming the limit, and the rest of the capture is analysed.
 
-The base layer: imports nothing of ours, and anyone may import it.
+The base layer: imports only ``errors``, and anyone may import it.
 """
 
 from __future__ import annotations
@@ -82,6 +82,13 @@ def over(name: str, what: str) -> str:
     """The warning form, for a limit that skips part of a file: names the limit and its variable."""
     lim = LIMITS[name]
     return f"{what} {get(name)} {lim.unit}; not decoded (set {lim.env} to raise the limit)"
+
+
+def check_records(path: str, count: int, what: str) -> None:
+    """Refuse a browser export holding more than MAX_BROWSER_RECORDS records (``InputError``)."""
+    if count > get("MAX_BROWSER_RECORDS"):
+        from traceviz.errors import InputError
+        raise InputError(path, refusal("MAX_BROWSER_RECORDS", f"{count} {what}, more than"))
 
 
 # --- JSON nesting ------------------------------------------------------------------

@@ -19,6 +19,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
+from traceviz import limits
 from traceviz.errors import InputError, describe
 from traceviz.sources import jsonfile
 from traceviz.sources.chrome import (ChromePage, ChromeRequest, Hop, Navigation, initiator_type,
@@ -68,6 +69,7 @@ def cdp_from_json(path: str, value: Any, facts: dict | None = None) -> CdpLog:
         items = next((value[k] for k in LIST_KEYS if isinstance(value.get(k), list)), None)
     if not isinstance(items, list):
         raise InputError(path, "not a DevTools protocol log: no list of messages")
+    limits.check_records(path, len(items), "messages")
     warnings: list[str] = []
     messages = []
     for i, item in enumerate(items):

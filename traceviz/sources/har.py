@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from traceviz import limits
 from traceviz.errors import InputError, describe
 from traceviz.sources import jsonfile
 from traceviz.sources.chrome import initiator_type
@@ -157,6 +158,7 @@ def har_from_json(path: str, value: Any, facts: dict | None = None) -> HarLog:
     entries = log.get("entries")
     if not isinstance(entries, list):
         raise InputError(path, 'not a HAR file: "log" has no "entries" list')
+    limits.check_records(path, len(entries), "entries")
     warnings = []
     good = []
     for i, e in enumerate(entries):

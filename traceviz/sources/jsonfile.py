@@ -25,9 +25,8 @@ from traceviz import limits
 from traceviz.errors import InputError
 
 GZIP_MAGIC = b"\x1f\x8b"
-# Decompressed JSON larger than this is refused rather than read: a gzip header
-# may claim anything, and a small file can inflate without bound.
-MAX_JSON_BYTES = 2 << 30
+# Decompressed JSON larger than ``limits.MAX_JSON_BYTES`` is refused rather than
+# read: a gzip header may claim anything, and a small file can inflate without bound.
 SNIFF_BYTES = 64 << 10
 
 _JSONP = re.compile(rb"\A\s*([A-Za-z_$][\w$.]*)\s*\(")
@@ -35,7 +34,7 @@ _JSONP = re.compile(rb"\A\s*([A-Za-z_$][\w$.]*)\s*\(")
 
 def read_bytes(path: str, limit: int | None = None) -> tuple[bytes, bool]:
     """The file's bytes, gunzipped when they start with gzip's magic; (data, was_gzip)."""
-    limit = MAX_JSON_BYTES if limit is None else limit
+    limit = limits.get("MAX_JSON_BYTES") if limit is None else limit
     try:
         with open(path, "rb") as f:
             raw = f.read(limit + 1)
@@ -43,7 +42,7 @@ def read_bytes(path: str, limit: int | None = None) -> tuple[bytes, bool]:
         raise InputError(path, f"cannot read: {exc.strerror or exc}") from None
     if raw[:2] != GZIP_MAGIC:
         if len(raw) > limit:
-            raise InputError(path, f"larger than {limit >> 20} MiB of JSON; refusing to load")
+            raise InputError(path, limits.refusal("MAX_JSON_BYTES", "JSON text larger than"))
         return raw, False
     return _gunzip(path, raw, limit), True
 
@@ -55,7 +54,7 @@ def _gunzip(path: str, raw: bytes, limit: int) -> bytes:
     except zlib.error as exc:
         raise InputError(path, f"broken gzip data: {exc}") from None
     if len(out) > limit or d.unconsumed_tail:
-        raise InputError(path, f"inflates to more than {limit >> 20} MiB; refusing to load")
+        raise InputError(path, limits.refusal("MAX_JSON_BYTES", "gzip data inflates past"))
     return out
 
 

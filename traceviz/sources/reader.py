@@ -62,7 +62,7 @@ def sniff(path: str | os.PathLike) -> str:
             head = f.read(64)
             if head[:2] == GZIP_MAGIC:
                 f.seek(0)
-                head, _ = _inflate(f, path, limit=64)
+                head, _ = _inflate(f, path, limit=64, sniffing=True)
     except OSError as exc:
         raise InputError(path, f"cannot read: {exc.strerror or exc}") from None
     except InputError:
@@ -130,26 +130,25 @@ def _max_inflate() -> int:
     return limits.get("MAX_INFLATE")
 
 
-def _inflate(f, path: str, limit: int) -> tuple[bytearray, str | None]:
+def _inflate(f, path: str, limit: int, sniffing: bool = False) -> tuple[bytearray, str | None]:
     """Up to ``limit`` decompressed bytes of the gzip stream(s) in ``f``.
 
     Returns the bytes and a note when the stream was cut short.  Raises
     ``InputError`` when the stream is not gzip or inflates past ``limit``
-    (unless ``limit`` is a sniffing prefix, which is simply returned).
+    (unless ``sniffing``: then the first ``limit`` bytes are simply returned).
     The bytes are the ``bytearray`` they were inflated into, never copied:
     a copy would hold a multi-GB capture twice.
     """
     out = bytearray()
     d = zlib.decompressobj(16 + zlib.MAX_WBITS)
     pending = b""
-    sniffing = limit < _CHUNK
     try:
         while True:
             if not pending:
                 pending = f.read(_CHUNK)
                 if not pending:
                     break
-            room = limit - len(out) + 1      # one byte more tells us it overflowed
+            room = min(limit - len(out) + 1, _CHUNK)   # one byte more tells us it overflowed; a chunk at a time
             out += d.decompress(pending, room)
             pending = d.unconsumed_tail
             if len(out) > limit:

@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from traceviz import limits
 from traceviz.errors import InputError, describe
 from traceviz.sources import jsonfile
 from traceviz.sources.chrome import (ChromePage, ChromeRequest, Hop, Navigation, initiator_type,
@@ -75,6 +76,7 @@ def trace_from_json(path: str, value: Any, facts: dict | None = None) -> TraceLo
         raise InputError(path, "not a DevTools trace: no traceEvents list")
     if not events:
         raise InputError(path, "DevTools trace without events")
+    limits.check_records(path, len(events), "trace events")
     wanted = NETWORK_EVENTS | PAGE_EVENTS
     kept = (e for e in events if isinstance(e, dict) and isinstance(e.get("name"), str) and e["name"] in wanted)
     hops, page, (wall_rt, wall_ts) = _fold(kept)
