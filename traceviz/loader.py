@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 from traceviz import _tuning
-from traceviz.errors import InputError
+from traceviz.errors import InputError, describe
 from traceviz.model import SourceInfo, Timeline
 
 Progress = Callable[[str], None]
@@ -73,7 +73,6 @@ def _load_capture(path: str, keylog, rsa_key, progress: Progress) -> Timeline:
     from traceviz.decode.index import index_frames
     from traceviz.decode.streams import Payload, decode_streams
     from traceviz.decode.tcp.connections import analyze
-    from traceviz.errors import describe
     from traceviz.sources.reader import read_capture
 
     progress("reading")
@@ -87,7 +86,7 @@ def _load_capture(path: str, keylog, rsa_key, progress: Progress) -> Timeline:
     info = SourceInfo(path=path, format=cap.format, size=os.path.getsize(path),
                       compressed=cap.compressed, link_types=dict(idx.link_counts),
                       frames=len(cap), detail={**cap.detail, **getattr(idx, "stats", {})},
-                      warnings=list(cap.warnings))
+                      warnings=list(cap.warnings) + [describe(path, m, f) for f, m in idx.notes])
     progress("payload")
     log, key = _keys(cap.secrets, keylog, rsa_key, info.warnings)
     debug = bool(os.environ.get("TRACEVIZ_DEBUG"))
