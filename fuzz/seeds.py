@@ -261,8 +261,24 @@ def stream_inputs(kind: str):
                 out.append(streams.build(_first(recs)))
         if kind in ("http1", "http2"):
             out += [streams.build(_first(r)) for r in _plaintexts(kind)]
+        if kind == "tls":
+            out += _preambled(out[:4])
         return _unique(out)
     return seeds
+
+
+_PREAMBLES = (
+    [(streams.DATA, "c2s", b"\x00\x00\x00\x08\x04\xd2\x16\x2f"), (streams.DATA, "s2c", b"S")],
+    [(streams.DATA, "s2c", b"220 mail ESMTP\r\n"), (streams.DATA, "c2s", b"EHLO a\r\n"),
+     (streams.DATA, "s2c", b"250 STARTTLS\r\n"), (streams.DATA, "c2s", b"STARTTLS\r\n"),
+     (streams.DATA, "s2c", b"220 go\r\n")],
+    [(streams.DATA, "c2s", b"CONNECT a:443 HTTP/1.1\r\n\r\n"), (streams.DATA, "s2c", b"HTTP/1.1 200 OK\r\n\r\n")],
+)
+
+
+def _preambled(tls_inputs: list[bytes]) -> list[bytes]:
+    """TLS conversations behind each kind of preamble (seeds for TLS-after-preamble detection)."""
+    return [streams.build(pre) + s for s in tls_inputs for pre in _PREAMBLES]
 
 
 def _is_tls(records) -> bool:

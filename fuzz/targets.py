@@ -195,6 +195,19 @@ def tls_decrypt(data: bytes) -> None:
     _run_session(streams.parse(body), keylog, S.rsa_key())
 
 
+@target("preamble", seeds=S.stream_inputs("tls"), kind="stream")
+def preamble(data: bytes) -> None:
+    """TLS after another protocol's preamble (SSLRequest, STARTTLS, CONNECT): where it starts."""
+    from traceviz.decode import preamble as pre
+    c2s = b"".join(v for op, d, v in streams.parse(data) if op == streams.DATA and d == "c2s")
+    s2c = b"".join(v for op, d, v in streams.parse(data) if op == streams.DATA and d == "s2c")
+    pre.looks_like(c2s[:64], s2c[:64])
+    found = pre.tls_start(c2s[:pre.HEAD_BYTES], s2c[:pre.HEAD_BYTES])
+    if found is not None:
+        assert 0 <= found.c2s < len(c2s) and (found.s2c is None or 0 <= found.s2c < len(s2c))
+        assert c2s[found.c2s] == 22
+
+
 # --- HTTP ----------------------------------------------------------------------------
 
 def _run_http(machine, records, scheme: str) -> None:

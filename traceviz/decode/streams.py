@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from traceviz.decode import sniff
+from traceviz.decode import preamble, sniff
 from traceviz.decode.tcp.reassembly import ByteStream, reassemble_segments, segments_by_conn
 
 C2S, S2C = "c2s", "s2c"
@@ -64,7 +64,10 @@ def decode_streams(t, buf, keylog=None, rsa_key=None, debug: bool = False) -> Pa
         kind = sniff.stream_kind(first.get((conn, C2S), b""), first.get((conn, S2C), b""))
         if kind:
             kinds[conn] = kind
-    opaque = np.setdiff1d(carrying, np.fromiter(kinds, dtype=np.int64, count=len(kinds)))
+        elif preamble.looks_like(first.get((conn, C2S), b""), first.get((conn, S2C), b"")):
+            kinds[conn] = "preamble"      # TLS after another protocol's first words (preamble.py)
+    known = [c for c, k in kinds.items() if k != "preamble"]     # a preamble may yet lead to no TLS
+    opaque = np.setdiff1d(carrying, np.asarray(known, dtype=np.int64))
     if not kinds:
         return Payload({}, opaque)
     wanted = segments_by_conn(*(cols[k] for k in ("conn", "c2s", "flags", "seq", "len", "frame", "ts",
@@ -74,6 +77,11 @@ def decode_streams(t, buf, keylog=None, rsa_key=None, debug: bool = False) -> Pa
         streams = reassemble_segments(segments, buf)
         if kinds[conn] == "tls":
             results[conn] = _run_tls(conn, streams, keylog, rsa_key, debug)
+        elif kinds[conn] == "preamble":
+            start = preamble.tls_start(preamble.head(streams[C2S]), preamble.head(streams[S2C]))
+            if start is not None:
+                streams = {C2S: preamble.trim(streams[C2S], start.c2s), S2C: preamble.trim(streams[S2C], start.s2c)}
+                results[conn] = _run_tls(conn, streams, keylog, rsa_key, debug)
         else:
             feed = _HTTPFeed(StreamResult(conn, kinds[conn]), debug)
             _feed(feed.plain, feed.gap, streams)
