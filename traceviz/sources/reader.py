@@ -29,7 +29,7 @@ import zlib
 
 from traceviz import limits
 from traceviz.errors import InputError
-from traceviz.sources import pcap, pcapng
+from traceviz.sources import mapping, pcap, pcapng
 from traceviz.sources.capture import Capture
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -109,10 +109,11 @@ def read_capture(path: str | os.PathLike) -> Capture:
 
 
 def _contents(f):
-    """The file's bytes: a read-only memory map for big files, else ``bytes``.
+    """The file's bytes: a memory map for big files (see ``mapping``), else ``bytes``.
 
-    A map behaves like ``bytes`` for slicing, ``struct`` and ``numpy``.  (Like
-    any mapped file, it must not be truncated while it is being read.)
+    A map behaves like ``bytes`` for slicing, ``struct`` and ``numpy``.  It is
+    taken under a read lease, so a file truncated by another process while we
+    read it costs a copy, never a SIGBUS.
     """
     size = os.fstat(f.fileno()).st_size
     if size >= MMAP_FROM and hasattr(mmap, "PROT_READ"):
@@ -120,9 +121,9 @@ def _contents(f):
             # No MAP_POPULATE: the record walk touches every page in order anyway,
             # and faulting them in as it goes (the kernel maps 16 pages per
             # fault) measured ~35 ms quicker than populating 790 MB up front.
-            return mmap.mmap(f.fileno(), 0, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
+            return mapping.map_file(f)
         except (OSError, ValueError):
-            pass
+            f.seek(0)
     return f.read()
 
 
