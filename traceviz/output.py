@@ -46,14 +46,16 @@ def _numeric() -> None:
 stdout = Console(soft_wrap=False, highlight=False, width=None if sys.stdout.isatty() else 200)
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)   # one message, one line
 
-_CONTROL = {i: f"\\x{i:02x}" for i in list(range(0x20)) + [0x7f]}
-_CONTROL.update({0x85: "\\x85", 0x2028: "\\u2028", 0x2029: "\\u2029"})
+# C0, DEL and C1 (0x9b is CSI and 0x9d OSC on terminals that read 8-bit controls).
+_CONTROL = {i: f"\\x{i:02x}" for i in list(range(0x20)) + list(range(0x7f, 0xa0))}
+_CONTROL.update({0x2028: "\\u2028", 0x2029: "\\u2029"})
 
 
 def printable(value: Any) -> str:
     """Text safe for a terminal: control characters shown as escapes."""
     text = value if isinstance(value, str) else str(value)
-    return text.translate(_CONTROL) if any(ord(c) < 0x20 or ord(c) in (0x7f, 0x85, 0x2028, 0x2029) for c in text) else text
+    return text.translate(_CONTROL) if any(ord(c) < 0x20 or 0x7f <= ord(c) < 0xa0 or ord(c) in (0x2028, 0x2029)
+                                           for c in text) else text
 
 
 def plain(value: Any) -> Any:

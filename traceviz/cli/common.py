@@ -84,7 +84,7 @@ def guarded() -> Iterator[None]:
     except (typer.Exit, typer.Abort, typer.TyperException):
         raise
     except OSError as exc:
-        if exc.filename is None or os.environ.get("TRACEVIZ_DEBUG"):
+        if exc.filename is None:
             raise
         _held[-1].clear()
         _one_line(f"{exc.filename}: cannot write: {exc.strerror or type(exc).__name__}")
