@@ -128,3 +128,29 @@ def test_terminal_text_escapes_c0_and_c1_controls():
     shown = printable(hostile)
     assert not any(ord(c) < 0x20 or 0x7f <= ord(c) < 0xa0 or c == "\u2028" for c in shown)
     assert shown == "a\\x1b]0;owned\\x07b\\x9b2Jc\\x9d0;t\\x9c\\u2028"
+
+
+def test_odd_certificates_print_no_library_warnings():
+    """A certificate with a negative serial makes cryptography warn on stderr; the sender
+    chose it, so it is read quietly (the fuzzer found the warnings on its stderr)."""
+    import datetime
+    import warnings
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import Encoding
+    from cryptography.x509.oid import NameOID
+
+    from traceviz.decode.tls.messages import describe_certificate
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "odd.test")])
+    now = datetime.datetime(2024, 1, 1)
+    der = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+           .serial_number(0x55).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+           .sign(key, hashes.SHA256()).public_bytes(Encoding.DER))
+    der = der.replace(b"\x02\x01\x55", b"\x02\x01\xd5", 1)         # the serial, now negative
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        info = describe_certificate(der)
+    assert info.subject == "CN=odd.test"

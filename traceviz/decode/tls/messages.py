@@ -323,7 +323,19 @@ class CertificateInfo:
 
 
 def describe_certificate(der: bytes) -> CertificateInfo:
-    """Subject, issuer, validity and DNS/IP SANs via ``cryptography.x509``."""
+    """Subject, issuer, validity and DNS/IP SANs via ``cryptography.x509``.
+
+    cryptography warns (on stderr) about certificates that bend the rules
+    (a negative serial, a country name of 11 letters); the certificate is
+    the sender's to bend, so those warnings are silenced, not shown to users.
+    """
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _describe_certificate(der)
+
+
+def _describe_certificate(der: bytes) -> CertificateInfo:
     from cryptography import x509
     try:
         cert = x509.load_der_x509_certificate(der)
