@@ -166,3 +166,58 @@ def test_huge_numbers_in_a_har_are_no_number(tmp_path, literal):
     tl = traceviz.load(p)
     assert len(tl.requests) == 1
     assert tl.requests["wait"].isna().all()
+
+
+# --- per connection: reassembly and TLS events ------------------------------------------
+
+def _http_capture(tmp_path, segments: int):
+    """Connection 0: one request sent in ``segments`` pieces (and its answer); connection 1: small."""
+    from tests.streamgen import write_conversations
+    request = b"GET /big HTTP/1.1\r\nHost: a.test\r\nX-Pad: " + b"p" * (segments * 10) + b"\r\n\r\n"
+    step = -(-len(request) // segments)
+    pieces = [("c2s", request[i:i + step]) for i in range(0, len(request), step)]
+    assert len(pieces) == segments
+    answer = ("s2c", b"HTTP/1.1 204 No Content\r\n\r\n")
+    small = [("c2s", b"GET /small HTTP/1.1\r\nHost: a.test\r\n\r\n"), answer]
+    return write_conversations(tmp_path / f"seg{segments}.pcap", {0: pieces + [answer], 1: small}, dport=80)
+
+
+def test_segments_per_connection_at_and_past_the_limit(tmp_path, monkeypatch):
+    import traceviz
+    path = _http_capture(tmp_path, 6)                  # connection 0: 7 data segments
+    monkeypatch.setenv("TRACEVIZ_MAX_SEGMENTS", "7")
+    tl = traceviz.load(path)
+    assert sorted(tl.requests["url"].str.rsplit("/", n=1).str[-1]) == ["big", "small"]
+    monkeypatch.setenv("TRACEVIZ_MAX_SEGMENTS", "6")
+    tl = traceviz.load(path)
+    assert tl.requests["url"].str.endswith("/small").tolist() == [True]
+    said = [w for w in tl.warnings if "TRACEVIZ_MAX_SEGMENTS" in w]
+    assert said == [f"{path}: connection 0: 7 segments carry data, more than 6; its payload is not decoded "
+                    "(set TRACEVIZ_MAX_SEGMENTS to raise the limit)"]
+    assert tl.connections.set_index("conn").loc[0, "app"] == "unknown"
+
+
+def test_stream_bytes_at_and_past_the_limit(tmp_path, monkeypatch):
+    import traceviz
+    path = _http_capture(tmp_path, 3)
+    tl = traceviz.load(path)
+    big = int(tl.connections.set_index("conn").loc[0, ["bytes_c2s", "bytes_s2c"]].sum())
+    monkeypatch.setenv("TRACEVIZ_MAX_STREAM_BYTES", str(big))
+    assert len(traceviz.load(path).requests) == 2
+    monkeypatch.setenv("TRACEVIZ_MAX_STREAM_BYTES", str(big - 1))
+    tl = traceviz.load(path)
+    assert len(tl.requests) == 1
+    assert any(f"connection 0: {big} payload bytes, more than {big - 1}" in w and "TRACEVIZ_MAX_STREAM_BYTES" in w
+               for w in tl.warnings)
+
+
+def test_tls_events_per_session_at_and_past_the_limit(monkeypatch):
+    from traceviz.decode.tls.session import TLSSession
+    alert = bytes([21, 3, 3, 0, 2, 1, 0])                 # one warning alert per record: one event each
+    for limit, listed, said in ((10, 10, False), (9, 9, True)):
+        monkeypatch.setenv("TRACEVIZ_MAX_SESSION_EVENTS", str(limit))
+        s = TLSSession(0)
+        s.feed("c2s", alert * 10, 1, 1.0)
+        assert len(s.events) == listed
+        assert s.events_not_listed == 10 - listed
+        assert any("TRACEVIZ_MAX_SESSION_EVENTS" in e for e in s.errors) is said

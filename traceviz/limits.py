@@ -81,7 +81,7 @@ def refusal(name: str, what: str) -> str:
 def over(name: str, what: str) -> str:
     """The warning form, for a limit that skips part of a file: names the limit and its variable."""
     lim = LIMITS[name]
-    return f"{what} {get(name)} {lim.unit}; not decoded (set {lim.env} to raise the limit)"
+    return f"{what} {get(name)}; its payload is not decoded (set {lim.env} to raise the limit)"
 
 
 def check_records(path: str, count: int, what: str) -> None:
@@ -89,6 +89,29 @@ def check_records(path: str, count: int, what: str) -> None:
     if count > get("MAX_BROWSER_RECORDS"):
         from traceviz.errors import InputError
         raise InputError(path, refusal("MAX_BROWSER_RECORDS", f"{count} {what}, more than"))
+
+
+def streams_over(conn, length, captured, wanted) -> dict[int, str]:
+    """The connections among ``wanted`` whose reassembly would pass MAX_STREAM_SEGMENTS or
+    MAX_STREAM_BYTES, each with the warning to give; from the per-segment columns
+    (connection, TCP payload length, bytes captured) in one numpy pass."""
+    import numpy as np
+
+    conn = np.asarray(conn)
+    if not len(conn) or not wanted:
+        return {}
+    keep = (np.asarray(length) > 0) & np.isin(conn, np.fromiter(wanted, np.int64, len(wanted)))
+    if not keep.any():
+        return {}
+    segments = np.bincount(conn[keep])
+    held = np.bincount(conn[keep], weights=np.asarray(captured)[keep].astype(np.float64))
+    out = {}
+    most_segments, most_bytes = get("MAX_STREAM_SEGMENTS"), get("MAX_STREAM_BYTES")
+    for c in np.flatnonzero(segments > most_segments).tolist():
+        out[c] = over("MAX_STREAM_SEGMENTS", f"{int(segments[c])} segments carry data, more than")
+    for c in np.flatnonzero(held > most_bytes).tolist():
+        out.setdefault(c, over("MAX_STREAM_BYTES", f"{int(held[c])} payload bytes, more than"))
+    return out
 
 
 # --- JSON nesting ------------------------------------------------------------------

@@ -39,6 +39,8 @@ def timeline(info: SourceInfo, t, payload, keylog=None, rsa_key=None, dsb_blocks
         event_rows += ev
         request_rows += rq
         apps[conn] = http.app_label(result)
+    for conn, why in sorted(getattr(payload, "skipped", {}).items()):
+        info.warnings.append(describe(info.path, f"connection {conn}: {why}"))
     tls_table = _tls_table(tls_rows)
     return Timeline(
         source=info, packets=packets,

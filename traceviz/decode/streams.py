@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from traceviz import limits
 from traceviz.decode import preamble, sniff
 from traceviz.decode.tcp.reassembly import ByteStream, reassemble_segments, segments_by_conn
 
@@ -48,11 +49,13 @@ class StreamResult:
 
 @dataclass
 class Payload:
-    """The payload tier over a whole capture: results by connection, and the
-    connections that carried bytes none of our decoders speak (``opaque``)."""
+    """The payload tier over a whole capture: results by connection, the
+    connections that carried bytes none of our decoders speak (``opaque``), and
+    those over a resource limit (``skipped``, with the warning to give)."""
 
     results: dict[int, StreamResult]
     opaque: np.ndarray
+    skipped: dict[int, str] = field(default_factory=dict)     # conn -> why its payload was not decoded
 
 
 def decode_streams(t, buf, keylog=None, rsa_key=None, debug: bool = False) -> Payload:
@@ -68,8 +71,13 @@ def decode_streams(t, buf, keylog=None, rsa_key=None, debug: bool = False) -> Pa
             kinds[conn] = "preamble"      # TLS after another protocol's first words (preamble.py)
     known = [c for c, k in kinds.items() if k != "preamble"]     # a preamble may yet lead to no TLS
     opaque = np.setdiff1d(carrying, np.asarray(known, dtype=np.int64))
+    # Resource limits (limits.py): a connection too big to reassemble is left undecoded, and said.
+    skipped = limits.streams_over(cols["conn"], cols["len"], cols["payload_cap"], kinds)
+    for conn in skipped:
+        del kinds[conn]
+    opaque = np.union1d(opaque, np.fromiter(skipped, np.int64, len(skipped)))
     if not kinds:
-        return Payload({}, opaque)
+        return Payload({}, opaque, skipped)
     wanted = segments_by_conn(*(cols[k] for k in ("conn", "c2s", "flags", "seq", "len", "frame", "ts",
                                                   "payload_off", "payload_cap")), wanted=kinds)
     results = {}
@@ -86,7 +94,7 @@ def decode_streams(t, buf, keylog=None, rsa_key=None, debug: bool = False) -> Pa
             feed = _HTTPFeed(StreamResult(conn, kinds[conn]), debug)
             _feed(feed.plain, feed.gap, streams)
             results[conn] = feed.close()
-    return Payload(results, opaque)
+    return Payload(results, opaque, skipped)
 
 
 def _tcp_columns(t) -> dict:
