@@ -104,22 +104,35 @@ def unwrap_jsonp(text: str) -> tuple[str, str | None]:
 
 
 def parse(path: str, object_hook: Callable[[dict], Any] | None = None) -> tuple[Any, dict]:
-    """Parse a JSON-ish browser export; returns (value, facts about the wrapping)."""
+    """Parse a JSON-ish browser export; returns (value, facts about the wrapping).
+
+    The file's bytes are let go as soon as they are text, before the parse:
+    a big export is held twice only while it is being decoded.
+    """
     data, gz = read_bytes(path)
-    return parse_bytes(path, data, gz, object_hook)
+    text = _text(path, data)
+    del data
+    return _parse_text(path, text, gz, object_hook)
 
 
 def parse_bytes(path: str, data: bytes, gz: bool = False,
                 object_hook: Callable[[dict], Any] | None = None) -> tuple[Any, dict]:
     """``parse`` of bytes already read (``path`` only names them in messages)."""
-    if not data.strip():
+    return _parse_text(path, _text(path, data), gz, object_hook)
+
+
+def _text(path: str, data: bytes) -> str:
+    """The checked, decoded text of a JSON file's bytes."""
+    if not data or data.isspace():
         raise InputError(path, "empty file")
     if not data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         too_deep = limits.json_too_deep(data)      # (UTF-16: the parser's own recursion limit guards)
         if too_deep:
             raise InputError(path, too_deep)
-    text = decode_text(path, data)
-    del data
+    return decode_text(path, data)
+
+
+def _parse_text(path: str, text: str, gz: bool, object_hook) -> tuple[Any, dict]:
     text, callback = unwrap_jsonp(text)
     try:
         value = _loads(text, object_hook)
