@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import codecs
 import json
+import os
 import math
 import re
 import zlib
@@ -37,7 +38,9 @@ def read_bytes(path: str, limit: int | None = None) -> tuple[bytes, bool]:
     limit = limits.get("MAX_JSON_BYTES") if limit is None else limit
     try:
         with open(path, "rb") as f:
-            raw = f.read(limit + 1)
+            # Read what the file holds (never ask for ``limit`` bytes: that allocates them).
+            size = os.fstat(f.fileno()).st_size
+            raw = f.read(min(size, limit) + 1 if size else limit + 1)
     except OSError as exc:
         raise InputError(path, f"cannot read: {exc.strerror or exc}") from None
     if raw[:2] != GZIP_MAGIC:
