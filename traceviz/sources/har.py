@@ -154,7 +154,7 @@ def drop_bodies(obj: dict) -> dict | HarEntry:
 
 
 def read_har(path: str) -> HarLog:
-    value, facts = jsonfile.parse(str(path), object_hook=drop_bodies)
+    value, facts = jsonfile.parse(str(path), object_hook=drop_bodies, drop=b"text")
     return har_from_json(str(path), value, facts)
 
 

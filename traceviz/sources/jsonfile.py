@@ -33,9 +33,15 @@ SNIFF_BYTES = 64 << 10
 _JSONP = re.compile(rb"\A\s*([A-Za-z_$][\w$.]*)\s*\(")
 
 
-def read_bytes(path: str, limit: int | None = None) -> tuple[bytes, bool]:
-    """The file's bytes, gunzipped when they start with gzip's magic; (data, was_gzip)."""
+def read_bytes(path: str, limit: int | None = None, drop: bytes | None = None) -> tuple[bytes | bytearray, bool]:
+    """The file's bytes, gunzipped when they start with gzip's magic; (data, was_gzip).
+
+    ``drop`` names a key whose long string values (bodies) are cut to ``""``
+    while the file is read, so they are never held (see ``Elider``).
+    """
     limit = limits.get("MAX_JSON_BYTES") if limit is None else limit
+    if drop is not None and Elider.available():
+        return _read_dropping(path, limit, drop)
     try:
         with open(path, "rb") as f:
             # Read what the file holds (never ask for ``limit`` bytes: that allocates them).
@@ -48,6 +54,110 @@ def read_bytes(path: str, limit: int | None = None) -> tuple[bytes, bool]:
             raise InputError(path, limits.refusal("MAX_JSON_BYTES", "JSON text larger than"))
         return raw, False
     return _gunzip(path, raw, limit), True
+
+
+_CHUNK = 1 << 20
+
+
+def _read_dropping(path: str, limit: int, key: bytes) -> tuple[bytearray, bool]:
+    """``read_bytes`` a chunk at a time (inflating as it goes), bodies dropped on the way."""
+    elider = Elider(key)
+    total = 0
+    try:
+        with open(path, "rb") as f:
+            first = f.read(_CHUNK)
+            gz = first[:2] == GZIP_MAGIC
+            d = zlib.decompressobj(16 + zlib.MAX_WBITS) if gz else None
+            pending = first
+            while pending:
+                if gz:
+                    piece = d.decompress(pending, _CHUNK)
+                    pending = d.unconsumed_tail or (b"" if d.eof else f.read(_CHUNK))
+                else:
+                    piece, pending = pending, f.read(_CHUNK)
+                total += len(piece)
+                if total > limit:
+                    what = "gzip data inflates past" if gz else "JSON text larger than"
+                    raise InputError(path, limits.refusal("MAX_JSON_BYTES", what))
+                elider.feed(piece)
+    except OSError as exc:
+        raise InputError(path, f"cannot read: {exc.strerror or exc}") from None
+    except zlib.error as exc:
+        raise InputError(path, f"broken gzip data: {exc}") from None
+    return elider.close(), gz
+
+
+class Elider:
+    """Cuts long string values of one key out of JSON text that arrives in chunks.
+
+    ``"text": "<a megabyte of body>"`` becomes ``"text": ""`` as the bytes go
+    by, so a HAR's bodies (most of a big HAR) are never held, as bytes or as
+    text.  A key is only matched where JSON allows one (an unescaped quote
+    cannot occur inside a string), strings are skipped whole with possessive
+    patterns (no backtracking, linear time), and a value shorter than
+    ``shortest`` is kept as it was.  Hand-written: no JSON library filters a
+    stream like this without parsing it into objects.
+    """
+
+    def __init__(self, key: bytes, shortest: int = 256):
+        self.key = re.compile(rb'"' + re.escape(key) + rb'"\s*:\s*"')
+        self.body = re.compile(rb'(?:[^"\\]++|\\.)*+', re.S)     # a string's content, up to its end or the buffer's
+        self.shortest = shortest
+        self.out = bytearray()         # grown in place: never a list of pieces and their join
+        self.carry = b""
+        self.skipping = False          # inside a long value being dropped
+        self.escaped = False           # ... whose last chunk ended in a lone backslash
+
+    @staticmethod
+    def available() -> bool:
+        try:
+            re.compile(rb"a*+")        # possessive quantifiers: Python 3.11 and later
+        except re.error:
+            return False
+        return True
+
+    def feed(self, chunk: bytes) -> None:
+        if self.skipping:
+            start = 1 if self.escaped and chunk else 0
+            self.escaped = False
+            end = self.body.match(chunk, start).end()
+            if end == len(chunk) or (end == len(chunk) - 1 and chunk[end] == 0x5C):
+                self.escaped = end == len(chunk) - 1
+                return                                   # all of it inside the dropped value
+            self.skipping = False
+            self.out += b'"'
+            chunk = chunk[end + 1:]
+        buf = self.carry + chunk if self.carry else chunk
+        self.carry = b""
+        pos = 0
+        while True:
+            m = self.key.search(buf, pos)
+            if m is None:
+                keep = max(pos, len(buf) - 256)          # a key may be cut at the chunk's end
+                self.out += buf[pos:keep]
+                self.carry = buf[keep:]
+                return
+            end = self.body.match(buf, m.end()).end()
+            if end < len(buf) and buf[end] == 0x22:      # the value closes in this buffer
+                long = end - m.end() >= self.shortest
+                self.out += buf[pos:m.end()] if long else buf[pos:end]
+                pos = end
+                continue
+            if len(buf) - m.end() >= self.shortest:     # long and still open: drop as it comes
+                self.out += buf[pos:m.end()]
+                self.skipping = True
+                self.escaped = end == len(buf) - 1 and buf[end] == 0x5C
+                return
+            self.out += buf[pos:m.start()]          # short so far: wait for more
+            self.carry = buf[m.start():]
+            return
+
+    def close(self) -> bytes:
+        if self.skipping:
+            self.out += b'"'                        # the file ended inside a body: still JSON's to judge
+        self.out += self.carry
+        data, self.out = self.out, bytearray()
+        return data
 
 
 def _gunzip(path: str, raw: bytes, limit: int) -> bytes:
@@ -106,13 +216,15 @@ def unwrap_jsonp(text: str) -> tuple[str, str | None]:
     return " " * head + text[head:end] + " " * (len(text) - end), m.group(1).decode()
 
 
-def parse(path: str, object_hook: Callable[[dict], Any] | None = None) -> tuple[Any, dict]:
+def parse(path: str, object_hook: Callable[[dict], Any] | None = None,
+          drop: bytes | None = None) -> tuple[Any, dict]:
     """Parse a JSON-ish browser export; returns (value, facts about the wrapping).
 
+    ``drop``: a key whose long values are cut while reading (``read_bytes``).
     The file's bytes are let go as soon as they are text, before the parse:
     a big export is held twice only while it is being decoded.
     """
-    data, gz = read_bytes(path)
+    data, gz = read_bytes(path, drop=drop)
     text = _text(path, data)
     del data
     return _parse_text(path, text, gz, object_hook)
