@@ -252,9 +252,15 @@ def _json(data: bytes, hook=None):
 
 @target("har", seeds=S.json_files("har", 16384), kind="json")
 def har(data: bytes) -> None:
-    """HAR reader (bodies dropped while parsing) and the request rows it becomes."""
+    """HAR reader (bodies cut from the byte stream, then while parsing) and its request rows."""
     from traceviz.assemble.browser import har_pages, har_request_rows
     from traceviz.sources.har import drop_bodies, har_from_json
+    from traceviz.sources.jsonfile import Elider
+    if Elider.available():
+        elider = Elider(b"text", shortest=64)
+        for i in range(0, len(data), 997):          # chunks cut anywhere, as a big file's are
+            elider.feed(data[i:i + 997])
+        data = bytes(elider.close())
     parsed = _json(data, drop_bodies)
     if parsed is None:
         return
