@@ -33,6 +33,7 @@ CORPUS = HERE / "corpus"
 CAMPAIGNS = HERE / "campaigns.jsonl"
 SEEDS = HERE / ".cache" / "seeds"
 HANG_SECONDS = 5          # one input taking longer than this is a hang
+CORPUS_KEEP, CORPUS_SIZE = 40, 8192   # what ``trim`` keeps of a target's saved corpus
 MAX_LEN = 1 << 17
 
 
@@ -56,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--seed", type=int, default=None)
     rp = sub.add_parser("replay")
     rp.add_argument("targets", nargs="*")
+    tp = sub.add_parser("trim", help="keep a small sample of each saved corpus (what git and the tests replay)")
+    tp.add_argument("targets", nargs="*")
     sub.add_parser("table")
     args = ap.parse_args(argv)
 
@@ -67,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.cmd == "table":
         print(table())
+        return 0
+    if args.cmd == "trim":
+        for name in args.targets or list(TARGETS):
+            trim(name)
         return 0
     if args.cmd == "replay":
         bad = replay(args.targets or list(TARGETS))
@@ -298,9 +305,9 @@ def _libfuzzer_result(err: str) -> tuple[int, int, str]:
     runs = rss = 0
     for line in err.splitlines():
         if line.startswith("stat::number_of_executed_units:"):
-            runs = int(line.split(":")[1])
+            runs = int(line.rsplit(":", 1)[1])
         elif line.startswith("stat::peak_rss_mb:"):
-            rss = int(line.split(":")[1])
+            rss = int(line.rsplit(":", 1)[1])
         elif line.startswith("#") and "\t" in line and not runs:
             head = line[1:].split("\t", 1)[0]
             if head.isdigit():
@@ -337,6 +344,20 @@ def replay(names: list[str]) -> list[str]:
     for b in bad:
         print(b)
     return bad
+
+
+def trim(name: str, most: int = CORPUS_KEEP, size: int = CORPUS_SIZE) -> None:
+    """Keep at most ``most`` inputs of at most ``size`` bytes in ``corpus/NAME``: a sample the
+    regression test replays in seconds (a campaign grows the corpus again from the seeds)."""
+    folder = CORPUS / name
+    if not folder.is_dir():
+        return
+    files = sorted((p for p in folder.iterdir() if p.is_file()), key=lambda p: p.name)
+    small = [p for p in files if p.stat().st_size <= size]
+    keep = set(random.Random(name).sample(small, min(most, len(small))))
+    for p in files:
+        if p not in keep:
+            p.unlink()
 
 
 def table() -> str:
