@@ -270,32 +270,30 @@ def har(data: bytes) -> None:
         har_pages(log.pages)
 
 
-@target("trace", seeds=S.json_files("trace", 16384), kind="json")
-def trace(data: bytes) -> None:
-    """DevTools trace-event reader and the request rows it becomes."""
+def _chrome(data: bytes, reader, path: str, source: str) -> None:
+    """A Chrome export (trace or protocol log) read, then its request rows and page."""
     from traceviz.assemble.browser import _chrome_pages, _chrome_rows
-    from traceviz.sources.trace import trace_from_json
     parsed = _json(data)
     if parsed is None:
         return
-    log = _refused(trace_from_json, "fuzz.trace.json", parsed[0], parsed[1])
+    log = _refused(reader, path, parsed[0], parsed[1])
     if log is not None:
-        _chrome_rows(log.requests, "devtools-trace", log.wall_offset)
+        _chrome_rows(log.requests, source, log.wall_offset)
         _chrome_pages(log.page, log.wall_offset)
+
+
+@target("trace", seeds=S.json_files("trace", 16384), kind="json")
+def trace(data: bytes) -> None:
+    """DevTools trace-event reader and the request rows it becomes."""
+    from traceviz.sources.trace import trace_from_json
+    _chrome(data, trace_from_json, "fuzz.trace.json", "devtools-trace")
 
 
 @target("cdp", seeds=S.json_files("cdp", 16384), kind="json")
 def cdp(data: bytes) -> None:
     """DevTools protocol-log reader and the request rows it becomes."""
-    from traceviz.assemble.browser import _chrome_pages, _chrome_rows
     from traceviz.sources.cdp import cdp_from_json
-    parsed = _json(data)
-    if parsed is None:
-        return
-    log = _refused(cdp_from_json, "fuzz.devtoolslog.json", parsed[0], parsed[1])
-    if log is not None:
-        _chrome_rows(log.requests, "devtools-log", log.wall_offset)
-        _chrome_pages(log.page, log.wall_offset)
+    _chrome(data, cdp_from_json, "fuzz.devtoolslog.json", "devtools-log")
 
 
 @target("keylog", seeds=S.keylog_files)

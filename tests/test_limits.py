@@ -223,6 +223,16 @@ def test_tls_events_per_session_at_and_past_the_limit(monkeypatch):
         assert any("TRACEVIZ_MAX_SESSION_EVENTS" in e for e in s.errors) is said
 
 
+def _peak(call, *args):
+    """``call(*args)`` and the most memory Python held meanwhile (tracemalloc)."""
+    tracemalloc.start()
+    try:
+        out = call(*args)
+        return out, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 def test_a_big_har_costs_about_twice_its_size(tmp_path):
     """Bodies are dropped and entries become records while parsing: the peak is the text
     and its bytes, not the JSON tree (a 584 MB HAR once peaked at 4.7 times its size)."""
@@ -235,12 +245,7 @@ def test_a_big_har_costs_about_twice_its_size(tmp_path):
     p = tmp_path / "big.har"
     p.write_text(json.dumps({"log": {"version": "1.2", "entries": [e] * 4000}}))
     size = p.stat().st_size
-    tracemalloc.start()
-    try:
-        har = read_export(str(p))
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    har, peak = _peak(read_export, str(p))
     assert len(har.entries) == 4000
     assert peak < 2.6 * size, f"peak {peak / size:.1f} times the file"
 
@@ -284,11 +289,6 @@ def test_a_gzipped_har_of_bodies_is_never_held(tmp_path):
     text = json.dumps({"log": {"version": "1.2", "entries": [e] * 400}}).encode()
     p = tmp_path / "bodies.har.gz"
     p.write_bytes(gzip.compress(text, 1))
-    tracemalloc.start()
-    try:
-        har = read_export(str(p))
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    har, peak = _peak(read_export, str(p))
     assert len(har.entries) == 400 and har.entries[0].method == "POST" and har.entries[0].status == 200
     assert peak < len(text) / 4, f"peak {peak / len(text):.2f} of the inflated size"
