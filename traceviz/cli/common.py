@@ -81,7 +81,11 @@ def guarded() -> Iterator[None]:
         with contextlib.suppress(Exception):
             sys.stdout = open(os.devnull, "w")
         raise typer.Exit(0)
-    except (typer.Exit, typer.Abort, typer.TyperException):
+    except typer.Exit as exc:
+        if exc.exit_code == 2:       # refused after its own one line: no warnings after it
+            _held[-1].clear()
+        raise
+    except (typer.Abort, typer.TyperException):
         raise
     except OSError as exc:
         if exc.filename is None:
