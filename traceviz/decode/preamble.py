@@ -24,6 +24,13 @@ How the payload tier uses it (``decode/streams.py``): a connection that
 dropped (``trim``) and the rest goes to a ``TLSSession`` as for any TLS
 connection.  ``could_start`` widens the numpy pre-test of first bytes to the
 bytes these preambles begin with.
+
+Not yet wired, for the payload tier's owners: ``_first_bytes`` pre-tests with
+``sniff.could_start`` only, so IMAP (``* OK``, lower-case tags) and XMPP
+(``<``) connections never reach ``looks_like``; and a ``CONNECT`` request is
+claimed by ``stream_kind`` as HTTP/1.1, whose machine stops at the tunnel
+(``decode/http/upgrade.py`` could hand the rest to a ``TLSSession`` at
+``tls_start(...).c2s`` as it hands h2c bytes on).
 """
 
 from __future__ import annotations
