@@ -52,6 +52,17 @@ def test_retransmission_and_partial_overlap_first_copy_wins():
     assert s.conflicting == 2
 
 
+def test_a_late_segment_spanning_kept_pieces_fills_only_what_they_left():
+    """A segment that starts inside the first piece but reaches past the pieces after it
+    (found by fuzz/): every byte once, from the first frame that carried it, no overlap."""
+    rows, buf = _rows([(1, "c2s", "SYN", 0, b""), (2, "c2s", "ACK", 1, b"abcd"),
+                       (3, "c2s", "ACK", 5, b"ef"), (4, "c2s", "ACK", 3, b"XXYYgh")])
+    s = reassemble(rows, buf)["c2s"]
+    assert s.data() == b"abcdefgh"
+    assert [(p.offset, p.frame) for p in s.pieces] == [(0, 2), (4, 3), (6, 4)]
+    assert s.retransmitted == 4 and s.conflicting == 4
+
+
 def test_gap_is_recorded_not_filled():
     rows, buf = _rows([(1, "c2s", "SYN", 0, b""), (2, "c2s", "ACK", 1, b"aaaa"),
                        (3, "c2s", "ACK", 9, b"cccc")])
@@ -116,23 +127,23 @@ def test_streams_equal_tshark_follow(corpus, tshark, name):
         assert streams["s2c"].data() == bytes(theirs[1]), f"conn {conn} server->client"
 
 
-def test_segments_by_conn_matches_per_connection_rows(corpus):
-    """The payload tier's one-pass column extraction places the same bytes as per-connection rows."""
+def test_all_connections_at_once_match_per_connection_rows(corpus):
+    """The payload tier's one pass over every connection places the same bytes as per-connection rows."""
     import traceviz
     from traceviz.decode.index import index_frames
     from traceviz.decode.streams import _tcp_columns
     from traceviz.decode.tcp.connections import analyze
-    from traceviz.decode.tcp.reassembly import reassemble_segments, segments_by_conn
+    from traceviz.decode.tcp.reassembly import reassemble_columns
     from traceviz.sources.reader import read_capture
     path = corpus / "pcap" / "http2/h2c-range-5conns__suricata-verify_http2-range.pcap"
     tl = traceviz.load(path)
     cap = read_capture(path)
     cols = _tcp_columns(analyze(index_frames(cap)))
-    by_conn = segments_by_conn(*(cols[k] for k in ("conn", "c2s", "flags", "seq", "len", "frame", "ts",
-                                                   "payload_off", "payload_cap")))
-    assert sorted(by_conn) == sorted(tl.connections["conn"])
-    for conn, segments in by_conn.items():
-        fast = reassemble_segments(segments, cap.buf)
+    every = reassemble_columns(*(cols[k] for k in ("conn", "c2s", "flags", "seq", "len", "frame", "ts",
+                                                   "payload_off", "payload_cap")), cap.buf)
+    assert every.conns == sorted(tl.connections["conn"])
+    for conn in every.conns:
+        fast = every.streams(conn)
         slow = reassemble(tl.packets[tl.packets["conn"] == conn], cap.buf)
         for d in ("c2s", "s2c"):
             assert fast[d].data() == slow[d].data() and fast[d].gaps == slow[d].gaps

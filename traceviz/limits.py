@@ -13,7 +13,7 @@ MAX_JSON_BYTES         TRACEVIZ_MAX_JSON_BYTES     2 GiB      bytes of JSON text
 MAX_JSON_DEPTH         TRACEVIZ_MAX_JSON_DEPTH     512        nesting of arrays and objects in a browser export
 MAX_BROWSER_RECORDS    TRACEVIZ_MAX_RECORDS        5000000    HAR entries, trace events or protocol-log messages
 MAX_STREAM_SEGMENTS    TRACEVIZ_MAX_SEGMENTS       2000000    TCP segments carrying data, per connection, reassembled
-MAX_STREAM_BYTES       TRACEVIZ_MAX_STREAM_BYTES   1 GiB      payload bytes per connection held for reassembly
+MAX_STREAM_BYTES       TRACEVIZ_MAX_STREAM_BYTES   1 GiB      payload bytes per connection reassembled and decoded
 MAX_SESSION_EVENTS     TRACEVIZ_MAX_SESSION_EVENTS 100000     events one TLS session lists (the rest are counted)
 =====================  ==========================  =========  =============================================
 
@@ -52,7 +52,7 @@ LIMITS = {lim.name: lim for lim in (
     Limit("MAX_STREAM_SEGMENTS", "TRACEVIZ_MAX_SEGMENTS", 2_000_000, "segments",
           "TCP segments carrying data in one connection, reassembled"),
     Limit("MAX_STREAM_BYTES", "TRACEVIZ_MAX_STREAM_BYTES", 1 * GiB, "bytes",
-          "payload bytes of one connection held for reassembly"),
+          "payload bytes of one connection reassembled and decoded"),
     Limit("MAX_SESSION_EVENTS", "TRACEVIZ_MAX_SESSION_EVENTS", 100_000, "events",
           "events one TLS session lists"),
 )}
@@ -100,13 +100,15 @@ def streams_over(conn, length, captured, wanted) -> dict[int, str]:
     conn = np.asarray(conn)
     if not len(conn) or not wanted:
         return {}
+    most_segments, most_bytes = get("MAX_STREAM_SEGMENTS"), get("MAX_STREAM_BYTES")
+    if len(conn) <= most_segments and int(np.asarray(captured).sum()) <= most_bytes:
+        return {}                      # the whole capture is within both: no connection can pass them
     keep = (np.asarray(length) > 0) & np.isin(conn, np.fromiter(wanted, np.int64, len(wanted)))
     if not keep.any():
         return {}
     segments = np.bincount(conn[keep])
     held = np.bincount(conn[keep], weights=np.asarray(captured)[keep].astype(np.float64))
     out = {}
-    most_segments, most_bytes = get("MAX_STREAM_SEGMENTS"), get("MAX_STREAM_BYTES")
     for c in np.flatnonzero(segments > most_segments).tolist():
         out[c] = over("MAX_STREAM_SEGMENTS", f"{int(segments[c])} segments carry data, more than")
     for c in np.flatnonzero(held > most_bytes).tolist():

@@ -84,10 +84,3 @@ def event_rows(conn: int, session) -> list[dict]:
              "dir": e.dir, "size": e.size, "detail": e.detail or None, "encrypted": e.encrypted}
             for e in session.events]
 
-
-def first_request_wait(session) -> float | None:
-    """The first request on a TLS connection waited for the handshake: its ``tls`` phase."""
-    end = session.handshake_end() if session.completed() else None
-    if end is None or session.client_hello_event is None:   # e.g. the capture began after the ClientHello
-        return None
-    return end.ts - session.client_hello_event.ts

@@ -89,6 +89,7 @@ def packets(t) -> pd.DataFrame:
         "win": _masked(t.win, in_tcp),
         "len": _masked(plen, (t.in_conn | in_tcp) & (plen >= 0)),
         "wire_len": np.asarray(idx.wire_len).astype(np.int64, copy=False),
+        "iface": _iface(idx),
         "payload_off": np.asarray(idx.payload_off).astype(np.int64, copy=False),
         "payload_cap": np.asarray(idx.payload_cap).astype(np.int64, copy=False),
         "ipver": ipver.astype(np.int64),
@@ -98,6 +99,14 @@ def packets(t) -> pd.DataFrame:
         "flag_bits": _masked(flags, in_tcp),
     }, copy=False)
     return conform("packets", df)
+
+
+def _iface(idx) -> np.ndarray:
+    """Each frame's capture interface (0 where the index was built without a capture)."""
+    iface = getattr(getattr(idx, "capture", None), "iface", None)
+    n = len(idx.frame)
+    return np.asarray(iface).astype(np.int64, copy=False) if iface is not None and len(iface) == n \
+        else np.zeros(n, dtype=np.int64)
 
 
 def connections(t) -> pd.DataFrame:
@@ -114,6 +123,8 @@ def connections(t) -> pd.DataFrame:
         elif values.dtype == object:
             values = _obj(values)
         out[name] = values
+    if "first_frame" in out and "iface" not in out and len(out["first_frame"]):
+        out["iface"] = _iface(t.idx)[np.asarray(out["first_frame"], dtype=np.int64) - 1]
     return conform("connections", pd.DataFrame(out, copy=False))
 
 

@@ -49,20 +49,6 @@ def _is_missing(value: Any) -> bool:
     return isinstance(value, float) and math.isnan(value)
 
 
-def utc_text(ts: float) -> str:
-    """Epoch seconds as a UTC date, to the microsecond.
-
-    A capture may stamp any 64-bit time (``if_tsoffset``, a huge resolution):
-    past what a date can show (year 9999), or where the platform refuses,
-    the seconds are shown as they are instead.
-    """
-    from datetime import datetime, timezone
-    try:
-        return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f UTC")
-    except (ValueError, OverflowError, OSError):
-        return f"epoch {ts:.6f} s"
-
-
 def fmt_ms(seconds: float) -> str:
     """Seconds as a readable figure: 52 \u00b5s, 2.50 ms, 12.4 ms, 210 ms, 1.00 s."""
     # to the microsecond, a capture's resolution: 99.99993 ms from epoch-float subtraction is 100
@@ -77,3 +63,17 @@ def fmt_ms(seconds: float) -> str:
     if ms >= 0.9995:
         return f"{ms:.2f} ms"
     return f"{ms * 1000:.0f} \u00b5s"
+
+
+def wrap(text: str, width_px: float, size_px: float, sep: str = " \u00b7 ") -> str:
+    """Break already-safe chart text into lines of at most ``width_px`` (``<br>`` between them),
+    at ``sep`` where it can, so a long subtitle stays inside its figure.  A glyph is taken
+    as 0.55 em wide."""
+    most = max(int(width_px / (size_px * 0.55)), 20)
+    lines: list[str] = []
+    for part in text.split(sep):
+        if lines and len(lines[-1]) + len(sep) + len(part) <= most:
+            lines[-1] += sep + part
+        else:
+            lines.append(part)
+    return "<br>".join(lines)

@@ -3,8 +3,8 @@
 Runs tshark (found through pyshark, the project's tshark binding) over the
 same file and compares what both decoded: the TCP and UDP connections
 (numbered as ``tcp.stream`` / ``udp.stream``, their endpoints, packets and
-payload bytes), each TLS handshake (SNI, version, cipher, ALPN) and the HTTP
-requests of each connection (method and path; the status codes).  It prints
+payload bytes; a QUIC connection counts as its UDP flow), each TLS handshake
+over TCP (SNI, version, cipher, ALPN) and the HTTP requests over TCP of each connection (method and path; the status codes).  It prints
 each difference on a line; exit 0 when they agree, 1 when they differ, 2 when
 tshark is missing or the file is not a capture either can read.
 
@@ -25,7 +25,7 @@ import typer
 from rich.text import Text
 
 from traceviz import output
-from traceviz.cli.common import FileArg, KeylogOpt, RsaOpt, app, guarded, load
+from traceviz.cli.common import FileArg, KeylogOpt, RsaOpt, app, guarded, load, rows_json
 from traceviz.errors import InputError
 
 # One value per field per packet, several joined by this (a byte no URI or name contains).
@@ -43,11 +43,13 @@ TLS_VERSIONS = {0x0300: "SSL 3.0", 0x0301: "TLS 1.0", 0x0302: "TLS 1.1", 0x0303:
 
 @app.command()
 def verify(file: FileArg, keylog: KeylogOpt = None, rsa_key: RsaOpt = None,
-           json: Annotated[bool, typer.Option("--json", help="Print the differences as a JSON array.")] = False,
+           json: Annotated[Optional[str], typer.Option("--json", metavar="", show_default=False,
+                                                       help="Print the differences as a JSON array.")] = None,
            tshark: Annotated[Optional[str], typer.Option(help="The tshark to ask (default: the one pyshark finds).",
                                                          show_default=False)] = None) -> None:
     """Compare what traceviz and tshark decode in a capture: connections, TLS, requests. Exit 1 when they differ."""
     with guarded():
+        json = rows_json(json)
         binary = _tshark(tshark)
         tl = load(file, keylog, None if rsa_key is None else rsa_key)
         if not len(tl.packets):
@@ -191,10 +193,14 @@ def compare(tl, theirs: dict) -> dict:
     diffs: list[tuple] = []
     agree = Counter()
     ours_conns = {}
+    tcp_conns = set()
     for r in tl.connections.itertuples(index=False):
-        if r.transport not in ("tcp", "udp"):
+        if r.transport not in ("tcp", "udp", "quic"):
             continue
-        key = (r.transport, int(r.conn) if r.transport == "tcp" else int(r.stream))
+        # a QUIC connection is a UDP flow to tshark's conversations (its udp.stream is ``stream``)
+        key = ("tcp", int(r.conn)) if r.transport == "tcp" else ("udp", int(r.stream))
+        if r.transport == "tcp":
+            tcp_conns.add(int(r.conn))
         ours_conns[key] = {"endpoints": {r.client, r.server}, "packets": int(r.packets),
                            "bytes": int(_n(r.bytes_c2s) + _n(r.bytes_s2c)), "first_frame": int(r.first_frame)}
     for key in sorted(set(ours_conns) | set(theirs["connections"])):
@@ -210,7 +216,8 @@ def compare(tl, theirs: dict) -> dict:
     names = {v: k for k, v in CIPHER_SUITES.items()}
     ours_tls = {int(r.conn): {"sni": _value(r.sni), "version": _value(r.version),
                               "cipher": names.get(_value(r.cipher), _value(r.cipher)), "alpn": _value(r.alpn)}
-                for r in tl.tls.itertuples(index=False)}
+                for r in tl.tls.itertuples(index=False) if int(r.conn) in tcp_conns}   # TLS over TCP only:
+    # QUIC's handshake is in CRYPTO frames that tshark opens only with keys (the quic table is ours alone)
     for stream in sorted(set(ours_tls) | set(theirs["tls"])):
         a, b = ours_tls.get(stream), theirs["tls"].get(stream)
         name = f"tls on tcp.stream {stream}"
@@ -225,7 +232,7 @@ def compare(tl, theirs: dict) -> dict:
     ours_req: dict[int, Counter] = defaultdict(Counter)
     ours_status: dict[int, Counter] = defaultdict(Counter)
     for r in tl.requests.itertuples(index=False):
-        if _missing(r.conn):
+        if _missing(r.conn) or int(r.conn) not in tcp_conns:     # HTTP/3's requests: QUIC's, not compared
             continue
         parts = urlsplit(str(r.url)) if isinstance(r.url, str) else None
         target = (parts.path or "/") + (f"?{parts.query}" if parts and parts.query else "") if parts else None

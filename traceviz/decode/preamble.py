@@ -20,8 +20,8 @@ Two steps, both sans-I/O:
 
 How the payload tier uses it (``decode/streams.py``): a connection that
 ``stream_kind`` leaves unclaimed but ``looks_like`` names is reassembled;
-``tls_start`` on its first bytes gives the offsets; the bytes before them are
-dropped (``trim``) and the rest goes to a ``TLSSession`` as for any TLS
+``tls_start`` on its first ``HEAD_BYTES`` gives the offsets; the bytes before
+them are dropped (``trim``) and the rest goes to a ``TLSSession`` as for any TLS
 connection.  ``could_start`` widens the numpy pre-test of first bytes to the
 bytes these preambles begin with.
 
@@ -113,32 +113,25 @@ def tls_start(c2s: bytes, s2c: bytes) -> Preamble | None:
     return None
 
 
-def head(stream, most: int = HEAD_BYTES) -> bytes:
-    """The first bytes of a reassembled ``ByteStream``, up to its first hole."""
-    out, end = [], 0
-    for p in stream.pieces:
-        if p.offset != end or end >= most:
-            break
-        out.append(p.data)
-        end = p.end
-    return b"".join(out)[:most]
-
-
 def trim(stream, start: int | None):
-    """``stream`` (a ``ByteStream``) from stream offset ``start`` on, renumbered from 0;
-    empty when ``start`` is None (that side's TLS was not found)."""
+    """``stream`` (a reassembled ``ByteStream``) from stream offset ``start`` on, renumbered
+    from 0; empty when ``start`` is None (that side's TLS was not found).  The pieces stay
+    references into the capture: a cut piece starts ``cut`` bytes further in."""
     from dataclasses import replace
 
-    from traceviz.decode.tcp.reassembly import Piece
-    pieces = []
+    cols = {k: [] for k in ("offset", "size", "at", "frame", "ts", "ready_frame", "ready_ts")}
     if start is not None:
-        for p in stream.pieces:
-            if p.end <= start:
+        for i, (o, n) in enumerate(zip(stream.offset, stream.size)):
+            if o + n <= start:
                 continue
-            cut = max(0, start - p.offset)
-            pieces.append(Piece(p.offset + cut - start, p.data[cut:], p.frame, p.ts, p.ready_frame, p.ready_ts))
+            cut = max(0, start - o)
+            for k, v in (("offset", o + cut - start), ("size", n - cut), ("at", stream.at[i] + cut),
+                         ("frame", stream.frame[i]), ("ts", stream.ts[i]),
+                         ("ready_frame", stream.ready_frame[i]), ("ready_ts", stream.ready_ts[i])):
+                cols[k].append(v)
     gaps = [(o - start, n) for o, n in stream.gaps if start is not None and o >= start]
-    return replace(stream, pieces=pieces, gaps=gaps)
+    copies = [(o - start, n, at, f) for o, n, at, f in stream._copies if start is not None and o >= start]
+    return replace(stream, gaps=gaps, _copies=copies, **cols)
 
 
 # --- binary preambles ----------------------------------------------------------------------
