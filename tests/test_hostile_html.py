@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import re
+import shutil
 import struct
 from pathlib import Path
 
@@ -22,7 +24,8 @@ import pytest
 from traceviz import cli
 from tests.streamgen import write_conversations
 
-CHROMIUM = "/usr/bin/chromium"
+# Debian's chromium (.ci/run installs it; BROWSER_PATH names it): playwright needs no browser download.
+CHROMIUM = os.environ.get("BROWSER_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
 
 SCRIPT = "<script>window.__pwned=1;document.title='pwned'</script>"
 IMG = "<img/src=x/onerror=window.__pwned=2>"
@@ -115,7 +118,7 @@ def html_outputs(hostile_files, tmp_path_factory) -> list[Path]:
 
 @pytest.fixture(scope="module")
 def browser():
-    playwright = pytest.importorskip("playwright.sync_api")
+    import playwright.sync_api as playwright   # in the test extra: CI has it, so never a skip
     with playwright.sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"])
         yield b
