@@ -224,8 +224,7 @@ def test_a_pcap_is_not_a_browser_export(corpus):
 
 
 def test_gzip_bomb_is_refused(tmp_path, monkeypatch):
-    from traceviz.sources import jsonfile
-    monkeypatch.setattr(jsonfile, "MAX_JSON_BYTES", 1 << 20)
+    monkeypatch.setenv("TRACEVIZ_MAX_JSON_BYTES", str(1 << 20))
     p = tmp_path / "bomb.har.gz"
     p.write_bytes(gzip.compress(b'{"log": {"entries": [' + b" " * (8 << 20) + b"]}}"))
     with pytest.raises(InputError, match="refusing"):

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 import hostile
 import traceviz
 from traceviz.errors import InputError
-from traceviz.sources import jsonfile, kind_of
+from traceviz.sources import kind_of
 from traceviz.sources.qlog import read_qlog
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -321,8 +321,8 @@ def test_folder_errors_are_one_line(tmp_path):
 
 def test_qlog_is_bounded_like_har(tmp_path, monkeypatch):
     src = next((QLOG_DIR / "client").glob("*.qlog"))
-    monkeypatch.setattr(jsonfile, "MAX_JSON_BYTES", 4096)
-    with pytest.raises(InputError, match="refusing"):
+    monkeypatch.setenv("TRACEVIZ_MAX_JSON_BYTES", "4096")
+    with pytest.raises(InputError, match="refusing.*TRACEVIZ_MAX_JSON_BYTES"):
         read_qlog(src)
     bomb = tmp_path / "bomb.qlog.gz"
     bomb.write_bytes(gzip.compress(b'{"qlog_version": "0.3", "traces": [' + b" " * 100_000 + b"]}"))

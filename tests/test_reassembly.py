@@ -52,6 +52,17 @@ def test_retransmission_and_partial_overlap_first_copy_wins():
     assert s.conflicting == 2
 
 
+def test_a_late_segment_spanning_kept_pieces_fills_only_what_they_left():
+    """A segment that starts inside the first piece but reaches past the pieces after it
+    (found by fuzz/): every byte once, from the first frame that carried it, no overlap."""
+    rows, buf = _rows([(1, "c2s", "SYN", 0, b""), (2, "c2s", "ACK", 1, b"abcd"),
+                       (3, "c2s", "ACK", 5, b"ef"), (4, "c2s", "ACK", 3, b"XXYYgh")])
+    s = reassemble(rows, buf)["c2s"]
+    assert s.data() == b"abcdefgh"
+    assert [(p.offset, p.frame) for p in s.pieces] == [(0, 2), (4, 3), (6, 4)]
+    assert s.retransmitted == 4 and s.conflicting == 4
+
+
 def test_gap_is_recorded_not_filled():
     rows, buf = _rows([(1, "c2s", "SYN", 0, b""), (2, "c2s", "ACK", 1, b"aaaa"),
                        (3, "c2s", "ACK", 9, b"cccc")])

@@ -244,6 +244,18 @@ def lab_available() -> str | None:
     return None
 
 
+def _take_down(lab) -> None:
+    """Every process, the relay and the namespaces of ``lab``, whatever failed on the way."""
+    try:
+        lab.teardown()
+    finally:
+        for p in [*lab.procs, lab.relay]:
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.wait(timeout=10)
+        lab.remove_namespaces()
+
+
 @pytest.mark.skipif(lab_available() is not None, reason=str(lab_available()))
 def test_lab_path_has_the_configured_rtt_and_drops_the_first_syn(tmp_path):
     from netlab import Lab
@@ -251,7 +263,10 @@ def test_lab_path_has_the_configured_rtt_and_drops_the_first_syn(tmp_path):
     code = ("import socket,time,sys\n"
             "s=socket.socket(); t=time.monotonic(); s.connect((sys.argv[1], int(sys.argv[2])));"
             "print(time.monotonic()-t)")
-    with Lab(prefix, "10.79", [LinkSpec("c", "s", delay_ms=10.0, drop_syn={9102: 1})], tmp_path) as lab:
+    lab = Lab(prefix, "10.79", [LinkSpec("c", "s", delay_ms=10.0, drop_syn={9102: 1})], tmp_path)
+    try:
+        # setup() inside the try: a lab that fails half-way up still comes down.
+        lab.setup()
         lab.popen("s", [sys.executable, "-c",
                         "import socket,time\nl=[]\nfor p in (9101,9102):\n s=socket.socket();"
                         "s.bind(('0.0.0.0',p));s.listen();l.append(s)\nprint('ready',flush=True)\n"
@@ -259,6 +274,8 @@ def test_lab_path_has_the_configured_rtt_and_drops_the_first_syn(tmp_path):
         fast = float(lab.run("c", [sys.executable, "-c", code, lab.addr("s"), "9101"]).stdout)
         slow = float(lab.run("c", [sys.executable, "-c", code, lab.addr("s"), "9102"]).stdout)
         ping = lab.run("c", ["ping", "-c", "5", "-i", "0.2", lab.addr("s")]).stdout
+    finally:
+        _take_down(lab)
     # ping's minimum is the path itself; a user-space timer around connect() also
     # measures how busy the machine is, so it only gets the physical lower bound.
     rtt_min = float(ping.rsplit("=", 1)[1].split("/")[0])
@@ -269,3 +286,24 @@ def test_lab_path_has_the_configured_rtt_and_drops_the_first_syn(tmp_path):
     assert dropped == [9102]
     names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert prefix not in names                    # cleaned up
+
+
+@pytest.mark.skipif(lab_available() is not None, reason=str(lab_available()))
+def test_a_lab_that_fails_half_way_up_leaves_nothing_behind(tmp_path, monkeypatch):
+    from netlab import Lab
+    prefix = f"tvU{os.getpid() % 1000}-"
+    lab = Lab(prefix, "10.78", [LinkSpec("c", "s", delay_ms=1.0)], tmp_path)
+
+    def broken(*args):
+        raise RuntimeError("a step of the setup failed")
+
+    monkeypatch.setattr(lab, "static_neighbours", broken)     # after the namespaces and the relay exist
+    with pytest.raises(RuntimeError, match="half|step"):
+        try:
+            lab.setup()
+        finally:
+            relay = lab.relay
+            _take_down(lab)
+    assert relay is not None and relay.poll() is not None     # the relay was started, and is gone
+    names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert prefix not in names

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from traceviz import _tuning
-from traceviz.errors import InputError
+from traceviz.errors import InputError, describe
 from traceviz.model import SourceInfo, Timeline, empty_table
 
 Progress = Callable[[str], None]
@@ -168,8 +168,13 @@ def _bundled_extra(name: str) -> str | None:
 
 
 def _companion(path: str | os.PathLike) -> str:
-    """A key file as given, else a bundled capture's companion of that name (tls12-rsa.keys)."""
-    if Path(path).is_file():
+    """A key file as given, else a bundled capture's companion of that name (tls12-rsa.keys).
+
+    Anything that reads as a file is one (``/dev/null``, a pipe: an empty key log is a key log);
+    a folder is not."""
+    if Path(path).is_dir():
+        raise InputError(str(path), "is a directory, not a file")
+    if Path(path).exists():
         return str(path)
     from traceviz.captures import find
     try:
@@ -192,13 +197,12 @@ def _load_capture(path: str, keylog, rsa_key, progress: Progress, wanted: frozen
     import numpy as np
 
     from traceviz.assemble import transport as transport_tables
-    from traceviz.assemble.capture import PayloadRows, context, finish
+    from traceviz.assemble.capture import PayloadRows, context, finish, over_limits
     from traceviz.assemble.parallel import decode_rows
     from traceviz.decode.dns import decode_dns
     from traceviz.decode.index import index_frames
     from traceviz.decode.streams import plan_streams
     from traceviz.decode.tcp.connections import analyze
-    from traceviz.errors import describe
     from traceviz.sources.reader import read_capture
 
     progress("reading")
@@ -213,7 +217,7 @@ def _load_capture(path: str, keylog, rsa_key, progress: Progress, wanted: frozen
     info = SourceInfo(path=path, format=cap.format, size=cap.detail.get("size") or os.path.getsize(path),
                       compressed=cap.compressed, link_types=dict(idx.link_counts),
                       frames=len(cap), detail={**cap.detail, **getattr(idx, "stats", {})},
-                      warnings=list(cap.warnings))
+                      warnings=list(cap.warnings) + [describe(path, m, f) for f, m in idx.notes])
     progress("payload")
     log, key = _keys(cap.secrets, keylog, rsa_key, info.warnings)
     debug = bool(os.environ.get("TRACEVIZ_DEBUG"))
@@ -234,6 +238,7 @@ def _load_capture(path: str, keylog, rsa_key, progress: Progress, wanted: frozen
             return finish(info, tables, PayloadRows(), np.zeros(0, dtype=np.int64), log, key, cap.secrets,
                           skip=skip, quic_payload=quic, dns_messages=dns)
         plan = plan_streams(transport, cap.buf, tls="tls" in decode, http="http" in decode)
+        info.warnings.extend(over_limits(path, plan.skipped))
         ctx = context(tables, path, log, events="events" in built)
         rows, decoded = decode_rows(plan, cap.buf, ctx, log, key, debug=debug)
         return finish(info, tables, rows, plan.opaque(decoded), log, key, cap.secrets, skip=skip, quic_payload=quic,

@@ -78,11 +78,12 @@ GAP = 2                   # spaces between columns
 MISSING = "\u2013"        # –
 ELLIPSIS = "\u2026"       # …
 
-_CONTROL = {i: f"\\x{i:02x}" for i in list(range(0x20)) + [0x7f]}
-_CONTROL.update({0x85: "\\x85", 0x2028: "\\u2028", 0x2029: "\\u2029"})
+# C0, DEL and C1 (0x9b is CSI and 0x9d OSC on terminals that read 8-bit controls).
+_CONTROL = {i: f"\\x{i:02x}" for i in list(range(0x20)) + list(range(0x7f, 0xa0))}
+_CONTROL.update({0x2028: "\\u2028", 0x2029: "\\u2029"})
 
 
-_HAS_CONTROL = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]").search
+_HAS_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]").search
 
 
 def printable(value: Any) -> str:

@@ -76,9 +76,15 @@ def timeline(info: SourceInfo, t, payload, keylog=None, rsa_key=None, dsb_blocks
     ``payload`` from ``decode.streams.decode_streams``, ``quic_payload`` from
     ``decode.quic.streams.decode_quic``, ``dns_messages`` (a ``DNSCapture``) from ``decode.dns.decode_dns``."""
     tables = transport.tables(t)
+    info.warnings.extend(over_limits(info.path, payload.skipped))
     rows = payload_rows(payload.results, context(tables, info.path, keylog))
     return finish(info, tables, rows, payload.opaque, keylog, rsa_key, dsb_blocks, quic_payload=quic_payload,
                   dns_messages=dns_messages)
+
+
+def over_limits(path: str, skipped: dict[int, str]) -> list[str]:
+    """One warning per connection left undecoded over a resource limit (``Plan.skipped``)."""
+    return [describe(path, f"connection {conn}: {why}") for conn, why in sorted(skipped.items())]
 
 
 def payload_rows(results: dict, ctx: Context) -> PayloadRows:

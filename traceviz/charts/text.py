@@ -34,8 +34,9 @@ def safe(text: Any, limit: int | None = None) -> str:
     s = "".join(ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode("ascii")
                 for ch in s)
     # plotly.js converts numeric entities back to characters *after* its MathJax
-    # check, so "&#36;" shows a dollar sign without ever starting TeX.
-    return html.escape(s, quote=True).replace("$", "&#36;")
+    # check, so "&#36;" shows a dollar sign without ever starting TeX.  It knows
+    # only a few named entities, and not "&quot;": a quote is written as "&#34;".
+    return html.escape(s, quote=True).replace("&quot;", "&#34;").replace("$", "&#36;")
 
 
 def _is_missing(value: Any) -> bool:

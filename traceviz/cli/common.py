@@ -118,18 +118,70 @@ def flag_values(argv: list[str]) -> list[str]:
 
 # ---------------------------------------------------------------- plumbing
 
+# Exit status for a bug in traceviz (not bad input, not a finding): scripts must not mistake it for either.
+EXIT_INTERNAL = 3
+_held: list[list[str]] = []      # warnings of the commands running (printed unless the command fails)
+
+
 @contextlib.contextmanager
 def guarded() -> Iterator[None]:
-    """Bad input → one line on stderr and exit 2; never a traceback."""
+    """Bad input (or an output we cannot write) → one line on stderr and exit 2; a bug in
+    traceviz → one line and exit 3 (``TRACEVIZ_DEBUG=1`` shows its traceback); never a traceback.
+
+    Warnings (and notes) are held while the command runs and shown when it ends,
+    unless it ends in exit 2 or 3: bad input gets exactly one line.
+    """
+    _held.append([])
     try:
         yield
     except InputError as exc:
-        output.stderr.print(Text(f"traceviz: {output.printable(str(exc))}"))
+        _held[-1].clear()
+        _one_line(str(exc))
         raise typer.Exit(2)
     except BrokenPipeError:  # `traceviz timeline big.pcap | head`
         with contextlib.suppress(Exception):
             sys.stdout = open(os.devnull, "w")
         raise typer.Exit(0)
+    except typer.Exit as exc:
+        if exc.exit_code == 2:       # refused after its own one line: no warnings after it
+            _held[-1].clear()
+        raise
+    except (typer.Abort, typer.TyperException):
+        raise
+    except OSError as exc:
+        if exc.filename is None:
+            raise
+        _held[-1].clear()
+        _one_line(f"{exc.filename}: cannot write: {exc.strerror or type(exc).__name__}")
+        raise typer.Exit(2)
+    except Exception as exc:
+        if os.environ.get("TRACEVIZ_DEBUG"):
+            raise
+        _held[-1].clear()
+        _one_line(f"internal error in {_where(exc)} ({type(exc).__name__}: {exc}); please report it "
+                  "(TRACEVIZ_DEBUG=1 shows the traceback)")
+        raise typer.Exit(EXIT_INTERNAL)
+    finally:
+        held = _held.pop()
+        if _held:
+            _held[-1].extend(held)
+        else:
+            _print_warnings(held)
+
+
+def _one_line(message: str) -> None:
+    output.stderr.print(Text(f"traceviz: {output.printable(message)}"))
+
+
+def _where(exc: BaseException) -> str:
+    """The innermost function of ours a traceback went through: ``module.function``."""
+    import traceback
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f"{os.sep}traceviz{os.sep}" in f.filename]
+    if not frames:
+        return "traceviz"
+    f = frames[-1]
+    module = f.filename.rsplit(f"{os.sep}traceviz{os.sep}", 1)[1].removesuffix(".py").replace(os.sep, ".")
+    return f"{module}.{f.name}"
 
 
 def load(path: str | list[str], keylog: Path | None = None, rsa_key: Path | None = None, tables=None):
@@ -150,8 +202,7 @@ def load(path: str | list[str], keylog: Path | None = None, rsa_key: Path | None
     show_warnings(tl.warnings)
     bundled = tl.source.detail.get("bundled_keylog") if keylog is None else None
     if bundled:
-        output.stderr.print(Text(f"using the bundled key log {Path(bundled).name} (--keylog FILE to use another)",
-                                 style="dim"))
+        note(f"using the bundled key log {Path(bundled).name} (--keylog FILE to use another)")
     return tl
 
 
@@ -181,10 +232,33 @@ def _load_with_progress(traceviz, path, keylog, rsa_key, tables=None):
 
 
 def show_warnings(warnings: list[str], most: int = 10) -> None:
+    if _held:                    # inside a command: shown when it ends well
+        _held[-1].extend(warnings)
+        return
+    _print_warnings(warnings, most)
+
+
+def note(message: str) -> None:
+    """A dim line on stderr about what the command chose; held like warnings inside a command."""
+    if _held:
+        _held[-1].append(_Note(message))
+        return
+    output.stderr.print(Text(output.printable(message), style="dim"))
+
+
+class _Note(str):
+    """A held line that is a note, not a warning."""
+
+
+def _print_warnings(held: list[str], most: int = 10) -> None:
+    warnings = [w for w in held if not isinstance(w, _Note)]
     for w in warnings[:most]:
         warn(w)
     if len(warnings) > most:
         output.stderr.print(Text(f"warning: … and {len(warnings) - most} more", style="yellow"))
+    for n in held:
+        if isinstance(n, _Note):
+            note(n)
 
 
 def warn(message: str) -> None:

@@ -112,6 +112,16 @@ def load_recipe(path: Path) -> ModuleType:
     return module
 
 
+def _read_with(path: str, warnings: list[str]) -> str:
+    """The load's first warning, for a refusal's one line: often why the recipe found nothing
+    (bad input is one line, so the held warnings are not printed after it)."""
+    if not warnings:
+        return ""
+    first = warnings[0].removeprefix(f"{path}: ")
+    more = f" (and {len(warnings) - 1} more)" if len(warnings) > 1 else ""
+    return f"; read with warning: {first}{more}"
+
+
 def run_recipe(module: ModuleType, tl, conn: int | None, name: str = "", own: dict | None = None):
     """The Finding, if the recipe applies to this file (else exit 2 saying what it needs).
 
@@ -119,7 +129,8 @@ def run_recipe(module: ModuleType, tl, conn: int | None, name: str = "", own: di
     name = name or getattr(module, "NAME", "this recipe")
     why = applicability(module, tl)
     if why is not None:
-        raise InputError(tl.source.path, f"{name} does not apply to this file: it needs {why}")
+        raise InputError(tl.source.path, f"{name} does not apply to this file: it needs {why}"
+                                         + _read_with(tl.source.path, tl.warnings))
     params = inspect.signature(module.analyze).parameters
     kwargs = {}
     if conn is not None:

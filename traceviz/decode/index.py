@@ -82,6 +82,9 @@ class PacketIndex:
     stats: dict = field(default_factory=dict)
     ip_proto: np.ndarray | None = None  # int16 protocol number from the IP header, -1
     vlan: np.ndarray | None = None      # int8 VLAN tags peeled
+    # What the index could not read, once each: ``(first frame, message)``, e.g.
+    # an unknown link type, frames cut by the snap length, frames shorter than their headers.
+    notes: list[tuple[int, str]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -109,6 +112,7 @@ def index_frames(cap: Capture) -> PacketIndex:
     vlan = np.zeros(n, np.int8)
     link_counts: dict[str, int] = {}
     unknown = 0
+    notes: list[tuple[int, str]] = []
     uniform = n == 0 or linktypes.min() == linktypes.max()
     kinds = linktypes[:1] if uniform else np.unique(linktypes)
     for lt in kinds:
@@ -119,6 +123,9 @@ def index_frames(cap: Capture) -> PacketIndex:
         link_counts[link_name(lt)] = link_counts.get(link_name(lt), 0) + count
         if lt not in KNOWN:
             unknown += count
+            first = 1 if isinstance(rows, slice) else int(rows[0]) + 1
+            notes.append((first, f"link type {link_name(lt)} ({lt}) is not decoded: "
+                                 f"{_frames(count)} skipped (their bytes are not IP to us)"))
 
     cols = _Columns(n)
     _network(h, cols, l3, ethertype, caplen, wire)
@@ -131,6 +138,7 @@ def index_frames(cap: Capture) -> PacketIndex:
         options.result()
     cols.to_absolute(start)
 
+    notes += _damage_notes(caplen, np.asarray(cap.wire_len, np.int64), cols.malformed)
     stats = {
         "frames": n,
         "ipv4": int(np.count_nonzero(cols.ipver == 4)),
@@ -180,7 +188,27 @@ def index_frames(cap: Capture) -> PacketIndex:
         stats=stats,
         ip_proto=cols.ip_proto,
         vlan=vlan,
+        notes=notes,
     )
+
+
+def _frames(n: int) -> str:
+    return f"{n} frame" if n == 1 else f"{n} frames"
+
+
+def _damage_notes(caplen: np.ndarray, wire: np.ndarray, malformed: np.ndarray) -> list[tuple[int, str]]:
+    """Frames cut by the snap length, and frames too short for their own headers,
+    as tshark marks them ("Packet size limited during capture", "Malformed Packet")."""
+    notes = []
+    cut = np.flatnonzero(caplen < wire)
+    if len(cut):
+        notes.append((int(cut[0]) + 1, f"{_frames(len(cut))} cut by the snap length (captured fewer bytes "
+                                       "than were on the wire); what was cut off is not analysed"))
+    short = np.flatnonzero(malformed)
+    if len(short):
+        notes.append((int(short[0]) + 1, f"{_frames(len(short))} shorter than their own headers, or with "
+                                         "headers that contradict their length (malformed); not analysed past the damage"))
+    return notes
 
 
 class _Columns:

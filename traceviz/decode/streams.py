@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from traceviz.decode import sniff
+from traceviz import limits
+from traceviz.decode import preamble, sniff
 from traceviz.decode.tcp.reassembly import ByteStream, reassemble_columns
 
 C2S, S2C = "c2s", "s2c"
@@ -52,11 +53,13 @@ class StreamResult:
 
 @dataclass
 class Payload:
-    """The payload tier over a whole capture: results by connection, and the
-    connections that carried bytes none of our decoders speak (``opaque``)."""
+    """The payload tier over a whole capture: results by connection, the
+    connections that carried bytes none of our decoders speak (``opaque``), and
+    those over a resource limit (``skipped``, with the warning to give)."""
 
     results: dict[int, StreamResult]
     opaque: np.ndarray
+    skipped: dict[int, str] = field(default_factory=dict)     # conn -> why its payload was not decoded
 
 
 @dataclass
@@ -67,6 +70,9 @@ class Plan:
     (``pending``: of those, connections whose first line was still going
     after ``sniff.SNIFF_BYTES``; the stream decides).  ``carrying``: every
     connection that carried payload.  ``cols``: the TCP columns reassembly reads.
+    ``skipped``: connections over a per-connection limit (``limits.streams_over``),
+    left undecoded, each with the warning to give.  ``kinds`` may say
+    ``preamble``: TLS may follow another protocol's first words (``preamble.py``).
     """
 
     cols: dict
@@ -74,6 +80,7 @@ class Plan:
     pending: set[int]
     carrying: np.ndarray
     http: bool = True         # run the HTTP machines (inside TLS too, when keys open it)
+    skipped: dict[int, str] = field(default_factory=dict)
 
     def cost(self) -> dict[int, int]:
         """A rough cost of decoding each connection: a fixed part and its segments."""
@@ -95,7 +102,7 @@ def decode_streams(t, buf, keylog=None, rsa_key=None, debug: bool = False) -> Pa
     """The payload tier for a ``decode.tcp.connections.Transport`` over the capture bytes ``buf``."""
     plan = plan_streams(t, buf)
     results = decode_planned(plan, buf, plan.kinds, keylog, rsa_key, debug)
-    return Payload(results, plan.opaque(results))
+    return Payload(results, plan.opaque(results), plan.skipped)
 
 
 def plan_streams(t, buf, tls: bool = True, http: bool = True) -> Plan:
@@ -114,11 +121,20 @@ def plan_streams(t, buf, tls: bool = True, http: bool = True) -> Plan:
             pending.add(conn)
         if kind and (tls if kind == "tls" else http):
             kinds[conn] = kind
-    return Plan(cols, kinds, pending, carrying, http)
+        elif kind is None and tls and preamble.looks_like(c2s, first.get((conn, S2C), b"")):
+            kinds[conn] = "preamble"         # TLS after another protocol's first words (preamble.py)
+    # Resource limits (limits.py): a connection too big to reassemble is left undecoded, and said.
+    skipped = limits.streams_over(cols["conn"], cols["len"], cols["payload_cap"], kinds)
+    for conn in skipped:
+        del kinds[conn]
+    return Plan(cols, kinds, pending, carrying, http, skipped)
 
 
 def decode_planned(plan: Plan, buf, conns, keylog=None, rsa_key=None, debug: bool = False) -> dict[int, StreamResult]:
-    """Reassemble and decode ``conns`` (some of ``plan.kinds``): ``{conn: StreamResult}``."""
+    """Reassemble and decode ``conns`` (some of ``plan.kinds``): ``{conn: StreamResult}``.
+
+    A connection that turned out to speak nothing of ours (a long first line
+    that is not HTTP, a preamble that never switched to TLS) has no result."""
     if not conns:
         return {}
     cols = plan.cols
@@ -127,9 +143,15 @@ def decode_planned(plan: Plan, buf, conns, keylog=None, rsa_key=None, debug: boo
     results = {}
     for conn in sorted(conns):
         s = streams.streams(conn)
+        kind = plan.kinds[conn]
         if conn in plan.pending and sniff.stream_kind(_head(s[C2S], sniff.REQUEST_LINE_MAX), b"") is None:
             continue
-        results[conn] = decode_connection(conn, plan.kinds[conn], s, keylog, rsa_key, debug, plan.http)
+        if kind == "preamble":
+            start = preamble.tls_start(_head(s[C2S], preamble.HEAD_BYTES), _head(s[S2C], preamble.HEAD_BYTES))
+            if start is None:
+                continue
+            s, kind = {C2S: preamble.trim(s[C2S], start.c2s), S2C: preamble.trim(s[S2C], start.s2c)}, "tls"
+        results[conn] = decode_connection(conn, kind, s, keylog, rsa_key, debug, plan.http)
     return results
 
 

@@ -17,7 +17,8 @@ from traceviz.sources.trace import TraceLog, trace_from_json
 def read_export(path: str) -> HarLog | TraceLog | CdpLog:
     """A HAR, DevTools trace or DevTools protocol log; other JSON raises ``InputError`` naming it."""
     hint = jsonfile.sniff_json(path)
-    value, facts = jsonfile.parse(path, object_hook=drop_bodies if hint == "har" else None)
+    har = hint == "har"      # a HAR's bodies are dropped as the file is read, and again as it is parsed
+    value, facts = jsonfile.parse(path, object_hook=drop_bodies if har else None, drop=b"text" if har else None)
     kind = jsonfile.classify(value)
     if kind == "har":
         return har_from_json(path, value, facts)

@@ -19,6 +19,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
+from traceviz import limits
 from traceviz.errors import InputError, describe
 from traceviz.sources import jsonfile
 from traceviz.sources.chrome import (ChromePage, ChromeRequest, Hop, Navigation, initiator_type,
@@ -68,6 +69,7 @@ def cdp_from_json(path: str, value: Any, facts: dict | None = None) -> CdpLog:
         items = next((value[k] for k in LIST_KEYS if isinstance(value.get(k), list)), None)
     if not isinstance(items, list):
         raise InputError(path, "not a DevTools protocol log: no list of messages")
+    limits.check_records(path, len(items), "messages")
     warnings: list[str] = []
     messages = []
     for i, item in enumerate(items):
@@ -77,9 +79,14 @@ def cdp_from_json(path: str, value: Any, facts: dict | None = None) -> CdpLog:
                 warnings.append(describe(path, f"message {i + 1}: not a CDP event; skipped"))
             continue
         messages.append(msg)
-    hops, page, wall_offsets = _fold(messages)
+    hops, page, wall_offsets, odd = _fold(messages)
     if not hops and not any(method.startswith(("Network.", "Page.")) for method, _ in messages):
         raise InputError(path, "DevTools protocol log without Network or Page events")
+    if odd["repeated"]:
+        warnings.append(describe(path, f"{odd['repeated']} messages repeated word for word; read once"))
+    if odd["unsent"]:
+        warnings.append(describe(path, f"{odd['unsent']} requests have a response but no requestWillBeSent "
+                                       "(the log began after they were sent); they start at their response's timing"))
     offset, clock = _wall_offset(wall_offsets)
     if clock == "monotonic":
         warnings.append(describe(path, "no wallTime in the log; times are the browser's monotonic clock"))
@@ -111,9 +118,20 @@ def _message(item: Any) -> tuple[str, dict] | None:
     return None
 
 
-def _fold(messages: list[tuple[str, dict]]) -> tuple[list[Hop], ChromePage, list[float]]:
-    """``Network.*`` messages into request hops; ``Page.*`` milestones; each ``wallTime - timestamp``."""
+def _fold(messages: list[tuple[str, dict]]) -> tuple[list[Hop], ChromePage, list[float], dict]:
+    """``Network.*`` messages into request hops; ``Page.*`` milestones; each ``wallTime - timestamp``;
+    counts of what was odd (``repeated`` messages skipped, requests ``unsent`` but answered).
+
+    A message repeated (same method, request and timestamp: a log holding two
+    sessions' copies of one event) is read once; read twice, a redirect's
+    second copy would end the hop it had just begun and copy its timings.
+    As in Lighthouse's network recorder, a second ``requestWillBeSent`` for a
+    request still under way is a copy unless it carries a redirect.
+    """
     live: dict[str, Hop] = {}
+    seen: set[tuple] = set()
+    redirects: dict[str, int] = {}
+    odd = {"repeated": 0, "unsent": 0}
     hops: list[Hop] = []
     dcl: list[float] = []
     load: list[float] = []
@@ -121,16 +139,26 @@ def _fold(messages: list[tuple[str, dict]]) -> tuple[list[Hop], ChromePage, list
     wall_offsets: list[float] = []
     for method, p in messages:
         rid = p.get("requestId")
-        rid = str(rid) if rid is not None else None
+        rid = key = str(rid) if rid is not None else None
         ts = number(p.get("timestamp"))
+        if rid and method.startswith("Network.") and not math.isnan(ts):
+            stamp = (method, rid, ts)
+            if stamp in seen:
+                odd["repeated"] += 1
+                continue
+            seen.add(stamp)
         if method == "Network.requestWillBeSent" and rid:
             req = p.get("request") if isinstance(p.get("request"), dict) else {}
-            prev = live.get(rid)
-            if prev is not None and isinstance(p.get("redirectResponse"), dict):
-                redirect = p["redirectResponse"]
+            prev = live.get(key)
+            redirect = p.get("redirectResponse")
+            if prev is not None and not isinstance(redirect, dict) and math.isnan(prev.finish) and not prev.failed:
+                odd["repeated"] += 1             # a copy of a request still under way
+                continue
+            if prev is not None and isinstance(redirect, dict):
                 prev.response = response_of(redirect) if redirect else None
                 prev.finish = ts
-                prev.redirected(hops)
+                prev.redirected(redirects.get(key, 0))
+                redirects[key] = redirects.get(key, 0) + 1
             hop = Hop(rid, req.get("url"), req.get("method"), ts)
             hop.resource_type = text(p.get("type"))
             hop.priority = text(req.get("initialPriority"))
@@ -141,16 +169,27 @@ def _fold(messages: list[tuple[str, dict]]) -> tuple[list[Hop], ChromePage, list
                 wall_offsets.append(wall - ts)
             if main is None and hop.resource_type == "Document":
                 main = hop
-            live[rid] = hop
+            live[key] = hop
             hops.append(hop)
-        elif method == "Network.webSocketCreated" and rid and rid not in live:
+        elif method == "Network.webSocketCreated" and rid and key not in live:
             # DevTools lists a WebSocket as a request row; its handshake is the exchange.
             hop = Hop(rid, p.get("url"), "GET", math.nan)
             hop.resource_type, hop.initiator = "WebSocket", initiator_type(p.get("initiator"))
-            live[rid] = hop
+            live[key] = hop
             hops.append(hop)
-        elif rid and rid in live:
-            hop = live[rid]
+        elif method == "Network.responseReceived" and rid and key not in live and isinstance(p.get("response"), dict):
+            # Answered, but sent before the log began: a row from what the response says.
+            resp = p["response"]
+            timing = resp.get("timing") if isinstance(resp.get("timing"), dict) else {}
+            hop = Hop(rid, resp.get("url"), None, number(timing.get("requestTime")))
+            hop.resource_type = text(p.get("type"))
+            hop.response = response_of(resp, ts)
+            hop.frame = text(p.get("frameId"))
+            live[key] = hop
+            hops.append(hop)
+            odd["unsent"] += 1
+        elif rid and key in live:
+            hop = live[key]
             if method == "Network.webSocketWillSendHandshakeRequest":
                 hop.issue = ts
                 wall = number(p.get("wallTime"))
@@ -181,7 +220,7 @@ def _fold(messages: list[tuple[str, dict]]) -> tuple[list[Hop], ChromePage, list
         elif method == "Page.loadEventFired" and not math.isnan(ts):
             load.append(ts)
     nav = Navigation(main.issue, main.url) if main is not None else None
-    return hops, ChromePage(nav, tuple(dcl), tuple(load)), wall_offsets
+    return hops, ChromePage(nav, tuple(dcl), tuple(load)), wall_offsets, odd
 
 
 def _wall_offset(offsets: list[float]) -> tuple[float, str]:

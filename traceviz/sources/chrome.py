@@ -169,10 +169,10 @@ class Hop:
         self.encoded = math.nan
         self.cached = False
 
-    def redirected(self, hops: list[Hop]) -> None:
-        """This hop ended in a redirect: it keeps its id with ``:redirectN``, the next hop takes the id."""
-        rid = self.rid
-        self.rid = f"{rid}:redirect{sum(1 for h in hops if h.rid.startswith(rid + ':'))}"
+    def redirected(self, earlier: int) -> None:
+        """This hop ended in a redirect: it keeps its id with ``:redirectN`` (``earlier``: the
+        id's hops that redirected before it), the next hop takes the id."""
+        self.rid = f"{self.rid}:redirect{earlier}"
 
     def freeze(self) -> ChromeRequest:
         host, port = host_and_port(self.url)

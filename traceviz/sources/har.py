@@ -13,9 +13,10 @@ bytes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from traceviz import limits
 from traceviz.errors import InputError, describe
 from traceviz.sources import jsonfile
 from traceviz.sources.chrome import initiator_type
@@ -134,17 +135,26 @@ class HarLog:
     warnings: tuple[str, ...] = ()
 
 
-def drop_bodies(obj: dict) -> dict:
-    """``json.loads`` object hook: a content / postData object keeps its body's length only."""
+def drop_bodies(obj: dict) -> dict | HarEntry:
+    """``json.loads`` object hook: a content / postData object loses its body, and an entry
+    becomes its ``HarEntry`` as soon as it is parsed.
+
+    So the parse never holds a body, nor an entry's headers, cookies and
+    timings objects past the entry itself: a 1 GB HAR of a million entries
+    needs the memory of its records, not of its JSON tree.  (The exporter's
+    name, which decides how Firefox's ``connection`` reads, is only known at
+    the end: ``har_from_json`` settles that.)
+    """
     if "text" in obj and "mimeType" in obj:
-        body = obj.pop("text")
-        if isinstance(body, str):
-            obj["_text_length"] = len(body)
+        obj.pop("text")
+        return obj
+    if isinstance(obj.get("request"), dict) and ("response" in obj or "timings" in obj or "startedDateTime" in obj):
+        return _entry(obj)
     return obj
 
 
 def read_har(path: str) -> HarLog:
-    value, facts = jsonfile.parse(str(path), object_hook=drop_bodies)
+    value, facts = jsonfile.parse(str(path), object_hook=drop_bodies, drop=b"text")
     return har_from_json(str(path), value, facts)
 
 
@@ -157,24 +167,28 @@ def har_from_json(path: str, value: Any, facts: dict | None = None) -> HarLog:
     entries = log.get("entries")
     if not isinstance(entries, list):
         raise InputError(path, 'not a HAR file: "log" has no "entries" list')
+    limits.check_records(path, len(entries), "entries")
     warnings = []
-    good = []
-    for i, e in enumerate(entries):
-        if isinstance(e, dict) and isinstance(e.get("request"), dict):
-            good.append(e)
-        else:
-            warnings.append(describe(path, f"entry {i + 1}: no request object; skipped"))
     pages = log.get("pages") if isinstance(log.get("pages"), list) else []
     creator, browser = _software(log.get("creator")), _software(log.get("browser"))
     names = f"{creator.name or ''} {browser.name or ''}".lower()
+    firefox = "firefox" in names
+    good = []
+    for i, e in enumerate(entries):
+        if isinstance(e, dict) and isinstance(e.get("request"), dict):
+            e = _entry(e)
+        if isinstance(e, HarEntry):                # most were read while parsing (``drop_bodies``)
+            good.append(_firefox_port(e) if firefox else e)
+        else:
+            warnings.append(describe(path, f"entry {i + 1}: no request object; skipped"))
     return HarLog(
         path=path,
         version=text(log.get("version")),
         creator=creator,
         browser=browser,
         pages=tuple(_page(p) for p in pages if isinstance(p, dict)),
-        entries=tuple(_entry(e, firefox="firefox" in names) for e in good),
-        ssl_in_connect=not ("firefox" in names or any(_ssl_outside_connect(e) for e in good)),
+        entries=tuple(good),
+        ssl_in_connect=not (firefox or any(_ssl_outside_connect(e.timings) for e in good)),
         compressed=facts.get("compressed", False),
         jsonp=facts.get("jsonp"),
         size=facts.get("size", 0),
@@ -188,13 +202,12 @@ def _software(d: Any) -> Software:
     return Software(text(d.get("name")), version if isinstance(version, str) and version else None)
 
 
-def _ssl_outside_connect(e: dict) -> bool:
-    """An ``ssl`` longer than its ``connect`` cannot be inside it.
+def _ssl_outside_connect(t: dict) -> bool:
+    """An ``ssl`` longer than its ``connect`` cannot be inside it (``t``: an entry's timings).
 
     (Whether the phases add up to ``time`` proves nothing: Playwright adds
     ``ssl`` into ``time`` a second time.)
     """
-    t = e.get("timings") if isinstance(e.get("timings"), dict) else {}
     ssl, connect = number(t.get("ssl")), number(t.get("connect"))
     return ssl > connect + 1e-6      # NaN compares False
 
@@ -207,7 +220,7 @@ def _page(p: dict) -> HarPage:
                    on_content_load=number(timings.get("onContentLoad")), on_load=number(timings.get("onLoad")))
 
 
-def _entry(e: dict, firefox: bool) -> HarEntry:
+def _entry(e: dict) -> HarEntry:
     req = e["request"]
     resp = e.get("response") if isinstance(e.get("response"), dict) else {}
     content = resp.get("content") if isinstance(resp.get("content"), dict) else {}
@@ -217,9 +230,6 @@ def _entry(e: dict, firefox: bool) -> HarEntry:
     conn = _first(e, ("connection", "_connection", "_socket"))
     conn = None if conn in (None, "", -1) else str(conn)
     server_port = number(e.get("_serverPort"))
-    if firefox and conn and conn.isdigit():
-        # Firefox writes the server port here, not a connection id.
-        server_port, conn = float(conn), None
     ip = e.get("serverIPAddress")
     if not (isinstance(ip, str) and ip):
         ip = e.get("_ip_addr")
@@ -256,6 +266,13 @@ def _entry(e: dict, firefox: bool) -> HarEntry:
         error_text=_nonempty(resp.get("_error")) or _nonempty(resp.get("statusText")),
         tls_version=_nonempty(security.get("protocol")),
     )
+
+
+def _firefox_port(e: HarEntry) -> HarEntry:
+    """Firefox writes the server port in ``connection``, not a connection id."""
+    if e.connection and e.connection.isdigit():
+        return replace(e, server_port=float(e.connection), connection=None)
+    return e
 
 
 def _first(e: dict, keys: tuple[str, ...]) -> Any:

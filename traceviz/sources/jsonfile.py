@@ -11,7 +11,8 @@ installed: straight from the UTF-8 bytes (no decoded copy of the text), a few
 times quicker than ``json.loads``; whatever orjson refuses goes to the stdlib
 parser, so a broken file is reported as before (line and column).  A HAR is
 read by ``json.loads`` with the HAR reader's object hook, which drops each
-body as soon as it is parsed (see ``har.py``): orjson would hold every body
+body as soon as it is parsed (see ``har.py``), after ``Elider`` has cut the
+long bodies out of the bytes as they were read: orjson would hold every body
 until the end, and a HAR's bodies are most of its bytes (measured: peak 5x
 the file's size with orjson, under 3x with the hook; parsing is not what
 makes a big HAR slow -- the per-entry records and rows are).
@@ -21,35 +22,148 @@ from __future__ import annotations
 
 import codecs
 import json
+import os
 import math
 import re
 import zlib
 from typing import Any, Callable
 
+from traceviz import limits
 from traceviz.errors import InputError
 
 GZIP_MAGIC = b"\x1f\x8b"
-# Decompressed JSON larger than this is refused rather than read: a gzip header
-# may claim anything, and a small file can inflate without bound.
-MAX_JSON_BYTES = 2 << 30
+# Decompressed JSON larger than ``limits.MAX_JSON_BYTES`` is refused rather than
+# read: a gzip header may claim anything, and a small file can inflate without bound.
 SNIFF_BYTES = 64 << 10
 
 _JSONP = re.compile(rb"\A\s*([A-Za-z_$][\w$.]*)\s*\(")
 
 
-def read_bytes(path: str, limit: int | None = None) -> tuple[bytes, bool]:
-    """The file's bytes, gunzipped when they start with gzip's magic; (data, was_gzip)."""
-    limit = MAX_JSON_BYTES if limit is None else limit
+def read_bytes(path: str, limit: int | None = None, drop: bytes | None = None) -> tuple[bytes | bytearray, bool]:
+    """The file's bytes, gunzipped when they start with gzip's magic; (data, was_gzip).
+
+    ``drop`` names a key whose long string values (bodies) are cut to ``""``
+    while the file is read, so they are never held (see ``Elider``).
+    """
+    limit = limits.get("MAX_JSON_BYTES") if limit is None else limit
+    if drop is not None and Elider.available():
+        return _read_dropping(path, limit, drop)
     try:
         with open(path, "rb") as f:
-            raw = f.read(limit + 1)
+            # Read what the file holds (never ask for ``limit`` bytes: that allocates them).
+            size = os.fstat(f.fileno()).st_size
+            raw = f.read(min(size, limit) + 1 if size else limit + 1)
     except OSError as exc:
         raise InputError(path, f"cannot read: {exc.strerror or exc}") from None
     if raw[:2] != GZIP_MAGIC:
         if len(raw) > limit:
-            raise InputError(path, f"larger than {limit >> 20} MiB of JSON; refusing to load")
+            raise InputError(path, limits.refusal("MAX_JSON_BYTES", "JSON text larger than"))
         return raw, False
     return _gunzip(path, raw, limit), True
+
+
+_CHUNK = 1 << 20
+
+
+def _read_dropping(path: str, limit: int, key: bytes) -> tuple[bytearray, bool]:
+    """``read_bytes`` a chunk at a time (inflating as it goes), bodies dropped on the way."""
+    elider = Elider(key)
+    total = 0
+    try:
+        with open(path, "rb") as f:
+            first = f.read(_CHUNK)
+            gz = first[:2] == GZIP_MAGIC
+            d = zlib.decompressobj(16 + zlib.MAX_WBITS) if gz else None
+            pending = first
+            while pending:
+                if gz:
+                    piece = d.decompress(pending, _CHUNK)
+                    pending = d.unconsumed_tail or (b"" if d.eof else f.read(_CHUNK))
+                else:
+                    piece, pending = pending, f.read(_CHUNK)
+                total += len(piece)
+                if total > limit:
+                    what = "gzip data inflates past" if gz else "JSON text larger than"
+                    raise InputError(path, limits.refusal("MAX_JSON_BYTES", what))
+                elider.feed(piece)
+    except OSError as exc:
+        raise InputError(path, f"cannot read: {exc.strerror or exc}") from None
+    except zlib.error as exc:
+        raise InputError(path, f"broken gzip data: {exc}") from None
+    return elider.close(), gz
+
+
+class Elider:
+    """Cuts long string values of one key out of JSON text that arrives in chunks.
+
+    ``"text": "<a megabyte of body>"`` becomes ``"text": ""`` as the bytes go
+    by, so a HAR's bodies (most of a big HAR) are never held, as bytes or as
+    text.  A key is only matched where JSON allows one (an unescaped quote
+    cannot occur inside a string), strings are skipped whole with possessive
+    patterns (no backtracking, linear time), and a value shorter than
+    ``shortest`` is kept as it was.  Hand-written: no JSON library filters a
+    stream like this without parsing it into objects.
+    """
+
+    def __init__(self, key: bytes, shortest: int = 256):
+        self.key = re.compile(rb'"' + re.escape(key) + rb'"\s*:\s*"')
+        self.body = re.compile(rb'(?:[^"\\]++|\\.)*+', re.S)     # a string's content, up to its end or the buffer's
+        self.shortest = shortest
+        self.out = bytearray()         # grown in place: never a list of pieces and their join
+        self.carry = b""
+        self.skipping = False          # inside a long value being dropped
+        self.escaped = False           # ... whose last chunk ended in a lone backslash
+
+    @staticmethod
+    def available() -> bool:
+        try:
+            re.compile(rb"a*+")        # possessive quantifiers: Python 3.11 and later
+        except re.error:
+            return False
+        return True
+
+    def feed(self, chunk: bytes) -> None:
+        if self.skipping:
+            start = 1 if self.escaped and chunk else 0
+            self.escaped = False
+            end = self.body.match(chunk, start).end()
+            if end == len(chunk) or (end == len(chunk) - 1 and chunk[end] == 0x5C):
+                self.escaped = end == len(chunk) - 1
+                return                                   # all of it inside the dropped value
+            self.skipping = False
+            self.out += b'"'
+            chunk = chunk[end + 1:]
+        buf = self.carry + chunk if self.carry else chunk
+        self.carry = b""
+        pos = 0
+        while True:
+            m = self.key.search(buf, pos)
+            if m is None:
+                keep = max(pos, len(buf) - 256)          # a key may be cut at the chunk's end
+                self.out += buf[pos:keep]
+                self.carry = buf[keep:]
+                return
+            end = self.body.match(buf, m.end()).end()
+            if end < len(buf) and buf[end] == 0x22:      # the value closes in this buffer
+                long = end - m.end() >= self.shortest
+                self.out += buf[pos:m.end()] if long else buf[pos:end]
+                pos = end
+                continue
+            if len(buf) - m.end() >= self.shortest:     # long and still open: drop as it comes
+                self.out += buf[pos:m.end()]
+                self.skipping = True
+                self.escaped = end == len(buf) - 1 and buf[end] == 0x5C
+                return
+            self.out += buf[pos:m.start()]          # short so far: wait for more
+            self.carry = buf[m.start():]
+            return
+
+    def close(self) -> bytes:
+        if self.skipping:
+            self.out += b'"'                        # the file ended inside a body: still JSON's to judge
+        self.out += self.carry
+        data, self.out = self.out, bytearray()
+        return data
 
 
 def _gunzip(path: str, raw: bytes, limit: int) -> bytes:
@@ -59,7 +173,7 @@ def _gunzip(path: str, raw: bytes, limit: int) -> bytes:
     except zlib.error as exc:
         raise InputError(path, f"broken gzip data: {exc}") from None
     if len(out) > limit or d.unconsumed_tail:
-        raise InputError(path, f"inflates to more than {limit >> 20} MiB; refusing to load")
+        raise InputError(path, limits.refusal("MAX_JSON_BYTES", "gzip data inflates past"))
     return out
 
 
@@ -108,14 +222,31 @@ def unwrap_jsonp(text: str) -> tuple[str, str | None]:
     return " " * head + text[head:end] + " " * (len(text) - end), m.group(1).decode()
 
 
-def parse(path: str, object_hook: Callable[[dict], Any] | None = None) -> tuple[Any, dict]:
+def parse(path: str, object_hook: Callable[[dict], Any] | None = None,
+          drop: bytes | None = None) -> tuple[Any, dict]:
     """Parse a JSON-ish browser export; returns (value, facts about the wrapping).
 
     ``object_hook``: the stdlib parser's, called on every object (orjson is
-    used only without one)."""
-    data, gz = read_bytes(path)
-    if not data.strip():
+    used only without one).  ``drop``: a key whose long values are cut while
+    reading (``read_bytes``).
+    """
+    data, gz = read_bytes(path, drop=drop)
+    return parse_bytes(path, data, gz, object_hook)
+
+
+def parse_bytes(path: str, data: bytes, gz: bool = False,
+                object_hook: Callable[[dict], Any] | None = None) -> tuple[Any, dict]:
+    """``parse`` of bytes already read (``path`` only names them in messages).
+
+    The nesting is checked on the bytes, before either parser sees them; on the
+    stdlib's path the bytes are let go as soon as they are text, so a big
+    export is held twice only while it is being decoded."""
+    if not data or data.isspace():
         raise InputError(path, "empty file")
+    if not data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        too_deep = limits.json_too_deep(data)      # (UTF-16: the parser's own recursion limit guards)
+        if too_deep:
+            raise InputError(path, too_deep)
     quick = _parse_quickly(data) if object_hook is None else None
     if quick is not None:
         value, callback, size = quick
@@ -130,16 +261,33 @@ def parse(path: str, object_hook: Callable[[dict], Any] | None = None) -> tuple[
 def loads(path: str, text: str, object_hook: Callable[[dict], Any] | None = None) -> Any:
     """``json.loads`` with its failures as one-line ``InputError``s naming ``path``."""
     try:
-        return json.loads(text, object_hook=object_hook)
+        return _loads(text, object_hook)
     except json.JSONDecodeError as exc:
         raise InputError(path, f"broken JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
     except RecursionError:
-        raise InputError(path, "JSON nested too deeply to read") from None
+        raise InputError(path, limits.refusal("MAX_JSON_DEPTH", "JSON nested deeper than")) from None
+
+
+def _loads(text: str, object_hook):
+    """``json.loads``; an integer of thousands of digits becomes a float (inf) instead of
+    stopping the parse (Python refuses to convert more than 4300 digits to an int)."""
+    try:
+        return json.loads(text, object_hook=object_hook)
+    except ValueError as exc:
+        if isinstance(exc, json.JSONDecodeError) or "digits" not in str(exc):
+            raise
+    # Rare: parse again, the slow way only for integers (a C parse is kept for the rest).
+    return json.loads(text, object_hook=object_hook, parse_int=_big_int)
+
+
+def _big_int(s: str) -> int | float:
+    return int(s) if len(s) < 4000 else float(s)
 
 
 def _parse_quickly(data: bytes) -> tuple[Any, str | None, int] | None:
     """(value, JSONP callback, text length) by orjson, straight from UTF-8 bytes; None when
-    orjson is absent, the bytes are not plain UTF-8 JSON, or orjson refuses them."""
+    orjson is absent, the bytes are not plain UTF-8 JSON, or orjson refuses them (a number
+    past 64 bits goes to the stdlib parser too)."""
     try:
         import orjson
     except ImportError:

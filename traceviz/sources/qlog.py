@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Iterable
 
+from traceviz import limits
 from traceviz.errors import InputError, describe
 from traceviz.sources import jsonfile
 from traceviz.sources.jsonfile import signed
@@ -312,11 +313,12 @@ def _read_folder(path: str) -> QlogFile:
     if not files:
         raise InputError(path, "is a directory holding no qlog files (.qlog, .sqlog or .json)")
     reader = _Reader(path)
-    budget = jsonfile.MAX_JSON_BYTES
+    budget = limits.get("MAX_JSON_BYTES")
     for f in files:
         if budget <= 0:
-            reader.warnings.append(describe(path, f"more than {jsonfile.MAX_JSON_BYTES >> 20} MiB of qlog; "
-                                                  "the remaining files were not read"))
+            lim = limits.LIMITS["MAX_JSON_BYTES"]
+            reader.warnings.append(describe(path, f"more than {limits.get('MAX_JSON_BYTES') >> 20} MiB of qlog; "
+                                                  f"the remaining files were not read (set {lim.env} to raise the limit)"))
             break
         before = reader.size
         try:

@@ -27,16 +27,17 @@ import mmap
 import os
 import zlib
 
+from traceviz import limits
 from traceviz.errors import InputError
-from traceviz.sources import pcap, pcapng
+from traceviz.sources import mapping, pcap, pcapng
 from traceviz.sources.capture import Capture
 
 GZIP_MAGIC = b"\x1f\x8b"
 PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
 
-# Most bytes a gzipped capture may inflate to.  Override with the environment
-# variable TRACEVIZ_MAX_INFLATE (bytes).
-MAX_INFLATE = 4 * 1024 ** 3
+# Most bytes a gzipped capture may inflate to: ``limits.MAX_INFLATE``
+# (the environment variable TRACEVIZ_MAX_INFLATE raises it).
+MAX_INFLATE = limits.LIMITS["MAX_INFLATE"].default
 _CHUNK = 1 << 20
 # Files at least this big are memory-mapped rather than copied into memory:
 # reading 1 GB costs about a second, mapping it (pages already cached) nothing.
@@ -45,9 +46,10 @@ MMAP_FROM = 32 * 1024 ** 2
 
 def sniff_bytes(head: bytes) -> str:
     """``pcap``, ``pcapng`` or ``unknown`` from a file's first (decompressed) bytes."""
-    if head[:4] in pcap.MAGICS:
+    head = bytes(head[:4])
+    if head in pcap.MAGICS:
         return "pcap"
-    if head[:4] == PCAPNG_MAGIC:
+    if head == PCAPNG_MAGIC:
         return "pcapng"
     return "unknown"
 
@@ -60,7 +62,7 @@ def sniff(path: str | os.PathLike) -> str:
             head = f.read(64)
             if head[:2] == GZIP_MAGIC:
                 f.seek(0)
-                head, _ = _inflate(f, path, limit=64)
+                head, _ = _inflate(f, path, limit=64, sniffing=True)
     except OSError as exc:
         raise InputError(path, f"cannot read: {exc.strerror or exc}") from None
     except InputError:
@@ -107,10 +109,11 @@ def read_capture(path: str | os.PathLike) -> Capture:
 
 
 def _contents(f):
-    """The file's bytes: a read-only memory map for big files, else ``bytes``.
+    """The file's bytes: a memory map for big files (see ``mapping``), else ``bytes``.
 
-    A map behaves like ``bytes`` for slicing, ``struct`` and ``numpy``.  (Like
-    any mapped file, it must not be truncated while it is being read.)
+    A map behaves like ``bytes`` for slicing, ``struct`` and ``numpy``.  It is
+    taken under a read lease, so a file truncated by another process while we
+    read it costs a copy, never a SIGBUS.
     """
     size = os.fstat(f.fileno()).st_size
     if size >= MMAP_FROM and hasattr(mmap, "PROT_READ"):
@@ -118,43 +121,41 @@ def _contents(f):
             # No MAP_POPULATE: the record walk touches every page in order anyway,
             # and faulting them in as it goes (the kernel maps 16 pages per
             # fault) measured ~35 ms quicker than populating 790 MB up front.
-            return mmap.mmap(f.fileno(), 0, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
+            return mapping.map_file(f)
         except (OSError, ValueError):
-            pass
+            f.seek(0)
     return f.read()
 
 
 def _max_inflate() -> int:
-    try:
-        return int(os.environ.get("TRACEVIZ_MAX_INFLATE", MAX_INFLATE))
-    except ValueError:
-        return MAX_INFLATE
+    return limits.get("MAX_INFLATE")
 
 
-def _inflate(f, path: str, limit: int) -> tuple[bytes, str | None]:
+def _inflate(f, path: str, limit: int, sniffing: bool = False) -> tuple[bytearray, str | None]:
     """Up to ``limit`` decompressed bytes of the gzip stream(s) in ``f``.
 
     Returns the bytes and a note when the stream was cut short.  Raises
     ``InputError`` when the stream is not gzip or inflates past ``limit``
-    (unless ``limit`` is a sniffing prefix, which is simply returned).
+    (unless ``sniffing``: then the first ``limit`` bytes are simply returned).
+    The bytes are the ``bytearray`` they were inflated into, never copied:
+    a copy would hold a multi-GB capture twice.
     """
     out = bytearray()
     d = zlib.decompressobj(16 + zlib.MAX_WBITS)
     pending = b""
-    sniffing = limit < _CHUNK
     try:
         while True:
             if not pending:
                 pending = f.read(_CHUNK)
                 if not pending:
                     break
-            room = limit - len(out) + 1      # one byte more tells us it overflowed
+            room = min(limit - len(out) + 1, _CHUNK)   # one byte more tells us it overflowed; a chunk at a time
             out += d.decompress(pending, room)
             pending = d.unconsumed_tail
             if len(out) > limit:
                 if sniffing:
                     return bytes(out[:limit]), None
-                raise InputError(path, f"gzip data inflates past {limit} bytes; refusing (set TRACEVIZ_MAX_INFLATE to allow more)")
+                raise InputError(path, limits.refusal("MAX_INFLATE", "gzip data inflates past"))
             if d.eof:
                 # Concatenated gzip members are one stream (as gzip -d does).
                 rest = d.unused_data + pending
@@ -163,16 +164,16 @@ def _inflate(f, path: str, limit: int) -> tuple[bytes, str | None]:
                 if not rest:
                     nxt = f.read(_CHUNK)
                     if not nxt:
-                        return bytes(out), None
+                        return out, None
                     pending = nxt
                 if pending[:2] != GZIP_MAGIC:
-                    return bytes(out), "trailing bytes after the gzip data ignored"
+                    return out, "trailing bytes after the gzip data ignored"
     except zlib.error as exc:
         if out:
-            return bytes(out), f"gzip data damaged after {len(out)} bytes ({exc})"
+            return out, f"gzip data damaged after {len(out)} bytes ({exc})"
         raise InputError(path, f"damaged gzip data ({exc})") from None
     if not d.eof and out:
-        return bytes(out), "gzip data cut short"
+        return out, "gzip data cut short"
     if not out:
         raise InputError(path, "gzip data cut short before any content")
-    return bytes(out), None
+    return out, None

@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from traceviz import limits
 from traceviz.errors import InputError, describe
 from traceviz.sources import jsonfile
 from traceviz.sources.chrome import (ChromePage, ChromeRequest, Hop, Navigation, initiator_type,
@@ -75,11 +76,18 @@ def trace_from_json(path: str, value: Any, facts: dict | None = None) -> TraceLo
         raise InputError(path, "not a DevTools trace: no traceEvents list")
     if not events:
         raise InputError(path, "DevTools trace without events")
+    limits.check_records(path, len(events), "trace events")
     wanted = NETWORK_EVENTS | PAGE_EVENTS
     kept = (e for e in events if isinstance(e, dict) and isinstance(e.get("name"), str) and e["name"] in wanted)
-    hops, page, (wall_rt, wall_ts) = _fold(kept)
+    hops, page, (wall_rt, wall_ts), odd = _fold(kept)
     offset, clock = _wall_offset(wall_rt, wall_ts)
     warnings = []
+    if odd["repeated"]:
+        warnings.append(describe(path, f"{odd['repeated']} network events repeated (same event, request and time); read once"))
+    if odd["unsent"]:
+        warnings.append(describe(path, f"{odd['unsent']} requests have a ResourceReceiveResponse but no "
+                                       "ResourceSendRequest (tracing began after they were sent); they start "
+                                       "at their response's timing"))
     if clock == "monotonic" and hops:
         warnings.append(describe(path, "no wall-clock stamp in the trace; times are the browser's monotonic clock"))
     return TraceLog(path=path, requests=tuple(h.freeze() for h in hops), page=page,
@@ -88,9 +96,13 @@ def trace_from_json(path: str, value: Any, facts: dict | None = None) -> TraceLo
                     warnings=tuple(warnings))
 
 
-def _fold(events) -> tuple[list[Hop], ChromePage, tuple[list[float], list[float]]]:
-    """Resource* events into request hops; page milestones; the wall-clock bounds of each response."""
+def _fold(events) -> tuple[list[Hop], ChromePage, tuple[list[float], list[float]], dict]:
+    """Resource* events into request hops; page milestones; the wall-clock bounds of each response;
+    counts of what was odd (``repeated`` events read once, requests ``unsent`` but answered)."""
     live: dict[str, Hop] = {}
+    seen: set[tuple] = set()
+    redirects: dict[str, int] = {}
+    odd = {"repeated": 0, "unsent": 0}
     hops: list[Hop] = []
     will_send: dict[str, float] = {}
     dcl: list[float] = []
@@ -106,13 +118,27 @@ def _fold(events) -> tuple[list[Hop], ChromePage, tuple[list[float], list[float]
         ts = ts / 1e6 if not math.isnan(ts) else math.nan
         rid = data.get("requestId")
         rid = str(rid) if rid is not None else None
+        if rid and not math.isnan(ts):
+            stamp = (name, rid, ts)
+            if stamp in seen:
+                odd["repeated"] += 1
+                continue
+            seen.add(stamp)
+        if name == "ResourceReceiveResponse" and rid and rid not in live:
+            # Answered, but sent before tracing began: a row from what the response says.
+            timing = data.get("timing") if isinstance(data.get("timing"), dict) else {}
+            issue = number(timing.get("requestTime"))
+            live[rid] = Hop(rid, data.get("url"), data.get("requestMethod"), issue if not math.isnan(issue) else ts)
+            hops.append(live[rid])
+            odd["unsent"] += 1
         if name == "ResourceWillSendRequest" and rid:
             will_send.setdefault(rid, ts)
         elif name == "ResourceSendRequest" and rid:
             prev = live.get(rid)
             if prev is not None and prev.response is not None:      # a redirect: same id, new hop
                 prev.finish = ts if math.isnan(prev.finish) else prev.finish
-                prev.redirected(hops)
+                prev.redirected(redirects.get(rid, 0))
+                redirects[rid] = redirects.get(rid, 0) + 1
             issue = will_send.pop(rid, ts)
             hop = Hop(rid, data.get("url"), data.get("requestMethod"), min(issue, ts) if not math.isnan(issue) else ts)
             hop.priority = text(data.get("priority"))
@@ -148,7 +174,7 @@ def _fold(events) -> tuple[list[Hop], ChromePage, tuple[list[float], list[float]
     if nav is None and hops:
         main = next((h for h in hops if h.resource_type == "Document"), hops[0])
         nav = Navigation(main.issue, main.url)
-    return hops, ChromePage(nav, tuple(dcl), tuple(load)), (wall_rt, wall_ts)
+    return hops, ChromePage(nav, tuple(dcl), tuple(load)), (wall_rt, wall_ts), odd
 
 
 def _wall_offset(wall_rt: list[float], wall_ts: list[float]) -> tuple[float, str]:

@@ -341,7 +341,9 @@ def _sweep(start, size, at, frame, ts):
         if not heap:
             if k >= len(order):
                 break
-            pos = s[order[k]]
+            # on to the next segment's start, never back: one that began earlier but reaches
+            # past ``pos`` is pushed below (found by fuzz/: a SYN's data overlapping kept bytes)
+            pos = s[order[k]] if pos is None else max(pos, s[order[k]])
         while k < len(order) and s[order[k]] <= pos:
             i = order[k]
             if s[i] + z[i] > pos:

@@ -432,7 +432,19 @@ def describe_certificate(der: bytes) -> CertificateInfo:
 
     Remembered by the certificate's bytes: a server sends the same chain to
     every client, and reading one costs ~25 us (the same object is returned:
-    treat it as read-only)."""
+    treat it as read-only).
+
+    cryptography warns (on stderr) about certificates that bend the rules
+    (a negative serial, a country name of 11 letters); the certificate is
+    the sender's to bend, so those warnings are silenced, not shown to users.
+    """
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _describe_certificate(der)
+
+
+def _describe_certificate(der: bytes) -> CertificateInfo:
     from cryptography import x509
     try:
         cert = x509.load_der_x509_certificate(der)

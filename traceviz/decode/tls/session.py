@@ -27,6 +27,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from traceviz import limits
 from traceviz.decode.tls import messages as msg
 from traceviz.decode.tls.names import (ALERT_LEVELS, alert_name, cipher_name, group_name, handshake_name,
                                        version_name)
@@ -35,6 +36,7 @@ from traceviz.decode.tls.records import (ALERT, APPLICATION_DATA, CHANGE_CIPHER_
 
 C2S, S2C = "c2s", "s2c"
 _SIDE = {C2S: "client", S2C: "server"}
+MAX_ERRORS = 100        # errors kept per session (the first are the telling ones)
 # Record types whose fragments are only counted when there are no keys: sizes are all they tell.
 COUNTED = frozenset({CHANGE_CIPHER_SPEC, APPLICATION_DATA, HEARTBEAT, CONNECTION_ID})
 
@@ -98,6 +100,8 @@ class TLSSession:
         self._transcript: list[bytes] = []   # handshake messages, for an RSA extended master secret
         self.rst: tuple[str, int, float] | None = None
         self._closed = False
+        self._most_events = limits.get("MAX_SESSION_EVENTS")
+        self.events_not_listed = 0         # events past MAX_SESSION_EVENTS
 
     # -- input ---------------------------------------------------------------
 
@@ -335,7 +339,7 @@ class TLSSession:
         if m.type == 2 and self.hello_retry is not None and self.server_hello is None:
             name = "HelloRetryRequest"
         ev = Event(m.ts, m.frame, dir, name, m.size, encrypted, detail or "")
-        self.events.append(ev)
+        self._append(ev)
         if m.type == 1 and self.client_hello_event is None:
             self.client_hello_event = ev
         elif m.type == 2 and name == "ServerHello" and self.server_hello_event is None:
@@ -399,8 +403,19 @@ class TLSSession:
     def _emit(self, dir: str, rec: Record, kind: str, size: int, encrypted: bool = False,
               detail: str = "") -> Event:
         ev = Event(rec.ts, rec.frame, dir, kind, size, encrypted, detail)
-        self.events.append(ev)
+        self._append(ev)
         return ev
+
+    def _append(self, ev: Event) -> None:
+        """Keep ``ev`` unless the session already lists MAX_SESSION_EVENTS (then count it)."""
+        if len(self.events) < self._most_events:
+            self.events.append(ev)
+            return
+        self.events_not_listed += 1
+        if self.events_not_listed == 1:      # first among the errors: it explains the rest
+            lim = limits.LIMITS["MAX_SESSION_EVENTS"]
+            self.errors.insert(0, f"more than {self._most_events} TLS events; the rest are counted, not listed "
+                                  f"(set {lim.env} to raise the limit)")
 
     def _extend_last(self, rec: Record) -> Event:
         """The last event grown by one more record (and every reference to it with it)."""
@@ -417,7 +432,8 @@ class TLSSession:
         return new
 
     def _error(self, text: str) -> None:
-        self.errors.append(text)
+        if len(self.errors) < MAX_ERRORS:     # hostile bytes can fail every message: keep the first few
+            self.errors.append(text)
 
     # -- results ---------------------------------------------------------------
 

@@ -1,0 +1,314 @@
+"""The fuzz targets: one small function per decoder, bytes in, nothing out.
+
+A target feeds its bytes to one decoder the way traceviz does and lets
+through only what is a bug: any exception other than the decoder's
+documented refusal (``InputError`` for a file that cannot be read).  The
+TLS and HTTP machines promise never to raise on hostile bytes at all, so
+any exception from them is a bug; ``TRACEVIZ_DEBUG`` is set so that the
+TLS session re-raises what it would otherwise only count.  Targets also
+check a few invariants (a reassembled stream's pieces are ordered and do
+not overlap), since a decoder that silently returns nonsense is a bug too.
+
+Adding a target is one function::
+
+    @target("qlog", seeds=seed_files("*.qlog"), kind="json")
+    def qlog(data: bytes) -> None:
+        from traceviz.sources import qlog
+        try:
+            qlog.from_bytes("fuzz", data)
+        except InputError:
+            pass
+
+``kind`` picks the structure-aware mutator (``bytes``, ``json``,
+``stream``: see ``mutate.py``); ``seeds`` is a callable returning the seed
+inputs (see ``seeds.py``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Callable
+
+from fuzz import seeds as S
+from fuzz import streams
+
+os.environ.setdefault("TRACEVIZ_DEBUG", "1")
+
+
+@dataclass(frozen=True)
+class Target:
+    """A fuzz target.  Fields: name, run (bytes -> None), seeds (() -> list[bytes]), kind (mutator), what."""
+
+    name: str
+    run: Callable[[bytes], None]
+    seeds: Callable[[], list[bytes]]
+    kind: str
+    what: str
+
+
+TARGETS: dict[str, Target] = {}
+# Decoders being written elsewhere: their targets join when they land.
+PENDING = ("quic", "http3", "qpack", "qlog", "netlog")
+
+
+def target(name: str, seeds: Callable[[], list[bytes]], kind: str = "bytes"):
+    def register(fn):
+        TARGETS[name] = Target(name, fn, seeds, kind, (fn.__doc__ or "").strip().splitlines()[0])
+        return fn
+    return register
+
+
+def _refused(call, *args):
+    """Run ``call``; a documented refusal (``InputError``) is a fine outcome."""
+    from traceviz.errors import InputError
+    try:
+        return call(*args)
+    except InputError:
+        return None
+
+
+# --- files ---------------------------------------------------------------------------
+
+@target("pcap", seeds=S.capture_files("pcap"))
+def pcap(data: bytes) -> None:
+    """pcap reader: the record walk and the per-record headers."""
+    from traceviz.sources import pcap as reader
+    cap = _refused(reader.parse, data, "fuzz.pcap")
+    if cap is not None:
+        _check_capture(cap, data)
+
+
+@target("pcapng", seeds=S.capture_files("pcapng"))
+def pcapng(data: bytes) -> None:
+    """pcapng reader: blocks, options, interfaces, secrets."""
+    from traceviz.sources import pcapng as reader
+    cap = _refused(reader.parse, data, "fuzz.pcapng")
+    if cap is not None:
+        _check_capture(cap, data)
+
+
+def _check_capture(cap, data: bytes) -> None:
+    n = len(cap)
+    assert len(cap.data_off) == len(cap.caplen) == len(cap.ts) == n
+    if n:
+        assert (cap.data_off >= 0).all() and (cap.caplen >= 0).all()
+        assert int((cap.data_off + cap.caplen).max()) <= len(data), "a frame runs past the file"
+
+
+@target("gzip", seeds=S.gzip_files)
+def gzip(data: bytes) -> None:
+    """gzip inflation of captures and JSON exports, bounded."""
+    import io
+
+    from traceviz.sources import jsonfile, reader
+    out = _refused(reader._inflate, io.BytesIO(data), "fuzz.gz", 1 << 20)
+    if out is not None:
+        assert len(out[0]) <= 1 << 20
+        reader.sniff_bytes(out[0][:4])
+    out = _refused(jsonfile._gunzip, "fuzz.gz", data, 1 << 20)
+    if out is not None:
+        assert len(out) <= 1 << 20
+
+
+@target("index", seeds=S.capture_files("pcap", most=16384))
+def index(data: bytes) -> None:
+    """Link, IP and TCP/UDP headers of every frame, then the TCP analysis (numpy)."""
+    from traceviz.decode.index import index_frames
+    from traceviz.decode.tcp.connections import analyze
+    from traceviz.sources import pcap as reader
+    cap = _refused(reader.parse, data, "fuzz.pcap")
+    if cap is None or not len(cap):
+        return
+    idx = index_frames(cap)
+    has = idx.payload_off >= 0
+    assert (idx.payload_cap[has] <= idx.payload_len[has]).all()
+    assert ((idx.payload_off[has] + idx.payload_cap[has]) <= len(data)).all(), "payload past the file"
+    analyze(idx)
+
+
+@target("reassembly", seeds=S.segment_inputs)
+def reassembly(data: bytes) -> None:
+    """TCP reassembly of one connection: overlaps, holes, retransmissions, SYN/FIN/RST."""
+    from traceviz.decode.tcp.reassembly import reassemble_segments
+    segments = S.parse_segments(data)
+    out = reassemble_segments(segments, data)
+    for s in out.values():
+        end = -1
+        for p in s.pieces:
+            assert p.offset >= end, "pieces overlap or are out of order"
+            assert len(p.data) > 0
+            end = p.end
+        assert s.conflicting <= s.retransmitted
+        last = -1
+        for off, length in s.gaps:
+            assert length > 0 and off >= last
+            last = off + length
+
+
+# --- TLS -----------------------------------------------------------------------------
+
+def _run_session(records, keylog=None, rsa_key=None):
+    from traceviz.assemble import tls as rows
+    from traceviz.decode.tls.session import TLSSession
+    session = TLSSession(1)
+    if keylog is not None or rsa_key is not None:
+        session.use_keys(keylog, rsa_key)
+    plain = []
+    session.on_application_data = lambda d, data, frame, ts: plain.append(len(data))
+    offset = {"c2s": 0, "s2c": 0}
+    for i, (op, d, value) in enumerate(records, 1):
+        if op == streams.DATA:
+            # Every other piece, step over what the session would only count, as the payload tier does.
+            n = min(session.skippable(d), len(value)) if i % 2 else 0
+            if n:
+                session.skip(d, n, i, 1.0 + i / 1000)
+            if n < len(value):
+                session.feed(d, value[n:], i, 1.0 + i / 1000)
+            offset[d] += len(value)
+        elif op == streams.GAP:
+            session.gap(d, offset[d], value)
+            offset[d] += value
+        elif op == streams.EOS:
+            session.reset(d, i, 1.0 + i / 1000)
+    session.close()
+    rows.session_row(session, {"client": "10.0.0.1:1", "server": "10.0.0.2:443"}, keylog)
+    rows.event_rows(1, session)
+    if session.completed() and session.client_hello_event is not None:
+        session.handshake_end()            # what a connection's first request is timed against
+    return session
+
+
+@target("tls", seeds=S.stream_inputs("tls"), kind="stream")
+def tls(data: bytes) -> None:
+    """TLS records and handshake messages (no keys), and the TLS table row."""
+    _run_session(streams.parse(data))
+
+
+_KEYS: dict[bytes, object] = {}
+
+
+@target("tls-decrypt", seeds=S.decrypt_inputs, kind="stream-keyed")
+def tls_decrypt(data: bytes) -> None:
+    """TLS decryption: key log + records of a session the keys unlock (TLS 1.2 and 1.3)."""
+    from traceviz.decode.tls.keylog import KeyLog
+    header, body = streams.split_header(data)
+    keylog = _KEYS.get(header)
+    if keylog is None:
+        keylog = _KEYS[header] = KeyLog.from_text(header, "fuzz.keys")
+        if len(_KEYS) > 256:
+            _KEYS.clear()
+    _run_session(streams.parse(body), keylog, S.rsa_key())
+
+
+@target("preamble", seeds=S.stream_inputs("tls"), kind="stream")
+def preamble(data: bytes) -> None:
+    """TLS after another protocol's preamble (SSLRequest, STARTTLS, CONNECT): where it starts."""
+    from traceviz.decode import preamble as pre
+    c2s = b"".join(v for op, d, v in streams.parse(data) if op == streams.DATA and d == "c2s")
+    s2c = b"".join(v for op, d, v in streams.parse(data) if op == streams.DATA and d == "s2c")
+    pre.looks_like(c2s[:64], s2c[:64])
+    found = pre.tls_start(c2s[:pre.HEAD_BYTES], s2c[:pre.HEAD_BYTES])
+    if found is not None:
+        assert 0 <= found.c2s < len(c2s) and (found.s2c is None or 0 <= found.s2c < len(s2c))
+        assert c2s[found.c2s] == 22
+
+
+# --- HTTP ----------------------------------------------------------------------------
+
+def _run_http(machine, records, scheme: str) -> None:
+    from traceviz.assemble import http as rows
+    for i, (op, d, value) in enumerate(records, 1):
+        if op == streams.DATA:
+            machine.receive(d, value, i, 1.0 + i / 1000)
+        elif op == streams.GAP:
+            machine.receive_gap(d, value)
+        elif op == streams.GAP_UNKNOWN:
+            machine.receive_gap(d, None)
+        elif op == streams.EOS:
+            machine.end_of_stream(d)
+    for d in streams.DIRS:
+        machine.end_of_stream(d)
+    rows.connection_rows(machine, scheme, "example.test")
+
+
+@target("http1", seeds=S.stream_inputs("http1"), kind="stream")
+def http1(data: bytes) -> None:
+    """HTTP/1.x from both sides (cleartext, which may switch to h2c), and its request rows."""
+    from traceviz.decode.http.http1 import HTTP1Connection
+    from traceviz.decode.http.upgrade import UpgradeConnection
+    records = streams.parse(data)
+    _run_http(UpgradeConnection("http"), records, "http")
+    _run_http(HTTP1Connection(), records, "https")
+
+
+@target("http2", seeds=S.stream_inputs("http2"), kind="stream")
+def http2(data: bytes) -> None:
+    """HTTP/2 frames and HPACK from both sides, and its request rows."""
+    from traceviz.decode.http.http2 import HTTP2Connection
+    _run_http(HTTP2Connection(), streams.parse(data), "https")
+
+
+# --- browser exports and key logs ------------------------------------------------------
+
+def _json(data: bytes, hook=None):
+    from traceviz.sources import jsonfile
+    return _refused(jsonfile.parse_bytes, "fuzz.json", data, False, hook)
+
+
+@target("har", seeds=S.json_files("har", 16384), kind="json")
+def har(data: bytes) -> None:
+    """HAR reader (bodies cut from the byte stream, then while parsing) and its request rows."""
+    from traceviz.assemble.browser import har_pages, har_request_rows
+    from traceviz.sources.har import drop_bodies, har_from_json
+    from traceviz.sources.jsonfile import Elider
+    if Elider.available():
+        elider = Elider(b"text", shortest=64)
+        for i in range(0, len(data), 997):          # chunks cut anywhere, as a big file's are
+            elider.feed(data[i:i + 997])
+        data = bytes(elider.close())
+    parsed = _json(data, drop_bodies)
+    if parsed is None:
+        return
+    log = _refused(har_from_json, "fuzz.har", parsed[0], parsed[1])
+    if log is not None:
+        har_request_rows(log, [])
+        har_pages(log.pages)
+
+
+def _chrome(data: bytes, reader, path: str, source: str) -> None:
+    """A Chrome export (trace or protocol log) read, then its request rows and page."""
+    from traceviz.assemble.browser import _chrome_pages, _chrome_rows
+    parsed = _json(data)
+    if parsed is None:
+        return
+    log = _refused(reader, path, parsed[0], parsed[1])
+    if log is not None:
+        _chrome_rows(log.requests, source, log.wall_offset)
+        _chrome_pages(log.page, log.wall_offset)
+
+
+@target("trace", seeds=S.json_files("trace", 16384), kind="json")
+def trace(data: bytes) -> None:
+    """DevTools trace-event reader and the request rows it becomes."""
+    from traceviz.sources.trace import trace_from_json
+    _chrome(data, trace_from_json, "fuzz.trace.json", "devtools-trace")
+
+
+@target("cdp", seeds=S.json_files("cdp", 16384), kind="json")
+def cdp(data: bytes) -> None:
+    """DevTools protocol-log reader and the request rows it becomes."""
+    from traceviz.sources.cdp import cdp_from_json
+    _chrome(data, cdp_from_json, "fuzz.devtoolslog.json", "devtools-log")
+
+
+@target("keylog", seeds=S.keylog_files)
+def keylog(data: bytes) -> None:
+    """NSS key log parsing; no secret may appear in its warnings or repr."""
+    from traceviz.decode.tls.keylog import KeyLog
+    log = KeyLog.from_text(data, "fuzz.keys")
+    shown = repr(log) + "".join(log.warnings)
+    for random in log.client_randoms()[:4]:
+        for secret in log.secrets_for(random).values():
+            if len(secret) >= 8:
+                assert secret.hex() not in shown.lower(), "a secret in a warning"

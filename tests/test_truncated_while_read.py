@@ -1,0 +1,78 @@
+"""A capture truncated by another process while we read it: no SIGBUS, the bytes we read stay.
+
+Big files are memory-mapped; a truncated mapping kills its reader with SIGBUS
+(exit 135, nothing on stderr).  The reader runs in a child process here, so
+that a SIGBUS fails the test instead of killing it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+from traceviz.sources.reader import MMAP_FROM
+
+ROOT = Path(__file__).resolve().parents[1]
+
+READER = r"""
+import hashlib, sys
+from traceviz.sources.reader import read_capture
+cap = read_capture(sys.argv[1])
+print(type(cap.buf).__name__, len(cap), flush=True)
+sys.stdin.readline()                      # the parent truncates the file meanwhile
+h = hashlib.sha256()
+for i in range(1, len(cap) + 1):
+    h.update(cap.frame_bytes(i))
+print(h.hexdigest(), flush=True)
+"""
+
+
+def _big_pcap(path: Path) -> str:
+    size = 1000
+    frames = MMAP_FROM // (size + 16) + 100
+    h = hashlib.sha256()
+    with path.open("wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+        for i in range(frames):
+            frame = struct.pack(">I", i) * (size // 4)
+            h.update(frame)
+            f.write(struct.pack("<IIII", 1_700_000_000 + i, 0, size, size) + frame)
+    return h.hexdigest()
+
+
+def test_truncated_while_mapped(tmp_path):
+    path = tmp_path / "big.pcap"
+    expected = _big_pcap(path)
+    assert path.stat().st_size >= MMAP_FROM
+    child = subprocess.Popen([sys.executable, "-c", READER, str(path)], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                             env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        kind, _ = child.stdout.readline().split()
+        assert kind == "mmap"                    # the big file was mapped, not copied
+        os.truncate(path, 0)                     # waits until the reader has made the pages its own
+        assert path.stat().st_size == 0
+        out, err = child.communicate("go\n", timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode == 0, f"reader died ({child.returncode}): {err[-500:]}"
+    assert out.strip() == expected
+
+
+def test_a_file_open_for_writing_is_read_not_mapped(tmp_path):
+    """A live capture (a writer has the file open): no lease is possible, so it is copied."""
+    from traceviz.sources.reader import read_capture
+    path = tmp_path / "live.pcap"
+    expected = _big_pcap(path)
+    with path.open("ab"):
+        cap = read_capture(path)
+    assert isinstance(cap.buf, bytes)
+    h = hashlib.sha256()
+    for i in range(1, len(cap) + 1):
+        h.update(cap.frame_bytes(i))
+    assert h.hexdigest() == expected

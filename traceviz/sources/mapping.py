@@ -1,0 +1,117 @@
+"""Map a big file into memory without dying when another process truncates it.
+
+Mapping a capture costs nothing where reading it costs a second per GB, but
+a mapped file that another process truncates kills the reader with SIGBUS
+at its next touch of a page that is gone (Python cannot turn that into an
+exception).  So a file is mapped only under a read lease (``F_SETLEASE``):
+before anyone may open it for writing or truncate it, the kernel tells us
+(SIGIO) and holds the other process back; we then copy the mapping into
+anonymous memory and move that memory over the mapping's own addresses
+(``mremap``), so every view of it keeps working, and let go of the lease.
+The truncation goes ahead; our bytes stay as they were when we read them.
+(Copying each page privately is not enough: truncation unmaps private
+copies too.)
+
+When no lease can be had -- someone has the file open for writing right
+now (a live capture), the file system has no leases, or we are not in the
+main thread (only it may handle signals) -- the file is read into memory
+instead: slower, never a SIGBUS.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import mmap
+import os
+import signal
+import threading
+import weakref
+
+_live: dict[int, tuple] = {}        # id(map) -> (weakref to map, file object)
+_lock = threading.Lock()
+_installed = False
+
+
+def map_file(f):
+    """A read-only view of the whole open file ``f``: a private mapping under a read lease,
+    or ``bytes`` read from it when no lease can be had."""
+    if not _lease(f):
+        f.seek(0)
+        return f.read()
+    m = mmap.mmap(f.fileno(), 0, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+    keep = os.dup(f.fileno())                # the lease lives as long as this descriptor
+    with _lock:
+        _live[id(m)] = (weakref.ref(m), keep)
+    weakref.finalize(m, _forget, id(m), keep)
+    return m
+
+
+def _lease(f) -> bool:
+    global _installed
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    try:
+        fcntl.fcntl(f.fileno(), fcntl.F_SETLEASE, fcntl.F_RDLCK)
+    except OSError:                          # a writer has it open, or no leases here
+        return False
+    if not _installed:
+        signal.signal(signal.SIGIO, _lease_broken)
+        _installed = True
+    return True
+
+
+def _lease_broken(signum, frame) -> None:
+    """Someone wants to write or truncate a file we map: make every page ours, then let go."""
+    with _lock:
+        entries = list(_live.items())
+    for key, (ref, fd) in entries:
+        m = ref()
+        if m is not None and not m.closed:
+            _privatise(m)
+        _release(fd)
+        with _lock:
+            _live.pop(key, None)
+
+
+def _privatise(m: mmap.mmap) -> None:
+    """Replace the file's pages under ``m`` by an anonymous copy, at the same addresses."""
+    import ctypes
+    size = len(m)
+    if not size:
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = libc.mremap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+    libc.mremap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_int, ctypes.c_void_p]
+    view = (ctypes.c_char * size).from_buffer(m)
+    here = ctypes.addressof(view)
+    copy = libc.mmap(None, size, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1, 0)
+    if copy in (None, ctypes.c_void_p(-1).value):
+        del view
+        return                                 # no memory for a copy: the lease ends all the same
+    ctypes.memmove(copy, here, size)
+    moved = libc.mremap(copy, size, size, _MREMAP_MAYMOVE | _MREMAP_FIXED, here)
+    del view
+    if moved != here:
+        libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+        libc.munmap(copy, size)
+
+
+_MREMAP_MAYMOVE, _MREMAP_FIXED = 1, 2
+
+
+def _release(fd: int) -> None:
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+    except OSError:
+        pass
+
+
+def _forget(key: int, fd: int) -> None:
+    with _lock:
+        _live.pop(key, None)
+    _release(fd)
+    try:
+        os.close(fd)
+    except OSError:
+        pass
