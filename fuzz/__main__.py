@@ -374,18 +374,18 @@ def table() -> str:
             r["hangs"] += c["hangs"]
             r["engines"].add(c["engine"])
             r["rss"] = max(r["rss"], c.get("peak_rss_mb", 0))
-    lines = ["| target | decoder | inputs | inputs/s | crashes | hangs | peak RSS MB | engines |",
-             "|---|---|---:|---:|---:|---:|---:|---|"]
+    lines = ["| target | decoder | inputs | wall min | inputs/s | crashes | hangs | peak RSS MB | engines |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---|"]
     for name, t in TARGETS.items():
         r = rows.get(name)
         if r is None:
-            lines.append(f"| {name} | {t.what} | 0 | – | – | – | – | – |")
+            lines.append(f"| {name} | {t.what} | 0 | – | – | – | – | – | – |")
             continue
         rate = round(r["runs"] / r["seconds"]) if r["seconds"] else 0
-        lines.append(f"| {name} | {t.what} | {r['runs']:,} | {rate:,} | {r['crashes']} | {r['hangs']} | "
+        lines.append(f"| {name} | {t.what} | {r['runs']:,} | {r['seconds'] / 60:,.0f} | {rate:,} | {r['crashes']} | {r['hangs']} | "
                      f"{r['rss']} | {', '.join(sorted(r['engines']))} |")
     for name in PENDING:
-        lines.append(f"| {name} | pending: its decoder is being written | – | – | – | – | – | – |")
+        lines.append(f"| {name} | pending: its decoder is being written | – | – | – | – | – | – | – |")
     return "\n".join(lines)
 
 

@@ -119,7 +119,8 @@ def rsa_key():
 def json_files(kind: str, most: int = MOST):
     """HAR, DevTools trace or protocol-log seeds; big files keep their first records only."""
     patterns = {"har": ("*.har", "*.harp"), "trace": ("*trace*.json", "*trace*.json.gz"),
-                "cdp": ("*devtoolslog*.json", "*devtoolslog*.json.gz", "*perflog*.json")}[kind]
+                "cdp": ("*devtoolslog*.json", "*devtoolslog*.json.gz", "*perflog*.json"),
+                "qlog": ("*.qlog", "*.sqlog"), "netlog": ("*netlog*.json", "*netlog*.json.gz")}[kind]
 
     def seeds() -> list[bytes]:
         out = []
@@ -146,8 +147,10 @@ def _shrink(data: bytes, kind: str, most: int) -> bytes:
                 if isinstance(part, dict) and "text" in part:
                     part["text"] = part["text"][:64]
         items = entries
+    elif kind == "qlog" and isinstance(value, dict) and isinstance(value.get("traces"), list) and value["traces"]:
+        items = value["traces"][0].get("events")
     elif isinstance(value, dict):
-        for key in ("traceEvents", "messages", "log", "devtoolsLog", "defaultPass"):
+        for key in ("traceEvents", "messages", "log", "devtoolsLog", "defaultPass", "events"):
             if isinstance(value.get(key), list):
                 items = value[key]
                 break
@@ -156,7 +159,8 @@ def _shrink(data: bytes, kind: str, most: int) -> bytes:
     if items is None:
         return data[:most]
     wanted = [i for i in items if "Resource" in str(i.get("name", "")) or "Network." in str(i.get("method", ""))
-              or "Mark" in str(i.get("name", "")) or "Page." in str(i.get("method", ""))] if kind != "har" else items
+              or "Mark" in str(i.get("name", "")) or "Page." in str(i.get("method", ""))] \
+        if kind in ("trace", "cdp") else items
     keep = wanted or items
     lo, hi = 1, len(keep)
     while lo < hi:                         # as many records as fit in ``most``
@@ -194,21 +198,10 @@ def _key_file(path: Path) -> Path | None:
 
 def _connections() -> list[dict]:
     """Every TCP connection of the captures that carried bytes: its app, records, key lines."""
-    import traceviz
     from traceviz.decode.tcp.reassembly import reassemble
-    from traceviz.errors import InputError
-    from traceviz.sources.reader import read_capture
 
     out = []
-    for path in _files("*.pcap", "*.pcapng"):
-        if path.stat().st_size > 3_000_000:
-            continue
-        keys = _key_file(path)
-        try:
-            tl = traceviz.load(path, keylog=keys)
-            cap = read_capture(path)
-        except InputError:
-            continue
+    for path, keys, tl, cap in _loaded(p for p in _files("*.pcap", "*.pcapng") if p.stat().st_size <= 3_000_000):
         pk = tl.packets
         for row in tl.connections.itertuples():
             if row.transport != "tcp" or not isinstance(row.app, str) or row.app == "unknown":
@@ -226,6 +219,19 @@ def _connections() -> list[dict]:
             out.append({"app": row.app, "records": records, "keys": keys, "path": path,
                         "segments": (segs, bytes(cap.buf))})
     return out
+
+
+def _loaded(paths):
+    """``(path, key file, Timeline, Capture)`` of each capture traceviz reads (with its keys)."""
+    import traceviz
+    from traceviz.errors import InputError
+    from traceviz.sources.reader import read_capture
+    for path in paths:
+        keys = _key_file(path)
+        try:
+            yield path, keys, traceviz.load(path, keylog=keys), read_capture(path)
+        except InputError:
+            continue
 
 
 def _segments(rows):
@@ -375,3 +381,82 @@ def segment_inputs() -> list[bytes]:
         segs = parse_segments(s)
         out.append(build_segments(list(reversed(segs)), s))
     return _unique([s[:MOST] for s in out])
+
+
+# --- QUIC datagrams, HTTP/3 streams and QUIC frames ------------------------------------------
+
+def _quic_captures() -> list[Path]:
+    return [p for p in _files("*.pcap", "*.pcapng") if p.stat().st_size < 3_000_000
+            and ("quic" in p.name or "browser" in p.name)]
+
+
+def _quic_flows() -> list[dict]:
+    """Every QUIC flow of the captures: its datagrams (as stream records, one record a datagram),
+    its key lines, the HTTP/3 stream pieces and the decrypted frame payloads traceviz saw in it."""
+    from traceviz.decode.http import h3
+    from traceviz.decode.quic import connection as qc
+    from traceviz.decode.tls.keylog import KeyLog
+
+    out = []
+    for path, keys, tl, cap in _loaded(_quic_captures()):
+        pk = tl.packets
+        for conn in tl.connections.loc[tl.connections["transport"] == "quic", "conn"]:
+            rows = pk[pk["conn"] == conn]
+            records = [(streams.DATA, d, bytes(cap.buf[o:o + n]))
+                       for d, o, n in zip(rows["dir"], rows["payload_off"], rows["payload_cap"]) if o >= 0]
+            # Run the flow once more to record what its inner decoders are handed.
+            h3_calls, payloads = [], []
+            receive, parse = h3.H3Connection.receive, qc.qf.parse_frames
+
+            def spy_receive(self, d, sid, data, frame, ts, fin=False):
+                h3_calls.append((d, sid, bytes(data), fin))
+                return receive(self, d, sid, data, frame, ts, fin)
+
+            def spy_parse(payload):
+                payloads.append(bytes(payload))
+                return parse(payload)
+            h3.H3Connection.receive, qc.qf.parse_frames = spy_receive, spy_parse
+            try:
+                log = KeyLog.from_text(keys.read_bytes(), "seed") if keys else None
+                q = qc.QUICConnection(1, log)
+                for i, (_, d, v) in enumerate(records, 1):
+                    q.receive(d, v, i, i / 1000)
+                q.close()
+            finally:
+                h3.H3Connection.receive, qc.qf.parse_frames = receive, parse
+            out.append({"records": records, "keys": keys.read_bytes() if keys else b"",
+                        "h3": h3_calls, "frames": payloads})
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def _quic_all() -> list[dict]:
+    return _cached("quic-v1", _quic_flows)
+
+
+def quic_inputs() -> list[bytes]:
+    """Key-log header + the datagrams of each QUIC flow; and each without its keys."""
+    out = []
+    for f in _quic_all():
+        body = streams.build(_first(f["records"], 32768))
+        out += [streams.with_header(f["keys"], body), streams.with_header(b"", body)]
+    return _unique(out)
+
+
+def h3_record(sid: int, data: bytes, fin: bool) -> bytes:
+    """One HTTP/3 stream piece in a stream record: stream id (one byte), FIN, then the bytes."""
+    return bytes((sid & 0xFF, 1 if fin else 0)) + data
+
+
+def h3_inputs() -> list[bytes]:
+    """The HTTP/3 stream pieces QUIC handed to HTTP/3 in each flow the keys unlock."""
+    out = []
+    for f in _quic_all():
+        recs = [(streams.DATA, d, h3_record(sid, data, fin)) for d, sid, data, fin in f["h3"]]
+        out.append(streams.build(_first(recs)))
+    return _unique(out)
+
+
+def quic_frame_inputs() -> list[bytes]:
+    """Decrypted QUIC packet payloads (frames), the first few hundred of each flow."""
+    return _unique([p for f in _quic_all() for p in f["frames"][:300]])

@@ -49,7 +49,7 @@ class Target:
 
 TARGETS: dict[str, Target] = {}
 # Decoders being written elsewhere: their targets join when they land.
-PENDING = ("quic", "http3", "qpack", "qlog", "netlog")
+PENDING: tuple[str, ...] = ()
 
 
 def target(name: str, seeds: Callable[[], list[bytes]], kind: str = "bytes"):
@@ -188,17 +188,22 @@ def tls(data: bytes) -> None:
 _KEYS: dict[bytes, object] = {}
 
 
+def _keylog(header: bytes):
+    """The key log of a keyed input, parsed once per distinct header."""
+    from traceviz.decode.tls.keylog import KeyLog
+    keylog = _KEYS.get(header)
+    if keylog is None:
+        if len(_KEYS) > 256:
+            _KEYS.clear()
+        keylog = _KEYS[header] = KeyLog.from_text(header, "fuzz.keys")
+    return keylog
+
+
 @target("tls-decrypt", seeds=S.decrypt_inputs, kind="stream-keyed")
 def tls_decrypt(data: bytes) -> None:
     """TLS decryption: key log + records of a session the keys unlock (TLS 1.2 and 1.3)."""
-    from traceviz.decode.tls.keylog import KeyLog
     header, body = streams.split_header(data)
-    keylog = _KEYS.get(header)
-    if keylog is None:
-        keylog = _KEYS[header] = KeyLog.from_text(header, "fuzz.keys")
-        if len(_KEYS) > 256:
-            _KEYS.clear()
-    _run_session(streams.parse(body), keylog, S.rsa_key())
+    _run_session(streams.parse(body), _keylog(header), S.rsa_key())
 
 
 @target("preamble", seeds=S.stream_inputs("tls"), kind="stream")
@@ -247,6 +252,55 @@ def http2(data: bytes) -> None:
     """HTTP/2 frames and HPACK from both sides, and its request rows."""
     from traceviz.decode.http.http2 import HTTP2Connection
     _run_http(HTTP2Connection(), streams.parse(data), "https")
+
+
+# --- QUIC and HTTP/3 --------------------------------------------------------------------
+
+@target("quic", seeds=S.quic_inputs, kind="stream-keyed")
+def quic(data: bytes) -> None:
+    """QUIC from the datagrams of one flow: headers, Initial (and with keys every) decryption, frames, HTTP/3; its rows."""
+    from traceviz.assemble import quic as rows
+    from traceviz.decode.quic.connection import QUICConnection
+    header, body = streams.split_header(data)
+    q = QUICConnection(1, _keylog(header) if header else None)
+    for i, (op, d, value) in enumerate(streams.parse(body), 1):
+        if op == streams.DATA:            # one record, one datagram
+            for p in q.receive(d, value, i, 1.0 + i / 1000):
+                assert p.size <= len(value) and 0 <= p.index < p.coalesced
+    q.close()
+    rows.quic_row(q, {}, q.keylog, None)
+    rows.event_rows(1, q)
+    if q.h3 is not None:
+        rows.h3_rows(1, q, None)
+
+
+@target("quic-frames", seeds=S.quic_frame_inputs)
+def quic_frames(data: bytes) -> None:
+    """QUIC frames of one decrypted packet payload (IETF and Google QUIC)."""
+    from traceviz.decode.quic.frames import parse_frames, parse_google_frames
+    for parse in (parse_frames, parse_google_frames):
+        frames, error = parse(data)
+        assert error is None or isinstance(error, str)
+        for f in frames:
+            assert getattr(f, "length", 0) is None or getattr(f, "length", 0) >= 0
+
+
+@target("http3", seeds=S.h3_inputs, kind="stream")
+def http3(data: bytes) -> None:
+    """HTTP/3 frames and QPACK (encoder streams, header blocks) of one connection's streams, and its request rows."""
+    from traceviz.decode.http.h3 import H3Connection, exchanges
+    h3 = H3Connection()
+    last = {"c2s": 0, "s2c": 0}
+    for i, (op, d, value) in enumerate(streams.parse(data), 1):
+        if op == streams.DATA and len(value) >= 2:      # stream id, FIN, bytes (seeds.h3_record)
+            last[d] = value[0]
+            h3.receive(d, value[0], value[2:], i, 1.0 + i / 1000, fin=bool(value[1] & 1))
+        elif op == streams.GAP:
+            h3.receive_gap(d, last[d], value)
+        elif op == streams.EOS:
+            h3.reset(d, last[d], 0x10C, i, 1.0 + i / 1000)
+    h3.close()
+    exchanges(h3.events, default_host="example.test")
 
 
 # --- browser exports and key logs ------------------------------------------------------
@@ -312,3 +366,44 @@ def keylog(data: bytes) -> None:
         for secret in log.secrets_for(random).values():
             if len(secret) >= 8:
                 assert secret.hex() not in shown.lower(), "a secret in a warning"
+
+
+# --- QUIC logs ---------------------------------------------------------------------------
+
+def _as_file(data: bytes, name: str) -> str:
+    """The input written where the file readers can open it: qlog and NetLog are read from a
+    path (gzip, the unfinished-log repair and JSON-SEQ are all decided there)."""
+    import tempfile
+    folder = _as_file.__dict__.setdefault("dir", tempfile.mkdtemp(prefix="traceviz-fuzz-",
+                                                                  dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
+    path = os.path.join(folder, name)
+    with open(path, "wb") as f:
+        f.write(data)
+    return path
+
+
+def _now_and_then(data: bytes) -> bool:
+    """One input in eight, picked by its bytes (so a saved crash replays the same way): a log's
+    timeline costs fifty times its reading, and would hold the reader to a hundred inputs a second."""
+    import zlib
+    return zlib.crc32(data) % 8 == 0
+
+
+@target("qlog", seeds=S.json_files("qlog", 16384), kind="json")
+def qlog(data: bytes) -> None:
+    """qlog reader (JSON, JSON-SEQ, NDJSON; every draft), and (1 in 8) the QUIC timeline it becomes."""
+    from traceviz.assemble.qlog import timeline_from_qlog
+    from traceviz.sources.qlog import read_qlog
+    q = _refused(read_qlog, _as_file(data, "fuzz.qlog"))
+    if q is not None and _now_and_then(data):
+        timeline_from_qlog(q)
+
+
+@target("netlog", seeds=S.json_files("netlog", 16384), kind="json")
+def netlog(data: bytes) -> None:
+    """Chrome NetLog reader (also cut short while written), and (1 in 8) the timeline it becomes."""
+    from traceviz.assemble.netlog import timeline_from_netlog
+    from traceviz.sources.netlog import read_netlog
+    log = _refused(read_netlog, _as_file(data, "fuzz.netlog.json"))
+    if log is not None and _now_and_then(data):
+        timeline_from_netlog(log)
