@@ -370,13 +370,20 @@ def keylog(data: bytes) -> None:
 
 # --- QUIC logs ---------------------------------------------------------------------------
 
+_FOLDER: str | None = None
+
+
 def _as_file(data: bytes, name: str) -> str:
     """The input written where the file readers can open it: qlog and NetLog are read from a
     path (gzip, the unfinished-log repair and JSON-SEQ are all decided there)."""
-    import tempfile
-    folder = _as_file.__dict__.setdefault("dir", tempfile.mkdtemp(prefix="traceviz-fuzz-",
-                                                                  dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
-    path = os.path.join(folder, name)
+    global _FOLDER
+    if _FOLDER is None:           # one folder per process, removed when it ends
+        import atexit
+        import shutil
+        import tempfile
+        _FOLDER = tempfile.mkdtemp(prefix="traceviz-fuzz-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
+        atexit.register(shutil.rmtree, _FOLDER, True)
+    path = os.path.join(_FOLDER, name)
     with open(path, "wb") as f:
         f.write(data)
     return path
