@@ -73,6 +73,10 @@ def packets(t) -> pd.DataFrame:
     plen = np.asarray(idx.payload_len).astype(np.int64, copy=False)
     in_tcp = t.in_tcp
     unique = pd.Index(addrs).is_unique
+    m = t.measurements()
+    sack = np.full(len(plen), None, dtype=object)
+    for row, blocks in m["sack"].items():
+        sack[row] = blocks
     df = pd.DataFrame({
         "frame": np.asarray(idx.frame).astype(np.int64, copy=False),
         "ts": np.asarray(idx.ts).astype(np.float64, copy=False),
@@ -89,6 +93,11 @@ def packets(t) -> pd.DataFrame:
         "win": _masked(t.win, in_tcp),
         "len": _masked(plen, (t.in_conn | in_tcp) & (plen >= 0)),
         "wire_len": np.asarray(idx.wire_len).astype(np.int64, copy=False),
+        "bytes_in_flight": _masked(m["bytes_in_flight"], m["bytes_in_flight"] >= 0),
+        "ack_rtt": m["ack_rtt"],
+        "rtt_ambiguous": m["rtt_ambiguous"],
+        "ts_rtt": m["ts_rtt"],
+        "sack": sack,
         "payload_off": np.asarray(idx.payload_off).astype(np.int64, copy=False),
         "payload_cap": np.asarray(idx.payload_cap).astype(np.int64, copy=False),
         "ipver": ipver.astype(np.int64),

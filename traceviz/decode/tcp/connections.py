@@ -54,7 +54,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from traceviz.decode.tcp import analysis as ta
-from traceviz.decode.tcp import flows
+from traceviz.decode.tcp import flows, sack
 
 FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 TCP, UDP = 6, 17
@@ -73,6 +73,8 @@ class Transport:
     ``events``: the TCP events as columns ``ts, frame, conn, kind, dir, size,
     detail`` in frame order.  ``analysis`` is the per-row
     :class:`~traceviz.decode.tcp.analysis.Analysis` over ``tcp_rows``.
+    ``measured``: per frame, bytes in flight, RTT samples (``inflight``) and
+    SACK blocks: see ``measurements()``.
     """
 
     idx: object
@@ -89,6 +91,16 @@ class Transport:
     connections: dict
     events: dict
     analysis: object = None
+    measured: dict | None = None
+
+    def measurements(self) -> dict:
+        """Per frame: ``bytes_in_flight`` (-1 none), ``ack_rtt``, ``rtt_ambiguous``,
+        ``ts_rtt`` (NaN none); ``sack``: frame row -> its SACK blocks relative to the
+        peer's base, as Wireshark shows ``tcp.options.sack_le``/``sack_re``."""
+        if self.measured is None:
+            from traceviz.decode.tcp.inflight import nothing_measured
+            return nothing_measured(len(self.conn))
+        return self.measured
 
 
 def analyze(idx) -> Transport:
@@ -109,9 +121,12 @@ def analyze(idx) -> Transport:
     # loops, so on a machine with two cores the second thread is nearly free.
     with ThreadPoolExecutor(max_workers=2) as pool:
         pending = None
+        blocks = sack.sack_blocks(idx, tcp_rows)
         if len(tcp_rows):
             columns = [conn, direction, flags] + [np.asarray(getattr(idx, name)) for name in (
                 "seq", "ack", "win", "payload_len", "ts", "frame", "wscale")]
+            # What inflight.measure needs besides: the SACK column only when a packet has blocks.
+            columns += [np.asarray(idx.tsval), np.asarray(idx.tsecr)] + ([sack.delivered(blocks, n)] if blocks else [])
             pending = _analyze_in_parts(pool, tcp_rows, *columns)
         conns = _connections(idx, conn, direction, is_tcp, n_tcp, stream, flow)
         client_side = conns.pop("_client_side")
@@ -120,9 +135,10 @@ def analyze(idx) -> Transport:
         an = pending() if pending is not None else None
         events = pool.submit(_events, idx, conn, c2s, tcp_rows, an)
         per_frame = _per_frame(idx, tcp_rows, an)
+        measured = _measured(idx, tcp_rows, an, blocks, per_frame["rel_ack"])
         events = events.result()
     return Transport(idx=idx, conn=conn, stream=stream, c2s=c2s, in_conn=in_conn, tcp_rows=tcp_rows,
-                     connections=conns, events=events, analysis=an, **per_frame)
+                     connections=conns, events=events, analysis=an, measured=measured, **per_frame)
 
 
 # Below this many TCP rows one thread is quicker than splitting.
@@ -232,6 +248,22 @@ def _per_frame(idx, tcp_rows, an) -> dict:
     in_tcp = np.zeros(n, dtype=bool)
     in_tcp[tcp_rows] = True
     return {"in_tcp": in_tcp, "rel_seq": seq_rel, "rel_ack": ack_rel, "has_ack": has_ack & in_tcp, "win": win}
+
+
+def _measured(idx, tcp_rows, an, blocks: dict, rel_ack: np.ndarray) -> dict:
+    """The analysis' measurements in frame order, and SACK edges relative to the peer's base."""
+    from traceviz.decode.tcp.inflight import nothing_measured
+
+    out = nothing_measured(len(idx.frame))
+    if an is None or not hasattr(an, "bytes_in_flight"):
+        return out
+    for name in ("bytes_in_flight", "ack_rtt", "rtt_ambiguous", "ts_rtt"):
+        out[name][tcp_rows] = getattr(an, name)
+    ack = np.asarray(idx.ack)
+    for row, pairs in blocks.items():
+        base = (int(ack[row]) - int(rel_ack[row])) & ta.M32
+        out["sack"][row] = tuple(((left - base) & ta.M32, (right - base) & ta.M32) for left, right in pairs)
+    return out
 
 
 # -- connections -------------------------------------------------------------
