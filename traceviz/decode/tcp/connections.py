@@ -330,8 +330,23 @@ def _connections(idx, conn, direction, is_tcp, n_tcp, stream, flow) -> dict:
         "syn_backoff": _syn_backoff(conn, pure_syn, ts, nconn),
         "close": close,
         **_options(idx, first_syn, synack_row, nconn),
+        **_conversation_counts(idx, conn, rows, from_client, flow, nconn),
         "_client_side": side,
     }
+
+
+def _conversation_counts(idx, conn, rows, from_client, flow, nconn) -> dict:
+    """Frames and frame bytes each way, as Wireshark's Conversations count them: the
+    flow's own TCP/UDP packets, not the ICMP errors that quote its header."""
+    own = rows[flow.quoted[rows] == 0]
+    c, up = conn[own], from_client[own]
+    wire = np.asarray(idx.wire_len)[own].astype(np.int64)
+    frames = np.bincount(c, minlength=nconn)
+    frames_c2s = np.bincount(c, weights=up, minlength=nconn).astype(np.int64)
+    wire_all = np.bincount(c, weights=wire, minlength=nconn).astype(np.int64)
+    wire_c2s = np.bincount(c, weights=wire * up, minlength=nconn).astype(np.int64)
+    return {"frames_c2s": frames_c2s, "frames_s2c": frames - frames_c2s,
+            "wire_bytes_c2s": wire_c2s, "wire_bytes_s2c": wire_all - wire_c2s}
 
 
 def _client_sides(flags, rows, conn, direction, flow, first, first_syn, is_udp, nconn):
