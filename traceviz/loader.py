@@ -131,3 +131,98 @@ def read_rsa_key_file(path: str | os.PathLike):
     from traceviz.decode.tls.crypto import rsa_private_key
     from traceviz.sources.keys import read_private_key
     return rsa_private_key(read_private_key(path), str(path))
+
+
+def follow(path: str | os.PathLike, conn: int, keylog: str | os.PathLike | None = None,
+           rsa_key: str | os.PathLike | None = None, stream: int | None = None, decrypt: bool = True):
+    """One connection's bytes as ``decode.follow.Followed``: read ``path`` again (a
+    Timeline keeps no bytes), reassemble connection ``conn`` (Wireshark's tcp.stream;
+    UDP flows follow) and, where keys unlock it, decrypt it; ``stream``: one HTTP/2
+    stream of it.  Raises ``InputError`` for a connection the file does not have."""
+    import numpy as np
+
+    from traceviz.decode import follow as fl
+    from traceviz.decode.index import index_frames
+    from traceviz.decode.tcp.connections import analyze
+    from traceviz.sources import kind_of
+    from traceviz.sources.reader import read_capture
+
+    path = _resolve(path)
+    if kind_of(path) != "capture":
+        raise InputError(path, "only a packet capture has bytes to follow (this is a browser export)")
+    with _tuning.loading(os.path.getsize(path)):
+        cap = read_capture(path)
+        t = analyze(index_frames(cap))
+    c = t.connections
+    if conn < 0 or conn >= len(c["conn"]):
+        have = f"0-{len(c['conn']) - 1}" if len(c["conn"]) else "none"
+        raise InputError(path, f"no connection {conn} (connections here: {have})")
+    transport = str(c["transport"][conn])
+    out = fl.Followed(conn, transport, str(c["client"][conn]), str(c["server"][conn]), int(c["stream"][conn]), stream)
+    rows = np.flatnonzero((t.conn == conn) & (np.asarray(t.idx.payload_len) >= 0) & (np.asarray(t.idx.proto) != 1)
+                          & (np.asarray(t.idx.proto) != 58))
+    if len(rows):
+        out.first = fl.C2S if t.c2s[rows[0]] else fl.S2C
+    if transport == "udp":
+        out.kind = "udp"
+        out.chunks = fl.udp_chunks(_datagrams(t, cap.buf, rows))
+        if stream is not None:
+            raise InputError(path, f"connection {conn} is UDP: it has no HTTP/2 streams")
+        return out
+    streams = _byte_streams(t, cap.buf, rows)
+    out.chunks = fl.tcp_chunks(streams)
+    first = {d: b"".join(ch.data for ch in out.chunks if isinstance(ch, fl.Chunk) and ch.dir == d)[:64]
+             for d in (fl.C2S, fl.S2C)}
+    from traceviz.decode.sniff import stream_kind
+    kind = stream_kind(first[fl.C2S], first[fl.S2C])
+    plain = out.chunks
+    if kind == "tls" and (decrypt or stream is not None):
+        log, key = _keys(cap.secrets, keylog, rsa_key, out.notes)
+        if log is None and key is None:
+            out.notes.append("TLS without key material: the bytes shown are encrypted (--keylog to decrypt)")
+            plain = None
+        else:
+            chunks, notes = fl.tls_chunks(conn, streams, log, key)
+            out.notes += notes
+            if any(isinstance(ch, fl.Chunk) for ch in chunks):
+                out.kind, out.chunks, plain = "tls", chunks, chunks
+            else:
+                plain = None
+    if stream is not None:
+        if plain is None or kind not in ("tls", "h2c"):
+            raise InputError(path, f"connection {conn} carries no readable HTTP/2 to follow stream {stream} in"
+                                   + (" (it is TLS: --keylog to decrypt)" if kind == "tls" else ""))
+        out.kind = "h2"
+        out.chunks, notes = fl.http2_stream(plain, stream)
+        out.notes += notes
+        if not out.chunks:
+            out.notes.append(f"HTTP/2 stream {stream} does not appear on connection {conn}")
+    return out
+
+
+def _byte_streams(t, buf, rows):
+    """Both directions of one TCP connection, reassembled (``decode.tcp.reassembly``)."""
+    import numpy as np
+
+    from traceviz.decode.tcp.reassembly import reassemble_segments, segments_by_conn
+
+    idx = t.idx
+    segs = segments_by_conn(t.conn[rows], t.c2s[rows], np.asarray(idx.tcp_flags)[rows].astype(np.int64),
+                            t.rel_seq[rows], np.asarray(idx.payload_len)[rows].astype(np.int64),
+                            np.asarray(idx.frame)[rows], np.asarray(idx.ts)[rows],
+                            np.asarray(idx.payload_off)[rows].astype(np.int64),
+                            np.asarray(idx.payload_cap)[rows].astype(np.int64))
+    return reassemble_segments(next(iter(segs.values()), []), buf)
+
+
+def _datagrams(t, buf, rows):
+    """``(dir, payload, frame, ts)`` of each datagram of one UDP flow."""
+    import numpy as np
+
+    idx = t.idx
+    out = []
+    for r in rows.tolist():
+        off, n = int(idx.payload_off[r]), int(np.asarray(idx.payload_cap)[r])
+        out.append(("c2s" if t.c2s[r] else "s2c", bytes(buf[off:off + max(n, 0)]), int(idx.frame[r]),
+                    float(idx.ts[r])))
+    return out
