@@ -1,0 +1,56 @@
+"""``traceviz iostat``: frames, bytes, requests and TCP events per interval (tshark's ``-z io,stat``)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from traceviz import output
+from traceviz.cli.common import (ChartOpt, ConnOpt, FileArg, JsonOpt, KeylogOpt, RsaOpt, ThemeOpt, app, check_chart,
+                                 check_theme, first_ts, guarded, load, write_chart)
+from traceviz.cli.conversations import WhereOpt, filtered
+from traceviz.errors import InputError
+
+_UNITS = {"us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "min": 60.0}
+
+
+def parse_interval(text: str) -> float:
+    """``100ms``, ``0.5s``, ``2`` (seconds), ``1m`` -> seconds (InputError otherwise)."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(us|µs|ms|s|m|min)?\s*", text or "")
+    if not m or float(m.group(1)) <= 0:
+        raise InputError("--interval", f"cannot read {text!r}: give a duration such as 100ms, 0.5s or 2")
+    seconds = float(m.group(1)) * _UNITS[m.group(2) or "s"]
+    if seconds < 1e-6:
+        raise InputError("--interval", "the shortest interval is 1us (captures tick in microseconds)")
+    return seconds
+
+
+@app.command()
+def iostat(file: FileArg,
+           interval: Annotated[Optional[str], typer.Option("--interval", help="Interval length: 100ms, 1s, 2m... (default: about 60 intervals).",
+                                                           show_default=False)] = None,
+           where: WhereOpt = None, conn: ConnOpt = None, json: JsonOpt = False, chart: ChartOpt = None,
+           theme: ThemeOpt = "light", keylog: KeylogOpt = None, rsa_key: RsaOpt = None) -> None:
+    """Frames, bytes, requests and TCP trouble per interval (tshark's -z io,stat); --where selects the packets."""
+    with guarded():
+        check_theme(theme)
+        check_chart(chart)
+        step = parse_interval(interval) if interval is not None else None
+        tl = load(file, keylog, rsa_key)
+        from traceviz.recipe import bundled_dir, load_module
+        recipe = load_module(bundled_dir() / "iostat.py")
+        packets = filtered(tl.packets, where, "packets") if where else None
+        finding = recipe.analyze(tl, conn=conn, interval=step, packets=packets)
+        if chart is not None:
+            write_chart(finding.figure("iostat", theme), chart, theme)
+        if json:
+            output.print_json(output.records(finding.rows, finding.json_fields))
+            return
+        for line in finding.answer:
+            output.stdout.print("• " + output.printable(line), markup=False, highlight=False)
+        step_text = f"{finding.summary['interval_s']:g} s"
+        output.stdout.print(output.table(finding.rows, finding.json_fields, t0=first_ts(tl),
+                                         title=f"{Path(tl.source.path).name}: intervals of {step_text}"))
