@@ -183,11 +183,12 @@ def _address(which: str):
     """ip.addr (either end), ip.src, ip.dst, on packet columns or on ip:port endpoints."""
     def translate(columns: set[str], op: str, value: str) -> str | None:
         addr = _literal(value)
-        pairs = {"addr": [("src", "dst"), ("a", "b"), ("client", "server")],
-                 "src": [("src",), ("a",), ("client",)], "dst": [("dst",), ("b",), ("server",)]}[which]
+        pairs = {"addr": [("src_addr", "dst_addr"), ("src", "dst"), ("a", "b"), ("client", "server")],
+                 "src": [("src_addr",), ("src",), ("a",), ("client",)],
+                 "dst": [("dst_addr",), ("dst",), ("b",), ("server",)]}[which]
         for names in pairs:
             if all(n in columns for n in names):
-                if names[0] in ("src", "dst"):
+                if names[0] in ("src", "dst", "src_addr", "dst_addr"):
                     parts = [_compare(n, op, addr) for n in names]
                 else:
                     parts = [_host(n, op, addr) for n in names]

@@ -20,7 +20,7 @@ from pathlib import Path
 
 # Each module adds its commands to the app; --help lists them in this order.
 from traceviz.cli import tables, catalog, report, run  # noqa: F401,I001
-from traceviz.cli import conversations, follow, iostat  # noqa: F401,I001 - Wireshark's views
+from traceviz.cli import conversations, flow, follow, iostat  # noqa: F401,I001 - Wireshark's views
 from traceviz.cli.common import STAGES as _STAGES, app  # noqa: F401 - _STAGES: the progress bar's stages
 from traceviz.cli.recipes import extra_recipe_dirs, register_recipes, run_recipe_standalone, take_recipes_option
 

@@ -1,0 +1,288 @@
+"""The flow graph: one lane per host, every message an arrow between lanes.
+
+Like Wireshark's Statistics -> Flow Graph, but labelled at the highest
+layer traceviz decoded for each frame ("HEADERS[1]: GET /", "200 OK",
+"ClientHello", "SYN"), so a page load reads as one story from the SYN to the
+last DATA frame, and a proxy's two legs read as client -> proxy -> upstream.
+Time flows down, one row per message, its time since the first message on
+the left and its frame number beside the arrow.
+
+A host that answers on one leg and asks on the other is drawn as one lane:
+a request seen leaving a host while that host's own client's request (same
+method and path) was open pairs the two addresses as one relay (a reverse
+proxy captured on its own two interfaces; the requests table's ``parent``
+says so directly where it is known).
+
+``messages`` picks the arrows from the timeline's tables (no bytes are read,
+no fact recomputed); ``flowgraph`` draws them.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Iterable
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from traceviz.charts import theme as themes
+from traceviz.charts.text import safe
+
+# Higher layers win when a frame carries several: TCP < TLS/QUIC < HTTP.
+LAYER_RANK = {"tcp": 0, "udp": 0, "tls": 1, "quic": 1, "http": 2, "h2": 2, "h3": 2, "dns": 2}
+FIELDS = ["frame", "ts", "t", "conn", "src", "dst", "src_addr", "dst_addr", "layer", "label", "stream"]
+MAX_LABEL = 64
+MAX_HEIGHT = 12000
+
+
+def messages(tl, conn: int | None = None, hosts: Iterable[str] | None = None, since: float | None = None,
+             until: float | None = None) -> pd.DataFrame:
+    """One row per arrow: frame, ts, t (seconds since the first packet), conn, src/dst
+    (lane names), src_addr/dst_addr, layer, label, stream.
+
+    Filters: ``conn``; ``hosts`` (keep arrows touching any of these addresses or lane
+    names); ``since``/``until`` (seconds since the first packet).
+    """
+    pk = tl.packets
+    if not len(pk):
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in FIELDS})
+    t0 = float(pk["ts"].min())
+    rows = pd.concat([_event_arrows(tl), _plain_arrows(tl)], ignore_index=True)
+    if not len(rows):
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in FIELDS})
+    ends = pk.set_index("frame")[["src", "dst", "ts"]]
+    rows = rows.join(ends, on="frame", how="inner")
+    rows = rows[rows["src"].notna() & rows["dst"].notna()]
+    alias = relays(tl)
+    rows["src_addr"] = rows["src"].astype(str)
+    rows["dst_addr"] = rows["dst"].astype(str)
+    rows["src"] = rows["src_addr"].map(lambda a: alias.get(a, a))
+    rows["dst"] = rows["dst_addr"].map(lambda a: alias.get(a, a))
+    rows["t"] = rows["ts"] - t0
+    if conn is not None:
+        rows = rows[rows["conn"] == conn]
+    if hosts:
+        wanted = set(map(str, hosts))
+        touch = rows[["src", "dst", "src_addr", "dst_addr"]].isin(wanted).any(axis=1)
+        rows = rows[touch]
+    if since is not None:
+        rows = rows[rows["t"] >= since]
+    if until is not None:
+        rows = rows[rows["t"] <= until]
+    rows = rows.sort_values(["ts", "frame"], kind="stable").reset_index(drop=True)
+    return rows[FIELDS]
+
+
+def relays(tl) -> dict[str, str]:
+    """Address -> lane name for hosts seen on both legs of a relay (see the module doc)."""
+    rq = tl.requests
+    c = tl.connections
+    if not len(rq) or not len(c):
+        return {}
+    ends = c.set_index("conn")[["client", "server"]]
+    r = rq[rq["conn"].notna()].join(ends, on="conn")
+    if not len(r):
+        return {}
+    r = r.assign(path=r["url"].astype("string").str.replace(r"^[a-z]+://[^/]*", "", regex=True),
+                 client_host=r["client"].map(_host), server_host=r["server"].map(_host))
+    pairs = set()
+    if "parent" in r and r["parent"].notna().any():
+        by_id = r.set_index("request")
+        for child in r[r["parent"].notna()].itertuples():
+            if int(child.parent) in by_id.index:
+                pairs.add((by_id.loc[int(child.parent), "server_host"], child.client_host))
+    else:
+        end = r["end"].fillna(np.inf)
+        for outer in r.itertuples():
+            inner = r[(r["method"] == outer.method) & (r["path"] == outer.path) & (r["start"] > outer.start)
+                      & (r["start"] < end[outer.Index]) & (r["client_host"] != outer.client_host)
+                      & (r["client_host"] != outer.server_host)]
+            for host in inner["client_host"].unique():
+                pairs.add((outer.server_host, host))
+    alias = {}
+    for front, back in sorted(p for p in pairs if p[0] and p[1] and p[0] != p[1]):
+        name = f"{front} / {back}"
+        alias[front] = alias[back] = name
+    return alias
+
+
+def _host(endpoint) -> str | None:
+    if endpoint is None or (isinstance(endpoint, float) and endpoint != endpoint) or endpoint is pd.NA:
+        return None
+    text = str(endpoint)
+    if text.startswith("["):
+        return text[1:text.index("]")]
+    return text.rsplit(":", 1)[0]
+
+
+def _event_arrows(tl) -> pd.DataFrame:
+    ev = tl.events
+    ev = ev[ev["frame"].notna() & ev["layer"].isin(list(LAYER_RANK))]
+    if not len(ev):
+        return pd.DataFrame(columns=["frame", "conn", "layer", "label", "stream"])
+    ev = ev.assign(rank=ev["layer"].map(LAYER_RANK), frame=ev["frame"].astype("int64"))
+    top = ev.groupby("frame")["rank"].transform("max")
+    ev = ev[ev["rank"] == top]
+    ev = ev.assign(text=[_label(k, l, d, s) for k, l, d, s in
+                         zip(ev["kind"], ev["layer"], ev["detail"], ev["stream"])])
+    g = ev.groupby("frame", sort=False)
+    out = g.agg(conn=("conn", "first"), layer=("layer", "first"), stream=("stream", "first"),
+                label=("text", _join)).reset_index()
+    return out
+
+
+def _plain_arrows(tl) -> pd.DataFrame:
+    """Frames no event names: the handshake's ACK, and segments or datagrams carrying
+    bytes no decoder read."""
+    pk = tl.packets
+    named = set(tl.events["frame"].dropna().astype("int64")) if len(tl.events) else set()
+    hs = tl.connections.get("ack_frame")
+    acks = set(hs.dropna().astype("int64")) if hs is not None else set()
+    carrying = pk[(pk["len"].fillna(0) > 0) & pk["transport"].isin(["tcp", "udp"])]
+    rows = []
+    for f, c, tr, n in zip(carrying["frame"], carrying["conn"], carrying["transport"], carrying["len"]):
+        if int(f) not in named:
+            rows.append((int(f), c, str(tr), f"{str(tr).upper()} {int(n)} bytes", pd.NA))
+    for f in sorted(acks - named):
+        hit = pk[pk["frame"] == f]
+        if len(hit):
+            rows.append((int(f), hit["conn"].iloc[0], "tcp", "ACK", pd.NA))
+    return pd.DataFrame(rows, columns=["frame", "conn", "layer", "label", "stream"])
+
+
+def _label(kind, layer, detail, stream) -> str:
+    kind = "" if kind is None or kind is pd.NA else str(kind)
+    detail = "" if detail is None or detail is pd.NA or (isinstance(detail, float) and detail != detail) else str(detail)
+    if layer in ("h2", "h3"):
+        sid = "" if stream is None or stream is pd.NA else f"[{int(stream)}]"
+        text = f"{kind}{sid}"
+        if kind == "HEADERS" and detail:
+            text += ": " + detail.replace(" (END_STREAM)", "")
+        return text
+    if layer == "http" and detail:
+        return detail
+    return kind
+
+
+def _join(texts) -> str:
+    texts = list(dict.fromkeys(t for t in texts if t))
+    label = ", ".join(texts)
+    if len(label) > MAX_LABEL:
+        kept, n = [], 0
+        for t in texts:
+            if n + len(t) > MAX_LABEL - 12 and kept:
+                break
+            kept.append(t)
+            n += len(t) + 2
+        label = ", ".join(kept) + f" +{len(texts) - len(kept)} more"
+    return label
+
+
+# --- drawing -----------------------------------------------------------------------------
+
+def flowgraph(msgs: pd.DataFrame, theme: str = "light", title: str = "Flow graph", limit: int = 300) -> go.Figure:
+    """The flow graph of ``messages(...)``: lanes left to right in order of first appearance."""
+    name = themes.check(theme)
+    c, s = themes.colors(name), themes.sizes(name)
+    total = len(msgs)
+    if name == "talk":   # a slide holds what the back row can read
+        limit = min(limit, max(int((s["height"] - 260) / (s["small"] * 1.9)), 8))
+    shown = msgs.head(limit)
+    lanes = lane_order(shown)
+    x = {h: i for i, h in enumerate(lanes)}
+    fig = go.Figure()
+    themes.apply(fig, name)
+    row_px = s["small"] * 2.1
+    top, bottom = int(s["title"] * 1.7 + s["font"] * 6 + 20), int(s["font"] * 3)
+    height = s["height"] if name == "talk" else int(min(max(s["height"], len(shown) * row_px + top + bottom), MAX_HEIGHT))
+    width = max(s["width"], int(len(lanes) * s["font"] * 16))
+    ys = np.arange(len(shown), dtype=float)
+    annotations, shapes = [], []
+    for h, i in x.items():
+        shapes.append(dict(type="line", x0=i, x1=i, y0=-0.8, y1=len(shown) - 0.2, layer="below",
+                           line=dict(color=c["lane"], width=s["line"] * 1.5)))
+        annotations.append(dict(x=i, y=1.0, xref="x", yref="paper", yanchor="bottom", yshift=4, showarrow=False,
+                                text=f"<b>{safe(h)}</b>", font=dict(size=s["font"], color=c["text"])))
+    groups: dict[str, list] = {}
+    for y, m in zip(ys, shown.itertuples(index=False)):
+        x0, x1 = x[m.src], x[m.dst]
+        color = _color(m, c)
+        groups.setdefault(color, []).append((x0, x1, y))
+        mid = (x0 + x1) / 2 if x0 != x1 else x0 + 0.25
+        annotations.append(dict(x=mid, y=y, xref="x", yref="y", yanchor="bottom", showarrow=False,
+                                text=safe(m.label), font=dict(family=themes.mono(name), size=s["small"], color=color)))
+        annotations.append(dict(x=min(x0, x1), y=y, xref="x", yref="y", xanchor="right", xshift=-6, showarrow=False,
+                                text=f"#{int(m.frame)}", font=dict(size=s["small"] * 0.9, color=c["muted"])))
+    for color, arrows in groups.items():
+        xs, yv, sizes = [], [], []
+        for x0, x1, y in arrows:
+            if x0 == x1:     # both ends on one lane (a relay's own legs): a short loop out and back
+                xs += [x0, x0 + 0.2, x0 + 0.2, x1, None]
+                yv += [y - 0.15, y - 0.15, y + 0.15, y + 0.15, None]
+                sizes += [0, 0, 0, s["marker"] * 1.3, 0]
+            else:
+                xs += [x0, x1, None]
+                yv += [y, y, None]
+                sizes += [0, s["marker"] * 1.3, 0]
+        fig.add_trace(go.Scatter(x=xs, y=yv, mode="lines+markers", hoverinfo="skip", showlegend=False,
+                                 line=dict(color=color, width=s["line"]),
+                                 marker=dict(symbol="arrow", angleref="previous", size=sizes, color=color)))
+    fig.add_trace(go.Scatter(
+        x=[(x[m.src] + x[m.dst]) / 2 for m in shown.itertuples(index=False)], y=ys, mode="markers",
+        marker=dict(size=max(s["marker"], 8), opacity=0), showlegend=False,
+        hovertext=[f"frame {int(m.frame)} +{m.t:.6f} s<br>{safe(m.src_addr)} → {safe(m.dst_addr)}<br>"
+                   f"conn {'' if pd.isna(m.conn) else int(m.conn)} · {safe(m.layer)}<br><b>{safe(m.label)}</b>"
+                   for m in shown.itertuples(index=False)], hoverinfo="text"))
+    ticks = _time_ticks(shown, row_px)
+    note = f"{total} messages" + (f", the first {len(shown)} shown" if total > len(shown) else "")
+    fig.update_layout(
+        annotations=annotations, shapes=shapes, width=width, height=height,
+        title=dict(text=f"<b>{safe(title)}</b>", subtitle=dict(text=note, font=dict(color=c["muted"], size=s["font"]))),
+        xaxis=dict(visible=False, range=[-0.6, max(len(lanes) - 1, 1) + 0.6]),
+        yaxis=dict(autorange="reversed", tickmode="array", tickvals=ticks[0], ticktext=ticks[1], showgrid=False,
+                   zeroline=False, title=dict(text="ms since the first message")),
+        margin=dict(t=top, b=bottom, l=int(s["font"] * 7), r=int(s["font"] * 2)),
+        showlegend=False)
+    return fig
+
+
+def lane_order(msgs: pd.DataFrame) -> list[str]:
+    """Hosts in the order they first appear, each message's sender before its receiver."""
+    seen: dict[str, None] = {}
+    for a, b in zip(msgs["src"], msgs["dst"]):
+        seen.setdefault(str(a), None)
+        seen.setdefault(str(b), None)
+    return list(seen)
+
+
+def _color(m, c: dict) -> str:
+    label = str(m.label)
+    if "RST" in label or _ERROR_STATUS.search(label):
+        return c["RST"]
+    if "retransmission" in label:
+        return c["retransmission"]
+    if m.layer in ("http", "h2", "h3"):
+        return c["wait"]
+    if m.layer in ("tls", "quic"):
+        return c["tls"]
+    if label.startswith(("SYN", "ACK")):
+        return c["SYN"]
+    if label.startswith("FIN"):
+        return c["FIN"]
+    return c["data"]
+
+
+_ERROR_STATUS = re.compile(r"(^|: )[45]\d\d\b")
+
+
+def _time_ticks(msgs: pd.DataFrame, row_px: float) -> tuple[list, list]:
+    every = max(1, int(math.ceil(18 / row_px)))
+    vals, texts = [], []
+    for i, t in enumerate(msgs["t"]):
+        if i % every == 0:
+            vals.append(i)
+            texts.append(f"{t * 1000:.1f}")
+    return vals, texts
+

@@ -1,0 +1,47 @@
+"""``traceviz flow``: the flow graph across hosts, narrowed by connection, host, time or --where."""
+
+from __future__ import annotations
+
+from typing import Annotated, List, Optional
+
+import typer
+
+from traceviz import output
+from traceviz.cli.common import (ChartOpt, ConnOpt, FileArg, JsonOpt, KeylogOpt, RsaOpt, ThemeOpt, app, check_chart,
+                                 check_theme, guarded, load, write_chart)
+from traceviz.cli.conversations import WhereOpt, filtered
+
+
+@app.command()
+def flow(file: FileArg, conn: ConnOpt = None,
+         host: Annotated[Optional[List[str]], typer.Option("--host", help="Only arrows to or from this address (repeat for more).",
+                                                           show_default=False)] = None,
+         since: Annotated[Optional[float], typer.Option("--since", help="From this many seconds after the first packet.",
+                                                        show_default=False)] = None,
+         until: Annotated[Optional[float], typer.Option("--until", help="Up to this many seconds after the first packet.",
+                                                        show_default=False)] = None,
+         where: WhereOpt = None,
+         limit: Annotated[int, typer.Option(help="Draw at most this many arrows, and show as many rows on a terminal (0: all).")] = 300,
+         json: JsonOpt = False, chart: ChartOpt = None, theme: ThemeOpt = "light",
+         keylog: KeylogOpt = None, rsa_key: RsaOpt = None) -> None:
+    """Who said what to whom across every host: one lane per host, arrows labelled at the highest decoded layer."""
+    with guarded():
+        check_theme(theme)
+        check_chart(chart)
+        tl = load(file, keylog, rsa_key)
+        from traceviz.recipe import bundled_dir, load_module
+        recipe = load_module(bundled_dir() / "flow.py")
+        if limit:
+            recipe.LIMIT = limit
+        finding = recipe.analyze(tl, conn=conn, hosts=host, since=since, until=until)
+        if where:
+            finding = recipe.analyze(tl, rows=filtered(finding.rows, where, "flow"))
+        if chart is not None:
+            write_chart(finding.figure("flow", theme), chart, theme)
+        if json:
+            output.print_json(output.records(finding.rows, finding.json_fields))
+            return
+        for line in finding.answer:
+            output.stdout.print("• " + output.printable(line), markup=False, highlight=False)
+        rows = finding.rows if not limit else finding.rows.head(limit)
+        output.stdout.print(output.table(rows, ["frame", "t", "conn", "src", "dst", "layer", "label"]))
