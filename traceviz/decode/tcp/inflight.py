@@ -46,10 +46,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from traceviz.decode.tcp.analysis import (FAST_RETRANSMISSION, LOST_SEGMENT, M32, RETRANSMISSION,
-                                          SPURIOUS_RETRANSMISSION, ZERO_WINDOW_PROBE, _i32, stable_order)
 
 FIN, SYN = 0x01, 0x02
+M32 = 0xFFFFFFFF
 MAX_UNACKED = 10_000           # Wireshark's TCP_MAX_UNACKED_SEGMENTS
 BIF_LIMIT = 2_000_000_000      # bytes in flight at or above this are not shown
 # The closed form compares relative sequence numbers as plain integers: exact while every
@@ -65,8 +64,8 @@ def nothing_measured(n: int) -> dict:
             "rtt_ambiguous": np.zeros(n, dtype=bool), "ts_rtt": np.full(n, np.nan), "sack": {}}
 
 
-def measure(conn, d, flags, seglen, ts, win, srel, arel, nsb, seq, ack, seq_base, bits, ack_back, sack,
-            tsval, tsecr, rev, order=None) -> dict:
+def measure(conn, d, flags, seglen, ts, win, srel, arel, nsb, seq, ack, seq_base, lost, retx, zwp, ack_back, sack,
+            tsval, tsecr, rev, order) -> dict:
     """Per row: ``bytes_in_flight`` (int64, -1 none), ``ack_rtt`` (float64, NaN none),
     ``rtt_ambiguous`` (bool) and ``ts_rtt`` (float64, NaN none).
 
@@ -76,11 +75,13 @@ def measure(conn, d, flags, seglen, ts, win, srel, arel, nsb, seq, ack, seq_base
     other direction's base and ``nsb`` the next expected sequence number
     before the packet (``NONE`` unknown), all as signed 32-bit distances;
     ``seq``/``ack`` raw and ``seq_base`` each row's own base (for the
-    replay); ``bits`` the analysis flags; ``ack_back`` the rows acknowledging
-    less than their direction's previous packet; ``sack`` the bytes each
+    replay); ``lost``, ``retx``, ``zwp`` the rows the analysis flags as lost
+    segment, (fast/spurious) retransmission and zero-window probe;
+    ``ack_back`` the rows acknowledging less than their direction's previous
+    ACK; ``sack`` the bytes each
     packet's SACK blocks report; ``tsval``/``tsecr`` (-1 absent); ``rev``
     each row's latest packet of the other direction (-1 none); ``order`` the
-    rows sorted stably by (connection, direction), if already known.
+    rows sorted stably by (connection, direction).
 
     Connections go three ways: plain ones (every segment continues where
     the last ended, acknowledgements never go back, no zero-window probe)
@@ -94,12 +95,9 @@ def measure(conn, d, flags, seglen, ts, win, srel, arel, nsb, seq, ack, seq_base
     if n == 0:
         return res
     f = _Frame(conn, d, flags, seglen, srel, arel, nsb, rev)
-    lost = (bits & LOST_SEGMENT) != 0
-    retx = (bits & (RETRANSMISSION | FAST_RETRANSMISSION | SPURIOUS_RETRANSMISSION)) != 0
-    replay, general = f.kinds(lost, (bits & ZERO_WINDOW_PROBE) != 0, ack_back)
+    replay, general = f.kinds(lost, zwp, ack_back)
     plain = ~(replay | general)
     _plain_bytes_in_flight(f, plain, sack, res["bytes_in_flight"])
-    order = stable_order(f.k) if order is None else order
     k, a = f.k[order], f.a[order]
     _plain_ack_rtt(f, order, k, a, plain, ts, res["ack_rtt"])
     res["ts_rtt"][order] = _timestamp_rtt(k, f.flags[order], a, tsval[order], tsecr[order], order, ts)
@@ -107,7 +105,7 @@ def measure(conn, d, flags, seglen, ts, win, srel, arel, nsb, seq, ack, seq_base
     if len(rows):
         sub = _subset(rows, rev)
         k = f.k[rows]
-        o = stable_order(k)
+        o = np.argsort(k, kind="stable")
         r = _Rows(conn[rows], d[rows], flags[rows], seglen[rows], ts[rows], srel[rows], arel[rows], sack[rows], o,
                   np.r_[True, k[o][1:] != k[o][:-1]], sub)
         bad = _misfits(r, lost[rows][o], retx[rows][o])
