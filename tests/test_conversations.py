@@ -24,7 +24,7 @@ CAPTURES = sorted(p for p in list(CORPUS.glob("pcap/**/*.pcap*")) + list((ROOT /
 UNITS = {"bytes": 1, "kB": 1000, "MB": 1000 ** 2, "GB": 1000 ** 3}
 SIZE = r"(\d+) (bytes|kB|MB|GB)"
 CONV = re.compile(rf"^(\S+)\s+<->\s+(\S+)\s+(\d+) {SIZE}\s+(\d+) {SIZE}\s+(\d+) {SIZE}\s+(-?[\d.]+)\s+([\d.]+)")
-ENDPOINT = re.compile(rf"^(\S+)\s+(?:(\d+)\s+)?(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s*$")
+ENDPOINT = re.compile(r"^(\S+)\s+(?:(\d+)\s+)?(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s*$")
 
 
 def shown(value: int, count: str, unit: str) -> bool:

@@ -7,37 +7,15 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
 
 import pytest
 
 from conftest import ROOT
-from traceviz import cli
+from test_cli import tv  # noqa: F401 - the CLI run in this process, as test_cli runs it
 from traceviz.cli.follow import terminal_safe
 
 PROXY = ROOT / "captures" / "proxy-nginx-502-504.pcapng"
 LOSSY = ROOT / "tests" / "corpus" / "pcap" / "tcp" / "syn-retransmit__suricata-verify_bug-4376.pcap"
-
-
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-
-@pytest.fixture
-def tv(capsys):
-    def run(*args) -> Run:
-        capsys.readouterr()
-        try:
-            cli.main([str(a) for a in args])
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        out, err = capsys.readouterr()
-        return Run(code, out, err)
-    return run
 
 
 def test_conversations_json_and_where(tv):

@@ -38,10 +38,7 @@ RETRANSMITTED = ("retransmission", "fast-retransmission", "spurious-retransmissi
 
 
 def time_sequence(pk: pd.DataFrame, events: pd.DataFrame, sender: str, title: str, theme: str = "light") -> go.Figure:
-    name = themes.check(theme)
-    c, s = themes.colors(name), themes.sizes(name)
-    fig = _figure(name, title, "sequence number (relative, bytes)")
-    t0 = float(pk["ts"].min()) if len(pk) else 0.0
+    fig, c, s, t0 = _start(pk, title, "sequence number (relative, bytes)", theme)
     data = _data(pk, sender)
     kinds = _segment_kinds(data, events)
     for kind, label, color, width in (("new", "data segment", c["data"], 1.0),
@@ -78,10 +75,7 @@ def time_sequence(pk: pd.DataFrame, events: pd.DataFrame, sender: str, title: st
 
 def throughput(pk: pd.DataFrame, sender: str, title: str, theme: str = "light",
                window: float | None = None) -> go.Figure:
-    name = themes.check(theme)
-    c, s = themes.colors(name), themes.sizes(name)
-    fig = _figure(name, title, "bits per second")
-    t0 = float(pk["ts"].min()) if len(pk) else 0.0
+    fig, c, s, t0 = _start(pk, title, "bits per second", theme)
     data = _data(pk, sender)
     acks = _acks(pk, sender)
     span = float(pk["ts"].max() - t0) if len(pk) else 0.0
@@ -104,10 +98,7 @@ def throughput(pk: pd.DataFrame, sender: str, title: str, theme: str = "light",
 
 
 def rtt(pk: pd.DataFrame, sender: str, title: str, theme: str = "light") -> go.Figure:
-    name = themes.check(theme)
-    c, s = themes.colors(name), themes.sizes(name)
-    fig = _figure(name, title, "round trip (ms)")
-    t0 = float(pk["ts"].min()) if len(pk) else 0.0
+    fig, c, s, t0 = _start(pk, title, "round trip (ms)", theme)
     acks = _acks(pk, sender)
     samples = acks[acks["ack_rtt"].notna()]
     for ambiguous, label, symbol in ((False, "ACK of a segment sent once", "circle"),
@@ -135,10 +126,7 @@ def rtt(pk: pd.DataFrame, sender: str, title: str, theme: str = "light") -> go.F
 
 
 def window(pk: pd.DataFrame, events: pd.DataFrame, sender: str, title: str, theme: str = "light") -> go.Figure:
-    name = themes.check(theme)
-    c, s = themes.colors(name), themes.sizes(name)
-    fig = _figure(name, title, "bytes")
-    t0 = float(pk["ts"].min()) if len(pk) else 0.0
+    fig, c, s, t0 = _start(pk, title, "bytes", theme)
     acks = _acks(pk, sender)
     if len(acks):
         fig.add_trace(go.Scattergl(x=acks["ts"] - t0, y=acks["win"].to_numpy(dtype=float), mode="lines",
@@ -237,8 +225,15 @@ def _value_at(rows: pd.DataFrame, pk: pd.DataFrame, column: str) -> np.ndarray:
     return pd.to_numeric(values.reindex(rows["frame"].astype(int)), errors="coerce").fillna(0).to_numpy(dtype=float)
 
 
+def _start(pk: pd.DataFrame, title: str, y_title: str, theme: str):
+    """The empty figure, the theme's colours and sizes, and the connection's first time."""
+    name = themes.check(theme)
+    t0 = float(pk["ts"].min()) if len(pk) else 0.0
+    return _figure(name, title, y_title), themes.colors(name), themes.sizes(name), t0
+
+
 def _figure(name: str, title: str, y_title: str) -> go.Figure:
-    c, s = themes.colors(name), themes.sizes(name)
+    s = themes.sizes(name)
     fig = go.Figure()
     themes.apply(fig, name)
     fig.update_layout(width=s["width"], height=s["height"], title=dict(text=title),

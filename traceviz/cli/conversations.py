@@ -1,6 +1,6 @@
 """Wireshark's Statistics -> Conversations and Endpoints: ``conversations``, ``endpoints``.
 
-Also the ``--where`` option these views share (``traceviz.filters``).
+Also what the views share: the ``--where`` option (``traceviz.filters``) and ``show``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from traceviz import output
-from traceviz.cli.common import FileArg, JsonOpt, KeylogOpt, RsaOpt, app, first_ts, guarded, load
+from traceviz.cli.common import FileArg, JsonOpt, KeylogOpt, RsaOpt, app, first_ts, guarded, load, write_chart
 from traceviz.errors import InputError
 
 WhereOpt = Annotated[Optional[str], typer.Option(
@@ -34,37 +34,48 @@ def filtered(df, where: str | None, table: str):
     return select(df, where, table)
 
 
-@app.command()
-def conversations(file: FileArg, by: ByOpt = "tcp", where: WhereOpt = None, json: JsonOpt = False,
-                  keylog: KeylogOpt = None, rsa_key: RsaOpt = None) -> None:
-    """Who talked to whom: frames and bytes each way, duration and bits/s (Wireshark's Conversations)."""
+def show(finding, figure: str, chart, theme: str, json: bool) -> bool:
+    """A view's chart (when asked for), then its rows as JSON; else its answer lines.
+    Returns True when the rows went out as JSON (nothing else to print)."""
+    if chart is not None:
+        write_chart(finding.figure(figure, theme), chart, theme)
+    if json:
+        output.print_json(output.records(finding.rows, finding.json_fields))
+        return True
+    for line in finding.answer:
+        output.stdout.print("• " + output.printable(line), markup=False, highlight=False)
+    return False
+
+
+def _table(file, by, where, json, keylog, rsa_key, what: str, columns: list[str]) -> None:
+    """``conversations`` and ``endpoints``: load, make the table, filter it, print it."""
     with guarded():
         check_by(by)
         tl = load(file, keylog, rsa_key)
-        from traceviz.assemble.conversations import CONVERSATION_FIELDS, conversations as table
-        df = filtered(table(tl, by), where, "conversations")
+        from traceviz.assemble import conversations as views
+        make, fields = {"conversations": (views.conversations, views.CONVERSATION_FIELDS),
+                        "endpoints": (views.endpoints, views.ENDPOINT_FIELDS)}[what]
+        df = filtered(make(tl, by), where, what)
         if json:
-            output.print_json(output.records(df, CONVERSATION_FIELDS))
+            output.print_json(output.records(df, fields))
             return
-        cols = ["kind", "conn", "a", "b", "frames_ab", "bytes_ab", "frames_ba", "bytes_ba", "start", "duration",
-                "bps_ab", "bps_ba"]
-        if by == "ip":
-            cols.remove("conn")
-        title = f"{len(df)} {by.upper()} conversations in {Path(tl.source.path).name} (a -> b: ab; bytes are frame bytes)"
-        output.stdout.print(output.table(df, cols, title=title, t0=first_ts(tl)))
+        title = f"{len(df)} {by.upper()} {what} in {Path(tl.source.path).name}"
+        output.stdout.print(output.table(df, [c for c in columns if by != "ip" or c != "conn"], title=title,
+                                         t0=first_ts(tl)))
+
+
+@app.command()
+def conversations(file: FileArg, by: ByOpt = "tcp", where: WhereOpt = None, json: JsonOpt = False,
+                  keylog: KeylogOpt = None, rsa_key: RsaOpt = None) -> None:
+    """Who talked to whom: frames and frame bytes each way (a sent ab, received ba), duration, bits/s (Wireshark's Conversations)."""
+    _table(file, by, where, json, keylog, rsa_key, "conversations",
+           ["kind", "conn", "a", "b", "frames_ab", "bytes_ab", "frames_ba", "bytes_ba", "start", "duration",
+            "bps_ab", "bps_ba"])
 
 
 @app.command()
 def endpoints(file: FileArg, by: ByOpt = "ip", where: WhereOpt = None, json: JsonOpt = False,
               keylog: KeylogOpt = None, rsa_key: RsaOpt = None) -> None:
     """Every address (or address:port) with what it sent and received (Wireshark's Endpoints)."""
-    with guarded():
-        check_by(by)
-        tl = load(file, keylog, rsa_key)
-        from traceviz.assemble.conversations import ENDPOINT_FIELDS, endpoints as table
-        df = filtered(table(tl, by), where, "endpoints")
-        if json:
-            output.print_json(output.records(df, ENDPOINT_FIELDS))
-            return
-        title = f"{len(df)} {by.upper()} endpoints in {Path(tl.source.path).name}"
-        output.stdout.print(output.table(df, ENDPOINT_FIELDS, title=title))
+    _table(file, by, where, json, keylog, rsa_key, "endpoints",
+           ["kind", "endpoint", "frames", "bytes", "tx_frames", "tx_bytes", "rx_frames", "rx_bytes", "conversations"])

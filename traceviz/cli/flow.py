@@ -8,8 +8,8 @@ import typer
 
 from traceviz import output
 from traceviz.cli.common import (ChartOpt, ConnOpt, FileArg, JsonOpt, KeylogOpt, RsaOpt, ThemeOpt, app, check_chart,
-                                 check_theme, guarded, load, write_chart)
-from traceviz.cli.conversations import WhereOpt, filtered
+                                 check_theme, guarded, load)
+from traceviz.cli.conversations import WhereOpt, filtered, show
 
 
 @app.command()
@@ -36,12 +36,7 @@ def flow(file: FileArg, conn: ConnOpt = None,
         finding = recipe.analyze(tl, conn=conn, hosts=host, since=since, until=until)
         if where:
             finding = recipe.analyze(tl, rows=filtered(finding.rows, where, "flow"))
-        if chart is not None:
-            write_chart(finding.figure("flow", theme), chart, theme)
-        if json:
-            output.print_json(output.records(finding.rows, finding.json_fields))
+        if show(finding, "flow", chart, theme, json):
             return
-        for line in finding.answer:
-            output.stdout.print("• " + output.printable(line), markup=False, highlight=False)
         rows = finding.rows if not limit else finding.rows.head(limit)
         output.stdout.print(output.table(rows, ["frame", "t", "conn", "src", "dst", "layer", "label"]))

@@ -10,8 +10,8 @@ import typer
 
 from traceviz import output
 from traceviz.cli.common import (ChartOpt, ConnOpt, FileArg, JsonOpt, KeylogOpt, RsaOpt, ThemeOpt, app, check_chart,
-                                 check_theme, first_ts, guarded, load, write_chart)
-from traceviz.cli.conversations import WhereOpt, filtered
+                                 check_theme, first_ts, guarded, load)
+from traceviz.cli.conversations import WhereOpt, filtered, show
 from traceviz.errors import InputError
 
 _UNITS = {"us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "min": 60.0}
@@ -44,13 +44,8 @@ def iostat(file: FileArg,
         recipe = load_module(bundled_dir() / "iostat.py")
         packets = filtered(tl.packets, where, "packets") if where else None
         finding = recipe.analyze(tl, conn=conn, interval=step, packets=packets)
-        if chart is not None:
-            write_chart(finding.figure("iostat", theme), chart, theme)
-        if json:
-            output.print_json(output.records(finding.rows, finding.json_fields))
+        if show(finding, "iostat", chart, theme, json):
             return
-        for line in finding.answer:
-            output.stdout.print("• " + output.printable(line), markup=False, highlight=False)
         step_text = f"{finding.summary['interval_s']:g} s"
         output.stdout.print(output.table(finding.rows, finding.json_fields, t0=first_ts(tl),
                                          title=f"{Path(tl.source.path).name}: intervals of {step_text}"))
