@@ -5,7 +5,8 @@ one arrow per message, labelled at the highest layer decoded for its frame
 (SYN, ClientHello, HEADERS[1]: GET /, 200 OK, FIN), its frame number beside
 it.  A reverse proxy captured on its two interfaces is one lane, so client
 -> proxy -> upstream reads as one story.  Pure ACKs are left out (the
-handshake's third packet stays); bytes no decoder read show as "TCP n bytes".
+handshake's third packet stays); a segment whose bytes no event names (part of a
+larger message, or bytes no decoder reads) shows as "TCP segment, n bytes".
 
 ``traceviz flow FILE --host H --since S --until S --where ...`` narrows it;
 the rows (--json) are the arrows.

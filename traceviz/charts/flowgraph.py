@@ -144,7 +144,8 @@ def _plain_arrows(tl) -> pd.DataFrame:
     rows = []
     for f, c, tr, n in zip(carrying["frame"], carrying["conn"], carrying["transport"], carrying["len"]):
         if int(f) not in named:
-            rows.append((int(f), c, str(tr), f"{str(tr).upper()} {int(n)} bytes", pd.NA))
+            text = f"TCP segment, {int(n)} bytes" if tr == "tcp" else f"UDP, {int(n)} bytes"
+            rows.append((int(f), c, str(tr), text, pd.NA))
     for f in sorted(acks - named):
         hit = pk[pk["frame"] == f]
         if len(hit):

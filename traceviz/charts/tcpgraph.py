@@ -138,9 +138,8 @@ def window(pk: pd.DataFrame, events: pd.DataFrame, sender: str, title: str, them
     flight = data[data["bytes_in_flight"].notna()]
     if len(flight):
         fig.add_trace(go.Scattergl(x=flight["ts"] - t0, y=flight["bytes_in_flight"].to_numpy(dtype=float),
-                                   mode="lines+markers", name="bytes in flight",
-                                   line=dict(color=c["data"], width=s["line"] * 0.8),
-                                   marker=dict(size=max(s["marker"] * 0.35, 3), color=c["data"]),
+                                   mode="markers", name="bytes in flight (at each data segment)",
+                                   marker=dict(size=max(s["marker"] * 0.45, 4), color=c["data"]),
                                    hovertext=[f"frame {f}: {b} bytes in flight" for f, b in
                                               zip(flight["frame"], flight["bytes_in_flight"])], hoverinfo="text"))
     ev = events[events["kind"].isin(["zero-window", "window-full"])] if len(events) else events

@@ -126,7 +126,9 @@ def analyze(idx) -> Transport:
             columns = [conn, direction, flags] + [np.asarray(getattr(idx, name)) for name in (
                 "seq", "ack", "win", "payload_len", "ts", "frame", "wscale")]
             # What inflight.measure needs besides: the SACK column only when a packet has blocks.
-            columns += [np.asarray(idx.tsval), np.asarray(idx.tsecr)] + ([sack.delivered(blocks, n)] if blocks else [])
+            absent = np.full(n, -1, dtype=np.int64)
+            columns += [np.asarray(getattr(idx, "tsval", absent)), np.asarray(getattr(idx, "tsecr", absent))]
+            columns += [sack.delivered(blocks, n)] if blocks else []
             pending = _analyze_in_parts(pool, tcp_rows, *columns)
         conns = _connections(idx, conn, direction, is_tcp, n_tcp, stream, flow)
         client_side = conns.pop("_client_side")

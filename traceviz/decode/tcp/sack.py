@@ -26,8 +26,11 @@ def sack_blocks(idx, rows: np.ndarray) -> dict[int, tuple[tuple[int, int], ...]]
     """Raw (left edge, right edge) pairs, in option order, for the ``rows`` of ``idx`` that carry SACK blocks.
 
     ``rows`` are frame rows of TCP segments; the answer maps each row with at
-    least one block to its blocks (32-bit values as on the wire).
+    least one block to its blocks (32-bit values as on the wire).  An index
+    without TCP header lengths or the capture's bytes has none to read.
     """
+    if getattr(idx, "tcp_hlen", None) is None or getattr(idx, "capture", None) is None:
+        return {}
     hlen = np.asarray(idx.tcp_hlen)[rows].astype(np.int64)
     flags = np.asarray(idx.tcp_flags)[rows]
     tsval = np.asarray(idx.tsval)[rows]
