@@ -156,9 +156,10 @@ class Analysis:
     (calculated window), ``bits`` (analysis flags), ``dup_num`` /
     ``dup_frame`` (duplicate-ACK counter and the frame it repeats),
     ``nextseq_rel`` (next expected relative seq before this packet, -1 when
-    unknown), ``scale`` (per row: the window shift applied, -1 unknown, -2 off);
-    when measured, ``bytes_in_flight``, ``ack_rtt``, ``rtt_ambiguous`` and
-    ``ts_rtt`` (``inflight.measure``).
+    unknown), ``scale`` (per row: the window shift applied, -1 unknown, -2 off).
+    ``measure`` (when asked for): a function returning ``bytes_in_flight``,
+    ``ack_rtt``, ``rtt_ambiguous`` and ``ts_rtt`` per row (``inflight.measure``),
+    left for the caller to run when it has a core to spare.
     """
 
     def __init__(self, **arrays):
@@ -200,12 +201,13 @@ def analyze_segments(conn, direction, flags, seq, ack, win, seglen, ts, frame, w
         from traceviz.decode.tcp.inflight import NONE, measure
         ack_back = p.is_ack & nb.has_prev & p.is_ack[np.maximum(nb.fwd_prev, 0)] & (_i32(p.ack - nb.prev_ack) < 0)
         retx = (bits & (RETRANSMISSION | FAST_RETRANSMISSION | SPURIOUS_RETRANSMISSION)) != 0
-        measured = measure(p.conn, p.d, p.flags, p.seglen, p.ts, p.win, _i32(rel_seq), _i32(rel_ack),
-                           np.where(st.nsset, _i32(nextseq_rel), NONE), p.seq, p.ack, seq_base,
-                           (bits & LOST_SEGMENT) != 0, retx, st.zwp, ack_back,
-                           np.zeros(p.n, dtype=np.int64) if sack is None else np.asarray(sack, dtype=np.int64),
-                           np.asarray(tsval).astype(np.int64, copy=False),
-                           np.asarray(tsecr).astype(np.int64, copy=False), nb.rev, nb.o1)
+        args = (p.conn, p.d, p.flags, p.seglen, p.ts, p.win, _i32(rel_seq), _i32(rel_ack),
+                np.where(st.nsset, _i32(nextseq_rel), NONE), p.seq, p.ack, seq_base,
+                (bits & LOST_SEGMENT) != 0, retx, st.zwp, ack_back,
+                np.zeros(p.n, dtype=np.int64) if sack is None else np.asarray(sack, dtype=np.int64),
+                np.asarray(tsval).astype(np.int64, copy=False),
+                np.asarray(tsecr).astype(np.int64, copy=False), nb.rev, nb.o1)
+        measured["measure"] = lambda: measure(*args)
     return Analysis(rel_seq=rel_seq, rel_ack=rel_ack,
                     win=calc_win, bits=bits, dup_num=dup_num, dup_frame=dup_frame,
                     nextseq_rel=nextseq_rel, scale=np.where(p.is_syn, -1, row_scale), **measured)

@@ -74,7 +74,8 @@ class Transport:
     detail`` in frame order.  ``analysis`` is the per-row
     :class:`~traceviz.decode.tcp.analysis.Analysis` over ``tcp_rows``.
     ``measured``: per frame, bytes in flight, RTT samples (``inflight``) and
-    SACK blocks: see ``measurements()``.
+    SACK blocks, made on a thread of their own while the payload tier runs:
+    see ``measurements()``.
     """
 
     idx: object
@@ -91,7 +92,7 @@ class Transport:
     connections: dict
     events: dict
     analysis: object = None
-    measured: dict | None = None
+    measured: object = None        # a Future of the dict measurements() returns
 
     def measurements(self) -> dict:
         """Per frame: ``bytes_in_flight`` (-1 none), ``ack_rtt``, ``rtt_ambiguous``,
@@ -100,7 +101,7 @@ class Transport:
         if self.measured is None:
             from traceviz.decode.tcp.inflight import nothing_measured
             return nothing_measured(len(self.conn))
-        return self.measured
+        return self.measured.result()
 
 
 def analyze(idx) -> Transport:
@@ -137,10 +138,13 @@ def analyze(idx) -> Transport:
         an = pending() if pending is not None else None
         events = pool.submit(_events, idx, conn, c2s, tcp_rows, an)
         per_frame = _per_frame(idx, tcp_rows, an)
-        measured = _measured(idx, tcp_rows, an, blocks, per_frame["rel_ack"])
+        # numpy lets go of the GIL: on a thread of its own the measuring overlaps the payload tier.
+        measured = ThreadPoolExecutor(max_workers=1)
+        future = measured.submit(_measured, idx, tcp_rows, an, blocks, per_frame["rel_ack"])
+        measured.shutdown(wait=False)
         events = events.result()
     return Transport(idx=idx, conn=conn, stream=stream, c2s=c2s, in_conn=in_conn, tcp_rows=tcp_rows,
-                     connections=conns, events=events, analysis=an, measured=measured, **per_frame)
+                     connections=conns, events=events, analysis=an, measured=future, **per_frame)
 
 
 # Below this many TCP rows one thread is quicker than splitting.
@@ -170,12 +174,28 @@ def _analyze_in_parts(pool, tcp_rows, conn, *columns):
         halves = [job.result() for job in jobs]
         merged = {}
         for name, first in vars(halves[0]).items():
+            if callable(first):
+                merged[name] = _merged_call([getattr(half, name) for half in halves], parts, len(tcp_rows))
+                continue
             out = np.empty(len(tcp_rows), dtype=np.result_type(first, getattr(halves[1], name)))
             for rows, half in zip(parts, halves):
                 out[rows] = getattr(half, name)
             merged[name] = out
         return ta.Analysis(**merged)
     return result
+
+
+def _merged_call(calls, parts, n):
+    """One function for the halves' deferred ones (each returns a dict of per-row arrays)."""
+    def call():
+        got = [c() for c in calls]
+        out = {}
+        for name, first in got[0].items():
+            out[name] = np.empty(n, dtype=np.result_type(first, got[1][name]))
+            for rows, half in zip(parts, got):
+                out[name][rows] = half[name]
+        return out
+    return call
 
 
 def _flow_identity(idx):
@@ -257,10 +277,10 @@ def _measured(idx, tcp_rows, an, blocks: dict, rel_ack: np.ndarray) -> dict:
     from traceviz.decode.tcp.inflight import nothing_measured
 
     out = nothing_measured(len(idx.frame))
-    if an is None or not hasattr(an, "bytes_in_flight"):
+    if an is None or not hasattr(an, "measure"):
         return out
-    for name in ("bytes_in_flight", "ack_rtt", "rtt_ambiguous", "ts_rtt"):
-        out[name][tcp_rows] = getattr(an, name)
+    for name, values in an.measure().items():
+        out[name][tcp_rows] = values
     ack = np.asarray(idx.ack)
     for row, pairs in blocks.items():
         base = (int(ack[row]) - int(rel_ack[row])) & ta.M32
