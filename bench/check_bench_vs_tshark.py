@@ -13,6 +13,14 @@ field and the first few of each; exit status 1 if there is any.
 
 Both sides are read whole into columns (tshark's text through pandas'
 ``read_csv``), so a million frames take about as long as tshark does.
+
+``--payload`` (for a capture with real payloads, ``gen_capture.py --payloads
+real``) also compares what the payload tier says with tshark's dissection:
+each TLS connection's SNI and offered versions (its first ClientHello), and
+each HTTP/1.x connection's requests (method and URI, in order; retransmitted
+frames left out) and response status codes.  tshark is told to reassemble
+out-of-order segments (``tcp.reassemble_out_of_order``), as we do: by default
+it drops a request whose first segment came after its second.
 """
 
 from __future__ import annotations
@@ -35,17 +43,27 @@ from traceviz.decode.tcp import analysis as ta  # noqa: E402
 FIELDS = ["frame.number", "frame.time_epoch", "frame.len", "ip.src", "ip.dst", "ipv6.src", "ipv6.dst",
           "tcp.srcport", "tcp.dstport", "udp.srcport", "udp.dstport", "tcp.flags", "tcp.seq", "tcp.ack",
           "tcp.window_size", "tcp.len", "tcp.stream", "udp.stream"] + list(ta.TSHARK_FIELDS)
+PAYLOAD_FIELDS = ["tls.handshake.type", "tls.handshake.extensions_server_name",
+                  "tls.handshake.extensions.supported_version", "http.request.method", "http.request.uri",
+                  "http.response.code"]
 SHOW = 5
 
 
-def tshark_table(path: str) -> pd.DataFrame:
-    args = ["tshark", "-r", path, "-n", "-T", "fields", "-E", "occurrence=f", "-E", "separator=/t"]
-    for f in FIELDS:
+def tshark_table(path: str, payload: bool = False) -> pd.DataFrame:
+    fields = FIELDS + (PAYLOAD_FIELDS if payload else [])
+    args = ["tshark", "-r", path, "-n", "-T", "fields", "-E", "occurrence=a", "-E", "aggregator=;",
+            "-E", "separator=/t"]
+    if payload:   # tshark leaves out-of-order segments out of its reassembly unless told
+        args += ["-o", "tcp.reassemble_out_of_order:TRUE"]
+    for f in fields:
         args += ["-e", f]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    df = pd.read_csv(proc.stdout, sep="\t", header=None, names=FIELDS, dtype=str, keep_default_na=False,
+    df = pd.read_csv(proc.stdout, sep="\t", header=None, names=fields, dtype=str, keep_default_na=False,
                      na_filter=False, quoting=3, engine="c")
     proc.wait()
+    for f in FIELDS:                       # one value per frame for the per-frame fields: the first
+        if df[f].str.contains(";", regex=False).any():
+            df[f] = df[f].str.split(";").str[0]
     return df
 
 
@@ -60,11 +78,11 @@ def ours_int(col: pd.Series) -> np.ndarray:
     return col.astype("Int64").to_numpy(dtype=np.int64, na_value=-1)
 
 
-def compare(path: str) -> int:
+def compare(path: str, payload: bool = False) -> int:
     t0 = time.perf_counter()
     tl = traceviz.load(path)
     t1 = time.perf_counter()
-    ts = tshark_table(path)
+    ts = tshark_table(path, payload)
     t2 = time.perf_counter()
     pk, ev = tl.packets, tl.events
     print(f"{path}: traceviz {len(pk)} frames in {t1 - t0:.1f} s, tshark {len(ts)} frames in {t2 - t1:.1f} s")
@@ -133,12 +151,15 @@ def compare(path: str) -> int:
     bad["client"] = np.flatnonzero(got["client"].to_numpy() != np.array(want_client, dtype=object))
     bad["server"] = np.flatnonzero(got["server"].to_numpy() != np.array(want_server, dtype=object))
 
+    if payload:
+        bad.update(compare_payload(tl, ts, is_tcp, theirs))
+
     total = 0
     for name, where in bad.items():
         total += len(where)
         print(f"  {name:<14} {len(where):>8} differences")
         for i in where[:SHOW]:
-            print(f"      row {i}")
+            print(f"      {'tcp.stream' if name in ('http requests', 'http status codes') else 'row'} {i}")
     print(f"frames compared: {n} (traceviz {len(tl.packets)}, tshark {len(ts)}); "
           f"connections with a SYN compared: {len(first)}; differences: {total}")
     if len(tl.packets) != len(ts):
@@ -146,13 +167,69 @@ def compare(path: str) -> int:
     return total
 
 
+def compare_payload(tl, ts: pd.DataFrame, is_tcp: np.ndarray, analysis: np.ndarray) -> dict[str, np.ndarray]:
+    """TLS SNI and offered versions per connection, HTTP/1.x requests and statuses per connection."""
+    stream = as_int(ts["tcp.stream"])
+    fresh = is_tcp & ((analysis & ta.RETRANSMISSION) == 0)
+    bad: dict[str, np.ndarray] = {}
+    # TLS: the first ClientHello of each stream.
+    hello = np.flatnonzero(fresh & ts["tls.handshake.type"].str.split(";").map(lambda t: "1" in t).to_numpy())
+    first = pd.Series(hello).groupby(stream[hello]).first()
+    sni = ts["tls.handshake.extensions_server_name"].to_numpy()[first.to_numpy()]
+    theirs_sni = dict(zip(first.index, [v.split(";")[0] or None for v in sni]))
+    tls = tl.tls.set_index("conn")
+    conns = [c for c in theirs_sni if c in tls.index]
+    mine_sni = [tls.at[c, "sni"] for c in conns]
+    bad["tls sni"] = np.flatnonzero(np.array([a != theirs_sni[c] for a, c in zip(mine_sni, conns)], dtype=bool))
+    bad["tls sessions"] = np.arange(abs(len(theirs_sni) - len(tls)))
+    names = {"0x0304": "TLS 1.3", "0x0303": "TLS 1.2", "0x0302": "TLS 1.1", "0x0301": "TLS 1.0"}
+    offered = ts["tls.handshake.extensions.supported_version"].to_numpy()[first.to_numpy()]
+    theirs_v = dict(zip(first.index, offered))
+    wrong = []
+    for c in conns:
+        v = theirs_v[c]
+        if not v:
+            continue
+        want = [names.get(x, x) for x in v.split(";") if x in names]
+        got = [x for x in (tls.at[c, "versions_offered"] or []) if x in names.values()]
+        wrong.append(got != want)
+    bad["tls versions offered"] = np.flatnonzero(np.array(wrong, dtype=bool))
+    print(f"  TLS: {len(theirs_sni)} streams with a ClientHello in tshark, {len(tls)} sessions in ours")
+    # HTTP/1.x: requests in order per stream, and response codes.
+    rq = tl.requests[tl.requests["protocol"].astype(str).str.startswith("http/1")]
+    ours = {int(c): list(zip(g["method"], g["url"])) for c, g in rq.groupby("conn")}
+    reqs = np.flatnonzero(fresh & (ts["http.request.method"].to_numpy() != ""))
+    theirs: dict[int, list] = {}
+    for i in reqs.tolist():
+        for m, u in zip(ts["http.request.method"].iat[i].split(";"), ts["http.request.uri"].iat[i].split(";")):
+            theirs.setdefault(int(stream[i]), []).append((m, u))
+    wrong = [c for c in theirs if c in ours and
+             [(m, u) for m, u in theirs[c]] != [(m, "/" + url.split("/", 3)[3] if url.count("/") >= 3 else url)
+                                                for m, url in ours[c]]]
+    bad["http requests"] = np.array(wrong, dtype=np.int64)
+    bad["http connections"] = np.arange(len(set(theirs) ^ set(ours)))
+    codes = np.flatnonzero(is_tcp & (ts["http.response.code"].to_numpy() != ""))
+    theirs_codes: dict[int, list[int]] = {}
+    for i in codes.tolist():
+        if int(stream[i]) in ours:
+            theirs_codes.setdefault(int(stream[i]), []).extend(int(x) for x in ts["http.response.code"].iat[i].split(";"))
+    mine_codes = {int(c): sorted(int(x) for x in g["status"].dropna()) for c, g in rq.groupby("conn")}
+    bad["http status codes"] = np.array(sorted(c for c in set(theirs_codes) | set(mine_codes)
+                                               if sorted(theirs_codes.get(c, [])) != mine_codes.get(c, [])),
+                                        dtype=np.int64)
+    print(f"  HTTP/1.x: {sum(map(len, theirs.values()))} requests on {len(theirs)} streams in tshark, "
+          f"{len(rq)} on {len(ours)} in ours")
+    return bad
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("path", nargs="?", default="/tmp/traceviz-bench-1000000.pcap")
+    ap.add_argument("--payload", action="store_true", help="also compare TLS and HTTP/1.x facts")
     a = ap.parse_args()
     if not shutil.which("tshark"):
         sys.exit("tshark is not installed")
-    sys.exit(1 if compare(a.path) else 0)
+    sys.exit(1 if compare(a.path, a.payload) else 0)
 
 
 if __name__ == "__main__":

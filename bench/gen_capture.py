@@ -39,8 +39,9 @@ class Plan:
         self.seq = array("q")
         self.ack = array("q")
         self.plen = array("i")
+        self.src = array("q")       # where the payload bytes lie in the pool (-1: zeros)
 
-    def add(self, ts, flow, c2s, flags, seq, ack, plen):
+    def add(self, ts, flow, c2s, flags, seq, ack, plen, src=-1):
         self.ts.append(ts)
         self.flow.append(flow)
         self.c2s.append(c2s)
@@ -48,6 +49,7 @@ class Plan:
         self.seq.append(seq & 0xFFFFFFFF)
         self.ack.append(ack & 0xFFFFFFFF)
         self.plen.append(plen)
+        self.src.append(src)
 
     def __len__(self):
         return len(self.ts)
@@ -91,6 +93,11 @@ def tcp_connection(p: Plan, rng, flow: int, t: float) -> None:
                 p.add(t + half, flow, 1, ACK, c, s + sent, 0)
         s += size
         t += half
+    teardown(p, rng, flow, t, rtt, c, s)
+
+
+def teardown(p: Plan, rng, flow: int, t: float, rtt: float, c: int, s: int) -> None:
+    """85 % a FIN from the client answered by the server's, 10 % a reset from the server, else left open."""
     end = rng.random()
     t += float(rng.exponential(0.2))
     if end < 0.85:
@@ -99,7 +106,6 @@ def tcp_connection(p: Plan, rng, flow: int, t: float) -> None:
         p.add(t + rtt + 0.0002, flow, 1, ACK, c + 1, s + 1, 0)
     elif end < 0.95:
         p.add(t, flow, 0, RST | ACK, s, c, 0)
-    # else: left open
 
 
 def udp_flow(p: Plan, rng, flow: int, t: float) -> None:
@@ -112,26 +118,127 @@ def udp_flow(p: Plan, rng, flow: int, t: float) -> None:
         p.add(t, flow, int(rng.random() < 0.3), -1, 0, 0, int(rng.integers(40, 1350)))
 
 
-def plan(packets: int, seed: int) -> tuple[Plan, np.ndarray]:
+
+# --- payloads that look like real traffic (--payloads real; see traffic.py) ---------------------
+
+def real_tcp_connection(p: Plan, rng, flow: int, t: float, flights, pool: bytearray) -> None:
+    """One TCP connection carrying ``flights`` ((dir, bytes, think) each): a handshake, the
+    flights cut into segments (1 % retransmitted after an RTO, 1 % swapped with the next
+    one, every second segment ACKed), then a FIN or RST teardown or none."""
+    rtt = float(rng.lognormal(np.log(0.02), 0.6))
+    cs, ss = int(rng.integers(0, 2**32)), int(rng.integers(0, 2**32))
+    p.add(t, flow, 1, SYN, cs, 0, 0)
+    if rng.random() < 0.03:
+        t += 1.0
+        p.add(t, flow, 1, SYN, cs, 0, 0)
+    t += rtt
+    if rng.random() < 0.02:
+        p.add(t, flow, 0, RST | ACK, 0, cs + 1, 0)
+        return
+    p.add(t, flow, 0, SYN | ACK, ss, cs + 1, 0)
+    t += 0.0002
+    nxt = {1: cs + 1, 0: ss + 1}                   # next sequence number, by c2s
+    p.add(t, flow, 1, ACK, nxt[1], nxt[0], 0)
+    last = None
+    for d, data, think in flights:
+        me = 1 if d == "c2s" else 0
+        other = 1 - me
+        if last is None or (me and last != d):
+            t += 0.0002 + think                    # the client answers as soon as the bytes arrive
+        elif not me and last != d:
+            t += rtt + think                       # the server's answer is a round trip away
+        else:
+            t += think
+        off = len(pool)
+        pool += data
+        segs = []
+        for a in range(0, len(data), MSS):
+            n = min(MSS, len(data) - a)
+            segs.append([t, PSH | ACK if a + n == len(data) else ACK, nxt[me] + a, n, off + a])
+            t += 0.00012
+        for i in range(len(segs) - 1):
+            if rng.random() < 0.01:                # reordered: overtaken by the next segment
+                segs[i][0], segs[i + 1][0] = segs[i + 1][0] + 1e-6, segs[i][0]
+        for k, (ts, flags, seq, n, src) in enumerate(segs):
+            p.add(ts, flow, me, flags, seq, nxt[other], n, src)
+            if rng.random() < 0.01:
+                p.add(ts + max(0.2, 3 * rtt), flow, me, flags, seq, nxt[other], n, src)
+            if (k % 2 == 1 or k == len(segs) - 1) and (not me or len(segs) > 1):
+                p.add(ts + (0.0001 if not me else rtt), flow, other, ACK, nxt[other], seq + n, 0)
+        nxt[me] += len(data)
+        last = d
+    teardown(p, rng, flow, t, rtt, nxt[1], nxt[0])
+
+
+def real_udp_flow(p: Plan, rng, flow: int, t: float, dns: bool, pool: bytearray) -> None:
+    import traffic
+    if dns:
+        query, answer = traffic.dns_pair(rng)
+        for c2s, data, when in ((1, query, t), (0, answer, t + float(rng.lognormal(np.log(0.01), 0.5)))):
+            p.add(when, flow, c2s, -1, 0, 0, len(data), len(pool))
+            pool += data
+        return
+    for _ in range(int(rng.integers(6, 30))):
+        t += float(rng.exponential(0.005))
+        data = traffic.quic_short(rng, int(rng.integers(40, 1350)))
+        p.add(t, flow, int(rng.random() < 0.3), -1, 0, 0, len(data), len(pool))
+        pool += data
+
+
+def real_plan(packets: int, seed: int) -> tuple[Plan, np.ndarray, np.ndarray, bytearray]:
+    """As ``plan``, with payloads: (plan, IPv6 per flow, server port per flow, the payload pool)."""
+    import traffic
+    handshakes = traffic.tls_handshakes()
+    pool, ports = bytearray(), array("i")
+
+    def tcp(p, rng, flow, t):
+        k = rng.random()
+        host = traffic.TLS_HOSTS[int(rng.integers(0, len(traffic.TLS_HOSTS)))]
+        if k < 0.6:
+            port, flights = 443, traffic.tls_conversation(rng, handshakes[int(rng.integers(0, len(handshakes)))])
+        elif k < 0.85:
+            port, flights = 80, traffic.http1_conversation(rng, host)
+        elif k < 0.88:
+            port, flights = 8080, traffic.h2c_conversation(rng, host)
+        else:
+            port = (22, 5432, 6379)[int(rng.integers(0, 3))]
+            flights = traffic.opaque_conversation(rng, port)
+        ports.append(port)
+        real_tcp_connection(p, rng, flow, t, flights, pool)
+
+    def udp(p, rng, flow, t):
+        dns = rng.random() < 0.6
+        ports.append(53 if dns else 443)
+        real_udp_flow(p, rng, flow, t, dns, pool)
+
+    p, v6 = plan(packets, seed, tcp, udp)
+    return p, v6, np.frombuffer(ports, np.int32).astype(np.int64), pool
+
+
+def plan(packets: int, seed: int, tcp=None, udp=None) -> tuple[Plan, np.ndarray]:
+    """Flows starting at random over five minutes until there are ``packets``: ~90 % of the
+    packets TCP (``tcp(plan, rng, flow, t)``), the rest UDP (``udp``); returns the plan and
+    which flows are IPv6."""
+    tcp, udp = tcp or tcp_connection, udp or udp_flow
     rng = np.random.default_rng(seed)
     p = Plan()
     flow_v6 = array("b")
-    flow_tcp = array("b")
     tcp_target = packets * 0.9
     while len(p) < packets:
         t = T0 + float(rng.random()) * DURATION
         flow = len(flow_v6)
         flow_v6.append(int(rng.random() < 0.1))
         if len(p) < tcp_target and rng.random() < 0.97:
-            flow_tcp.append(1)
-            tcp_connection(p, rng, flow, t)
+            tcp(p, rng, flow, t)
         else:
-            flow_tcp.append(0)
-            udp_flow(p, rng, flow, t)
+            udp(p, rng, flow, t)
     return p, np.frombuffer(flow_v6, np.int8).astype(bool)
 
 
-def frames(p: Plan, v6_flows: np.ndarray, packets: int, seed: int) -> bytes:
+def frames(p: Plan, v6_flows: np.ndarray, packets: int, seed: int, ports: np.ndarray | None = None,
+           pool: bytearray | None = None) -> np.ndarray:
+    """The pcap's bytes.  ``ports``: each flow's server port (else 443/80 and 53/443 at
+    random); ``pool``: the payload bytes the plan's ``src`` points into (else zeros)."""
     rng = np.random.default_rng(seed + 1)
     ts = np.frombuffer(p.ts, np.float64)
     order = np.argsort(ts, kind="stable")[:packets]
@@ -158,7 +265,7 @@ def frames(p: Plan, v6_flows: np.ndarray, packets: int, seed: int) -> bytes:
     cli, srv = client4[flow], server4[flow]
     src4, dst4 = np.where(c2s, cli, srv), np.where(c2s, srv, cli)
     cp = cport[flow]
-    spt = np.where(udp, sport_udp[flow], sport_tcp[flow])
+    spt = np.where(udp, sport_udp[flow], sport_tcp[flow]) if ports is None else ports[flow]
     sport, dport = np.where(c2s, cp, spt), np.where(c2s, spt, cp)
 
     ip_len = np.where(v6, 40, 20)
@@ -222,7 +329,14 @@ def frames(p: Plan, v6_flows: np.ndarray, packets: int, seed: int) -> bytes:
         tso = 20 + opts.index(b"\x08\x0a") + 2
         b[:, tso:tso + 4] = tsval[rows].astype(">u4").view(np.uint8).reshape(-1, 4)
         _put(out, l4[rows], b)
-    return out.tobytes()
+    if pool is not None:
+        src = np.frombuffer(p.src, np.int64)[order]
+        rows = np.flatnonzero((src >= 0) & (plen > 0))
+        at = (l4 + l4_len)[rows]
+        whole, payloads = memoryview(out), memoryview(pool)
+        for a, b, k in zip(at.tolist(), src[rows].tolist(), plen[rows].tolist()):
+            whole[a:a + k] = payloads[b:b + k]
+    return out
 
 
 _SYN_OPTS = b"\x02\x04\x05\xb4" + b"\x04\x02" + b"\x08\x0a" + b"\x00" * 8 + b"\x01" + b"\x03\x03\x07"
@@ -238,12 +352,17 @@ def _put(out: np.ndarray, pos: np.ndarray, rows: np.ndarray, chunk: int = 200_00
         out[idx] = rows[a:a + chunk]
 
 
-def generate(path: str, packets: int = 1_000_000, seed: int = 1) -> dict:
+def generate(path: str, packets: int = 1_000_000, seed: int = 1, payloads: str = "zero") -> dict:
     t = time.perf_counter()
-    p, v6 = plan(packets, seed)
-    data = frames(p, v6, packets, seed)
+    if payloads == "real":
+        p, v6, ports, pool = real_plan(packets, seed)
+        data = frames(p, v6, packets, seed, ports, pool)
+        del pool
+    else:
+        p, v6 = plan(packets, seed)
+        data = frames(p, v6, packets, seed)
     with open(path, "wb") as f:
-        f.write(data)
+        f.write(memoryview(data))
     return {"packets": min(packets, len(p)), "bytes": len(data), "flows": len(v6), "seconds": time.perf_counter() - t}
 
 
@@ -252,8 +371,10 @@ def main() -> None:
     ap.add_argument("out")
     ap.add_argument("--packets", type=int, default=1_000_000)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--payloads", choices=("zero", "real"), default="zero",
+                    help="zero bytes (the index and TCP tiers only) or traffic-like payloads (traffic.py)")
     a = ap.parse_args()
-    info = generate(a.out, a.packets, a.seed)
+    info = generate(a.out, a.packets, a.seed, a.payloads)
     print(f"{a.out}: {info['packets']} packets, {info['bytes'] / 1e6:.0f} MB, {info['flows']} flows, "
           f"{info['seconds']:.1f} s")
 

@@ -20,6 +20,11 @@ from traceviz.errors import InputError
 from traceviz.recipe import Finding
 
 NAME = "flow"
+NEEDS = "packets in a capture"
+FAILS_ON = "a connection reset (an RST arrow) among the messages shown"
+FIGURES = {"flow": "a sequence diagram with one lane per host, one arrow per message labelled at its highest layer, "
+                   "frame numbers beside them"}
+EXAMPLE = "proxy-nginx-502-504"
 TITLE = "Flow graph"
 FIELDS = ["frame", "t", "conn", "src", "dst", "layer", "label", "stream", "src_addr", "dst_addr", "ts"]
 LIMIT = 300
@@ -41,6 +46,8 @@ def analyze(tl, conn: int | None = None, hosts=None, since: float | None = None,
     lanes = lane_order(msgs) if len(msgs) else []
     finding = Finding(title=TITLE, question=__doc__.split("\n")[0], rows=msgs[FIELDS] if len(msgs) else msgs,
                       answer=explain(msgs, lanes), summary={"messages": len(msgs), "hosts": len(lanes)},
+                      problems=[f"frame {int(m.frame)}: {m.src} reset conn {m.conn} ({m.label})"
+                                for m in msgs.itertuples(index=False) if "RST" in str(m.label)] if len(msgs) else [],
                       json_fields=FIELDS, table_fields=["frame", "t", "src", "dst", "layer", "label"])
     # Drawn from the finding's rows when asked for, so a filter applied to them shows in the figure too.
     finding.figures = {"flow": lambda theme="light": _figure(finding.rows, theme, conn)}

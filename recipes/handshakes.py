@@ -26,6 +26,12 @@ from traceviz.recipe import Finding
 
 NAME = "handshakes"
 TITLE = "TCP handshakes"
+NEEDS = "TCP connections whose packets were captured (a HAR or a DevTools trace has no SYNs to time)"
+FAILS_ON = "a connection refused, a SYN never answered, a retransmitted SYN, or a client that gave up on its handshake"
+EXAMPLE = "tcp-handshakes"       # the bundled capture the chart gallery draws from
+FIGURES = {"ladder": "one connection's packets between client and server, the handshake's round trip split at the "
+                     "capture point",
+           "rtt": "the handshake round trips of every connection: their distribution and over time (5+ connections)"}
 
 JSON_FIELDS = STABLE_FIELDS["connections"]    # the stable --json fields, in order
 ROW_FIELDS = JSON_FIELDS + ["rtt_server", "rtt_client", "irtt", "syn_wait", "syn_backoff",
@@ -34,7 +40,6 @@ ROW_FIELDS = JSON_FIELDS + ["rtt_server", "rtt_client", "irtt", "syn_wait", "syn
 # The TCP tier's handshake details (decode/tcp/connections.py), after the others.
 DETAIL_FIELDS = ["last_syn", "synack_lost", "server_half", "client_half"]
 RTT_VIEW_MIN = 5          # connections before the across-connections view is worth drawing
-LADDER_PACKETS = 80       # packets drawn in the ladder
 LIST_MAX = 4              # name at most this many conns in one sentence
 
 
@@ -50,6 +55,7 @@ def analyze(tl, conn: int | None = None) -> Finding:
         have = _conn_list(rows["conn"].tolist()) or "none"
         raise InputError(tl.source.path, f"no TCP connection {conn} (TCP connections here: {have})")
     summary = summarize(rows)
+    problems = troubles(rows, tl.packets)
     answer = explain(rows, summary, tl.packets)
     figures = {}
     if len(rows):
@@ -59,7 +65,7 @@ def analyze(tl, conn: int | None = None) -> Finding:
         if len(rows) >= RTT_VIEW_MIN:
             figures["rtt"] = lambda theme="light": _rtt(rows, theme)
     return Finding(title=TITLE, question=__doc__.split("\n")[0], rows=rows, summary=summary,
-                   answer=answer, figures=figures, json_fields=JSON_FIELDS)
+                   answer=answer, figures=figures, json_fields=JSON_FIELDS, problems=problems)
 
 
 # --- the table ----------------------------------------------------------------------------
@@ -117,12 +123,20 @@ def explain(rows: pd.DataFrame, summary: dict, packets: pd.DataFrame | None = No
     """Plain-language findings, the most important first."""
     if not len(rows):
         return ["No TCP connections in this capture."]
-    problems = (_syn_retries(rows) + _refused(rows) + _unanswered(rows, packets) + _abandoned(rows, packets)
-                + _reordered(rows))
+    problems = troubles(rows, packets) + _capitalised(_reordered(rows))
     out = [_overview(summary)] + problems + _timing(rows)
     if not problems and summary["completed"] == summary["connections"]:
         out.append("Every handshake completed at the first attempt: nothing unusual.")
-    return [line[0].upper() + line[1:] for line in out]
+    return _capitalised(out)
+
+
+def troubles(rows: pd.DataFrame, packets: pd.DataFrame | None = None) -> list[str]:
+    """What went wrong on the way to a connection (``FAILS_ON``): what ``--fail`` stops on."""
+    return _capitalised(_syn_retries(rows) + _refused(rows) + _unanswered(rows, packets) + _abandoned(rows, packets))
+
+
+def _capitalised(lines: list[str]) -> list[str]:
+    return [line[0].upper() + line[1:] for line in lines]
 
 
 def _overview(s: dict) -> str:
@@ -316,8 +330,8 @@ def most_interesting(rows: pd.DataFrame) -> int:
 
 def _ladder(tl, row, theme):
     from traceviz.charts.ladder import ladder
-    # The handshake and what follows it; the rest of a long transfer is another question.
-    return ladder(tl.packets, row, theme=theme, events=tl.events, max_packets=LADDER_PACKETS)
+    # The whole connection to scale: it opens on the handshake and scrolls to the rest.
+    return ladder(tl.packets, row, theme=theme, events=tl.events)
 
 
 def _rtt(rows, theme):

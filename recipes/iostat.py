@@ -17,6 +17,10 @@ from traceviz.errors import InputError
 from traceviz.recipe import Finding
 
 NAME = "iostat"
+NEEDS = "packets or HTTP requests with times"
+FAILS_ON = "an interval with TCP trouble: retransmissions, lost segments, zero windows or resets"
+FIGURES = {"iostat": "frames and bits per second per interval, with requests started and TCP events stacked below"}
+EXAMPLE = "h2-stalls"
 TITLE = "I/O statistics"
 
 
@@ -39,8 +43,17 @@ def analyze(tl, conn: int | None = None, interval: float | None = None, packets=
     rows = intervals(tl, step, packets, conns)
     title = TITLE + (f": connection {conn}" if conn is not None else "")
     return Finding(title=title, question=__doc__.split("\n")[0], rows=rows, summary=summarize(rows, step),
-                   answer=explain(rows, step), json_fields=FIELDS,
+                   answer=explain(rows, step), json_fields=FIELDS, problems=problems(rows),
                    figures={"iostat": lambda theme="light": _figure(rows, step, theme, title)})
+
+
+def problems(rows) -> list[str]:
+    trouble = [c for c in EVENT_GROUPS if c != "dup_acks"]
+    out = []
+    for r in rows[rows[trouble].sum(axis=1) > 0].itertuples(index=False) if len(rows) else []:
+        said = ", ".join(f"{getattr(r, c)} {c.replace('_', ' ')}" for c in trouble if getattr(r, c))
+        out.append(f"the interval starting {r.interval:.3f} s in had {said}")
+    return out
 
 
 def summarize(rows, step: float) -> dict:

@@ -7,9 +7,11 @@ requests and what held each of them up.  The same for a HAR, a DevTools
 trace or protocol log, and a capture's decoded HTTP requests.
 
 Percentiles are numpy's ``linear`` method (Hyndman & Fan type 7): for n
-sorted values the p-th sits at rank (n - 1) * p / 100, interpolated between
-neighbours.  With under 10 samples a p99 is nearly the maximum: ``n`` is in
-every row.
+sorted values the p-th sits at rank (n - 1) * p / 100, interpolated
+between neighbours.  A percentile is given only when the group has the
+samples to hold it, n >= 100 / (100 - p): p90 needs 10 requests, p95 20,
+p99 100; below that it is blank and the slowest request speaks instead.
+``n`` is in every row.
 
     python recipes/latency.py page.har [--chart latency.html]
 """
@@ -21,16 +23,24 @@ import math
 import pandas as pd
 
 from traceviz.model import mime_kind
-from traceviz.stats import QUANTILES, percentile_table, percentiles_of
+from traceviz.stats import QUANTILES, min_samples, percentile_table, percentiles_of, supported
 from traceviz.recipe import Finding
 
 NAME = "latency"
 TITLE = "Request latency: median and tail"
+NEEDS = ("HTTP requests: a HAR, a DevTools trace, or a capture whose HTTP can be read "
+         "(plaintext, or TLS with its key log)")
+FAILS_ON = ("a host or content type of 5+ requests whose tail TTFB (the highest percentile its requests can "
+            "hold, else the slowest) is 3x its median or more")
+FIGURES = {"percentiles": "TTFB percentiles per host, worst tail at the top",
+           "types": "TTFB percentiles per content type",
+           "ecdf": "the distribution of TTFB (all requests, and the busiest hosts), the tail marked"}
 
 METRICS = (("ttfb", "TTFB"), ("total", "total"))
 JSON_FIELDS = ["by", "group", "n"] + [f"{m}_p{q}_ms" for m, _ in METRICS for q in QUANTILES] + \
               [f"{m}_max_ms" for m, _ in METRICS]
-TABLE_FIELDS = ["by", "group", "n", "ttfb_p50_ms", "ttfb_p99_ms", "total_p50_ms", "total_p99_ms"]
+TABLE_FIELDS = ["by", "group", "n", "ttfb_p50_ms", ("ttfb_p90_ms", 3), ("ttfb_p99_ms", 4), ("ttfb_max_ms", 2),
+                "total_p50_ms", ("total_p99_ms", 4), ("total_max_ms", 3)]
 SLOWEST = 5
 MIN_GROUP = 5           # below this many requests a group's p99 says little: no sentence about it
 TAIL_WORTH_SAYING = 3.0  # p99/p50 at or above this is a tail worth a sentence
@@ -40,8 +50,9 @@ def applies(tl) -> bool:
     return len(tl.requests) > 0
 
 
-def analyze(tl) -> Finding:
-    req = latency_frame(tl.requests)
+def analyze(tl, conn: int | None = None) -> Finding:
+    requests = tl.requests if conn is None else tl.requests[tl.requests["conn"] == conn]
+    req = latency_frame(requests)
     rows = latency_rows(req)
     summary = summarize(req)
     answer = explain(req, rows, summary)
@@ -72,9 +83,13 @@ def latency_frame(requests: pd.DataFrame) -> pd.DataFrame:
 
 def content_type(r: pd.DataFrame) -> pd.Series:
     """DevTools' resource type where the source has one, else the MIME type's family."""
-    kind = r["resource_type"] if "resource_type" in r else pd.Series(None, index=r.index, dtype="object")
-    mime = r["mime_type"].map(mime_kind) if "mime_type" in r else pd.Series(None, index=r.index, dtype="object")
-    return kind.astype("object").where(kind.notna(), mime).fillna("unknown").astype(str)
+    none = pd.Series(None, index=r.index, dtype="object")
+    kind = r["resource_type"] if "resource_type" in r else none
+    # the response's Content-Type (a capture's HTTP), else a browser export's own MIME type
+    media = r["content_type"].astype("object") if "content_type" in r else none
+    if "mime_type" in r:
+        media = media.where(media.notna(), r["mime_type"])
+    return kind.astype("object").where(kind.notna(), media.map(mime_kind)).fillna("unknown").astype(str)
 
 
 def latency_rows(req: pd.DataFrame) -> pd.DataFrame:
@@ -107,15 +122,15 @@ def slowest(req: pd.DataFrame, n: int = SLOWEST) -> pd.DataFrame:
 
 
 def summarize(req: pd.DataFrame) -> dict:
-    t, tot = percentiles_of(req["ttfb"] * 1000), percentiles_of(req["total"] * 1000)
-    return {
-        "requests": int(len(req)),
-        "timed": int(req["ttfb"].notna().sum()),
-        "no_response": int(req["status"].isna().sum()),
-        "hosts": int(req["host"].nunique()),
-        "ttfb_p50_ms": _r(t[50]), "ttfb_p95_ms": _r(t[95]), "ttfb_p99_ms": _r(t[99]),
-        "total_p50_ms": _r(tot[50]), "total_p95_ms": _r(tot[95]), "total_p99_ms": _r(tot[99]),
-    }
+    n = int(req["ttfb"].notna().sum())
+    out = {"requests": int(len(req)), "timed": n, "no_response": int(req["status"].isna().sum()),
+           "hosts": int(req["host"].nunique())}
+    for m, _ in METRICS:
+        p = percentiles_of(req[m] * 1000)
+        for q in (50, 90, 95, 99):     # blank where n cannot hold it (stats.min_samples)
+            out[f"{m}_p{q}_ms"] = _r(p[q]) if supported(n, q) else None
+        out[f"{m}_max_ms"] = _r(float((req[m] * 1000).max())) if n else None
+    return out
 
 
 def _r(v: float) -> float | None:
@@ -127,8 +142,15 @@ def _r(v: float) -> float | None:
 def explain(req: pd.DataFrame, rows: pd.DataFrame, s: dict) -> list[str]:
     if not s["timed"]:
         return [f"{s['requests']} requests, none with a response time to rank."]
-    out = [f"{s['timed']} timed requests on {_n(s['hosts'], 'host')}: TTFB median {_ms(s['ttfb_p50_ms'])}, "
-           f"p99 {_ms(s['ttfb_p99_ms'])}; total median {_ms(s['total_p50_ms'])}, p99 {_ms(s['total_p99_ms'])}."]
+    n = s["timed"]
+    tail, key = _tail_name(n), _tail_key(n)
+    out = [f"{n} timed requests on {_n(s['hosts'], 'host')}: TTFB median {_ms(s['ttfb_p50_ms'])}, "
+           f"{tail} {_ms(s[f'ttfb_{key}_ms'])}; total median {_ms(s['total_p50_ms'])}, "
+           f"{tail} {_ms(s[f'total_{key}_ms'])}."]
+    if (rows["n"] < min_samples(99)).any():
+        out.append(f"A percentile needs enough requests to hold it: p90 {min_samples(90)}, p95 {min_samples(95)}, "
+                   f"p99 {min_samples(99)} (n \u2265 100/(100\u2212p)); with fewer it is left blank (\u2013) "
+                   f"and the slowest request stands in.")
     out += _tails(rows)
     out += _slowest_lines(req)
     if s["no_response"]:
@@ -136,19 +158,30 @@ def explain(req: pd.DataFrame, rows: pd.DataFrame, s: dict) -> list[str]:
     return out
 
 
+def _tail_key(n: int) -> str:
+    """The highest of p99, p95, p90 that ``n`` requests hold, else the slowest ("max")."""
+    return next((f"p{q}" for q in (99, 95, 90) if supported(n, q)), "max")
+
+
+def _tail_name(n: int) -> str:
+    key = _tail_key(n)
+    return key if key != "max" else "slowest"
+
+
 def _tails(rows: pd.DataFrame) -> list[str]:
-    """The groups whose p99 TTFB is far above their own median."""
+    """The groups whose tail TTFB is far above their own median (what --fail stops on)."""
     out = []
     for by in ("host", "type"):
         g = rows[(rows["by"] == by) & (rows["n"] >= MIN_GROUP) & (rows["ttfb_p50_ms"] > 0)].copy()
         if len(rows[rows["by"] == by]) < 2 or not len(g):
             continue
-        g["ratio"] = g["ttfb_p99_ms"] / g["ttfb_p50_ms"]
+        g["tail"] = [r[f"ttfb_{_tail_key(int(r['n']))}_ms"] for _, r in g.iterrows()]
+        g["ratio"] = g["tail"] / g["ttfb_p50_ms"]
         worst = g.sort_values("ratio", ascending=False).iloc[0]
         if worst["ratio"] >= TAIL_WORTH_SAYING:
             where = f"on {worst['group']}" if by == "host" else f"for {worst['group']} requests"
-            out.append(f"p99 TTFB {where} is {worst['ratio']:.0f}\u00d7 its median "
-                       f"({_ms(worst['ttfb_p50_ms'])} \u2192 {_ms(worst['ttfb_p99_ms'])}, n={int(worst['n'])}).")
+            out.append(f"{_tail_name(int(worst['n']))} TTFB {where} is {worst['ratio']:.0f}\u00d7 its median "
+                       f"({_ms(worst['ttfb_p50_ms'])} \u2192 {_ms(worst['tail'])}, n={int(worst['n'])}).")
     return out
 
 

@@ -30,6 +30,15 @@ from traceviz.errors import InputError
 from traceviz.recipe import Finding
 
 NAME = "tcpgraph"
+NEEDS = "TCP connections that carried data, in a packet capture"
+FAILS_ON = "a direction held back by the receive window or by congestion (lost and resent segments)"
+FIGURES = {"seq": "the Stevens time-sequence graph: segments, the ACK line, the receive-window edge, SACK blocks, "
+                  "retransmissions and out-of-order segments",
+           "throughput": "goodput over a moving window, with each segment's size",
+           "rtt": "RTT samples over time, from ACKs (Karn's rule) and TCP timestamps",
+           "window": "the advertised window against bytes in flight; zero windows and window-full marked"}
+EXAMPLE = "h2-stalls"
+MEASURE_TCP = True     # bytes in flight and RTT samples: traceviz.load(..., measure_tcp=True)
 TITLE = "TCP stream graphs"
 FIELDS = ["conn", "dir", "sender", "receiver", "bytes", "segments", "start", "duration", "goodput_bps", "rtt_ms",
           "max_in_flight", "window", "window_full_share", "idle_share", "retransmissions", "lost_segments",
@@ -45,6 +54,9 @@ def applies(tl) -> bool:
 
 
 def analyze(tl, conn: int | None = None) -> Finding:
+    if not tl.source.detail.get("tcp_measured"):
+        raise InputError(tl.source.path, "the stream graphs need bytes in flight and RTT samples: "
+                                         "load it with traceviz.load(..., measure_tcp=True)")
     p = tl.packets
     tcp = p[(p["transport"] == "tcp") & p["conn"].notna()]
     if conn is not None:
@@ -61,8 +73,11 @@ def analyze(tl, conn: int | None = None) -> Finding:
     if len(rows):
         focus = rows.iloc[0]
         figures = _figures(tl, int(focus["conn"]), str(focus["dir"]), focus)
+    held = rows[rows["limited_by"].str.contains("receive window|congestion", regex=True)]
+    problems = [f"conn {r.conn} ({r.sender} → {r.receiver}) was limited by {r.limited_by}"
+                for r in held.itertuples(index=False)]
     return Finding(title=TITLE, question=__doc__.split("\n")[0], rows=rows, answer=explain(rows),
-                   summary=_summary(rows), json_fields=FIELDS, figures=figures,
+                   summary=_summary(rows), json_fields=FIELDS, figures=figures, problems=problems,
                    table_fields=["conn", "sender", "receiver", "bytes", "duration", "goodput_bps", "rtt_ms",
                                  "window_full_share", "idle_share", "retransmissions", "limited_by"])
 

@@ -9,6 +9,10 @@ from traceviz.recipe import Finding
 
 NAME = "tls"
 TITLE = "TLS handshakes"
+NEEDS = "TLS handshakes (a capture of TLS traffic; a HAR or a trace does not show them)"
+FAILS_ON = "a handshake that failed (an alert, no common version or cipher) or stalled before it finished"
+FIGURES = {"ladder": "one session's handshake messages, plaintext and encrypted, with its round trips",
+           "versions": "handshake time and round trips, TLS 1.2 next to TLS 1.3 (when both are there)"}
 
 JSON_FIELDS = STABLE_FIELDS["tls"]    # the stable --json fields, in order
 TABLE_FIELDS = ["conn", "sni", "version", "cipher", "alpn", "resumed", "rtts", "handshake_ms", "status"]
@@ -43,7 +47,7 @@ def analyze(tl, conn: int | None = None) -> Finding:
     target = _ladder_session(rows, conn)
     events = _tls_events(tl, int(target["conn"]))
     trips = round_trips(target)
-    finding.figures = {"ladder": lambda theme: _ladder(events, target, trips, theme)}
+    finding.figures = {"ladder": lambda theme: _ladder(events, target, trips, theme, tl.connections)}
     versions = set(rows["version"].dropna().astype(str).str[:7])
     if {"TLS 1.2", "TLS 1.3"} <= versions:
         finding.figures["versions"] = lambda theme: _versions(rows, theme)
@@ -81,7 +85,42 @@ def explain(tl, rows: pd.DataFrame) -> list[str]:
     tcp_rtt = _tcp_rtts(tl)
     for _, r in rows.iterrows():
         lines += _session_lines(r, tcp_rtt.get(int(r["conn"])))
-    return lines
+    return lines + decryption(tl, rows)
+
+
+def decryption(tl, rows: pd.DataFrame) -> list[str]:
+    """How many sessions were decrypted, and for the rest what would decrypt them."""
+    n = len(rows)
+    done = int(rows["decrypted"].fillna(False).astype(bool).sum()) if "decrypted" in rows else 0
+    text = f"{done} of {n} sessions decrypted"
+    if done == n:
+        return [text + "."]
+    left = rows[~rows["decrypted"].fillna(False).astype(bool)] if "decrypted" in rows else rows
+    kx = left["key_exchange"].astype("string") if "key_exchange" in left else pd.Series(pd.NA, index=left.index)
+    rsa = int((kx == "RSA").sum())
+    one = len(left) == 1
+    why = []
+    if rsa:
+        key = _companion(tl, "private_key")
+        why.append(("this one" if one else f"{rsa} of them") + " used RSA key exchange; pass --rsa-key"
+                   + (f" {key}" if key else " with the server's private key") + " (or a key log)")
+    if len(left) > rsa:
+        why.append(("this one needs" if one else f"{len(left) - rsa} need") + " the client's key log: pass --keylog "
+                   "(SSLKEYLOGFILE)")
+    return [f"{text}: " + "; ".join(why) + "."]
+
+
+def _companion(tl, role: str) -> str | None:
+    """A bundled capture's companion file name (the argument that finds it), or None."""
+    from pathlib import Path
+
+    from traceviz.captures import companions, list_captures
+    me = Path(tl.source.path).resolve()
+    for row in list_captures():
+        if Path(row["path"]).resolve() == me:
+            path = companions(row).get(role)
+            return Path(path).name if path else None
+    return None
 
 
 def _session_lines(r, tcp_rtt) -> list[str]:
@@ -150,9 +189,9 @@ def _ladder_session(rows: pd.DataFrame, conn: int | None):
     return rows.iloc[0]
 
 
-def _ladder(events, session, trips, theme):
+def _ladder(events, session, trips, theme, connections=None):
     from traceviz.charts.tls import handshake_ladder
-    return handshake_ladder(events, session, trips, theme=theme)
+    return handshake_ladder(events, session, trips, theme=theme, connections=connections)
 
 
 def _versions(rows, theme):

@@ -19,20 +19,26 @@ from traceviz.recipe import Finding
 
 NAME = "waterfall"
 TITLE = "Request waterfall"
+NEEDS = ("HTTP requests: a HAR, a DevTools trace, or a capture whose HTTP can be read "
+         "(plaintext, or TLS with its key log)")
+FAILS_ON = "a request that got no response (blocked, failed, reset or still pending when the file ends)"
+FIGURES = {"waterfall": "every request as a bar of its phases (queueing, DNS, connect, TLS, send, wait, download), "
+                        "rows grouped by connection"}
 
 JSON_FIELDS = STABLE_FIELDS["requests"]    # the stable --json fields, in order
-TABLE_FIELDS = ["request", "conn", "status", "url", "start", "ttfb", "end"]
+TABLE_FIELDS = [("request", 3), "conn", "status", "url", "start", "ttfb", ("end", 3)]
 
 
 def applies(tl) -> bool:
     return len(tl.requests) > 0
 
 
-def analyze(tl) -> Finding:
-    r = tl.requests.sort_values(["start", "request"], kind="stable", na_position="last").reset_index(drop=True)
+def analyze(tl, conn: int | None = None) -> Finding:
+    requests = tl.requests if conn is None else tl.requests[tl.requests["conn"] == conn]
+    r = requests.sort_values(["start", "request"], kind="stable", na_position="last").reset_index(drop=True)
     pages = tl.source.detail.get("pages") or []
     summary = summarize(r, tl.connections, pages)
-    figures = {"waterfall": lambda theme="light": _waterfall(tl.requests, pages, theme)} if len(r) else {}
+    figures = {"waterfall": lambda theme="light": _waterfall(requests, pages, theme)} if len(r) else {}
     answer = explain(r, summary)
     problems = [line for line in answer if "got no response" in line]
     return Finding(title=TITLE, question=__doc__.split("\n")[0], rows=r, summary=summary,

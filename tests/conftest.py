@@ -28,3 +28,21 @@ def tshark() -> str:
     if not path:
         pytest.skip("tshark is not installed (apt-get install tshark)")
     return path
+
+
+@pytest.fixture
+def tv(capsys):
+    """``tv("proxy", FILE, "--json")`` -> (exit code, stdout, stderr): the CLI in this process.
+    (tests/test_cli.py has its own, richer one.)"""
+    from traceviz import cli
+
+    def run(*args):
+        capsys.readouterr()
+        try:
+            cli.main([str(a) for a in args])
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        out, err = capsys.readouterr()
+        return code, out, err
+    return run

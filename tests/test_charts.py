@@ -241,7 +241,7 @@ def test_ladder_arrows_labels_and_frames():
     assert trace(fig, "data").name == "data (2)" and trace(fig, "FIN").name == "FIN (2)"
     assert trace(fig, "ACK").name == "ACK (3)"
     texts = annotation_texts(fig)
-    for want in ("SYN seq=0 win=64240 mss=1460 ws=7",
+    for want in ("[no answer] SYN seq=0 win=64240 mss=1460 ws=7",     # the scenario's lost SYN
                  "[retransmission] SYN seq=0 win=64240 mss=1460 ws=7",
                  "SYN,ACK seq=0 ack=1 win=65160 mss=1460 ws=7",
                  "ACK seq=1 ack=1", "PSH,ACK seq=1 ack=1 len=517",
@@ -491,19 +491,40 @@ def tshark_rows(path, stream):
     return rows
 
 
-def test_ladder_of_a_dense_corpus_connection_gives_each_packet_a_row():
+def test_ladder_of_a_long_corpus_connection_is_to_scale_and_scrolls():
+    """66 packets: a slide-sized chart, true milliseconds, opening on the first packets (issue 14)."""
     path, tl = _load("syn-retransmit__suricata-verify_bug-4376.pcap")
-    fig = ladder(tl.packets, tl.connections.iloc[0], events=tl.events, max_packets=60)
-    assert "one row per packet" in fig.layout.yaxis.title.text
-    want = tshark_rows(path, 0)[:60]
-    epoch = subprocess.run(["tshark", "-r", str(path), "-c", "60", "-T", "fields", "-e", "frame.time_epoch"],
+    conn = tl.connections.iloc[0]
+    want = tshark_rows(path, 0)
+    fig = ladder(tl.packets, conn, events=tl.events)
+    assert len(trace(fig, "packets").hovertext) == len(want) > 60          # every packet, none cut
+    assert (fig.layout.width, fig.layout.height) == (theme.sizes("light")["width"], theme.sizes("light")["height"])
+    epoch = subprocess.run(["tshark", "-r", str(path), "-Y", "tcp.stream eq 0", "-T", "fields", "-e", "frame.time_epoch"],
                            capture_output=True, text=True, check=True).stdout.split()
-    ms = [f"{(float(t) - float(epoch[0])) * 1000:.3f}" for t in epoch]
-    assert set(fig.layout.yaxis.ticktext) <= set(ms)            # each tick is a packet's real time
+    ms = [(float(t) - float(epoch[0])) * 1000 for t in epoch]
+    # each packet's hover point sits at its true time on the drawn scale: equal gaps in time are
+    # equal gaps on the page, on either side of a cut
+    ys = list(trace(fig, "packets").y)
+    # a tick's label is real ms; two ticks on the same side of a cut are as far apart as they say
+    ticks = [(float(t), v) for t, v in zip(fig.layout.yaxis.ticktext, fig.layout.yaxis.tickvals)]
+    cuts = [(sh.y0, sh.y1) for sh in fig.layout.shapes if sh.type == "rect" and sh.x0 < 0]    # the marked breaks
+    assert len(cuts) >= 2
+    same = [(a, b) for a, b in zip(ticks, ticks[1:]) if not any(a[1] <= y0 and y1 <= b[1] for y0, y1 in cuts)]
+    assert len(same) > 10 and all(abs((b[1] - a[1]) - (b[0] - a[0])) < 1e-6 for a, b in same)
+    per_ms = 1.0
+    pairs = [(a, a + 1) for a in range(len(ms) - 1)
+             if not any(ys[a] <= y0 and y1 <= ys[a + 1] for y0, y1 in cuts)]
+    assert len(pairs) > 200
+    for a, b in pairs:
+        assert ys[b] - ys[a] == pytest.approx((ms[b] - ms[a]) * per_ms, abs=2e-3)    # epoch floats: ~1 us
     # tshark: SYN at .000524, its retransmission at 1.000520 s: the silence is marked, not drawn
     assert any("1.00 s with no packets" in t for t in annotation_texts(fig))
-    assert len(trace(fig, "packets").hovertext) == len(want) == 60
-    assert "showing the first 60" in fig.layout.title.subtitle.text
+    # it opens on the first packets: the rest is in the figure, below the opening view
+    bottom, top = fig.layout.yaxis.range
+    assert top < ys[0] < ys[10] < bottom < ys[-1]
+    assert [b.label for b in fig.layout.updatemenus[0].buttons][:1] == ["handshake"]
+    static = export.for_image(fig)
+    assert not static.layout.updatemenus and f"of {len(want)} drawn here" in static.layout.title.subtitle.text
 
 
 @pytest.mark.parametrize("name", ["syn-retransmit__suricata-verify_bug-4376.pcap",
@@ -522,3 +543,28 @@ def test_ladder_on_corpus_agrees_with_tshark(name):
             assert f"flags: {w['flags']}" in text
             ack = w["ack"] if "ACK" in w["flags"] else None
             assert f"seq={w['seq']} ack={ack if ack is not None else chr(0x2014)} len={w['len']}" in text
+
+
+def test_a_syn_lost_on_the_path_is_not_drawn_as_arriving():
+    tl = lost_syn_timeline()
+    fig = ladder(tl.packets, tl.connections.iloc[0], events=tl.events)
+    syn = trace(fig, "SYN / SYN-ACK")
+    ends = [(x, sym) for x, sym in zip(syn.x[1::3], syn.marker.symbol[1::3])]
+    first = ends[0]                                       # frame 1, the SYN the scenario lost beyond the capture point
+    capture_x = [sh.x0 for sh in fig.layout.shapes if sh.type == "line" and sh.line.dash == "dash"][0]
+    assert capture_x < first[0] < 1.0 and first[1] == "x-thin"
+    assert any("never arrived" in (t.name or "") for t in fig.data)
+    answered = trace(fig, "retransmission")
+    assert answered.x[1] == 1.0                           # the retransmitted SYN reached the server
+
+
+def test_the_time_axis_is_not_cut_inside_the_handshake_it_annotates():
+    # a server that takes 1.2 s to answer: the silence between SYN and SYN-ACK is the handshake itself
+    tl = timeline(tcp_conversation(0, 1_700_000_000.0, d_client=0.002, d_server=0.6))
+    fig = ladder(*_one(tl))
+    hover = trace(fig, "packets")
+    y_syn, y_ack = hover.y[0], hover.y[2]
+    cuts = [(sh.y0, sh.y1) for sh in fig.layout.shapes if sh.type == "rect" and sh.x0 < 0]
+    assert not any(y_syn < y0 < y_ack for y0, _ in cuts)
+    assert (y_ack - y_syn) == pytest.approx(1204, abs=1)  # drawn to scale: SYN -> ACK, 1.204 s
+    assert "handshake RTT 1.20 s" in " ".join(annotation_texts(fig))

@@ -359,7 +359,7 @@ def test_info_json_times_are_epoch_floats(tv, tshark):
     assert info["last"] == pytest.approx(max(times.values()), abs=1e-6)
 
 
-@pytest.mark.parametrize("command", ["connections", "timeline", "handshakes", "tls", "requests", "info"])
+@pytest.mark.parametrize("command", ["connections", "timeline", "requests", "info"])
 def test_json_is_all_of_stdout_while_warning(tv, corpus, command):
     """A script pipes stdout into a JSON parser: warnings must stay on stderr."""
     path = corpus_file(corpus, "pcap/corrupt/cut-short__ndpi_fuzz-2021-10-13.pcap")  # warns while it works
@@ -367,6 +367,15 @@ def test_json_is_all_of_stdout_while_warning(tv, corpus, command):
     assert r.code == 0, r.err
     assert isinstance(r.json(), dict if command == "info" else list)
     assert "frame 2" in r.err
+
+
+@pytest.mark.parametrize("command", ["handshakes", "tls"])
+def test_a_recipe_that_does_not_apply_says_so_with_json_too(tv, corpus, command):
+    """One frame, no handshake and no TLS: the recipe is not run (exit 2, what it needs), stdout stays empty."""
+    path = corpus_file(corpus, "pcap/corrupt/cut-short__ndpi_fuzz-2021-10-13.pcap")
+    r = tv(command, path, "--json")
+    assert r.code == 2 and r.out == ""
+    assert "frame 2" in r.err and f"{command} does not apply to this file: it needs" in r.err
 
 
 def test_json_is_all_of_stdout_as_a_process(corpus):

@@ -46,7 +46,7 @@ def trace(fig, name_start):
 
 @pytest.fixture(scope="module")
 def lossy():
-    tl = traceviz.load(LOSSY)
+    tl = traceviz.load(LOSSY, measure_tcp=True)
     return tl, TCPGRAPH.analyze(tl, conn=0)
 
 
@@ -110,7 +110,7 @@ def rounds(per_round, gap, n, win=65535, mss=1000, lose=()):
     ("path", rounds(4, 0.051, 12), "path (none of these)"),
 ])
 def test_verdicts(name, segs, verdict, tmp_path):
-    tl = traceviz.load(write(tmp_path / f"{name}.pcap", segs))
+    tl = traceviz.load(write(tmp_path / f"{name}.pcap", segs), measure_tcp=True)
     row = TCPGRAPH.analyze(tl).rows.iloc[0]
     assert row["dir"] == "s2c" and row["limited_by"] == verdict
 

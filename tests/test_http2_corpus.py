@@ -15,6 +15,7 @@ import subprocess
 from collections import Counter
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 import traceviz
@@ -34,6 +35,8 @@ BUNDLED = {
     "h2-multiplexing.pcapng": [],
     "h2c-prior-knowledge.pcapng": [],   # found by tshark's heuristic dissector
     "browser-page-load.pcapng": [],
+    # a dropped segment: tshark dissects the bytes behind it once the retransmission fills the hole
+    "h2-stalls.pcapng": ["-o", "tcp.reassemble_out_of_order:TRUE"],
 }
 KINDS = {"0": "DATA", "1": "HEADERS", "2": "PRIORITY", "3": "RST_STREAM", "4": "SETTINGS", "5": "PUSH_PROMISE",
          "6": "PING", "7": "GOAWAY", "8": "WINDOW_UPDATE", "9": "CONTINUATION"}
@@ -281,3 +284,38 @@ def test_load_follows_h2c_upgrade_end_to_end(corpus, tshark, name):
     for conn in set(h1_status) - switched:
         (status,) = rq.loc[rq["conn"] == conn, "status"]
         assert status == h1_status[conn]
+
+
+# --- the streams table and the h2 events rows (traceviz.load) against tshark and the MANIFEST ------
+
+STREAM_FILES = [f"corpus:{n}" for n in sorted(CORPUS_H2)] + [f"captures:{n}" for n in sorted(BUNDLED)]
+
+
+@pytest.mark.parametrize("where", STREAM_FILES)
+def test_streams_table_against_tshark(corpus, tshark, where):
+    """Per connection: the stream ids, each stream's DATA frames and status, and the frame-type
+    counts of the events table equal tshark's (and the corpus MANIFEST's ``http2.per_connection``)."""
+    kind, name = where.split(":", 1)
+    path = (corpus if kind == "corpus" else CAPTURES) / name
+    # Bytes behind a lost segment are dissected once the retransmission fills the hole.
+    frames = tshark_frames(tshark, path, ["-o", "tcp.reassemble_out_of_order:TRUE"])
+    theirs = tshark_streams(frames)
+    tl = traceviz.load(path)
+    h2_events = tl.events[(tl.events["layer"] == "h2") & tl.events["kind"].isin(list(KINDS.values()))]
+    assert set(tl.streams["conn"]) == {f["conn"] for f in frames}
+    for conn in sorted({f["conn"] for f in frames}):
+        fs = [f for f in frames if f["conn"] == conn]
+        mine = tl.streams[tl.streams["conn"] == conn].set_index("stream")
+        ids = {f["stream"] for f in fs if f["stream"]}
+        assert set(mine.index) == ids, f"connection {conn}: stream ids"
+        data = Counter(f["stream"] for f in fs if f["type"] == "DATA")
+        assert {int(s): int(n) for s, n in mine["data_frames"].items()} == {s: data[s] for s in ids}
+        status = {s: r["status"] for s, r in theirs.get(conn, {}).items()}
+        assert {int(s): (None if pd.isna(v) else int(v)) for s, v in mine["status"].items() if s in status} == status
+        counted = Counter(h2_events.loc[h2_events["conn"] == conn, "kind"])
+        assert dict(counted) == dict(Counter(f["type"] for f in fs if f["type"] != "CONTINUATION")), \
+            f"connection {conn}: frame types"
+        if kind == "corpus":
+            want = json.loads((corpus / "MANIFEST.json").read_text())["files"][name]["http2"]["per_connection"][str(conn)]
+            assert sorted(int(s) for s in mine.index) == want["stream_ids"]
+            assert {k: counted[k] for k in want["frame_types"]} == want["frame_types"]

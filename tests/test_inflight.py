@@ -40,7 +40,7 @@ def compare(tshark: str, path: Path) -> list[str]:
     """Frames where traceviz and tshark differ (an empty list when they agree)."""
     theirs = tshark_fields(tshark, path, ["tcp.analysis.bytes_in_flight", "tcp.analysis.ack_rtt",
                                           "tcp.options.sack_le", "tcp.options.sack_re"])
-    p = traceviz.load(path).packets
+    p = traceviz.load(path, measure_tcp=True).packets
     flight = dict(zip(p["frame"], p["bytes_in_flight"].to_numpy(dtype=float, na_value=np.nan)))
     rtts = dict(zip(p["frame"], p["ack_rtt"].to_numpy(dtype=float)))
     sacks = dict(zip(p["frame"], p["sack"]))
@@ -122,16 +122,16 @@ def force(monkeypatch):
                                   CORPUS / "pcap/tcp/syn-retransmit__suricata-verify_bug-4376.pcap",
                                   ROOT / "captures/tcp-handshakes.pcapng"], ids=lambda p: getattr(p, "name", p))
 def test_the_three_ways_agree(path, way, force):
-    first = traceviz.load(path).packets
+    first = traceviz.load(path, measure_tcp=True).packets
     force(way)
-    second = traceviz.load(path).packets
+    second = traceviz.load(path, measure_tcp=True).packets
     for column in ("bytes_in_flight", "ack_rtt", "rtt_ambiguous"):
         assert first[column].equals(second[column]), column
 
 
 def test_karn_marks_the_ack_that_covers_a_retransmission(tmp_path, tshark):
     # SCENARIOS["sack"]: frame 11 resends 1001-2000; frame 12 (ack 5001) is the ACK that covers it.
-    p = traceviz.load(write(tmp_path / "sack.pcap", SCENARIOS["sack"])).packets.set_index("frame")
+    p = traceviz.load(write(tmp_path / "sack.pcap", SCENARIOS["sack"]), measure_tcp=True).packets.set_index("frame")
     retransmitted = {f for f, v in tshark_fields(tshark, tmp_path / "sack.pcap", ["tcp.analysis.retransmission"]).items()
                      if v[0]}
     assert retransmitted == {11}
@@ -147,10 +147,26 @@ def test_timestamp_round_trips_time_the_echoed_tsval(tshark):
     for frame, (t, stream, port, tsval, _) in sorted(theirs.items()):
         if tsval:
             first_sent.setdefault((stream, port, int(tsval)), float(t))
-    p = traceviz.load(path).packets
+    p = traceviz.load(path, measure_tcp=True).packets
     samples = p[p["ts_rtt"].notna()]
     assert len(samples) > 20
     for row in samples.itertuples():
         t, stream, port, _, tsecr = theirs[row.frame]
         other = next(sp for (st, sp, _v) in first_sent if st == stream and sp != port)
         assert row.ts_rtt == pytest.approx(float(t) - first_sent[(stream, other, int(tsecr))], abs=2e-6)
+
+
+def test_only_a_load_that_asks_measures(tshark):
+    # The measuring costs a fifth of a load: a plain load leaves the columns NA and says so.
+    path = ROOT / "captures/h2-stalls.pcapng"
+    plain = traceviz.load(path)
+    assert plain.source.detail["tcp_measured"] is False
+    assert plain.packets["bytes_in_flight"].isna().all() and plain.packets["ack_rtt"].isna().all()
+    measured = traceviz.load(path, measure_tcp=True)
+    assert measured.source.detail["tcp_measured"] is True
+    theirs = tshark_fields(tshark, path, ["tcp.analysis.bytes_in_flight"])
+    assert int(measured.packets["bytes_in_flight"].notna().sum()) == sum(1 for v in theirs.values() if v[0])
+    # Everything else is the same with or without.
+    same = [c for c in plain.packets.columns if c not in ("bytes_in_flight", "ack_rtt", "rtt_ambiguous", "ts_rtt", "sack")]
+    assert plain.packets[same].equals(measured.packets[same])
+    assert plain.connections.equals(measured.connections) and plain.events.equals(measured.events)

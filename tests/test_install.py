@@ -120,3 +120,11 @@ def test_a_shipped_recipe_runs_as_a_script(installed):
     manifest = json.loads((ROOT / "captures" / "manifest.json").read_text())
     facts = next(c for c in manifest["captures"] if c["name"] == "tcp-handshakes")["facts"]["connections"]
     assert [r["server"] for r in alone] == [f["server"] for f in facts]
+
+
+def test_the_plain_install_brings_image_export(installed):
+    """README: `pip install .` then `--chart x.png` works: kaleido is a dependency, not an extra."""
+    with zipfile.ZipFile(installed["wheel"]) as whl:
+        meta = whl.read(next(n for n in whl.namelist() if n.endswith(".dist-info/METADATA"))).decode()
+    requires = [line.split(":", 1)[1].strip() for line in meta.splitlines() if line.startswith("Requires-Dist:")]
+    assert any(r.startswith("kaleido") and "extra ==" not in r for r in requires), requires

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -71,15 +72,18 @@ def test_latency_rows_by_hand():
     rows = f.rows.set_index(["by", "group"])
     a = rows.loc[("host", "a.example")]
     assert a["n"] == 5
-    assert [a["ttfb_p50_ms"], a["ttfb_p90_ms"], a["ttfb_p95_ms"], a["ttfb_p99_ms"]] == pytest.approx([30, 616, 808, 961.6])
+    # five samples hold a median, not a p90 (n >= 10), p95 (20) or p99 (100): those are blank
+    assert a["ttfb_p50_ms"] == pytest.approx(30)
+    assert all(math.isnan(a[f"ttfb_p{q}_ms"]) for q in (90, 95, 99))
     assert a["ttfb_max_ms"] == pytest.approx(1000)
     assert a["total_p50_ms"] == pytest.approx(35, abs=1e-3)         # every total is ttfb + 5 ms (epoch float rounding)
     b = rows.loc[("host", "b.example")]
-    assert [b["ttfb_p50_ms"], b["ttfb_p99_ms"]] == pytest.approx([150, 199])
+    assert b["ttfb_p50_ms"] == pytest.approx(150) and math.isnan(b["ttfb_p99_ms"]) and b["ttfb_max_ms"] == 200
     everything = rows.loc[("all", "all")]
     assert everything["n"] == 7
-    assert [everything["ttfb_p50_ms"], everything["ttfb_p99_ms"]] == pytest.approx([40, 952])
-    assert f.summary["ttfb_p50_ms"] == pytest.approx(40) and f.summary["ttfb_p99_ms"] == pytest.approx(952)
+    assert everything["ttfb_p50_ms"] == pytest.approx(40) and math.isnan(everything["ttfb_p99_ms"])
+    assert f.summary["ttfb_p50_ms"] == pytest.approx(40) and f.summary["ttfb_p99_ms"] is None
+    assert f.summary["ttfb_max_ms"] == pytest.approx(1000)
     # by content type: image/png is a, a, a  -> 10 20 40: p50 20
     img = rows.loc[("type", "Image")]
     assert img["n"] == 3 and img["ttfb_p50_ms"] == pytest.approx(20)
@@ -89,8 +93,9 @@ def test_latency_rows_by_hand():
 def test_plain_language_finding():
     f = latency.analyze(_timeline(_table()))
     text = "\n".join(f.answer)
-    # 961.6 / 30 = 32.05
-    assert "p99 TTFB on a.example is 32\u00d7 its median" in text
+    # five requests hold no p90: the slowest stands in, 1000 / 30 = 33.3; the rule is stated
+    assert "slowest TTFB on a.example is 33\u00d7 its median" in text
+    assert "p99 100" in text and "p90 10" in text
     # the five slowest totals are a/1000, b/200, b/100, a/40, a/30: three of them opened a TLS connection
     assert "3 of the 5 slowest waited on a new TLS connection" in text
     assert "https://a.example/4" in f.answer[[i for i, l in enumerate(f.answer) if l.startswith("slow:")][0]]
@@ -106,18 +111,30 @@ def test_no_response_is_left_out():
 
 
 def test_percentile_table_orders_worst_tail_first():
+    # b's median (150) is above a's (30): with no p99 to hold (n < 100), the highest percentile each holds ranks them
     t = percentile_table(_table(), "host", "ttfb")
-    assert list(t["group"]) == ["a.example", "b.example"]
-    assert t.loc[0, "p99"] == pytest.approx(961.6)
+    assert list(t["group"]) == ["b.example", "a.example"]
+    assert t["p99"].isna().all() and list(t["p50"]) == pytest.approx([150, 30])
+    many = pd.DataFrame({"host": ["x"] * 100 + ["y"] * 120, "ttfb": [i / 1000 for i in range(100)] + [0.001] * 120})
+    t = percentile_table(many, "host", "ttfb")
+    assert list(t["group"]) == ["x", "y"] and t.loc[0, "p99"] == pytest.approx(98.01)
 
 
 def test_latency_figures_build(corpus):
     tl = load_browser(corpus / "devtools/intercom-widget__lighthouse.devtoolslog.json.gz")
     f = latency.analyze(tl)
     fig = f.figure("percentiles")
-    groups = percentile_table(latency.latency_frame(tl.requests), "host", "ttfb")
-    markers = {t.name: t for t in fig.data if t.name in ("p50", "p99")}
-    assert sorted(markers["p99"].x) == pytest.approx(sorted(groups["p99"].head(25)))
+    frame = latency.latency_frame(tl.requests)
+    groups = percentile_table(frame, "host", "ttfb")
+    markers = {t.name.split()[0]: t for t in fig.data if (t.name or "").startswith("p")}
+    # the p50 of each host drawn is numpy's median of that host's TTFBs; a p90 only where n >= 10
+    want = {h: float(np.percentile(v.dropna() * 1000, 50)) for h, v in frame.groupby("host")["ttfb"] if v.notna().any()}
+    drawn = dict(zip((y.split("  (n=")[0] for y in markers["p50"].y), markers["p50"].x))
+    assert drawn and all(drawn[h] == pytest.approx(want[h]) for h in drawn)
+    p90 = [(y, x) for y, x in zip(markers["p90"].y, markers["p90"].x) if x is not None and not math.isnan(x)]
+    assert p90 and all(int(y.split("(n=")[1].rstrip(")")) >= 10 for y, _ in p90)
+    assert "p99" not in markers or all(int(y.split("(n=")[1].rstrip(")")) >= 100
+                                        for y, x in zip(markers["p99"].y, markers["p99"].x) if not math.isnan(x))
     assert f.figure("ecdf") is not None and f.figure("types") is not None
 
 
@@ -166,5 +183,26 @@ def test_ecdf_steps_and_tail_marks():
     assert list(everything.x[1:]) == pytest.approx(sorted(v for v in A + B))
     assert len(lines) == 2                       # b.example has 2 requests: too few for its own line
     marks = [s.x0 for s in fig.layout.shapes if s.type == "line"]
-    # p95 over the seven: h = 5.7 -> 200 + 0.7 * 800 = 760; p99 = 952
-    assert marks == pytest.approx([760, 952])
+    # seven requests hold no p90 (n >= 10): no tail line is drawn, and the subtitle says why
+    assert marks == [] and "too few requests (7) for a p90" in fig.layout.title.subtitle.text
+
+
+def test_ecdf_marks_the_percentiles_a_large_sample_holds():
+    from traceviz.charts.percentiles import ecdf
+    values = [(i % 37) / 100 + i / 10000 for i in range(150)]      # 150 requests: p90, p95 and p99 all held
+    fig = ecdf(pd.DataFrame({"ttfb": values}), "ttfb")
+    marks = [s.x0 for s in fig.layout.shapes if s.type == "line"]
+    assert marks == pytest.approx(list(np.percentile(np.array(values) * 1000, [90, 95, 99])))
+    assert "slowest 10%" in fig.layout.title.subtitle.text
+
+
+def test_percentiles_chart_draws_a_single_request_as_one_dot():
+    from traceviz.charts.percentiles import percentiles
+    table = percentile_table(pd.DataFrame({"host": ["one"] + ["many"] * 12, "ttfb": [0.2] + [0.01 * i for i in range(1, 13)]}),
+                             "host", "ttfb")
+    fig = percentiles(table)
+    one = [y for y in fig.data[0].y if y.startswith("one")][0]
+    i = list(fig.data[0].y).index(one)
+    assert fig.data[0].x[i] == 0                                      # no spread bar for n=1
+    drawn = {t.name.split()[0]: t.x[list(t.y).index(one)] for t in fig.data[1:] if t.mode == "markers"}
+    assert drawn["p50"] == pytest.approx(200) and all(math.isnan(v) for k, v in drawn.items() if k != "p50")

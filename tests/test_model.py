@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -95,3 +97,20 @@ def test_load_reports_its_stages_in_order():
     seen: list[str] = []
     traceviz.load("tcp-handshakes", progress=seen.append)
     assert tuple(seen) == _STAGES        # the CLI's progress bar counts exactly these steps
+
+
+def test_conform_keeps_the_row_order_it_is_given():
+    """A sorted or filtered table keeps its order and its values: rows are numbered
+    afresh, never realigned to their old labels."""
+    df = pd.DataFrame({"request": [0, 1, 2, 3], "conn": [5, 6, 7, 8], "start": [3.0, 1.0, 2.0, 0.5]})
+    out = conform("requests", df.sort_values("start").iloc[1:])
+    assert list(out["start"]) == [1.0, 2.0, 3.0] and list(out["conn"]) == [6, 7, 5]
+    assert list(out.index) == [0, 1, 2]
+
+
+def test_requests_of_a_capture_are_in_start_order():
+    tl = traceviz.load("http1-six-connections", keylog=str(Path(__file__).resolve().parents[1]
+                                                           / "captures" / "http1-six-connections.keys"))
+    assert len(tl.requests["conn"].unique()) > 1
+    assert tl.requests["start"].is_monotonic_increasing
+    assert list(tl.requests["request"]) == list(range(len(tl.requests)))

@@ -116,23 +116,23 @@ def test_streams_equal_tshark_follow(corpus, tshark, name):
         assert streams["s2c"].data() == bytes(theirs[1]), f"conn {conn} server->client"
 
 
-def test_segments_by_conn_matches_per_connection_rows(corpus):
-    """The payload tier's one-pass column extraction places the same bytes as per-connection rows."""
+def test_all_connections_at_once_match_per_connection_rows(corpus):
+    """The payload tier's one pass over every connection places the same bytes as per-connection rows."""
     import traceviz
     from traceviz.decode.index import index_frames
     from traceviz.decode.streams import _tcp_columns
     from traceviz.decode.tcp.connections import analyze
-    from traceviz.decode.tcp.reassembly import reassemble_segments, segments_by_conn
+    from traceviz.decode.tcp.reassembly import reassemble_columns
     from traceviz.sources.reader import read_capture
     path = corpus / "pcap" / "http2/h2c-range-5conns__suricata-verify_http2-range.pcap"
     tl = traceviz.load(path)
     cap = read_capture(path)
     cols = _tcp_columns(analyze(index_frames(cap)))
-    by_conn = segments_by_conn(*(cols[k] for k in ("conn", "c2s", "flags", "seq", "len", "frame", "ts",
-                                                   "payload_off", "payload_cap")))
-    assert sorted(by_conn) == sorted(tl.connections["conn"])
-    for conn, segments in by_conn.items():
-        fast = reassemble_segments(segments, cap.buf)
+    every = reassemble_columns(*(cols[k] for k in ("conn", "c2s", "flags", "seq", "len", "frame", "ts",
+                                                   "payload_off", "payload_cap")), cap.buf)
+    assert every.conns == sorted(tl.connections["conn"])
+    for conn in every.conns:
+        fast = every.streams(conn)
         slow = reassemble(tl.packets[tl.packets["conn"] == conn], cap.buf)
         for d in ("c2s", "s2c"):
             assert fast[d].data() == slow[d].data() and fast[d].gaps == slow[d].gaps

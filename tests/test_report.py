@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 import traceviz
+import traceviz.captures
 from traceviz import report
 from traceviz.cli import main
 from traceviz.recipe import Finding, discover, load_module
@@ -23,7 +24,7 @@ def test_sections_follow_what_each_file_holds():
     tcp = traceviz.load("tcp-handshakes")
     har = traceviz.load("captures/browser-page-load.har")
     parts = report.sections([tcp, har], recipes())
-    ran = {(p.file, p.recipe) for p in parts if p.error is None}
+    ran = {(p.file, p.recipe) for p in parts if p.finding is not None}
     assert (tcp.source.path, "handshakes") in ran
     assert (tcp.source.path, "tls") not in ran            # no TLS in that capture
     assert (har.source.path, "waterfall") in ran
@@ -69,3 +70,24 @@ def test_cli_report_refuses_a_non_html_name(tmp_path, capsys):
         main(["report", "tcp-handshakes", "-o", str(tmp_path / "r.pdf")])
     assert done.value.code == 2
     assert "r.pdf" in capsys.readouterr().err
+
+
+def test_the_page_has_a_real_header_contents_one_plotly_and_fitted_charts(tmp_path, capsys, tshark):
+    import subprocess
+    out = tmp_path / "r.html"
+    with pytest.raises(SystemExit):
+        main(["report", "tcp-handshakes", "browser-page-load.har", "--theme", "talk", "-o", str(out)])
+    page = out.read_text()
+    assert "&lt;Timeline" not in page and "<Timeline" not in page
+    frames = subprocess.run([tshark, "-r", str(traceviz.captures.find("tcp-handshakes")), "-T", "fields", "-e", "frame.number"],
+                            capture_output=True, text=True, check=True).stdout.split()
+    assert f"{len(frames)} frames, 6 connections" in page and "<th>format</th><td>pcapng</td>" in page
+    assert "<th>duration</th>" in page
+    # contents: every link points at a section of the page
+    links = re.findall(r"<a href='#([\w-]+)'>", page)
+    ids = set(re.findall(r" id='([\w-]+)'", page))
+    assert links and set(links) <= ids and "f1-handshakes" in ids and "f2-waterfall" in ids
+    assert len(re.findall(r"plotly\.js v\d", page)) == 1 and page.count("Plotly.newPlot") >= 3
+    # a talk chart stays a 1920 x 1080 slide, scaled to the page by its script
+    assert "data-width='1920' data-height='1080'" in page and "scale(" in page
+    assert re.search(r"Not applicable here:[^<]*latency \(needs", page)

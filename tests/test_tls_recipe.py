@@ -65,9 +65,14 @@ def test_ladder_marks_plaintext_and_encrypted(recipe, nss):
     lines = [t for t in fig.data if t.mode == "lines" and t.hovertemplate]
     texts = [(t.hovertemplate, t.line.dash) for t in lines]
     hello = [d for h, d in texts if "ClientHello (plaintext)" in h]
-    finished = [d for h, d in texts if "Finished (encrypted)" in h]
+    finished = [h for h, d in texts if "Finished (encrypted)" in h]
     assert hello == ["solid"]
-    assert finished == ["dash", "dash"]          # the client's and the server's, after their ChangeCipherSpec
+    # the client's and the server's Finished, each in the frame of its plaintext ChangeCipherSpec: one arrow
+    # per frame, the encrypted message marked on it; an arrow of encrypted records alone is dashed
+    assert len(finished) == 2 and all("ChangeCipherSpec (plaintext)" in h for h in finished)
+    labels = [a.text for a in fig.layout.annotations if a.text and "Finished" in a.text]
+    assert len(labels) == 2 and all("Finished <i>(encrypted)</i>" in t for t in labels)
+    assert {d for h, d in texts if "(plaintext)" not in h} == {"dash"}
     labels = [a.text for a in fig.layout.annotations if a.text and a.text.startswith("round trip")]
     assert len(labels) == 2
 

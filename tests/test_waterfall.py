@@ -158,3 +158,91 @@ def test_many_requests_open_on_the_first_rows_and_filter_by_host():
     assert len(button.args[1]["yaxis.ticktext"]) == len(kept)
     types = [b.label for b in menu.buttons if b.label.startswith("type:")]
     assert types == ["type: Script (400)", "type: Image (200)"]
+
+
+# --- a capture's waterfall matches the browser's (issue 14) ----------------------------------
+
+from pathlib import Path  # noqa: E402
+import subprocess  # noqa: E402
+
+import traceviz  # noqa: E402
+
+BUNDLED = Path(__file__).resolve().parents[1] / "captures"
+
+
+def _tshark(path, fields, display_filter, keys=None):
+    cmd = ["tshark", "-r", str(path), "-Y", display_filter, "-T", "fields", "-E", "separator=\t"]
+    if keys:
+        cmd += ["-o", f"tls.keylog_file:{keys}"]
+    for f in fields:
+        cmd += ["-e", f]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=True).stdout
+    return [line.split("\t") for line in out.splitlines()]
+
+
+def test_the_first_request_on_a_connection_pays_connect_and_tls(tshark):
+    pcap, keys = BUNDLED / "browser-page-load.pcapng", BUNDLED / "browser-page-load.keys"
+    tl = traceviz.load(pcap)
+    first = tl.requests.sort_values("start").iloc[0]
+    syn = float(_tshark(pcap, ["frame.time_epoch"], "tcp.flags.syn == 1 && tcp.flags.ack == 0")[0][0])
+    ack = float(_tshark(pcap, ["frame.time_epoch"], "tcp.analysis.initial_rtt")[0][0])
+    hs = _tshark(pcap, ["frame.time_epoch", "tls.handshake.type", "tcp.srcport"], "tls.handshake.type", keys)
+    hello = float(next(t for t, kind, _ in hs if kind.split(",")[0] == "1"))
+    finished = max(float(t) for t, kind, _ in hs if "20" in kind.split(","))
+    request = float(_tshark(pcap, ["frame.time_epoch"], "http2.headers.method", keys)[0][0])
+    assert first["start"] == pytest.approx(syn, abs=2e-6)               # from the first SYN, as a browser counts
+    assert first["connect"] == pytest.approx(ack - syn, abs=2e-6)
+    assert first["tls"] == pytest.approx(finished - hello, abs=2e-6)
+    assert first["start"] + first["blocked"] + first["connect"] + first["tls"] == pytest.approx(request, abs=2e-6)
+    later = tl.requests.sort_values("start").iloc[1:]
+    assert later["connect"].isna().all() and later["tls"].isna().all()      # the connection was open by then
+
+
+def test_a_capture_and_the_browsers_har_of_one_load_agree_on_the_phases():
+    pcap = traceviz.load(BUNDLED / "browser-page-load.pcapng").requests.sort_values("start").iloc[0]
+    har = traceviz.load(BUNDLED / "browser-page-load.har").requests.sort_values("start").iloc[0]
+    assert pcap["url"] == har["url"]
+    # measured on two sides of the same wire (Chrome's clock, the capture's): within 2 ms, not 50 ms apart
+    for phase in ("connect", "tls", "ttfb"):
+        assert pcap[phase] == pytest.approx(har[phase], abs=0.002), phase
+    fig = waterfall(traceviz.load(BUNDLED / "browser-page-load.pcapng").requests)
+    bars = _bars(fig)
+    assert "connect" in bars and "tls" in bars
+
+
+def test_content_type_comes_from_the_responses(tshark):
+    # HTTP/1.1: tshark pairs each response with its request's URL
+    pcap, keys = BUNDLED / "http1-six-connections.pcapng", BUNDLED / "http1-six-connections.keys"
+    want = {uri: value for value, uri in _tshark(pcap, ["http.content_type", "http.response_for.uri"],
+                                                 "http.content_type", keys)}
+    r = traceviz.load(pcap).requests
+    assert want and dict(zip(r["url"], r["content_type"])) == want
+    # HTTP/2: one frame may carry several HEADERS; the responses' types, counted
+    pcap, keys = BUNDLED / "browser-page-load.pcapng", BUNDLED / "browser-page-load.keys"
+    want = sorted(v for (values,) in _tshark(pcap, ["http2.headers.content_type"], "http2.headers.content_type", keys)
+                  for v in values.split(","))
+    assert want and sorted(traceviz.load(pcap).requests["content_type"]) == want
+
+
+def test_rows_show_host_and_path_status_colours_and_the_code_explained():
+    r = conform("requests", pd.DataFrame({
+        "request": [0, 1, 2, 3], "conn": [0, 0, 1, 1], "start": [1.0, 1.1, 1.2, 1.3], "ttfb": [0.01] * 4,
+        "end": [1.02, 1.12, 1.22, 1.32], "status": [200, 404, 502, None], "reused_connection": [False, True, False, True],
+        "url": ["https://a.example/x/index.html", "https://a.example/missing.png", "https://b.example/api/v1/data",
+                "https://b.example/never"]}))
+    fig = waterfall(r)
+    labels = list(fig.layout.yaxis.ticktext)
+    assert "a.example/x/index.html" in labels[0] and "b.example/api/v1/data" in labels[2]
+    amber, red = export_colors()
+    assert f"color:{amber}'><b>404</b>" in labels[1] and f"color:{red}'><b>502</b>" in labels[2]
+    assert f"color:{red}'>" in labels[3]                               # no response: a red dash
+    assert "200" in labels[0] and "color" not in labels[0].split("a.example")[0].split("200")[0]
+    legend = fig.layout.legend.title.text
+    assert "\u25cf opened here" in legend and "\u25cb already open" in legend and "\u2502 same connection" in legend
+    assert "4xx amber, 5xx red" in legend
+
+
+def export_colors():
+    from traceviz.charts import theme
+    c = theme.colors("light")
+    return c["4xx"], c["5xx"]

@@ -16,6 +16,11 @@ goes to the kernel rather than to the work:
   another reads their headers with numpy, a 0.2 ms hand-over keeps the numpy
   thread from waiting up to 5 ms for each call.
 
+One more knob is not process-wide: how many processes the payload tier
+uses (``workers``).  Its connections are independent, so on a big capture
+they are split in shares decoded side by side in forked processes
+(``assemble/parallel.py``); ``TRACEVIZ_WORKERS=1`` keeps everything in one.
+
 ``loading(nbytes)`` applies all three around one ``load()`` and restores
 them when the last load running in the process is done.  Only the loader
 uses it; nothing else in traceviz changes process-wide state.  A library
@@ -156,6 +161,38 @@ def warm_heap(nbytes: int) -> None:
     finally:
         for block in blocks:
             libc.free(block)
+
+
+# Fewer connections to decode than this are not worth a fork (~20 ms with a big heap).
+PARALLEL_MIN_CONNECTIONS = 2000
+
+
+def workers(connections: int) -> int:
+    """How many processes should decode ``connections`` payload connections.
+
+    One where forking is unavailable or unsafe (not Linux; other threads
+    running, e.g. two loads in two threads), for small jobs, or when
+    ``TRACEVIZ_WORKERS`` says so; else one per usable core (at most 8).
+    """
+    env = os.environ.get("TRACEVIZ_WORKERS", "").strip()
+    if env:
+        try:
+            asked = max(1, int(env))
+        except ValueError:
+            asked = 1
+    else:
+        asked = None
+    if not sys.platform.startswith("linux") or not hasattr(os, "fork") or threading.active_count() > 1:
+        return 1
+    if asked is not None:
+        return asked
+    if connections < PARALLEL_MIN_CONNECTIONS:
+        return 1
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, 8))
 
 
 def state() -> dict:

@@ -91,8 +91,31 @@ def find(name_or_path: str | Path, folder: Path | None = None) -> Path:
     for r in rows:
         if key in (r["name"], Path(r["path"]).name, Path(r["path"]).stem):
             return Path(r["path"])
+    for r in rows:                  # a companion by its file name: browser-page-load.har, tls12-rsa.keys
+        for path in companions(r).values():
+            if key == Path(path).name:
+                return Path(path)
     names = ", ".join(r["name"] for r in rows) or "none"
     raise FileNotFoundError(f"{key}: no such file, and no bundled capture of that name (have: {names})")
+
+
+def companions(row: dict) -> dict[str, str]:
+    """A listed capture's other files (key log, private key, HAR, trace...): role -> absolute path."""
+    out = {"keylog": row.get("keylog"), "private_key": row.get("private_key"), **(row.get("extra_files") or {})}
+    return {k: v for k, v in out.items() if v}
+
+
+def default_keylog(path: str | Path, folder: Path | None = None) -> Path | None:
+    """The key log to use for a bundled capture when none is given.
+
+    Not for a capture that ships a private key: that one is there to show
+    decryption with the server's key (``--rsa-key``), which a key log would hide.
+    """
+    target = Path(path).resolve()
+    for r in list_captures(folder):
+        if Path(r["path"]).resolve() == target and r["keylog"] and not r["private_key"]:
+            return Path(r["keylog"])
+    return None
 
 
 def keylog_for(path: str | Path, folder: Path | None = None) -> Path | None:

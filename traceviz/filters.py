@@ -174,9 +174,14 @@ def _stream(transport: str):
             return f"{_compare('conn', op, number)} and transport == 'tcp'" if "transport" in columns \
                 else _compare("conn", op, number)
         if "stream" in columns and "transport" in columns and "layer" not in columns:
-            return f"transport == {transport!r} and {_compare('stream', op, number)}"
+            return f"{_on(transport)} and {_compare('stream', op, number)}"
         return None
     return translate
+
+
+def _on(transport: str) -> str:
+    """The rows of a transport; a QUIC connection is a UDP flow to Wireshark."""
+    return "transport in ['udp', 'quic']" if transport == "udp" else f"transport == {transport!r}"
 
 
 def _address(which: str):
@@ -208,7 +213,7 @@ def _host(column: str, op: str, literal: str) -> str:
 def _port(transport: str, which: str = "either"):
     def translate(columns: set[str], op: str, value: str) -> str | None:
         port = _literal(value, number=True)
-        on = f"transport == {transport!r}" if "transport" in columns else None
+        on = _on(transport) if "transport" in columns else None
         if {"sport", "dport"} <= columns:
             names = {"either": ("sport", "dport"), "src": ("sport",), "dst": ("dport",)}[which]
         elif {"client", "server"} <= columns:

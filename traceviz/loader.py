@@ -2,46 +2,106 @@
 
 The pipeline, one way: sources (read the file) → decode (index every
 frame, the transport tier, the payload tier's protocol machines) →
-assemble (the tables).  Browser exports go sources → assemble.
+assemble (the tables).  Browser exports, qlogs and NetLogs go sources → assemble.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 from traceviz import _tuning
 from traceviz.errors import InputError
-from traceviz.model import SourceInfo, Timeline
+from traceviz.model import SourceInfo, Timeline, empty_table
 
 Progress = Callable[[str], None]
 STAGES = ("reading", "indexing", "tcp", "payload")   # what load() reports to ``progress``, in order
 
 
+# What the payload tier must decode for each table to be whole.
+_NEEDS = {"packets": set(), "connections": {"tls", "http"}, "events": {"tls", "http"}, "requests": {"http"},
+          "tls": {"tls"}, "quic": set(), "streams": {"http"}}
+# Tables another is made from: a request's proxy leg and cause and its connection's keep-alive
+# facts are read from the packets and TCP events; an HTTP/2 stream's stalls from them too.
+_BUILT_WITH = {"requests": ("packets", "events", "connections"), "streams": ("packets", "events")}
+# Tables with QUIC in them: the QUIC path runs when one of them is asked for.
+_QUIC_TABLES = frozenset({"quic", "connections", "events", "requests", "tls"})
+
+
 def load(path: str | os.PathLike, keylog: str | os.PathLike | None = None,
-         rsa_key: str | os.PathLike | None = None, progress: Progress | None = None) -> Timeline:
-    """Decode ``path`` (pcap, pcapng, .gz, HAR, DevTools trace/log) into a Timeline.
+         rsa_key: str | os.PathLike | None = None, progress: Progress | None = None,
+         tables: Iterable[str] | None = None, measure_tcp: bool = False) -> Timeline:
+    """Decode ``path`` (pcap, pcapng, .gz, HAR, DevTools trace/log, qlog file or folder,
+    Chrome NetLog) into a Timeline.
 
     ``keylog`` is an NSS key log (pcapng Decryption Secrets Blocks are used
     without it); ``rsa_key`` a server's PEM private key for TLS 1.2 RSA key
     exchange.  A name of a bundled capture (``traceviz captures``) works as a path.
+    ``tables``: build only these (default all); the work follows -- ``requests``
+    alone decodes no TLS session without keys, ``tls`` alone no cleartext HTTP,
+    ``packets`` alone nothing above TCP -- and reading a table left out raises
+    ``model.TableNotBuilt``.  ``measure_tcp``: also measure each TCP packet's
+    bytes in flight, ACK and timestamp RTTs and SACK blocks (the packets
+    table's ``bytes_in_flight``, ``ack_rtt``, ``rtt_ambiguous``, ``ts_rtt``,
+    ``sack``; NA without it, and ``tl.source.detail["tcp_measured"]`` says
+    which): the stream graphs need them, and they cost a fifth of a load.
     Raises ``InputError`` when nothing in the file can be analysed.
     """
+    wanted = _wanted(tables)
     path = _resolve(path)
-    for extra in (keylog, rsa_key):
-        if extra is not None and not Path(extra).is_file():
-            raise InputError(str(extra), "no such file")
+    keylog, rsa_key = (None if k is None else _companion(k) for k in (keylog, rsa_key))
     from traceviz.sources import kind_of
 
     kind = kind_of(path)
     if kind == "capture":
+        bundled = _bundled_keylog(path) if keylog is None and rsa_key is None else None
         with _tuning.loading(os.path.getsize(path)):
-            return _load_capture(path, keylog, rsa_key, progress or _quiet)
+            tl = _load_capture(path, keylog or bundled, rsa_key, progress or _quiet, wanted, measure_tcp)
+        if bundled is not None:
+            tl.source.detail["bundled_keylog"] = str(bundled)
+        return _leave_out(tl, wanted)
     if kind == "json":
-        from traceviz.assemble.browser import load_browser
-        return load_browser(path)
-    raise InputError(path, "not a packet capture (pcap/pcapng), HAR or DevTools trace")
+        return _load_json(path)
+    if kind in ("qlog", "folder"):
+        from traceviz.assemble.qlog import load_qlog
+        return load_qlog(path)
+    raise InputError(path, "not a packet capture (pcap/pcapng), HAR, DevTools trace, qlog or NetLog")
+
+
+def _load_json(path: str) -> Timeline:
+    """A JSON export: qlog and NetLog by their first bytes, else a browser export (HAR, DevTools)."""
+    from traceviz.sources.jsonfile import sniff_json
+    hint = sniff_json(path)
+    if hint == "qlog":
+        from traceviz.assemble.qlog import load_qlog
+        return load_qlog(path)
+    if hint == "netlog":
+        from traceviz.assemble.netlog import load_netlog
+        return load_netlog(path)
+    from traceviz.assemble.browser import load_browser
+    return load_browser(path)
+
+
+def _wanted(tables: Iterable[str] | None) -> frozenset:
+    if tables is None:
+        return frozenset(_NEEDS)
+    wanted = frozenset([tables] if isinstance(tables, str) else tables)
+    unknown = sorted(wanted - set(_NEEDS))
+    if unknown:
+        raise ValueError(f"no table named {', '.join(unknown)}: the tables are {', '.join(_NEEDS)}")
+    return wanted
+
+
+def _leave_out(tl: Timeline, wanted: frozenset) -> Timeline:
+    """The Timeline with the tables not asked for marked as such (empty, and unreadable)."""
+    left_out = frozenset(_NEEDS) - wanted
+    if not left_out:
+        return tl
+    for name in left_out:
+        setattr(tl, name, empty_table(name))
+    tl.skipped = left_out
+    return tl
 
 
 def _quiet(stage: str) -> None:
@@ -50,26 +110,62 @@ def _quiet(stage: str) -> None:
 
 def _resolve(path: str | os.PathLike) -> str:
     p = Path(path)
-    if p.is_file():
+    if p.is_file() or p.is_dir():      # a folder is read as a folder of qlog files
         return str(p)
-    if p.is_dir():
-        raise InputError(str(p), "is a directory, not a file")
     try:
         from traceviz.captures import find
         found = find(str(path))
     except (ImportError, LookupError, OSError, InputError):
-        found = None
-    if found is not None and Path(found).is_file():
+        found = _bundled_extra(str(path))
+    if found is not None and Path(found).exists():
         return str(found)
     raise InputError(str(p), "no such file (nor a bundled capture of that name: see `traceviz captures`)")
 
 
-def _load_capture(path: str, keylog, rsa_key, progress: Progress) -> Timeline:
+def _bundled_extra(name: str) -> str | None:
+    """A file shipped beside a bundled capture (its HAR, NetLog, qlog folder), by its name."""
+    try:
+        from traceviz.captures import list_captures
+        rows = list_captures()
+    except (ImportError, OSError, ValueError):
+        return None
+    for r in rows:
+        for extra in r["extra_files"].values():
+            if extra and Path(extra).name == name:
+                return extra
+    return None
+
+
+def _companion(path: str | os.PathLike) -> str:
+    """A key file as given, else a bundled capture's companion of that name (tls12-rsa.keys)."""
+    if Path(path).is_file():
+        return str(path)
+    from traceviz.captures import find
+    try:
+        found = find(str(path))
+    except (LookupError, OSError):
+        found = None
+    if found is None or not Path(found).is_file():
+        raise InputError(str(path), "no such file")
+    return str(found)
+
+
+def _bundled_keylog(path: str) -> str | None:
+    """A bundled capture's own key log (``captures.default_keylog``), so its TLS reads decrypted."""
+    from traceviz.captures import default_keylog
+    found = default_keylog(path)
+    return str(found) if found is not None and found.is_file() else None
+
+
+def _load_capture(path: str, keylog, rsa_key, progress: Progress, wanted: frozenset,
+                  measure_tcp: bool = False) -> Timeline:
     import numpy as np
 
-    from traceviz.assemble.capture import timeline
+    from traceviz.assemble import transport as transport_tables
+    from traceviz.assemble.capture import PayloadRows, context, finish
+    from traceviz.assemble.parallel import decode_rows
     from traceviz.decode.index import index_frames
-    from traceviz.decode.streams import Payload, decode_streams
+    from traceviz.decode.streams import plan_streams
     from traceviz.decode.tcp.connections import analyze
     from traceviz.errors import describe
     from traceviz.sources.reader import read_capture
@@ -81,23 +177,54 @@ def _load_capture(path: str, keylog, rsa_key, progress: Progress) -> Timeline:
     progress("indexing")
     idx = index_frames(cap)
     progress("tcp")
-    transport = analyze(idx)
+    measure_tcp = measure_tcp and "packets" in wanted
+    transport = analyze(idx, measure=measure_tcp)
     info = SourceInfo(path=path, format=cap.format, size=os.path.getsize(path),
                       compressed=cap.compressed, link_types=dict(idx.link_counts),
                       frames=len(cap), detail={**cap.detail, **getattr(idx, "stats", {})},
                       warnings=list(cap.warnings))
+    info.detail["tcp_measured"] = measure_tcp
     progress("payload")
     log, key = _keys(cap.secrets, keylog, rsa_key, info.warnings)
     debug = bool(os.environ.get("TRACEVIZ_DEBUG"))
+    built = wanted.union(*(_BUILT_WITH.get(name, ()) for name in wanted))
+    # QUIC first: it may turn a UDP flow around (the capture missed the client's first datagram),
+    # and the tables below take each flow's client from the transport.
+    quic = _quic(transport, cap.buf, log, debug, info) if wanted & _QUIC_TABLES else None
+    tables = (transport_tables.packets(transport) if "packets" in built else empty_table("packets"),
+              transport_tables.connections(transport),
+              transport_tables.events(transport) if "events" in built else empty_table("events"))
+    decode = set().union(*(_NEEDS[name] for name in wanted))
+    if log is not None or key is not None:
+        decode |= {"tls"} if "http" in decode else set()     # HTTPS requests are inside TLS sessions
     try:
-        payload = decode_streams(transport, cap.buf, log, key, debug=debug)
-        return timeline(info, transport, payload, log, key, cap.secrets)
+        skip = frozenset(_NEEDS) - built
+        if not decode:
+            return finish(info, tables, PayloadRows(), np.zeros(0, dtype=np.int64), log, key, cap.secrets,
+                          skip=skip, quic_payload=quic)
+        plan = plan_streams(transport, cap.buf, tls="tls" in decode, http="http" in decode)
+        ctx = context(tables, path, log, events="events" in built)
+        rows, decoded = decode_rows(plan, cap.buf, ctx, log, key, debug=debug)
+        return finish(info, tables, rows, plan.opaque(decoded), log, key, cap.secrets, skip=skip, quic_payload=quic)
     except Exception as exc:  # a decoder bug must not cost the user the TCP-level analysis
         if debug or isinstance(exc, InputError):
             raise
         info.warnings.append(describe(path, f"payload decoding stopped early ({type(exc).__name__}: {exc}); "
                                             "TCP analysis is complete"))
-        return timeline(info, transport, Payload({}, np.zeros(0, dtype=np.int64)), log, key, cap.secrets)
+        return finish(info, tables, PayloadRows(), np.zeros(0, dtype=np.int64), log, key, cap.secrets)
+
+
+def _quic(transport, buf, log, debug: bool, info: SourceInfo):
+    """QUIC's payload (``decode.quic.streams.decode_quic``), or None after a decoder bug (said once)."""
+    from traceviz.decode.quic.streams import decode_quic
+    from traceviz.errors import describe
+    try:
+        return decode_quic(transport, buf, log, debug=debug)
+    except Exception as exc:  # a decoder bug must not cost the user the rest of the analysis
+        if debug or isinstance(exc, InputError):
+            raise
+        info.warnings.append(describe(info.path, f"QUIC decoding stopped early ({type(exc).__name__}: {exc})"))
+        return None
 
 
 def _keys(blocks, keylog, rsa_key, warnings: list[str]):
@@ -204,15 +331,15 @@ def _byte_streams(t, buf, rows):
     """Both directions of one TCP connection, reassembled (``decode.tcp.reassembly``)."""
     import numpy as np
 
-    from traceviz.decode.tcp.reassembly import reassemble_segments, segments_by_conn
+    from traceviz.decode.tcp.reassembly import reassemble_columns
 
     idx = t.idx
-    segs = segments_by_conn(t.conn[rows], t.c2s[rows], np.asarray(idx.tcp_flags)[rows].astype(np.int64),
-                            t.rel_seq[rows], np.asarray(idx.payload_len)[rows].astype(np.int64),
-                            np.asarray(idx.frame)[rows], np.asarray(idx.ts)[rows],
-                            np.asarray(idx.payload_off)[rows].astype(np.int64),
-                            np.asarray(idx.payload_cap)[rows].astype(np.int64))
-    return reassemble_segments(next(iter(segs.values()), []), buf)
+    conn = int(t.conn[rows[0]]) if len(rows) else 0
+    r = reassemble_columns(t.conn[rows], t.c2s[rows], np.asarray(idx.tcp_flags)[rows].astype(np.int64),
+                           t.rel_seq[rows], np.asarray(idx.payload_len)[rows], np.asarray(idx.frame)[rows],
+                           np.asarray(idx.ts)[rows], np.asarray(idx.payload_off)[rows],
+                           np.asarray(idx.payload_cap)[rows], buf)
+    return r.streams(conn)
 
 
 def _datagrams(t, buf, rows):

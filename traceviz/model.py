@@ -22,6 +22,8 @@ from typing import Any
 
 import pandas as pd
 
+from traceviz import units
+
 # Column name -> pandas dtype.  Order matters: it is the order users see.
 PACKET_COLUMNS: dict[str, str] = {
     "frame": "int64",
@@ -39,6 +41,7 @@ PACKET_COLUMNS: dict[str, str] = {
     "win": "Int64",           # calculated (scaled) window, as tcp.window_size
     "len": "Int64",           # transport payload bytes (tcp.len / udp payload)
     "wire_len": "int64",      # frame length on the wire (frame.len)
+    "iface": "int64",         # capture interface (pcapng interface id, Wireshark's frame.interface_id; pcap: 0)
     # Measured once in the TCP tier (decode/tcp/inflight.py), as Wireshark's tcp.analysis.*:
     "bytes_in_flight": "Int64",   # tcp.analysis.bytes_in_flight: sent, not yet acknowledged (data segments)
     "ack_rtt": "float64",     # tcp.analysis.ack_rtt: seconds since the segment this ACK completes was sent
@@ -88,6 +91,22 @@ CONNECTION_COLUMNS: dict[str, str] = {
     "frames_s2c": "Int64",
     "wire_bytes_c2s": "Int64",
     "wire_bytes_s2c": "Int64",
+    # Keep-alive facts of the connections that carried HTTP or TCP keep-alive probes
+    # (assemble/keepalive.py); NA elsewhere.
+    "iface": "Int64",         # the capture interface of its first frame
+    "http_requests": "Int64", # HTTP exchanges it carried (0: opened and never used)
+    "idle_first": "float64",  # handshake done -> first request: opened before it was needed
+    "idle_gaps": "object",    # list of seconds between one exchange's end and the next request
+    "idle_close": "float64",  # silence before the first FIN/RST (the closing side's idle timeout)
+    "close_frame": "Int64",   # that first FIN or RST
+    "conn_close": "object",   # who sent "Connection: close": client, server, both (None: neither)
+    "pipelined": "Int64",     # HTTP/1.1 requests sent before the previous response ended
+    "ka_probes": "Int64",     # TCP keep-alive probes (Wireshark's tcp.analysis.keep_alive)
+    "ka_answered": "Int64",   # probes the peer acknowledged (keep-alive ACKs)
+    "ka_idle": "float64",     # silence before the first probe (TCP_KEEPIDLE)
+    "ka_interval": "float64", # median time between probes (TCP_KEEPINTVL)
+    "ka_by": "object",        # client / server: who sent the probes
+    "idle_sibling": "Int64",  # opened while this connection to the same server sat idle
 }
 
 # Columns packet captures add to ``connections`` after the schema's (a HAR or a trace has
@@ -144,6 +163,10 @@ REQUEST_COLUMNS: dict[str, str] = {
     "leg": "object",          # client / upstream: which side of a proxy (None: no proxy seen)
     "parent": "Int64",        # an upstream request: the client request it serves
     "cause": "object",        # a 5xx a proxy generated: why (see JSON_FIELDS' docs)
+    "cause_detail": "object", # the cause in words: the evidence, or for unknown what is missing
+    "cause_frames": "object", # list of the frames that show it
+    "matched_by": "object",   # an upstream request: what ties it to its parent (x-request-id, path+time...)
+    "connect_attempts": "object",  # a client request: upstream connections tried for it that carried no request
 }
 
 TLS_COLUMNS: dict[str, str] = {
@@ -240,6 +263,14 @@ SCHEMAS = {
 TCP_FLAG_NAMES = ("FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR", "NS")
 
 
+def media_type(value: Any) -> str | None:
+    """A Content-Type as the ``content_type`` column holds it: ``text/html; charset=utf-8`` -> ``text/html``."""
+    if not isinstance(value, str) or not value:
+        return None
+    media = value.split(";", 1)[0].strip().lower()
+    return media or None
+
+
 def mime_kind(mime: Any) -> str | None:
     """A content type's family, as DevTools' type filter names them."""
     if not isinstance(mime, str) or not mime:
@@ -289,6 +320,10 @@ def conform(name: str, df: pd.DataFrame) -> pd.DataFrame:
     may follow, none of the schema's is renamed.
     """
     schema = SCHEMAS[name]
+    if not df.index.equals(pd.RangeIndex(len(df))):
+        # Rows keep the order they have (a sort, a filter): the result is numbered
+        # afresh, never realigned to the old labels.
+        df = df.reset_index(drop=True)
     out = {}
     for col, dtype in schema.items():
         if col in df.columns:
@@ -316,6 +351,10 @@ class SourceInfo:
     warnings: list[str] = field(default_factory=list)
 
 
+class TableNotBuilt(LookupError):
+    """A table ``load(..., tables=...)`` was not asked to build."""
+
+
 @dataclass
 class Timeline:
     """One capture or browser export, decoded and finished.
@@ -325,7 +364,9 @@ class Timeline:
     (extra columns may follow).  The assembler builds a Timeline whole;
     recipes and charts read it and never change it.  ``decryption`` says, in
     counts, what key material was there and what it unlocked (captures only;
-    the key material itself is never kept).
+    the key material itself is never kept).  ``skipped``: the tables
+    ``load(..., tables=...)`` left out; reading one raises ``TableNotBuilt``
+    rather than show an empty or partial table.
     """
 
     source: SourceInfo
@@ -337,6 +378,17 @@ class Timeline:
     quic: pd.DataFrame = field(default_factory=lambda: empty_table("quic"))
     streams: pd.DataFrame = field(default_factory=lambda: empty_table("streams"))   # HTTP/2 streams
     decryption: dict | None = None
+    skipped: frozenset = frozenset()
+
+    def __getattribute__(self, name: str):
+        if name in SCHEMAS and name in object.__getattribute__(self, "skipped"):
+            raise TableNotBuilt(f"the {name} table was not built: load(..., tables=...) did not ask for it")
+        return object.__getattribute__(self, name)
+
+    @property
+    def built(self) -> list[str]:
+        """The tables this Timeline has."""
+        return [name for name in SCHEMAS if name not in self.skipped]
 
     @property
     def warnings(self) -> list[str]:
@@ -351,7 +403,7 @@ class Timeline:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         written = []
-        for name in SCHEMAS:
+        for name in self.built:
             df = getattr(self, name)
             df = df.copy()
             for col in df.columns:   # lists (e.g. syn_backoff) are fine; mixed objects are not
@@ -363,13 +415,16 @@ class Timeline:
         return written
 
     def summary(self) -> dict[str, Any]:
+        def rows(name: str) -> int | None:
+            return None if name in self.skipped else int(len(getattr(self, name)))
+        packets = rows("packets")
         return {
             "file": self.source.path,
             "format": self.source.format,
-            "frames": int(len(self.packets)) if len(self.packets) else self.source.frames,
-            "connections": int(len(self.connections)),
-            "events": int(len(self.events)),
-            "requests": int(len(self.requests)),
+            "frames": packets if packets else self.source.frames,
+            "connections": rows("connections"),
+            "events": rows("events"),
+            "requests": rows("requests"),
         }
 
     def __repr__(self) -> str:
@@ -378,12 +433,29 @@ class Timeline:
                 f"{s['connections']} connections, {s['events']} events, {s['requests']} requests>")
 
     def _repr_html_(self) -> str:
+        """A notebook's view: the summary, then the first connections with times read as the CLI shows
+        them (seconds since the first packet, durations in ms), not as raw epoch floats."""
         import html
         s = self.summary()
+        origin = float(self.packets["ts"].min()) if len(self.packets) else (
+            float(self.requests["start"].min()) if len(self.requests) and self.requests["start"].notna().any() else None)
+        if origin is not None:
+            s["starts"] = units.utc(origin)
         rows = "".join(f"<tr><th style='text-align:left'>{html.escape(str(k))}</th>"
                        f"<td>{html.escape(str(v))}</td></tr>" for k, v in s.items())
+        if "connections" in self.skipped:
+            return f"<table>{rows}</table>"
         head = self.connections.head(10)
-        return f"<table>{rows}</table>{head.to_html(escape=True, index=False) if len(head) else ''}"
+        if not len(head):
+            return f"<table>{rows}</table>"
+        shown = pd.DataFrame({_unit_header(c): [units.readable(v, c, origin) or v for v in head[c].tolist()]
+                              for c in head.columns})
+        return f"<table>{rows}</table>{shown.to_html(escape=True, index=False, na_rep=chr(0x2013))}"
+
+
+def _unit_header(column: str) -> str:
+    k = units.kind(column)
+    return f"{column} (s)" if k == "epoch" else f"{column} (ms)" if k == "duration" else column
 
 
 def _parquet_safe(value: Any) -> Any:

@@ -1,8 +1,29 @@
-"""Rows to the terminal (rich tables) or to scripts (a JSON array).
+"""Rows to the terminal or to scripts (a JSON array), the same way for every command.
+
+The rules every table follows (docs/design.md, "Adding a recipe"):
+
+- **Width.**  On a terminal a table fits the terminal: when it is too wide,
+  free text (URLs, hosts, details) is shortened with an ellipsis (URLs in the
+  middle, so the host and the file name both stay), then the least important
+  columns are left out and named under the table.  A number, an endpoint or
+  a status is never cut.  ``--wide`` shows every column at full width.  Off a
+  terminal (a pipe, a file) nothing is shortened or wrapped: one row, one line.
+- **Paging.**  A table shows its first ``PAGE`` rows, then says on stderr how
+  many more there are (``--all`` shows them, ``--json`` has them all).  Only
+  the rows shown are formatted, so a 100k-row table costs one page.
+- **Time.**  One origin per output: moments are seconds since the first
+  packet (or the first request of a browser export), durations are
+  milliseconds with ``units.DURATION_DECIMALS`` decimals.  ``--abs`` shows
+  wall-clock UTC instead; the caption above the table names the origin.
 
 Strings in captures are hostile input: an SNI or URL can carry terminal
 escape sequences or rich markup.  Everything shown on a terminal goes
 through ``printable`` and into ``rich.text.Text`` (never parsed as markup).
+
+The table is laid out here rather than by ``rich.table.Table``: rich measures
+every cell of every row, which took 20 s for 3,000 requests; columns of
+preformatted strings padded once are what a 100k-row ``--all`` needs, and
+choosing which columns to show needs their widths first anyway.
 
 numpy and pandas are imported on first use, not with this module: the CLI
 imports it to print ``--help`` and errors, which need neither.
@@ -12,13 +33,17 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
-from datetime import datetime, timezone
+import textwrap
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable
 
+from rich.cells import cell_len, set_cell_size
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
+
+from traceviz import units
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -43,18 +68,27 @@ def _numeric() -> None:
     _FLOATS, _BOOLS, _SEQUENCES = (np.floating, float), (np.bool_, bool), (list, tuple, np.ndarray)
 
 
-# A pipe or a file gets wide rows rather than rich's 80-column default: one row per line greps well.
-stdout = Console(soft_wrap=False, highlight=False, width=None if sys.stdout.isatty() else 200)
+# rich takes the width from the terminal (or COLUMNS); off a terminal everything is printed with
+# soft_wrap, so a pipe gets whole lines whatever width rich assumes.
+stdout = Console(highlight=False)
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)   # one message, one line
+
+PAGE = 50                 # rows a table shows unless --all
+GAP = 2                   # spaces between columns
+MISSING = "\u2013"        # –
+ELLIPSIS = "\u2026"       # …
 
 _CONTROL = {i: f"\\x{i:02x}" for i in list(range(0x20)) + [0x7f]}
 _CONTROL.update({0x85: "\\x85", 0x2028: "\\u2028", 0x2029: "\\u2029"})
 
 
+_HAS_CONTROL = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]").search
+
+
 def printable(value: Any) -> str:
     """Text safe for a terminal: control characters shown as escapes."""
     text = value if isinstance(value, str) else str(value)
-    return text.translate(_CONTROL) if any(ord(c) < 0x20 or ord(c) in (0x7f, 0x85, 0x2028, 0x2029) for c in text) else text
+    return text.translate(_CONTROL) if _HAS_CONTROL(text) else text
 
 
 def plain(value: Any) -> Any:
@@ -92,73 +126,345 @@ def print_json(data: Any) -> None:
     sys.stdout.write("\n")
 
 
-def fmt(value: Any, column: str = "", t0: float | None = None) -> str:
+# ---------------------------------------------------------------- time
+
+epoch_text = units.utc
+
+
+def plausible_time(ts: float) -> bool:
+    """A capture time between 1970 and 2200: anything else is a damaged timestamp."""
+    return 0.0 <= ts < 7.3e9
+
+
+@dataclass(frozen=True)
+class Clock:
+    """One time origin for a whole output: moments as seconds since ``origin``, or, with
+    ``absolute``, as UTC wall-clock time (the date in the caption, and in a cell only when
+    it differs).  ``what`` names the origin in the caption (the first packet...)."""
+
+    origin: float | None = None
+    absolute: bool = False
+    what: str = "the first packet"
+
+    def header(self, column: str) -> str:
+        k = units.kind(column)
+        if k == "epoch":
+            return f"{column} (UTC)" if self.absolute else f"{column} (s)"
+        if k == "duration":
+            return f"{column} (ms)"
+        return column
+
+    def moment(self, ts: float) -> str:
+        if self.absolute:
+            return epoch_text(ts, time_only=self._same_day(ts)).replace(" UTC", "")
+        if self.origin is None:
+            return epoch_text(ts)
+        return units.relative(ts, self.origin)
+
+    def caption(self) -> str:
+        if self.origin is None:
+            return ""
+        if self.absolute:
+            return f"times: UTC, on {epoch_text(self.origin)[:10]}"
+        return f"times: seconds since {self.what}, {epoch_text(self.origin)}"
+
+    def _same_day(self, ts: float) -> bool:
+        if self.origin is None or not (plausible_time(ts) and plausible_time(self.origin)):
+            return False
+        return epoch_text(ts)[:10] == epoch_text(self.origin)[:10]
+
+
+def time_origin(tl) -> Clock:
+    """The Clock of a timeline: its first packet; a log without packets (HAR, trace, qlog), its first
+    request or event, whichever came first."""
+    if len(tl.packets):
+        ts = tl.packets["ts"]
+        return Clock(float(ts.min()), what="the first packet")
+    firsts = [(float(table[column].min()), i, what) for i, (table, column, what) in
+              enumerate(((tl.requests, "start", "the first request"), (tl.events, "ts", "the first event")))
+              if len(table) and column in table and table[column].notna().any()]
+    if not firsts:
+        return Clock()
+    origin, _, what = min(firsts)          # a tie is the request's
+    return Clock(origin, what=what)
+
+
+# ---------------------------------------------------------------- values
+
+def fmt(value: Any, column: str = "", clock: Clock | None = None) -> str:
+    """One value as a person reads it: units from ``units.kind(column)``, missing as –."""
     value = plain(value)
     if value is None:
-        return "–"
+        return MISSING
     if isinstance(value, bool):
         return "yes" if value else "no"
+    k = units.kind(column)
     if isinstance(value, float):
-        if column in _EPOCH_COLUMNS and t0 is not None:
-            return f"{value - t0:.6f}"
-        if column in _SECONDS_COLUMNS:
-            return f"{value * 1000:.1f}"
+        if k == "epoch":
+            return (clock or Clock()).moment(value)
+        if k == "duration":
+            return units.ms(value)
+        if k == "ms":
+            return f"{value:.{units.DURATION_DECIMALS}f}"
         return f"{value:.6g}"
     if isinstance(value, dict):
-        return ", ".join(f"{printable(k)}: {fmt(v)}" for k, v in value.items()) or "–"
+        return ", ".join(f"{printable(k)}: {fmt(v)}" for k, v in value.items()) or MISSING
     if isinstance(value, list):
-        if column in _SECONDS_COLUMNS:
-            return ", ".join(f"{v * 1000:.0f}" for v in value if v is not None) or "–"
-        return ", ".join(printable(v) for v in value) or "–"
+        if k == "duration":
+            return ", ".join(units.ms(v) for v in value if v is not None) or MISSING
+        return ", ".join(fmt(v) for v in value) or MISSING
     return printable(value)
 
 
-# Absolute times are shown relative to the first frame, as Wireshark's default time column.
-_EPOCH_COLUMNS = {"ts", "start", "end", "syn", "synack", "ack", "first_ts"}
-# Durations are shown in milliseconds on a terminal (seconds in JSON).
-_SECONDS_COLUMNS = {"handshake_rtt", "connect_time", "rtt_server", "rtt_client", "ttfb", "blocked", "dns", "connect",
-                    "tls", "send", "wait", "receive", "syn_backoff", "duration"}
-
-
-# Endpoints and times read badly when folded; let long free text (detail, url) fold instead.
-_NO_WRAP = {"client", "server", "src", "dst", "close", "ts", "start", "end", "frame", "conn", "kind", "flags"}
-
-
-def header(column: str) -> str:
-    if column in _EPOCH_COLUMNS:
-        return f"{column} (s)"
-    if column in _SECONDS_COLUMNS:
-        return f"{column} (ms)"
-    return column
-
-
-def table(df: pd.DataFrame, columns: Iterable[str], title: str | None = None, t0: float | None = None,
-          limit: int | None = None) -> Table:
+def column_texts(series: pd.Series, column: str, clock: Clock | None = None) -> list[str]:
+    """A column's cells as text, with a fast path for the float columns most tables are made of."""
     if pd is None:
         _numeric()
-    columns = [c for c in columns if c in df.columns]
-    t = Table(title=Text(printable(title)) if title else None, header_style="bold", show_lines=False,
-              title_justify="left")
+    k = units.kind(column)
+    if series.dtype.kind == "f" and k is not None:
+        vals = series.to_numpy(dtype=float)
+        if k == "epoch":
+            clock = clock or Clock()
+            if not clock.absolute and clock.origin is not None:
+                o, d = clock.origin, units.TIME_DECIMALS
+                return [MISSING if v != v else f"{v - o:.{d}f}" for v in vals]
+            return [MISSING if v != v else clock.moment(float(v)) for v in vals]
+        scale = 1000.0 if k == "duration" else 1.0
+        d = units.DURATION_DECIMALS
+        return [MISSING if v != v else f"{v * scale:.{d}f}" for v in vals]
+    if series.dtype.kind in "iu":
+        return [str(v) for v in series.tolist()]
+    values = series.tolist()
+    if series.dtype == object and all(type(v) is str for v in values):
+        return [printable(v) for v in values]
+    return [fmt(v, column, clock) for v in values]
+
+
+# ---------------------------------------------------------------- tables
+
+# How a column gives way on a narrow terminal.  Priority 1 is never left out; higher numbers go
+# first (the rightmost of equals first).  Unlisted columns are priority 2.
+PRIORITY = {
+    "conn": 1, "client": 1, "server": 1, "close": 1, "url": 1, "status": 1, "frame": 1, "kind": 1,
+    "name": 1, "group": 1, "by": 1, "n": 1, "sni": 2, "detail": 1, "method": 1, "start": 1, "ts": 1,
+    "version": 1, "title": 2,
+    "request": 3, "stream": 3, "protocol": 3, "transport": 3, "first_frame": 3, "end": 3,
+    "req_bytes": 4, "resp_bytes": 3, "bytes_c2s": 3, "bytes_s2c": 3, "packets": 2, "app": 2, "dir": 2,
+    "size": 3, "layer": 2, "path": 4,
+}
+# Free text that may be shortened: URLs and names in the middle (host and file name both stay),
+# prose at the end.  Everything else (numbers, endpoints, statuses, kinds) is never cut.
+SHORTEN_MIDDLE = {"url", "host", "sni", "path", "group"}
+SHORTEN_END = {"detail", "title", "question", "concepts", "look_at", "cipher", "alpn_offered",
+               "versions_offered", "ja3", "ja4", "ja3s", "ja4s", "alert", "status_text", "error", "files",
+               "certificate_subject", "content_type"}
+COMFORT = 28              # shortened text is cut to this before any column is left out
+FLOOR = 10                # and to this, when nothing else can go
+
+
+@dataclass
+class Layout:
+    """What a table became: its lines (the header first; plain text, already made printable),
+    and the columns left out to fit."""
+
+    lines: list[str]
+    hidden: list[str]
+    width: int
+
+    def text(self) -> Text:
+        """One rich Text for the whole table (one Text, not one per row: rich strips control codes from
+        each Text it is given, which cost more than laying the table out)."""
+        text = Text("\n".join(self.lines))
+        text.stylize("bold", 0, len(self.lines[0]))
+        return text
+
+
+def _width(text: str) -> int:
+    return len(text) if text.isascii() or text == MISSING else cell_len(text)
+
+
+def shorten(text: str, width: int, where: str = "end") -> str:
+    """``text`` in at most ``width`` cells, an ellipsis marking the cut (``where``: end or middle)."""
+    if _width(text) <= width:
+        return text
+    if width <= 1:
+        return ELLIPSIS[:width]
+    if where == "url":
+        # keep the scheme and host, and as much of the path's end as fits: https://host/…/file.js
+        scheme, sep, rest = text.partition("://")
+        host, slash, _ = rest.partition("/")
+        front = scheme + sep + host + slash if sep and slash else ""
+        if front and _width(front) + 8 <= width:
+            return front + ELLIPSIS + _tail_cells(text, width - _width(front) - 1)
+        where = "middle"
+    if where == "middle":
+        head = (width - 1) * 2 // 5          # the tail (file name, port) says more than the head
+        tail = width - 1 - head
+        if text.isascii():
+            return text[:head] + ELLIPSIS + text[len(text) - tail:]
+        return set_cell_size(text, head) + ELLIPSIS + _tail_cells(text, tail)
+    return (text[:width - 1] if text.isascii() else set_cell_size(text, width - 1)) + ELLIPSIS
+
+
+def _tail_cells(text: str, width: int) -> str:
+    if text.isascii():
+        return text[len(text) - width:] if width > 0 else ""
+    out = ""
+    for ch in reversed(text):
+        if cell_len(ch + out) > width:
+            break
+        out = ch + out
+    return out
+
+
+def _columns(columns: Iterable[str | tuple[str, int]], df) -> list[tuple[str, int]]:
+    out = []
     for c in columns:
-        numeric = pd.api.types.is_numeric_dtype(df[c].dtype) and df[c].dtype != bool
-        t.add_column(Text(header(c)), justify="right" if numeric else "left", overflow="fold",
-                     no_wrap=c in _NO_WRAP)
-    shown = df if limit is None else df.head(limit)
-    for row in shown[columns].itertuples(index=False, name=None):
-        t.add_row(*(Text(fmt(v, c, t0)) for c, v in zip(columns, row)))
-    return t
+        name, prio = (c, PRIORITY.get(c, 2)) if isinstance(c, str) else c
+        if name in df.columns:
+            out.append((name, prio))
+    return out
 
 
-def key_values(items: dict[str, Any], title: str | None = None) -> Table:
-    t = Table(title=Text(printable(title)) if title else None, show_header=False, title_justify="left", box=None)
-    t.add_column(style="bold")
-    t.add_column()
-    for k, v in items.items():
-        t.add_row(Text(printable(k)), Text(fmt(v, k) if not isinstance(v, str) else printable(v)))
-    return t
+def layout(df: pd.DataFrame, columns: Iterable[str | tuple[str, int]], clock: Clock | None = None,
+           width: int | None = None) -> Layout:
+    """The table of ``df``'s ``columns`` (names, or (name, priority)) in ``width`` cells (None: any).
+
+    Every row of ``df`` is laid out: the caller pages.
+    """
+    if pd is None:
+        _numeric()
+    cols = _columns(columns, df)
+    heads = {c: (clock or Clock()).header(c) for c, _ in cols}
+    cells = {c: column_texts(df[c], c, clock) for c, _ in cols}
+    right = {c: df[c].dtype.kind in "iuf" for c, _ in cols}
+    natural = {c: max([_width(heads[c])] + [_width(t) for t in cells[c]]) for c, _ in cols}
+    shrink = {c: ("url" if c == "url" else "middle" if c in SHORTEN_MIDDLE else "end") for c, _ in cols
+              if (c in SHORTEN_MIDDLE or c in SHORTEN_END) and not right[c]}
+    shown = [c for c, _ in cols]
+    prio = dict(cols)
+    widths = dict(natural)
+    hidden: list[str] = []
+    if width is not None:
+        while True:
+            widths = _fit(shown, natural, shrink, width, COMFORT)
+            if _total(shown, widths) <= width:
+                break
+            droppable = [c for c in shown if prio[c] > 1]
+            if not droppable:
+                widths = _fit(shown, natural, shrink, width, FLOOR)
+                break
+            worst = max(prio[c] for c in droppable)
+            gone = [c for c in droppable if prio[c] == worst][-1]
+            shown.remove(gone)
+            hidden.append(gone)
+    lines = [_row([heads[c] for c in shown], shown, widths, right, shrink)]
+    for i in range(len(df)):
+        lines.append(_row([cells[c][i] for c in shown], shown, widths, right, shrink))
+    return Layout(lines, [c for c, _ in cols if c in hidden], _total(shown, widths))
 
 
-def epoch_text(ts: float | None) -> str:
-    if ts is None or (isinstance(ts, float) and math.isnan(ts)):
-        return "–"
-    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f UTC")
+def _total(shown: list[str], widths: dict[str, int]) -> int:
+    return sum(widths[c] for c in shown) + GAP * max(len(shown) - 1, 0)
+
+
+def _fit(shown: list[str], natural: dict, shrink: dict, width: int, floor: int) -> dict[str, int]:
+    """Natural widths, the shortenable columns cut (widest first, none below ``floor``) to fit ``width``."""
+    widths = {c: natural[c] for c in shown}
+    over = _total(shown, widths) - width
+    cut = [c for c in shown if c in shrink and natural[c] > floor]
+    if over <= 0 or not cut:
+        return widths
+    # the level every shortenable column is cut to: the highest that makes the table fit
+    lo, hi = floor, max(natural[c] for c in cut)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        saved = sum(natural[c] - mid for c in cut if natural[c] > mid)
+        lo, hi = (mid, hi) if saved >= over else (lo, mid - 1)
+    for c in cut:
+        widths[c] = min(natural[c], lo)
+    return widths
+
+
+def _row(texts: list[str], shown: list[str], widths: dict, right: dict, shrink: dict) -> str:
+    parts = []
+    for text, c in zip(texts, shown):
+        w = widths[c]
+        n = _width(text)
+        if n > w:
+            text = shorten(text, w, shrink.get(c, "end"))
+            n = _width(text)
+        parts.append(" " * (w - n) + text if right[c] else text + " " * (w - n))
+    return (" " * GAP).join(parts).rstrip()
+
+
+def table_width(console: Console, wide: bool = False) -> int | None:
+    """The width a table must fit: the terminal's, or none off a terminal or with --wide."""
+    return None if wide or not console.is_terminal else console.width
+
+
+def print_table(df: pd.DataFrame, columns: Iterable[str | tuple[str, int]], title: str | None = None,
+                clock: Clock | None = None, wide: bool = False, all_rows: bool = False,
+                console: Console | None = None, notes: Console | None = None) -> None:
+    """A page of rows (all with ``all_rows``) fitted to the terminal, then what was left out."""
+    console = console or stdout
+    notes = notes or stderr
+    shown = df if all_rows else df.head(PAGE)
+    width = table_width(console, wide)
+    if title:
+        console.print(Text(printable(title), style="bold"), soft_wrap=True)
+    caption = clock.caption() if clock is not None and any(units.kind(c) == "epoch" for c, _ in _columns(columns, df)) else ""
+    if caption and len(shown):
+        paragraph(caption, console, style="dim")
+    if not len(shown):
+        console.print(Text("(no rows)", style="dim"), soft_wrap=True)
+        return
+    lay = layout(shown, columns, clock, width)
+    if console.record:
+        console.print(lay.text(), soft_wrap=True, crop=False)
+    else:   # the rows as they are: rich would split and measure 100k finished lines once more
+        console.print(Text(lay.lines[0], style="bold"), soft_wrap=True, crop=False)
+        console.file.write("\n".join(lay.lines[1:]) + "\n")
+        console.file.flush()
+    if lay.hidden:
+        paragraph(f"not shown at {width} columns: {', '.join(lay.hidden)} (--wide shows them)", console, style="dim")
+    if len(df) > len(shown):
+        notes.print(Text(f"{len(df) - len(shown)} more rows (use --all or --json)"))
+
+
+# ---------------------------------------------------------------- prose
+
+def paragraph(text: str, console: Console | None = None, bullet: str = "", style: str = "") -> None:
+    """A line of prose: wrapped at word boundaries with a hanging indent on a terminal,
+    one line off it (so grep finds a whole sentence)."""
+    console = console or stdout
+    text = printable(text)
+    if console.is_terminal and console.width > len(bullet) + 20 and len(text) + len(bullet) > console.width:
+        text = textwrap.fill(text, width=console.width, initial_indent=bullet,
+                             subsequent_indent=" " * len(bullet), break_long_words=False,
+                             break_on_hyphens=False)
+    else:
+        text = bullet + text
+    console.print(Text(text, style=style), soft_wrap=True)
+
+
+def key_values(items: dict[str, Any], console: Console | None = None, clock: Clock | None = None,
+               title: str | None = None) -> None:
+    """``key  value`` lines, values in the units their key names (``*_ms``: fixed decimals)."""
+    console = console or stdout
+    if title:
+        console.print(Text(printable(title), style="bold"), soft_wrap=True)
+    if not items:
+        return
+    keys = [printable(k) for k in items]
+    pad = max(_width(k) for k in keys) + GAP
+    for key, (k, v) in zip(keys, items.items()):
+        text = printable(v) if isinstance(v, str) else fmt(v, k, clock)
+        line = Text()
+        line.append(key.ljust(pad), style="bold")
+        if console.is_terminal and console.width > pad + 20:
+            wrapped = textwrap.wrap(text, width=console.width - pad, break_long_words=True,
+                                    break_on_hyphens=False) or [""]
+            text = ("\n" + " " * pad).join(wrapped)
+        line.append(text)
+        console.print(line, soft_wrap=True)

@@ -11,7 +11,11 @@ A recipe is a plain Python file that answers one question about a timeline::
     def applies(tl) -> bool:            # optional: does this capture have anything for me?
         return (tl.connections["transport"] == "tcp").any()
 
-    def analyze(tl, conn=None) -> Finding:
+    NEEDS = "TCP packets"               # what applies() looks for, said when it is not there
+    FAILS_ON = "a refused, unanswered or retransmitted SYN"     # what --fail exits 1 on
+    FIGURES = {"ladder": "one connection's packets, client to server"}   # --chart --figure NAME
+
+    def analyze(tl, conn=None) -> Finding:  # `conn` is optional: without it there is no --conn
         rows = ...                      # a DataFrame: one row per thing examined
         return Finding(
             title=TITLE,
@@ -19,6 +23,7 @@ A recipe is a plain Python file that answers one question about a timeline::
             rows=rows,                  # what --json prints
             summary={"connections": len(rows), ...},
             answer=["3 connections waited 1 s for a retransmitted SYN"],
+            problems=["conn 4 waited 1.02 s for a retransmitted SYN"],   # --fail: exit 1, these on stderr
             figures={"ladder": lambda theme: ladder_figure(...)},
         )
 
@@ -31,10 +36,16 @@ costs more than analysing and a script asking for ``--json`` wants none.
 Bundled recipes live in the wheel; users name their own folder with
 ``--recipes DIR`` or ``TRACEVIZ_RECIPES`` and run them exactly the same way.
 
-A recipe is found without being run: ``read_header`` reads its ``NAME`` and
-docstring from the source (``ast``), so the CLI can list every recipe as a
-command, and answer ``--help``, without importing pandas; the module is
-imported only when its command runs.
+A recipe is found without being run: ``read_header`` reads its ``NAME``,
+docstring, ``NEEDS``, ``FAILS_ON``, ``FIGURES`` and whether ``analyze`` takes
+``conn`` from the source (``ast``), so the CLI can list every recipe as a
+command, and answer ``--help`` with its real options, without importing
+pandas; the module is imported only when its command runs.
+
+A recipe that does not apply to a file (``applies(tl)`` is false) is not run:
+the command says what it needs (``NEEDS``) and exits 2, and ``report``
+leaves it out.  ``--fail`` exits 1 when ``Finding.problems`` is not empty and
+prints each problem on stderr; ``FAILS_ON`` says in ``--help`` what they are.
 
 Running a recipe file on its own (``python recipes/x.py FILE [options]``)
 hands the process over to ``python -m traceviz run recipes/x.py FILE
@@ -51,6 +62,7 @@ from __future__ import annotations
 import ast
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 import sysconfig
@@ -138,6 +150,12 @@ class Header:
     doc: its docstring as written ("" if none).  runnable: it binds
     ``analyze`` at top level (a helper module in a recipe folder does not).
     error: why the file cannot be read (a syntax error...), or None.
+    options: the recipe's own options, from ``OPTIONS = {"proxy-log": "help"}``:
+    each becomes ``--proxy-log FILE`` (repeatable) on its command, and
+    ``analyze`` receives ``proxy_log=[paths]`` when it is given.
+    needs, fails_on: its ``NEEDS`` and ``FAILS_ON`` text ("" if it declares none).
+    figures: its ``FIGURES`` (name -> what the figure shows).  takes_conn:
+    its ``analyze`` has a ``conn`` parameter (so the command offers ``--conn``).
     """
 
     path: Path
@@ -145,6 +163,11 @@ class Header:
     doc: str = ""
     runnable: bool = False
     error: str | None = None
+    options: tuple = ()          # (name, help) of each file option the recipe declares in OPTIONS
+    needs: str = ""
+    fails_on: str = ""
+    figures: dict[str, str] = field(default_factory=dict)
+    takes_conn: bool = False
 
     @property
     def question(self) -> str:
@@ -160,12 +183,49 @@ def read_header(path: str | Path) -> Header:
         tree = ast.parse(path.read_bytes(), filename=str(path))
     except (SyntaxError, ValueError, OSError) as exc:   # ValueError: null bytes, bad encoding
         return Header(path, path.stem, error=str(exc))
-    name = path.stem
+    found = _constants(tree, {"NAME": str, "NEEDS": str, "FAILS_ON": str, "FIGURES": dict, "OPTIONS": dict})
+    figures = {str(k): str(v) for k, v in found.get("FIGURES", {}).items()}
+    options = tuple((k, str(v)) for k, v in found.get("OPTIONS", {}).items()
+                    if isinstance(k, str) and _OPTION_NAME.match(k))
+    return Header(path, found.get("NAME", path.stem), ast.get_docstring(tree, clean=False) or "",
+                  _binds_analyze(tree), options=options, needs=found.get("NEEDS", ""),
+                  fails_on=found.get("FAILS_ON", ""), figures=figures, takes_conn=_analyze_takes(tree, "conn"))
+
+
+_OPTION_NAME = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
+
+
+def _constants(tree: ast.Module, wanted: dict[str, type]) -> dict[str, Any]:
+    """Top-level ``NAME = <literal>`` assignments of the wanted names and types."""
+    out = {}
     for node in tree.body:
-        if (isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "NAME" for t in node.targets)
-                and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)):
-            name = node.value.value
-    return Header(path, name, ast.get_docstring(tree, clean=False) or "", _binds_analyze(tree))
+        targets = node.targets if isinstance(node, ast.Assign) else \
+            [node.target] if isinstance(node, ast.AnnAssign) and node.value is not None else []
+        for t in targets:
+            if isinstance(t, ast.Name) and t.id in wanted:
+                try:
+                    value = ast.literal_eval(node.value)
+                except ValueError:          # not a literal: the recipe computes it, so --help cannot say
+                    continue
+                if isinstance(value, wanted[t.id]):
+                    out[t.id] = value
+    return out
+
+
+def _analyze_takes(tree: ast.Module, param: str) -> bool:
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == "analyze":
+            a = node.args
+            return param in [x.arg for x in a.posonlyargs + a.args + a.kwonlyargs] or a.kwarg is not None
+    return False
+
+
+def applicability(module: ModuleType, tl) -> str | None:
+    """None when the recipe applies to ``tl``, else why not (its ``NEEDS``), for one line."""
+    check = getattr(module, "applies", None)
+    if not callable(check) or check(tl):
+        return None
+    return getattr(module, "NEEDS", "") or "nothing in this file for it"
 
 
 def _binds_analyze(tree: ast.Module) -> bool:

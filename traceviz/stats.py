@@ -5,11 +5,17 @@ values the p-th percentile sits at rank ``(n - 1) * p / 100``, interpolated
 linearly between its neighbours.  With few samples the high percentiles
 approach the maximum; ``n`` is always shown beside them.
 
+A percentile is reported only when the samples can hold it: the p-th needs
+at least one sample above it in a hundred, ``n >= 100 / (100 - p)`` (p90:
+10 samples, p95: 20, p99: 100).  Below that it is left blank (NaN): a "p99"
+of 15 requests is the slowest one, and the maximum says so more honestly.
+
 Recipes compute with this module; ``charts.percentiles`` draws its tables.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -17,6 +23,15 @@ import pandas as pd
 
 QUANTILES = (50, 90, 95, 99)
 MIN_RATIO_N = 5     # below this a p99/p50 ratio is two samples talking: not printed
+
+
+def min_samples(q: float) -> int:
+    """The fewest samples that can hold a ``q``-th percentile (the median: one)."""
+    return 1 if q <= 50 else math.ceil(100.0 / (100.0 - q) - 1e-9)
+
+
+def supported(n: int, q: float) -> bool:
+    return n >= min_samples(q)
 
 
 def percentiles_of(values: Iterable[float], qs: Sequence[float] = QUANTILES) -> dict[int, float]:
@@ -31,7 +46,8 @@ def percentile_table(df: pd.DataFrame, by: str | None, metric: str, qs: Sequence
                      scale: float = 1000.0) -> pd.DataFrame:
     """One row per group of ``df[by]`` (or one row, ``all``): n, p50..p99, max of ``df[metric] * scale``.
 
-    Groups are ordered worst tail first (highest top percentile).
+    A percentile the group's n cannot hold is NaN (``min_samples``).  Groups
+    are ordered worst tail first: the highest percentile they hold, then n.
     """
     cols = ["group", "n"] + [f"p{q:g}" for q in qs] + ["max"]
     if metric not in df or not len(df):
@@ -43,8 +59,11 @@ def percentile_table(df: pd.DataFrame, by: str | None, metric: str, qs: Sequence
         if not len(vals):
             continue
         p = percentiles_of(vals, qs)
-        rows.append([key, int(len(vals))] + [p[q] for q in qs] + [float(vals.max())])
+        n = int(len(vals))
+        rows.append([key, n] + [p[q] if supported(n, q) else math.nan for q in qs] + [float(vals.max())])
     out = pd.DataFrame(rows, columns=cols)
     if len(out):
-        out = out.sort_values([f"p{qs[-1]:g}", "n"], ascending=[False, False], kind="stable").reset_index(drop=True)
+        tail = out[[f"p{q:g}" for q in qs]].ffill(axis=1).iloc[:, -1]
+        out = out.assign(_tail=tail).sort_values(["_tail", "n"], ascending=[False, False], kind="stable")
+        out = out.drop(columns="_tail").reset_index(drop=True)
     return out

@@ -37,17 +37,26 @@ IFF_NO_PI = 0x1000
 
 def tcp_syn_dport(frame: bytes) -> int | None:
     """The destination port if ``frame`` is Ethernet/IPv4/TCP with SYN set and ACK clear."""
+    seg = tcp_segment(frame)
+    if seg is not None and seg["flags"] & 0x02 and not seg["flags"] & 0x10:
+        return seg["dport"]
+    return None
+
+
+def tcp_segment(frame: bytes) -> dict | None:
+    """Ethernet/IPv4/TCP header facts: ports, raw seq, flags and payload length (None if not TCP/IPv4)."""
     if len(frame) < 14 + 20 + 20 or frame[12:14] != b"\x08\x00":
         return None
     ip = frame[14:]
     ihl = (ip[0] & 0x0F) * 4
-    if ip[0] >> 4 != 4 or ip[9] != 6 or ihl < 20 or len(ip) < ihl + 14:
+    if ip[0] >> 4 != 4 or ip[9] != 6 or ihl < 20 or len(ip) < ihl + 20:
         return None
+    total = struct.unpack("!H", ip[2:4])[0]
     tcp = ip[ihl:]
-    flags = tcp[13]
-    if flags & 0x02 and not flags & 0x10:
-        return struct.unpack("!H", tcp[2:4])[0]
-    return None
+    offset = (tcp[12] >> 4) * 4
+    sport, dport, seq = struct.unpack("!HHI", tcp[:8])
+    return {"sport": sport, "dport": dport, "seq": seq, "flags": tcp[13],
+            "len": max(total - ihl - offset, 0), "flow": (ip[12:16], sport, ip[16:20], dport)}
 
 
 # ---------------------------------------------------------------- sans-I/O core
@@ -59,18 +68,30 @@ class DropRules:
     ``syn_ports`` maps a TCP destination port to how many client SYNs to drop
     (-1: all of them, a server that never answers).  ``loss`` is the random
     loss probability for every other frame, from a seeded generator so a
-    re-record drops the same way.
+    re-record drops the same way.  ``data`` drops chosen data segments: each
+    rule ``{"sport": 443, "offset": 60000}`` drops, once, the first segment
+    from that source port carrying the byte at that stream offset (0 = the
+    first byte after the SYN), so its retransmission gets through.  Each such
+    drop is logged with its offset and length, and so is every segment of the
+    same flow forwarded after it until one carries the dropped bytes again
+    (``after``): when the bytes behind the hole arrived, and when it was filled.
     """
     syn_ports: dict[int, int] = field(default_factory=dict)
     loss: float = 0.0
     seed: int = 1
+    data: list[dict] = field(default_factory=list)
     dropped: list[dict] = field(default_factory=list)
 
     def __post_init__(self):
         self._rng = random.Random(self.seed)
         self._syn_left = dict(self.syn_ports)
+        self._data_left = [dict(r) for r in self.data]
+        self._isn: dict[tuple, int] = {}
+        self._watch: dict[tuple, dict] = {}     # flow -> the drop whose hole is still open
 
     def drop(self, frame: bytes, now: float) -> bool:
+        if self.data and self._data_rule(frame, now):
+            return True
         port = tcp_syn_dport(frame)
         left = self._syn_left.get(port, 0) if port is not None else 0
         if left:
@@ -81,6 +102,34 @@ class DropRules:
         if self.loss and self._rng.random() < self.loss:
             self.dropped.append({"t": now, "reason": "random-loss", "dport": port})
             return True
+        return False
+
+    def _data_rule(self, frame: bytes, now: float) -> bool:
+        seg = tcp_segment(frame)
+        if seg is None:
+            return False
+        flow = seg["flow"]
+        if seg["flags"] & 0x02:                          # SYN or SYN-ACK: the flow's first sequence number
+            self._isn[flow] = seg["seq"]
+            return False
+        if flow not in self._isn or not seg["len"]:
+            return False
+        offset = (seg["seq"] - self._isn[flow] - 1) % (1 << 32)
+        end = offset + seg["len"]
+        watched = self._watch.get(flow)
+        if watched is not None:
+            watched["after"].append({"wall": time.time(), "offset": offset, "len": seg["len"]})
+            if offset <= watched["offset"] < end:
+                del self._watch[flow]
+            return False
+        for rule in self._data_left:
+            if rule["sport"] == seg["sport"] and offset <= rule["offset"] < end:
+                self._data_left.remove(rule)
+                entry = {"t": now, "wall": time.time(), "reason": "data-rule", "sport": seg["sport"],
+                         "dport": seg["dport"], "offset": offset, "len": seg["len"], "after": []}
+                self.dropped.append(entry)
+                self._watch[flow] = entry
+                return True
         return False
 
 
@@ -132,6 +181,7 @@ class LinkSpec:
     drop_syn: dict[int, int] = field(default_factory=dict)
     rate_bps: float | None = None
     seed: int = 1
+    drop_data: list[dict] = field(default_factory=list)
 
     def to_arg(self) -> str:
         return json.dumps(self.__dict__, sort_keys=True)
@@ -145,7 +195,7 @@ class LinkSpec:
     def lines(self) -> tuple[DelayLine, DelayLine]:
         """(a->b, b->a).  SYN rules apply towards either end: only the SYN's dport matters."""
         def line(seed):
-            rules = DropRules(dict(self.drop_syn), self.loss, seed)
+            rules = DropRules(dict(self.drop_syn), self.loss, seed, [dict(r) for r in self.drop_data])
             return DelayLine(self.delay_ms / 1000.0, self.rate_bps, rules)
         return line(self.seed), line(self.seed + 1)
 

@@ -165,3 +165,152 @@ def record(out: Path) -> list[dict]:
 
 SCENARIOS = [Scenario("h2", "HTTP/2 multiplexing, HTTP/1.1 with 6 connections, h2c", record,
                       requires=("ip", "ethtool", "dumpcap", "editcap", "tshark", "nginx"))]
+
+
+# ---------------------------------------------------------------- h2-stalls (tvH- / 10.91)
+#
+# One TLS + HTTP/2 connection loses one server segment on purpose (the relay's data
+# rule), so every stream whose bytes came after it waits for the retransmission: TCP
+# head-of-line blocking.  A second connection has a slow reader: 16 KB stream windows
+# and WINDOW_UPDATEs held back 100 ms, so the server stops for flow control.  Both ends
+# are conf/h2_peers_h.py (the h2 library), logging what the ground truth needs.
+
+STALLS_PREFIX, STALLS_NET = "tvH-", "10.91"
+STALLS_PORT = 443
+STALLS_BYTES = 40 * 1024
+STALLS_DROP_OFFSET = 100_000          # the server's stream offset whose segment the relay drops
+STALLS_COMMAND = "sudo .venv/bin/python captures/record/record.py h2-stalls"
+HOL_PATHS = [f"/hol/{i:02d}.txt" for i in range(1, 9)]
+WINDOW_PATHS = [f"/slow/{i:02d}.txt" for i in range(1, 4)]
+
+
+def hol_truth(drop: dict, records: list[dict], delay_s: float) -> dict:
+    """Which streams waited behind a dropped segment, and how long, from the relay's log of
+    the drop (``drop``: the segment, then every segment of the flow forwarded until one
+    carried its bytes again) and the server's log of where each frame's TLS record ended.
+
+    A stream waited from the arrival of the segment holding the end of its first frame
+    beyond the hole until the retransmission arrived; a stream whose frame ended inside
+    the hole lost its own bytes and waited from the first arrival beyond the hole.
+    Arrival = the relay's forwarding time plus the one-way delay to the capture point.
+    """
+    start, end = drop["offset"], drop["offset"] + drop["len"]
+    *held, fill = drop["after"]
+    held = [h for h in held if h["offset"] >= end]
+    fill_at = fill["wall"] + delay_s
+    first = min(h["wall"] for h in held) + delay_s
+    streams: dict[str, dict] = {}
+    for r in records:
+        if not r["stream"] or r["type"] not in ("DATA", "HEADERS"):
+            continue
+        if start < r["end"] <= end:
+            since, lost = first, True
+        else:
+            seg = next((h for h in held if h["offset"] < r["end"] <= h["offset"] + h["len"]), None)
+            if seg is None:
+                continue
+            since, lost = seg["wall"] + delay_s, False
+        s = streams.setdefault(str(r["stream"]), {"since": since, "lost": False})
+        s["since"] = min(s["since"], since)
+        s["lost"] = s["lost"] or lost
+    return {"hole": {"offset": start, "len": drop["len"]}, "held_bytes": sum(h["len"] for h in held),
+            "first_held_arrival": round(first, 6), "fill_arrival": round(fill_at, 6),
+            "streams": {k: {"wait_ms": round((fill_at - v["since"]) * 1000, 3), "lost": v["lost"]}
+                        for k, v in sorted(streams.items(), key=lambda kv: int(kv[0]))}}
+
+
+def window_truth(result: dict) -> list[dict]:
+    """The slow reader's stalls from its own log: for each WINDOW_UPDATE it held back, when it
+    read the DATA that used the stream's window up, when it sent the update, and when it read
+    the stream's next DATA.  These are the reader's read times: on a busy machine they lag the
+    capture's timestamps, so they say which stalls happened, not to the millisecond how long."""
+    out = []
+    for upd in result["window_updates"]:
+        mine = [a for a in result["arrivals"] if a["stream"] == upd["stream"]]
+        before = [a for a in mine if a["wall"] <= upd["wall"]]
+        after = [a for a in mine if a["wall"] > upd["wall"]]
+        if not before or not after:
+            continue
+        out.append({"stream": upd["stream"], "used_up": before[-1]["wall"], "update": upd["wall"],
+                    "resumed": after[0]["wall"]})
+    return out
+
+
+def record_stalls(out: Path) -> list[dict]:
+    import importlib.util
+    if importlib.util.find_spec("h2") is None:
+        raise SystemExit("h2-stalls: both peers are the h2 library; run record.py with a Python that has it "
+                         "(the project's virtualenv: .venv/bin/python)")
+    peers = HERE / "conf" / "h2_peers_h.py"
+    link = LinkSpec("c", "s", delay_ms=ONE_WAY_MS,
+                    drop_data=[{"sport": STALLS_PORT, "offset": STALLS_DROP_OFFSET}])
+    name = "h2-stalls"
+    keys = out / f"{name}.keys"
+    if keys.exists():
+        keys.unlink()
+    with Lab(STALLS_PREFIX, STALLS_NET, [link]) as lab:
+        work, ip = lab.workdir, lab.addr("s")
+        cert, key = make_cert(work / "tls", ip)
+        server_log = work / "server.jsonl"
+        servers_b.start(lab, "s", [sys.executable, str(peers), "server", ip, str(STALLS_PORT), str(cert), str(key),
+                                   str(server_log), str(STALLS_BYTES)], work / "server.out",
+                        wait_port=(ip, STALLS_PORT))
+        results = []
+        with lab.capture("c", out / f"{name}.pcapng"):
+            for mode, paths in (("hol", HOL_PATHS), ("window", WINDOW_PATHS)):
+                result = work / f"{mode}.json"
+                lab.run("c", [sys.executable, str(peers), "client", mode, ip, str(STALLS_PORT), str(cert),
+                              str(keys), str(result), *paths])
+                results.append(json.loads(result.read_text()))
+                time.sleep(0.3)
+        software = dict(tool_versions(), h2=version([sys.executable, "-c", "import h2;print('h2', h2.__version__)"]),
+                        openssl=version([sys.executable, "-c", "import ssl;print(ssl.OPENSSL_VERSION)"]))
+    inject_keys(out / f"{name}.pcapng", keys)
+    logs = [json.loads(line) for line in server_log.read_text().splitlines()] if server_log.exists() else []
+    servers_b.remove_workdir(lab)
+    return [stalls_entry(name, results, logs, lab.relay_stats, software)]
+
+
+def stalls_entry(name: str, results: list[dict], logs: list[dict], relay_stats: list[dict], software: dict) -> dict:
+    hol, window = results
+    by_client = {log["client"]: log for log in logs}
+    drops = [d for link in relay_stats for side in ("a_to_b", "b_to_a") for d in link[side]["dropped"]]
+    (drop,) = [d for d in drops if d["reason"] == "data-rule"]
+    rows = hol["streams"] + window["streams"]
+    records = by_client[hol["client"]]["records"]
+    # The frames whose records end in the hole or behind it: all the ground truth reads.
+    reach = max(a["offset"] + a["len"] for a in drop["after"])
+    near = [r for r in records if drop["offset"] < r["end"] <= reach]
+    return dict(
+        name=name, file=f"{name}.pcapng",
+        title="HTTP/2 stalls: one lost segment holds every stream; a slow reader's window stops the sender",
+        concepts=["h2-head-of-line-blocking", "h2-flow-control", "h2"],
+        look_at=("Connection 0: eight streams share one TLS + HTTP/2 connection and the relay drops one "
+                 "server segment (stream offset 100000). The segments after it arrive but nothing is "
+                 "readable until the retransmission fills the hole, so every stream whose frames they "
+                 "carry waits about a round trip: TCP head-of-line blocking. Connection 1: a slow reader "
+                 "gives each stream a 16 KB window and sends each WINDOW_UPDATE 100 ms late, so the "
+                 "server stops twice per stream for flow control. Decrypt with the key log (also embedded)."),
+        recorded=dict(command=STALLS_COMMAND, software=software, one_way_delay_ms=ONE_WAY_MS, loss=0.0,
+                      drop_data=[{"sport": STALLS_PORT, "offset": STALLS_DROP_OFFSET}],
+                      capture_point=f"client namespace {STALLS_PREFIX}c, dumpcap on {STALLS_PREFIX}c0",
+                      server="captures/record/conf/h2_peers_h.py server (h2 over TLS 1.3 memory BIOs, "
+                             "one TLS record per HTTP/2 frame, 2 KB DATA frames round-robin)",
+                      client="captures/record/conf/h2_peers_h.py client hol | window",
+                      date=time.strftime("%Y-%m-%d", time.gmtime())),
+        keylog=f"{name}.keys", extra_files={},
+        facts=dict(
+            rtt_ms=2 * ONE_WAY_MS, requests=len(rows), statuses=statuses(rows),
+            client_connections=2,
+            streams_by_connection={hol["client"]: [r["stream_id"] for r in hol["streams"]],
+                                   window["client"]: [r["stream_id"] for r in window["streams"]]},
+            response_bytes={r["path"]: r["bytes"] for r in rows},
+            relay_drop={k: drop[k] for k in ("wall", "sport", "dport", "offset", "len", "after")},
+            hol=dict(hol_truth(drop, records, ONE_WAY_MS / 1000), client=hol["client"]),
+            window_stalls=dict(client=window["client"], window=16384, stalls=window_truth(window)),
+            server_records=[[r["type"], r["stream"], r["start"], r["end"]] for r in near],
+            client_log=rows))
+
+
+SCENARIOS.append(Scenario("h2-stalls", "HTTP/2 head-of-line blocking (a dropped segment) and a flow-control stall",
+                          record_stalls, requires=("ip", "ethtool", "dumpcap", "editcap", "tshark")))

@@ -21,7 +21,7 @@ from typing import Any, Iterable
 import pandas as pd
 
 from traceviz.errors import describe
-from traceviz.model import SourceInfo, Timeline, conform, empty_table
+from traceviz.model import SourceInfo, Timeline, conform, empty_table, media_type
 from traceviz.sources.browser_export import read_export
 from traceviz.sources.cdp import CdpLog
 from traceviz.sources.chrome import ChromePage, ChromeRequest, response_of
@@ -227,6 +227,7 @@ def har_request_rows(har: HarLog, warnings: list[str] | None = None) -> list[dic
             **ph,
             "reused_connection": _reused(ph, answered, e.timings),
             "source": "har",
+            "content_type": media_type(e.mime_type),
             "request_id": e.request_id or str(i),
             "page": e.page,
             "resource_type": e.resource_type,
@@ -373,6 +374,7 @@ def chrome_request_row(h: ChromeRequest, source: str, offset: float, index: int)
         **ph,
         "reused_connection": reused,
         "source": source,
+        "content_type": media_type(r.mime_type),
         "request_id": h.request_id,
         "page": h.frame,
         "resource_type": h.resource_type,

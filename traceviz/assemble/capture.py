@@ -9,10 +9,12 @@ Timeline after this.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 import pandas as pd
 
-from traceviz.assemble import http, keys, tls, transport
+from traceviz.assemble import h2, http, keepalive, keys, proxy, quic, tls, transport
 from traceviz.errors import describe
 from traceviz.model import JSON_FIELDS, SourceInfo, Timeline, conform
 
@@ -20,49 +22,147 @@ from traceviz.model import JSON_FIELDS, SourceInfo, Timeline, conform
 _TLS_LAST = ["round_trips"]
 
 
-def timeline(info: SourceInfo, t, payload, keylog=None, rsa_key=None, dsb_blocks=()) -> Timeline:
+@dataclass
+class PayloadRows:
+    """The payload tier's connections as rows, before they become tables.
+
+    Made per connection (``payload_rows``), so a share of the connections can
+    be turned into rows in another process and the shares concatenated, in
+    connection order, as if one process had made them all.
+    """
+
+    tls: list[dict] = field(default_factory=list)
+    events: list[dict] = field(default_factory=list)
+    requests: list[dict] = field(default_factory=list)
+    apps: dict[int, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    streams: list[dict] = field(default_factory=list)      # HTTP/2 streams rows
+    heads: dict = field(default_factory=dict)              # (conn, frame) -> HTTP/1 message headers, for proxies
+
+    def extend(self, other: PayloadRows) -> None:
+        self.tls += other.tls
+        self.events += other.events
+        self.requests += other.requests
+        self.apps.update(other.apps)
+        self.warnings += other.warnings
+        self.streams += other.streams
+        self.heads.update(other.heads)
+
+
+@dataclass
+class Context:
+    """What turning one connection into rows needs of the whole capture, made once before the
+    payload tier runs (forked workers inherit it): endpoints and handshake times per connection,
+    the packets and TCP events (HTTP/2 head-of-line stalls are timed against them), the key log
+    (whether keys were there), and whether events rows are wanted."""
+
+    path: str
+    ends: dict[int, dict]
+    handshakes: dict[int, tuple]
+    packets: pd.DataFrame
+    tcp_events: pd.DataFrame
+    keylog: object = None
+    events: bool = True
+
+
+def context(tables, path: str, keylog=None, events: bool = True) -> Context:
+    packets, connections, tcp_events = tables
+    return Context(path, endpoints(connections), _handshakes(connections), packets, tcp_events, keylog, events)
+
+
+def timeline(info: SourceInfo, t, payload, keylog=None, rsa_key=None, dsb_blocks=(), quic_payload=None) -> Timeline:
     """The Timeline of a capture: ``t`` from ``decode.tcp.connections.analyze``,
-    ``payload`` from ``decode.streams.decode_streams``."""
-    packets, connections, events = transport.tables(t)
-    endpoints = _endpoints(connections)
-    tls_rows, event_rows, request_rows, apps = [], [], [], {}
-    for conn, result in sorted(payload.results.items()):
-        ends = endpoints.get(conn, {})
+    ``payload`` from ``decode.streams.decode_streams``, ``quic_payload`` from
+    ``decode.quic.streams.decode_quic``."""
+    tables = transport.tables(t)
+    rows = payload_rows(payload.results, context(tables, info.path, keylog))
+    return finish(info, tables, rows, payload.opaque, keylog, rsa_key, dsb_blocks, quic_payload=quic_payload)
+
+
+def payload_rows(results: dict, ctx: Context) -> PayloadRows:
+    """Rows of the payload tier's results (``{conn: decode.streams.StreamResult}``), in connection order."""
+    out = PayloadRows()
+    streams = h2.Streams(results, ctx.packets, ctx.tcp_events)
+    for conn, result in sorted(results.items()):
+        conn_ends = ctx.ends.get(conn, {})
         if result.tls is not None:
             session = result.tls
             if session.client_hello is not None or session.server_hello is not None:
-                tls_rows.append(tls.session_row(session, ends, keylog))
-            event_rows += tls.event_rows(conn, session)
+                out.tls.append(tls.session_row(session, conn_ends, ctx.keylog))
+            if ctx.events:
+                out.events += tls.event_rows(conn, session)
             for err in session.errors[:5]:
-                info.warnings.append(describe(info.path, f"TLS on connection {conn}: {err}"))
-        ev, rq = _http_rows(result, ends.get("server"))
-        event_rows += ev
-        request_rows += rq
-        apps[conn] = http.app_label(result)
+                out.warnings.append(describe(ctx.path, f"TLS on connection {conn}: {err}"))
+        for note in result.notes:
+            out.warnings.append(describe(ctx.path, f"connection {conn}: {note}"))
+        ev, rq = _http_rows(result, conn_ends.get("server"), ctx.handshakes.get(conn))
+        streams.add(result, ev, conn_ends.get("server"))
+        if ctx.events:
+            out.events += ev
+        out.requests += rq
+        out.apps[conn] = http.app_label(result)
+    out.streams = streams.rows
+    out.heads = keepalive.http1_heads(results)
+    return out
+
+
+def finish(info: SourceInfo, tables, rows: PayloadRows, opaque: np.ndarray, keylog=None, rsa_key=None,
+           dsb_blocks=(), skip=frozenset(), quic_payload=None) -> Timeline:
+    """The Timeline from the transport tier's ``tables`` (packets, connections, events), the
+    payload rows and the QUIC connections.
+
+    ``skip``: tables not to build (left empty; the loader marks them)."""
+    packets, connections, events = tables
+    ends = endpoints(connections)
+    q = quic.rows(quic_payload, ends, keylog, info.path, float(packets["ts"].max()) if len(packets) else None)
+    info.warnings.extend(q.warnings + rows.warnings)
+    tls_rows = q.tls + rows.tls
     tls_table = _tls_table(tls_rows)
+    if "events" not in skip:
+        events = h2.finish_events(_merge_events(events, q.events + rows.events))
+    if "connections" not in skip:
+        connections = quic.mark_connections(_with_apps(connections, {**q.apps, **rows.apps}, opaque, tls_rows),
+                                            q.apps)
+    requests = _requests(q.requests + rows.requests) if "requests" not in skip else _requests([])
+    if "requests" not in skip:
+        connections, requests = proxy.assemble(connections, packets, events, requests, rows.heads)
     return Timeline(
-        source=info, packets=packets,
-        connections=_with_apps(connections, apps, payload.opaque, tls_rows),
-        events=_merge_events(events, event_rows),
-        requests=_requests(request_rows),
-        tls=tls_table,
+        source=info, packets=packets, connections=connections, events=events, requests=requests,
+        tls=tls_table, quic=q.table, streams=h2.table(rows.streams),
         decryption=keys.decryption_report(tls_table, keylog, rsa_key, list(dsb_blocks)),
     )
 
 
-def _http_rows(result, server: str | None) -> tuple[list[dict], list[dict]]:
+def _http_rows(result, server: str | None, handshake: tuple | None) -> tuple[list[dict], list[dict]]:
     if result.http is None:
         return [], []
     ev, rq = http.connection_rows(result.http, result.scheme, http.default_host(result, server))
-    if rq and result.tls is not None:
-        wait = tls.first_request_wait(result.tls)
-        if wait is not None:
-            rq[0]["tls"] = wait
+    syn, ack, rtt = handshake or (None, None, None)
+    hello = done = None
+    if result.tls is not None and result.tls.client_hello_event is not None:
+        hello = result.tls.client_hello_event.ts
+        end = result.tls.handshake_end() if result.tls.completed() else None
+        done = end.ts if end is not None else None
+        if done is None:
+            hello = None    # a handshake not seen to its end cannot be timed: the requests keep their own start
+    http.opening_phases(rq, syn, ack, hello, done, rtt)
     conn = result.conn
     return ([{"conn": conn, **e} for e in ev], [{"conn": conn, "source": "pcap", **r} for r in rq])
 
 
-def _endpoints(conns: pd.DataFrame) -> dict[int, dict]:
+def _handshakes(conns: pd.DataFrame) -> dict[int, tuple]:
+    """conn -> (first SYN, handshake-completing ACK, round trip), None where not seen."""
+    if conns.empty:
+        return {}
+
+    def val(v):
+        return None if pd.isna(v) else float(v)
+    return {int(k): (val(s), val(a), val(r)) for k, s, a, r in
+            zip(conns["conn"].tolist(), conns["syn"].tolist(), conns["ack"].tolist(), conns["handshake_rtt"].tolist())}
+
+
+def endpoints(conns: pd.DataFrame) -> dict[int, dict]:
+    """{conn: {"client": ..., "server": ...}} of the connections table."""
     if conns.empty:
         return {}
     return {int(k): {"client": c, "server": s}
@@ -85,26 +185,22 @@ def _with_apps(conns: pd.DataFrame, apps: dict, opaque: np.ndarray, tls_rows: li
     if conns.empty:
         return conns
     conns = conns.copy()
-    hit = conns["conn"].isin(opaque).to_numpy(dtype=bool, na_value=False)
-    if hit.any():
-        app = conns["app"].astype("object").to_numpy(copy=True)
-        app[hit] = "unknown"
-        conns["app"] = pd.Series(app, index=conns.index, dtype="object")
+    index = pd.Index(conns["conn"].to_numpy())
+    app = conns["app"].astype("object").to_numpy(copy=True)
+    app[conns["conn"].isin(opaque).to_numpy(dtype=bool, na_value=False)] = "unknown"
     if apps:
-        by_conn = {r["conn"]: r for r in tls_rows}
-        for col in ("app", "sni", "alpn", "tls_version"):
-            conns[col] = conns[col].astype("object")
-        at = {int(c): i for i, c in zip(conns.index, conns["conn"])}
-        for conn, app in apps.items():
-            i = at.get(conn)
-            if i is None:
-                continue
-            conns.at[i, "app"] = app
-            r = by_conn.get(conn)
-            if r is not None:
-                conns.at[i, "sni"] = r.get("sni")
-                conns.at[i, "alpn"] = r.get("alpn")
-                conns.at[i, "tls_version"] = r.get("version")
+        at = index.get_indexer(np.fromiter(apps, dtype=np.int64, count=len(apps)))
+        found = at >= 0
+        app[at[found]] = np.array(list(apps.values()), dtype=object)[found]
+    conns["app"] = pd.Series(app, index=conns.index, dtype="object")
+    shown = [r for r in tls_rows if r["conn"] in apps]
+    if shown:
+        at = index.get_indexer([r["conn"] for r in shown])
+        found = at >= 0
+        for col, key in (("sni", "sni"), ("alpn", "alpn"), ("tls_version", "version")):
+            values = conns[col].astype("object").to_numpy(copy=True)
+            values[at[found]] = np.array([r.get(key) for r in shown], dtype=object)[found]
+            conns[col] = pd.Series(values, index=conns.index, dtype="object")
     return conform("connections", conns)
 
 

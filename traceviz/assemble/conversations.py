@@ -67,7 +67,8 @@ def endpoints(tl, by: str = "ip") -> pd.DataFrame:
 
 
 def _flows(connections: pd.DataFrame, packets: pd.DataFrame, by: str) -> pd.DataFrame:
-    c = connections[connections["transport"] == by]
+    # A QUIC connection is a UDP flow to Wireshark's Conversations.
+    c = connections[connections["transport"].isin(("udp", "quic") if by == "udp" else (by,))]
     if c.empty or c["frames_c2s"].isna().all():
         return pd.DataFrame()
     first, last = _span(packets, by)

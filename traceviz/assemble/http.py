@@ -11,6 +11,7 @@ import pandas as pd
 
 from traceviz.decode.http import http1, http2
 from traceviz.decode.http.upgrade import UpgradeConnection
+from traceviz.model import media_type
 
 NAN = float("nan")
 
@@ -20,6 +21,54 @@ def phases(start, sent, first_byte, end) -> dict:
     def span(a, b):
         return (b - a) if a is not None and b is not None and b >= a else NAN
     return {"send": span(start, sent), "wait": span(sent, first_byte), "receive": span(first_byte, end)}
+
+
+OPENING_GAP = 0.020     # s: a request later than this (or a round trip) after its connection was ready did not wait for it
+
+
+def opening_phases(rows: list[dict], syn: float | None, ack: float | None, hello: float | None,
+                   done: float | None, rtt: float | None) -> None:
+    """The time a connection's first requests spent waiting for it, as HAR's phases.
+
+    The first request on a connection paid for opening it: ``connect`` is
+    SYN to the ACK that completes the handshake (retransmitted SYNs
+    included), ``tls`` ClientHello to the end of the TLS handshake, and
+    ``blocked`` the rest of the wait (between the two handshakes, and from
+    the handshake's end to the request's first byte); its ``start`` moves
+    back to the first SYN (the ClientHello without one), so, as in a HAR,
+    ``start`` + the phases = ``end`` and ``ttfb`` counts from the SYN.
+    Requests sent in the same burst right after it (within ``OPENING_GAP``
+    or a round trip of the connection being ready) were waiting for the
+    connection as well: they start at the SYN too, the wait in ``blocked``.
+
+    A connection opened well before its first request (a preconnect, an
+    idle pool) cost that request nothing: the rows are left as they are.
+    ``rows`` are one connection's requests (changed in place); times are epoch seconds.
+    """
+    begin = syn if syn is not None else hello
+    ready = done if hello is not None else ack
+    rows = sorted((r for r in rows if r.get("start") is not None), key=lambda r: r["start"])
+    if not rows or begin is None or ready is None or ready < begin:
+        return
+    first = rows[0]
+    limit = max(rtt or 0.0, OPENING_GAP)
+    if not 0.0 <= first["start"] - ready <= limit:
+        return
+    tcp = (ack - syn) if syn is not None and ack is not None else NAN
+    tls = (done - hello) if hello is not None and done is not None else NAN
+    setup = (0.0 if tcp != tcp else tcp) + (0.0 if tls != tls else tls)
+    for i, row in enumerate(rows):
+        start = row["start"]
+        if start - ready > limit or start < ready:
+            break
+        if i == 0:
+            row["connect"], row["tls"] = tcp, tls
+            row["blocked"] = (start - begin) - setup
+        else:
+            row["blocked"] = start - begin
+        if row.get("ttfb") is not None:
+            row["ttfb"] += start - begin
+        row["start"] = begin
 
 
 # -- HTTP/1.x ---------------------------------------------------------------------
@@ -44,10 +93,14 @@ def http1_event_rows(events) -> list[dict]:
 
 def http1_request_rows(events, scheme: str, default_host: str | None) -> list[dict]:
     rows = []
+    types = iter([media_type(ev.header("content-type")) for ev in events
+                  if isinstance(ev, http1.Response) and not (100 <= ev.status < 200 and ev.status != 101)])
     for i, ex in enumerate(http1.exchanges(events, scheme=scheme, default_host=default_host)):
         row = {"protocol": (ex.version or "").lower() or None, "method": ex.method, "host": ex.host,
                "url": ex.url, "status": ex.status, "start": ex.start, "ttfb": ex.ttfb, "end": ex.end,
-               "req_bytes": ex.req_bytes, "resp_bytes": ex.resp_bytes}
+               "req_bytes": ex.req_bytes, "resp_bytes": ex.resp_bytes,
+               # exchanges pair final responses in the order they came: so do their content types
+               "content_type": next(types, None) if ex.status is not None else None}
         # The exchange's own request end: a list of RequestEnd times would slip out of step
         # when the capture starts with a response whose request was not captured.
         row.update(phases(ex.start, ex.request_sent, ex.response_start, ex.end))
@@ -112,10 +165,17 @@ def h2_event_row(ev) -> dict:
 
 def h2_request_rows(events, scheme: str, default_host: str | None, first_reused: bool = False) -> list[dict]:
     rows = []
+    types = {}      # stream -> the final response's media type
+    for ev in events:
+        if isinstance(ev, http2.HeadersReceived) and ev.direction == http2.S2C and ev.headers is not None:
+            status = ev.header(":status")
+            if status is not None and not status.startswith("1"):
+                types[ev.stream] = media_type(ev.header("content-type"))
     for i, ex in enumerate(http2.exchanges(events, scheme=scheme, default_host=default_host)):
         row = {"protocol": "h2", "stream": ex.stream, "method": ex.method, "host": ex.host,
                "url": ex.url, "status": ex.status, "start": ex.start, "ttfb": ex.ttfb,
-               "end": ex.end, "req_bytes": ex.req_bytes, "resp_bytes": ex.resp_bytes}
+               "end": ex.end, "req_bytes": ex.req_bytes, "resp_bytes": ex.resp_bytes,
+               "content_type": types.get(ex.stream)}
         row.update(phases(ex.start, ex.request_sent, ex.response_start, ex.end))
         row["reused_connection"] = first_reused or i > 0
         row["request_frame"], row["response_frame"] = ex.request_frame, ex.response_frame

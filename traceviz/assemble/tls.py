@@ -84,9 +84,3 @@ def event_rows(conn: int, session) -> list[dict]:
              "dir": e.dir, "size": e.size, "detail": e.detail or None, "encrypted": e.encrypted}
             for e in session.events]
 
-
-def first_request_wait(session) -> float | None:
-    """The first request on a TLS connection waited for the handshake: its ``tls`` phase."""
-    if not session.completed():
-        return None
-    return session.handshake_end().ts - session.client_hello_event.ts

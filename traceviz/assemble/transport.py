@@ -61,6 +61,17 @@ def _address_column(codes: np.ndarray, addrs: list, unique: bool):
     return _obj(np.array(list(addrs) + [None], dtype=object)[codes])   # -1 -> None
 
 
+def _measured(t, n: int) -> dict:
+    """Bytes in flight, RTT samples and SACK blocks, when the transport tier measured them
+    (else conform() leaves the columns NA)."""
+    m = t.measurements()
+    sack = np.full(n, None, dtype=object)
+    for row, blocks in m["sack"].items():
+        sack[row] = blocks
+    return {"bytes_in_flight": _masked(m["bytes_in_flight"], m["bytes_in_flight"] >= 0), "ack_rtt": m["ack_rtt"],
+            "rtt_ambiguous": m["rtt_ambiguous"], "ts_rtt": m["ts_rtt"], "sack": sack}
+
+
 def packets(t) -> pd.DataFrame:
     idx = t.idx
     addrs = list(idx.addrs)
@@ -73,10 +84,6 @@ def packets(t) -> pd.DataFrame:
     plen = np.asarray(idx.payload_len).astype(np.int64, copy=False)
     in_tcp = t.in_tcp
     unique = pd.Index(addrs).is_unique
-    m = t.measurements()
-    sack = np.full(len(plen), None, dtype=object)
-    for row, blocks in m["sack"].items():
-        sack[row] = blocks
     df = pd.DataFrame({
         "frame": np.asarray(idx.frame).astype(np.int64, copy=False),
         "ts": np.asarray(idx.ts).astype(np.float64, copy=False),
@@ -93,11 +100,8 @@ def packets(t) -> pd.DataFrame:
         "win": _masked(t.win, in_tcp),
         "len": _masked(plen, (t.in_conn | in_tcp) & (plen >= 0)),
         "wire_len": np.asarray(idx.wire_len).astype(np.int64, copy=False),
-        "bytes_in_flight": _masked(m["bytes_in_flight"], m["bytes_in_flight"] >= 0),
-        "ack_rtt": m["ack_rtt"],
-        "rtt_ambiguous": m["rtt_ambiguous"],
-        "ts_rtt": m["ts_rtt"],
-        "sack": sack,
+        "iface": _iface(idx),
+        **(_measured(t, len(plen)) if t.measured is not None else {}),
         "payload_off": np.asarray(idx.payload_off).astype(np.int64, copy=False),
         "payload_cap": np.asarray(idx.payload_cap).astype(np.int64, copy=False),
         "ipver": ipver.astype(np.int64),
@@ -107,6 +111,14 @@ def packets(t) -> pd.DataFrame:
         "flag_bits": _masked(flags, in_tcp),
     }, copy=False)
     return conform("packets", df)
+
+
+def _iface(idx) -> np.ndarray:
+    """Each frame's capture interface (0 where the index was built without a capture)."""
+    iface = getattr(getattr(idx, "capture", None), "iface", None)
+    n = len(idx.frame)
+    return np.asarray(iface).astype(np.int64, copy=False) if iface is not None and len(iface) == n \
+        else np.zeros(n, dtype=np.int64)
 
 
 def connections(t) -> pd.DataFrame:
@@ -123,6 +135,8 @@ def connections(t) -> pd.DataFrame:
         elif values.dtype == object:
             values = _obj(values)
         out[name] = values
+    if "first_frame" in out and "iface" not in out and len(out["first_frame"]):
+        out["iface"] = _iface(t.idx)[np.asarray(out["first_frame"], dtype=np.int64) - 1]
     return conform("connections", pd.DataFrame(out, copy=False))
 
 

@@ -10,10 +10,19 @@ Chromium over the DevTools protocol.  It finds the browser through the
 so Debian's ``apt-get install chromium`` (``/usr/bin/chromium``) is enough and
 nothing is downloaded.  kaleido starts the browser with ``--no-sandbox``
 unless asked otherwise, which is what lets it run as root in a container.
+
+An image is not a live chart: before rendering one, ``for_image`` takes out
+what only works under a mouse (dropdown menus, sliders, annotations a chart
+named ``INTERACTIVE`` such as "drag to see more") and applies the layout a
+chart left for images in ``layout.meta["static"]`` (a subtitle that says
+"first 60 of 200 rows" instead of "drag for all 200").  Every error, from a
+missing browser to a crashed one, is one line, and a render that left no
+file behind is an error too.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -37,8 +46,23 @@ HTML_CONFIG = {
 }
 
 
+INTERACTIVE = "interactive"      # the name of an annotation only a live chart can use
+
+
 class ImageExportError(RuntimeError):
     """A static image could not be made (no browser, or the browser failed)."""
+
+
+def for_image(fig: go.Figure) -> go.Figure:
+    """A copy of ``fig`` without what needs a mouse, with the layout the chart left for images."""
+    out = go.Figure(fig)
+    out.layout.updatemenus = ()
+    out.layout.sliders = ()
+    out.layout.annotations = [a for a in out.layout.annotations if a.name != INTERACTIVE]
+    meta = out.layout.meta
+    if isinstance(meta, dict) and isinstance(meta.get("static"), dict):
+        out.update_layout(meta["static"])
+    return out
 
 
 def write(fig: go.Figure, path: str | Path, theme: str | None = None) -> Path:
@@ -98,23 +122,50 @@ def write_images(items: Iterable[tuple[go.Figure, str | Path]]) -> list[Path]:
     for _, p in items:
         if p.suffix.lower() not in (".png", ".svg"):
             raise ValueError(f"cannot write an image to {p.name!r}: use a .png or .svg file name")
+    ensure_kaleido()
     ensure_browser()
     import plotly.io as pio
     figs, paths, widths, heights, scales = [], [], [], [], []
     for fig, p in items:
         w, h = image_size(fig)
-        figs.append(fig)
+        figs.append(for_image(fig))
         paths.append(p)
         widths.append(w)
         heights.append(h)
         # 2x for crisp slides from the 1280x720 themes; talk is already 1920x1080.
         scales.append(1 if (w >= 1920 or p.suffix.lower() == ".svg") else 2)
-    try:
-        pio.write_images(figs, paths, width=widths, height=heights, scale=scales, validate=True)
-    except Exception as exc:  # kaleido/choreographer raise many kinds; say it once, plainly
-        raise ImageExportError(f"could not render {paths[0].name}: {exc.__class__.__name__}: {exc}. "
-                               f"Browser: {browser() or 'none found'} (set BROWSER_PATH to change it)") from exc
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()          # so that a file found afterwards is this render's
+    for attempt in (1, 2):    # a browser starved of CPU now and then returns without an image: once more
+        try:
+            pio.write_images(figs, paths, width=widths, height=heights, scale=scales, validate=True)
+        except Exception as exc:  # kaleido/choreographer raise many kinds; say it once, plainly
+            if attempt == 2:
+                raise ImageExportError(f"could not render {paths[0].name}: {one_line(exc)}. Browser: "
+                                       f"{browser() or 'none found'} (set BROWSER_PATH to change it)") from exc
+            continue
+        if all(p.is_file() and p.stat().st_size for p in paths):
+            break
+    missing = [p.name for p in paths if not p.is_file() or p.stat().st_size == 0]
+    if missing:
+        raise ImageExportError(f"the browser wrote no image for {', '.join(missing)} "
+                               f"(browser: {browser() or 'none found'}); try again, or set BROWSER_PATH")
     return paths
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one readable line: its name and its message's lines joined."""
+    text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def ensure_kaleido() -> None:
+    """kaleido is a dependency; an install without it gets one line saying how to add it."""
+    try:
+        import kaleido  # noqa: F401
+    except ImportError:
+        raise ImageExportError("PNG/SVG export needs the kaleido package, which this install lacks: "
+                               "pip install kaleido (.html export needs nothing)") from None
 
 
 def image_size(fig: go.Figure) -> tuple[int, int]:

@@ -215,7 +215,7 @@ def flowgraph(msgs: pd.DataFrame, theme: str = "light", title: str = "Flow graph
         annotations.append(dict(x=mid, y=y, xref="x", yref="y", yanchor="bottom", showarrow=False,
                                 text=safe(m.label), font=dict(family=themes.mono(name), size=s["small"], color=color)))
         annotations.append(dict(x=min(x0, x1), y=y, xref="x", yref="y", xanchor="right", xshift=-6, showarrow=False,
-                                text=f"#{int(m.frame)}", font=dict(size=s["small"] * 0.9, color=c["muted"])))
+                                text=f"#{int(m.frame)}", font=dict(size=s["small"], color=c["muted"])))
     for color, arrows in groups.items():
         xs, yv, sizes = [], [], []
         for x0, x1, y in arrows:

@@ -30,6 +30,7 @@ def iostat(rows: pd.DataFrame, interval: float, theme: str = "light", title: str
                         subplot_titles=("throughput (bits/s)", "packets and requests started",
                                         "TCP events"))
     themes.apply(fig, name)
+    fig.update_annotations(font=dict(size=s["font"], color=c["text"]))     # the row titles
     x = rows["interval"].astype(float) + interval / 2
     width = interval * 1000 * 0.9          # plotly bar widths on a numeric axis are in axis units (ms)
     xm = x * 1000
@@ -56,9 +57,9 @@ def iostat(rows: pd.DataFrame, interval: float, theme: str = "light", title: str
                       title=dict(text=f"<b>{safe(title)}</b>",
                                  subtitle=dict(text=f"{len(rows)} intervals of {_seconds(interval)}",
                                                font=dict(color=c["muted"], size=s["font"]))),
-                      legend=dict(orientation="h", x=0.5, xanchor="center", y=-0.08, yanchor="top"),
                       margin=dict(t=int(s["title"] * 1.7 + s["font"] * 3 + 20)))
     fig.update_xaxes(title_text="ms since the capture started", row=3, col=1)
+    themes.legend_below(fig, name)
     return fig
 
 

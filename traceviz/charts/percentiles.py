@@ -3,8 +3,9 @@
 ``percentile_table`` is the one definition every traceviz latency number
 uses: numpy's default ``linear`` method (Hyndman & Fan type 7): for ``n``
 sorted values the p-th percentile sits at rank ``(n - 1) * p / 100``,
-interpolated linearly between its neighbours.  With few samples the high
-percentiles approach the maximum; ``n`` is always shown beside them.
+interpolated linearly between its neighbours, and drawn only where the
+group has the samples to hold it (``stats.min_samples``); ``n`` is always
+shown beside them.
 """
 
 from __future__ import annotations
@@ -15,17 +16,21 @@ import plotly.graph_objects as go
 
 from traceviz.charts import theme as themes
 from traceviz.charts.text import safe
-from traceviz.stats import MIN_RATIO_N, percentiles_of
+from traceviz.stats import MIN_RATIO_N, min_samples, percentiles_of, supported
 
 MARKERS = {50: "circle", 90: "diamond", 95: "square", 99: "x"}
 
 
 def percentiles(table: pd.DataFrame, metric_label: str = "time to first byte", theme: str = "light",
                 title: str | None = None, top: int = 25, unit: str = "ms") -> go.Figure:
-    """A dot plot: one row per group, p50 -> p99 as a bar with a marker per percentile.
+    """A dot plot: one row per group, p50 to its highest percentile as a bar, a marker per percentile.
 
-    ``table`` is ``percentile_table``'s output.  The ratio p99/p50 is written at
-    the end of each row: that ratio, not the median, is what a user feels.
+    ``table`` is ``percentile_table``'s output, where a percentile the group's
+    n cannot hold is NaN: it is simply not drawn, so a group of one request is
+    a single dot (its p50) and a group of 15 reaches p90, not a p99 that would
+    be its maximum.  The ratio of the highest percentile drawn to the median
+    is written at the end of each row (groups of ``MIN_RATIO_N``+): that
+    ratio, not the median, is what a user feels.
     """
     name = themes.check(theme)
     c, s = themes.colors(name), themes.sizes(name)
@@ -36,38 +41,44 @@ def percentiles(table: pd.DataFrame, metric_label: str = "time to first byte", t
         fig.add_annotation(text="no timings to rank", showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
         return themes.apply(fig, name)
     labels = [f"{safe(g, limit=40)}  (n={n})" for g, n in zip(t["group"], t["n"])]
-    lo, hi = qcols[0], qcols[-1]
+    lo = qcols[0]
+    hi = t[qcols].ffill(axis=1).iloc[:, -1]                 # the highest percentile each group holds
+    hi_name = t[qcols].notna().iloc[:, ::-1].idxmax(axis=1)
     fig.add_trace(go.Bar(
-        y=labels, base=t[lo], x=t[hi] - t[lo], orientation="h", name=f"{lo}\u2013{hi} spread",
+        y=labels, base=t[lo], x=hi - t[lo], orientation="h", name="spread, p50 to the highest percentile",
         marker=dict(color=c["grid"], line=dict(width=0)), hoverinfo="skip", width=0.35,
     ))
     palette = {"p50": c["p50"], "p90": c["dup-ack"], "p95": c["p95"], "p99": c["RST"]}
     for col in qcols:
         q = int(float(col[1:]))
+        if not t[col].notna().any():
+            continue
         fig.add_trace(go.Scatter(
-            y=labels, x=t[col], mode="markers", name=col,
+            y=labels, x=t[col], mode="markers", name=col + ("" if q <= 50 else f" (n \u2265 {min_samples(q)})"),
             marker=dict(symbol=MARKERS.get(q, "circle"), size=s["marker"] + 2, color=palette.get(col, c["client"]),
                         line=dict(width=1.5, color=palette.get(col, c["client"]))),
             hovertemplate="%{y}<br>" + col + " %{x:,.1f} " + unit + "<extra></extra>",
         ))
-    ratio = (t[hi] / t[lo]).where((t[lo] > 0) & (t["n"] >= MIN_RATIO_N))
+    ratio = (hi / t[lo]).where((t[lo] > 0) & (t["n"] >= MIN_RATIO_N) & (hi_name != lo))
     fig.add_trace(go.Scatter(
-        y=labels, x=t["max"].where(t["max"] > t[hi], t[hi]), mode="text", showlegend=False, hoverinfo="skip",
-        text=[f"  {r:,.1f}\u00d7" if pd.notna(r) else "" for r in ratio], textposition="middle right",
-        textfont=dict(color=c["muted"], size=s["small"]),
+        y=labels, x=t["max"].where(t["max"] > hi, hi), mode="text", showlegend=False, hoverinfo="skip",
+        text=[f"  {r:,.1f}\u00d7 {q}/p50" if pd.notna(r) else "" for r, q in zip(ratio, hi_name)],
+        textposition="middle right", textfont=dict(color=c["muted"], size=s["small"]),
     ))
-    spread = (t[hi].max() / max(t[lo][t[lo] > 0].min(), 1e-9)) if (t[lo] > 0).any() else 1
+    positive = t[lo][t[lo] > 0]
+    spread = (hi.max() / max(positive.min(), 1e-9)) if len(positive) else 1
     fig.update_layout(
         title=dict(text=title or f"<b>{safe(metric_label).capitalize()}</b>: median and tail",
-                   subtitle=dict(text=f"{lo} to {hi} per group, worst tail at the top; the number is {hi}/{lo} "
-                                      f"(groups of {MIN_RATIO_N}+; numpy linear percentiles)")),
+                   subtitle=dict(text="per group, worst tail at the top; a percentile only where n holds it; "
+                                      "the number: the highest one over p50")),
         xaxis=dict(title=dict(text=unit), type="log" if spread > 50 else "linear", rangemode="tozero"),
         yaxis=dict(automargin=True),
-        legend=dict(orientation="h", yanchor="top", y=-0.12, x=0),
-        height=max(360, 34 * len(t) + 220) if name != "talk" else None,
+        height=max(400, 34 * len(t) + 260) if name != "talk" else None,
         barmode="overlay",
     )
-    return themes.apply(fig, name)
+    themes.apply(fig, name)
+    themes.legend_below(fig, name)
+    return fig
 
 
 def ecdf(df: pd.DataFrame, metric: str, by: str | None = None, theme: str = "light",
@@ -99,19 +110,25 @@ def ecdf(df: pd.DataFrame, metric: str, by: str | None = None, theme: str = "lig
             name=f"{safe(label, limit=40)} (n={n})",
             hovertemplate="%{x:,.1f} " + unit + ": %{y:.1%} of requests<extra>" + safe(label, limit=40) + "</extra>",
         ))
-    p = percentiles_of(vals, (95, 99))
-    fig.add_vrect(x0=p[95], x1=float(vals.max()), fillcolor=c["band_server"], line_width=0, layer="below")
+    marks = [(q, color) for q, color in ((90, c["dup-ack"]), (95, c["p95"]), (99, c["RST"])) if supported(len(vals), q)]
+    p = percentiles_of(vals, [q for q, _ in marks] or [50])
     log = vals.min() > 0 and vals.max() / vals.min() > 50
-    for i, (q, color) in enumerate(((95, c["p95"]), (99, c["RST"]))):
+    if marks:   # the tail beyond the lowest percentile the sample can hold
+        first = marks[0][0]
+        fig.add_vrect(x0=p[first], x1=float(vals.max()), fillcolor=c["band_server"], line_width=0, layer="below")
+    for i, (q, color) in enumerate(marks):
         fig.add_vline(x=p[q], line=dict(color=color, width=s["line"], dash="dash"))
-        fig.add_annotation(x=np.log10(p[q]) if log else p[q], y=0.06 + 0.08 * i, yref="paper",
+        fig.add_annotation(x=np.log10(p[q]) if log else p[q], y=0.06 + 0.09 * i, yref="paper",
                            text=f"p{q} {p[q]:,.0f} {unit}", showarrow=False, xanchor="right", xshift=-4,
                            bgcolor=c["background"], font=dict(color=color, size=s["small"]))
+    tail = (f"the shaded tail is the slowest {100 - marks[0][0]}%" if marks else
+            f"too few requests ({len(vals)}) for a p90")
     fig.update_layout(
         title=dict(text=f"<b>{safe(metric_label).capitalize()}</b>: distribution",
-                   subtitle=dict(text="share of requests at or below each time; the shaded tail is the slowest 5%")),
+                   subtitle=dict(text=f"share of requests at or below each time; {tail}")),
         xaxis=dict(title=dict(text=unit), type="log" if log else "linear"),
         yaxis=dict(title=dict(text="share of requests"), tickformat=".0%", range=[0, 1.02]),
-        legend=dict(orientation="h", yanchor="top", y=-0.15, x=0),
     )
-    return themes.apply(fig, name)
+    themes.apply(fig, name)
+    themes.legend_below(fig, name)
+    return fig

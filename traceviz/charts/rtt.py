@@ -106,9 +106,10 @@ def handshake_rtt_view(connections: pd.DataFrame, theme: str = "light") -> go.Fi
     fig.update_layout(
         title=dict(text="<b>TCP handshake round trips</b>",
                    subtitle=dict(text=sub, font=dict(color=c["muted"], size=s["font"]))),
-        legend=dict(orientation="h", x=1.0, xanchor="right", y=-0.14, yanchor="top"),
-        margin=dict(t=s["title"] * 3 + s["font"] * 3, b=s["font"] * 8),
+        # room under the subtitle for the subplot titles, clear of the y axes' titles
+        margin=dict(t=int(s["title"] * 2 + s["font"] * 4.5)),
     )
+    themes.legend_below(fig, name)
     axis_type = "log" if log else "linear"
     # A linear RTT axis starts at zero: 25.19 vs 25.21 ms must not look like a spread.
     rtt_range = None if log or not len(values) else [0, top * 1.18]
@@ -116,8 +117,7 @@ def handshake_rtt_view(connections: pd.DataFrame, theme: str = "light") -> go.Fi
                      range=None if rtt_range is None else [0, values.max() * 1.15])
     fig.update_yaxes(title_text="share of handshakes", tickformat=".0%", range=[0, 1.08], row=1, col=1)
     fig.update_xaxes(title_text="seconds since the first SYN", row=1, col=2)
-    fig.update_yaxes(title_text="handshake RTT (ms), answered SYN \u2192 ACK", type=axis_type, row=1, col=2,
-                     range=rtt_range)
+    fig.update_yaxes(title_text="handshake RTT (ms)", type=axis_type, row=1, col=2, range=rtt_range)
     for ann in fig.layout.annotations[:2]:      # the subplot titles
         ann.font = dict(size=s["font"], color=c["muted"])
     return fig

@@ -62,3 +62,17 @@ def fmt_ms(seconds: float) -> str:
     if ms >= 0.9995:
         return f"{ms:.2f} ms"
     return f"{ms * 1000:.0f} \u00b5s"
+
+
+def wrap(text: str, width_px: float, size_px: float, sep: str = " \u00b7 ") -> str:
+    """Break already-safe chart text into lines of at most ``width_px`` (``<br>`` between them),
+    at ``sep`` where it can, so a long subtitle stays inside its figure.  A glyph is taken
+    as 0.55 em wide."""
+    most = max(int(width_px / (size_px * 0.55)), 20)
+    lines: list[str] = []
+    for part in text.split(sep):
+        if lines and len(lines[-1]) + len(sep) + len(part) <= most:
+            lines[-1] += sep + part
+        else:
+            lines.append(part)
+    return "<br>".join(lines)

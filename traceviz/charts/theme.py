@@ -75,6 +75,9 @@ _LIGHT = {
     "send": "#56B4E9",
     "wait": "#2CA02C",
     "receive": "#0072B2",
+    # HTTP statuses that are trouble: client errors amber, server errors red
+    "4xx": "#B35900",
+    "5xx": "#C0392B",
 }
 
 _DARK = {
@@ -113,6 +116,8 @@ _DARK = {
     "send": "#7FC8F8",
     "wait": "#58D68D",
     "receive": "#5DADE2",
+    "4xx": "#F5B041",
+    "5xx": "#FF6B6B",
 }
 
 # The talk palette is the light one pushed to full contrast: pure black text,
@@ -211,15 +216,41 @@ def register() -> None:
 
 
 def apply(fig: go.Figure, theme: str | None = DEFAULT) -> go.Figure:
-    """Give ``fig`` the theme's template (and, for ``talk``, its 16:9 slide size)."""
+    """Give ``fig`` the theme's template and size: ``talk`` its 16:9 slide, the others their
+    height (a chart that has none gets plotly's 450 px in a page, where its furniture collides;
+    the width follows the page)."""
     name = check(theme)
     if template_name(name) not in pio.templates:
         register()
     fig.update_layout(template=pio.templates[template_name(name)])
+    s = _SIZES[name]
     if name == "talk":
-        s = _SIZES[name]
         fig.update_layout(width=s["width"], height=s["height"])
+    elif fig.layout.height is None:
+        fig.update_layout(height=s["height"])
     return fig
+
+
+def legend_below(fig: go.Figure, theme: str | None = DEFAULT, width: int | None = None) -> None:
+    """A horizontal legend pinned to the figure's bottom edge, under the x axis and its title.
+
+    Pinned to the container, not placed in plot fractions (which move with the
+    figure's height); the bottom margin holds the tick labels, the axis title
+    and as many legend rows as the entries need at ``width`` px.
+    """
+    s = _SIZES[check(theme)]
+    width = width or fig.layout.width or s["width"]
+    names = [t.name for t in fig.data if t.showlegend is not False and t.name]
+    entry = [len(n) * s["small"] * 0.58 + s["small"] * 3 for n in names]
+    rows, used = 1, 0.0
+    for w in entry:
+        if used and used + w > width * 0.9:
+            rows, used = rows + 1, 0.0
+        used += w
+    axis = s["font"] * 1.5 + 12 + (s["font"] + 2) * 1.4     # tick labels, standoff, axis title
+    fig.update_layout(legend=dict(orientation="h", yref="container", y=0.0, yanchor="bottom", x=0.0,
+                                  xanchor="left"),
+                      margin=dict(b=int(axis + rows * s["small"] * 1.7 + s["small"])))
 
 
 register()

@@ -1,12 +1,16 @@
 """TLS charts: the handshake ladder of one session, and TLS 1.2 vs 1.3.
 
-The ladder puts the client lane on the left and the server lane on the
-right, time flowing down in milliseconds since the ClientHello.  Each
-message is an arrow from its sender to its receiver: solid for what crossed
-the wire in plaintext, dashed with a lock for what was encrypted.  The
-round trips the handshake needed are drawn as brackets beside the client
-lane, each labelled with its number and duration, so "TLS 1.2 costs two
-round trips, TLS 1.3 one" can be seen rather than taken on trust.
+The ladder is the TCP ladder's sequence diagram (``charts.sequence``): the
+client lane on the left, the server lane on the right, time flowing down to
+scale in milliseconds since the ClientHello, long silences cut and marked.
+Each frame's TLS messages are one arrow, their names listed on it, so a TLS
+1.3 server flight (ServerHello ... Finished) reads as the one flight it is:
+solid for what crossed the wire in plaintext, dashed for what was
+encrypted.  Given the TCP connection (its handshake's halves), each arrow
+crosses the dashed capture point when it was captured, slanted by half of
+its side's round trip.  The round trips the handshake needed are bracketed
+beside the server lane, each with its number and duration, so "TLS 1.2
+costs two round trips, TLS 1.3 one" can be seen rather than taken on trust.
 
 Charts only draw: the round trips arrive computed (the ``tls`` table's ``round_trips``).
 """
@@ -20,10 +24,14 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from traceviz.charts import theme as themes
-from traceviz.charts.text import safe
+from traceviz.charts.sequence import Batch, Diagram, Halves, Lane, Style
+from traceviz.charts.text import fmt_ms, safe
 
 CLIENT_X, SERVER_X = 0.0, 1.0
+X_RANGE = (-0.16, 1.52)
 ENCRYPTED = "encrypted"
+LIMIT = 200                # messages drawn
+LATER = {"ApplicationData": 2, "NewSessionTicket": 1, "KeyUpdate": 1}   # labelled after the handshake's
 
 
 def _val(row: Mapping[str, Any] | pd.Series, key: str, default=None):
@@ -38,100 +46,90 @@ def _val(row: Mapping[str, Any] | pd.Series, key: str, default=None):
 
 def handshake_ladder(events: pd.DataFrame, session: Mapping[str, Any] | pd.Series,
                      round_trips: Iterable[Mapping[str, Any]] = (), theme: str = "light",
-                     limit: int = 40) -> go.Figure:
-    """Ladder of one TLS session's messages (``events``: its tls-layer rows)."""
-    c, s = themes.colors(theme), themes.sizes(theme)
-    ev = events.sort_values(["ts", "frame"], kind="stable").head(limit)
-    t0 = _val(session, "client_hello_ts") or (float(ev["ts"].min()) if len(ev) else 0.0)
-    ms = [(float(t) - float(t0)) * 1000.0 for t in ev["ts"]]
-    ys = layout_rows(ms)
-    span = max(ys[-1] if ys else 1.0, 1.0)
-    slant = 0.35
+                     limit: int = LIMIT, connections: pd.DataFrame | None = None) -> go.Figure:
+    """Ladder of one TLS session's messages (``events``: its tls-layer rows; ``round_trips``:
+    ``start``, ``end`` and ``label`` of each; ``connections``: the table its TCP connection is in,
+    for where the capture point sits)."""
+    name = themes.check(theme)
+    c, s = themes.colors(name), themes.sizes(name)
+    ordered = events.sort_values(["ts", "frame"], kind="stable")
     fig = go.Figure()
-    for (_, e), y, t_ms in zip(ev.iterrows(), ys, ms):
-        sender_client = e["dir"] == "c2s"
-        x0, x1 = (CLIENT_X, SERVER_X) if sender_client else (SERVER_X, CLIENT_X)
-        encrypted = bool(_val(e, "encrypted", False))
-        color = c["FIN"] if encrypted else c["data"]
-        label = safe(e["kind"], 40) + (" <i>(encrypted)</i>" if encrypted else "")
-        hover = (f"frame {int(e['frame'])}<br>{safe(e['kind'])} ({'encrypted' if encrypted else 'plaintext'})"
-                 f"<br>{safe(_val(e, 'detail', ''), 120)}<br>{_val(e, 'size', '')} bytes · {t_ms:.2f} ms")
-        fig.add_trace(go.Scatter(
-            x=[x0, x1], y=[y, y + slant], mode="lines",
-            line=dict(color=color, width=s["line"], dash="dash" if encrypted else "solid"),
-            hovertemplate=hover + "<extra></extra>", showlegend=False))
-        fig.add_annotation(x=x1, y=y + slant, ax=x0 + (x1 - x0) * 0.9, ay=y + slant * 0.9,
-                           xref="x", yref="y", axref="x", ayref="y", showarrow=True, arrowhead=2,
-                           arrowsize=1.2, arrowcolor=color, text="")
-        fig.add_annotation(x=0.5, y=y + slant / 2, text=label, showarrow=False,
-                           yshift=int(s["small"] * 0.75) + 2, font=dict(size=s["small"], color=color), xref="x", yref="y")
-        fig.add_annotation(x=x0, y=y, text=f"{t_ms:.1f} ms · #{int(e['frame'])}", showarrow=False,
-                           xanchor="right" if sender_client else "left", xshift=-6 if sender_client else 6,
-                           font=dict(size=max(s["small"] - 2, 9), color=c["muted"]))
-    for i, rt in enumerate(round_trips):
-        y0 = _row_at(ms, ys, (float(rt["start"]) - float(t0)) * 1000.0, first=True)
-        y1 = _row_at(ms, ys, (float(rt["end"]) - float(t0)) * 1000.0, first=False) + slant
-        x = -0.2 - 0.04 * (i % 2)
-        fig.add_trace(go.Scatter(x=[x + 0.03, x, x, x + 0.03], y=[y0, y0, y1, y1], mode="lines",
-                                 line=dict(color=c["client"], width=s["line"]), showlegend=False,
-                                 hoverinfo="skip"))
-        fig.add_annotation(x=x - 0.01, y=(y0 + y1) / 2, text=str(rt.get("label", f"round trip {i + 1}")),
-                           showarrow=False, xanchor="right", font=dict(size=s["small"], color=c["client"]))
-    # Legend entries for the two line styles.
-    fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name="plaintext",
-                             line=dict(color=c["data"], width=s["line"])))
-    fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name="encrypted",
-                             line=dict(color=c["FIN"], width=s["line"], dash="dash")))
-    for x in (CLIENT_X, SERVER_X):
-        fig.add_shape(type="line", x0=x, x1=x, y0=-0.5, y1=span + 1.0,
-                      line=dict(color=c["lane"], width=s["line"] + 1))
-    title, subtitle = _title(session)
-    fig.add_annotation(text=subtitle, xref="paper", yref="paper", x=0, y=1.0, yshift=78, xanchor="left",
-                       yanchor="bottom", showarrow=False, align="left",
-                       font=dict(size=s["small"], color=c["muted"]))
-    fig.update_layout(
-        title=title, showlegend=True,
-        xaxis=dict(range=[-0.7, 1.3], tickvals=[CLIENT_X, SERVER_X],
-                   ticktext=[f"client<br>{safe(_val(session, 'client', ''))}",
-                             f"server<br>{safe(_val(session, 'server', ''))}"],
-                   side="top", showgrid=False, zeroline=False),
-        yaxis=dict(autorange="reversed", zeroline=False, showticklabels=False, showgrid=False, ticks="",
-                   title="time ↓ (ms since the ClientHello by each arrow)"),
-        legend=dict(orientation="h", y=-0.06),
-    )
-    themes.apply(fig, theme)
-    fig.update_layout(margin=dict(t=150, l=30))
-    if theme != "talk":
-        fig.update_layout(height=max(460, min(1600, 260 + 36 * (span + 1))), width=900)
+    themes.apply(fig, name)
+    fig.update_layout(width=s["width"], height=s["height"])
+    title, facts = _title(session)
+    if not len(ordered):
+        fig.update_layout(title=dict(text=title + ": no TLS messages"))
+        return fig
+    t0 = float(_val(session, "client_hello_ts") or ordered["ts"].min())
+    flights = _flights(ordered.head(limit), t0)
+    total = len(_flights(ordered, t0)) if len(ordered) > limit else len(flights)
+    halves = Halves.of(*_halves(connections, _val(session, "conn")))
+    styles = {"plaintext": Style("plaintext", c["data"], s["line"]),
+              ENCRYPTED: Style("encrypted", c["FIN"], s["line"], "dash")}
+    arrows = [halves.arrow(f["dir"], f["ms"], style=ENCRYPTED if f["encrypted"] else "plaintext",
+                           text=", ".join(f["names"]), sep=", ", rank=min(LATER.get(k, 0) for k in f["kinds"]),
+                           tag=f"#{f['frame']}", hover=f["hover"], data=f) for f in flights]
+    lanes = [Lane(x, f"<b>{who.title()}</b><br>{safe(_val(session, who, ''))}", c[who])
+             for x, who in ((CLIENT_X, "client"), (SERVER_X, "server"))]
+    trips = [((float(rt["start"]) - t0) * 1000.0, (float(rt["end"]) - t0) * 1000.0,
+              str(rt.get("label", f"round trip {i + 1}"))) for i, rt in enumerate(round_trips)]
+    keep = [(min(a for a, _, _ in trips), max(b for _, b, _ in trips))] if trips else []
+    d = Diagram(name, lanes, arrows, styles, x_range=X_RANGE, capture_x=halves.capture_x, keep=keep,
+                axis_title="ms since the ClientHello",
+                caption="capture point" + ("" if halves.measured else " (position unknown)"))
+    batch = Batch(fig)
+    d.draw_frame(batch)
+    for i, (a, b, text) in enumerate(trips):     # side by side when one ends where the next begins
+        d.bracket(batch, SERVER_X + 0.13 + 0.05 * (i % 2), d.at(a), d.at(b), text.split("<br>"), c["client"])
+    d.draw_arrows(batch, hover_lines=True)
+    d.draw_labels(batch)
+    batch.flush()
+    facts.append(f"{total} frame{'s' * (total != 1)}" + (f", showing the first {len(flights)}" if total > len(flights) else ""))
+    marks = [("handshake", arrows[0]),
+             ("application data", next((a for a in arrows if "ApplicationData" in a.data["kinds"]), None)),
+             ("alert", next((a for a in arrows if "Alert" in a.data["kinds"]), None))]
+    d.layout(fig, title, facts, [(n, a) for n, a in marks if a is not None], last="last message")
     return fig
 
 
-def layout_rows(ms: list[float]) -> list[float]:
-    """Vertical positions: one row per message, but a long wait shows as a
-    longer gap (log-scaled), so the ladder stays readable when several
-    messages share a frame and still shows where the time went."""
-    import math
-    ys, prev_t, y = [], None, 0.0
-    for t in ms:
-        if prev_t is not None:
-            gap = max(t - prev_t, 0.0)
-            y += 1.0 + min(math.log1p(gap) / 1.5, 4.0)
-        ys.append(y)
-        prev_t = t
-    return ys
+def _halves(connections: pd.DataFrame | None, conn) -> tuple[float | None, float | None]:
+    """The TCP handshake's round trip split at the capture point (seconds), when known."""
+    if connections is None or conn is None or not len(connections):
+        return None, None
+    row = connections[connections["conn"] == conn]
+    if not len(row):
+        return None, None
+    return _val(row.iloc[0], "server_half"), _val(row.iloc[0], "client_half")
 
 
-def _row_at(ms: list[float], ys: list[float], t: float, first: bool) -> float:
-    """The row of the first (or last) message at time ``t``."""
-    hits = [y for m, y in zip(ms, ys) if abs(m - t) < 1e-6]
-    if hits:
-        return hits[0] if first else hits[-1]
-    before = [y for m, y in zip(ms, ys) if m <= t]
-    return before[-1] if before else 0.0
+def _flights(ev: pd.DataFrame, t0: float) -> list[dict]:
+    """The messages grouped by the frame (and direction) that carried them, in order.  In a
+    flight partly in plaintext, the encrypted messages say so (a dashed arrow says it for all)."""
+    out: list[dict] = []
+    for _, e in ev.iterrows():
+        frame, d = int(e["frame"]), e["dir"]
+        encrypted = bool(_val(e, "encrypted", False))
+        t_ms = (float(e["ts"]) - t0) * 1000.0
+        hover = (f"{safe(e['kind'])} ({'encrypted' if encrypted else 'plaintext'}) \u00b7 "
+                 f"{safe(_val(e, 'detail', ''), 80)} \u00b7 {_val(e, 'size', '')} bytes")
+        if out and out[-1]["frame"] == frame and out[-1]["dir"] == d:
+            f = out[-1]
+            f["hover"] += "<br>" + hover
+        else:
+            f = {"frame": frame, "dir": d, "ms": t_ms, "kinds": [], "sealed": [],
+                 "hover": f"<b>frame {frame}</b>  +{t_ms:.3f} ms<br>{hover}"}
+            out.append(f)
+        f["kinds"].append(str(e["kind"]))
+        f["sealed"].append(encrypted)
+    for f in out:
+        f["encrypted"] = all(f["sealed"])
+        f["names"] = [safe(k, 40) + (" <i>(encrypted)</i>" if sealed and not f["encrypted"] else "")
+                      for k, sealed in zip(f["kinds"], f["sealed"])]
+    return out
 
 
-def _title(session) -> tuple[str, str]:
-    parts = [f"TLS handshake · connection {_val(session, 'conn', '?')}"]
+def _title(session) -> tuple[str, list[str]]:
+    parts = [f"<b>TLS handshake \u00b7 connection {safe(_val(session, 'conn', '?'))}</b>"]
     version, cipher = _val(session, "version"), _val(session, "cipher")
     if version:
         parts.append(safe(version))
@@ -143,10 +141,10 @@ def _title(session) -> tuple[str, str]:
         sub.append(f"{int(rtts)} round trip{'s' if int(rtts) != 1 else ''}")
     hs = _val(session, "handshake_ms")
     if hs is not None:
-        sub.append(f"handshake {float(hs):.1f} ms")
+        sub.append(f"handshake {fmt_ms(float(hs) / 1000)}")
     if cipher:
         sub.append(safe(cipher))
-    return " · ".join(parts), " · ".join(sub)
+    return " \u00b7 ".join(parts), sub
 
 
 def version_comparison(tls: pd.DataFrame, theme: str = "light") -> go.Figure:
@@ -175,7 +173,11 @@ def version_comparison(tls: pd.DataFrame, theme: str = "light") -> go.Figure:
                                    for k, n in counts.items()], textposition="inside",
                              hovertemplate="%{text}<extra></extra>"), row=1, col=2)
     fig.update_yaxes(title_text="ms", row=1, col=1, rangemode="tozero")
-    fig.update_yaxes(title_text="round trips before the first request", row=1, col=2, rangemode="tozero", dtick=1)
-    fig.update_layout(title="TLS 1.2 vs TLS 1.3: what a handshake costs", showlegend=False, bargap=0.3)
+    fig.update_yaxes(title_text="round trips", row=1, col=2, rangemode="tozero", dtick=1)
+    fig.update_layout(title="<b>TLS 1.2 vs TLS 1.3</b>: what a handshake costs", showlegend=False, bargap=0.3)
     themes.apply(fig, theme)
+    s = themes.sizes(theme)
+    for ann in fig.layout.annotations:          # the subplot titles, at the theme's size
+        ann.font = dict(size=s["font"], color=c["muted"])
+    fig.update_layout(margin=dict(t=int(s["title"] * 2 + s["font"] * 3)))
     return fig

@@ -11,6 +11,13 @@ DOMContentLoaded (blue) and load (red) are vertical lines, as in DevTools.
 Works for a pcap's requests table too: where phases are missing, a request
 is drawn from ``start``, ``ttfb`` and ``end`` alone (waiting, then download).
 Every string from the file (URLs, hosts) goes through ``safe``.
+
+Each row is labelled with its row code (the connection number, and whether
+the connection was opened there, was already open, or is the one above),
+its status (4xx amber, 5xx red, none a red dash) and host + path; the
+legend's title explains the code.  The host/type filter is a dropdown under
+the toolbar in the top right; an image leaves it out, and says how many rows
+it shows instead of inviting a drag.
 """
 
 from __future__ import annotations
@@ -24,7 +31,8 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from traceviz.charts import theme as themes
-from traceviz.charts.text import safe
+from traceviz.charts.export import INTERACTIVE
+from traceviz.charts.text import safe, wrap
 from traceviz.model import mime_kind
 
 # (column, legend label, palette key), in the order they happen.
@@ -41,7 +49,8 @@ SEGMENTS = (
 )
 PHASE_COLUMNS = ("blocked", "dns", "connect", "tls", "send", "wait", "receive")
 VISIBLE_ROWS = 60           # beyond this the chart opens on the first rows; pan or zoom out for the rest
-MARGINS = {False: (96, 84), True: (172, 150)}     # (top, bottom) px: title + axis; legend
+MARGINS = {False: (140, 96), True: (224, 170)}    # (top, bottom) px: title, 2 lines of subtitle, axis; legend
+MENU_TOP = {False: 46, True: 70}                   # px from the top: under plotly's toolbar, beside the subtitle
 TALK_ROWS = 22              # what fits a 1080-pixel slide at talk size
 ROW_PX = 18
 MAX_MENU_ITEMS = 14
@@ -87,18 +96,22 @@ def waterfall(requests: pd.DataFrame, pages: Sequence[dict] | None = None, theme
     last_mark = _milestones(fig, pages, t0, n, s)
     if group_by is not None:
         fig.update_layout(shapes=_bands(rows["_gkey"].tolist(), c))
-    labels = _labels(rows, group_by)
+    labels = _labels(rows, group_by, c)
     span = max(_span(segs), last_mark)
+    width = s["width"] * 0.7        # the dropdown sits at the subtitle's right end
+    live = wrap(_title(requests, rows, pages, _visible(name)), width, s["font"])
+    still = wrap(_title(requests, rows, pages, _visible(name), image=True), width, s["font"])
     fig.update_layout(
         barmode="overlay", bargap=0.0,
-        title=dict(text=title if title is not None else "<b>Waterfall</b>",
-                   subtitle=dict(text=_title(requests, rows, pages, group_by, _visible(name)))),
+        title=dict(text=title if title is not None else "<b>Waterfall</b>", subtitle=dict(text=live)),
+        meta={"static": {"title": {"subtitle": {"text": still}}}},
         xaxis=dict(side="top", range=[0, span * 1.03 or 1], ticksuffix=" ms",
                    showgrid=True, zeroline=False),
         yaxis=dict(tickmode="array", tickvals=list(range(n)), ticktext=labels, autorange=False,
                    range=[min(n, _visible(name)) - 0.5, -0.5], showgrid=False, zeroline=False,
                    tickfont=dict(family=themes.mono(name), size=s["small"])),
-        legend=dict(orientation="h", yanchor="top", y=-0.01, xanchor="left", x=0, traceorder="normal"),
+        legend=dict(orientation="h", yanchor="top", y=-0.01, xanchor="left", x=0, traceorder="normal",
+                    title=dict(text=_row_code(), side="top") if group_by == "connection" else None),
         hovermode="closest", dragmode="pan",
         height=_height(n, name),
     )
@@ -106,8 +119,9 @@ def waterfall(requests: pd.DataFrame, pages: Sequence[dict] | None = None, theme
     height = fig.layout.height if name == "talk" else _height(n, name)
     top, bottom = MARGINS[name == "talk"]
     if n > 1:
-        # updatemenus only take paper coordinates: put them on the title's line, top right
-        _menus(fig, rows, labels, c, _visible(name), y=1 + (top - 6) / max(1, height - top - bottom))
+        # updatemenus only take paper coordinates: MENU_TOP px from the figure's top, right-aligned
+        y = 1 + (top - MENU_TOP[name == "talk"]) / max(1, height - top - bottom)
+        _menus(fig, rows, labels, c, _visible(name), y=y, size=s["small"])
     fig.update_layout(height=height, margin=dict(l=12, r=24, t=top, b=bottom))
     fig.update_yaxes(automargin=True)
     return fig
@@ -119,7 +133,7 @@ def _rows(requests: pd.DataFrame, group_by: str | None) -> pd.DataFrame:
     r = requests.copy()
     r = r[r["start"].notna()] if "start" in r else r.iloc[0:0]
     for col in ("conn", "host", "url", "status", "protocol", "method", "resp_bytes", "ttfb", "end",
-                "reused_connection", "resource_type", "mime_type", "pending", "unattributed", "error",
+                "reused_connection", "resource_type", "mime_type", "content_type", "pending", "unattributed", "error",
                 *PHASE_COLUMNS):
         if col not in r:
             r[col] = pd.NA if col not in PHASE_COLUMNS + ("ttfb", "end", "unattributed") else np.nan
@@ -210,23 +224,27 @@ def _is_true(v: Any) -> bool:
 # --------------------------------------------------------------------------- text
 
 def short_name(url: Any, limit: int = 48) -> str:
-    """DevTools' Name column: the last path segment (with its query), else the host."""
+    """Host and path (with its query), shortened in the middle: ``cdn.example/…/app.js?v=3``."""
     if not isinstance(url, str) or not url:
         return "?"
     try:
         parts = urlsplit(url)
     except ValueError:
-        return url[:limit]
-    path = parts.path.rstrip("/")
-    name = path.rsplit("/", 1)[-1] if path else (parts.hostname or url)
-    if parts.query:
-        name += "?" + parts.query
-    if not name:
-        name = parts.hostname or url
-    return name if len(name) <= limit else name[: limit - 1] + "\u2026"
+        parts = None
+    if parts is None or not parts.netloc:
+        name = url
+    else:
+        name = parts.netloc + (parts.path or "/") + ("?" + parts.query if parts.query else "")
+    if len(name) <= limit:
+        return name
+    host = parts.netloc if parts is not None and parts.netloc else ""
+    if host and len(host) + 12 <= limit:
+        return host + "/\u2026" + name[len(name) - (limit - len(host) - 2):]
+    head = (limit - 1) * 2 // 5
+    return name[:head] + "\u2026" + name[len(name) - (limit - 1 - head):]
 
 
-def _labels(rows: pd.DataFrame, group_by: str | None) -> list[str]:
+def _labels(rows: pd.DataFrame, group_by: str | None, c: dict) -> list[str]:
     out = []
     seen: set = set()
     for r in rows.itertuples(index=False):
@@ -241,9 +259,24 @@ def _labels(rows: pd.DataFrame, group_by: str | None) -> list[str]:
                 opened = first and not _is_true(r.reused_connection) and not pd.isna(r.reused_connection)
                 glyph = OPENED if opened else (FIRST_SEEN if first else SAME_CONN)
                 mark = f"{int(r.conn):>3}{glyph} "
-        status = "" if pd.isna(r.status) else f"{int(r.status)} "
-        out.append(mark + safe(status + short_name(r.url)))
-    return out
+        out.append((mark, _status(r.status, c), short_name(r.url)))
+    # tick labels are right-aligned: pad the names so the codes line up on the left (a monospace font)
+    width = max(len(name) for _, _, name in out)
+    return [f"{mark}{status} {safe(name)}{chr(0xa0) * (width - len(name))}" for mark, status, name in out]
+
+
+def _status(status: Any, c: dict) -> str:
+    """The status, coloured as a status is read: 4xx amber, 5xx red; no response a red dash."""
+    if pd.isna(status):
+        return f"<span style='color:{c['5xx']}'>\u2013\u2013\u2013</span>"
+    code = int(status)
+    color = c["5xx"] if code >= 500 else c["4xx"] if code >= 400 else None
+    return f"<span style='color:{color}'><b>{code}</b></span>" if color else str(code)
+
+
+def _row_code() -> str:
+    return (f"rows: conn{OPENED} opened here (paid the handshake) \u00b7 {FIRST_SEEN} already open "
+            f"\u00b7 {SAME_CONN} same connection \u00b7 status 4xx amber, 5xx red")
 
 
 def _text(v: Any) -> str | None:
@@ -269,7 +302,7 @@ def _hover(r: Any) -> str:
     url = safe(r.url, limit=110) or "?"
     head = [f"<b>{url}</b>"]
     bits = [safe(r.method) or "", "no response" if pd.isna(r.status) else str(int(r.status)),
-            safe(r.protocol) or "", safe(_text(r.resource_type) or _text(r.mime_type))]
+            safe(r.protocol) or "", safe(_text(r.resource_type) or _text(r.content_type) or _text(r.mime_type))]
     head.append(" \u00b7 ".join(b for b in bits if b))
     conn = "no connection" if pd.isna(r.conn) else f"connection {int(r.conn)}"
     if not pd.isna(r.reused_connection):
@@ -294,8 +327,8 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}" + ("" if n == 1 else "s")
 
 
-def _title(requests: pd.DataFrame, rows: pd.DataFrame, pages: Sequence[dict] | None,
-           group_by: str | None, visible: int) -> str:
+def _title(requests: pd.DataFrame, rows: pd.DataFrame, pages: Sequence[dict] | None, visible: int,
+           image: bool = False) -> str:
     n = len(requests)
     conns = rows["conn"].dropna().nunique()
     new = int((rows["reused_connection"] == False).sum()) if "reused_connection" in rows else 0  # noqa: E712
@@ -306,10 +339,9 @@ def _title(requests: pd.DataFrame, rows: pd.DataFrame, pages: Sequence[dict] | N
             bits.append(f"DOMContentLoaded {p['onContentLoad']:,.0f} ms")
         if p.get("onLoad") is not None:
             bits.append(f"load {p['onLoad']:,.0f} ms")
-    if group_by == "connection":
-        bits.append(f"rows by connection: {OPENED} opened {FIRST_SEEN} already open {SAME_CONN} same")
     if len(rows) > visible:
-        bits.append(f"first {visible} rows shown: drag or zoom out for all {len(rows)}")
+        bits.append(f"the first {visible} of {len(rows)} rows" if image else
+                    f"first {visible} rows shown: drag or zoom out for all {len(rows)}")
     return " \u00b7 ".join(bits)
 
 
@@ -365,7 +397,8 @@ def _bands(keys: list[str], c: dict) -> list[dict]:
     return shapes
 
 
-def _menus(fig: go.Figure, rows: pd.DataFrame, labels: list[str], c: dict, visible: int, y: float) -> None:
+def _menus(fig: go.Figure, rows: pd.DataFrame, labels: list[str], c: dict, visible: int, y: float,
+           size: int = 12) -> None:
     """One dropdown keeping only one host's or one type's rows (the others' y becomes null)."""
     choices = []
     for title, keys in (("host", rows["host"].fillna("(no host)").astype(str)), ("type", _kinds(rows))):
@@ -380,13 +413,14 @@ def _menus(fig: go.Figure, rows: pd.DataFrame, labels: list[str], c: dict, visib
     buttons += [_filter_button(fig, rows, labels, keep, label, visible, c) for label, keep in choices]
     fig.update_layout(updatemenus=[dict(
         type="dropdown", buttons=buttons, direction="down", showactive=True, x=1.0, xanchor="right",
-        y=y, yanchor="top", bgcolor=c["background"], bordercolor=c["grid"], font=dict(size=12))])
+        y=y, yanchor="top", bgcolor=c["background"], bordercolor=c["grid"], font=dict(size=size),
+        name=INTERACTIVE)])
 
 
 def _kinds(rows: pd.DataFrame) -> pd.Series:
     kind = rows["resource_type"].astype("object")
-    mime = rows["mime_type"].astype("object").map(mime_kind)
-    return kind.where(kind.notna(), mime).fillna("other").astype(str)
+    media = rows["content_type"].astype("object").where(rows["content_type"].notna(), rows["mime_type"])
+    return kind.where(kind.notna(), media.map(mime_kind)).fillna("other").astype(str)
 
 
 def _filter_button(fig: go.Figure, rows: pd.DataFrame, labels: list[str], keep: np.ndarray | None,

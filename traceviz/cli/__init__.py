@@ -19,15 +19,15 @@ import sys
 from pathlib import Path
 
 # Each module adds its commands to the app; --help lists them in this order.
-from traceviz.cli import tables, catalog, report, run  # noqa: F401,I001
+from traceviz.cli import tables, catalog, report, run, compare, versions  # noqa: F401,I001
 from traceviz.cli import conversations, flow, follow, iostat  # noqa: F401,I001 - Wireshark's views
-from traceviz.cli.common import STAGES as _STAGES, app  # noqa: F401 - _STAGES: the progress bar's stages
+from traceviz.cli.common import STAGES as _STAGES, app, flag_values  # noqa: F401 - _STAGES: the progress bar's stages
 from traceviz.cli.recipes import extra_recipe_dirs, register_recipes, run_recipe_standalone, take_recipes_option
 
 
 def main(argv: list[str] | None = None) -> None:
     extra_recipe_dirs.clear()        # this run's --recipes folders only (tests call main() repeatedly)
-    args = take_recipes_option(list(sys.argv[1:] if argv is None else argv))
+    args = flag_values(take_recipes_option(list(sys.argv[1:] if argv is None else argv)))
     if len(args) >= 2 and args[0] == "run" and not args[1].startswith("-"):
         return run_recipe_standalone(Path(args[1]), args[2:])   # a recipe file is a command of its own
     register_recipes(extra_recipe_dirs)

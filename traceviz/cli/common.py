@@ -41,18 +41,77 @@ app = typer.Typer(help=HELP, no_args_is_help=True, rich_markup_mode="rich", add_
                   pretty_exceptions_enable=False, context_settings={"help_option_names": ["-h", "--help"]})
 
 FileArg = Annotated[str, typer.Argument(help="A pcap/pcapng (.gz too), HAR or DevTools trace file, or a bundled capture's name.",
-                                        show_default=False)]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print the rows as a JSON array on stdout, nothing else.")]
-KeylogOpt = Annotated[Optional[Path], typer.Option("--keylog", help="NSS key log (SSLKEYLOGFILE) to decrypt TLS; pcapng-embedded secrets are used without it.",
-                                                   show_default=False)]
-RsaOpt = Annotated[Optional[Path], typer.Option("--rsa-key", help="Server's PEM private key: decrypts TLS 1.2 sessions that used RSA key exchange.",
-                                                show_default=False)]
-ChartOpt = Annotated[Optional[Path], typer.Option("--chart", help="Write a chart: .html (self-contained, works offline), .png or .svg.",
-                                                  show_default=False)]
-ThemeOpt = Annotated[str, typer.Option("--theme", help="Chart theme: light, dark, or talk (large type, 16:9, for slides).")]
-ConnOpt = Annotated[Optional[int], typer.Option("--conn", help="Connection number (the same as Wireshark's tcp.stream).", show_default=False)]
-FigureOpt = Annotated[Optional[str], typer.Option(help="Which figure --chart writes (default: the first).", show_default=False)]
-FailOpt = Annotated[bool, typer.Option("--fail", help="Exit 1 when the recipe finds something off (for CI checks).")]
+                                        metavar="FILE", show_default=False)]
+JsonOpt = Annotated[Optional[str], typer.Option(
+    "--json", metavar="", show_default=False,
+    help="Print the rows as a JSON array on stdout, nothing else. A recipe's --json=findings prints "
+         "one object: its answer, summary, problems and rows.")]
+KeylogOpt = Annotated[Optional[Path], typer.Option("--keylog", metavar="FILE", show_default=False,
+                                                   help="NSS key log (SSLKEYLOGFILE) to decrypt TLS; pcapng-embedded "
+                                                        "secrets, and a bundled capture's own key log, are used without it.")]
+RsaOpt = Annotated[Optional[Path], typer.Option("--rsa-key", metavar="PEM", show_default=False,
+                                                help="Server's PEM private key: decrypts TLS 1.2 sessions that used RSA key exchange.")]
+ChartOpt = Annotated[Optional[Path], typer.Option("--chart", metavar="PATH", show_default=False,
+                                                  help="Write a chart: .html (self-contained, works offline), .png or .svg.")]
+ThemeOpt = Annotated[str, typer.Option("--theme", metavar="NAME",
+                                       help="Chart theme: light, dark, or talk (large type, 16:9, for slides).")]
+ConnOpt = Annotated[Optional[int], typer.Option("--conn", metavar="N", show_default=False,
+                                                help="Connection number (the same as Wireshark's tcp.stream).")]
+FigureOpt = Annotated[Optional[str], typer.Option("--figure", metavar="NAME", show_default=False,
+                                                  help="Which figure --chart writes (default: the first).")]
+FailOpt = Annotated[bool, typer.Option("--fail", metavar="", help="Exit 1 when the recipe finds something off (for CI checks); "
+                                                                  "what it found goes to stderr.")]
+AllOpt = Annotated[bool, typer.Option("--all", metavar="", help=f"Show every row (a table shows its first {output.PAGE}).")]
+WideOpt = Annotated[bool, typer.Option("--wide", metavar="", help="Every column, nothing shortened (lines may be wider than the terminal).")]
+AbsOpt = Annotated[bool, typer.Option("--abs", metavar="", help="Times as UTC wall-clock time, not seconds since the first packet.")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        from traceviz import __version__
+        output.stdout.print(Text(f"traceviz {__version__}"), soft_wrap=True)
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _top(version: Annotated[bool, typer.Option("--version", metavar="", is_eager=True, callback=_version,
+                                               help="Print the version and exit.")] = False) -> None:
+    """Explain what happened on the wire."""
+
+
+# typer prints a type column (<str>, <list[str]>, <bool>) beside each parameter; the metavars given
+# above say more (FILE, N, PATH), and a flag (--help too) takes no value to describe.  An argument's
+# metavar is already its name in that panel, so it shows no type.
+def _type_column(original):
+    def column(self, ctx):
+        if isinstance(self, typer.core.TyperArgument):
+            return None if self.metavar else original(self, ctx)
+        if self.metavar is not None:
+            return self.metavar or None
+        return None if getattr(self, "is_flag", False) else original(self, ctx)
+    return column
+
+
+for _kind in (typer.core.TyperArgument, typer.core.TyperOption):
+    _kind.display_type_rich = _type_column(_kind.display_type_rich)
+
+
+def rows_json(value: str | None, findings: bool = False) -> str | None:
+    """What ``--json`` asked for: None, "rows" or (recipes only) "findings"; else exit 2."""
+    if value is None:
+        return None
+    mode = value or "rows"
+    allowed = ("rows", "findings") if findings else ("rows",)
+    if mode not in allowed:
+        raise InputError("--json", f"unknown value {mode!r}: use --json" + (" or --json=findings" if findings else "")
+                         + ("" if findings else " (findings are a recipe's)"))
+    return mode
+
+
+def flag_values(argv: list[str]) -> list[str]:
+    """``--json`` alone means ``--json=rows``: the option takes a value only after ``=``,
+    so ``--json FILE`` still reads FILE as the file."""
+    return ["--json=rows" if a == "--json" else a for a in argv]
 
 
 # ---------------------------------------------------------------- plumbing
@@ -71,23 +130,29 @@ def guarded() -> Iterator[None]:
         raise typer.Exit(0)
 
 
-def load(path: str, keylog: Path | None = None, rsa_key: Path | None = None):
-    """Load with a progress line on stderr for big files, then show the warnings."""
+def load(path: str, keylog: Path | None = None, rsa_key: Path | None = None, tables=None, measure_tcp: bool = False):
+    """Load with a progress line on stderr for big files, then show the warnings.
+    ``tables``: only the tables the command reads; ``measure_tcp``: bytes in flight and
+    RTT samples too (``traceviz.load``'s)."""
     import traceviz
 
     big = Path(path).is_file() and Path(path).stat().st_size > 32 * 1024 * 1024
     if big and output.stderr.is_terminal:
-        tl = _load_with_progress(traceviz, path, keylog, rsa_key)
+        tl = _load_with_progress(traceviz, path, keylog, rsa_key, tables, measure_tcp)
     else:
-        tl = traceviz.load(path, keylog=keylog, rsa_key=rsa_key)
+        tl = traceviz.load(path, keylog=keylog, rsa_key=rsa_key, tables=tables, measure_tcp=measure_tcp)
     show_warnings(tl.warnings)
+    bundled = tl.source.detail.get("bundled_keylog") if keylog is None else None
+    if bundled:
+        output.stderr.print(Text(f"using the bundled key log {Path(bundled).name} (--keylog FILE to use another)",
+                                 style="dim"))
     return tl
 
 
 STAGES = ("reading", "indexing", "tcp", "payload")   # what loader.load reports, in order
 
 
-def _load_with_progress(traceviz, path, keylog, rsa_key):
+def _load_with_progress(traceviz, path, keylog, rsa_key, tables=None, measure_tcp=False):
     """A progress bar on stderr (never stdout: --json output stays clean) through load()'s stages."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -99,7 +164,8 @@ def _load_with_progress(traceviz, path, keylog, rsa_key):
             done = STAGES.index(stage) if stage in STAGES else 0
             bar.update(task, completed=done, description=stage)
 
-        return traceviz.load(path, keylog=keylog, rsa_key=rsa_key, progress=step)
+        return traceviz.load(path, keylog=keylog, rsa_key=rsa_key, progress=step, tables=tables,
+                             measure_tcp=measure_tcp)
 
 
 def show_warnings(warnings: list[str], most: int = 10) -> None:
@@ -113,38 +179,62 @@ def warn(message: str) -> None:
     output.stderr.print(Text(f"warning: {output.printable(message)}", style="yellow"))
 
 
-def first_ts(tl) -> float | None:
-    if len(tl.packets):
-        return float(tl.packets["ts"].iloc[0])
-    starts = tl.requests["start"].dropna() if len(tl.requests) else []
-    return float(starts.min()) if len(starts) else None
+def clock(tl, absolute: bool = False) -> output.Clock:
+    """The one time origin of a command's output (--abs: wall-clock time)."""
+    c = output.time_origin(tl)
+    return output.Clock(c.origin, absolute, c.what)
 
 
 def write_chart(fig, path: Path, theme: str) -> None:
     from traceviz.charts.export import ImageExportError, write
     if fig is None:
-        output.stderr.print(Text("traceviz: nothing to draw for this file"))
-        return
+        raise InputError(str(path), "nothing to draw for this file; no chart written")
     try:
         out = write(fig, path, theme=theme)
     except (ValueError, ImageExportError) as exc:  # no browser for PNG/SVG: one line too
-        output.stderr.print(Text(f"traceviz: {output.printable(str(exc))}"))
-        raise typer.Exit(2)
+        raise InputError(str(path), str(exc)) from None
     output.stderr.print(Text(f"chart written to {out}"))
 
 
 def check_chart(path: Path | None) -> None:
     """Refuse a chart we cannot write before any work, so stdout stays empty."""
     if path is not None and path.suffix.lower() not in (".html", ".png", ".svg"):
-        output.stderr.print(Text(f"traceviz: cannot write a chart to {output.printable(path.name)!r}: "
-                                 "use a .html, .png or .svg file name"))
-        raise typer.Exit(2)
+        raise InputError(str(path), "cannot write a chart here: use a .html, .png or .svg file name")
 
 
 def check_theme(theme: str) -> None:
-    if theme not in ("light", "dark", "talk"):
-        output.stderr.print(Text(f"traceviz: unknown theme {output.printable(theme)!r}: choose light, dark or talk"))
-        raise typer.Exit(2)
+    check_choice("theme", theme, ("light", "dark", "talk"))
+
+
+def check_choice(option: str, value: str | None, choices, where: str = "") -> None:
+    """An option's value must be one of ``choices`` (case-insensitive), else exit 2 naming them."""
+    if value is None:
+        return
+    known = list(dict.fromkeys(str(c) for c in (sorted(choices, key=str.lower) if isinstance(choices, (set, frozenset))
+                                                 else choices)))
+    if value.lower() not in {c.lower() for c in known}:
+        have = "none here" if not known else known[0] if len(known) == 1 else f"{', '.join(known[:-1])} or {known[-1]}"
+        raise InputError(f"--{option}", f"unknown {option} {value!r}{where}: choose {have}")
+
+
+def check_conn(tl, conn: int | None, conns=None) -> None:
+    """--conn must name a connection of the file (``conns``: the ones that count here)."""
+    if conn is None:
+        return
+    have = sorted(int(c) for c in (tl.connections["conn"] if conns is None else conns))
+    if conn not in have:
+        raise InputError(tl.source.path, f"no connection {conn}; connections here: {number_ranges(have) or 'none'}")
+
+
+def number_ranges(numbers: list[int]) -> str:
+    """``0-5, 7, 9-12``."""
+    out: list[str] = []
+    for n in sorted(set(numbers)):
+        if out and out[-1][1] == n - 1:
+            out[-1][1] = n
+        else:
+            out.append([n, n])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in out)
 
 
 # ---------------------------------------------------------------- rows

@@ -11,7 +11,8 @@ from typing import Annotated, Optional
 import typer
 
 from traceviz import output
-from traceviz.cli.common import FileArg, JsonOpt, KeylogOpt, RsaOpt, app, first_ts, guarded, load, write_chart
+from traceviz.cli.common import (AbsOpt, AllOpt, FileArg, JsonOpt, KeylogOpt, RsaOpt, WideOpt, app, clock, guarded, load,
+                                 rows_json, write_chart)
 from traceviz.errors import InputError
 
 WhereOpt = Annotated[Optional[str], typer.Option(
@@ -34,48 +35,56 @@ def filtered(df, where: str | None, table: str):
     return select(df, where, table)
 
 
-def show(finding, figure: str, chart, theme: str, json: bool) -> bool:
-    """A view's chart (when asked for), then its rows as JSON; else its answer lines.
-    Returns True when the rows went out as JSON (nothing else to print)."""
+def show(finding, tl, name: str, chart, theme: str, json: str | None, absolute: bool = False, wide: bool = False,
+         all_rows: bool = False, figure: str | None = None) -> None:
+    """A view's Finding as a recipe command shows it: its chart (when asked for), then its
+    rows or its whole Finding as JSON, else its answer and a page of its rows."""
+    from traceviz.cli.recipes import findings_json, pick_figure, show_finding
+
     if chart is not None:
-        write_chart(finding.figure(figure, theme), chart, theme)
-    if json:
+        write_chart(pick_figure(finding, figure, theme), chart, theme)
+    if json == "findings":
+        output.print_json(findings_json(finding, name, tl))
+    elif json == "rows":
         output.print_json(output.records(finding.rows, finding.json_fields))
-        return True
-    for line in finding.answer:
-        output.stdout.print("• " + output.printable(line), markup=False, highlight=False)
-    return False
+    else:
+        show_finding(finding, clock(tl, absolute), wide=wide, all_rows=all_rows)
 
 
-def _table(file, by, where, json, keylog, rsa_key, what: str, columns: list[str]) -> None:
+def _table(file, by, where, json, keylog, rsa_key, what: str, columns: list[str], absolute=False, wide=False,
+           all_rows=False) -> None:
     """``conversations`` and ``endpoints``: load, make the table, filter it, print it."""
     with guarded():
+        mode = rows_json(json)
         check_by(by)
-        tl = load(file, keylog, rsa_key)
+        tl = load(file, keylog, rsa_key, tables=("packets", "connections"))
         from traceviz.assemble import conversations as views
         make, fields = {"conversations": (views.conversations, views.CONVERSATION_FIELDS),
                         "endpoints": (views.endpoints, views.ENDPOINT_FIELDS)}[what]
         df = filtered(make(tl, by), where, what)
-        if json:
+        if mode:
             output.print_json(output.records(df, fields))
             return
         title = f"{len(df)} {by.upper()} {what} in {Path(tl.source.path).name}"
-        output.stdout.print(output.table(df, [c for c in columns if by != "ip" or c != "conn"], title=title,
-                                         t0=first_ts(tl)))
+        output.print_table(df, [c for c in columns if by != "ip" or c != "conn"], title=title,
+                           clock=clock(tl, absolute), wide=wide, all_rows=all_rows)
 
 
 @app.command()
-def conversations(file: FileArg, by: ByOpt = "tcp", where: WhereOpt = None, json: JsonOpt = False,
-                  keylog: KeylogOpt = None, rsa_key: RsaOpt = None) -> None:
+def conversations(file: FileArg, by: ByOpt = "tcp", where: WhereOpt = None, json: JsonOpt = None,
+                  keylog: KeylogOpt = None, rsa_key: RsaOpt = None, all_rows: AllOpt = False, wide: WideOpt = False,
+                  absolute: AbsOpt = False) -> None:
     """Who talked to whom: frames and frame bytes each way (a sent ab, received ba), duration, bits/s (Wireshark's Conversations)."""
     _table(file, by, where, json, keylog, rsa_key, "conversations",
            ["kind", "conn", "a", "b", "frames_ab", "bytes_ab", "frames_ba", "bytes_ba", "start", "duration",
-            "bps_ab", "bps_ba"])
+            "bps_ab", "bps_ba"], absolute, wide, all_rows)
 
 
 @app.command()
-def endpoints(file: FileArg, by: ByOpt = "ip", where: WhereOpt = None, json: JsonOpt = False,
-              keylog: KeylogOpt = None, rsa_key: RsaOpt = None) -> None:
+def endpoints(file: FileArg, by: ByOpt = "ip", where: WhereOpt = None, json: JsonOpt = None,
+              keylog: KeylogOpt = None, rsa_key: RsaOpt = None, all_rows: AllOpt = False, wide: WideOpt = False,
+              absolute: AbsOpt = False) -> None:
     """Every address (or address:port) with what it sent and received (Wireshark's Endpoints)."""
     _table(file, by, where, json, keylog, rsa_key, "endpoints",
-           ["kind", "endpoint", "frames", "bytes", "tx_frames", "tx_bytes", "rx_frames", "rx_bytes", "conversations"])
+           ["kind", "endpoint", "frames", "bytes", "tx_frames", "tx_bytes", "rx_frames", "rx_bytes", "conversations"],
+           absolute, wide, all_rows)

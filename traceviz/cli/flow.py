@@ -6,9 +6,8 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from traceviz import output
-from traceviz.cli.common import (ChartOpt, ConnOpt, FileArg, JsonOpt, KeylogOpt, RsaOpt, ThemeOpt, app, check_chart,
-                                 check_theme, guarded, load)
+from traceviz.cli.common import (AbsOpt, AllOpt, ChartOpt, ConnOpt, FileArg, JsonOpt, KeylogOpt, RsaOpt, ThemeOpt,
+                                 WideOpt, app, check_chart, check_theme, guarded, load, rows_json)
 from traceviz.cli.conversations import WhereOpt, filtered, show
 
 
@@ -22,10 +21,12 @@ def flow(file: FileArg, conn: ConnOpt = None,
                                                         show_default=False)] = None,
          where: WhereOpt = None,
          limit: Annotated[int, typer.Option(help="Draw at most this many arrows, and show as many rows on a terminal (0: all).")] = 300,
-         json: JsonOpt = False, chart: ChartOpt = None, theme: ThemeOpt = "light",
-         keylog: KeylogOpt = None, rsa_key: RsaOpt = None) -> None:
+         json: JsonOpt = None, chart: ChartOpt = None, theme: ThemeOpt = "light",
+         keylog: KeylogOpt = None, rsa_key: RsaOpt = None, all_rows: AllOpt = False, wide: WideOpt = False,
+         absolute: AbsOpt = False) -> None:
     """Who said what to whom across every host: one lane per host, arrows labelled at the highest decoded layer."""
     with guarded():
+        mode = rows_json(json, findings=True)
         check_theme(theme)
         check_chart(chart)
         tl = load(file, keylog, rsa_key)
@@ -36,7 +37,4 @@ def flow(file: FileArg, conn: ConnOpt = None,
         finding = recipe.analyze(tl, conn=conn, hosts=host, since=since, until=until)
         if where:
             finding = recipe.analyze(tl, rows=filtered(finding.rows, where, "flow"))
-        if show(finding, "flow", chart, theme, json):
-            return
-        rows = finding.rows if not limit else finding.rows.head(limit)
-        output.stdout.print(output.table(rows, ["frame", "t", "conn", "src", "dst", "layer", "label"]))
+        show(finding, tl, "flow", chart, theme, mode, absolute, wide, all_rows)

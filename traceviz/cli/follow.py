@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from traceviz import output
-from traceviz.cli.common import FileArg, JsonOpt, KeylogOpt, RsaOpt, app, guarded, show_warnings
+from traceviz.cli.common import FileArg, JsonOpt, KeylogOpt, RsaOpt, app, guarded, rows_json, show_warnings
 from traceviz.errors import InputError
 
 FORMATS = ("ascii", "hex")
@@ -23,15 +23,16 @@ def follow(file: FileArg,
                                                          show_default=False)] = None,
            format: Annotated[str, typer.Option("--format", help="ascii (bytes outside printable ASCII as '.') or hex.")] = "ascii",
            raw: Annotated[bool, typer.Option("--raw", help="The TCP bytes as captured, even when keys could decrypt them.")] = False,
-           json: JsonOpt = False, keylog: KeylogOpt = None, rsa_key: RsaOpt = None) -> None:
+           json: JsonOpt = None, keylog: KeylogOpt = None, rsa_key: RsaOpt = None) -> None:
     """A connection's bytes in reading order, each direction marked (like [italic]tshark -z follow,tcp,ascii,N[/italic]); decrypted with keys."""
     with guarded():
+        mode = rows_json(json)
         if format not in FORMATS:
             raise InputError("--format", f"unknown {format!r}: choose ascii or hex")
         from traceviz.loader import follow as follow_stream
         f = follow_stream(file, conn, keylog=keylog, rsa_key=rsa_key, stream=stream, decrypt=not raw)
         show_warnings(f.notes)
-        if json:
+        if mode:
             output.print_json(records(f))
             return
         text = render(f, format)

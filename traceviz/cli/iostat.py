@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from traceviz import output
-from traceviz.cli.common import (ChartOpt, ConnOpt, FileArg, JsonOpt, KeylogOpt, RsaOpt, ThemeOpt, app, check_chart,
-                                 check_theme, first_ts, guarded, load)
+from traceviz.cli.common import (AbsOpt, AllOpt, ChartOpt, ConnOpt, FileArg, JsonOpt, KeylogOpt, RsaOpt, ThemeOpt,
+                                 WideOpt, app, check_chart, check_theme, guarded, load, rows_json)
 from traceviz.cli.conversations import WhereOpt, filtered, show
 from traceviz.errors import InputError
 
@@ -32,10 +30,12 @@ def parse_interval(text: str) -> float:
 def iostat(file: FileArg,
            interval: Annotated[Optional[str], typer.Option("--interval", help="Interval length: 100ms, 1s, 2m... (default: about 60 intervals).",
                                                            show_default=False)] = None,
-           where: WhereOpt = None, conn: ConnOpt = None, json: JsonOpt = False, chart: ChartOpt = None,
-           theme: ThemeOpt = "light", keylog: KeylogOpt = None, rsa_key: RsaOpt = None) -> None:
+           where: WhereOpt = None, conn: ConnOpt = None, json: JsonOpt = None, chart: ChartOpt = None,
+           theme: ThemeOpt = "light", keylog: KeylogOpt = None, rsa_key: RsaOpt = None, all_rows: AllOpt = False,
+           wide: WideOpt = False, absolute: AbsOpt = False) -> None:
     """Frames, bytes, requests and TCP trouble per interval (tshark's -z io,stat); --where selects the packets."""
     with guarded():
+        mode = rows_json(json, findings=True)
         check_theme(theme)
         check_chart(chart)
         step = parse_interval(interval) if interval is not None else None
@@ -44,8 +44,4 @@ def iostat(file: FileArg,
         recipe = load_module(bundled_dir() / "iostat.py")
         packets = filtered(tl.packets, where, "packets") if where else None
         finding = recipe.analyze(tl, conn=conn, interval=step, packets=packets)
-        if show(finding, "iostat", chart, theme, json):
-            return
-        step_text = f"{finding.summary['interval_s']:g} s"
-        output.stdout.print(output.table(finding.rows, finding.json_fields, t0=first_ts(tl),
-                                         title=f"{Path(tl.source.path).name}: intervals of {step_text}"))
+        show(finding, tl, "iostat", chart, theme, mode, absolute, wide, all_rows)

@@ -4,51 +4,99 @@ recipe file of one's own."""
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from types import ModuleType
+from typing import Annotated, Optional
 
 import typer
 from rich.text import Text
 
 from traceviz import output
-from traceviz.cli.common import (ChartOpt, ConnOpt, FailOpt, FigureOpt, FileArg, JsonOpt, KeylogOpt, RsaOpt,
-                                 ThemeOpt, app, check_chart, check_theme, first_ts, guarded, load, warn,
-                                 write_chart)
+from traceviz.cli.common import (AbsOpt, AllOpt, ChartOpt, ConnOpt, FailOpt, FigureOpt, FileArg, JsonOpt, KeylogOpt,
+                                 RsaOpt, ThemeOpt, WideOpt, app, check_chart, check_conn, check_theme, clock,
+                                 guarded, load, rows_json, warn, write_chart)
 from traceviz.errors import InputError
-from traceviz.recipe import discover, load_module, read_header
+from traceviz.recipe import Header, applicability, discover, load_module, read_header
 
 # Folders named with --recipes (read by main() before the commands are built).
 extra_recipe_dirs: list[str] = []
 
 
-def recipe_command(path: Path, doc: str = ""):
+def recipe_command(path: Path, head: Header | None = None):
     """A typer command that loads FILE, runs the recipe at ``path`` and shows the Finding.
 
-    The recipe module is imported when the command runs, not when it is built.
+    Its options are the recipe's own: ``--conn`` only when ``analyze`` takes
+    one, ``--figure`` naming the recipe's ``FIGURES``, ``--fail`` saying what
+    it fails on (``FAILS_ON``), and each file option its ``OPTIONS`` declares
+    (``--proxy-log FILE``, repeatable; ``analyze`` gets ``proxy_log=[paths]``).
+    The module is imported when the command runs, not when it is built.
     """
+    head = head or read_header(path)
 
-    def command(file: FileArg, json: JsonOpt = False, chart: ChartOpt = None, theme: ThemeOpt = "light",
+    def command(file: FileArg, json: JsonOpt = None, chart: ChartOpt = None, theme: ThemeOpt = "light",
                 figure: FigureOpt = None, conn: ConnOpt = None, keylog: KeylogOpt = None, rsa_key: RsaOpt = None,
-                fail: FailOpt = False) -> None:
+                fail: FailOpt = False, all_rows: AllOpt = False, wide: WideOpt = False, absolute: AbsOpt = False,
+                **own) -> None:
         with guarded():
+            mode = rows_json(json, findings=True)
             check_theme(theme)
             check_chart(chart)
             module = load_recipe(path)
-            tl = load(file, keylog, rsa_key)
-            finding = analyze(module, tl, conn)
+            tl = load(file, keylog, rsa_key, measure_tcp=getattr(module, "MEASURE_TCP", False))
+            finding = run_recipe(module, tl, conn, head.name, {k: v for k, v in own.items() if v})
             if chart is not None:   # before the rows: `traceviz x F --chart c.png | head` still gets its chart
-                if figure is not None and figure not in finding.figures:
-                    raise InputError(str(chart), f"no figure {figure!r}; this recipe draws: {', '.join(finding.figures) or 'nothing'}")
-                write_chart(finding.figure(figure, theme), chart, theme)
-            if json:
+                write_chart(pick_figure(finding, figure, theme), chart, theme)
+            if mode == "findings":
+                output.print_json(findings_json(finding, head.name, tl))
+            elif mode == "rows":
                 output.print_json(output.records(finding.rows, finding.json_fields))
             else:
-                show_finding(finding, tl)
+                show_finding(finding, clock(tl, absolute), wide=wide, all_rows=all_rows)
             if fail and finding.problems:
+                for problem in finding.problems:
+                    output.stderr.print(Text(f"traceviz --fail: {output.printable(problem)}"))
                 raise typer.Exit(1)
 
-    command.__doc__ = doc.strip() or f"Run the {path.stem} recipe."
+    command.__doc__ = head.doc.strip() or f"Run the {path.stem} recipe."
+    command.__signature__ = _signature(command, head)
     return command
+
+
+def _signature(command, head: Header) -> inspect.Signature:
+    """The command's parameters as this recipe declares them (what --help lists).
+
+    typer reads a command's parameters from its signature, so the recipe's own
+    file options join the common ones here (and ``**own`` itself leaves it);
+    their values arrive in ``**own``."""
+    sig = inspect.signature(command, eval_str=True)     # the Annotated options, not their names as text
+    params = []
+    for p in sig.parameters.values():
+        if p.kind is p.VAR_KEYWORD:
+            continue
+        if p.name == "conn" and not head.takes_conn:
+            continue            # an option that would only be refused is not offered
+        if p.name == "figure" and head.figures:
+            names = "; ".join(f"{k}: {v}" for k, v in head.figures.items())
+            p = p.replace(annotation=Annotated[Optional[str], typer.Option(
+                "--figure", metavar="NAME", show_default=False,
+                help=f"Which figure --chart writes (default: the first). {names}.")])
+        if p.name == "fail":
+            says = head.fails_on or "whatever the recipe reports as a problem (it does not say what)"
+            p = p.replace(annotation=Annotated[bool, typer.Option(
+                "--fail", metavar="", help=f"Exit 1, the reasons on stderr, on {says}.")])
+        params.append(p)
+    taken = {p.name for p in params}
+    for name, help_text in head.options:
+        key = name.replace("-", "_")
+        if key in taken:
+            continue
+        option = typer.Option(f"--{name}", help=help_text, show_default=False, exists=True, dir_okay=False,
+                              metavar="FILE")
+        params.append(inspect.Parameter(key, inspect.Parameter.KEYWORD_ONLY, default=None,
+                                        annotation=Annotated[Optional[list[Path]], option]))
+        taken.add(key)
+    return sig.replace(parameters=params)
 
 
 def load_recipe(path: Path) -> ModuleType:
@@ -64,28 +112,70 @@ def load_recipe(path: Path) -> ModuleType:
     return module
 
 
-def analyze(module: ModuleType, tl, conn: int | None):
-    import inspect
+def run_recipe(module: ModuleType, tl, conn: int | None, name: str = "", own: dict | None = None):
+    """The Finding, if the recipe applies to this file (else exit 2 saying what it needs).
+
+    ``own``: values of the recipe's own options (``OPTIONS``), passed to ``analyze`` by name."""
+    name = name or getattr(module, "NAME", "this recipe")
+    why = applicability(module, tl)
+    if why is not None:
+        raise InputError(tl.source.path, f"{name} does not apply to this file: it needs {why}")
     params = inspect.signature(module.analyze).parameters
-    if conn is not None and "conn" not in params:
-        raise InputError(tl.source.path, "this recipe does not take --conn")
-    return module.analyze(tl, conn=conn) if "conn" in params else module.analyze(tl)
+    kwargs = {}
+    if conn is not None:
+        if "conn" not in params:
+            raise InputError(tl.source.path, f"{name} does not take --conn")
+        check_conn(tl, conn)
+        kwargs["conn"] = conn
+    for key, value in (own or {}).items():
+        if key not in params:
+            raise InputError(tl.source.path, f"{name}'s analyze() does not take {key}")
+        kwargs[key] = value
+    return module.analyze(tl, **kwargs)
 
 
-def show_finding(finding, tl) -> None:
-    console = output.stdout
-    console.print(Text(output.printable(finding.title), style="bold"))
-    if finding.question:
-        console.print(Text(output.printable(finding.question.strip().splitlines()[0]), style="italic"))
+def pick_figure(finding, figure: str | None, theme: str):
+    if figure is not None and figure not in finding.figures:
+        raise InputError("--figure", f"no figure {figure!r}; this recipe draws: {', '.join(finding.figures) or 'nothing here'}")
+    if not finding.figures:
+        raise InputError(finding.title, "nothing to draw for this file; no chart written")
+    return finding.figure(figure, theme)
+
+
+def findings_json(finding, name: str, tl) -> dict:
+    """``--json=findings``: the whole Finding as one JSON object (docs/design.md)."""
+    return {
+        "recipe": name,
+        "file": tl.source.path,
+        "title": finding.title,
+        "question": finding.question.strip().splitlines()[0] if finding.question.strip() else "",
+        "answer": list(finding.answer),
+        "summary": output.plain(finding.summary),
+        "problems": list(finding.problems),
+        "figures": list(finding.figures),
+        "rows": output.records(finding.rows, finding.json_fields),
+    }
+
+
+def show_finding(finding, clock=None, wide: bool = False, all_rows: bool = False, console=None) -> None:
+    """The Finding on the terminal: its title, question, answer, summary and a page of its rows.
+
+    ``clock``: the output's time origin (``common.clock``), or the Timeline to take it from.
+    """
+    console = console or output.stdout
+    if clock is not None and not isinstance(clock, output.Clock):
+        clock = output.time_origin(clock)
+    console.print(Text(output.printable(finding.title), style="bold"), soft_wrap=True)
+    if finding.question.strip():
+        output.paragraph(finding.question.strip().splitlines()[0], console, style="italic")
     for line in finding.answer:
-        console.print(Text("• " + output.printable(line)))
+        output.paragraph(line, console, bullet="\u2022 ")
     if finding.summary:
-        console.print(output.key_values(finding.summary))
+        output.key_values(finding.summary, console, clock)
     if len(finding.rows):
         cols = finding.table_fields or list(finding.json_fields or finding.rows.columns)[:10]
-        console.print(output.table(finding.rows, cols, t0=first_ts(tl), limit=100))
-        if len(finding.rows) > 100:
-            output.stderr.print(Text(f"({len(finding.rows) - 100} more rows: --json shows all)"))
+        console.print(soft_wrap=True)
+        output.print_table(finding.rows, cols, clock=clock, wide=wide, all_rows=all_rows, console=console)
 
 
 def register_recipes(extra_dirs: list[str]) -> None:
@@ -106,7 +196,7 @@ def register_recipes(extra_dirs: list[str]) -> None:
             continue
         if head.name in taken:
             continue
-        app.command(head.name, help=head.doc.strip().split("\n\n")[0])(recipe_command(path, head.doc))
+        app.command(head.name, help=head.doc.strip().split("\n\n")[0])(recipe_command(path, head))
         taken.add(head.name)
 
 
@@ -114,7 +204,7 @@ def run_recipe_standalone(path: Path, argv: list[str]) -> None:
     """``traceviz run RECIPE.py ARGS``: the recipe's own command, its docstring as its --help."""
     single = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode="rich",
                          context_settings={"help_option_names": ["-h", "--help"]})
-    single.command()(recipe_command(path, read_header(path).doc))
+    single.command()(recipe_command(path))
     single(args=argv, prog_name=f"traceviz run {path}")
 
 

@@ -17,8 +17,8 @@ from traceviz.recipe import discover, load_module, read_header
 
 @app.command()
 def report(files: Annotated[list[str], typer.Argument(help="One or more captures, HARs or traces (or bundled capture names).",
-                                                     show_default=False)],
-           out: Annotated[Path, typer.Option("-o", "--output", help="The HTML page to write.")] = Path("traceviz-report.html"),
+                                                     metavar="FILE", show_default=False)],
+           out: Annotated[Path, typer.Option("-o", "--output", metavar="PATH", help="The HTML page to write.")] = Path("traceviz-report.html"),
            theme: ThemeOpt = "light", keylog: KeylogOpt = None, rsa_key: RsaOpt = None) -> None:
     """Every recipe that applies, for every file, in one self-contained HTML page (works offline)."""
     from traceviz import report as reporting
@@ -26,7 +26,7 @@ def report(files: Annotated[list[str], typer.Argument(help="One or more captures
         check_theme(theme)
         if out.suffix.lower() not in (".html", ".htm"):
             raise InputError(str(out), "a report is an HTML page: name it .html")
-        timelines = [load(f, keylog, rsa_key) for f in files]
+        timelines = [load(f, keylog, rsa_key, measure_tcp=True) for f in files]    # the stream graphs need it
         recipes = {}
         for name, path in discover(extra_recipe_dirs).items():
             head = read_header(path)
@@ -37,6 +37,15 @@ def report(files: Annotated[list[str], typer.Argument(help="One or more captures
             except Exception as exc:  # a broken user recipe is skipped, loudly
                 warn(f"recipe {path} failed to load: {exc}")
         parts = reporting.sections(timelines, recipes)
+        shown = reporting.ran(parts)
+        for tl in timelines:
+            if not any(p.file == tl.source.path for p in shown):
+                needs = "; ".join(f"{p.recipe} needs {p.skipped}" for p in parts
+                                  if p.file == tl.source.path and p.skipped)
+                warn(f"{tl.source.path}: no recipe applies ({needs or 'no recipes'})")
+        if not shown:
+            raise InputError(str(out), "nothing to report: no recipe applies to "
+                             + ("this file" if len(timelines) == 1 else "these files") + "; no page written")
         out.write_text(reporting.render(timelines, parts, theme), encoding="utf-8")
-        ran = ", ".join(sorted({p.recipe for p in parts})) or "none applied"
-        output.stderr.print(Text(f"report written to {out} ({ran})"))
+        names = ", ".join(sorted({p.recipe for p in shown}))
+        output.stderr.print(Text(f"report written to {out} ({names})"))

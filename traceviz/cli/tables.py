@@ -2,40 +2,47 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.text import Text
 
 from traceviz import output
-from traceviz.cli.common import (ConnOpt, FileArg, JsonOpt, KeylogOpt, RsaOpt, app, first_ts, guarded,
-                                 json_rows, load)
+from traceviz.cli.common import (AbsOpt, AllOpt, ConnOpt, FileArg, JsonOpt, KeylogOpt, RsaOpt, WideOpt, app, check_choice,
+                                 check_conn, clock, guarded, json_rows, load, rows_json, warn)
+
+LAYERS = ("tcp", "udp", "tls", "http", "h2", "quic", "h3", "har", "devtools", "netlog")   # events.layer, any source
+TRANSPORTS = ("tcp", "udp", "quic")
 
 
 @app.command()
-def info(file: FileArg, json: JsonOpt = False, keylog: KeylogOpt = None, rsa_key: RsaOpt = None) -> None:
+def info(file: FileArg, json: JsonOpt = None, keylog: KeylogOpt = None, rsa_key: RsaOpt = None) -> None:
     """What is in the file, and what traceviz can decode of it."""
     with guarded():
+        mode = rows_json(json)
         tl = load(file, keylog, rsa_key)
         facts = describe(tl)
-        if json:
+        if mode:
             output.print_json(output.plain(facts))
             return
         for k in ("first", "last"):  # epoch seconds in --json, a date for people
             if k in facts:
+                if not output.plausible_time(facts[k]):
+                    warn(f"{tl.source.path}: the {k} packet's timestamp ({facts[k]:.6f}) is not a plausible date "
+                         f"(a damaged or misconfigured capture clock)")
                 facts[k] = output.epoch_text(facts[k])
         secrets = facts.get("secrets")
         if isinstance(secrets, dict) and "text" in secrets:
             blocks = secrets.get("embedded_secrets_blocks", 0)
             facts["secrets"] = secrets["text"] + (f" ({blocks} embedded secrets block{'s' * (blocks != 1)})" if blocks else "")
-        output.stdout.print(output.key_values(facts, title=f"{Path(tl.source.path).name}"))
+        output.key_values(facts, title=Path(tl.source.path).name)
 
 
 def describe(tl) -> dict:
     src = tl.source
     facts: dict = {"file": src.path, "format": src.format + (" (gzip)" if src.compressed else ""),
-                   "size_bytes": src.size}
+                   "size_bytes": _disk_size(src)}
     if len(tl.packets):
         ts = tl.packets["ts"]
         facts.update(frames=int(len(tl.packets)), first=float(ts.min()), last=float(ts.max()),
@@ -45,20 +52,38 @@ def describe(tl) -> dict:
     conns = tl.connections
     if len(conns):
         facts["connections"] = {str(k): int(v) for k, v in conns["transport"].value_counts().items()}
-        if "close" in conns:
-            facts["tcp_close"] = {str(k): int(v) for k, v in conns["close"].dropna().value_counts().items()}
+        tcp = conns[conns["transport"] == "tcp"]
+        if len(tcp) and "close" in conns:
+            facts["tcp_close"] = {str(k): int(v) for k, v in tcp["close"].dropna().value_counts().items()}
         apps = conns["app"].dropna()
         if len(apps):
             facts["applications"] = {str(k): int(v) for k, v in apps.value_counts().items()}
+    quic = getattr(tl, "quic", None)
+    if quic is not None and len(quic):
+        facts["quic"] = quic_facts(quic)
     if len(tl.requests):
         facts["requests"] = int(len(tl.requests))
         facts["protocols"] = {str(k): int(v) for k, v in tl.requests["protocol"].dropna().value_counts().items()}
         facts["status_codes"] = {str(k): int(v) for k, v in tl.requests["status"].dropna().value_counts().sort_index().items()}
+    if len(tl.quic):
+        q = tl.quic
+        facts["quic_versions"] = {str(k): int(v) for k, v in
+                                  (q["version_name"].fillna("?") + " (" + q["version"].fillna("?") + ")")
+                                  .value_counts().items()}
+        facts["quic_decrypted"] = f"{int(q['decrypted'].fillna(False).sum())} of {len(q)} connections"
     if tl.decryption is not None:
         facts["secrets"] = dict(tl.decryption)
-    for k in ("browser", "creator", "clock", "connections_inferred"):
+    if src.detail.get("bundled_keylog"):
+        facts["keylog"] = Path(src.detail["bundled_keylog"]).name + " (bundled with the capture)"
+    for k in ("browser", "creator", "clock", "connections_inferred", "qlog_version", "qlog_format", "files",
+              "vantage", "events_read", "capture_mode", "netlog_events", "truncated"):
         if k in src.detail and not isinstance(src.detail[k], (list, dict)):
             facts[k] = src.detail[k]
+    for k in ("vantage_points", "event_categories"):      # qlog: who logged, and what
+        if src.detail.get(k):
+            facts[k] = dict(src.detail[k])
+    for i, line in enumerate(src.detail.get("not_counted") or []):
+        facts[f"not counted {i + 1}"] = line
     pages = src.detail.get("pages")
     if isinstance(pages, list):
         facts["pages"] = len(pages)
@@ -70,35 +95,65 @@ def describe(tl) -> dict:
     return facts
 
 
+def quic_facts(quic) -> dict:
+    """What was QUIC, in which versions, and whether it could be decrypted."""
+    decrypted = quic["decrypted"].fillna(False).astype(bool)
+    facts = {"connections": int(len(quic)),
+             "versions": {str(k): int(v) for k, v in quic["version_name"].dropna().value_counts().items()},
+             "decrypted": f"{int(decrypted.sum())} of {len(quic)}"}
+    if "decrypt_note" in quic:
+        notes = quic.loc[~decrypted, "decrypt_note"].dropna()
+        if len(notes):
+            facts["not decrypted"] = "; ".join(sorted(set(notes.astype(str))))
+    return facts
+
+
+def _disk_size(src) -> int:
+    """The file's size on disk, whatever its format or compression (a reader may count decoded bytes)."""
+    try:
+        return os.path.getsize(src.path)
+    except OSError:
+        return src.size
+
+
 @app.command()
-def connections(file: FileArg, json: JsonOpt = False, transport: Annotated[Optional[str], typer.Option(
-        help="Only tcp, udp or quic connections.", show_default=False)] = None,
-                keylog: KeylogOpt = None, rsa_key: RsaOpt = None) -> None:
+def connections(file: FileArg, json: JsonOpt = None, transport: Annotated[Optional[str], typer.Option(
+        metavar="NAME", help="Only tcp, udp or quic connections.", show_default=False)] = None,
+                keylog: KeylogOpt = None, rsa_key: RsaOpt = None, all_rows: AllOpt = False, wide: WideOpt = False,
+                absolute: AbsOpt = False) -> None:
     """One row per connection; [bold]conn[/bold] is Wireshark's tcp.stream, so [italic]tshark -Y "tcp.stream eq N"[/italic] shows the same one."""
     with guarded():
+        mode = rows_json(json)
+        check_choice("transport", transport, TRANSPORTS)
         tl = load(file, keylog, rsa_key)
         df = tl.connections
         if transport:
-            df = df[df["transport"] == transport]
-        if json:
+            df = df[df["transport"] == transport.lower()]
+        if mode:
             json_rows(df, "connections")
             return
-        cols = ["conn", "transport", "client", "server", "app", "start", "handshake_rtt", "packets",
+        cols = ["conn", "transport", "client", "server", ("app", 3), "start", "handshake_rtt", "packets",
                 "bytes_c2s", "bytes_s2c", "close", "sni"]
-        output.stdout.print(output.table(df, cols, title=f"{len(df)} connections in {Path(tl.source.path).name}",
-                                         t0=first_ts(tl)))
+        output.print_table(df, cols, title=f"{len(df)} connections in {Path(tl.source.path).name}",
+                           clock=clock(tl, absolute), wide=wide, all_rows=all_rows)
 
 
 @app.command()
 def timeline(file: FileArg, conn: ConnOpt = None,
-             layer: Annotated[Optional[str], typer.Option(help="Only this layer: tcp, tls, http, h2, quic, har, devtools.", show_default=False)] = None,
-             kind: Annotated[Optional[str], typer.Option(help="Only this kind, e.g. SYN, RST, retransmission, ClientHello.", show_default=False)] = None,
-             limit: Annotated[int, typer.Option(help="Show at most this many rows on a terminal (0: all).")] = 200,
-             json: JsonOpt = False, keylog: KeylogOpt = None, rsa_key: RsaOpt = None) -> None:
+             layer: Annotated[Optional[str], typer.Option(metavar="NAME", help="Only this layer: " + ", ".join(LAYERS) + ".",
+                                                          show_default=False)] = None,
+             kind: Annotated[Optional[str], typer.Option(metavar="NAME", help="Only this kind, e.g. SYN, RST, retransmission, ClientHello.",
+                                                         show_default=False)] = None,
+             json: JsonOpt = None, keylog: KeylogOpt = None, rsa_key: RsaOpt = None, all_rows: AllOpt = False,
+             wide: WideOpt = False, absolute: AbsOpt = False) -> None:
     """The events, in order: handshakes, retransmissions, TLS messages, requests…"""
     with guarded():
+        mode = rows_json(json)
         tl = load(file, keylog, rsa_key)
         ev = tl.events
+        check_conn(tl, conn)
+        check_choice("layer", layer, set(LAYERS) | set(ev["layer"].dropna().astype(str)))
+        check_choice("kind", kind, _kinds(ev), where=" (not in this file)")
         if conn is not None:
             ev = ev[ev["conn"] == conn]
         if layer:
@@ -106,25 +161,34 @@ def timeline(file: FileArg, conn: ConnOpt = None,
         if kind:
             ev = ev[ev["kind"].str.lower() == kind.lower()]
         ev = ev.sort_values(["ts", "frame"], kind="stable")
-        if json:
+        if mode:
             json_rows(ev, "events")
             return
-        shown = ev if not limit else ev.head(limit)
-        output.stdout.print(output.table(shown, ["frame", "ts", "conn", "stream", "layer", "kind", "dir", "size", "detail"],
-                                         title=f"{len(ev)} events", t0=first_ts(tl)))
-        if limit and len(ev) > limit:
-            output.stderr.print(Text(f"({len(ev) - limit} more: --limit 0 shows all, --json for scripts)"))
+        output.print_table(ev, ["frame", "ts", "conn", "stream", "layer", "kind", "dir", "size", "detail"],
+                           title=f"{len(ev)} events", clock=clock(tl, absolute), wide=wide, all_rows=all_rows)
+
+
+def _kinds(ev) -> set[str]:
+    """The kinds a --kind may name: those in the file, and TCP's (a file with no RST has 0 RSTs)."""
+    from traceviz.decode.tcp.analysis import KINDS
+    return set(ev["kind"].dropna().astype(str)) | {"SYN", "SYN-ACK", "FIN", "RST"} | set(KINDS.values())
 
 
 @app.command()
-def requests(file: FileArg, json: JsonOpt = False, keylog: KeylogOpt = None, rsa_key: RsaOpt = None) -> None:
+def requests(file: FileArg, json: JsonOpt = None, conn: ConnOpt = None, keylog: KeylogOpt = None,
+             rsa_key: RsaOpt = None, all_rows: AllOpt = False, wide: WideOpt = False, absolute: AbsOpt = False) -> None:
     """One row per HTTP exchange, from a capture (decrypted with --keylog) or a browser export."""
     with guarded():
-        tl = load(file, keylog, rsa_key)
+        mode = rows_json(json)
+        tl = load(file, keylog, rsa_key, tables=("requests", "packets"))    # packets: the time origin
         df = tl.requests
-        if json:
+        if conn is not None:
+            check_conn(tl, conn, df["conn"].dropna())
+            df = df[df["conn"] == conn]
+        if mode:
             json_rows(df, "requests")
             return
-        cols = ["request", "conn", "stream", "protocol", "method", "host", "url", "status", "start", "ttfb", "end",
-                "resp_bytes"]
-        output.stdout.print(output.table(df, cols, title=f"{len(df)} requests", t0=first_ts(tl)))
+        cols = ["request", "conn", "stream", "protocol", "method", ("host", 4), "url", "status", "start", "ttfb",
+                "end", "resp_bytes"]
+        output.print_table(df, cols, title=f"{len(df)} requests", clock=clock(tl, absolute), wide=wide,
+                           all_rows=all_rows)

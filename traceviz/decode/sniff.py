@@ -5,6 +5,12 @@
 or decrypted TLS) needs, by ALPN first and the client's first bytes after.
 ``could_start`` is the cheap numpy pre-test that keeps tens of thousands of
 opaque connections out of the exact test.
+
+A request line can be long (signed URLs, tracking parameters): the first
+``SNIFF_BYTES`` may hold a method and the start of a URI and no version yet.
+``line_pending`` says so; the caller then looks again at up to
+``REQUEST_LINE_MAX`` bytes -- what common servers accept for a request line --
+rather than dropping the connection.
 """
 
 from __future__ import annotations
@@ -15,8 +21,11 @@ import numpy as np
 
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 _HTTP_REQUEST = re.compile(rb"^[A-Z][A-Z-]{1,15} [^\s]+ HTTP/1\.[019]\r?\n|^[A-Z][A-Z-]{1,15} [^\s]+ HTTP/")
-# Bytes of each direction the sniffers look at.
+_REQUEST_START = re.compile(rb"\A[A-Z][A-Z-]{1,15} [^\s]+\Z")
+# Bytes of each direction the sniffers look at first.
 SNIFF_BYTES = 64
+# A request line longer than this is not waited for (Apache's and nginx's limits are 8 KiB, IIS's 16 KiB).
+REQUEST_LINE_MAX = 16 * 1024
 
 
 def stream_kind(c2s: bytes, s2c: bytes) -> str | None:
@@ -25,9 +34,20 @@ def stream_kind(c2s: bytes, s2c: bytes) -> str | None:
         return "tls"
     if c2s.startswith(H2_PREFACE[:16]):
         return "h2c"
-    if _HTTP_REQUEST.match(c2s[:SNIFF_BYTES]) or s2c.startswith(b"HTTP/1."):
+    if _request(c2s) or s2c.startswith(b"HTTP/1."):
         return "http/1.1"
     return None
+
+
+def _request(c2s: bytes) -> bool:
+    """A request line, or one running past ``REQUEST_LINE_MAX`` (the HTTP/1 machine will judge it)."""
+    head = c2s[:REQUEST_LINE_MAX]
+    return bool(_HTTP_REQUEST.match(head) or (len(head) == REQUEST_LINE_MAX and _REQUEST_START.match(head)))
+
+
+def line_pending(c2s: bytes) -> bool:
+    """The client's bytes are a method, a space and a target still going: more bytes would tell."""
+    return len(c2s) < REQUEST_LINE_MAX and _REQUEST_START.match(c2s) is not None
 
 
 def app_protocol(alpn: str | None, first_c2s: bytes) -> str | None:
@@ -38,7 +58,7 @@ def app_protocol(alpn: str | None, first_c2s: bytes) -> str | None:
         return "http/1.1"
     if first_c2s.startswith(H2_PREFACE[:16]):
         return "h2"
-    if _HTTP_REQUEST.match(first_c2s[:SNIFF_BYTES]):
+    if _request(first_c2s):
         return "http/1.1"
     return None
 

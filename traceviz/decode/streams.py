@@ -12,14 +12,16 @@ into table rows is the assembler's job.
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from traceviz.decode import sniff
-from traceviz.decode.tcp.reassembly import ByteStream, reassemble_segments, segments_by_conn
+from traceviz.decode.tcp.reassembly import ByteStream, reassemble_columns
 
 C2S, S2C = "c2s", "s2c"
+ALL = 1 << 62          # skippable: every byte from here on
 
 
 @dataclass
@@ -33,7 +35,8 @@ class StreamResult:
     plaintext was not HTTP, not readable, or the machine gave up
     (``http_failed``).  ``protocol``: the HTTP machine chosen (``http/1.1``,
     ``h2``).  ``scheme``: http or https.  ``first_c2s``: the client's first
-    plaintext bytes (at most ``sniff.SNIFF_BYTES``).
+    plaintext bytes (its first line, at most ``sniff.REQUEST_LINE_MAX``).
+    ``notes``: what stopped HTTP decoding on this connection, for warnings.
     """
 
     conn: int
@@ -44,6 +47,7 @@ class StreamResult:
     scheme: str = "http"
     http_failed: bool = False
     first_c2s: bytes = field(default=b"", repr=False)
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -55,30 +59,99 @@ class Payload:
     opaque: np.ndarray
 
 
+@dataclass
+class Plan:
+    """What the sniffers said of a capture's TCP connections, before any is decoded.
+
+    ``kinds``: the connections to decode and what their first bytes say
+    (``pending``: of those, connections whose first line was still going
+    after ``sniff.SNIFF_BYTES``; the stream decides).  ``carrying``: every
+    connection that carried payload.  ``cols``: the TCP columns reassembly reads.
+    """
+
+    cols: dict
+    kinds: dict[int, str]
+    pending: set[int]
+    carrying: np.ndarray
+    http: bool = True         # run the HTTP machines (inside TLS too, when keys open it)
+
+    def cost(self) -> dict[int, int]:
+        """A rough cost of decoding each connection: a fixed part and its segments."""
+        conns = np.fromiter(self.kinds, dtype=np.int64, count=len(self.kinds))
+        if not len(conns):
+            return {}
+        segments = np.bincount(self.cols["conn"][self.cols["len"] > 0], minlength=int(conns.max()) + 1)
+        return dict(zip(conns.tolist(), (_FIXED_COST + segments[conns]).tolist()))
+
+    def opaque(self, decoded) -> np.ndarray:
+        """The connections that carried bytes none of our decoders speak."""
+        return np.setdiff1d(self.carrying, np.fromiter(decoded, dtype=np.int64, count=len(decoded)))
+
+
+_FIXED_COST = 40        # a connection's handshake and heads weigh about as much as this many segments
+
+
 def decode_streams(t, buf, keylog=None, rsa_key=None, debug: bool = False) -> Payload:
     """The payload tier for a ``decode.tcp.connections.Transport`` over the capture bytes ``buf``."""
+    plan = plan_streams(t, buf)
+    results = decode_planned(plan, buf, plan.kinds, keylog, rsa_key, debug)
+    return Payload(results, plan.opaque(results))
+
+
+def plan_streams(t, buf, tls: bool = True, http: bool = True) -> Plan:
+    """Sniff every TCP connection's first bytes: which to decode, and as what.
+
+    ``tls``/``http`` False: leave TLS sessions / cleartext HTTP (and HTTP
+    inside TLS) undecoded, for a caller that needs no table made of them."""
     cols = _tcp_columns(t)
     first, carrying = _first_bytes(cols, buf)
-    kinds = {}
+    kinds, pending = {}, set()
     for conn in sorted({c for c, _ in first}):
-        kind = sniff.stream_kind(first.get((conn, C2S), b""), first.get((conn, S2C), b""))
-        if kind:
+        c2s = first.get((conn, C2S), b"")
+        kind = sniff.stream_kind(c2s, first.get((conn, S2C), b""))
+        if kind is None and sniff.line_pending(c2s):
+            kind = "http/1.1"                # a long request line, or not HTTP: the stream will tell
+            pending.add(conn)
+        if kind and (tls if kind == "tls" else http):
             kinds[conn] = kind
-    opaque = np.setdiff1d(carrying, np.fromiter(kinds, dtype=np.int64, count=len(kinds)))
-    if not kinds:
-        return Payload({}, opaque)
-    wanted = segments_by_conn(*(cols[k] for k in ("conn", "c2s", "flags", "seq", "len", "frame", "ts",
-                                                  "payload_off", "payload_cap")), wanted=kinds)
+    return Plan(cols, kinds, pending, carrying, http)
+
+
+def decode_planned(plan: Plan, buf, conns, keylog=None, rsa_key=None, debug: bool = False) -> dict[int, StreamResult]:
+    """Reassemble and decode ``conns`` (some of ``plan.kinds``): ``{conn: StreamResult}``."""
+    if not conns:
+        return {}
+    cols = plan.cols
+    streams = reassemble_columns(*(cols[k] for k in ("conn", "c2s", "flags", "seq", "len", "frame", "ts",
+                                                     "payload_off", "payload_cap")), buf, wanted=conns)
     results = {}
-    for conn, segments in sorted(wanted.items()):
-        streams = reassemble_segments(segments, buf)
-        if kinds[conn] == "tls":
-            results[conn] = _run_tls(conn, streams, keylog, rsa_key, debug)
-        else:
-            feed = _HTTPFeed(StreamResult(conn, kinds[conn]), debug)
-            _feed(feed.plain, feed.gap, streams)
-            results[conn] = feed.close()
-    return Payload(results, opaque)
+    for conn in sorted(conns):
+        s = streams.streams(conn)
+        if conn in plan.pending and sniff.stream_kind(_head(s[C2S], sniff.REQUEST_LINE_MAX), b"") is None:
+            continue
+        results[conn] = decode_connection(conn, plan.kinds[conn], s, keylog, rsa_key, debug, plan.http)
+    return results
+
+
+def decode_connection(conn: int, kind: str, streams: dict[str, ByteStream], keylog=None, rsa_key=None,
+                      debug: bool = False, http: bool = True) -> StreamResult:
+    """One connection's protocol machines, fed its reassembled ``streams``
+    (``http`` False: no HTTP machine inside TLS)."""
+    if kind == "tls":
+        return _run_tls(conn, streams, keylog, rsa_key, debug, http)
+    feed = _HTTPFeed(StreamResult(conn, kind), debug)
+    _drive(streams, feed.plain, feed.gap, feed.skippable, feed.skip)
+    return feed.close()
+
+
+def _head(s: ByteStream, n: int) -> bytes:
+    """The first ``n`` bytes of a stream (fewer if it is shorter or a gap comes first)."""
+    out = bytearray()
+    for i in range(len(s.offset)):
+        if s.offset[i] != len(out) or len(out) >= n:
+            break
+        out += s.bytes_at(i)[:n - len(out)]
+    return bytes(out)
 
 
 def _tcp_columns(t) -> dict:
@@ -154,7 +227,8 @@ def _byte_at(whole: np.ndarray, offs: np.ndarray) -> np.ndarray:
     return out
 
 
-def _run_tls(conn: int, streams: dict[str, ByteStream], keylog, rsa_key, debug: bool) -> StreamResult:
+def _run_tls(conn: int, streams: dict[str, ByteStream], keylog, rsa_key, debug: bool,
+             http: bool = True) -> StreamResult:
     """One TLS connection: the session machine, and its decrypted bytes to the HTTP machine."""
     from traceviz.decode.tls.session import TLSSession
 
@@ -162,7 +236,8 @@ def _run_tls(conn: int, streams: dict[str, ByteStream], keylog, rsa_key, debug: 
     if keylog is not None or rsa_key is not None:
         session.use_keys(keylog, rsa_key)
     feed = _HTTPFeed(StreamResult(conn, "tls", tls=session, scheme="https"), debug)
-    session.on_application_data = feed.decrypted
+    if http:
+        session.on_application_data = feed.decrypted
 
     def gap(d: str, offset: int, length: int) -> None:
         session.gap(d, offset, length)
@@ -170,7 +245,7 @@ def _run_tls(conn: int, streams: dict[str, ByteStream], keylog, rsa_key, debug: 
         # HTTP machine must not frame across the hole.
         feed.gap(d, offset, None)
 
-    _feed(session.feed, gap, streams)
+    _drive(streams, session.feed, gap, session.skippable, session.skip)
     for d, s in streams.items():
         if s.rst_frame is not None:
             session.reset(d, s.rst_frame, s.rst_ts)
@@ -178,32 +253,87 @@ def _run_tls(conn: int, streams: dict[str, ByteStream], keylog, rsa_key, debug: 
     return feed.close()
 
 
-def _feed(feed, gap, streams: dict[str, ByteStream]) -> None:
-    """Both directions, in the order their bytes became readable (frame order)."""
-    order = []
-    for d, s in streams.items():
-        for p in s.pieces:
-            order.append((p.ready_frame, 0 if d == C2S else 1, p.offset, d, p))
-    order.sort(key=lambda t: t[:3])
-    expected = {C2S: 0, S2C: 0}
-    for _, _, _, d, p in order:
-        if p.offset > expected[d]:
-            gap(d, expected[d], p.offset - expected[d])
-        feed(d, p.data, p.ready_frame, p.ready_ts)
-        expected[d] = p.end
+def _drive(streams: dict[str, ByteStream], feed, gap, skippable, skip) -> None:
+    """Both directions to a machine in the order their bytes became readable (frame order).
+
+    Piece by piece where the machine reads (``feed(dir, bytes, frame, ts)``;
+    ``gap(dir, offset, length)`` before a hole), and by arithmetic where it
+    only counts: while ``skippable(dir)`` is positive, ``skip(dir, n, frame,
+    ts)`` passes up to that many bytes at once -- through any number of
+    pieces, never across a hole nor past a piece of the other direction that
+    became readable earlier -- with the frame and time of the last piece, so
+    the machine sees what feeding them would have shown it.  The cost is a
+    few steps per message, not one per segment.
+    """
+    dirs = (C2S, S2C)
+    ss = (streams[C2S], streams[S2C])
+    count = [len(s.offset) for s in ss]
+    idx, pos, expected = [0, 0], [0, 0], [0, 0]
+    holes = [_hole_starts(s) for s in ss]
+    while True:
+        k0 = ss[0].ready_frame[idx[0]] if idx[0] < count[0] else None
+        k1 = ss[1].ready_frame[idx[1]] if idx[1] < count[1] else None
+        if k0 is None and k1 is None:
+            return
+        d = 0 if k1 is None or (k0 is not None and k0 < k1) else 1
+        limit = k1 if d == 0 else k0
+        s, i, name = ss[d], idx[d], dirs[d]
+        if pos[d] == 0 and s.offset[i] > expected[d]:
+            gap(name, expected[d], s.offset[i] - expected[d])
+        want = skippable(name)
+        if want <= 0:
+            feed(name, s.bytes_at(i, pos[d]), s.ready_frame[i], s.ready_ts[i])
+            expected[d] = s.offset[i] + s.size[i]
+            idx[d], pos[d] = i + 1, 0
+            continue
+        # The pieces this skip may cover: up to the next hole, and readable before the other side's next.
+        h = holes[d]
+        last = h[bisect.bisect_right(h, i)] if h and h[-1] > i else count[d]
+        if limit is not None:
+            last = min(last, bisect.bisect_left(s.ready_frame, limit, i, count[d]))
+        last -= 1
+        here = s.offset[i] + pos[d]
+        target = here + want
+        if target < s.offset[last] + s.size[last]:
+            j = bisect.bisect_right(s.offset, target - 1, i, last + 1) - 1
+        else:
+            j, target = last, s.offset[last] + s.size[last]
+        skip(name, target - here, s.ready_frame[j], s.ready_ts[j])
+        expected[d] = target
+        if target == s.offset[j] + s.size[j]:
+            idx[d], pos[d] = j + 1, 0
+        else:
+            idx[d], pos[d] = j, target - s.offset[j]
+
+
+def _hole_starts(s: ByteStream) -> list[int]:
+    """Indices of the pieces that follow a hole (a gap in the stream), ascending."""
+    out, end = [], 0
+    for i, (o, n) in enumerate(zip(s.offset, s.size)):
+        if o > end:
+            out.append(i)
+        end = o + n
+    return out
 
 
 class _HTTPFeed:
     """Plaintext (captured or decrypted) to the HTTP machine the connection speaks.
 
-    The machine is chosen on the client's first bytes (or the TLS ALPN), so
-    the server's bytes are held until the client has spoken.
+    The machine is chosen on the client's first bytes -- its whole request
+    line, however long, up to ``sniff.REQUEST_LINE_MAX`` -- or on the TLS
+    ALPN, so everything is held until the client has said enough.  Whatever
+    stops HTTP decoding on a connection is noted in ``result.notes``.
     """
+
+    # Bytes held for a client that has not spoken (or has not finished its first line).
+    MAX_HELD = 256 * 1024
 
     def __init__(self, result: StreamResult, debug: bool):
         self.result = result
         self.debug = debug
         self._held: list[tuple] = []
+        self._held_bytes = 0
+        self._alpn: str | None = None
 
     def plain(self, d: str, data: bytes, frame: int, ts: float) -> None:
         self._to_machine(d, data, frame, ts, alpn="h2" if self.result.kind == "h2c" else None)
@@ -216,38 +346,74 @@ class _HTTPFeed:
         if self.result.http is not None and not self.result.http_failed:
             self._safely(self.result.http.receive_gap, d, length)
 
+    def skippable(self, d: str) -> int:
+        r = self.result
+        if r.http_failed:
+            return ALL
+        if r.http is None:
+            return 0
+        counts = getattr(r.http, "skippable", None)
+        return counts(d) if counts is not None else 0
+
+    def skip(self, d: str, n: int, frame: int, ts: float) -> None:
+        if not self.result.http_failed:
+            self._safely(self.result.http.skip, d, n, frame, ts)
+
     def _to_machine(self, d, data, frame, ts, alpn):
         r = self.result
         if r.http_failed:
             return
+        if r.http is not None:
+            self._safely(r.http.receive, d, data, frame, ts)
+            return
+        if d == C2S and len(r.first_c2s) < sniff.REQUEST_LINE_MAX:
+            r.first_c2s += data[:sniff.REQUEST_LINE_MAX - len(r.first_c2s)]
+        self._held.append((d, data, frame, ts))
+        self._held_bytes += len(data)
+        self._alpn = alpn
+        if not r.first_c2s or sniff.line_pending(r.first_c2s):
+            if self._held_bytes > self.MAX_HELD:
+                self._give_up("the client's first bytes never became a request line or an HTTP/2 preface "
+                              f"({self._held_bytes} bytes held)")
+            return
+        self._start(alpn)
+
+    def _start(self, alpn) -> None:
+        r = self.result
+        r.protocol = sniff.app_protocol(alpn, r.first_c2s)
+        r.http = _machine(r.protocol, r.scheme)
         if r.http is None:
-            if d == C2S and not r.first_c2s:
-                r.first_c2s = data[:sniff.SNIFF_BYTES]
-            if not r.first_c2s:
-                self._held.append((d, data, frame, ts))
-                return
-            r.protocol = sniff.app_protocol(alpn, r.first_c2s)
-            r.http = _machine(r.protocol, r.scheme)
-            if r.http is None:
-                r.http_failed = True
-                return
-            held, self._held = self._held, []
-            for h in held:
-                self._safely(r.http.receive, *h)
-        self._safely(r.http.receive, d, data, frame, ts)
+            self._give_up(f"not HTTP: the client's first bytes are {_show(r.first_c2s)}")
+            return
+        held, self._held, self._held_bytes = self._held, [], 0
+        for h in held:
+            self._safely(r.http.receive, *h)
+
+    def _give_up(self, why: str) -> None:
+        r = self.result
+        r.http, r.http_failed = None, True
+        self._held, self._held_bytes = [], 0
+        r.notes.append(f"HTTP not decoded: {why}")
 
     def _safely(self, call, *args) -> None:
         if self.result.http_failed:
             return
         try:
             call(*args)
-        except Exception:        # noqa: BLE001 - a broken application stream leaves TLS/TCP analysis intact
+        except Exception as exc:  # noqa: BLE001 - a broken application stream leaves TLS/TCP analysis intact
             if self.debug:
                 raise
             self.result.http_failed = True
+            frame = next((a for a in args[2:] if isinstance(a, int)), None)
+            self.result.notes.append(f"HTTP decoding stopped{f' at frame {frame}' if frame else ''} "
+                                     f"({type(exc).__name__}: {exc}); the requests before it are kept")
 
     def close(self) -> StreamResult:
-        machine = self.result.http
+        r = self.result
+        if r.http is None and not r.http_failed and r.first_c2s and self._held:
+            # The stream ended inside a first request line: let the machine say what it saw.
+            self._start(self._alpn)
+        machine = r.http
         if machine is not None:
             try:
                 for d in (C2S, S2C):
@@ -255,7 +421,12 @@ class _HTTPFeed:
             except Exception:    # noqa: BLE001
                 if self.debug:
                     raise
-        return self.result
+        return r
+
+
+def _show(b: bytes) -> str:
+    """A few bytes for a note: printable ASCII as is, the rest escaped."""
+    return repr(bytes(b[:24]))[1:] + ("..." if len(b) > 24 else "")
 
 
 def _machine(protocol: str | None, scheme: str):

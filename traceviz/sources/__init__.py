@@ -1,13 +1,15 @@
 """Readers: files in, raw records out.  They know formats, not protocols.
 
 ``kind_of(path)`` decides which reader a file needs from its first bytes
-(never its name): a capture (pcap/pcapng, maybe gzipped) or a JSON-ish browser
-export (HAR, .harp, DevTools trace or protocol log, maybe gzipped).
+(never its name): a capture (pcap/pcapng, maybe gzipped), a JSON-ish export
+(HAR, .harp, DevTools trace or protocol log, qlog, Chrome NetLog, maybe
+gzipped), a JSON-SEQ qlog (``.sqlog``), or a folder (of qlog files).
 """
 
 from __future__ import annotations
 
 import gzip
+import os
 import zlib
 
 from traceviz.errors import InputError
@@ -36,7 +38,10 @@ def _head(path: str, n: int = 512) -> bytes:
 
 
 def kind_of(path: str) -> str:
-    """``capture``, ``json`` or ``unknown``, from the (decompressed) first bytes."""
+    """``capture``, ``json``, ``qlog`` (JSON-SEQ), ``folder`` or ``unknown``, from the
+    (decompressed) first bytes."""
+    if os.path.isdir(path):
+        return "folder"
     head = _head(path)
     if not head:
         raise InputError(path, "empty file")
@@ -46,6 +51,8 @@ def kind_of(path: str) -> str:
     text = head.lstrip(b"\xef\xbb\xbf").lstrip()
     if text[:1] in (b"{", b"["):
         return "json"
+    if text[:1] == b"\x1e":          # RFC 7464 JSON text sequence: a qlog's JSON-SEQ form
+        return "qlog"
     # JSONP-wrapped HAR (.harp): callback({...})
     name, paren, _ = text.partition(b"(")
     if paren and name.strip() and all(c.isalnum() or c in "_$." for c in name.strip().decode("latin-1")):

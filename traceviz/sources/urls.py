@@ -34,3 +34,14 @@ def authority_host(authority: str | None) -> str | None:
         return urlsplit("//" + authority).hostname
     except ValueError:
         return None
+
+
+def path_of(url: Any) -> str:
+    """The path and query of an absolute URL (``http://h/a?b`` -> ``/a?b``); other text as it is.
+
+    What a proxy keeps when it passes a request on, so what its two legs share."""
+    text = str(url or "")
+    if "://" not in text:
+        return text
+    rest = text.split("://", 1)[1]
+    return rest[rest.find("/"):] if "/" in rest else "/"

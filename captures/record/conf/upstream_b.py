@@ -9,6 +9,7 @@ One port per behaviour, so the proxy config maps a path to a failure:
     nul    answers with a NUL byte inside a header name
     big    answers with a 9 KB header
     badstatus  answers with a status line that is not HTTP
+    err500 answers 500 Internal Server Error itself (the proxy passes it on)
 
 Every accept, request, response and close goes to a JSON-lines log: the
 recording side's ground truth.
@@ -25,7 +26,7 @@ import sys
 import threading
 import time
 
-BEHAVIOURS = ["ok", "slow", "fin", "rst", "nul", "big", "badstatus"]
+BEHAVIOURS = ["ok", "slow", "fin", "rst", "nul", "big", "badstatus", "err500"]
 IDLE_TIMEOUT = 1.0
 BODY = b"upstream says hello\n" * 20     # 400 bytes
 
@@ -46,6 +47,8 @@ def response(behaviour: str, path: str) -> bytes:
         head.append(b"X-Big: " + b"b" * 9216)
     elif behaviour == "badstatus":
         head[0] = b"HTTP/1.1 OK-ish Broken"
+    elif behaviour == "err500":
+        head[0] = b"HTTP/1.1 500 Internal Server Error"
     return b"\r\n".join(head) + b"\r\n\r\n" + BODY
 
 

@@ -17,7 +17,11 @@ Content-Length, else (responses) read until the connection closes; no body
 for HEAD, 1xx, 204 and 304; 101 and a successful CONNECT end HTTP/1 on the
 connection.  Memory is bounded: only a message head (at most
 ``MAX_HEAD_BYTES``) or a chunk-size line is ever buffered, bodies are counted,
-not kept.
+not kept.  A caller holding the bytes elsewhere (the payload tier: they lie
+in the capture) need not even copy a body in: ``skippable`` says how many
+bytes coming next the machine would only count -- the rest of a body framed
+by Content-Length or a chunk size, a body read until the connection closes,
+bytes after a protocol switch -- and ``skip`` passes them by arithmetic.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ MAX_HEAD_BYTES = 64 * 1024      # request/status line + headers (h11 allows 16 K
 MAX_HEADERS = 500
 MAX_CHUNK_LINE = 4096
 MAX_PAUSED_BYTES = 64 * 1024    # client bytes held while a CONNECT/Upgrade waits for its answer
+ALL = 1 << 62                   # "every byte from here on" for ``skippable``
 
 Headers = tuple  # tuple[tuple[str, str], ...]: names as sent, values latin-1 decoded
 
@@ -103,8 +108,10 @@ def _header(headers: Headers, name: str) -> str | None:
 
 _HEAD, _LENGTH, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_CRLF, _TRAILER, _CLOSE, _PAUSED, _SWITCHED, _LOST = range(10)
 
-_TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
-_VERSION = re.compile(rb"^HTTP/(\d)\.(\d)$")
+_TOKEN_TEXT = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+_VERSION_TEXT = re.compile(r"HTTP/[0-9]\.[0-9]\Z")
+_DIGITS = re.compile(r"[0-9]+\Z")
+_WS = " \t\n\r\x0b\x0c"           # what bytes.strip() strips: the ASCII whitespace
 _REQUEST_START = re.compile(rb"^[A-Z][A-Z0-9_-]{1,19} \S+ HTTP/1\.[0-9]\r?\n")
 _RESPONSE_START = re.compile(rb"^HTTP/1\.[0-9] \d{3}")
 
@@ -173,6 +180,28 @@ class _Reader:
             else:                    # _SWITCHED, _LOST
                 self.unparsed += len(view)
                 view = view[:0]
+
+    def skippable(self) -> int:
+        st = self.state
+        if st in (_LENGTH, _CHUNK_DATA):
+            return self.remaining
+        return ALL if st in (_CLOSE, _SWITCHED) else 0
+
+    def skip(self, n: int, frame: int, ts: float) -> None:
+        """``n`` bytes (at most ``skippable()``) passed without being read."""
+        st = self.state
+        if st == _SWITCHED:
+            self.unparsed += n
+            return
+        self._body(n, frame, ts)
+        if st == _CLOSE:
+            return
+        self.remaining -= n
+        if self.remaining == 0:
+            if st == _LENGTH:
+                self._end(frame, ts)
+            else:
+                self.state = _CHUNK_CRLF
 
     def _resync(self, view: memoryview) -> bool:
         """After a gap, pick up again where a segment starts a new message."""
@@ -331,57 +360,63 @@ def _find_head_end(buf: bytearray, start: int) -> int:
     return -1
 
 
-def _parse_head(head: bytes) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+def _parse_head(head: bytes) -> tuple[str, list[tuple[str, str]]]:
+    """(start line, [(name, value)]) of a message head, as latin-1 text.
+
+    Decoded once, then split: latin-1 maps each byte to one character, so the
+    rules are the byte-level ones (``_WS`` is what ``bytes.strip`` strips,
+    tokens and digits are ASCII only)."""
     if b"\x00" in head:
         raise _HeadError("NUL byte in message head")
-    lines = head.split(b"\n")
-    lines = [ln[:-1] if ln.endswith(b"\r") else ln for ln in lines]
+    lines = head.decode("latin-1").split("\n")
+    lines = [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
     while lines and not lines[-1]:
         lines.pop()
     if not lines:
         raise _HeadError("empty message head")
     if len(lines) - 1 > MAX_HEADERS:
         raise _HeadError(f"more than {MAX_HEADERS} header lines")
-    headers: list[tuple[bytes, bytes]] = []
+    headers: list[tuple[str, str]] = []
+    token = _TOKEN_TEXT.match
     for ln in lines[1:]:
-        if ln[:1] in (b" ", b"\t"):
+        if ln[:1] in (" ", "\t"):
             if not headers:
                 raise _HeadError("header continuation before any header")
             name, value = headers[-1]
-            headers[-1] = (name, value + b" " + ln.strip())      # obs-fold (RFC 9112 5.2)
+            headers[-1] = (name, value + " " + ln.strip(_WS))      # obs-fold (RFC 9112 5.2)
             continue
-        name, sep, value = ln.partition(b":")
-        if not sep or not _TOKEN.match(name):
+        name, sep, value = ln.partition(":")
+        if not sep or not token(name):
             raise _HeadError("malformed header line")
-        headers.append((name, value.strip(b" \t")))
+        headers.append((name, value.strip(" \t")))
     return lines[0], headers
 
 
-def _text(b: bytes) -> str:
-    return b.decode("latin-1")
+def _values(headers: list[tuple[str, str]], name: str) -> list[str]:
+    """The comma-separated elements of every ``name`` header, stripped, in order."""
+    return [v.strip(_WS) for k, value in headers if len(k) == len(name) and k.lower() == name
+            for v in value.split(",")]
 
 
-def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
-    values = {v.strip() for name, value in headers if name.lower() == b"content-length"
-              for v in value.split(b",")}
+def _content_length(headers: list[tuple[str, str]]) -> int | None:
+    values = set(_values(headers, "content-length"))
     if not values:
         return None
     if len(values) != 1:
         raise _HeadError("conflicting Content-Length values")
     v = values.pop()
-    if not v.isdigit() or len(v) > 18:
+    if not _DIGITS.match(v) or len(v) > 18:
         raise _HeadError("bad Content-Length")
     return int(v)
 
 
-def _chunked(headers: list[tuple[bytes, bytes]]) -> bool | None:
+def _chunked(headers: list[tuple[str, str]]) -> bool | None:
     """True if the last transfer coding is chunked, False if another one is
     last, None without Transfer-Encoding."""
-    codings = [c.strip().lower() for name, value in headers if name.lower() == b"transfer-encoding"
-               for c in value.split(b",") if c.strip()]
+    codings = [c.lower() for c in _values(headers, "transfer-encoding") if c]
     if not codings:
         return None
-    return codings[-1] == b"chunked"
+    return codings[-1] == "chunked"
 
 
 # --- the connection ------------------------------------------------------------
@@ -404,6 +439,22 @@ class HTTP1Connection:
         reader = self._readers.get(direction)
         if reader is not None and data and direction not in self._lost:
             reader.feed(bytes(data), frame, ts)
+        return self._take()
+
+    def skippable(self, direction: str) -> int:
+        """Bytes of ``direction`` coming next that would only be counted, never read."""
+        reader = self._readers.get(direction)
+        if reader is None or direction in self._lost:
+            return ALL
+        return reader.skippable()
+
+    def skip(self, direction: str, nbytes: int, frame: int, ts: float) -> list:
+        """``nbytes`` of ``direction`` (at most ``skippable``) passed without their bytes;
+        ``frame``/``ts``: where the last of them arrived.  Returns the events completed."""
+        self._new = []
+        reader = self._readers.get(direction)
+        if reader is not None and nbytes > 0 and direction not in self._lost:
+            reader.skip(nbytes, frame, ts)
         return self._take()
 
     def receive_gap(self, direction: str, nbytes: int | None) -> list:
@@ -443,26 +494,26 @@ class HTTP1Connection:
         self._emit(ParseError(direction, frame, message))
 
     def _head(self, reader: _Reader, head: bytes, frame: int, ts: float) -> None:
-        start, raw_headers = _parse_head(head)
-        headers = tuple((_text(k), _text(v)) for k, v in raw_headers)
+        start, headers = _parse_head(head)
         if reader.is_request:
-            self._request_head(reader, start, raw_headers, headers, frame, ts)
+            self._request_head(reader, start, headers, frame, ts)
         else:
-            self._response_head(reader, start, raw_headers, headers, frame, ts)
+            self._response_head(reader, start, headers, frame, ts)
 
-    def _request_head(self, reader, start, raw_headers, headers, frame, ts):
-        parts = start.split(b" ")
-        if start.startswith(b"PRI * HTTP/2.0"):
+    def _request_head(self, reader, start, raw_headers, frame, ts):
+        parts = start.split(" ")
+        if start.startswith("PRI * HTTP/2.0"):
             raise _HeadError("HTTP/2 connection preface: not HTTP/1.x")
-        if len(parts) != 3 or not _TOKEN.match(parts[0]) or not _VERSION.match(parts[2]) or not parts[1]:
+        if len(parts) != 3 or not _TOKEN_TEXT.match(parts[0]) or not _VERSION_TEXT.match(parts[2]) or not parts[1]:
             raise _HeadError("malformed request line")
-        method = _text(parts[0])
+        method = parts[0]
         chunked = _chunked(raw_headers)
         length = _content_length(raw_headers)
         if chunked is False:
             raise _HeadError("request Transfer-Encoding without chunked last")
+        headers = tuple(raw_headers)
         upgrade = method == "CONNECT" or _header(headers, "upgrade") is not None
-        self._emit(Request(method, _text(parts[1]), _text(parts[2]), headers, reader.first_frame,
+        self._emit(Request(method, parts[1], parts[2], headers, reader.first_frame,
                            reader.first_ts, frame, reader.head_bytes))
         self._methods.append((method, upgrade))
         if chunked:
@@ -475,13 +526,15 @@ class HTTP1Connection:
             # Whatever follows may not be HTTP/1: hold it until the response says.
             reader.state = _PAUSED
 
-    def _response_head(self, reader, start, raw_headers, headers, frame, ts):
-        parts = start.split(b" ", 2)
-        if len(parts) < 2 or not _VERSION.match(parts[0]) or not (len(parts[1]) == 3 and parts[1].isdigit()):
+    def _response_head(self, reader, start, raw_headers, frame, ts):
+        parts = start.split(" ", 2)
+        if len(parts) < 2 or not _VERSION_TEXT.match(parts[0]) or not (len(parts[1]) == 3
+                                                                       and _DIGITS.match(parts[1])):
             raise _HeadError("malformed status line")
         status = int(parts[1])
-        reason = _text(parts[2]) if len(parts) > 2 else ""
-        self._emit(Response(status, reason, _text(parts[0]), headers, reader.first_frame, reader.first_ts,
+        reason = parts[2] if len(parts) > 2 else ""
+        headers = tuple(raw_headers)
+        self._emit(Response(status, reason, parts[0], headers, reader.first_frame, reader.first_ts,
                             frame, reader.head_bytes))
         if 100 <= status < 200 and status != 101:
             reader.state, reader.started = _HEAD, False      # interim: no body, no end

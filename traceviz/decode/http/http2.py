@@ -33,6 +33,8 @@ from hyperframe.frame import (ContinuationFrame, DataFrame, Frame, GoAwayFrame, 
                               PingFrame, PriorityFrame, PushPromiseFrame, RstStreamFrame, SettingsFrame,
                               WindowUpdateFrame)
 
+from traceviz.decode.http.hpack_census import Census, census
+
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 FRAME_HEADER = 9
 DEFAULT_MAX_FRAME = 16384
@@ -95,6 +97,8 @@ class HeadersReceived(Event):
     first_ts: float = 0.0
     size: int = 0                      # header block bytes (HEADERS + CONTINUATION payloads)
     priority: tuple | None = None      # (depends_on, weight, exclusive) when the PRIORITY flag is set
+    chunk_end: int = 0                 # stream offset just past the bytes whose arrival completed the block
+    census: Census | None = None       # how HPACK encoded it (None: not decoded)
 
     def header(self, name: str) -> str | None:
         return _header(self.headers, name)
@@ -121,6 +125,7 @@ class DataReceived(Event):
     first_frame: int = 0
     first_ts: float = 0.0
     missing: int = 0           # payload bytes lost in a capture gap (counted, not seen)
+    chunk_end: int = 0         # stream offset just past the bytes whose arrival completed the frame
 
 
 @dataclass(frozen=True)
@@ -198,6 +203,12 @@ class _Reader:
         self.max_frame = DEFAULT_MAX_FRAME   # what the receiver accepts (its SETTINGS)
         self.last_frame, self.last_ts = 0, 0.0
         self.unparsed = 0
+
+    @property
+    def fed_end(self) -> int:
+        """Stream offset just past the last byte fed: where the chunk (TCP piece or TLS record)
+        that completes a frame ends, which ties frames to the transport's arrival times."""
+        return self.offset + len(self.buf) - self.pos
 
     # -- bytes in --
 
@@ -309,6 +320,7 @@ class _Reader:
         data = bytes(block["data"])
         headers = self._decode(data, frame, ts)
         self.conn._emit(block["kind"](self.direction, frame, ts, headers=headers, size=len(data),
+                                      chunk_end=self.fed_end, census=None if headers is None else census(data),
                                       **block["fields"]))
 
     def _decode(self, data: bytes, frame: int, ts: float) -> Headers | None:
@@ -476,7 +488,7 @@ class HTTP2Connection:
         if isinstance(f, DataFrame):
             self._emit(DataReceived(d, frame, ts, sid, length=len(f.data), flow_length=f.flow_controlled_length,
                                     end_stream="END_STREAM" in f.flags, first_frame=first[0], first_ts=first[1],
-                                    missing=missing))
+                                    missing=missing, chunk_end=reader.fed_end))
         elif isinstance(f, HeadersFrame):
             prio = (f.depends_on, f.stream_weight + 1, bool(f.exclusive)) if "PRIORITY" in f.flags else None
             reader.header_block(HeadersReceived, f.data, "END_HEADERS" in f.flags, frame, ts, stream=sid,

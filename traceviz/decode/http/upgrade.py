@@ -40,6 +40,17 @@ class UpgradeConnection:
         if switched is not None and switched.strip().lower() == "h2c":
             self._switch()
 
+    def skippable(self, d: str) -> int:
+        """Bytes of ``d`` the HTTP/1 machine would only count (HTTP/2, once switched to, reads every frame)."""
+        return 0 if self.http2 is not None else self.http1.skippable(d)
+
+    def skip(self, d: str, nbytes: int, frame: int, ts: float) -> None:
+        # Bytes passed unread leave no tail to hand over: a switch to h2c happens
+        # on bytes read after them, which are remembered again.
+        self._tail[d].clear()
+        self._tail_len[d] = 0
+        self.http1.skip(d, nbytes, frame, ts)
+
     def receive_gap(self, d: str, nbytes: int | None) -> None:
         if self.http2 is not None:
             self.http2.receive_gap(d, nbytes)

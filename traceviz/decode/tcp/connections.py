@@ -74,8 +74,8 @@ class Transport:
     detail`` in frame order.  ``analysis`` is the per-row
     :class:`~traceviz.decode.tcp.analysis.Analysis` over ``tcp_rows``.
     ``measured``: per frame, bytes in flight, RTT samples (``inflight``) and
-    SACK blocks, made on a thread of their own while the payload tier runs:
-    see ``measurements()``.
+    SACK blocks when ``analyze(idx, measure=True)`` was asked for them, made
+    the first time ``measurements()`` asks.
     """
 
     idx: object
@@ -92,7 +92,7 @@ class Transport:
     connections: dict
     events: dict
     analysis: object = None
-    measured: object = None        # a Future of the dict measurements() returns
+    measured: object = None        # a function making the dict measurements() returns, then that dict
 
     def measurements(self) -> dict:
         """Per frame: ``bytes_in_flight`` (-1 none), ``ack_rtt``, ``rtt_ambiguous``,
@@ -101,11 +101,17 @@ class Transport:
         if self.measured is None:
             from traceviz.decode.tcp.inflight import nothing_measured
             return nothing_measured(len(self.conn))
-        return self.measured.result()
+        if callable(self.measured):
+            self.measured = self.measured()
+        return self.measured
 
 
-def analyze(idx) -> Transport:
-    """The transport tier for a ``traceviz.decode.index.PacketIndex``."""
+def analyze(idx, measure: bool = False) -> Transport:
+    """The transport tier for a ``traceviz.decode.index.PacketIndex``.
+
+    ``measure``: also bytes in flight, RTT samples and SACK blocks per packet
+    (``Transport.measurements``); they cost a fifth of a load, so only the
+    views that draw them ask."""
     n = len(idx.frame)
     proto = np.asarray(idx.proto)
     ports = (np.asarray(idx.sport) >= 0) & (np.asarray(idx.dport) >= 0) & ~np.asarray(idx.frag, dtype=bool)
@@ -122,14 +128,15 @@ def analyze(idx) -> Transport:
     # loops, so on a machine with two cores the second thread is nearly free.
     with ThreadPoolExecutor(max_workers=2) as pool:
         pending = None
-        blocks = sack.sack_blocks(idx, tcp_rows)
+        blocks = sack.sack_blocks(idx, tcp_rows) if measure else {}
         if len(tcp_rows):
             columns = [conn, direction, flags] + [np.asarray(getattr(idx, name)) for name in (
                 "seq", "ack", "win", "payload_len", "ts", "frame", "wscale")]
-            # What inflight.measure needs besides: the SACK column only when a packet has blocks.
-            absent = np.full(n, -1, dtype=np.int64)
-            columns += [np.asarray(getattr(idx, "tsval", absent)), np.asarray(getattr(idx, "tsecr", absent))]
-            columns += [sack.delivered(blocks, n)] if blocks else []
+            if measure:
+                # What inflight.measure needs besides: the SACK column only when a packet has blocks.
+                absent = np.full(n, -1, dtype=np.int64)
+                columns += [np.asarray(getattr(idx, "tsval", absent)), np.asarray(getattr(idx, "tsecr", absent))]
+                columns += [sack.delivered(blocks, n)] if blocks else []
             pending = _analyze_in_parts(pool, tcp_rows, *columns)
         conns = _connections(idx, conn, direction, is_tcp, n_tcp, stream, flow)
         client_side = conns.pop("_client_side")
@@ -138,13 +145,12 @@ def analyze(idx) -> Transport:
         an = pending() if pending is not None else None
         events = pool.submit(_events, idx, conn, c2s, tcp_rows, an)
         per_frame = _per_frame(idx, tcp_rows, an)
-        # numpy lets go of the GIL: on a thread of its own the measuring overlaps the payload tier.
-        measured = ThreadPoolExecutor(max_workers=1)
-        future = measured.submit(_measured, idx, tcp_rows, an, blocks, per_frame["rel_ack"])
-        measured.shutdown(wait=False)
+        rel_ack = per_frame["rel_ack"]
         events = events.result()
     return Transport(idx=idx, conn=conn, stream=stream, c2s=c2s, in_conn=in_conn, tcp_rows=tcp_rows,
-                     connections=conns, events=events, analysis=an, measured=future, **per_frame)
+                     connections=conns, events=events, analysis=an,
+                     measured=(lambda: _measured(idx, tcp_rows, an, blocks, rel_ack)) if measure else None,
+                     **per_frame)
 
 
 # Below this many TCP rows one thread is quicker than splitting.

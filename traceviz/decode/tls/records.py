@@ -13,6 +13,12 @@ to find the next record boundary in a stream that has lost its framing.
 Bytes missing from the capture (``gap``) are different: the record they cut
 is dropped and the reader looks for the next plausible record header --
 two that chain, or one that ends exactly where the bytes do -- and goes on.
+
+Records whose content nobody will read (``count_only``: application data
+without keys, say) are counted, not kept: the reader parses their header,
+then steps over their fragment -- ``skippable`` says how many bytes it
+would only count, ``skip`` passes them without the bytes themselves -- and
+yields a ``Record`` with an empty fragment and its ``length``.
 """
 
 from __future__ import annotations
@@ -35,16 +41,20 @@ class Record:
     first_frame: int     # frame holding its first byte
     offset: int          # stream offset of the record header
     sslv2: bool = False  # an SSLv2-format ClientHello (fragment is the v2 message)
+    length: int | None = None   # fragment length when the fragment was counted, not kept
 
     @property
     def size(self) -> int:
-        return len(self.fragment) + (2 if self.sslv2 else 5)
+        n = len(self.fragment) if self.length is None else self.length
+        return n + (2 if self.sslv2 else 5)
 
 
 class RecordReader:
     """One direction's records.  Feed stream bytes in order; read records."""
 
-    def __init__(self) -> None:
+    def __init__(self, count_only: frozenset = frozenset()) -> None:
+        self.count_only = count_only    # content types whose fragments are counted, not kept
+        self._counting: list | None = None   # [bytes still to pass, content type, version, length, offset]
         self._buf = bytearray()
         self._offset = 0            # stream offset of _buf[0]
         self._first: tuple[int, float] | None = None   # frame/ts of the pending record's first byte
@@ -57,10 +67,22 @@ class RecordReader:
     def feed(self, data: bytes, frame: int, ts: float) -> list[Record]:
         if self.error is not None or not data:
             return []
+        out = []
+        if self._counting is not None:
+            n = min(self._counting[0], len(data))
+            rec = self.skip(n, frame, ts)
+            if rec is not None:
+                out.append(rec)
+            data = data[n:]
+            if not data:
+                return out
+        if not self._buf and not self._resync and self.records:
+            data = self._whole_records(data, frame, ts, out)
+            if not data:
+                return out
         if self._first is None:
             self._first = (frame, ts)
         self._buf += data
-        out = []
         while self.error is None:
             rec = self._next(frame, ts)
             if rec is None:
@@ -68,10 +90,61 @@ class RecordReader:
             out.append(rec)
         return out
 
+    def _whole_records(self, data: bytes, frame: int, ts: float, out: list) -> bytes:
+        """The records that lie whole in ``data`` (or start a counted one), read in place
+        rather than through the buffer; returns what is left for the buffered path
+        (a partial record, or a header the careful path must judge)."""
+        i, n = 0, len(data)
+        count_only = self.count_only
+        while n - i >= 5:
+            ctype, length = data[i], (data[i + 3] << 8) | data[i + 4]
+            if ctype not in _CONTENT_TYPES or data[i + 1] != 3 or length > MAX_RECORD:
+                break
+            end = i + 5 + length
+            version = 0x300 | data[i + 2]
+            if ctype in count_only:
+                if end > n:
+                    self._first = (frame, ts)
+                    self._counting = [end - n, ctype, version, length, self._offset]
+                    self._offset += 5 + length
+                    return b""
+                rec = Record(ctype, version, b"", frame, ts, frame, self._offset, length=length)
+            elif end <= n:
+                rec = Record(ctype, version, data[i + 5:end], frame, ts, frame, self._offset)
+            else:
+                break
+            self._offset += 5 + length
+            self.records += 1
+            out.append(rec)
+            i = end
+        return data[i:] if i else data
+
+    @property
+    def skippable(self) -> int:
+        """Bytes coming next that are only counted (the rest of a ``count_only`` record)."""
+        return self._counting[0] if self._counting is not None and self.error is None else 0
+
+    def skip(self, n: int, frame: int, ts: float) -> Record | None:
+        """``n`` bytes of a counted record passed (at most ``skippable``); its
+        ``Record`` once they complete it, with the frame and time of the last one."""
+        c = self._counting
+        c[0] -= n
+        if c[0] > 0:
+            return None
+        self._counting = None
+        rec = Record(c[1], c[2], b"", frame, ts, self._first[0] if self._first else frame, c[4], length=c[3])
+        self.records += 1
+        self._first = None
+        return rec
+
     def gap(self, length: int) -> None:
         """``length`` bytes are missing here: drop the record they cut, then resynchronise."""
         if self.error is not None:
             return
+        if self._counting is not None:
+            self.skipped += self._counting[3] + 5 - self._counting[0]
+            self._offset -= self._counting[0]
+            self._counting = None
         self.gaps += 1
         self._offset += len(self._buf) + length
         self.skipped += len(self._buf)
@@ -99,12 +172,29 @@ class RecordReader:
         if length > MAX_RECORD:
             self.error = f"record length {length} exceeds the TLS maximum {MAX_RECORD}"
             return None
+        if ctype in self.count_only:
+            return self._count(ctype, (major << 8) | buf[2], length, frame, ts)
         if len(buf) < 5 + length:
             return None
         rec = Record(ctype, (major << 8) | buf[2], bytes(buf[5:5 + length]), frame, ts,
                      self._first[0] if self._first else frame, self._offset)
         self._consume(5 + length, frame, ts)
         return rec
+
+    def _count(self, ctype: int, version: int, length: int, frame: int, ts: float) -> Record | None:
+        """A record whose fragment is not kept: what is buffered of it is dropped, the rest counted."""
+        have = min(len(self._buf), 5 + length)
+        offset = self._offset
+        del self._buf[:have]
+        self._offset += 5 + length
+        if have == 5 + length:
+            rec = Record(ctype, version, b"", frame, ts, self._first[0] if self._first else frame, offset,
+                         length=length)
+            self.records += 1
+            self._first = (frame, ts) if self._buf else None
+            return rec
+        self._counting = [5 + length - have, ctype, version, length, offset]
+        return None
 
     def _find_boundary(self) -> bool:
         """After a gap: skip to the first offset where a record header starts a chain."""
@@ -171,7 +261,9 @@ class Message:
 class HandshakeReader:
     """Joins plaintext handshake fragments of one direction into messages."""
 
-    def __init__(self) -> None:
+    def __init__(self, count_only: frozenset = frozenset()) -> None:
+        self.count_only = count_only    # content types whose fragments are counted, not kept
+        self._counting: list | None = None   # [bytes still to pass, content type, version, length, offset]
         self._buf = bytearray()
         self._first: int | None = None
 

@@ -11,25 +11,32 @@ makes the session's line in ``timeline.tls`` of them.
 Without keys, encrypted messages are recognised by position: in TLS 1.2 the
 first handshake record after a side's ChangeCipherSpec is its Finished; in
 TLS 1.3 the server's encrypted flight follows its ServerHello and the client's
-first encrypted record after the ServerHello is its Finished.  With keys (a
-keys, see ``use_keys``) the records are opened and the inner
-messages read for real.
+first encrypted record after the ServerHello is its Finished.  With keys
+(see ``use_keys``) the records are opened and the inner messages read for
+real.
+
+Without keys nothing reads the fragments of application data (nor of
+ChangeCipherSpec and heartbeat records): the record layer counts them from
+their headers and steps over their bytes (``skippable``/``skip``), so a
+long download costs a few arithmetic steps per record, not a copy.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from traceviz.decode.tls import messages as msg
 from traceviz.decode.tls.names import (ALERT_LEVELS, alert_name, cipher_name, group_name, handshake_name,
                                        version_name)
-from traceviz.decode.tls.records import (ALERT, APPLICATION_DATA, CHANGE_CIPHER_SPEC, HANDSHAKE, HEARTBEAT,
-                                         HandshakeReader, Message, Record, RecordReader, parse_alert)
+from traceviz.decode.tls.records import (ALERT, APPLICATION_DATA, CHANGE_CIPHER_SPEC, CONNECTION_ID, HANDSHAKE,
+                                         HEARTBEAT, HandshakeReader, Message, Record, RecordReader, parse_alert)
 
 C2S, S2C = "c2s", "s2c"
 _SIDE = {C2S: "client", S2C: "server"}
+# Record types whose fragments are only counted when there are no keys: sizes are all they tell.
+COUNTED = frozenset({CHANGE_CIPHER_SPEC, APPLICATION_DATA, HEARTBEAT, CONNECTION_ID})
 
 
 def is_tls13(version: int | None) -> bool:
@@ -55,7 +62,7 @@ class Event:
 
 @dataclass
 class _Side:
-    records: RecordReader = field(default_factory=RecordReader)
+    records: RecordReader = field(default_factory=lambda: RecordReader(COUNTED))
     handshake: HandshakeReader = field(default_factory=HandshakeReader)
     ccs: Event | None = None          # its ChangeCipherSpec
     finished: Event | None = None     # its Finished
@@ -101,13 +108,32 @@ class TLSSession:
             for rec in side.records.feed(data, frame, ts):
                 self._record(dir, rec)
         except Exception as e:      # noqa: BLE001 - hostile bytes: count the error, keep the session
-            if os.environ.get("TRACEVIZ_DEBUG") and not isinstance(e, msg.DecodeError):
-                raise
-            self._error(str(e) if isinstance(e, msg.DecodeError) else f"frame {frame}: {type(e).__name__}")
+            self._failed(e, frame)
         if side.records.error and not side.reported:
             side.reported = True
             self._error(f"{_SIDE[dir]} stream: {side.records.error}")
         return self.events[before:]
+
+    def skippable(self, dir: str) -> int:
+        """Bytes of ``dir`` coming next that would only be counted (see ``skip``)."""
+        return self.sides[dir].records.skippable
+
+    def skip(self, dir: str, n: int, frame: int, ts: float) -> list[Event]:
+        """``n`` bytes of ``dir`` passed without being read (at most ``skippable(dir)``);
+        ``frame``/``ts``: where the last of them arrived."""
+        before = len(self.events)
+        rec = self.sides[dir].records.skip(n, frame, ts)
+        if rec is not None:
+            try:
+                self._record(dir, rec)
+            except Exception as e:  # noqa: BLE001
+                self._failed(e, frame)
+        return self.events[before:]
+
+    def _failed(self, e: Exception, frame: int) -> None:
+        if os.environ.get("TRACEVIZ_DEBUG") and not isinstance(e, msg.DecodeError):
+            raise e
+        self._error(str(e) if isinstance(e, msg.DecodeError) else f"frame {frame}: {type(e).__name__}")
 
     def gap(self, dir: str, offset: int, length: int) -> None:
         """Bytes missing at ``offset`` of ``dir`` (lost or not captured): the record
@@ -127,6 +153,9 @@ class TLSSession:
         from them reaches an event or a row.
         """
         self.keylog, self.rsa_key = keylog, rsa_key
+        if keylog is not None or rsa_key is not None:
+            for side in self.sides.values():
+                side.records.count_only = frozenset()      # any record may open: keep the fragments
 
     def _start_decryptor(self, encrypted_premaster: bytes | None = None) -> None:
         ch, sh = self.client_hello, self.server_hello
@@ -376,7 +405,9 @@ class TLSSession:
     def _extend_last(self, rec: Record) -> Event:
         """The last event grown by one more record (and every reference to it with it)."""
         old = self.events[-1]
-        new = replace(old, size=old.size + rec.size, records=old.records + 1, detail=f"{old.records + 1} records")
+        n = old.records + 1
+        # Built directly: dataclasses.replace costs several times more, once per record of a download.
+        new = Event(old.ts, old.frame, old.dir, old.kind, old.size + rec.size, old.encrypted, f"{n} records", n)
         self.events[-1] = new
         for side in self.sides.values():
             if side.first_app is old:

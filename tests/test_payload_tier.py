@@ -1,0 +1,182 @@
+"""The payload tier reads only what the tables need, and no fact changes for it.
+
+- Stepping over bytes (bodies by Content-Length or chunk arithmetic, TLS
+  application data by record headers) gives the tables that reading every
+  byte gives, on every corpus capture, every bundled one and a generated
+  capture of traffic-like payloads with retransmissions and reordering.
+- Connections decoded in shares by forked processes give the tables one
+  process gives.
+- A request line longer than the first sniffed bytes is still HTTP, checked
+  against tshark; what stops HTTP decoding on a connection is said.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import traceviz
+from traceviz.decode import streams
+from traceviz.decode.tls import session as tls_session
+
+from streamgen import write_conversations
+
+ROOT = Path(__file__).resolve().parents[1]
+TABLES = ("packets", "connections", "events", "requests", "tls")
+
+
+def tables(tl) -> dict:
+    return {name: getattr(tl, name) for name in TABLES}
+
+
+def assert_same(a, b, what: str) -> None:
+    for name in TABLES:
+        pd.testing.assert_frame_equal(getattr(a, name), getattr(b, name), obj=f"{what}: {name}")
+    assert a.warnings == b.warnings, what
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory) -> Path:
+    """20k packets of traffic-like payloads (TLS 1.2/1.3, HTTP/1.1, h2c, opaque, UDP) from the bench generator."""
+    path = tmp_path_factory.mktemp("gen") / "traffic.pcap"
+    subprocess.run([sys.executable, str(ROOT / "bench" / "gen_capture.py"), str(path), "--packets", "20000",
+                    "--payloads", "real", "--seed", "3"], check=True, capture_output=True, timeout=300)
+    return path
+
+
+def _inputs(corpus) -> list[tuple[Path, Path | None]]:
+    caps = sorted(p for p in (corpus / "pcap").rglob("*") if p.suffix in (".pcap", ".pcapng")
+                  and "corrupt" not in p.parts)
+    caps += sorted(p for p in (ROOT / "captures").glob("*.pcapng"))
+    return [(p, p.with_suffix(".keys") if p.with_suffix(".keys").is_file() else None) for p in caps]
+
+
+def _read_everything(monkeypatch) -> None:
+    """The reference: every byte fed to the machines, every TLS fragment kept."""
+    drive = streams._drive
+    monkeypatch.setattr(streams, "_drive", lambda s, feed, gap, skippable, skip: drive(s, feed, gap, lambda d: 0, skip))
+    monkeypatch.setattr(tls_session, "COUNTED", frozenset())
+
+
+def test_stepping_over_bytes_changes_no_table(corpus, generated, monkeypatch):
+    monkeypatch.setenv("TRACEVIZ_WORKERS", "1")
+    inputs = _inputs(corpus) + [(generated, None)]
+    fast = {p: traceviz.load(p, keylog=k) for p, k in inputs}
+    with monkeypatch.context() as m:
+        _read_everything(m)
+        for p, k in inputs:
+            assert_same(fast[p], traceviz.load(p, keylog=k), p.name)
+    gen = fast[generated]
+    assert len(gen.tls) > 100 and len(gen.requests) > 100      # the generated capture did exercise both
+
+
+def test_stepping_over_bytes_passes_them_without_reading(generated, monkeypatch):
+    """Application data and bodies are counted, not copied: far fewer bytes reach the machines
+    (what does: heads, handshakes, h2c frames, and the segment in which each record or body ends)."""
+    seen = {"fed": 0}
+    drive = streams._drive
+
+    def counting(s, feed, gap, skippable, skip):
+        def fed(d, data, frame, ts):
+            seen["fed"] += len(data)
+            feed(d, data, frame, ts)
+        drive(s, fed, gap, skippable, skip)
+
+    monkeypatch.setenv("TRACEVIZ_WORKERS", "1")
+    monkeypatch.setattr(streams, "_drive", counting)
+    tl = traceviz.load(generated)
+    decoded = tl.connections[tl.connections["app"].isin(["tls", "h2", "http/1.1"])]
+    carried = int(decoded["bytes_c2s"].sum() + decoded["bytes_s2c"].sum())
+    assert seen["fed"] < carried / 3
+
+
+def test_shares_in_forked_processes_give_what_one_process_gives(corpus, generated, monkeypatch):
+    inputs = [(generated, None), (ROOT / "captures" / "browser-page-load.pcapng", None),
+              (ROOT / "captures" / "h2-multiplexing.pcapng", ROOT / "captures" / "h2-multiplexing.keys"),
+              (corpus / "pcap" / "http2" / "h2c-range-5conns__suricata-verify_http2-range.pcap", None)]
+    for path, keys in inputs:
+        monkeypatch.setenv("TRACEVIZ_WORKERS", "1")
+        one = traceviz.load(path, keylog=keys)
+        monkeypatch.setenv("TRACEVIZ_WORKERS", "3")
+        assert_same(one, traceviz.load(path, keylog=keys), f"{path.name} in 3 processes")
+
+
+def _tshark_requests(tshark, path) -> list[tuple[str, str]]:
+    out = subprocess.run([tshark, "-r", str(path), "-Y", "http.request", "-T", "fields", "-e", "http.request.method",
+                          "-e", "http.request.uri"], capture_output=True, text=True, timeout=120).stdout
+    return [tuple(line.split("\t")) for line in out.splitlines()]
+
+
+def _tshark_statuses(tshark, path) -> list[int]:
+    out = subprocess.run([tshark, "-r", str(path), "-Y", "http.response", "-T", "fields", "-e", "http.response.code"],
+                         capture_output=True, text=True, timeout=120).stdout
+    return [int(v) for v in out.split()]
+
+
+def test_long_request_lines_are_http_as_tshark_says(tmp_path, tshark):
+    long_uri = "/collect?" + "&".join(f"p{i}=" + "x" * 40 for i in range(12))             # ~550 characters
+    huge_uri = "/signed/" + "a" * 20000                                                 # past REQUEST_LINE_MAX
+    req = "{method} {uri} HTTP/1.1\r\nHost: example.com\r\n\r\n"
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
+    conns = {
+        0: [("c2s", req.format(method="GET", uri=long_uri).encode()), ("s2c", ok)],
+        # the request line split over two segments, the first one shorter than the sniffed bytes
+        1: [("c2s", req.format(method="GET", uri=long_uri).encode()[:40]),
+            ("c2s", req.format(method="GET", uri=long_uri).encode()[40:]), ("s2c", ok)],
+        # no answer at all: the client's bytes alone must say HTTP
+        2: [("c2s", req.format(method="POST", uri=long_uri).encode().replace(b"\r\n\r\n",
+                                                                          b"\r\nContent-Length: 0\r\n\r\n"))],
+        3: [("c2s", req.format(method="GET", uri=huge_uri).encode()), ("s2c", ok)],
+        # not HTTP although it starts with capitals and a space
+        4: [("c2s", b"HELLO " + b"z" * 100 + b" there\r\n"), ("s2c", b"WORLD\r\n")],
+    }
+    path = write_conversations(tmp_path / "long.pcap", conns, dport=80)
+    tl = traceviz.load(path)
+    rq = tl.requests.sort_values("conn")
+    want = _tshark_requests(tshark, path)
+    assert len(want) == 4
+    got = [(m, u.split("example.com", 1)[1]) for m, u in zip(rq["method"], rq["url"])]
+    assert got == want
+    assert sorted(rq["status"].dropna().astype(int).tolist()) == sorted(_tshark_statuses(tshark, path))
+    apps = tl.connections.set_index("conn")["app"]
+    assert apps[[0, 1, 2, 3]].tolist() == ["http/1.1"] * 4 and apps[4] == "unknown"
+
+
+def test_http_that_stops_is_said_once_naming_the_connection(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRACEVIZ_DEBUG", "")
+    # A server speaking HTTP to a client that does not: no request can be paired.
+    conns = {0: [("c2s", b"\x00\x01binary hello\r\n"), ("s2c", b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")]}
+    path = write_conversations(tmp_path / "odd.pcap", conns, dport=80)
+    tl = traceviz.load(path)
+    notes = [w for w in tl.warnings if "connection 0" in w and "HTTP not decoded" in w]
+    assert len(notes) == 1 and "binary hello" in notes[0]
+
+
+def test_tables_asked_for_are_whole_and_the_rest_is_not_built(generated, monkeypatch):
+    from traceviz.model import TableNotBuilt
+    monkeypatch.setenv("TRACEVIZ_WORKERS", "1")
+    full = traceviz.load(generated)
+    runs = {"tls": 0}
+    run_tls = streams._run_tls
+
+    def counted(*a, **k):
+        runs["tls"] += 1
+        return run_tls(*a, **k)
+
+    monkeypatch.setattr(streams, "_run_tls", counted)
+    only = traceviz.load(generated, tables=["requests"])
+    assert runs["tls"] == 0                              # no keys: no TLS session holds a request
+    pd.testing.assert_frame_equal(only.requests, full.requests)
+    assert only.skipped == frozenset(TABLES + ("quic", "streams")) - {"requests"}
+    for name in ("tls", "events", "connections", "packets"):
+        with pytest.raises(TableNotBuilt, match=name):
+            getattr(only, name)
+    tls_only = traceviz.load(generated, tables="tls")
+    pd.testing.assert_frame_equal(tls_only.tls, full.tls)
+    assert runs["tls"] == len(full.tls)
+    with pytest.raises(ValueError, match="requests"):
+        traceviz.load(generated, tables=["request"])

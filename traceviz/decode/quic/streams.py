@@ -1,0 +1,180 @@
+"""The payload tier's QUIC half: which UDP flows speak QUIC, and their machines.
+
+``decode_quic(transport, buf, keylog)`` looks at the first bytes of every
+UDP payload at once with numpy -- a long header (high bit set) whose version
+field names a QUIC version we know of (v1, v2, the drafts, Google's Q0NN and
+T0NN, mvfst, a greased version), or Google's older public header -- never
+at the port.  Only the flows with such a packet go through Python: each
+gets a ``QUICConnection`` fed every payload of the flow in frame order.
+
+The client of a UDP flow is its first sender (``decode.tcp``); when QUIC
+says otherwise (the capture caught the server's packet first) the flow is
+turned around (``client_by`` = ``quic``) before anything reads its direction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+UDP = 17
+_HEAD = 13            # bytes looked at: the long header's version, or the public header's at offset 9
+_LOOK = 50            # datagrams of a flow read to tell its client, before its hellos are decrypted
+
+
+@dataclass
+class QuicPayload:
+    """QUIC over the whole capture: ``results`` by connection; ``suspects``: (conn, frame, why) for
+    UDP flows that looked like QUIC but could not be read; ``flipped``: flows turned around."""
+
+    results: dict = field(default_factory=dict)
+    suspects: list = field(default_factory=list)
+    flipped: list = field(default_factory=list)
+
+
+def quic_rows(idx, conn: np.ndarray, buf) -> tuple[np.ndarray, np.ndarray]:
+    """(UDP rows in a flow, which of them start like a QUIC packet of a version we know of), by numpy.
+
+    The first byte rules out most datagrams (DNS, RTP, zero padding...) with one gather; only
+    the rest have their version field read."""
+    proto = np.asarray(idx.proto)
+    cap = np.asarray(idx.payload_cap).astype(np.int64, copy=False)
+    rows = np.flatnonzero((proto == UDP) & (conn >= 0) & (cap >= 7))
+    hit = np.zeros(len(rows), dtype=bool)
+    if not len(rows):
+        return rows, hit
+    whole = np.frombuffer(buf, dtype=np.uint8)
+    offs = np.asarray(idx.payload_off)[rows].astype(np.int64, copy=False)
+    b0 = whole[np.minimum(offs, len(whole) - 1)]
+    maybe = np.flatnonzero(((b0 & 0xC0) == 0xC0) | ((b0 & 0x89) == 0x09))
+    if not len(maybe):
+        return rows, hit
+    n = np.minimum(cap[rows[maybe]], _HEAD)
+    at = offs[maybe][:, None] + np.arange(_HEAD)
+    ok = (np.arange(_HEAD) < n[:, None]) & (at < len(whole))
+    head = np.where(ok, whole[np.where(ok, at, 0)], 0).astype(np.uint32)
+    b0 = head[:, 0]
+    v = (head[:, 1] << 24) | (head[:, 2] << 16) | (head[:, 3] << 8) | head[:, 4]
+    known = ((v == 0x00000001) | (v == 0x6B3343CF) | (v == 0x709A50C4) | ((v >> 8) == 0xFF0000)
+             | ((v & 0x0F0F0F0F) == 0x0A0A0A0A) | ((v >> 16) == 0x5130) | ((v >> 16) == 0x5430)
+             | ((v >> 8) == 0xFACEB0))
+    long_header = ((b0 & 0xC0) == 0xC0) & known
+    google_public = ((b0 & 0x89) == 0x09) & (head[:, 9] == ord("Q")) & (head[:, 10] == ord("0")) & (n >= _HEAD)
+    hit[maybe] = long_header | google_public
+    return rows, hit
+
+
+def decode_quic(t, buf, keylog=None, debug: bool = False) -> QuicPayload:
+    """A ``QUICConnection`` per UDP flow that speaks QUIC (``t``: ``decode.tcp.connections.Transport``)."""
+    out = QuicPayload()
+    rows, hit = quic_rows(t.idx, t.conn, buf)
+    if not hit.any():
+        return out
+    from traceviz.decode.quic.connection import QUICConnection
+
+    conns = np.unique(t.conn[rows[hit]])
+    wanted = rows[np.isin(t.conn[rows], conns)]
+    idx = t.idx
+    frames = np.asarray(idx.frame)[wanted].tolist()
+    ts = np.asarray(idx.ts)[wanted].tolist()
+    offs = np.asarray(idx.payload_off)[wanted].tolist()
+    caps = np.asarray(idx.payload_cap)[wanted].tolist()
+    by_conn: dict[int, list[int]] = {}
+    for i, c in enumerate(t.conn[wanted].tolist()):
+        by_conn.setdefault(c, []).append(i)
+    flip = []
+    for c, members in by_conn.items():
+        first = _client_sends_first(buf, [offs[i] for i in members], [caps[i] for i in members],
+                                    t.c2s[wanted[members]])
+        if first is False or (first is None and _ports_say_first_is_server(t, c)):
+            flip.append(c)
+    if flip:
+        turn_around(t, flip)
+        out.flipped = flip
+    c2s = t.c2s[wanted].tolist()
+
+    def run(c: int, members: list[int], turned: bool):
+        q = QUICConnection(conn=c, keylog=keylog)
+        try:
+            for i in members:
+                q.receive("c2s" if c2s[i] != turned else "s2c", bytes(buf[offs[i]:offs[i] + caps[i]]),
+                          frames[i], ts[i])
+            q.close()
+        except Exception as e:   # noqa: BLE001 - a decoder bug costs this flow, never the capture
+            if debug:
+                raise
+            q.errors.append(f"decoding stopped ({type(e).__name__}: {e})")
+        return q
+
+    late = []
+    for c, members in sorted(by_conn.items()):
+        q = run(c, members, False)
+        if q.client_is_server():
+            # The hellos say the other side is the client (the header test could not tell): read again.
+            late.append(c)
+            q = run(c, members, True)
+        readable = [e for e in q.events if e.type != "unparsed"]
+        if q.errors:
+            frame = _first_frame(q.errors, frames[members[0]])
+            out.suspects.append((c, frame, q.errors[0]))
+        if readable:
+            out.results[c] = q
+    if late:
+        turn_around(t, late)
+        out.flipped += late
+    return out
+
+
+def _first_frame(errors: list[str], default: int) -> int:
+    text = errors[0]
+    if text.startswith("frame "):
+        num = text[6:].split(":", 1)[0]
+        if num.isdigit():
+            return int(num)
+    return default
+
+
+def _client_sends_first(buf, offs: list[int], caps: list[int], c2s) -> bool | None:
+    """Whether the flow's first sender is the QUIC client, from what only one side sends: a
+    client's 0-RTT packets and token-bearing Initials, a server's Version Negotiation and Retry.
+    None: the first datagrams do not say (the ClientHello may, once decrypted)."""
+    from traceviz.decode.quic.packets import INITIAL, RETRY, VN, ZERO_RTT, parse_datagram
+    for off, cap, is_c2s in list(zip(offs, caps, c2s.tolist()))[:_LOOK]:
+        if not buf[off] & 0x80:
+            continue
+        for p in parse_datagram(bytes(buf[off:off + cap])).packets:
+            if p.type in (VN, RETRY):
+                return not is_c2s
+            if p.type == ZERO_RTT or (p.type == INITIAL and p.token):
+                return bool(is_c2s)
+    return None
+
+
+def _ports_say_first_is_server(t, conn: int) -> bool:
+    """Neither packets nor hellos tell: as for TCP, the lower port is the server's."""
+    cols = t.connections
+    client, server = cols["client"][conn], cols["server"][conn]
+    try:
+        return int(client.rsplit(":", 1)[1]) < int(server.rsplit(":", 1)[1])
+    except (ValueError, IndexError, AttributeError):
+        return False
+
+
+# Connection columns that come in pairs, one per direction.
+_PAIRS = [("client", "server"), ("packets_c2s", "packets_s2c"), ("bytes_c2s", "bytes_s2c"),
+          ("frames_c2s", "frames_s2c"), ("wire_bytes_c2s", "wire_bytes_s2c")]
+
+
+def turn_around(t, conns: list[int]) -> None:
+    """Make the other side of these UDP flows the client: per-frame direction and per-flow columns."""
+    rows = np.isin(t.conn, conns) & t.in_conn
+    t.c2s[rows] = ~t.c2s[rows]
+    cols = t.connections
+    numbers = np.asarray(cols["conn"])
+    at = np.flatnonzero(np.isin(numbers, conns))
+    for a, b in _PAIRS:
+        if a in cols and b in cols:
+            cols[a][at], cols[b][at] = cols[b][at].copy(), cols[a][at].copy()
+    if "client_by" in cols:
+        cols["client_by"][at] = "quic"
