@@ -17,6 +17,7 @@ browser page load reads from its first SYN to its last HTTP/2 DATA frame
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 
 import numpy as np
@@ -137,9 +138,35 @@ def test_page_load_reads_from_syn_to_last_data(tshark):
                                 "-T", "fields", "-e", "frame.number"], capture_output=True, text=True, timeout=120)
     last_data = max(int(f) for f in decrypted.stdout.split())
     tl = traceviz.load(path, keylog=keys)
-    fig = FLOW.analyze(tl).figure("flow")
-    frames = [int(a.text[1:]) for a in fig.layout.annotations if a.text.startswith("#")]
-    labels = [a.text for a in fig.layout.annotations if a.yref == "y" and not a.text.startswith("#")]
-    assert frames[0] == first_syn and labels[0] == "SYN"
-    assert last_data in frames
+    finding = FLOW.analyze(tl)
+    rows = finding.rows
+    assert int(rows["frame"].iloc[0]) == first_syn and rows["label"].iloc[0] == "SYN"
+    assert last_data in set(rows["frame"].astype(int))
+    labels = list(rows["label"])
     assert any("DATA" in t for t in labels) and any(t.startswith("HEADERS[1]: GET /page/index.html") for t in labels)
+    # The figure draws every one of them, as one story: one arrow (and hover point) per message, in order.
+    fig = finding.figure("flow")
+    hover = next(t for t in fig.data if t.name == "messages")
+    drawn = [int(re.search(r"frame (\d+)", h).group(1)) for h in hover.hovertext]
+    assert drawn == list(rows["frame"].astype(int))
+
+
+def test_flow_labels_cross_no_label_and_no_arrow(tmp_path):
+    # The flow graph is the ladders' sequence diagram with more lanes: its labels obey the same rule.
+    import plotly.io as pio
+
+    from svg_layout import intersect, labels, line_segments
+    from traceviz.charts import export
+    if export.browser() is None:
+        pytest.skip("no Chrome or Chromium for kaleido")
+    cases = [("proxy-nginx-502-504", None), ("browser-page-load", ROOT / "captures" / "browser-page-load.keys")]
+    figs = [export.for_image(FLOW.analyze(traceviz.load(name, keylog=keys)).figure("flow")) for name, keys in cases]
+    paths = [tmp_path / f"{i}.svg" for i in range(len(figs))]
+    pio.write_images(figs, paths, width=1280, height=720)
+    for (name, _), path in zip(cases, paths):
+        svg = path.read_text()
+        placed = labels(svg)
+        assert len(placed) >= 5, name
+        for i, (text, box) in enumerate(placed):
+            assert not any(intersect(box, other) for _, other in placed[i + 1:]), (name, text)
+            assert not [s for s in line_segments(svg) if intersect(box, list(s))], (name, text)

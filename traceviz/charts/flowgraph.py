@@ -19,7 +19,6 @@ no fact recomputed); ``flowgraph`` draws them.
 
 from __future__ import annotations
 
-import math
 import re
 from typing import Iterable
 
@@ -28,13 +27,13 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from traceviz.charts import theme as themes
+from traceviz.charts.sequence import Arrow, Batch, Diagram, Lane, Style
 from traceviz.charts.text import safe
 
 # Higher layers win when a frame carries several: TCP < TLS/QUIC < HTTP.
 LAYER_RANK = {"tcp": 0, "udp": 0, "tls": 1, "quic": 1, "http": 2, "h2": 2, "h3": 2, "dns": 2}
 FIELDS = ["frame", "ts", "t", "conn", "src", "dst", "src_addr", "dst_addr", "layer", "label", "stream"]
 MAX_LABEL = 64
-MAX_HEIGHT = 12000
 
 
 def messages(tl, conn: int | None = None, hosts: Iterable[str] | None = None, since: float | None = None,
@@ -184,69 +183,65 @@ def _join(texts) -> str:
 # --- drawing -----------------------------------------------------------------------------
 
 def flowgraph(msgs: pd.DataFrame, theme: str = "light", title: str = "Flow graph", limit: int = 300) -> go.Figure:
-    """The flow graph of ``messages(...)``: lanes left to right in order of first appearance."""
+    """The flow graph of ``messages(...)``: lanes left to right in order of first appearance.
+
+    Drawn by the sequence-diagram engine (``charts.sequence``) the ladders share:
+    time to scale with long silences cut, labels that never collide (HTTP and
+    resets first, then TLS/QUIC, then TCP), a long story opening on its first
+    messages and scrolling.  Where each message was captured is unknown across
+    many hosts, so an arrow is drawn at its capture time, slanted only enough to read.
+    """
     name = themes.check(theme)
     c, s = themes.colors(name), themes.sizes(name)
-    total = len(msgs)
-    if name == "talk":   # a slide holds what the back row can read
-        limit = min(limit, max(int((s["height"] - 260) / (s["small"] * 1.9)), 8))
-    shown = msgs.head(limit)
-    lanes = lane_order(shown)
-    x = {h: i for i, h in enumerate(lanes)}
     fig = go.Figure()
     themes.apply(fig, name)
-    row_px = s["small"] * 2.1
-    top, bottom = int(s["title"] * 1.7 + s["font"] * 6 + 20), int(s["font"] * 3)
-    height = s["height"] if name == "talk" else int(min(max(s["height"], len(shown) * row_px + top + bottom), MAX_HEIGHT))
-    width = max(s["width"], int(len(lanes) * s["font"] * 16))
-    ys = np.arange(len(shown), dtype=float)
-    annotations, shapes = [], []
-    for h, i in x.items():
-        shapes.append(dict(type="line", x0=i, x1=i, y0=-0.8, y1=len(shown) - 0.2, layer="below",
-                           line=dict(color=c["lane"], width=s["line"] * 1.5)))
-        annotations.append(dict(x=i, y=1.0, xref="x", yref="paper", yanchor="bottom", yshift=4, showarrow=False,
-                                text=f"<b>{safe(h)}</b>", font=dict(size=s["font"], color=c["text"])))
-    groups: dict[str, list] = {}
-    for y, m in zip(ys, shown.itertuples(index=False)):
-        x0, x1 = x[m.src], x[m.dst]
-        color = _color(m, c)
-        groups.setdefault(color, []).append((x0, x1, y))
-        mid = (x0 + x1) / 2 if x0 != x1 else x0 + 0.25
-        annotations.append(dict(x=mid, y=y, xref="x", yref="y", yanchor="bottom", showarrow=False,
-                                text=safe(m.label), font=dict(family=themes.mono(name), size=s["small"], color=color)))
-        annotations.append(dict(x=min(x0, x1), y=y, xref="x", yref="y", xanchor="right", xshift=-6, showarrow=False,
-                                text=f"#{int(m.frame)}", font=dict(size=s["small"], color=c["muted"])))
-    for color, arrows in groups.items():
-        xs, yv, sizes = [], [], []
-        for x0, x1, y in arrows:
-            if x0 == x1:     # both ends on one lane (a relay's own legs): a short loop out and back
-                xs += [x0, x0 + 0.2, x0 + 0.2, x1, None]
-                yv += [y - 0.15, y - 0.15, y + 0.15, y + 0.15, None]
-                sizes += [0, 0, 0, s["marker"] * 1.3, 0]
-            else:
-                xs += [x0, x1, None]
-                yv += [y, y, None]
-                sizes += [0, s["marker"] * 1.3, 0]
-        fig.add_trace(go.Scatter(x=xs, y=yv, mode="lines+markers", hoverinfo="skip", showlegend=False,
-                                 line=dict(color=color, width=s["line"]),
-                                 marker=dict(symbol="arrow", angleref="previous", size=sizes, color=color)))
-    fig.add_trace(go.Scatter(
-        x=[(x[m.src] + x[m.dst]) / 2 for m in shown.itertuples(index=False)], y=ys, mode="markers",
-        marker=dict(size=max(s["marker"], 8), opacity=0), showlegend=False,
-        hovertext=[f"frame {int(m.frame)} +{m.t:.6f} s<br>{safe(m.src_addr)} → {safe(m.dst_addr)}<br>"
-                   f"conn {'' if pd.isna(m.conn) else int(m.conn)} · {safe(m.layer)}<br><b>{safe(m.label)}</b>"
-                   for m in shown.itertuples(index=False)], hoverinfo="text"))
-    ticks = _time_ticks(shown, row_px)
-    note = f"{total} messages" + (f", the first {len(shown)} shown" if total > len(shown) else "")
-    fig.update_layout(
-        annotations=annotations, shapes=shapes, width=width, height=height,
-        title=dict(text=f"<b>{safe(title)}</b>", subtitle=dict(text=note, font=dict(color=c["muted"], size=s["font"]))),
-        xaxis=dict(visible=False, range=[-0.6, max(len(lanes) - 1, 1) + 0.6]),
-        yaxis=dict(autorange="reversed", tickmode="array", tickvals=ticks[0], ticktext=ticks[1], showgrid=False,
-                   zeroline=False, title=dict(text="ms since the first message")),
-        margin=dict(t=top, b=bottom, l=int(s["font"] * 7), r=int(s["font"] * 2)),
-        showlegend=False)
+    fig.update_layout(width=s["width"], height=s["height"])
+    total = len(msgs)
+    shown = msgs.head(limit) if limit else msgs
+    if not len(shown):
+        fig.update_layout(title=dict(text=f"<b>{safe(title)}</b> (no messages)"))
+        return fig
+    hosts = lane_order(shown)
+    x = {h: float(i) for i, h in enumerate(hosts)}
+    lanes = [Lane(i, f"<b>{safe(h)}</b>", c["text"]) for h, i in x.items()]
+    t0 = float(shown["ts"].iloc[0])
+    arrows = [_arrow(m, x, (float(m.ts) - t0) * 1000) for m in shown.itertuples(index=False)]
+    styles = {key: Style(text, c[color], s["line"] * (0.8 if key in ("tcp", "data") else 1.0), head=1.4)
+              for key, (text, color) in STYLES.items()}
+    last = len(hosts) - 1
+    d = Diagram(name, lanes, arrows, styles, x_range=(-0.3, max(last, 1) + 0.3),
+                axis_title="ms since the first message (long silences cut)")
+    batch = Batch(fig)
+    d.draw_frame(batch)
+    d.draw_arrows(batch)
+    d.draw_labels(batch)
+    d.draw_hover(batch, "messages")
+    batch.flush()
+    facts = [f"{len(hosts)} hosts", f"{total} messages" + (f", the first {len(shown)} drawn" if total > len(shown) else ""),
+             "frame numbers beside the arrows"]
+    marks = [("first HTTP", next((a for a in arrows if a.style == "http"), None)),
+             ("first error", next((a for a in arrows if a.style == "error"), None))]
+    d.layout(fig, f"<b>{safe(title)}</b>", facts, [(n, a) for n, a in marks if a is not None], last="last message")
     return fig
+
+
+# Arrow kinds: legend text and colour, and the label's turn to be placed (lowest first).
+STYLES = {"http": ("HTTP", "wait"), "error": ("reset or HTTP error", "RST"), "tls": ("TLS / QUIC", "tls"),
+          "open": ("TCP open", "SYN"), "close": ("TCP close", "FIN"), "retransmission": ("retransmission", "retransmission"),
+          "tcp": ("TCP / UDP bytes", "data")}
+RANK = {"http": 0, "error": 0, "tls": 1, "retransmission": 1, "open": 2, "close": 2, "tcp": 3}
+
+
+def _arrow(m, x: dict, t: float) -> Arrow:
+    x0, x1 = x[m.src], x[m.dst]
+    if x0 == x1:        # both ends on one lane (a relay's own two addresses): a stub to the right
+        x1 = x0 + 0.35
+    kind = _kind(m)
+    conn = "" if pd.isna(m.conn) else f"conn {int(m.conn)} · "
+    hover = (f"<b>frame {int(m.frame)}</b> +{m.t:.6f} s<br>{safe(m.src_addr)} → {safe(m.dst_addr)}<br>"
+             f"{conn}{safe(m.layer)}<br><b>{safe(m.label)}</b>")
+    return Arrow(x0, x1, t, style=kind, text=safe(m.label), sep=", ", rank=RANK[kind], tag=f"#{int(m.frame)}",
+                 hover=hover, data=dict(frame=int(m.frame)))
 
 
 def lane_order(msgs: pd.DataFrame) -> list[str]:
@@ -258,32 +253,21 @@ def lane_order(msgs: pd.DataFrame) -> list[str]:
     return list(seen)
 
 
-def _color(m, c: dict) -> str:
+def _kind(m) -> str:
     label = str(m.label)
     if "RST" in label or _ERROR_STATUS.search(label):
-        return c["RST"]
+        return "error"
     if "retransmission" in label:
-        return c["retransmission"]
+        return "retransmission"
     if m.layer in ("http", "h2", "h3"):
-        return c["wait"]
+        return "http"
     if m.layer in ("tls", "quic"):
-        return c["tls"]
+        return "tls"
     if label.startswith(("SYN", "ACK")):
-        return c["SYN"]
+        return "open"
     if label.startswith("FIN"):
-        return c["FIN"]
-    return c["data"]
+        return "close"
+    return "tcp"
 
 
 _ERROR_STATUS = re.compile(r"(^|: )[45]\d\d\b")
-
-
-def _time_ticks(msgs: pd.DataFrame, row_px: float) -> tuple[list, list]:
-    every = max(1, int(math.ceil(18 / row_px)))
-    vals, texts = [], []
-    for i, t in enumerate(msgs["t"]):
-        if i % every == 0:
-            vals.append(i)
-            texts.append(f"{t * 1000:.1f}")
-    return vals, texts
-
