@@ -30,7 +30,8 @@ from traceviz.errors import InputError
 from traceviz.recipe import Finding
 
 NAME = "tcpgraph"
-NEEDS = "TCP connections that carried data, in a packet capture"
+NEEDS = ("TCP connections that carried data, in a packet capture loaded with their bytes in flight and RTT samples "
+         "(measure_tcp=True, as its command and the report load it)")
 FAILS_ON = "a direction held back by the receive window or by congestion (lost and resent segments)"
 FIGURES = {"seq": "the Stevens time-sequence graph: segments, the ACK line, the receive-window edge, SACK blocks, "
                   "retransmissions and out-of-order segments",
@@ -50,7 +51,7 @@ MIN_SEGMENTS = 10      # fewer data segments than this: over in a few round trip
 
 def applies(tl) -> bool:
     p = tl.packets
-    return len(p) > 0 and bool(((p["transport"] == "tcp") & (p["len"].fillna(0) > 0)).any())
+    return bool(tl.source.detail.get("tcp_measured")) and len(p) > 0 and bool(((p["transport"] == "tcp") & (p["len"].fillna(0) > 0)).any())
 
 
 def analyze(tl, conn: int | None = None) -> Finding:

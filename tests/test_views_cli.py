@@ -88,3 +88,16 @@ def test_tcpgraph_figures(tv, tmp_path):
         assert r.code == 0 and (tmp_path / f"{kind}.html").exists()
     r = tv("tcpgraph", LOSSY, "--figure", "nope", "--chart", tmp_path / "x.html")
     assert r.code == 2 and "seq, throughput, rtt, window" in r.err
+
+
+def test_fail_on_the_views(tv, tshark):
+    # The proxy capture's resets, as tshark counts them, are what flow --fail stops on.
+    resets = subprocess.run([tshark, "-r", str(PROXY), "-Y", "tcp.flags.reset == 1", "-T", "fields", "-e", "frame.number"],
+                            capture_output=True, text=True, timeout=120).stdout.split()
+    r = tv("flow", PROXY, "--fail", "--json")
+    said = [line for line in r.err.splitlines() if line.startswith("traceviz --fail: ")]
+    assert r.code == 1 and resets and len(said) == len(resets)
+    assert {line.split("frame ")[1].split(":")[0] for line in said} == set(resets)
+    assert tv("iostat", PROXY, "--fail", "--json").code == (1 if resets else 0)
+    r = tv("flow", PROXY, "--figure", "nope", "--chart", "x.html")
+    assert r.code == 2 and "flow" in r.err

@@ -35,10 +35,26 @@ def filtered(df, where: str | None, table: str):
     return select(df, where, table)
 
 
+def recipe_options(name: str):
+    """``--figure`` and ``--fail`` for a view a bundled recipe answers, worded from its header
+    as a recipe command words them."""
+    from traceviz.recipe import bundled_dir, read_header
+
+    head = read_header(bundled_dir() / f"{name}.py")
+    figures = "; ".join(f"{k}: {v}" for k, v in head.figures.items())
+    figure = Annotated[Optional[str], typer.Option("--figure", metavar="NAME", show_default=False,
+                                                   help=f"Which figure --chart writes (default: the first). {figures}.")]
+    fail = Annotated[bool, typer.Option("--fail", metavar="", help=f"Exit 1, the reasons on stderr, on {head.fails_on}.")]
+    return figure, fail
+
+
 def show(finding, tl, name: str, chart, theme: str, json: str | None, absolute: bool = False, wide: bool = False,
-         all_rows: bool = False, figure: str | None = None) -> None:
+         all_rows: bool = False, figure: str | None = None, fail: bool = False) -> None:
     """A view's Finding as a recipe command shows it: its chart (when asked for), then its
-    rows or its whole Finding as JSON, else its answer and a page of its rows."""
+    rows or its whole Finding as JSON, else its answer and a page of its rows; ``--fail``
+    exits 1 on its problems."""
+    from rich.text import Text
+
     from traceviz.cli.recipes import findings_json, pick_figure, show_finding
 
     if chart is not None:
@@ -49,6 +65,10 @@ def show(finding, tl, name: str, chart, theme: str, json: str | None, absolute: 
         output.print_json(output.records(finding.rows, finding.json_fields))
     else:
         show_finding(finding, clock(tl, absolute), wide=wide, all_rows=all_rows)
+    if fail and finding.problems:
+        for problem in finding.problems:
+            output.stderr.print(Text(f"traceviz --fail: {output.printable(problem)}"))
+        raise typer.Exit(1)
 
 
 def _table(file, by, where, json, keylog, rsa_key, what: str, columns: list[str], absolute=False, wide=False,

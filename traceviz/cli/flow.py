@@ -8,7 +8,9 @@ import typer
 
 from traceviz.cli.common import (AbsOpt, AllOpt, ChartOpt, ConnOpt, FileArg, JsonOpt, KeylogOpt, RsaOpt, ThemeOpt,
                                  WideOpt, app, check_chart, check_theme, guarded, load, rows_json)
-from traceviz.cli.conversations import WhereOpt, filtered, show
+from traceviz.cli.conversations import WhereOpt, filtered, recipe_options, show
+
+FigureOpt, FailOpt = recipe_options("flow")
 
 
 @app.command()
@@ -21,7 +23,8 @@ def flow(file: FileArg, conn: ConnOpt = None,
                                                         show_default=False)] = None,
          where: WhereOpt = None,
          limit: Annotated[int, typer.Option(help="Draw at most this many arrows, and show as many rows on a terminal (0: all).")] = 300,
-         json: JsonOpt = None, chart: ChartOpt = None, theme: ThemeOpt = "light",
+         json: JsonOpt = None, chart: ChartOpt = None, figure: FigureOpt = None, fail: FailOpt = False,
+         theme: ThemeOpt = "light",
          keylog: KeylogOpt = None, rsa_key: RsaOpt = None, all_rows: AllOpt = False, wide: WideOpt = False,
          absolute: AbsOpt = False) -> None:
     """Who said what to whom across every host: one lane per host, arrows labelled at the highest decoded layer."""
@@ -37,4 +40,4 @@ def flow(file: FileArg, conn: ConnOpt = None,
         finding = recipe.analyze(tl, conn=conn, hosts=host, since=since, until=until)
         if where:
             finding = recipe.analyze(tl, rows=filtered(finding.rows, where, "flow"))
-        show(finding, tl, "flow", chart, theme, mode, absolute, wide, all_rows)
+        show(finding, tl, "flow", chart, theme, mode, absolute, wide, all_rows, figure, fail)

@@ -9,7 +9,9 @@ import typer
 
 from traceviz.cli.common import (AbsOpt, AllOpt, ChartOpt, ConnOpt, FileArg, JsonOpt, KeylogOpt, RsaOpt, ThemeOpt,
                                  WideOpt, app, check_chart, check_theme, guarded, load, rows_json)
-from traceviz.cli.conversations import WhereOpt, filtered, show
+from traceviz.cli.conversations import WhereOpt, filtered, recipe_options, show
+
+FigureOpt, FailOpt = recipe_options("iostat")
 from traceviz.errors import InputError
 
 _UNITS = {"us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "min": 60.0}
@@ -31,6 +33,7 @@ def iostat(file: FileArg,
            interval: Annotated[Optional[str], typer.Option("--interval", help="Interval length: 100ms, 1s, 2m... (default: about 60 intervals).",
                                                            show_default=False)] = None,
            where: WhereOpt = None, conn: ConnOpt = None, json: JsonOpt = None, chart: ChartOpt = None,
+           figure: FigureOpt = None, fail: FailOpt = False,
            theme: ThemeOpt = "light", keylog: KeylogOpt = None, rsa_key: RsaOpt = None, all_rows: AllOpt = False,
            wide: WideOpt = False, absolute: AbsOpt = False) -> None:
     """Frames, bytes, requests and TCP trouble per interval (tshark's -z io,stat); --where selects the packets."""
@@ -44,4 +47,4 @@ def iostat(file: FileArg,
         recipe = load_module(bundled_dir() / "iostat.py")
         packets = filtered(tl.packets, where, "packets") if where else None
         finding = recipe.analyze(tl, conn=conn, interval=step, packets=packets)
-        show(finding, tl, "iostat", chart, theme, mode, absolute, wide, all_rows)
+        show(finding, tl, "iostat", chart, theme, mode, absolute, wide, all_rows, figure, fail)
