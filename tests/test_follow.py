@@ -3,7 +3,8 @@
 TCP in ascii and hex on a sample of corpus and bundled connections (in
 order, out of order, retransmitted, IPv6, a capture that starts with the
 SYN-ACK), UDP, TLS decrypted with the bundled key log (tshark's follow,tls,
-whose second node it prints as ":0"), and a hole filled late.  An HTTP/2
+whose second node it prints as ":0"), QUIC streams decrypted (follow,quic),
+and a hole filled late.  An HTTP/2
 stream's DATA must add up to what tshark decodes for that stream.
 """
 
@@ -50,6 +51,26 @@ def test_udp(tshark):
     assert render(f, "hex") == tshark_follow(tshark, path, "udp,hex,0")
 
 
+@pytest.mark.parametrize("stream", [0, 3, 4])        # a request stream, the server's control stream, another request
+@pytest.mark.parametrize("fmt", ["ascii", "hex"])
+def test_quic_stream_decrypted(stream, fmt, tshark):
+    path, keys = ROOT / "captures" / "quic-h3.pcapng", ROOT / "captures" / "quic-h3.keys"
+    f = follow(path, 0, keylog=keys, stream=stream)
+    assert f.kind == "quic" and f.chunks
+    assert render(f, fmt) == tshark_follow(tshark, path, f"quic,{fmt},0,{stream}", "-o", f"tls.keylog_file:{keys}")
+
+
+def test_quic_stream_without_keys_says_so(tmp_path):
+    import dpkt
+    bare = tmp_path / "quic.pcap"             # the packets as a pcap: without the secrets the pcapng carries
+    with open(ROOT / "captures" / "quic-h3.pcapng", "rb") as src, open(bare, "wb") as out:
+        writer = dpkt.pcap.Writer(out, linktype=dpkt.pcap.DLT_EN10MB, nano=True)
+        for ts, frame in dpkt.pcapng.Reader(src):
+            writer.writepkt(frame, ts)
+    f = follow(bare, 0, stream=0)
+    assert not f.chunks and any("--keylog" in n for n in f.notes)
+
+
 def test_tls_decrypted(tshark):
     path, keys = ROOT / "captures" / "tls12-rsa.pcapng", ROOT / "captures" / "tls12-rsa.keys"
     f = follow(path, 0, keylog=keys)
@@ -87,7 +108,7 @@ def test_http2_stream_data(tshark):
 def test_refusals():
     with pytest.raises(InputError, match="no connection 9"):
         follow(ROOT / "captures" / "tls12-rsa.pcapng", 9)
-    with pytest.raises(InputError, match="UDP"):
-        follow(ROOT / "captures" / "quic-h3.pcapng", 0, stream=1)
+    with pytest.raises(InputError, match="UDP, not QUIC"):      # mDNS
+        follow(CORPUS / "pcap/ipv6/http-over-ipv6__arkime_v6-http.pcap", 1, stream=1)
     with pytest.raises(InputError, match="browser export"):
         follow(ROOT / "captures" / "browser-page-load.har", 0)

@@ -291,10 +291,22 @@ def follow(path: str | os.PathLike, conn: int, keylog: str | os.PathLike | None 
     if len(rows):
         out.first = fl.C2S if t.c2s[rows[0]] else fl.S2C
     if transport == "udp":
-        out.kind = "udp"
-        out.chunks = fl.udp_chunks(_datagrams(t, cap.buf, rows))
-        if stream is not None:
-            raise InputError(path, f"connection {conn} is UDP: it has no HTTP/2 streams")
+        datagrams = _datagrams(t, cap.buf, rows)
+        if stream is None:
+            out.kind, out.chunks = "udp", fl.udp_chunks(datagrams)
+            return out
+        number = _quic_number(t, cap.buf, conn)
+        if number is None:
+            raise InputError(path, f"connection {conn} is UDP, not QUIC: it has no streams to follow")
+        log, _ = _keys(cap.secrets, keylog, None, out.notes)
+        out.kind, out.flow = "quic", number
+        out.chunks, notes, turned = fl.quic_stream(datagrams, stream, log)
+        if turned:
+            out.client, out.server = out.server, out.client
+            out.first = fl.S2C if out.first == fl.C2S else fl.C2S
+        out.notes += notes
+        if not out.chunks and not notes:
+            out.notes.append(f"QUIC stream {stream} does not appear on connection {conn}")
         return out
     streams = _byte_streams(t, cap.buf, rows)
     out.chunks = fl.tcp_chunks(streams)
@@ -340,6 +352,16 @@ def _byte_streams(t, buf, rows):
                            np.asarray(idx.ts)[rows], np.asarray(idx.payload_off)[rows],
                            np.asarray(idx.payload_cap)[rows], buf)
     return r.streams(conn)
+
+
+def _quic_number(t, buf, conn: int) -> int | None:
+    """Wireshark's quic.connection.number of UDP flow ``conn`` (QUIC flows counted in order of
+    their first packet), or None when it does not speak QUIC."""
+    from traceviz.decode.quic.streams import quic_rows
+
+    rows, hit = quic_rows(t.idx, t.conn, buf)
+    order = list(dict.fromkeys(t.conn[rows[hit]].tolist()))
+    return order.index(conn) if conn in order else None
 
 
 def _datagrams(t, buf, rows):

@@ -19,7 +19,7 @@ RULE = "=" * 67
 def follow(file: FileArg,
            conn: Annotated[int, typer.Option("--conn", help="Connection number (Wireshark's tcp.stream; UDP flows follow).",
                                              show_default=False)],
-           stream: Annotated[Optional[int], typer.Option("--stream", help="Only this HTTP/2 stream id: its headers and DATA.",
+           stream: Annotated[Optional[int], typer.Option("--stream", help="Only this stream id: an HTTP/2 stream's headers and DATA, or a QUIC stream's bytes (HTTP/3 frames).",
                                                          show_default=False)] = None,
            format: Annotated[str, typer.Option("--format", help="ascii (bytes outside printable ASCII as '.') or hex.")] = "ascii",
            raw: Annotated[bool, typer.Option("--raw", help="The TCP bytes as captured, even when keys could decrypt them.")] = False,
@@ -46,10 +46,12 @@ def render(f, fmt: str = "ascii") -> str:
     chunk's length and bytes (the server's indented by a tab), then a closing rule."""
     from traceviz.decode.follow import Gap
 
-    layer = {"tcp": "tcp", "tls": "tls", "h2": "http2", "udp": "udp"}[f.kind]
+    layer = {"tcp": "tcp", "tls": "tls", "h2": "http2", "udp": "udp", "quic": "quic"}[f.kind]
     flt = f"{'udp' if f.kind == 'udp' else 'tcp'}.stream eq {f.flow}"
     if f.kind == "h2":
         flt += f" and http2.streamid eq {f.stream}"
+    if f.kind == "quic":
+        flt = f"quic.connection.number eq {f.flow} and quic.stream.stream_id eq {f.stream}"
     # Node 0 is whoever sent the connection's first packet; node 1's chunks are indented.
     nodes = (f.client, f.server) if f.first == "c2s" else (f.server, f.client)
     lines = ["", RULE, f"Follow: {layer},{fmt}", f"Filter: {flt}", f"Node 0: {nodes[0]}", f"Node 1: {nodes[1]}"]
@@ -87,8 +89,8 @@ def hex_lines(data: bytes, offset: int, indent: str = "") -> str:
         text = "".join(chr(b) if 0x20 <= b < 0x7f else "." for b in row)
         text = text[:8] + (" " + text[8:] if len(text) > 8 else "")
         line = f"{indent}{offset + at:08X}  {cells} {text}"
-        if len(row) == 16 and line.endswith(" "):
-            line = line[:-1]      # as tshark 4.0 prints a full line: one trailing blank fewer
+        if len(row) > 8 and line.endswith(" "):
+            line = line[:-1]      # as tshark 4.0 prints a line past 8 bytes whose last byte is a blank
         out.append(line + "\n")
     return "".join(out)
 

@@ -14,9 +14,9 @@ with its direction:
 - HTTP/2: one stream's HEADERS (decoded header fields, one per line) and
   DATA payloads (``stream=`` the stream id), over cleartext h2c or TLS.
 - UDP: each datagram's payload.
-
-HTTP/3 streams live in QUIC; ``http3_stream`` is where the QUIC decoder's
-stream bytes will plug in.
+- QUIC: one stream's bytes (HTTP/3 frames on an h3 connection), decrypted
+  with keys, each STREAM frame's new bytes as they became readable
+  (``follow,quic`` in tshark).
 
 Sans-I/O: the caller (``traceviz.loader.follow``) reads the capture and
 hands over byte streams; nothing here opens a file.
@@ -172,9 +172,34 @@ class _Frames:
         return out
 
 
-def http3_stream(*_args, **_kw):
-    """An HTTP/3 stream's bytes: the QUIC decoder provides them (not yet wired)."""
-    raise NotImplementedError("following an HTTP/3 stream needs the QUIC decoder's stream bytes")
+def quic_stream(datagrams: list[tuple[str, bytes, int, float]], stream: int, keylog=None) -> tuple[list, list[str], bool]:
+    """One QUIC stream's bytes: ``(chunks, notes, turned)``; ``datagrams`` as ``udp_chunks``
+    takes them.  ``turned``: the handshake says the other side is the client (the capture
+    missed the client's first datagram), so the directions were read the other way round."""
+    from traceviz.decode.quic.connection import QUICConnection
+
+    def run(turned: bool) -> QUICConnection:
+        q = QUICConnection(keylog=keylog)
+        q.keep = stream
+        for d, data, frame, ts in datagrams:
+            q.receive((S2C if d == C2S else C2S) if turned else d, data, frame, ts)
+        q.close()
+        return q
+
+    q, turned = run(False), False
+    if q.client_is_server():
+        q, turned = run(True), True
+    chunks: list = []
+    for d, p in q.kept:
+        if p.gap:
+            chunks.append(Gap(d, p.offset - p.gap, p.gap))
+        if p.data:
+            chunks.append(Chunk(d, p.data, p.frame, p.ts))
+    notes = list(q.errors[:3])
+    if not chunks and q.not_opened:
+        notes.append(f"{sum(q.not_opened.values())} QUIC packets could not be decrypted: no key material "
+                     "unlocks this connection's streams (--keylog to decrypt)")
+    return chunks, notes, turned
 
 
 def udp_chunks(datagrams: list[tuple[str, bytes, int, float]]) -> list:
