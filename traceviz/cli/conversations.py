@@ -1,6 +1,6 @@
 """Wireshark's Statistics -> Conversations and Endpoints: ``conversations``, ``endpoints``.
 
-Also what the views share: the ``--where`` option (``traceviz.filters``) and ``show``.
+Also what the views share: the ``--where`` option (``traceviz.filters``) and ``recipe_options``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import typer
 
 from traceviz import output
 from traceviz.cli.common import (AbsOpt, AllOpt, FileArg, JsonOpt, KeylogOpt, RsaOpt, WideOpt, app, clock, guarded, load,
-                                 rows_json, write_chart)
+                                 rows_json)
 from traceviz.errors import InputError
 
 WhereOpt = Annotated[Optional[str], typer.Option(
@@ -46,29 +46,6 @@ def recipe_options(name: str):
                                                    help=f"Which figure --chart writes (default: the first). {figures}.")]
     fail = Annotated[bool, typer.Option("--fail", metavar="", help=f"Exit 1, the reasons on stderr, on {head.fails_on}.")]
     return figure, fail
-
-
-def show(finding, tl, name: str, chart, theme: str, json: str | None, absolute: bool = False, wide: bool = False,
-         all_rows: bool = False, figure: str | None = None, fail: bool = False) -> None:
-    """A view's Finding as a recipe command shows it: its chart (when asked for), then its
-    rows or its whole Finding as JSON, else its answer and a page of its rows; ``--fail``
-    exits 1 on its problems."""
-    from rich.text import Text
-
-    from traceviz.cli.recipes import findings_json, pick_figure, show_finding
-
-    if chart is not None:
-        write_chart(pick_figure(finding, figure, theme), chart, theme)
-    if json == "findings":
-        output.print_json(findings_json(finding, name, tl))
-    elif json == "rows":
-        output.print_json(output.records(finding.rows, finding.json_fields))
-    else:
-        show_finding(finding, clock(tl, absolute), wide=wide, all_rows=all_rows)
-    if fail and finding.problems:
-        for problem in finding.problems:
-            output.stderr.print(Text(f"traceviz --fail: {output.printable(problem)}"))
-        raise typer.Exit(1)
 
 
 def _table(file, by, where, json, keylog, rsa_key, what: str, columns: list[str], absolute=False, wide=False,

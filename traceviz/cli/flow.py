@@ -8,7 +8,7 @@ import typer
 
 from traceviz.cli.common import (AbsOpt, AllOpt, ChartOpt, ConnOpt, FileArg, JsonOpt, KeylogOpt, RsaOpt, ThemeOpt,
                                  WideOpt, app, check_chart, check_theme, guarded, load, rows_json)
-from traceviz.cli.conversations import WhereOpt, filtered, recipe_options, show
+from traceviz.cli.conversations import WhereOpt, filtered, recipe_options
 
 FigureOpt, FailOpt = recipe_options("flow")
 
@@ -40,4 +40,5 @@ def flow(file: FileArg, conn: ConnOpt = None,
         finding = recipe.analyze(tl, conn=conn, hosts=host, since=since, until=until)
         if where:
             finding = recipe.analyze(tl, rows=filtered(finding.rows, where, "flow"))
-        show(finding, tl, "flow", chart, theme, mode, absolute, wide, all_rows, figure, fail)
+        from traceviz.cli.recipes import present
+        present(finding, tl, "flow", mode, chart, figure, theme, absolute, wide, all_rows, fail)

@@ -9,7 +9,7 @@ import typer
 
 from traceviz.cli.common import (AbsOpt, AllOpt, ChartOpt, ConnOpt, FileArg, JsonOpt, KeylogOpt, RsaOpt, ThemeOpt,
                                  WideOpt, app, check_chart, check_theme, guarded, load, rows_json)
-from traceviz.cli.conversations import WhereOpt, filtered, recipe_options, show
+from traceviz.cli.conversations import WhereOpt, filtered, recipe_options
 
 FigureOpt, FailOpt = recipe_options("iostat")
 from traceviz.errors import InputError
@@ -47,4 +47,5 @@ def iostat(file: FileArg,
         recipe = load_module(bundled_dir() / "iostat.py")
         packets = filtered(tl.packets, where, "packets") if where else None
         finding = recipe.analyze(tl, conn=conn, interval=step, packets=packets)
-        show(finding, tl, "iostat", chart, theme, mode, absolute, wide, all_rows, figure, fail)
+        from traceviz.cli.recipes import present
+        present(finding, tl, "iostat", mode, chart, figure, theme, absolute, wide, all_rows, fail)
