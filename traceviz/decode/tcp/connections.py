@@ -366,15 +366,17 @@ def _connections(idx, conn, direction, is_tcp, n_tcp, stream, flow) -> dict:
 def _conversation_counts(idx, conn, rows, from_client, flow, nconn) -> dict:
     """Frames and frame bytes each way, as Wireshark's Conversations count them: the
     flow's own TCP/UDP packets, not the ICMP errors that quote its header."""
-    own = rows[flow.quoted[rows] == 0]
-    c, up = conn[own], from_client[own]
-    wire = np.asarray(idx.wire_len)[own].astype(np.int64)
-    frames = np.bincount(c, minlength=nconn)
-    frames_c2s = np.bincount(c, weights=up, minlength=nconn).astype(np.int64)
-    wire_all = np.bincount(c, weights=wire, minlength=nconn).astype(np.int64)
-    wire_c2s = np.bincount(c, weights=wire * up, minlength=nconn).astype(np.int64)
-    return {"frames_c2s": frames_c2s, "frames_s2c": frames - frames_c2s,
-            "wire_bytes_c2s": wire_c2s, "wire_bytes_s2c": wire_all - wire_c2s}
+    # One bin per (connection, direction) and a spare for the frames outside any: two bincounts
+    # over the whole column, no gathers (a million frames: a few ms).
+    own = conn >= 0
+    if flow.quoted.any():
+        own &= flow.quoted == 0
+    key = np.where(own, conn * 2 + from_client, 2 * nconn)
+    frames = np.bincount(key, minlength=2 * nconn + 1)[:-1].reshape(nconn, 2)
+    wire = np.bincount(key, weights=np.asarray(idx.wire_len), minlength=2 * nconn + 1)[:-1]
+    wire = wire.astype(np.int64).reshape(nconn, 2)
+    return {"frames_c2s": frames[:, 1], "frames_s2c": frames[:, 0],
+            "wire_bytes_c2s": wire[:, 1], "wire_bytes_s2c": wire[:, 0]}
 
 
 def _client_sides(flags, rows, conn, direction, flow, first, first_syn, is_udp, nconn):
