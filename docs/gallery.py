@@ -52,7 +52,7 @@ class Timelines:
     def __call__(self, name: str):
         if name not in self.cache:
             try:
-                self.cache[name] = traceviz.load(name)
+                self.cache[name] = traceviz.load(name, measure_tcp=True)   # the stream graphs draw them
             except Exception as exc:  # a file we cannot read gives no example; say so and go on
                 print(f"skip {name}: {exc}", file=sys.stderr)
                 self.cache[name] = None

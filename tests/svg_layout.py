@@ -170,3 +170,17 @@ def _offset(parent, el) -> tuple[float, float]:
         x, y = x + dx, y + dy
         el = parent.get(el)
     return x, y
+
+
+def label_crossings(svg: str) -> tuple[int, list[str]]:
+    """(how many arrow labels, which of them cross another label or a drawn line).
+
+    A sequence diagram's labels sit beside their own arrow, crossing none (their own included)."""
+    placed = labels(svg)
+    segments = line_segments(svg)
+    bad = []
+    for i, (text, box) in enumerate(placed):
+        bad += [f"{text!r} crosses label {other!r}" for other, obox in placed[i + 1:] if intersect(box, obox)]
+        bad += [f"{text!r} crosses a line" for s in segments if intersect(box, list(s))][:1]
+    return len(placed), bad
+

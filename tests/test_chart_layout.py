@@ -23,7 +23,7 @@ from traceviz.charts import export, theme as themes
 from traceviz.recipe import discover, load_module, read_header
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from svg_layout import boxes, canvas, clashes, font_sizes, intersect, labels, line_segments  # noqa: E402
+from svg_layout import boxes, canvas, clashes, font_sizes, label_crossings  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -132,14 +132,5 @@ def test_ladder_labels_cross_no_label_and_no_arrow(tmp_path):
     paths = [tmp_path / f"{i}.svg" for i in range(len(figs))]
     pio.write_images(figs, paths, width=1280, height=720)
     for (source, conn), path in zip(cases, paths):
-        svg = path.read_text()
-        placed = labels(svg)
-        assert len(placed) >= 8, source
-        for i, (text, box) in enumerate(placed):
-            for other, obox in placed[i + 1:]:
-                assert not intersect(box, obox), (source, text, other)
-        # each label is near its own arrow, but crosses none (its own included: it sits beside it)
-        segments = line_segments(svg)
-        for text, box in placed:
-            hit = [s for s in segments if intersect(box, list(s))]
-            assert not hit, (source, text, hit[:2])
+        count, crossings = label_crossings(path.read_text())
+        assert count >= 8 and not crossings, (source, count, crossings[:3])

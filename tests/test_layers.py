@@ -40,7 +40,7 @@ def layer_of(module: str) -> str:
         return "top"
     if parts[1] in ("sources", "decode", "assemble", "charts"):
         return parts[1]
-    if parts[1] in ("model", "stats"):
+    if parts[1] in ("model", "stats", "filters"):
         return "model"
     if parts[1] == "loader":
         return "assemble"

@@ -32,7 +32,7 @@ _QUIC_TABLES = frozenset({"quic", "connections", "events", "requests", "tls"})
 
 def load(path: str | os.PathLike, keylog: str | os.PathLike | None = None,
          rsa_key: str | os.PathLike | None = None, progress: Progress | None = None,
-         tables: Iterable[str] | None = None) -> Timeline:
+         tables: Iterable[str] | None = None, measure_tcp: bool = False) -> Timeline:
     """Decode ``path`` (pcap, pcapng, .gz, HAR, DevTools trace/log, qlog file or folder,
     Chrome NetLog) into a Timeline.
 
@@ -45,13 +45,17 @@ def load(path: str | os.PathLike, keylog: str | os.PathLike | None = None,
     ``tables``: build only these (default all); the work follows -- ``requests``
     alone decodes no TLS session without keys, ``tls`` alone no cleartext HTTP,
     ``packets`` alone nothing above TCP -- and reading a table left out raises
-    ``model.TableNotBuilt``.  Raises ``InputError`` when nothing in the file
-    can be analysed.
+    ``model.TableNotBuilt``.  ``measure_tcp``: also measure each TCP packet's
+    bytes in flight, ACK and timestamp RTTs and SACK blocks (the packets
+    table's ``bytes_in_flight``, ``ack_rtt``, ``rtt_ambiguous``, ``ts_rtt``,
+    ``sack``; NA without it, and ``tl.source.detail["tcp_measured"]`` says
+    which): the stream graphs need them, and they cost a fifth of a load.
+    Raises ``InputError`` when nothing in the file can be analysed.
     """
     wanted = _wanted(tables)
     many = _many(path)
     if many is not None:
-        return many(keylog, rsa_key, progress, wanted)
+        return many(keylog, rsa_key, progress, wanted, measure_tcp)
     path = _resolve(path)
     keylog, rsa_key = (None if k is None else _companion(k) for k in (keylog, rsa_key))
     from traceviz.sources import kind_of
@@ -60,7 +64,7 @@ def load(path: str | os.PathLike, keylog: str | os.PathLike | None = None,
     if kind == "capture":
         bundled = bundled_keylog(path) if keylog is None and rsa_key is None else None
         with _tuning.loading(os.path.getsize(path)):
-            tl = _load_capture(path, keylog or bundled, rsa_key, progress or _quiet, wanted)
+            tl = _load_capture(path, keylog or bundled, rsa_key, progress or _quiet, wanted, measure_tcp)
         if bundled is not None:
             tl.source.detail["bundled_keylog"] = str(bundled)
         return _leave_out(tl, wanted)
@@ -83,21 +87,21 @@ def _many(target):
     if paths is None:
         return None
 
-    def read(keylog, rsa_key, progress, wanted):
+    def read(keylog, rsa_key, progress, wanted, measure_tcp):
         from traceviz.sources.files import read_files
         cap = read_files(paths, label(paths, target), progress)
-        return load_frames(cap, keylog, rsa_key, progress, wanted)
+        return load_frames(cap, keylog, rsa_key, progress, wanted, measure_tcp)
     return read
 
 
 def load_frames(cap, keylog=None, rsa_key=None, progress: Progress | None = None,
-                tables: Iterable[str] | None = None) -> Timeline:
+                tables: Iterable[str] | None = None, measure_tcp: bool = False) -> Timeline:
     """The capture pipeline over frames already read (``sources.capture.Capture``): several
     files read as one, a partition of a bigger capture (``assemble/export.py``)."""
     wanted = _wanted(tables)
     keylog, rsa_key = (None if k is None else _companion(k) for k in (keylog, rsa_key))
     with _tuning.loading(int(cap.detail.get("size") or len(cap.buf))):
-        return _leave_out(_load_capture(cap, keylog, rsa_key, progress or _quiet, wanted), wanted)
+        return _leave_out(_load_capture(cap, keylog, rsa_key, progress or _quiet, wanted, measure_tcp), wanted)
 
 
 def _load_json(path: str) -> Timeline:
@@ -193,7 +197,8 @@ def bundled_keylog(path: str) -> str | None:
     return str(found) if found is not None and found.is_file() else None
 
 
-def _load_capture(path: str, keylog, rsa_key, progress: Progress, wanted: frozenset) -> Timeline:
+def _load_capture(path: str, keylog, rsa_key, progress: Progress, wanted: frozenset,
+                  measure_tcp: bool = False) -> Timeline:
     import numpy as np
 
     from traceviz.assemble import transport as transport_tables
@@ -213,11 +218,13 @@ def _load_capture(path: str, keylog, rsa_key, progress: Progress, wanted: frozen
     progress("indexing")
     idx = index_frames(cap)
     progress("tcp")
-    transport = analyze(idx)
+    measure_tcp = measure_tcp and "packets" in wanted
+    transport = analyze(idx, measure=measure_tcp)
     info = SourceInfo(path=path, format=cap.format, size=cap.detail.get("size") or os.path.getsize(path),
                       compressed=cap.compressed, link_types=dict(idx.link_counts),
                       frames=len(cap), detail={**cap.detail, **getattr(idx, "stats", {})},
                       warnings=list(cap.warnings) + [describe(path, m, f) for f, m in idx.notes])
+    info.detail["tcp_measured"] = measure_tcp
     progress("payload")
     log, key = _keys(cap.secrets, keylog, rsa_key, info.warnings)
     debug = bool(os.environ.get("TRACEVIZ_DEBUG"))
@@ -295,3 +302,120 @@ def read_rsa_key_file(path: str | os.PathLike):
     from traceviz.decode.tls.crypto import rsa_private_key
     from traceviz.sources.keys import read_private_key
     return rsa_private_key(read_private_key(path), str(path))
+
+
+def follow(path: str | os.PathLike, conn: int, keylog: str | os.PathLike | None = None,
+           rsa_key: str | os.PathLike | None = None, stream: int | None = None, decrypt: bool = True):
+    """One connection's bytes as ``decode.follow.Followed``: read ``path`` again (a
+    Timeline keeps no bytes), reassemble connection ``conn`` (Wireshark's tcp.stream;
+    UDP flows follow) and, where keys unlock it, decrypt it; ``stream``: one HTTP/2
+    stream of it.  Raises ``InputError`` for a connection the file does not have."""
+    import numpy as np
+
+    from traceviz.decode import follow as fl
+    from traceviz.decode.index import index_frames
+    from traceviz.decode.tcp.connections import analyze
+    from traceviz.sources import kind_of
+    from traceviz.sources.reader import read_capture
+
+    path = _resolve(path)
+    if kind_of(path) != "capture":
+        raise InputError(path, "only a packet capture has bytes to follow (this is a browser export)")
+    with _tuning.loading(os.path.getsize(path)):
+        cap = read_capture(path)
+        t = analyze(index_frames(cap))
+    c = t.connections
+    if conn < 0 or conn >= len(c["conn"]):
+        have = f"0-{len(c['conn']) - 1}" if len(c["conn"]) else "none"
+        raise InputError(path, f"no connection {conn} (connections here: {have})")
+    transport = str(c["transport"][conn])
+    out = fl.Followed(conn, transport, str(c["client"][conn]), str(c["server"][conn]), int(c["stream"][conn]), stream)
+    rows = np.flatnonzero((t.conn == conn) & (np.asarray(t.idx.payload_len) >= 0) & (np.asarray(t.idx.proto) != 1)
+                          & (np.asarray(t.idx.proto) != 58))
+    if len(rows):
+        out.first = fl.C2S if t.c2s[rows[0]] else fl.S2C
+    if transport == "udp":
+        datagrams = _datagrams(t, cap.buf, rows)
+        if stream is None:
+            out.kind, out.chunks = "udp", fl.udp_chunks(datagrams)
+            return out
+        number = _quic_number(t, cap.buf, conn)
+        if number is None:
+            raise InputError(path, f"connection {conn} is UDP, not QUIC: it has no streams to follow")
+        log, _ = _keys(cap.secrets, keylog, None, out.notes)
+        out.kind, out.flow = "quic", number
+        out.chunks, notes, turned = fl.quic_stream(datagrams, stream, log)
+        if turned:
+            out.client, out.server = out.server, out.client
+            out.first = fl.S2C if out.first == fl.C2S else fl.C2S
+        out.notes += notes
+        if not out.chunks and not notes:
+            out.notes.append(f"QUIC stream {stream} does not appear on connection {conn}")
+        return out
+    streams = _byte_streams(t, cap.buf, rows)
+    out.chunks = fl.tcp_chunks(streams)
+    first = {d: b"".join(ch.data for ch in out.chunks if isinstance(ch, fl.Chunk) and ch.dir == d)[:64]
+             for d in (fl.C2S, fl.S2C)}
+    from traceviz.decode.sniff import stream_kind
+    kind = stream_kind(first[fl.C2S], first[fl.S2C])
+    plain = out.chunks
+    if kind == "tls" and (decrypt or stream is not None):
+        log, key = _keys(cap.secrets, keylog, rsa_key, out.notes)
+        if log is None and key is None:
+            out.notes.append("TLS without key material: the bytes shown are encrypted (--keylog to decrypt)")
+            plain = None
+        else:
+            chunks, notes = fl.tls_chunks(conn, streams, log, key)
+            out.notes += notes
+            if any(isinstance(ch, fl.Chunk) for ch in chunks):
+                out.kind, out.chunks, plain = "tls", chunks, chunks
+            else:
+                plain = None
+    if stream is not None:
+        if plain is None or kind not in ("tls", "h2c"):
+            raise InputError(path, f"connection {conn} carries no readable HTTP/2 to follow stream {stream} in"
+                                   + (" (it is TLS: --keylog to decrypt)" if kind == "tls" else ""))
+        out.kind = "h2"
+        out.chunks, notes = fl.http2_stream(plain, stream)
+        out.notes += notes
+        if not out.chunks:
+            out.notes.append(f"HTTP/2 stream {stream} does not appear on connection {conn}")
+    return out
+
+
+def _byte_streams(t, buf, rows):
+    """Both directions of one TCP connection, reassembled (``decode.tcp.reassembly``)."""
+    import numpy as np
+
+    from traceviz.decode.tcp.reassembly import reassemble_columns
+
+    idx = t.idx
+    conn = int(t.conn[rows[0]]) if len(rows) else 0
+    r = reassemble_columns(t.conn[rows], t.c2s[rows], np.asarray(idx.tcp_flags)[rows].astype(np.int64),
+                           t.rel_seq[rows], np.asarray(idx.payload_len)[rows], np.asarray(idx.frame)[rows],
+                           np.asarray(idx.ts)[rows], np.asarray(idx.payload_off)[rows],
+                           np.asarray(idx.payload_cap)[rows], buf)
+    return r.streams(conn)
+
+
+def _quic_number(t, buf, conn: int) -> int | None:
+    """Wireshark's quic.connection.number of UDP flow ``conn`` (QUIC flows counted in order of
+    their first packet), or None when it does not speak QUIC."""
+    from traceviz.decode.quic.streams import quic_rows
+
+    rows, hit = quic_rows(t.idx, t.conn, buf)
+    order = list(dict.fromkeys(t.conn[rows[hit]].tolist()))
+    return order.index(conn) if conn in order else None
+
+
+def _datagrams(t, buf, rows):
+    """``(dir, payload, frame, ts)`` of each datagram of one UDP flow."""
+    import numpy as np
+
+    idx = t.idx
+    out = []
+    for r in rows.tolist():
+        off, n = int(idx.payload_off[r]), int(np.asarray(idx.payload_cap)[r])
+        out.append(("c2s" if t.c2s[r] else "s2c", bytes(buf[off:off + max(n, 0)]), int(idx.frame[r]),
+                    float(idx.ts[r])))
+    return out

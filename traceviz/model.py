@@ -46,6 +46,12 @@ PACKET_COLUMNS: dict[str, str] = {
     # (the path as given) and its frame number there, to open it in Wireshark.
     "file": "category",
     "file_frame": "int64",
+    # Measured once in the TCP tier (decode/tcp/inflight.py), as Wireshark's tcp.analysis.*:
+    "bytes_in_flight": "Int64",   # tcp.analysis.bytes_in_flight: sent, not yet acknowledged (data segments)
+    "ack_rtt": "float64",     # tcp.analysis.ack_rtt: seconds since the segment this ACK completes was sent
+    "rtt_ambiguous": "bool",  # that ACK also covers a retransmitted segment: Karn's rule discards the sample
+    "ts_rtt": "float64",      # round trip from TCP timestamps (the echoed TSval's first packet -> this ACK)
+    "sack": "object",         # SACK blocks as ((left, right), ...) relative, as tcp.options.sack_le/re; None
 }
 
 CONNECTION_COLUMNS: dict[str, str] = {

@@ -61,6 +61,17 @@ def _address_column(codes: np.ndarray, addrs: list, unique: bool):
     return _obj(np.array(list(addrs) + [None], dtype=object)[codes])   # -1 -> None
 
 
+def _measured(t, n: int) -> dict:
+    """Bytes in flight, RTT samples and SACK blocks, when the transport tier measured them
+    (else conform() leaves the columns NA)."""
+    m = t.measurements()
+    sack = np.full(n, None, dtype=object)
+    for row, blocks in m["sack"].items():
+        sack[row] = blocks
+    return {"bytes_in_flight": _masked(m["bytes_in_flight"], m["bytes_in_flight"] >= 0), "ack_rtt": m["ack_rtt"],
+            "rtt_ambiguous": m["rtt_ambiguous"], "ts_rtt": m["ts_rtt"], "sack": sack}
+
+
 def packets(t) -> pd.DataFrame:
     idx = t.idx
     addrs = list(idx.addrs)
@@ -91,6 +102,7 @@ def packets(t) -> pd.DataFrame:
         "wire_len": np.asarray(idx.wire_len).astype(np.int64, copy=False),
         "iface": _iface(idx),
         **_files(idx),
+        **(_measured(t, len(plen)) if t.measured is not None else {}),
         "payload_off": np.asarray(idx.payload_off).astype(np.int64, copy=False),
         "payload_cap": np.asarray(idx.payload_cap).astype(np.int64, copy=False),
         "ipver": ipver.astype(np.int64),

@@ -23,6 +23,7 @@ from traceviz.cli import tables, catalog, report, run, compare, versions  # noqa
 from traceviz.cli import export  # noqa: F401,E402
 from traceviz.cli import sql  # noqa: F401,E402
 from traceviz.cli import verify  # noqa: F401,E402
+from traceviz.cli import conversations, flow, follow, iostat  # noqa: F401,I001 - Wireshark's views
 from traceviz.cli.common import STAGES as _STAGES, app, flag_values  # noqa: F401 - _STAGES: the progress bar's stages
 from traceviz.cli.recipes import extra_recipe_dirs, register_recipes, run_recipe_standalone, take_recipes_option
 

@@ -184,9 +184,11 @@ def _where(exc: BaseException) -> str:
     return f"{module}.{f.name}"
 
 
-def load(path: str | list[str], keylog: Path | None = None, rsa_key: Path | None = None, tables=None):
+def load(path: str | list[str], keylog: Path | None = None, rsa_key: Path | None = None, tables=None,
+         measure_tcp: bool = False):
     """Load with a progress line on stderr for big files, then show the warnings.
-    ``tables``: only the tables the command reads (``traceviz.load``'s).
+    ``tables``: only the tables the command reads; ``measure_tcp``: bytes in flight and
+    RTT samples too (``traceviz.load``'s).
 
     Several paths (or a folder of captures) are one capture; a folder ``traceviz export``
     wrote is its Dataset."""
@@ -196,9 +198,9 @@ def load(path: str | list[str], keylog: Path | None = None, rsa_key: Path | None
         path = path[0]
     big = sum(_size(Path(p)) for p in ([path] if isinstance(path, str) else path)) > 32 * 1024 * 1024
     if big and output.stderr.is_terminal:
-        tl = _load_with_progress(traceviz, path, keylog, rsa_key, tables)
+        tl = _load_with_progress(traceviz, path, keylog, rsa_key, tables, measure_tcp)
     else:
-        tl = traceviz.load(path, keylog=keylog, rsa_key=rsa_key, tables=tables)
+        tl = traceviz.load(path, keylog=keylog, rsa_key=rsa_key, tables=tables, measure_tcp=measure_tcp)
     show_warnings(tl.warnings)
     bundled = tl.source.detail.get("bundled_keylog") if keylog is None else None
     if bundled:
@@ -216,7 +218,7 @@ def _size(p: Path) -> int:
     return sum(f.stat().st_size for f in p.iterdir() if f.is_file()) if p.is_dir() else 0
 
 
-def _load_with_progress(traceviz, path, keylog, rsa_key, tables=None):
+def _load_with_progress(traceviz, path, keylog, rsa_key, tables=None, measure_tcp=False):
     """A progress bar on stderr (never stdout: --json output stays clean) through load()'s stages."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -228,7 +230,8 @@ def _load_with_progress(traceviz, path, keylog, rsa_key, tables=None):
             done = STAGES.index(stage) if stage in STAGES else 0
             bar.update(task, completed=done, description=stage)
 
-        return traceviz.load(path, keylog=keylog, rsa_key=rsa_key, progress=step, tables=tables)
+        return traceviz.load(path, keylog=keylog, rsa_key=rsa_key, progress=step, tables=tables,
+                             measure_tcp=measure_tcp)
 
 
 def show_warnings(warnings: list[str], most: int = 10) -> None:

@@ -43,24 +43,33 @@ def recipe_command(path: Path, head: Header | None = None):
             check_theme(theme)
             check_chart(chart)
             module = load_recipe(path)
-            tl = load(file, keylog, rsa_key)
+            tl = load(file, keylog, rsa_key, measure_tcp=getattr(module, "MEASURE_TCP", False))
             finding = run_recipe(module, tl, conn, head.name, {k: v for k, v in own.items() if v})
-            if chart is not None:   # before the rows: `traceviz x F --chart c.png | head` still gets its chart
-                write_chart(pick_figure(finding, figure, theme), chart, theme)
-            if mode == "findings":
-                output.print_json(findings_json(finding, head.name, tl))
-            elif mode == "rows":
-                output.print_json(output.records(finding.rows, finding.json_fields))
-            else:
-                show_finding(finding, clock(tl, absolute), wide=wide, all_rows=all_rows)
-            if fail and finding.problems:
-                for problem in finding.problems:
-                    output.stderr.print(Text(f"traceviz --fail: {output.printable(problem)}"))
-                raise typer.Exit(1)
+            present(finding, tl, head.name, mode, chart, figure, theme, absolute, wide, all_rows, fail)
 
     command.__doc__ = head.doc.strip() or f"Run the {path.stem} recipe."
     command.__signature__ = _signature(command, head)
     return command
+
+
+def present(finding, tl, name: str, mode: str | None, chart: Path | None = None, figure: str | None = None,
+            theme: str = "light", absolute: bool = False, wide: bool = False, all_rows: bool = False,
+            fail: bool = False) -> None:
+    """A Finding as its command shows it: the chart (when asked for), then the rows or the
+    whole Finding as JSON (``mode``), else its answer and a page of its rows; ``fail``: exit 1
+    on its problems, each on stderr."""
+    if chart is not None:   # before the rows: `traceviz x F --chart c.png | head` still gets its chart
+        write_chart(pick_figure(finding, figure, theme), chart, theme)
+    if mode == "findings":
+        output.print_json(findings_json(finding, name, tl))
+    elif mode == "rows":
+        output.print_json(output.records(finding.rows, finding.json_fields))
+    else:
+        show_finding(finding, clock(tl, absolute), wide=wide, all_rows=all_rows)
+    if fail and finding.problems:
+        for problem in finding.problems:
+            output.stderr.print(Text(f"traceviz --fail: {output.printable(problem)}"))
+        raise typer.Exit(1)
 
 
 def _signature(command, head: Header) -> inspect.Signature:

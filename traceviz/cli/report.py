@@ -26,7 +26,7 @@ def report(files: Annotated[list[str], typer.Argument(help="One or more captures
         check_theme(theme)
         if out.suffix.lower() not in (".html", ".htm"):
             raise InputError(str(out), "a report is an HTML page: name it .html")
-        timelines = [load(f, keylog, rsa_key) for f in files]
+        timelines = [load(f, keylog, rsa_key, measure_tcp=True) for f in files]    # the stream graphs need it
         recipes = {}
         for name, path in discover(extra_recipe_dirs).items():
             head = read_header(path)

@@ -106,6 +106,8 @@ class QUICConnection:
         self.udp_bytes = {C2S: 0, S2C: 0}
         self.spin_edges: dict[str, list[float]] = {C2S: [], S2C: []}
         self.stream_bytes: Counter = Counter()  # (dir, stream id) -> bytes delivered
+        self.keep: int | None = None            # a stream id whose delivered pieces are kept (follow)
+        self.kept: list = []                    # (dir, reassembly.Piece) of that stream, as delivered
         self.retransmitted = 0                  # STREAM and CRYPTO bytes sent again
         self._spin: dict[str, bool | None] = {C2S: None, S2C: None}
         self._client_initial: bytes | None = None
@@ -339,6 +341,8 @@ class QUICConnection:
 
     def _stream_piece(self, dir: str, sid: int, ob: OrderedBytes, p) -> None:
         self.stream_bytes[(dir, sid)] += len(p.data)
+        if sid == self.keep:
+            self.kept.append((dir, p))
         h3 = self._http3()
         if h3 is None:
             return

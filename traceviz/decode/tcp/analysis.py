@@ -157,18 +157,26 @@ class Analysis:
     ``dup_frame`` (duplicate-ACK counter and the frame it repeats),
     ``nextseq_rel`` (next expected relative seq before this packet, -1 when
     unknown), ``scale`` (per row: the window shift applied, -1 unknown, -2 off).
+    ``measure`` (when asked for): a function returning ``bytes_in_flight``,
+    ``ack_rtt``, ``rtt_ambiguous`` and ``ts_rtt`` per row (``inflight.measure``),
+    left for the caller to run when it has a core to spare.
     """
 
     def __init__(self, **arrays):
         self.__dict__.update(arrays)
 
 
-def analyze_segments(conn, direction, flags, seq, ack, win, seglen, ts, frame, wscale) -> Analysis:
+def analyze_segments(conn, direction, flags, seq, ack, win, seglen, ts, frame, wscale,
+                     tsval=None, tsecr=None, sack=None) -> Analysis:
     """Run the analysis over TCP rows given in frame order.
 
     ``conn`` is the stream number, ``direction`` 0/1 within it; ``seq``/``ack``
     raw 32-bit values, ``win`` raw window, ``seglen`` tcp.len, ``wscale`` the
-    window-scale option of SYN packets (-1 absent).
+    window-scale option of SYN packets (-1 absent).  Given ``tsval``/``tsecr``
+    (-1 absent) and ``sack`` (the bytes each packet's SACK blocks report:
+    ``sack.delivered``; None: no packet has any), it also measures bytes in
+    flight and round trips (``inflight.measure``), with the neighbours and
+    orders found here.
     """
     p = _rows(conn, direction, flags, seq, ack, win, seglen, ts, frame)
     base = _bases(p.k, p.is_syn, p.is_ack, p.seq, p.ack, p.nk)
@@ -186,10 +194,23 @@ def analyze_segments(conn, direction, flags, seq, ack, win, seglen, ts, frame, w
     bits |= _retransmissions(p, nb, st, bits, rev_dup)
 
     seq_base, ack_base = _rebase(p, nb, base)
-    return Analysis(rel_seq=(p.seq - seq_base) & M32, rel_ack=(p.ack - ack_base) & M32,
+    rel_seq, rel_ack = (p.seq - seq_base) & M32, (p.ack - ack_base) & M32
+    nextseq_rel = np.where(st.nsset, (st.ns_raw - seq_base) & M32, -1)
+    measured = {}
+    if tsval is not None:
+        from traceviz.decode.tcp.inflight import NONE, measure
+        ack_back = p.is_ack & nb.has_prev & p.is_ack[np.maximum(nb.fwd_prev, 0)] & (_i32(p.ack - nb.prev_ack) < 0)
+        retx = (bits & (RETRANSMISSION | FAST_RETRANSMISSION | SPURIOUS_RETRANSMISSION)) != 0
+        args = (p.conn, p.d, p.flags, p.seglen, p.ts, p.win, _i32(rel_seq), _i32(rel_ack),
+                np.where(st.nsset, _i32(nextseq_rel), NONE), p.seq, p.ack, seq_base,
+                (bits & LOST_SEGMENT) != 0, retx, st.zwp, ack_back,
+                np.zeros(p.n, dtype=np.int64) if sack is None else np.asarray(sack, dtype=np.int64),
+                np.asarray(tsval).astype(np.int64, copy=False),
+                np.asarray(tsecr).astype(np.int64, copy=False), nb.rev, nb.o1)
+        measured["measure"] = lambda: measure(*args)
+    return Analysis(rel_seq=rel_seq, rel_ack=rel_ack,
                     win=calc_win, bits=bits, dup_num=dup_num, dup_frame=dup_frame,
-                    nextseq_rel=np.where(st.nsset, (st.ns_raw - seq_base) & M32, -1),
-                    scale=np.where(p.is_syn, -1, row_scale))
+                    nextseq_rel=nextseq_rel, scale=np.where(p.is_syn, -1, row_scale), **measured)
 
 
 def _rows(conn, direction, flags, seq, ack, win, seglen, ts, frame):

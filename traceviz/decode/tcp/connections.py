@@ -54,7 +54,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from traceviz.decode.tcp import analysis as ta
-from traceviz.decode.tcp import flows
+from traceviz.decode.tcp import flows, sack
 
 FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 TCP, UDP = 6, 17
@@ -73,6 +73,9 @@ class Transport:
     ``events``: the TCP events as columns ``ts, frame, conn, kind, dir, size,
     detail`` in frame order.  ``analysis`` is the per-row
     :class:`~traceviz.decode.tcp.analysis.Analysis` over ``tcp_rows``.
+    ``measured``: per frame, bytes in flight, RTT samples (``inflight``) and
+    SACK blocks when ``analyze(idx, measure=True)`` was asked for them, made
+    the first time ``measurements()`` asks.
     """
 
     idx: object
@@ -89,10 +92,26 @@ class Transport:
     connections: dict
     events: dict
     analysis: object = None
+    measured: object = None        # a function making the dict measurements() returns, then that dict
+
+    def measurements(self) -> dict:
+        """Per frame: ``bytes_in_flight`` (-1 none), ``ack_rtt``, ``rtt_ambiguous``,
+        ``ts_rtt`` (NaN none); ``sack``: frame row -> its SACK blocks relative to the
+        peer's base, as Wireshark shows ``tcp.options.sack_le``/``sack_re``."""
+        if self.measured is None:
+            from traceviz.decode.tcp.inflight import nothing_measured
+            return nothing_measured(len(self.conn))
+        if callable(self.measured):
+            self.measured = self.measured()
+        return self.measured
 
 
-def analyze(idx) -> Transport:
-    """The transport tier for a ``traceviz.decode.index.PacketIndex``."""
+def analyze(idx, measure: bool = False) -> Transport:
+    """The transport tier for a ``traceviz.decode.index.PacketIndex``.
+
+    ``measure``: also bytes in flight, RTT samples and SACK blocks per packet
+    (``Transport.measurements``); they cost a fifth of a load, so only the
+    views that draw them ask."""
     n = len(idx.frame)
     proto = np.asarray(idx.proto)
     ports = (np.asarray(idx.sport) >= 0) & (np.asarray(idx.dport) >= 0) & ~np.asarray(idx.frag, dtype=bool)
@@ -109,9 +128,15 @@ def analyze(idx) -> Transport:
     # loops, so on a machine with two cores the second thread is nearly free.
     with ThreadPoolExecutor(max_workers=2) as pool:
         pending = None
+        blocks = sack.sack_blocks(idx, tcp_rows) if measure else {}
         if len(tcp_rows):
             columns = [conn, direction, flags] + [np.asarray(getattr(idx, name)) for name in (
                 "seq", "ack", "win", "payload_len", "ts", "frame", "wscale")]
+            if measure:
+                # What inflight.measure needs besides: the SACK column only when a packet has blocks.
+                absent = np.full(n, -1, dtype=np.int64)
+                columns += [np.asarray(getattr(idx, "tsval", absent)), np.asarray(getattr(idx, "tsecr", absent))]
+                columns += [sack.delivered(blocks, n)] if blocks else []
             pending = _analyze_in_parts(pool, tcp_rows, *columns)
         conns = _connections(idx, conn, direction, is_tcp, n_tcp, stream, flow)
         client_side = conns.pop("_client_side")
@@ -120,9 +145,12 @@ def analyze(idx) -> Transport:
         an = pending() if pending is not None else None
         events = pool.submit(_events, idx, conn, c2s, tcp_rows, an)
         per_frame = _per_frame(idx, tcp_rows, an)
+        rel_ack = per_frame["rel_ack"]
         events = events.result()
     return Transport(idx=idx, conn=conn, stream=stream, c2s=c2s, in_conn=in_conn, tcp_rows=tcp_rows,
-                     connections=conns, events=events, analysis=an, **per_frame)
+                     connections=conns, events=events, analysis=an,
+                     measured=(lambda: _measured(idx, tcp_rows, an, blocks, rel_ack)) if measure else None,
+                     **per_frame)
 
 
 # Below this many TCP rows one thread is quicker than splitting.
@@ -152,12 +180,28 @@ def _analyze_in_parts(pool, tcp_rows, conn, *columns):
         halves = [job.result() for job in jobs]
         merged = {}
         for name, first in vars(halves[0]).items():
+            if callable(first):
+                merged[name] = _merged_call([getattr(half, name) for half in halves], parts, len(tcp_rows))
+                continue
             out = np.empty(len(tcp_rows), dtype=np.result_type(first, getattr(halves[1], name)))
             for rows, half in zip(parts, halves):
                 out[rows] = getattr(half, name)
             merged[name] = out
         return ta.Analysis(**merged)
     return result
+
+
+def _merged_call(calls, parts, n):
+    """One function for the halves' deferred ones (each returns a dict of per-row arrays)."""
+    def call():
+        got = [c() for c in calls]
+        out = {}
+        for name, first in got[0].items():
+            out[name] = np.empty(n, dtype=np.result_type(first, got[1][name]))
+            for rows, half in zip(parts, got):
+                out[name][rows] = half[name]
+        return out
+    return call
 
 
 def _flow_identity(idx):
@@ -234,6 +278,22 @@ def _per_frame(idx, tcp_rows, an) -> dict:
     return {"in_tcp": in_tcp, "rel_seq": seq_rel, "rel_ack": ack_rel, "has_ack": has_ack & in_tcp, "win": win}
 
 
+def _measured(idx, tcp_rows, an, blocks: dict, rel_ack: np.ndarray) -> dict:
+    """The analysis' measurements in frame order, and SACK edges relative to the peer's base."""
+    from traceviz.decode.tcp.inflight import nothing_measured
+
+    out = nothing_measured(len(idx.frame))
+    if an is None or not hasattr(an, "measure"):
+        return out
+    for name, values in an.measure().items():
+        out[name][tcp_rows] = values
+    ack = np.asarray(idx.ack)
+    for row, pairs in blocks.items():
+        base = (int(ack[row]) - int(rel_ack[row])) & ta.M32
+        out["sack"][row] = tuple(((left - base) & ta.M32, (right - base) & ta.M32) for left, right in pairs)
+    return out
+
+
 # -- connections -------------------------------------------------------------
 
 def _first_per_conn(conn_rows: np.ndarray, rows: np.ndarray, nconn: int) -> np.ndarray:
@@ -298,8 +358,25 @@ def _connections(idx, conn, direction, is_tcp, n_tcp, stream, flow) -> dict:
         "syn_backoff": _syn_backoff(conn, pure_syn, ts, nconn),
         "close": close,
         **_options(idx, first_syn, synack_row, nconn),
+        **_conversation_counts(idx, conn, rows, from_client, flow, nconn),
         "_client_side": side,
     }
+
+
+def _conversation_counts(idx, conn, rows, from_client, flow, nconn) -> dict:
+    """Frames and frame bytes each way, as Wireshark's Conversations count them: the
+    flow's own TCP/UDP packets, not the ICMP errors that quote its header."""
+    # One bin per (connection, direction) and a spare for the frames outside any: two bincounts
+    # over the whole column, no gathers (a million frames: a few ms).
+    own = conn >= 0
+    if flow.quoted.any():
+        own &= flow.quoted == 0
+    key = np.where(own, conn * 2 + from_client, 2 * nconn)
+    frames = np.bincount(key, minlength=2 * nconn + 1)[:-1].reshape(nconn, 2)
+    wire = np.bincount(key, weights=np.asarray(idx.wire_len), minlength=2 * nconn + 1)[:-1]
+    wire = wire.astype(np.int64).reshape(nconn, 2)
+    return {"frames_c2s": frames[:, 1], "frames_s2c": frames[:, 0],
+            "wire_bytes_c2s": wire[:, 1], "wire_bytes_s2c": wire[:, 0]}
 
 
 def _client_sides(flags, rows, conn, direction, flow, first, first_syn, is_udp, nconn):

@@ -1,0 +1,168 @@
+"""The TCP stream graphs and the flow graph: their data against tshark, their verdicts
+against conversations written to show one cause, their lanes against the recording.
+
+tcpgraph: the time-sequence graph's segments and ACK line, the window
+graph's advertised window and bytes in flight, and the RTT graph's samples
+are tshark's tcp.seq/len, tcp.ack, tcp.window_size,
+tcp.analysis.bytes_in_flight and tcp.analysis.ack_rtt.  A sender held back
+by the receiver's window, by loss, or by its application, each written out
+packet by packet, gets that verdict.
+
+flow: the proxy captures (recorded on the proxy's two interfaces) draw
+three lanes, client, proxy and upstream, as their manifest describes; the
+browser page load reads from its first SYN to its last HTTP/2 DATA frame
+(tshark, decrypting with the capture's keys).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+
+import numpy as np
+import pytest
+
+import traceviz
+from conftest import CORPUS, ROOT
+from tcpgen import Seg, handshake, write
+from traceviz.recipe import bundled_dir, load_module
+
+TCPGRAPH = load_module(bundled_dir() / "tcpgraph.py")
+FLOW = load_module(bundled_dir() / "flow.py")
+LOSSY = CORPUS / "pcap" / "tcp" / "syn-retransmit__suricata-verify_bug-4376.pcap"
+
+
+def fields(tshark, path, names, flt="tcp") -> dict[int, list[str]]:
+    args = [tshark, "-r", str(path), "-Y", flt, "-T", "fields", "-e", "frame.number"]
+    for n in names:
+        args += ["-e", n]
+    out = subprocess.run(args, capture_output=True, text=True, timeout=120).stdout
+    return {int(v[0]): v[1:] for v in (line.split("\t") for line in out.splitlines())}
+
+
+def trace(fig, name_start):
+    return next(t for t in fig.data if (t.name or "").startswith(name_start))
+
+
+@pytest.fixture(scope="module")
+def lossy():
+    tl = traceviz.load(LOSSY, measure_tcp=True)
+    return tl, TCPGRAPH.analyze(tl, conn=0)
+
+
+def test_graph_data_is_tsharks(lossy, tshark):
+    tl, finding = lossy
+    top = finding.rows.iloc[0]
+    assert (top["conn"], top["dir"]) == (0, "s2c")
+    server = top["sender"]
+    theirs = fields(tshark, LOSSY, ["frame.time_relative", "tcp.srcport", "tcp.seq", "tcp.len", "tcp.ack",
+                                    "tcp.window_size", "tcp.analysis.bytes_in_flight", "tcp.analysis.ack_rtt",
+                                    "tcp.flags.ack"])
+    sport = server.rsplit(":", 1)[1]
+    data = {f: v for f, v in theirs.items() if v[1] == sport and int(v[3]) > 0}
+    acks = {f: v for f, v in theirs.items() if v[1] != sport and v[8] in ("1", "True")}
+
+    seq = finding.figure("seq")
+    bars = np.concatenate([t.y for t in seq.data if t.mode == "lines" and (t.name or "").split(" (")[0]
+                           in ("data segment", "retransmission", "out of order")])
+    starts, ends = bars[0::3], bars[1::3]
+    assert sorted(zip(starts, ends)) == sorted((int(v[2]), int(v[2]) + int(v[3])) for v in data.values())
+    assert list(trace(seq, "ACK").y) == [int(v[4]) for _, v in sorted(acks.items())]
+
+    window = finding.figure("window")
+    assert list(trace(window, "receive window").y) == [int(v[5]) for _, v in sorted(acks.items())]
+    assert list(trace(window, "bytes in flight").y) == [int(v[6]) for _, v in sorted(data.items()) if v[6]]
+
+    rtt = finding.figure("rtt")
+    ours = sorted(np.concatenate([t.y for t in rtt.data if "ACK" in (t.name or "")]))
+    assert ours == pytest.approx(sorted(float(v[7]) * 1000 for v in acks.values() if v[7]), abs=1e-3)
+
+
+def test_lossy_transfer_is_congestion(lossy):
+    _, finding = lossy
+    assert finding.rows.iloc[0]["limited_by"].startswith("congestion")
+    assert "congestion" in finding.answer[0]
+
+
+def rounds(per_round, gap, n, win=65535, mss=1000, lose=()):
+    """The server sends ``per_round`` segments every ``gap`` seconds; the client ACKs each
+    round 50 ms later, advertising ``win``; segment numbers in ``lose`` are resent just
+    before the next round (late enough not to count as out of order)."""
+    segs, seq, t = handshake(win=win), 1, 0.1
+    client = [Seg("c", "PA", 1, 1, 100, 0.06)]
+    for r in range(n):
+        first = seq
+        for i in range(per_round):
+            segs.append(Seg("s", "A", seq, 101, mss, t + i * 0.0005))
+            if (r * per_round + i) in lose:
+                segs.append(Seg("s", "A", seq, 101, mss, t + gap - 0.0005))
+            seq += mss
+        segs.append(Seg("c", "A", 101, seq, 0, t + 0.05, win=win))
+        t += gap
+        assert seq > first
+    return sorted(client + segs, key=lambda g: g.t)
+
+
+@pytest.mark.parametrize("name, segs, verdict", [
+    ("window", rounds(3, 0.051, 12, win=3000), "receive window"),
+    ("loss", rounds(4, 0.06, 12, lose=(5, 13, 22, 30)), "congestion"),
+    ("idle", rounds(1, 0.5, 12), "application"),
+    ("path", rounds(4, 0.051, 12), "path (none of these)"),
+])
+def test_verdicts(name, segs, verdict, tmp_path):
+    tl = traceviz.load(write(tmp_path / f"{name}.pcap", segs), measure_tcp=True)
+    row = TCPGRAPH.analyze(tl).rows.iloc[0]
+    assert row["dir"] == "s2c" and row["limited_by"] == verdict
+
+
+@pytest.mark.parametrize("name", ["proxy-haproxy-503-502", "proxy-nginx-502-504", "proxy-keepalive-race"])
+def test_proxy_flow_has_three_hosts(name):
+    manifest = {c["name"]: c for c in json.loads((ROOT / "captures" / "manifest.json").read_text())["captures"]}
+    legs = manifest[name]["recorded"]["capture_point"]
+    tl = traceviz.load(ROOT / "captures" / f"{name}.pcapng")
+    finding = FLOW.analyze(tl)
+    lanes = [ann.text.replace("<b>", "").replace("</b>", "") for ann in finding.figure("flow").layout.annotations
+             if ann.yref == "paper"]
+    assert len(lanes) == 3
+    client, proxy, upstream = lanes
+    # The manifest names the legs: client leg 10.88.0.1 <-> 10.88.0.2, upstream leg 10.88.1.1 <-> 10.88.1.2.
+    assert "client leg 10.88.0.1 <-> 10.88.0.2" in legs and "upstream leg 10.88.1.1 <-> 10.88.1.2" in legs
+    assert (client, proxy, upstream) == ("10.88.0.1", "10.88.0.2 / 10.88.1.1", "10.88.1.2")
+
+
+def test_page_load_reads_from_syn_to_last_data(tshark):
+    path, keys = ROOT / "captures" / "browser-page-load.pcapng", ROOT / "captures" / "browser-page-load.keys"
+    first_syn = min(fields(tshark, path, [], "tcp.flags.syn == 1 && tcp.flags.ack == 0"))
+    decrypted = subprocess.run([tshark, "-r", str(path), "-o", f"tls.keylog_file:{keys}", "-Y", "http2.type == 0",
+                                "-T", "fields", "-e", "frame.number"], capture_output=True, text=True, timeout=120)
+    last_data = max(int(f) for f in decrypted.stdout.split())
+    tl = traceviz.load(path, keylog=keys)
+    finding = FLOW.analyze(tl)
+    rows = finding.rows
+    assert int(rows["frame"].iloc[0]) == first_syn and rows["label"].iloc[0] == "SYN"
+    assert last_data in set(rows["frame"].astype(int))
+    labels = list(rows["label"])
+    assert any("DATA" in t for t in labels) and any(t.startswith("HEADERS[1]: GET /page/index.html") for t in labels)
+    # The figure draws every one of them, as one story: one arrow (and hover point) per message, in order.
+    fig = finding.figure("flow")
+    hover = next(t for t in fig.data if t.name == "messages")
+    drawn = [int(re.search(r"frame (\d+)", h).group(1)) for h in hover.hovertext]
+    assert drawn == list(rows["frame"].astype(int))
+
+
+def test_flow_labels_cross_no_label_and_no_arrow(tmp_path):
+    # The flow graph is the ladders' sequence diagram with more lanes: its labels obey the same rule.
+    import plotly.io as pio
+
+    from svg_layout import label_crossings
+    from traceviz.charts import export
+    if export.browser() is None:
+        pytest.skip("no Chrome or Chromium for kaleido")
+    cases = [("proxy-nginx-502-504", None), ("browser-page-load", ROOT / "captures" / "browser-page-load.keys")]
+    figs = [export.for_image(FLOW.analyze(traceviz.load(name, keylog=keys)).figure("flow")) for name, keys in cases]
+    paths = [tmp_path / f"{i}.svg" for i in range(len(figs))]
+    pio.write_images(figs, paths, width=1280, height=720)
+    for (name, _), path in zip(cases, paths):
+        count, crossings = label_crossings(path.read_text())
+        assert count >= 5 and not crossings, (name, count, crossings[:3])

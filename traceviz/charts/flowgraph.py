@@ -1,0 +1,273 @@
+"""The flow graph: one lane per host, every message an arrow between lanes.
+
+Like Wireshark's Statistics -> Flow Graph, but labelled at the highest
+layer traceviz decoded for each frame ("HEADERS[1]: GET /", "200 OK",
+"ClientHello", "SYN"), so a page load reads as one story from the SYN to the
+last DATA frame, and a proxy's two legs read as client -> proxy -> upstream.
+Time flows down, one row per message, its time since the first message on
+the left and its frame number beside the arrow.
+
+A host that answers on one leg and asks on the other is drawn as one lane:
+a request seen leaving a host while that host's own client's request (same
+method and path) was open pairs the two addresses as one relay (a reverse
+proxy captured on its own two interfaces; the requests table's ``parent``
+says so directly where it is known).
+
+``messages`` picks the arrows from the timeline's tables (no bytes are read,
+no fact recomputed); ``flowgraph`` draws them.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Iterable
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from traceviz.charts import theme as themes
+from traceviz.charts.sequence import Arrow, Batch, Diagram, Lane, Style
+from traceviz.charts.text import safe
+
+# Higher layers win when a frame carries several: TCP < TLS/QUIC < HTTP.
+LAYER_RANK = {"tcp": 0, "udp": 0, "tls": 1, "quic": 1, "http": 2, "h2": 2, "h3": 2, "dns": 2}
+FIELDS = ["frame", "ts", "t", "conn", "src", "dst", "src_addr", "dst_addr", "layer", "label", "stream"]
+MAX_LABEL = 64
+
+
+def messages(tl, conn: int | None = None, hosts: Iterable[str] | None = None, since: float | None = None,
+             until: float | None = None) -> pd.DataFrame:
+    """One row per arrow: frame, ts, t (seconds since the first packet), conn, src/dst
+    (lane names), src_addr/dst_addr, layer, label, stream.
+
+    Filters: ``conn``; ``hosts`` (keep arrows touching any of these addresses or lane
+    names); ``since``/``until`` (seconds since the first packet).
+    """
+    pk = tl.packets
+    if not len(pk):
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in FIELDS})
+    t0 = float(pk["ts"].min())
+    rows = pd.concat([_event_arrows(tl), _plain_arrows(tl)], ignore_index=True)
+    if not len(rows):
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in FIELDS})
+    ends = pk.set_index("frame")[["src", "dst", "ts"]]
+    rows = rows.join(ends, on="frame", how="inner")
+    rows = rows[rows["src"].notna() & rows["dst"].notna()]
+    alias = relays(tl)
+    rows["src_addr"] = rows["src"].astype(str)
+    rows["dst_addr"] = rows["dst"].astype(str)
+    rows["src"] = rows["src_addr"].map(lambda a: alias.get(a, a))
+    rows["dst"] = rows["dst_addr"].map(lambda a: alias.get(a, a))
+    rows["t"] = rows["ts"] - t0
+    if conn is not None:
+        rows = rows[rows["conn"] == conn]
+    if hosts:
+        wanted = set(map(str, hosts))
+        touch = rows[["src", "dst", "src_addr", "dst_addr"]].isin(wanted).any(axis=1)
+        rows = rows[touch]
+    if since is not None:
+        rows = rows[rows["t"] >= since]
+    if until is not None:
+        rows = rows[rows["t"] <= until]
+    rows = rows.sort_values(["ts", "frame"], kind="stable").reset_index(drop=True)
+    return rows[FIELDS]
+
+
+def relays(tl) -> dict[str, str]:
+    """Address -> lane name for hosts seen on both legs of a relay (see the module doc)."""
+    rq = tl.requests
+    c = tl.connections
+    if not len(rq) or not len(c):
+        return {}
+    ends = c.set_index("conn")[["client", "server"]]
+    r = rq[rq["conn"].notna()].join(ends, on="conn")
+    if not len(r):
+        return {}
+    r = r.assign(path=r["url"].astype("string").str.replace(r"^[a-z]+://[^/]*", "", regex=True),
+                 client_host=r["client"].map(_host), server_host=r["server"].map(_host))
+    pairs = set()
+    if "parent" in r and r["parent"].notna().any():
+        by_id = r.set_index("request")
+        for child in r[r["parent"].notna()].itertuples():
+            if int(child.parent) in by_id.index:
+                pairs.add((by_id.loc[int(child.parent), "server_host"], child.client_host))
+    else:
+        end = r["end"].fillna(np.inf)
+        for outer in r.itertuples():
+            inner = r[(r["method"] == outer.method) & (r["path"] == outer.path) & (r["start"] > outer.start)
+                      & (r["start"] < end[outer.Index]) & (r["client_host"] != outer.client_host)
+                      & (r["client_host"] != outer.server_host)]
+            for host in inner["client_host"].unique():
+                pairs.add((outer.server_host, host))
+    alias = {}
+    for front, back in sorted(p for p in pairs if p[0] and p[1] and p[0] != p[1]):
+        name = f"{front} / {back}"
+        alias[front] = alias[back] = name
+    return alias
+
+
+def _host(endpoint) -> str | None:
+    if endpoint is None or (isinstance(endpoint, float) and endpoint != endpoint) or endpoint is pd.NA:
+        return None
+    text = str(endpoint)
+    if text.startswith("["):
+        return text[1:text.index("]")]
+    return text.rsplit(":", 1)[0]
+
+
+def _event_arrows(tl) -> pd.DataFrame:
+    ev = tl.events
+    ev = ev[ev["frame"].notna() & ev["layer"].isin(list(LAYER_RANK))]
+    if not len(ev):
+        return pd.DataFrame(columns=["frame", "conn", "layer", "label", "stream"])
+    ev = ev.assign(rank=ev["layer"].map(LAYER_RANK), frame=ev["frame"].astype("int64"))
+    top = ev.groupby("frame")["rank"].transform("max")
+    ev = ev[ev["rank"] == top]
+    ev = ev.assign(text=[_label(k, l, d, s) for k, l, d, s in
+                         zip(ev["kind"], ev["layer"], ev["detail"], ev["stream"])])
+    g = ev.groupby("frame", sort=False)
+    out = g.agg(conn=("conn", "first"), layer=("layer", "first"), stream=("stream", "first"),
+                label=("text", _join)).reset_index()
+    return out
+
+
+def _plain_arrows(tl) -> pd.DataFrame:
+    """Frames no event names: the handshake's ACK, and segments or datagrams carrying
+    bytes no decoder read."""
+    pk = tl.packets
+    named = set(tl.events["frame"].dropna().astype("int64")) if len(tl.events) else set()
+    hs = tl.connections.get("ack_frame")
+    acks = set(hs.dropna().astype("int64")) if hs is not None else set()
+    carrying = pk[(pk["len"].fillna(0) > 0) & pk["transport"].isin(["tcp", "udp"])]
+    rows = []
+    for f, c, tr, n in zip(carrying["frame"], carrying["conn"], carrying["transport"], carrying["len"]):
+        if int(f) not in named:
+            text = f"TCP segment, {int(n)} bytes" if tr == "tcp" else f"UDP, {int(n)} bytes"
+            rows.append((int(f), c, str(tr), text, pd.NA))
+    for f in sorted(acks - named):
+        hit = pk[pk["frame"] == f]
+        if len(hit):
+            rows.append((int(f), hit["conn"].iloc[0], "tcp", "ACK", pd.NA))
+    return pd.DataFrame(rows, columns=["frame", "conn", "layer", "label", "stream"])
+
+
+def _label(kind, layer, detail, stream) -> str:
+    kind = "" if kind is None or kind is pd.NA else str(kind)
+    detail = "" if detail is None or detail is pd.NA or (isinstance(detail, float) and detail != detail) else str(detail)
+    if layer in ("h2", "h3"):
+        sid = "" if stream is None or stream is pd.NA else f"[{int(stream)}]"
+        text = f"{kind}{sid}"
+        if kind == "HEADERS" and detail:
+            text += ": " + detail.replace(" (END_STREAM)", "")
+        return text
+    if layer == "http" and detail:
+        return detail
+    return kind
+
+
+def _join(texts) -> str:
+    texts = list(dict.fromkeys(t for t in texts if t))
+    label = ", ".join(texts)
+    if len(label) > MAX_LABEL:
+        kept, n = [], 0
+        for t in texts:
+            if n + len(t) > MAX_LABEL - 12 and kept:
+                break
+            kept.append(t)
+            n += len(t) + 2
+        label = ", ".join(kept) + f" +{len(texts) - len(kept)} more"
+    return label
+
+
+# --- drawing -----------------------------------------------------------------------------
+
+def flowgraph(msgs: pd.DataFrame, theme: str = "light", title: str = "Flow graph", limit: int = 300) -> go.Figure:
+    """The flow graph of ``messages(...)``: lanes left to right in order of first appearance.
+
+    Drawn by the sequence-diagram engine (``charts.sequence``) the ladders share:
+    time to scale with long silences cut, labels that never collide (HTTP and
+    resets first, then TLS/QUIC, then TCP), a long story opening on its first
+    messages and scrolling.  Where each message was captured is unknown across
+    many hosts, so an arrow is drawn at its capture time, slanted only enough to read.
+    """
+    name = themes.check(theme)
+    c, s = themes.colors(name), themes.sizes(name)
+    fig = go.Figure()
+    themes.apply(fig, name)
+    fig.update_layout(width=s["width"], height=s["height"])
+    total = len(msgs)
+    shown = msgs.head(limit) if limit else msgs
+    if not len(shown):
+        fig.update_layout(title=dict(text=f"<b>{safe(title)}</b> (no messages)"))
+        return fig
+    hosts = lane_order(shown)
+    x = {h: float(i) for i, h in enumerate(hosts)}
+    lanes = [Lane(i, f"<b>{safe(h)}</b>", c["text"]) for h, i in x.items()]
+    t0 = float(shown["ts"].iloc[0])
+    arrows = [_arrow(m, x, (float(m.ts) - t0) * 1000) for m in shown.itertuples(index=False)]
+    styles = {key: Style(text, c[color], s["line"] * (0.8 if key in ("tcp", "data") else 1.0), head=1.4)
+              for key, (text, color) in STYLES.items()}
+    last = len(hosts) - 1
+    d = Diagram(name, lanes, arrows, styles, x_range=(-0.3, max(last, 1) + 0.3),
+                axis_title="ms since the first message (long silences cut)")
+    batch = Batch(fig)
+    d.draw_frame(batch)
+    d.draw_arrows(batch)
+    d.draw_labels(batch)
+    d.draw_hover(batch, "messages")
+    batch.flush()
+    facts = [f"{len(hosts)} hosts", f"{total} messages" + (f", the first {len(shown)} drawn" if total > len(shown) else ""),
+             "frame numbers beside the arrows"]
+    marks = [("first HTTP", next((a for a in arrows if a.style == "http"), None)),
+             ("first error", next((a for a in arrows if a.style == "error"), None))]
+    d.layout(fig, f"<b>{safe(title)}</b>", facts, [(n, a) for n, a in marks if a is not None], last="last message")
+    return fig
+
+
+# Arrow kinds: legend text and colour, and the label's turn to be placed (lowest first).
+STYLES = {"http": ("HTTP", "wait"), "error": ("reset or HTTP error", "RST"), "tls": ("TLS / QUIC", "tls"),
+          "open": ("TCP open", "SYN"), "close": ("TCP close", "FIN"), "retransmission": ("retransmission", "retransmission"),
+          "tcp": ("TCP / UDP bytes", "data")}
+RANK = {"http": 0, "error": 0, "tls": 1, "retransmission": 1, "open": 2, "close": 2, "tcp": 3}
+
+
+def _arrow(m, x: dict, t: float) -> Arrow:
+    x0, x1 = x[m.src], x[m.dst]
+    if x0 == x1:        # both ends on one lane (a relay's own two addresses): a stub to the right
+        x1 = x0 + 0.35
+    kind = _kind(m)
+    conn = "" if pd.isna(m.conn) else f"conn {int(m.conn)} · "
+    hover = (f"<b>frame {int(m.frame)}</b> +{m.t:.6f} s<br>{safe(m.src_addr)} → {safe(m.dst_addr)}<br>"
+             f"{conn}{safe(m.layer)}<br><b>{safe(m.label)}</b>")
+    return Arrow(x0, x1, t, style=kind, text=safe(m.label), sep=", ", rank=RANK[kind], tag=f"#{int(m.frame)}",
+                 hover=hover, data=dict(frame=int(m.frame)))
+
+
+def lane_order(msgs: pd.DataFrame) -> list[str]:
+    """Hosts in the order they first appear, each message's sender before its receiver."""
+    seen: dict[str, None] = {}
+    for a, b in zip(msgs["src"], msgs["dst"]):
+        seen.setdefault(str(a), None)
+        seen.setdefault(str(b), None)
+    return list(seen)
+
+
+def _kind(m) -> str:
+    label = str(m.label)
+    if "RST" in label or _ERROR_STATUS.search(label):
+        return "error"
+    if "retransmission" in label:
+        return "retransmission"
+    if m.layer in ("http", "h2", "h3"):
+        return "http"
+    if m.layer in ("tls", "quic"):
+        return "tls"
+    if label.startswith(("SYN", "ACK")):
+        return "open"
+    if label.startswith("FIN"):
+        return "close"
+    return "tcp"
+
+
+_ERROR_STATUS = re.compile(r"(^|: )[45]\d\d\b")
