@@ -23,8 +23,8 @@ be mixed with the above:
     http.request.method == "GET"   http.response.code == 404   http.host == "x"
     tls.handshake.extensions_server_name == "x"                ->  sni == 'x'
 
-with ``eq ne gt lt ge le``, ``&& || !``, ``contains`` and ``matches`` (a
-regular expression).  A field without a translation, or one the table has
+with ``eq ne gt lt ge le``, ``&& || !``, ``contains``, ``matches`` (a
+regular expression) and ``in {80 443 8000..8080}``.  A field without a translation, or one the table has
 no column for, is refused with the list of what is known.
 """
 
@@ -51,6 +51,9 @@ _COMPARISON = re.compile(
     rf"\s*(?P<value>{_VALUE})")
 # A dotted name standing alone (not a pandas method chain such as url.str.contains(...)).
 _BARE_FIELD = re.compile(rf"(?<![\w.'\"])(?P<field>{_FIELD})(?![\w(.])")
+# Wireshark's set membership: tcp.port in {80 443 8000..8080}
+_MOST_IN_RANGE = 64
+_SET = re.compile(rf"(?<![\w.])(?P<field>{_FIELD})\s+in\s+\{{(?P<values>[^{{}}]*)\}}")
 _STRING = re.compile(r'''"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*\'''')
 
 
@@ -81,10 +84,40 @@ def where(df: "pd.DataFrame", expression: str | None, table: str = "rows") -> "p
     return kept
 
 
+# Where a connection-level --where looks, in order: the first table that has every column the
+# expression names decides (``status >= 500`` is read on requests, ``sni == 'x'`` on tls).
+CONNECTION_TABLES = ("connections", "tls", "quic", "requests", "streams", "events", "packets")
+
+
+def connections_where(tl, expression: str) -> list[int]:
+    """The connections ``expression`` selects, for a command that analyses whole connections:
+    those with a row it keeps in the first of ``CONNECTION_TABLES`` that can read it.
+
+    Raises ``InputError`` (the connections table's reason) when no table can."""
+    from traceviz.model import TableNotBuilt
+
+    refusal = None
+    for table in CONNECTION_TABLES:
+        try:
+            df = getattr(tl, table)
+        except TableNotBuilt:
+            continue
+        if "conn" not in df:
+            continue
+        try:
+            kept = where(df, expression, table)
+        except InputError as exc:
+            refusal = refusal or exc
+            continue
+        return sorted({int(c) for c in kept["conn"].dropna()})
+    raise refusal or InputError("--where", "this file has no table to filter")
+
+
 def translate(expression: str, columns: Iterable[str], table: str = "rows") -> str:
     """``expression`` with Wireshark's display-filter syntax rewritten as a pandas query
     over ``columns`` (a query already in pandas syntax comes back unchanged)."""
     columns = set(columns)
+    expression = _SET.sub(_membership, expression)
     out, pos = [], 0
     for m in _COMPARISON.finditer(expression):
         if _inside_string(expression, m.start()):
@@ -99,6 +132,25 @@ def translate(expression: str, columns: Iterable[str], table: str = "rows") -> s
     for m in reversed(bare):
         query = query[:m.start()] + "(" + _presence(m["field"], columns, table) + ")" + query[m.end():]
     return query
+
+
+def _membership(m: re.Match) -> str:
+    """``f in {a b c..e}`` as the comparisons it means: ``(f == a || f == b || f == c || f == d ...)``.
+    A range is spelt out value by value: a field with two ends (tcp.port) is in it when either end
+    is, which two comparisons (>= c, <= e) would get wrong."""
+    field, tests = m["field"], []
+    for value in m["values"].replace(",", " ").split():
+        low, dots, high = value.partition("..")
+        if not dots:
+            tests.append(f"{field} == {value}")
+            continue
+        if not (low.isdigit() and high.isdigit()) or not 0 <= int(high) - int(low) < _MOST_IN_RANGE:
+            raise InputError("--where", f"{field} in {{{value}}}: a range is two whole numbers at most "
+                                        f"{_MOST_IN_RANGE} apart (or compare a column: sport >= 1024)")
+        tests.extend(f"{field} == {v}" for v in range(int(low), int(high) + 1))
+    if not tests:
+        raise InputError("--where", f"{field} in {{}}: the set is empty")
+    return "(" + " || ".join(tests) + ")"
 
 
 def known_fields() -> list[str]:

@@ -16,7 +16,7 @@ Conventions:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -341,6 +341,17 @@ def conform(name: str, df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({**out, **extra}, index=pd.RangeIndex(len(df)), copy=False)
 
 
+def _selected(conns: list[int], total: int | None) -> str:
+    shown = ", ".join(map(str, conns[:12])) + (", ..." if len(conns) > 12 else "")
+    return f"{len(conns)}{'' if total is None else f' of {total}'} connections ({shown})"
+
+
+def _rows_of(df: pd.DataFrame, conns: list[int]) -> pd.DataFrame:
+    if "conn" not in df:
+        return df
+    return df[df["conn"].isin(conns)].reset_index(drop=True)
+
+
 @dataclass
 class SourceInfo:
     """What was read, for `traceviz info` and for warnings."""
@@ -406,6 +417,15 @@ class Timeline:
         """The packets of connections ``conns``: what a recipe reads rather than all the packets
         (an exported dataset reads only those; see ``assemble/dataset.py``)."""
         return self.packets[self.packets["conn"].isin([int(c) for c in conns])]
+
+    def only(self, conns) -> "Timeline":
+        """This Timeline kept to connections ``conns`` (numbers unchanged, so frames and
+        ``conn`` still match Wireshark's): every table's rows of those connections."""
+        keep = sorted({int(c) for c in conns})
+        tables = {name: _rows_of(getattr(self, name), keep) for name in self.built}
+        total = len(self.connections) if "connections" in self.built else None
+        source = replace(self.source, detail={**self.source.detail, "selected": _selected(keep, total)})
+        return Timeline(source=source, decryption=self.decryption, skipped=self.skipped, **tables)
 
     def to_parquet(self, folder: str | Path) -> list[Path]:
         """Write each non-empty table to ``folder/<table>.parquet``."""

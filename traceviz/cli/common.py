@@ -59,6 +59,12 @@ ThemeOpt = Annotated[str, typer.Option("--theme", metavar="NAME",
                                        help="Chart theme: light, dark, or talk (large type, 16:9, for slides).")]
 ConnOpt = Annotated[Optional[int], typer.Option("--conn", metavar="N", show_default=False,
                                                 help="Connection number (the same as Wireshark's tcp.stream).")]
+WhereOpt = Annotated[Optional[str], typer.Option(
+    "--where", metavar="EXPR", show_default=False,
+    help="Keep what this expression selects: pandas-query syntax over the table's columns "
+         "(\"server == '10.0.0.2:443' and handshake_rtt > 0.1\", \"status >= 500\") or Wireshark's "
+         "display filters (\"tcp.stream eq 3\", \"ip.addr == 10.0.0.1\", \"tcp.port == 443\"). A table "
+         "command filters its rows; a recipe, report or info keeps the connections it selects.")]
 FigureOpt = Annotated[Optional[str], typer.Option("--figure", metavar="NAME", show_default=False,
                                                   help="Which figure --chart writes (default: the first).")]
 FailOpt = Annotated[bool, typer.Option("--fail", metavar="", help="Exit 1 when the recipe finds something off (for CI checks); "
@@ -332,3 +338,23 @@ def json_rows(df, table: str) -> None:
     """The rows of one of the model's tables as a JSON array: its stable fields first, in order."""
     from traceviz.model import JSON_FIELDS
     output.print_json(output.records(df, JSON_FIELDS[table]))
+
+
+def filtered(df, where: str | None, table: str):
+    """``df`` with ``--where`` applied (an expression that cannot be read is bad input)."""
+    from traceviz.filters import where as select
+    return select(df, where, table)
+
+
+def narrowed(tl, where: str | None):
+    """``tl`` kept to the connections ``--where`` selects (``filters.connections_where``):
+    what a command that analyses whole connections (a recipe, ``report``, ``info``) reads."""
+    if where is None or not where.strip():
+        return tl
+    if not hasattr(tl, "only"):
+        raise InputError("--where", "an exported dataset is filtered in SQL: traceviz sql DIR \"SELECT ... WHERE ...\"")
+    from traceviz.filters import connections_where
+    conns = connections_where(tl, where)
+    if not conns:
+        raise InputError(tl.source.path, f"--where {where!r} selects no connection")
+    return tl.only(conns)

@@ -1,6 +1,6 @@
 """Wireshark's Statistics -> Conversations and Endpoints: ``conversations``, ``endpoints``.
 
-Also what the views share: the ``--where`` option (``traceviz.filters``) and ``recipe_options``.
+Also what the views share: ``recipe_options``.
 """
 
 from __future__ import annotations
@@ -11,14 +11,10 @@ from typing import Annotated, Optional
 import typer
 
 from traceviz import output
-from traceviz.cli.common import (AbsOpt, AllOpt, FileArg, JsonOpt, KeylogOpt, RsaOpt, WideOpt, app, clock, guarded, load,
-                                 rows_json)
+from traceviz.cli.common import (AbsOpt, AllOpt, FileArg, JsonOpt, KeylogOpt, RsaOpt, WhereOpt, WideOpt, app, clock,
+                                 filtered, guarded, load, rows_json)
 from traceviz.errors import InputError
 
-WhereOpt = Annotated[Optional[str], typer.Option(
-    "--where", help="Keep the rows this expression selects: pandas-query syntax over the columns "
-                    "(\"server == '10.0.0.2:443' and handshake_rtt > 0.1\") or Wireshark's "
-                    "(\"tcp.stream eq 3\", \"ip.addr == 10.0.0.1\", \"tcp.port == 443\").", show_default=False)]
 ByOpt = Annotated[str, typer.Option("--by", help="ip (IPv4 and IPv6 address pairs), tcp or udp.")]
 BY = ("ip", "tcp", "udp")
 
@@ -27,12 +23,6 @@ def check_by(by: str) -> str:
     if by not in BY:
         raise InputError("--by", f"unknown {by!r}: choose ip, tcp or udp")
     return by
-
-
-def filtered(df, where: str | None, table: str):
-    """``df`` with ``--where`` applied (an expression that cannot be read is bad input)."""
-    from traceviz.filters import where as select
-    return select(df, where, table)
 
 
 def recipe_options(name: str):

@@ -9,7 +9,8 @@ import typer
 
 from traceviz.cli.common import (AbsOpt, AllOpt, ChartOpt, ConnOpt, FileArg, JsonOpt, KeylogOpt, RsaOpt, ThemeOpt,
                                  WideOpt, app, check_chart, check_theme, guarded, load, rows_json)
-from traceviz.cli.conversations import WhereOpt, filtered, recipe_options
+from traceviz.cli.common import WhereOpt, filtered
+from traceviz.cli.conversations import recipe_options
 
 FigureOpt, FailOpt = recipe_options("iostat")
 from traceviz.errors import InputError

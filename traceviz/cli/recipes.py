@@ -14,8 +14,8 @@ from rich.text import Text
 
 from traceviz import output
 from traceviz.cli.common import (AbsOpt, AllOpt, ChartOpt, ConnOpt, FailOpt, FigureOpt, FileArg, JsonOpt, KeylogOpt,
-                                 RsaOpt, ThemeOpt, WideOpt, app, check_chart, check_conn, check_theme, clock,
-                                 guarded, load, rows_json, warn, write_chart)
+                                 RsaOpt, ThemeOpt, WhereOpt, WideOpt, app, check_chart, check_conn, check_theme, clock,
+                                 guarded, load, narrowed, rows_json, warn, write_chart)
 from traceviz.errors import InputError
 from traceviz.recipe import Header, applicability, discover, load_module, read_header
 
@@ -36,14 +36,14 @@ def recipe_command(path: Path, head: Header | None = None):
 
     def command(file: FileArg, json: JsonOpt = None, chart: ChartOpt = None, theme: ThemeOpt = "light",
                 figure: FigureOpt = None, conn: ConnOpt = None, keylog: KeylogOpt = None, rsa_key: RsaOpt = None,
-                fail: FailOpt = False, all_rows: AllOpt = False, wide: WideOpt = False, absolute: AbsOpt = False,
-                **own) -> None:
+                where: WhereOpt = None, fail: FailOpt = False, all_rows: AllOpt = False, wide: WideOpt = False,
+                absolute: AbsOpt = False, **own) -> None:
         with guarded():
             mode = rows_json(json, findings=True)
             check_theme(theme)
             check_chart(chart)
             module = load_recipe(path)
-            tl = load(file, keylog, rsa_key, measure_tcp=getattr(module, "MEASURE_TCP", False))
+            tl = narrowed(load(file, keylog, rsa_key, measure_tcp=getattr(module, "MEASURE_TCP", False)), where)
             finding = run_recipe(module, tl, conn, head.name, {k: v for k, v in own.items() if v})
             present(finding, tl, head.name, mode, chart, figure, theme, absolute, wide, all_rows, fail)
 

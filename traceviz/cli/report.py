@@ -9,7 +9,7 @@ import typer
 from rich.text import Text
 
 from traceviz import output
-from traceviz.cli.common import KeylogOpt, RsaOpt, ThemeOpt, app, check_theme, guarded, load, warn
+from traceviz.cli.common import KeylogOpt, RsaOpt, ThemeOpt, WhereOpt, app, check_theme, guarded, load, narrowed, warn
 from traceviz.cli.recipes import extra_recipe_dirs
 from traceviz.errors import InputError
 from traceviz.recipe import discover, load_module, read_header
@@ -19,14 +19,15 @@ from traceviz.recipe import discover, load_module, read_header
 def report(files: Annotated[list[str], typer.Argument(help="One or more captures, HARs or traces (or bundled capture names).",
                                                      metavar="FILE", show_default=False)],
            out: Annotated[Path, typer.Option("-o", "--output", metavar="PATH", help="The HTML page to write.")] = Path("traceviz-report.html"),
-           theme: ThemeOpt = "light", keylog: KeylogOpt = None, rsa_key: RsaOpt = None) -> None:
+           theme: ThemeOpt = "light", where: WhereOpt = None, keylog: KeylogOpt = None, rsa_key: RsaOpt = None) -> None:
     """Every recipe that applies, for every file, in one self-contained HTML page (works offline)."""
     from traceviz import report as reporting
     with guarded():
         check_theme(theme)
         if out.suffix.lower() not in (".html", ".htm"):
             raise InputError(str(out), "a report is an HTML page: name it .html")
-        timelines = [load(f, keylog, rsa_key, measure_tcp=True) for f in files]    # the stream graphs need it
+        timelines = [narrowed(load(f, keylog, rsa_key, measure_tcp=True), where)   # the stream graphs need measure_tcp
+                     for f in files]
         recipes = {}
         for name, path in discover(extra_recipe_dirs).items():
             head = read_header(path)

@@ -9,19 +9,21 @@ from typing import Annotated, Optional
 import typer
 
 from traceviz import output
-from traceviz.cli.common import (AbsOpt, AllOpt, ConnOpt, FileArg, JsonOpt, KeylogOpt, RsaOpt, WideOpt, app, check_choice,
-                                 check_conn, clock, guarded, json_rows, load, rows_json, warn)
+from traceviz.cli.common import (AbsOpt, AllOpt, ConnOpt, FileArg, JsonOpt, KeylogOpt, RsaOpt, WhereOpt, WideOpt, app,
+                                 check_choice, check_conn, clock, filtered, guarded, json_rows, load, narrowed, rows_json,
+                                 warn)
 
 LAYERS = ("tcp", "udp", "tls", "http", "h2", "quic", "h3", "har", "devtools", "netlog")   # events.layer, any source
 TRANSPORTS = ("tcp", "udp", "quic")
 
 
 @app.command()
-def info(file: FileArg, json: JsonOpt = None, keylog: KeylogOpt = None, rsa_key: RsaOpt = None) -> None:
-    """What is in the file, and what traceviz can decode of it."""
+def info(file: FileArg, json: JsonOpt = None, where: WhereOpt = None, keylog: KeylogOpt = None,
+         rsa_key: RsaOpt = None) -> None:
+    """What is in the file, and what traceviz can decode of it (--where: of the connections it selects)."""
     with guarded():
         mode = rows_json(json)
-        tl = load(file, keylog, rsa_key)
+        tl = narrowed(load(file, keylog, rsa_key), where)
         facts = describe(tl)
         if mode:
             output.print_json(output.plain(facts))
@@ -75,7 +77,7 @@ def describe(tl) -> dict:
         facts["secrets"] = dict(tl.decryption)
     if src.detail.get("bundled_keylog"):
         facts["keylog"] = Path(src.detail["bundled_keylog"]).name + " (bundled with the capture)"
-    for k in ("browser", "creator", "clock", "connections_inferred", "qlog_version", "qlog_format", "files",
+    for k in ("selected", "browser", "creator", "clock", "connections_inferred", "qlog_version", "qlog_format", "files",
               "vantage", "events_read", "capture_mode", "netlog_events", "truncated"):
         if k in src.detail and not isinstance(src.detail[k], (list, dict)):
             facts[k] = src.detail[k]
@@ -119,7 +121,7 @@ def _disk_size(src) -> int:
 @app.command()
 def connections(file: FileArg, json: JsonOpt = None, transport: Annotated[Optional[str], typer.Option(
         metavar="NAME", help="Only tcp, udp or quic connections.", show_default=False)] = None,
-                keylog: KeylogOpt = None, rsa_key: RsaOpt = None, all_rows: AllOpt = False, wide: WideOpt = False,
+                where: WhereOpt = None, keylog: KeylogOpt = None, rsa_key: RsaOpt = None, all_rows: AllOpt = False, wide: WideOpt = False,
                 absolute: AbsOpt = False) -> None:
     """One row per connection; [bold]conn[/bold] is Wireshark's tcp.stream, so [italic]tshark -Y "tcp.stream eq N"[/italic] shows the same one."""
     with guarded():
@@ -129,6 +131,7 @@ def connections(file: FileArg, json: JsonOpt = None, transport: Annotated[Option
         df = tl.connections
         if transport:
             df = df[df["transport"] == transport.lower()]
+        df = filtered(df, where, "connections")
         if mode:
             json_rows(df, "connections")
             return
@@ -144,7 +147,7 @@ def timeline(file: FileArg, conn: ConnOpt = None,
                                                           show_default=False)] = None,
              kind: Annotated[Optional[str], typer.Option(metavar="NAME", help="Only this kind, e.g. SYN, RST, retransmission, ClientHello.",
                                                          show_default=False)] = None,
-             json: JsonOpt = None, keylog: KeylogOpt = None, rsa_key: RsaOpt = None, all_rows: AllOpt = False,
+             where: WhereOpt = None, json: JsonOpt = None, keylog: KeylogOpt = None, rsa_key: RsaOpt = None, all_rows: AllOpt = False,
              wide: WideOpt = False, absolute: AbsOpt = False) -> None:
     """The events, in order: handshakes, retransmissions, TLS messages, requests…"""
     with guarded():
@@ -160,7 +163,7 @@ def timeline(file: FileArg, conn: ConnOpt = None,
             ev = ev[ev["layer"].str.lower() == layer.lower()]
         if kind:
             ev = ev[ev["kind"].str.lower() == kind.lower()]
-        ev = ev.sort_values(["ts", "frame"], kind="stable")
+        ev = filtered(ev, where, "events").sort_values(["ts", "frame"], kind="stable")
         if mode:
             json_rows(ev, "events")
             return
@@ -175,7 +178,7 @@ def _kinds(ev) -> set[str]:
 
 
 @app.command()
-def requests(file: FileArg, json: JsonOpt = None, conn: ConnOpt = None, keylog: KeylogOpt = None,
+def requests(file: FileArg, json: JsonOpt = None, conn: ConnOpt = None, where: WhereOpt = None, keylog: KeylogOpt = None,
              rsa_key: RsaOpt = None, all_rows: AllOpt = False, wide: WideOpt = False, absolute: AbsOpt = False) -> None:
     """One row per HTTP exchange, from a capture (decrypted with --keylog) or a browser export."""
     with guarded():
@@ -185,6 +188,7 @@ def requests(file: FileArg, json: JsonOpt = None, conn: ConnOpt = None, keylog: 
         if conn is not None:
             check_conn(tl, conn, df["conn"].dropna())
             df = df[df["conn"] == conn]
+        df = filtered(df, where, "requests")
         if mode:
             json_rows(df, "requests")
             return
