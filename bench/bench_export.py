@@ -1,6 +1,7 @@
 """How fast, and in how much memory, ``traceviz export`` writes a big capture as Parquet.
 
     python bench/bench_export.py [--packets 10000000] [--engines local,dask] [--keep] [--check]
+    python bench/bench_export.py --capture /tmp/traceviz-bench-real-2000000.pcap   # real payloads
 
 Generates (or reuses, under /tmp) a capture with ``gen_capture.py``, in
 segments of a million packets appended one after the other (each segment
@@ -175,8 +176,12 @@ def main() -> None:
     ap.add_argument("--partitions", type=int, default=None)
     ap.add_argument("--keep", action="store_true", help="keep the generated capture")
     ap.add_argument("--check", action="store_true", help="compare with traceviz.load (fits in memory only)")
+    ap.add_argument("--capture", type=Path, default=None,
+                    help="export this capture instead (kept), e.g. gen_capture.py --payloads real's, whose "
+                         "TLS and HTTP the payload tier decodes in every partition")
     a = ap.parse_args()
-    capture = Path(f"/tmp/traceviz-bench-export-{a.packets}.pcap")
+    capture = a.capture or Path(f"/tmp/traceviz-bench-export-{a.packets}.pcap")
+    a.keep = a.keep or a.capture is not None
     if not capture.exists():
         free = shutil.disk_usage("/tmp").free
         need = a.packets * 820 * 3          # the capture, the spool, the dataset (with room)
@@ -198,7 +203,8 @@ def main() -> None:
     finally:
         if not a.keep:
             capture.unlink(missing_ok=True)
-    print(f"\n{a.packets:,} packets, {size / 1e9:.2f} GB, {os.cpu_count()} cores\n")
+    frames = next(iter(results.values()))["facts"]["frames"] if results else a.packets
+    print(f"\n{frames:,} packets, {size / 1e9:.2f} GB, {os.cpu_count()} cores\n")
     print("| engine | partitions | wall s | CPU s | packets/s (wall) | peak RSS, process tree MB | "
           "largest process MB | dataset MB |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
