@@ -68,10 +68,19 @@ def _numeric() -> None:
     _FLOATS, _BOOLS, _SEQUENCES = (np.floating, float), (np.bool_, bool), (list, tuple, np.ndarray)
 
 
+class _Console(Console):
+    """rich's Console, except that a closed pipe is the caller's to handle: rich's own answer is
+    exit 1, which scripts read as a --fail finding (``traceviz x F | head`` is a normal run)."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise BrokenPipeError
+
+
 # rich takes the width from the terminal (or COLUMNS); off a terminal everything is printed with
 # soft_wrap, so a pipe gets whole lines whatever width rich assumes.
-stdout = Console(highlight=False)
-stderr = Console(stderr=True, highlight=False, soft_wrap=True)   # one message, one line
+stdout = _Console(highlight=False)
+stderr = _Console(stderr=True, highlight=False, soft_wrap=True)   # one message, one line
 
 PAGE = 50                 # rows a table shows unless --all
 GAP = 2                   # spaces between columns

@@ -172,7 +172,18 @@ def guarded() -> Iterator[None]:
         if _held:
             _held[-1].extend(held)
         else:
-            _print_warnings(held)
+            _print_warnings_while_stderr_is_open(held)
+
+
+def _print_warnings_while_stderr_is_open(held: list[str]) -> None:
+    """``traceviz x F 2>&1 | head`` closes stderr too: its warnings then have no reader, and
+    the exit status stays the command's (not 1, which scripts read as a --fail finding)."""
+    try:
+        _print_warnings(held)
+    except BrokenPipeError:
+        with contextlib.suppress(Exception):
+            sys.stderr = open(os.devnull, "w")
+            output.stderr.file = sys.stderr
 
 
 def _one_line(message: str) -> None:
