@@ -238,13 +238,13 @@ def _from_scratch(kind: str):
     from hypothesis import strategies as st
 
     from fuzz import streams
-    if kind in ("stream", "stream-keyed"):
+    if kind in ("stream", "stream-keyed", "stream-headed"):
         rec = st.one_of(
             st.tuples(st.just(streams.DATA), st.sampled_from(streams.DIRS), st.binary(max_size=600)),
             st.tuples(st.just(streams.GAP), st.sampled_from(streams.DIRS), st.integers(1, 0xFFFF)),
             st.tuples(st.sampled_from((streams.GAP_UNKNOWN, streams.EOS)), st.sampled_from(streams.DIRS), st.none()))
         body = st.lists(rec, max_size=20).map(streams.build)
-        if kind == "stream-keyed":
+        if kind in ("stream-keyed", "stream-headed"):
             return st.tuples(st.binary(max_size=300), body).map(lambda a: streams.with_header(*a))
         return body
     if kind == "json":

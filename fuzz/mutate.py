@@ -154,10 +154,15 @@ def _set(doc, path, value):
 
 # --- streams ----------------------------------------------------------------------------------
 
-def mutate_stream(data: bytes, rnd: random.Random, others: list[bytes] = (), keyed: bool = False) -> bytes:
+def mutate_stream(data: bytes, rnd: random.Random, others: list[bytes] = (), keyed: bool = False,
+                  header_too: bool = False) -> bytes:
+    """A stream input mutated; ``keyed``: after its header, which is kept (a key log that still
+    unlocks the records) unless ``header_too`` (a header that is input too, one time in four)."""
     header = b""
     if keyed:
         header, data = streams.split_header(data)
+        if header_too and rnd.random() < 0.25:
+            return streams.with_header(mutate_bytes(header, rnd, others, 0xFFFF), data)
     recs = streams.parse(data)
     if not recs or rnd.random() < 0.2:
         out = mutate_bytes(data, rnd, others)
@@ -201,4 +206,6 @@ def mutator(kind: str):
         return mutate_stream
     if kind == "stream-keyed":
         return lambda data, rnd, others=(): mutate_stream(data, rnd, others, keyed=True)
+    if kind == "stream-headed":
+        return lambda data, rnd, others=(): mutate_stream(data, rnd, others, keyed=True, header_too=True)
     return mutate_bytes
