@@ -128,7 +128,8 @@ def save_crash(name: str, data: bytes, kind: str, text: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{kind}-{hashlib.sha1(data).hexdigest()[:16]}"
     path.write_bytes(data)
-    path.with_suffix(".txt").write_text(text[-4000:])
+    # Paths relative to the checkout: the traceback is kept in git, where the machine's paths mean nothing.
+    path.with_suffix(".txt").write_text(text[-4000:].replace(str(HERE.parent) + os.sep, ""))
     return path
 
 
