@@ -222,8 +222,8 @@ def preamble(data: bytes) -> None:
 
 # --- HTTP ----------------------------------------------------------------------------
 
-def _run_http(machine, records, scheme: str) -> None:
-    from traceviz.assemble import http as rows
+def _feed(machine, records) -> None:
+    """An HTTP machine (or one HTTP carries) fed the way the payload tier feeds it: bytes, holes, ends of stream."""
     for i, (op, d, value) in enumerate(records, 1):
         if op == streams.DATA:
             machine.receive(d, value, i, 1.0 + i / 1000)
@@ -235,6 +235,11 @@ def _run_http(machine, records, scheme: str) -> None:
             machine.end_of_stream(d)
     for d in streams.DIRS:
         machine.end_of_stream(d)
+
+
+def _run_http(machine, records, scheme: str) -> None:
+    from traceviz.assemble import http as rows
+    _feed(machine, records)
     rows.connection_rows(machine, scheme, "example.test")
 
 
@@ -256,21 +261,6 @@ def http2(data: bytes) -> None:
 
 
 # --- what HTTP carries: WebSocket, gRPC, server-sent events ---------------------------------
-
-def _feed(machine, records) -> None:
-    """A carried machine fed the way the HTTP machines feed it: bytes, holes, ends of stream."""
-    for i, (op, d, value) in enumerate(records, 1):
-        if op == streams.DATA:
-            machine.receive(d, value, i, 1.0 + i / 1000)
-        elif op == streams.GAP:
-            machine.receive_gap(d, value)
-        elif op == streams.GAP_UNKNOWN:
-            machine.receive_gap(d, None)
-        elif op == streams.EOS:
-            machine.end_of_stream(d)
-    for d in streams.DIRS:
-        machine.end_of_stream(d)
-
 
 def _carrier(machine, key: int = 1):
     """What the carried rows are read from: an HTTP machine holding ``machine`` (by stream or response frame)."""
