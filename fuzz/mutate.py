@@ -114,7 +114,7 @@ def _edit(doc, rnd: random.Random, others):
     if op <= 2 or not path:
         new = _copy(rnd.choice(HOSTILE))
         if isinstance(value, (int, float)) and not isinstance(value, bool) and rnd.random() < 0.5:
-            new = rnd.choice((value * -1, value * 1e6, value + 2 ** 62, str(value), -1))
+            new = _near(value, rnd)
         return _set(doc, path, new)
     parent = _get(doc, path[:-1])
     key = path[-1]
@@ -132,6 +132,16 @@ def _edit(doc, rnd: random.Random, others):
         if other_path[:len(path)] != path and path[:len(other_path)] != other_path:
             doc = _set(doc, path, json.loads(json.dumps(other)))
     return doc
+
+
+def _near(value, rnd: random.Random):
+    """A number derived from ``value``; -1 where it cannot be (a huge integer times 1e6 overflows a
+    float, and one of more than 4,300 digits has no ``str``)."""
+    try:
+        return rnd.choice((lambda: value * -1, lambda: value * 1e6, lambda: value + 2 ** 62, lambda: str(value),
+                           lambda: -1))()
+    except (OverflowError, ValueError):
+        return -1
 
 
 def _copy(v):

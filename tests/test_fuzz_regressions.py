@@ -61,3 +61,12 @@ def test_json_mutator_survives_nesting_deeper_than_json_writes():
     rnd = random.Random(3)
     for _ in range(3000):
         assert isinstance(mutate_json(doc, rnd, [doc]), bytes)
+
+
+def test_json_mutator_survives_huge_numbers():
+    """A 400-digit integer times 1e6 overflows a float (it ended a qlog campaign, unrecorded)."""
+    from fuzz.mutate import mutate_json
+    doc = ('{"a": 1%s, "b": [2%s, 3.5]}' % ("0" * 400, "0" * 4000)).encode()
+    rnd = random.Random(5)
+    for _ in range(3000):
+        assert isinstance(mutate_json(doc, rnd, [doc]), bytes)
