@@ -128,7 +128,8 @@ def save_crash(name: str, data: bytes, kind: str, text: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{kind}-{hashlib.sha1(data).hexdigest()[:16]}"
     path.write_bytes(data)
-    path.with_suffix(".txt").write_text(text[-4000:])
+    # Paths relative to the checkout: the traceback is kept in git, where the machine's paths mean nothing.
+    path.with_suffix(".txt").write_text(text[-4000:].replace(str(HERE.parent) + os.sep, ""))
     return path
 
 
@@ -238,13 +239,13 @@ def _from_scratch(kind: str):
     from hypothesis import strategies as st
 
     from fuzz import streams
-    if kind in ("stream", "stream-keyed"):
+    if kind in ("stream", "stream-keyed", "stream-headed"):
         rec = st.one_of(
             st.tuples(st.just(streams.DATA), st.sampled_from(streams.DIRS), st.binary(max_size=600)),
             st.tuples(st.just(streams.GAP), st.sampled_from(streams.DIRS), st.integers(1, 0xFFFF)),
             st.tuples(st.sampled_from((streams.GAP_UNKNOWN, streams.EOS)), st.sampled_from(streams.DIRS), st.none()))
         body = st.lists(rec, max_size=20).map(streams.build)
-        if kind == "stream-keyed":
+        if kind in ("stream-keyed", "stream-headed"):
             return st.tuples(st.binary(max_size=300), body).map(lambda a: streams.with_header(*a))
         return body
     if kind == "json":

@@ -80,9 +80,12 @@ def mutate_json(data: bytes, rnd: random.Random, others: list[bytes] = ()) -> by
         doc = json.loads(data)
     except (ValueError, RecursionError):
         return mutate_bytes(data, rnd, others)
-    for _ in range(rnd.choice((1, 1, 2, 4))):
-        doc = _edit(doc, rnd, others)
-    text = json.dumps(doc) if rnd.random() < 0.9 else json.dumps(doc, indent=1)
+    try:
+        for _ in range(rnd.choice((1, 1, 2, 4))):
+            doc = _edit(doc, rnd, others)
+        text = json.dumps(doc) if rnd.random() < 0.9 else json.dumps(doc, indent=1)
+    except RecursionError:       # a swap put a 600-deep list inside another: deeper than json writes
+        return mutate_bytes(data, rnd, others)
     for sentinel, raw in _RAW.items():
         if sentinel in text:
             text = text.replace(sentinel, raw)
@@ -111,7 +114,7 @@ def _edit(doc, rnd: random.Random, others):
     if op <= 2 or not path:
         new = _copy(rnd.choice(HOSTILE))
         if isinstance(value, (int, float)) and not isinstance(value, bool) and rnd.random() < 0.5:
-            new = rnd.choice((value * -1, value * 1e6, value + 2 ** 62, str(value), -1))
+            new = _near(value, rnd)
         return _set(doc, path, new)
     parent = _get(doc, path[:-1])
     key = path[-1]
@@ -129,6 +132,16 @@ def _edit(doc, rnd: random.Random, others):
         if other_path[:len(path)] != path and path[:len(other_path)] != other_path:
             doc = _set(doc, path, json.loads(json.dumps(other)))
     return doc
+
+
+def _near(value, rnd: random.Random):
+    """A number derived from ``value``; -1 where it cannot be (a huge integer times 1e6 overflows a
+    float, and one of more than 4,300 digits has no ``str``)."""
+    try:
+        return rnd.choice((lambda: value * -1, lambda: value * 1e6, lambda: value + 2 ** 62, lambda: str(value),
+                           lambda: -1))()
+    except (OverflowError, ValueError):
+        return -1
 
 
 def _copy(v):
@@ -154,10 +167,15 @@ def _set(doc, path, value):
 
 # --- streams ----------------------------------------------------------------------------------
 
-def mutate_stream(data: bytes, rnd: random.Random, others: list[bytes] = (), keyed: bool = False) -> bytes:
+def mutate_stream(data: bytes, rnd: random.Random, others: list[bytes] = (), keyed: bool = False,
+                  header_too: bool = False) -> bytes:
+    """A stream input mutated; ``keyed``: after its header, which is kept (a key log that still
+    unlocks the records) unless ``header_too`` (a header that is input too, one time in four)."""
     header = b""
     if keyed:
         header, data = streams.split_header(data)
+        if header_too and rnd.random() < 0.25:
+            return streams.with_header(mutate_bytes(header, rnd, others, 0xFFFF), data)
     recs = streams.parse(data)
     if not recs or rnd.random() < 0.2:
         out = mutate_bytes(data, rnd, others)
@@ -201,4 +219,6 @@ def mutator(kind: str):
         return mutate_stream
     if kind == "stream-keyed":
         return lambda data, rnd, others=(): mutate_stream(data, rnd, others, keyed=True)
+    if kind == "stream-headed":
+        return lambda data, rnd, others=(): mutate_stream(data, rnd, others, keyed=True, header_too=True)
     return mutate_bytes

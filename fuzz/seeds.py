@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import gzip
 import json
+import os
 import pickle
 import struct
 from pathlib import Path
@@ -460,3 +461,113 @@ def h3_inputs() -> list[bytes]:
 def quic_frame_inputs() -> list[bytes]:
     """Decrypted QUIC packet payloads (frames), the first few hundred of each flow."""
     return _unique([p for f in _quic_all() for p in f["frames"][:300]])
+
+
+# --- what HTTP carried: WebSocket frames, gRPC messages, server-sent events; DNS datagrams ------
+
+def _carried_captures() -> list[Path]:
+    names = ("websocket", "grpc", "push-vs-poll", "sse")
+    return [p for p in _files("*.pcap", "*.pcapng") if p.stat().st_size < 3_000_000 and any(n in p.name for n in names)]
+
+
+def _carried_calls() -> dict[str, list[list[tuple]]]:
+    """What traceviz fed each WebSocket, gRPC and SSE machine while loading the lab captures, as
+    stream records (one list per machine, by class name), and each gRPC call's trailers (under
+    ``trailers``, by the call's index): recorded by wrapping the machines' methods for the load,
+    in this process (one worker, so no fork hides the calls)."""
+    from traceviz.assemble import grpc as grpc_rows
+    from traceviz.decode.grpc import GRPCStream
+    from traceviz.decode.http.carried import carried_by
+    from traceviz.decode.http.sse import SSEStream
+    from traceviz.decode.http.websocket import WebSocketConnection
+
+    seen: dict[int, tuple] = {}          # id(machine) -> (machine, records); the machine kept so ids stay unique
+
+    def spy(cls, name, record):
+        real = getattr(cls, name)
+
+        def wrapped(self, *args):
+            seen.setdefault(id(self), (self, []))[1].append(record(*args))
+            return real(self, *args)
+        return real, wrapped
+
+    ops = {"receive": lambda d, data, frame, ts: (streams.DATA, d, bytes(data)),
+           "receive_gap": lambda d, n: (streams.GAP, d, n) if n is not None else (streams.GAP_UNKNOWN, d, None),
+           "end_of_stream": lambda d: (streams.EOS, d, None)}
+    classes = (WebSocketConnection, GRPCStream, SSEStream)
+    saved = [(cls, name, *spy(cls, name, rec)) for cls in classes for name, rec in ops.items()]
+    trailers: dict[int, tuple] = {}
+    real_rows = grpc_rows.rows
+
+    def rows(conn, http):
+        found = grpc_rows._trailers(http)
+        for sid, machine in carried_by(http, GRPCStream):
+            if sid in found:
+                trailers[id(machine)] = found[sid].headers or ()
+        return real_rows(conn, http)
+    saved.append((grpc_rows, "rows", real_rows, rows))
+    workers = os.environ.get("TRACEVIZ_WORKERS")
+    os.environ["TRACEVIZ_WORKERS"] = "1"
+    try:
+        for cls, name, _, wrapped in saved:
+            setattr(cls, name, wrapped)
+        for _ in _loaded(_carried_captures()):
+            pass
+    finally:
+        for cls, name, real, _ in saved:
+            setattr(cls, name, real)
+        if workers is None:
+            del os.environ["TRACEVIZ_WORKERS"]
+        else:
+            os.environ["TRACEVIZ_WORKERS"] = workers
+    out: dict[str, list] = {"trailers": []}
+    for machine, records in seen.values():
+        out.setdefault(type(machine).__name__, []).append(records)
+        if isinstance(machine, GRPCStream):
+            out["trailers"].append(trailers.get(id(machine), ()))
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def _carried_all() -> dict[str, list]:
+    return _cached("carried-v2", _carried_calls)
+
+
+def carried_inputs(machine: str, most: int = MOST):
+    """Stream-format seeds: what one ``WebSocketConnection``, ``GRPCStream`` or ``SSEStream``
+    was fed in the lab captures (the bytes after a 101, an extended CONNECT's or a gRPC call's
+    DATA, an event-stream body)."""
+    def seeds() -> list[bytes]:
+        return _unique([streams.build(_first(r, most)) for r in _carried_all().get(machine, [])])
+    return seeds
+
+
+def grpc_inputs() -> list[bytes]:
+    """Each gRPC call of the lab captures: its trailers (``name: value`` lines) as the header, then
+    the DATA its stream carried."""
+    calls = _carried_all()
+    out = []
+    for records, pairs in zip(calls.get("GRPCStream", []), calls["trailers"]):
+        head = "\n".join(f"{k}: {v}" for k, v in pairs).encode("latin-1")
+        out.append(streams.with_header(head, streams.build(_first(records))))
+    return _unique(out)
+
+
+def _dns_flows() -> list[list[tuple]]:
+    """The datagrams of every DNS flow of the captures, as stream records (one record, one datagram)."""
+    out = []
+    for _, _, tl, cap in _loaded(p for p in _files("*.pcap", "*.pcapng") if p.stat().st_size < 3_000_000):
+        pk = tl.packets
+        for conn in tl.connections.loc[tl.connections["app"] == "dns", "conn"]:
+            rows = pk[pk["conn"] == conn]
+            out.append([(streams.DATA, d, bytes(cap.buf[o:o + n]))
+                        for d, o, n in zip(rows["dir"], rows["payload_off"], rows["payload_cap"]) if o >= 0])
+    return out
+
+
+def dns_inputs() -> list[bytes]:
+    """The datagrams of each DNS flow (queries and their answers), in arrival order; and the
+    flows of one capture run together (several lookups in one input)."""
+    flows = _cached("dns-v1", _dns_flows)
+    one = [streams.build(_first(f, 16384)) for f in flows]
+    return _unique(one + [b"".join(one[i:i + 4]) for i in range(0, len(one), 4)])

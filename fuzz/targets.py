@@ -20,14 +20,15 @@ Adding a target is one function::
             pass
 
 ``kind`` picks the structure-aware mutator (``bytes``, ``json``,
-``stream``: see ``mutate.py``); ``seeds`` is a callable returning the seed
-inputs (see ``seeds.py``).
+``stream``, ``stream-keyed``, ``stream-headed``: see ``mutate.py``);
+``seeds`` is a callable returning the seed inputs (see ``seeds.py``).
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Callable
 
 from fuzz import seeds as S
@@ -221,8 +222,8 @@ def preamble(data: bytes) -> None:
 
 # --- HTTP ----------------------------------------------------------------------------
 
-def _run_http(machine, records, scheme: str) -> None:
-    from traceviz.assemble import http as rows
+def _feed(machine, records) -> None:
+    """An HTTP machine (or one HTTP carries) fed the way the payload tier feeds it: bytes, holes, ends of stream."""
     for i, (op, d, value) in enumerate(records, 1):
         if op == streams.DATA:
             machine.receive(d, value, i, 1.0 + i / 1000)
@@ -234,6 +235,11 @@ def _run_http(machine, records, scheme: str) -> None:
             machine.end_of_stream(d)
     for d in streams.DIRS:
         machine.end_of_stream(d)
+
+
+def _run_http(machine, records, scheme: str) -> None:
+    from traceviz.assemble import http as rows
+    _feed(machine, records)
     rows.connection_rows(machine, scheme, "example.test")
 
 
@@ -252,6 +258,91 @@ def http2(data: bytes) -> None:
     """HTTP/2 frames and HPACK from both sides, and its request rows."""
     from traceviz.decode.http.http2 import HTTP2Connection
     _run_http(HTTP2Connection(), streams.parse(data), "https")
+
+
+# --- what HTTP carries: WebSocket, gRPC, server-sent events ---------------------------------
+
+def _carrier(machine, key: int = 1):
+    """What the carried rows are read from: an HTTP machine holding ``machine`` (by stream or response frame)."""
+    return SimpleNamespace(carried={key: machine}, events=[])
+
+
+@target("websocket", seeds=S.carried_inputs("WebSocketConnection", 8192), kind="stream")
+def websocket(data: bytes) -> None:
+    """WebSocket frames and messages from both sides (after a 101, or an RFC 8441 stream), and their rows."""
+    from traceviz.assemble.websocket import machine_rows
+    from traceviz.decode.http.websocket import KEEP_BYTES, WebSocketConnection, WSFrame
+    ws = WebSocketConnection()
+    _feed(ws, streams.parse(data))
+    for ev in ws.events:
+        if isinstance(ev, WSFrame):
+            assert 2 <= ev.head_bytes <= 14 and len(ev.payload) <= min(KEEP_BYTES, ev.length)
+            assert 0 <= ev.missing <= ev.length
+    machine_rows(1, None, ws)
+
+
+@target("grpc", seeds=S.grpc_inputs, kind="stream-headed")
+def grpc(data: bytes) -> None:
+    """gRPC length-prefixed messages of one call, their schema-less protobuf dump, its trailers; the call's rows."""
+    from traceviz.assemble import grpc as rows
+    from traceviz.decode.grpc import MAX_FIELDS, GRPCMessage, GRPCStream
+    from traceviz.decode.http.http2 import S2C, HeadersReceived
+    header, body = streams.split_header(data)
+    call = GRPCStream()
+    _feed(call, streams.parse(body))
+    for ev in call.events:
+        if isinstance(ev, GRPCMessage):
+            assert len(ev.fields) <= MAX_FIELDS and (ev.complete or not ev.fields)
+    http = _carrier(call)
+    if header:      # the trailers, as HPACK hands them over: latin-1 pairs
+        pairs = tuple((k.strip().lower(), v.strip()) for k, _, v in
+                      (line.decode("latin-1").partition(": ") for line in header.split(b"\n")))
+        http.events.append(HeadersReceived(S2C, 1000, 2.0, 1, headers=pairs, end_stream=True))
+    rows.rows(1, http)
+    rows.annotate([{"stream": 1, "url": "http://example.test/lab.Inventory/GetItem"}], http)
+
+
+@target("sse", seeds=S.carried_inputs("SSEStream"), kind="stream")
+def sse(data: bytes) -> None:
+    """Server-sent events of one text/event-stream body (events, ids, retries, heartbeats), and their rows."""
+    from traceviz.assemble import sse as rows
+    from traceviz.decode.http.sse import PREVIEW, SSEEvent, SSEStream
+    stream = SSEStream()
+    _feed(stream, streams.parse(data))
+    for ev in stream.events:
+        if isinstance(ev, SSEEvent):
+            assert len(ev.data) <= PREVIEW and ev.data_bytes >= len(ev.data.encode())
+    rows.rows(1, _carrier(stream))
+
+
+# --- DNS ---------------------------------------------------------------------------------
+
+@target("dns", seeds=S.dns_inputs, kind="stream")
+def dns(data: bytes) -> None:
+    """DNS messages of one UDP flow (one record, one datagram: dpkt's parser, never raising), and their rows (the table 1 in 64)."""
+    import numpy as np
+
+    from traceviz.assemble import dns as rows
+    from traceviz.decode.dns import DNSMessage, decode_dns
+    grams = [(d, v) for op, d, v in streams.parse(data) if op == streams.DATA]
+    if not grams:
+        return
+    # The transport tier's view of the flow: each datagram's payload where it sits in the buffer.
+    sizes = np.array([len(v) for _, v in grams], dtype=np.int64)
+    c2s = np.array([d == "c2s" for d, _ in grams])
+    n = len(grams)
+    idx = SimpleNamespace(proto=np.full(n, 17), sport=np.where(c2s, 40000, 53), dport=np.where(c2s, 53, 40000),
+                 payload_off=np.concatenate(([0], np.cumsum(sizes)[:-1])), payload_cap=sizes,
+                 frame=np.arange(1, n + 1), ts=1.0 + np.arange(n) / 1000)
+    cap = decode_dns(SimpleNamespace(idx=idx, conn=np.zeros(n, dtype=np.int64), c2s=c2s), b"".join(v for _, v in grams))
+    for m, (_, v) in zip(cap.messages(), [g for g in grams if len(g[1])]):
+        if isinstance(m, DNSMessage):
+            assert m.size == len(v) and len(m.questions) <= 64 and len(m.answers) <= 64
+    for body in cap.bodies:            # each message's row text: cheap, so for every input
+        rows._body_columns(body)
+    if _now_and_then(data, 64):        # the pandas table: ~10 ms, so one input in 64
+        rows.events(cap)
+        rows.apps(cap)
 
 
 # --- QUIC and HTTP/3 --------------------------------------------------------------------
@@ -389,11 +480,11 @@ def _as_file(data: bytes, name: str) -> str:
     return path
 
 
-def _now_and_then(data: bytes) -> bool:
-    """One input in eight, picked by its bytes (so a saved crash replays the same way): a log's
+def _now_and_then(data: bytes, every: int = 8) -> bool:
+    """One input in ``every``, picked by its bytes (so a saved crash replays the same way): a log's
     timeline costs fifty times its reading, and would hold the reader to a hundred inputs a second."""
     import zlib
-    return zlib.crc32(data) % 8 == 0
+    return zlib.crc32(data) % every == 0
 
 
 @target("qlog", seeds=S.json_files("qlog", 16384), kind="json")

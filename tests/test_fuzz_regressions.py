@@ -49,3 +49,24 @@ def test_target_survives_a_short_run(name):
     for i in range(200):
         base = seeds[i % len(seeds)]
         _replay(name, base if i < len(seeds) else mutate(base, rnd, seeds))
+
+
+def test_json_mutator_survives_nesting_deeper_than_json_writes():
+    """A swap can put one 600-deep list inside another; the mutator then falls back to bytes
+    instead of ending the campaign with a RecursionError (it ended two, unrecorded)."""
+    import json
+
+    from fuzz.mutate import mutate_json
+    doc = json.dumps({"a": "X", "b": "X"}).replace('"X"', "[" * 600 + "]" * 600).encode()
+    rnd = random.Random(3)
+    for _ in range(3000):
+        assert isinstance(mutate_json(doc, rnd, [doc]), bytes)
+
+
+def test_json_mutator_survives_huge_numbers():
+    """A 400-digit integer times 1e6 overflows a float (it ended a qlog campaign, unrecorded)."""
+    from fuzz.mutate import mutate_json
+    doc = ('{"a": 1%s, "b": [2%s, 3.5]}' % ("0" * 400, "0" * 4000)).encode()
+    rnd = random.Random(5)
+    for _ in range(3000):
+        assert isinstance(mutate_json(doc, rnd, [doc]), bytes)

@@ -167,3 +167,25 @@ def test_chart_has_a_lane_per_call(theme):
     assert len(fig.layout.yaxis.ticktext) == len(c)
     assert all("<i>" not in t for t in fig.layout.yaxis.ticktext)
     assert sum(len(t.x) for t in fig.data if t.type == "bar") == len(c)
+
+
+def test_a_status_that_is_not_ascii_digits_is_no_status():
+    """HPACK values are latin-1: ``"\\xb2"`` (superscript two) passes ``str.isdigit`` but not ``int``
+    (found by fuzzing the trailers); such a status has no number and no name, and no traceback."""
+    from types import SimpleNamespace
+
+    from traceviz.assemble import grpc as rows
+    from traceviz.decode.grpc import status_name, status_number
+    from traceviz.decode.http.http2 import HeadersReceived
+    assert [status_number(v) for v in ("0", "14", "\xb2", "\xb9", " 5", "-1", "", None)] == \
+        [0, 14, None, None, None, None, None, None]
+    assert status_name("5") == "NOT_FOUND" and status_name("\xb3") is None
+    g = GRPCStream()
+    g.receive("s2c", framed(b"\x08\x01"), 1, 1.0)
+    trailers = HeadersReceived("s2c", 2, 1.5, 1, headers=(("grpc-status", "\xb2"), ("grpc-message", "x")))
+    http = SimpleNamespace(carried={1: g}, events=[trailers])
+    request = {"stream": 1, "url": "http://h/lab.Inventory/GetItem"}
+    rows.annotate([request], http)
+    assert (request["grpc_status"], request["grpc_code"], request["grpc_method"]) == (None, None, "GetItem")
+    status = [r for r in rows.rows(1, http) if r["kind"] == "status"]
+    assert status[0]["detail"] == "\xb2 ?: x"

@@ -335,3 +335,18 @@ def test_integers_too_long_for_a_float_are_absent(tmp_path):
     assert r["end"] - r["start"] == pytest.approx(0.100)
     assert pd.isna(r["resp_bytes"])     # the body's size is absent, so the response's is unknown
     assert r["req_bytes"] == 100        # headersSize 100 + bodySize 0, untouched
+
+
+def test_a_connection_of_other_digits_is_an_id_not_a_port():
+    """Firefox's port-in-``connection`` is ASCII digits: ``"\u00b2"`` passes ``str.isdigit`` but not ``float``."""
+    from traceviz.sources.har import har_from_json
+    entry = {"startedDateTime": "2026-12-03T04:00:00.000Z", "time": 10,
+             "request": {"method": "GET", "url": "http://h.test/", "headers": []},
+             "response": {"status": 200, "headers": [], "content": {"size": 0}},
+             "timings": {"send": 1, "wait": 8, "receive": 1}}
+    log = har_from_json("t.har", {"log": {"version": "1.2", "creator": {"name": "Firefox", "version": "120"},
+                                          "entries": [{**entry, "connection": "\u00b2"},
+                                                      {**entry, "connection": "443"}]}})
+    odd, port = log.entries
+    assert odd.connection == "\u00b2" and math.isnan(odd.server_port)
+    assert (port.connection, port.server_port) == (None, 443)

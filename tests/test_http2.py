@@ -532,3 +532,16 @@ def test_hostile_bytes_after_an_upgrade_never_raise(steps, settings_header):
             dec.feed(d, data, n, float(n))
     dec.close()
     assert any(r["stream"] == 1 and r["method"] == "GET" for r in dec.requests)
+
+
+def test_a_status_of_other_digits_is_no_status():
+    """HPACK values are latin-1: ``"2\\xb20"`` passes ``str.isdigit`` but not ``int``; no status, no traceback."""
+    enc = Encoder()
+    obs = observer_with_preface()
+    obs.receive("c2s", frames(headers_frame(1, enc.encode([(":method", "GET"), (":scheme", "http"),
+                                                           (":authority", "h.test"), (":path", "/")]),
+                                            flags=("END_HEADERS", "END_STREAM"))), 3, 2.0)
+    obs.receive("s2c", frames(headers_frame(1, Encoder().encode([(b":status", b"2\xb20")]),
+                                            flags=("END_HEADERS", "END_STREAM"))), 4, 2.5)
+    (ex,) = exchanges(obs.events)
+    assert (ex.url, ex.status, ex.end_frame, ex.complete) == ("http://h.test/", None, 4, True)

@@ -131,3 +131,10 @@ def test_words_and_chart():
         stars = next(t for t in fig.data if t.name.startswith("update seen"))
         assert len(stars.x) == sum(len(r) for r in f.rows["seen"])
         assert len(fig.layout.shapes) == len(FACTS["updates"])         # one line per update's first sighting
+
+
+def test_a_retry_of_other_digits_is_no_retry():
+    """``"\u00b2".isdigit()`` is true but ``int`` refuses it (found by fuzzing): only ASCII digits set a retry."""
+    sse = SSEStream()
+    sse.receive("s2c", "retry: \u00b2\ndata: a\n\nretry: 12\ndata: b\n\n".encode(), 1, 1.0)
+    assert [(e.data, e.retry) for e in sse.events if isinstance(e, SSEEvent)] == [("a", None), ("b", 12)]

@@ -452,3 +452,13 @@ def test_one_interface_both_legs(tmp_path):
     assert "2 SYNs" in r.at["http://p/c", "cause_detail"]
     unanswered = tl.connections.loc[tl.connections["close"] == "unanswered", "conn"].tolist()
     assert r.at["http://p/c", "connect_attempts"] == unanswered
+
+
+def test_an_upstream_status_of_other_digits_says_nothing():
+    """``"\\xb2".isdigit()`` is true but ``int("\\xb2")`` raises: a log's upstream status must be ASCII digits."""
+    from traceviz.assemble.proxy import log_causes
+    from traceviz.sources.proxylog import parse_line
+    line = '10.0.0.1 - - [03/Dec/2026:04:00:00 +0000] "GET / HTTP/1.1" 500 0 ups="{}"'
+    odd, plain = parse_line(line.format("\xb2")), parse_line(line.format("500"))
+    assert odd.upstream_status == ("\xb2",) and log_causes(odd) is None
+    assert log_causes(plain) == {"upstream-status"}

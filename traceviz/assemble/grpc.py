@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from urllib.parse import unquote
 
-from traceviz.decode.grpc import GRPCError, GRPCMessage, GRPCStream, describe_fields, split_path, status_name
+from traceviz.decode.grpc import (GRPCError, GRPCMessage, GRPCStream, describe_fields, split_path, status_name,
+                                  status_number)
 from traceviz.decode.http import http2
 from traceviz.decode.http.carried import carried_by
 
@@ -68,7 +69,7 @@ def annotate(rows_: list[dict], http) -> None:
         message = t.header("grpc-message") if t is not None else None
         msgs = [e for e in machine.events if isinstance(e, GRPCMessage)]
         r.update({"grpc_service": service, "grpc_method": method,
-                  "grpc_status": int(code) if code is not None and code.isdigit() else None,
+                  "grpc_status": status_number(code),
                   "grpc_code": status_name(code), "grpc_message": unquote(message) if message else None,
                   "grpc_requests": sum(m.direction == "c2s" for m in msgs),
                   "grpc_responses": sum(m.direction == "s2c" for m in msgs)})

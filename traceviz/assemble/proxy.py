@@ -534,7 +534,7 @@ def log_causes(line) -> set | None:
         return _HAPROXY_SAYS.get(line.termination[:2])
     if line.kind == "nginx-access" and line.status is not None and line.status >= 500 and line.upstream_status:
         last = line.upstream_status[-1]
-        if last.isdigit() and int(last) == line.status and line.status not in (502, 504):
+        if last.isascii() and last.isdigit() and int(last) == line.status and line.status not in (502, 504):
             return {"upstream-status"}
     return None
 

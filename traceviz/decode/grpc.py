@@ -33,12 +33,19 @@ STATUS_CODES = {0: "OK", 1: "CANCELLED", 2: "UNKNOWN", 3: "INVALID_ARGUMENT", 4:
                 13: "INTERNAL", 14: "UNAVAILABLE", 15: "DATA_LOSS", 16: "UNAUTHENTICATED"}
 
 
-def status_name(code) -> str | None:
-    try:
-        n = int(code)
-    except (TypeError, ValueError):
+def status_number(code) -> int | None:
+    """A ``grpc-status`` value as its number; None unless it is ASCII digits (HPACK values are
+    latin-1, and ``"\xb2".isdigit()`` is true but ``int("\xb2")`` raises)."""
+    if isinstance(code, int):
+        return code
+    if not isinstance(code, str) or not code.isascii() or not code.isdigit():
         return None
-    return STATUS_CODES.get(n, f"CODE_{n}")
+    return int(code)
+
+
+def status_name(code) -> str | None:
+    n = status_number(code)
+    return None if n is None else STATUS_CODES.get(n, f"CODE_{n}")
 
 
 def split_path(path: str | None) -> tuple[str | None, str | None]:

@@ -270,7 +270,7 @@ def _entry(e: dict) -> HarEntry:
 
 def _firefox_port(e: HarEntry) -> HarEntry:
     """Firefox writes the server port in ``connection``, not a connection id."""
-    if e.connection and e.connection.isdigit():
+    if e.connection and e.connection.isascii() and e.connection.isdigit():
         return replace(e, server_port=float(e.connection), connection=None)
     return e
 

@@ -682,7 +682,7 @@ def _request_headers(ex: Exchange, ev: HeadersReceived, default_host: str | None
 def _response_headers(ex: Exchange, ev: HeadersReceived) -> None:
     ex.resp_header_bytes += ev.size
     status = ev.header(":status")
-    code = int(status) if status is not None and status.isdigit() and len(status) == 3 else None
+    code = int(status) if status is not None and status.isascii() and status.isdigit() and len(status) == 3 else None
     if code is not None and 100 <= code < 200:
         ex.interim.append(code)
     elif code is not None and ex.status is None:

@@ -95,7 +95,7 @@ class SSEStream:
             self._data.append(value)
         elif name in ("event", "id"):
             self._fields[name] = value
-        elif name == "retry" and value.isdigit():
+        elif name == "retry" and value.isascii() and value.isdigit():
             self._fields["retry"] = int(value)
 
     def _dispatch(self, direction: str, frame: int, ts: float) -> None:
