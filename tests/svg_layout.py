@@ -184,3 +184,21 @@ def label_crossings(svg: str) -> tuple[int, list[str]]:
         bad += [f"{text!r} crosses a line" for s in segments if intersect(box, list(s))][:1]
     return len(placed), bad
 
+
+
+def write_svgs(figs, paths, width, height) -> None:
+    """``plotly.io.write_images`` with the retry ``charts.export.write_images`` makes: a browser
+    starved of CPU (the suite beside other work) now and then returns without writing a file,
+    and a missing SVG is the machine's hiccup, not the chart's fault.  Still missing after
+    three tries is a failure."""
+    import plotly.io as pio
+    widths = width if isinstance(width, list) else [width] * len(figs)
+    heights = height if isinstance(height, list) else [height] * len(figs)
+    todo = list(range(len(figs)))
+    for _ in range(3):
+        pio.write_images([figs[i] for i in todo], [paths[i] for i in todo], width=[widths[i] for i in todo],
+                         height=[heights[i] for i in todo])
+        todo = [i for i in todo if not (paths[i].is_file() and paths[i].stat().st_size)]
+        if not todo:
+            return
+    raise AssertionError(f"the browser wrote no SVG for {[paths[i].name for i in todo]} in three tries")

@@ -16,14 +16,13 @@ import importlib.util
 import sys
 from pathlib import Path
 
-import plotly.io as pio
 import pytest
 
 from traceviz.charts import export, theme as themes
 from traceviz.recipe import discover, load_module, read_header
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from svg_layout import boxes, canvas, clashes, font_sizes, label_crossings  # noqa: E402
+from svg_layout import boxes, canvas, clashes, font_sizes, label_crossings, write_svgs  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,8 +58,8 @@ def rendered(tmp_path_factory) -> dict[tuple[str, str, str], str]:
             items.append(((name, figure, "page"), fig, 1000, int(fig.layout.height)))    # live, with its menus
     folder = tmp_path_factory.mktemp("svg")
     paths = [folder / f"{i}.svg" for i in range(len(items))]
-    pio.write_images([f for _, f, _, _ in items], paths, width=[w for *_, w, _ in items],
-                     height=[h for *_, h in items])
+    write_svgs([f for _, f, _, _ in items], paths, width=[w for *_, w, _ in items],
+               height=[h for *_, h in items])
     return {key: p.read_text() for (key, *_), p in zip(items, paths)}
 
 
@@ -130,7 +129,7 @@ def test_ladder_labels_cross_no_label_and_no_arrow(tmp_path):
         row = tl.connections[tl.connections["conn"] == conn].iloc[0]
         figs.append(export.for_image(ladder(tl.packets, row, events=tl.events)))
     paths = [tmp_path / f"{i}.svg" for i in range(len(figs))]
-    pio.write_images(figs, paths, width=1280, height=720)
+    write_svgs(figs, paths, width=1280, height=720)
     for (source, conn), path in zip(cases, paths):
         count, crossings = label_crossings(path.read_text())
         assert count >= 8 and not crossings, (source, count, crossings[:3])

@@ -153,16 +153,15 @@ def test_page_load_reads_from_syn_to_last_data(tshark):
 
 def test_flow_labels_cross_no_label_and_no_arrow(tmp_path):
     # The flow graph is the ladders' sequence diagram with more lanes: its labels obey the same rule.
-    import plotly.io as pio
 
-    from svg_layout import label_crossings
+    from svg_layout import label_crossings, write_svgs
     from traceviz.charts import export
     if export.browser() is None:
         pytest.skip("no Chrome or Chromium for kaleido")
     cases = [("proxy-nginx-502-504", None), ("browser-page-load", ROOT / "captures" / "browser-page-load.keys")]
     figs = [export.for_image(FLOW.analyze(traceviz.load(name, keylog=keys)).figure("flow")) for name, keys in cases]
     paths = [tmp_path / f"{i}.svg" for i in range(len(figs))]
-    pio.write_images(figs, paths, width=1280, height=720)
+    write_svgs(figs, paths, width=1280, height=720)
     for (name, _), path in zip(cases, paths):
         count, crossings = label_crossings(path.read_text())
         assert count >= 5 and not crossings, (name, count, crossings[:3])
