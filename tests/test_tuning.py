@@ -3,6 +3,7 @@ and two loads in two threads give what they give one at a time."""
 
 from __future__ import annotations
 
+import gc
 import sys
 import threading
 
@@ -23,9 +24,19 @@ def test_settings_apply_during_a_big_load_and_are_restored(monkeypatch):
     monkeypatch.setattr(_tuning, "BIG_INPUT", 0)          # every input counts as big
     before = _tuning.state()
     seen = []
-    traceviz.load("tcp-handshakes", progress=lambda stage: seen.append(sys.getswitchinterval()))
-    assert seen and all(s <= _tuning._QUICK_SWITCH for s in seen)
-    assert _tuning.state() == before and before["loads"] == 0
+    traceviz.load("tcp-handshakes", progress=lambda stage: seen.append((sys.getswitchinterval(), gc.isenabled())))
+    assert seen and all(s <= _tuning._QUICK_SWITCH and not collecting for s, collecting in seen)
+    assert _tuning.state() == before and before["loads"] == 0 and before["gc"]
+
+
+def test_a_collector_the_user_paused_stays_paused(monkeypatch):
+    monkeypatch.setattr(_tuning, "BIG_INPUT", 0)
+    gc.disable()
+    try:
+        traceviz.load("tcp-handshakes")
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
 
 
 @pytest.mark.parametrize("big", [False, True])

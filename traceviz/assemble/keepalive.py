@@ -329,13 +329,16 @@ def _siblings(cols, conns: pd.DataFrame, by_conn, segs) -> None:
 
     One sweep per server in SYN order over the connections still open (a heap of close
     times): the work grows with how many are open at once, not with all of them squared."""
-    rows = conns[conns["conn"].isin(list(segs)) & conns["syn"].notna()]
-    for _, grp in rows.groupby("server"):
+    rows = conns[conns["conn"].isin(list(segs)) & conns["syn"].notna()].sort_values("syn", kind="stable")
+    by_server: dict = {}
+    for row in zip(*(rows[k].tolist() for k in ("server", "conn", "client", "syn", "ack"))):
+        by_server.setdefault(row[0], []).append(row[1:])
+    for grp in by_server.values():
         if len(grp) < 2:
             continue
         closing: list[tuple[float, int]] = []
         open_now: dict[int, tuple[str, float | None]] = {}     # oldest first
-        for x, client, syn, ack in zip(*(grp.sort_values("syn")[k].tolist() for k in ("conn", "client", "syn", "ack"))):
+        for x, client, syn, ack in grp:
             t, host = float(syn), _host(client)
             while closing and closing[0][0] <= t:
                 open_now.pop(heapq.heappop(closing)[1], None)

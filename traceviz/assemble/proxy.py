@@ -274,7 +274,9 @@ def _attempts(clients, connections, requests, front, up_hosts, up_ifaces, proxy_
     proxy_hosts = {_host(c.server) for c in clients}
     clients = sorted(clients, key=lambda c: c.start)
     starts = [c.start for c in clients]
-    for a in cand.itertuples(index=False):
+    # the columns the attempt rules read: itertuples over all sixty is most of the time
+    used = ["conn", "client", "server", "iface", "syn", "close", "first_frame", "last_frame", "syn_retransmits"]
+    for a in cand[[c for c in used if c in cand.columns]].itertuples(index=False):
         upstream_side = (_host(a.client) in up_hosts or _int(a.iface) in up_ifaces
                          or (not proxy_seen and many_ifaces))
         if str(a.server) in front or not (upstream_side or _host(a.client) in proxy_hosts):
