@@ -33,6 +33,7 @@ NAME = "tcpgraph"
 NEEDS = ("TCP connections that carried data, in a packet capture loaded with their bytes in flight and RTT samples "
          "(measure_tcp=True, as its command and the report load it)")
 FAILS_ON = "a direction held back by the receive window or by congestion (lost and resent segments)"
+TABLES = ("connections", "events", "packets")   # what analyze() and the figures read: load() builds only these
 FIGURES = {"seq": "the Stevens time-sequence graph: segments, the ACK line, the receive-window edge, SACK blocks, "
                   "retransmissions and out-of-order segments",
            "throughput": "goodput over a moving window, with each segment's size",

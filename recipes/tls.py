@@ -11,6 +11,7 @@ NAME = "tls"
 TITLE = "TLS handshakes"
 NEEDS = "TLS handshakes (a capture of TLS traffic; a HAR or a trace does not show them)"
 FAILS_ON = "a handshake that failed (an alert, no common version or cipher) or stalled before it finished"
+TABLES = ("connections", "events", "tls")   # what analyze() and the figures read: load() builds only these
 FIGURES = {"ladder": "one session's handshake messages, plaintext and encrypted, with its round trips",
            "versions": "handshake time and round trips, TLS 1.2 next to TLS 1.3 (when both are there)"}
 
@@ -83,7 +84,7 @@ def explain(tl, rows: pd.DataFrame) -> list[str]:
         if rows["version"].fillna("").astype(str).str.startswith(family).any():
             lines.append(why + ".")
     tcp_rtt = _tcp_rtts(tl)
-    for _, r in rows.iterrows():
+    for r in rows.to_dict("records"):      # plain dicts: iterrows makes a Series per session
         lines += _session_lines(r, tcp_rtt.get(int(r["conn"])))
     return lines + decryption(tl, rows)
 

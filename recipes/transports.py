@@ -24,6 +24,7 @@ from traceviz.recipe import Finding
 NAME = "transports"
 NEEDS = "a TCP connection or UDP flow that carried data"
 FAILS_ON = "UDP datagrams that got no reply (lost on the way, and nothing sent them again)"
+TABLES = ("connections", "events", "packets")   # what analyze() and the figures read: load() builds only these
 FIGURES = {"arrivals": "every data packet of each flow, each way, with TCP's resent segments"}
 EXAMPLE = "tcp-vs-udp"
 TITLE = "TCP vs UDP: delivery, retransmission, overhead"

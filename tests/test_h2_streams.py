@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -218,7 +219,21 @@ def test_open_streams_and_the_servers_stream_limit():
 # --- head-of-line holes from segments ---------------------------------------------------------------
 
 def _segments(rows):
-    return pd.DataFrame(rows, columns=["frame", "ts", "seq", "len"])
+    """One direction's segments as ``Transport.segments`` gives them: arrays in frame order."""
+    rows = sorted(rows)
+    return tuple(np.array([r[i] for r in rows], dtype=dt)
+                 for i, dt in enumerate((np.int64, np.float64, np.int64, np.int64)))
+
+
+def test_transport_groups_each_connections_payload_segments_by_direction_in_frame_order():
+    pk = pd.DataFrame({"frame": [5, 1, 2, 3, 4, 6, 7], "ts": [5.0, 1.0, 2.0, 3.0, 4.0, 6.0, 7.0],
+                       "conn": [0, 0, 0, 1, 0, 0, 2], "dir": ["s2c", "s2c", "c2s", "s2c", "s2c", "s2c", "s2c"],
+                       "seq": [301.0, 1.0, 1.0, 1.0, 201.0, np.nan, 1.0], "len": [100, 100, 10, 50, 0, 100, 9]})
+    tr = h2rows.Transport(pk, pd.DataFrame(columns=["conn", "dir", "kind", "frame"]), [0, 1])
+    frames, ts, seqs, lens = tr.segments(0, "s2c")
+    assert frames.tolist() == [1, 5] and seqs.tolist() == [1, 301] and ts.tolist() == [1.0, 5.0]
+    assert tr.segments(0, "c2s")[0].tolist() == [2] and tr.segments(1, "s2c")[3].tolist() == [50]
+    assert len(tr.segments(2, "s2c")[0]) == 0 and len(tr.segments(1, "c2s")[0]) == 0
 
 
 def test_holes_from_a_lost_and_retransmitted_segment():

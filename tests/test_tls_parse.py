@@ -107,7 +107,9 @@ def test_client_hello_fields_and_grease():
     assert ch.session_ticket == b"T" * 16
     assert ch.psk_identities == 1 and ch.psk_modes == [1]
     assert ch.early_data and ch.ech
-    assert set(ch.grease) == {0x0A0A, 0x1A1A, 0x2A2A}
+    assert set(ch.grease) == {0x0A0A, 0x1A1A, 0x2A2A} and ch.has_grease
+    plain = msg.parse_client_hello(client_hello(versions=(0x0304,), ciphers=(0x1301,), groups=(0x001D,))[4:])
+    assert plain.grease == [] and not plain.has_grease
 
 
 def test_server_hello_and_hello_retry():
@@ -401,3 +403,49 @@ def test_tls_sniffed_from_bytes_not_ports_even_when_dribbled(tmp_path):
     assert sniff.stream_kind(b"GET / HTTP/1.1\r\n", b"") == "http/1.1"
     assert sniff.stream_kind(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", b"") == "h2c"
     assert sniff.stream_kind(b"SSH-2.0-OpenSSH_9.6\r\n", b"") is None
+
+
+# -- the offset-based hello parsers read what the careful ones read ------------------------------
+
+def _careful(parse, body):
+    try:
+        return parse(body)
+    except msg.DecodeError:
+        return None
+
+
+def _mutated(data, wire: bytes) -> bytes:
+    body = bytearray(wire)
+    for _ in range(data.draw(st.integers(0, 4))):
+        i = data.draw(st.integers(0, len(body) - 1))
+        body[i] = data.draw(st.integers(0, 255))
+    return bytes(body[:data.draw(st.integers(0, len(body)))] if data.draw(st.booleans()) else body)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_fast_server_hello_equals_the_careful_parse_or_defers_to_it(data):
+    shapes = [server_hello(alpn="h2", psk=True), server_hello(version=0x0303, alpn="http/1.1", session_id=b"s" * 32),
+              server_hello(group=0x0017, hrr=True), server_hello() + b"",
+              hs(2, u16(0x0303) + b"\x02" * 32 + vec8(b"") + u16(0xC02F) + b"\x00"
+                 + vec16(ext(23, b"") + ext(35, b"") + ext(42, b"") + ext(0xFF01, b"\x00")))]
+    body = _mutated(data, data.draw(st.sampled_from(shapes))[4:])
+    fast = msg._server_hello_fast(body)
+    if fast is not None:
+        assert fast == _careful(msg._server_hello_careful, body)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_fast_client_hello_equals_the_careful_parse_or_defers_to_it(data):
+    shapes = [client_hello(ticket=b"t" * 8, psk=True, early=True, ech=True), client_hello(sni=None, alpn=()),
+              client_hello(session_id=b"i" * 32, versions=())]
+    body = _mutated(data, data.draw(st.sampled_from(shapes))[4:])
+    fast = msg._client_hello_fast(body)
+    if fast is not None:
+        assert fast == _careful(msg._client_hello_careful, body)
+
+
+def test_fast_hello_parsers_take_the_common_hellos():
+    assert msg._server_hello_fast(server_hello(alpn="h2", psk=True)[4:]) is not None
+    assert msg._client_hello_fast(client_hello(ticket=b"t" * 8, psk=True)[4:]) is not None

@@ -225,6 +225,8 @@ def _load_capture(path: str, keylog, rsa_key, progress: Progress, wanted: frozen
                       frames=len(cap), detail={**cap.detail, **getattr(idx, "stats", {})},
                       warnings=list(cap.warnings) + [describe(path, m, f) for f, m in idx.notes])
     info.detail["tcp_measured"] = measure_tcp
+    if len(idx.ts):     # the time origin of every output, also when the packets table is not built
+        info.detail["first_ts"] = float(np.min(idx.ts))
     progress("payload")
     log, key = _keys(cap.secrets, keylog, rsa_key, info.warnings)
     debug = bool(os.environ.get("TRACEVIZ_DEBUG"))

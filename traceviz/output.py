@@ -148,7 +148,7 @@ def _plain_column(s: pd.Series) -> list:
     elif kind in "iubf" and hasattr(s.dtype, "numpy_dtype"):       # Int64, boolean, Float64
         base = s.to_numpy(dtype=s.dtype.numpy_dtype, na_value=0).tolist()
         return [None if m or v != v else v for v, m in zip(base, s.isna().to_numpy().tolist())]
-    return [plain(v) for v in s.tolist()]
+    return [v if v.__class__ is str or v is None else plain(v) for v in s.tolist()]
 
 
 def print_json(data: Any) -> None:
@@ -218,11 +218,17 @@ def time_origin(tl) -> Clock:
         first = tl.first_ts()
         if first is not None:
             return Clock(first, what="the first packet")
+    elif "packets" in getattr(tl, "skipped", ()):     # load(tables=...) left them out; the reader kept the time
+        first = tl.source.detail.get("first_ts")
+        if first is not None:
+            return Clock(float(first), what="the first packet")
     elif len(tl.packets):
         ts = tl.packets["ts"]
         return Clock(float(ts.min()), what="the first packet")
-    firsts = [(float(table[column].min()), i, what) for i, (table, column, what) in
-              enumerate(((tl.requests, "start", "the first request"), (tl.events, "ts", "the first event")))
+    built = [(getattr(tl, name), column, what) for name, column, what in
+             (("requests", "start", "the first request"), ("events", "ts", "the first event"))
+             if name not in getattr(tl, "skipped", ())]
+    firsts = [(float(table[column].min()), i, what) for i, (table, column, what) in enumerate(built)
               if len(table) and column in table and table[column].notna().any()]
     if not firsts:
         return Clock()

@@ -53,12 +53,13 @@ def annotate(rows: list[dict], machine) -> None:
 
 def facts(req, resp, status, body) -> dict:
     """The caching columns of one exchange from its request and response headers (pairs)."""
-    inm, ims = _get(req, "if-none-match"), _get(req, "if-modified-since")
-    etag, modified = _get(resp, "etag"), _get(resp, "last-modified")
+    asked, said = _pick(req), _pick(resp)
+    inm, ims = asked.get("if-none-match"), asked.get("if-modified-since")
+    etag, modified = said.get("etag"), said.get("last-modified")
     conditional = _both(inm is not None, ims is not None, "etag", "date")
     return {
         "conditional": conditional,
-        "etag": etag, "last_modified": modified, "cache_control": _get(resp, "cache-control"),
+        "etag": etag, "last_modified": modified, "cache_control": said.get("cache-control"),
         "validator": _both(etag is not None, modified is not None, "etag", "last-modified") if resp else None,
         "revalidated": None if conditional is None or status is None else status == 304,
         "body_bytes": body,
@@ -69,13 +70,18 @@ def _both(a: bool, b: bool, one: str, other: str) -> str | None:
     return "both" if a and b else one if a else other if b else None
 
 
-def _get(headers, name: str) -> str | None:
-    if not headers:
-        return None
-    for k, v in headers:
-        if k.lower() == name:
-            return v
-    return None
+_NAMES = frozenset({"if-none-match", "if-modified-since", "etag", "last-modified", "cache-control"})
+
+
+def _pick(headers) -> dict[str, str]:
+    """The first value of each header ``facts`` reads, by lower-case name: one pass over the
+    headers instead of one per name."""
+    out: dict[str, str] = {}
+    for k, v in headers or ():
+        name = k.lower()
+        if name in _NAMES and name not in out:
+            out[name] = v
+    return out
 
 
 def _h2_headers(conn) -> dict[int, tuple]:

@@ -126,17 +126,29 @@ class Transport:
     def fill_kind(self, conn: int, frame: int) -> str | None:
         return self._kinds.get((conn, frame))
 
-    def segments(self, conn: int, d: str) -> pd.DataFrame:
+    def segments(self, conn: int, d: str) -> tuple:
+        """(frame, ts, seq, len) arrays of one direction's payload segments, in frame order.
+
+        Grouped once for all HTTP/2 connections: a boolean selection per connection
+        and direction cost ~0.2 ms each, most of the stall analysis on a big capture."""
         if self._by_conn is None:
             pk = self._packets
             keep = pk["conn"].isin(self.conns).to_numpy(bool, na_value=False) & \
                 (pk["len"].to_numpy("float64", na_value=0) > 0) & pk["seq"].notna().to_numpy()
-            pk = pk[keep][["frame", "ts", "conn", "dir", "seq", "len"]]
-            self._by_conn = {int(k): g for k, g in pk.groupby("conn", sort=False)}
-        g = self._by_conn.get(conn)
-        if g is None:
-            return pd.DataFrame(columns=["frame", "ts", "seq", "len"])
-        return g[g["dir"] == d]
+            pk = pk[keep]
+            conn_col = pk["conn"].to_numpy(np.int64)
+            s2c = (pk["dir"] == S2C).to_numpy(bool)
+            cols = (pk["frame"].to_numpy(np.int64), pk["ts"].to_numpy(np.float64),
+                    pk["seq"].to_numpy(np.int64), pk["len"].to_numpy(np.int64))
+            order = np.lexsort((cols[0], s2c, conn_col))
+            keys = np.stack([conn_col[order], s2c[order]])
+            starts = np.flatnonzero(np.r_[True, (keys[:, 1:] != keys[:, :-1]).any(axis=0)]) if len(order) else order
+            ends = np.r_[starts[1:], len(order)]
+            self._by_conn = {(int(keys[0, a]), S2C if keys[1, a] else C2S): tuple(c[order[a:b]] for c in cols)
+                             for a, b in zip(starts.tolist(), ends.tolist())}
+        empty = np.zeros(0, np.int64)
+        return self._by_conn.get((conn, d), (empty, np.zeros(0, np.float64), empty, empty))
+
 
 
 # --- one connection ---------------------------------------------------------------------
@@ -441,7 +453,7 @@ class _Hole:
     held: list = field(default_factory=list)   # (seq, end, frame, ts) of each segment that waited
 
 
-def _holes(seg: pd.DataFrame) -> tuple[list[_Hole], dict[int, int]]:
+def _holes(seg: tuple) -> tuple[list[_Hole], dict[int, int]]:
     """The holes of one direction's segments, and the stream offset readable after each
     segment that arrived in order (frame -> offset).
 
@@ -449,9 +461,7 @@ def _holes(seg: pd.DataFrame) -> tuple[list[_Hole], dict[int, int]]:
     holds no payload): a segment beyond the readable end waits; the one that reaches
     it makes it and everything contiguous behind it readable.
     """
-    seg = seg.sort_values("frame", kind="stable")
-    frames, ts = seg["frame"].to_numpy(np.int64), seg["ts"].to_numpy(np.float64)
-    seqs, lens = seg["seq"].to_numpy(np.int64), seg["len"].to_numpy(np.int64)
+    frames, ts, seqs, lens = seg
     holes, in_order = [], {}
     if not len(seqs):
         return holes, in_order

@@ -3,8 +3,9 @@
 TCP connections are independent once the index and TCP tiers have run, so
 the payload tier's connections are cut into contiguous shares of about equal
 cost (``Plan.cost``) and each share is reassembled, decoded and turned into
-rows (``capture.payload_rows``) by its own process: this one takes the
-first share, forked children the others.  A child sees the parent's memory
+rows (``capture.payload_rows``) by a forked child, while this process
+waits for them (a share it decoded itself would leave it millions of
+objects to free).  A child sees the parent's memory
 as it was at the fork (the capture's bytes, the TCP columns) without a copy
 and sends back only its rows, pickled through a pipe.  The shares are
 joined in connection order, so the rows -- and every table made of them --
@@ -37,9 +38,13 @@ def decode_rows(plan: Plan, buf, ctx: Context, keylog=None, rsa_key=None,
         results = decode_planned(plan, buf, share, keylog, rsa_key, debug)
         return payload_rows(results, ctx), set(results)
 
-    children = [_fork(work, share) for share in shares[1:]]
-    rows, decoded = work(shares[0]) if shares else (PayloadRows(), set())
-    for share, child in zip(shares[1:], children):
+    if len(shares) < 2:
+        return work(shares[0]) if shares else (PayloadRows(), set())
+    # Every share in a child, none here: the machines' objects then never exist in this process,
+    # which would spend ~0.3 s freeing them (they hold reference cycles) and keep their memory.
+    children = [_fork(work, share) for share in shares]
+    rows, decoded = PayloadRows(), set()
+    for share, child in zip(shares, children):
         got = _collect(*child) if child is not None else None
         if got is None or got[0] != "ok":
             if debug and got is not None:

@@ -23,6 +23,7 @@ def session_row(session, endpoints: dict, keylog=None) -> dict[str, Any]:
     resumed = s.resumption()
     leaf = s.certificates[0] if s.certificates else None
     done = s.completed()
+    prints = fp.client_prints(ch, s.transport) if ch else {}
     row: dict[str, Any] = {
         "sni": ch.sni if ch else None,
         "alpn_offered": list(ch.alpn) if ch and ch.alpn else None,
@@ -36,8 +37,8 @@ def session_row(session, endpoints: dict, keylog=None) -> dict[str, Any]:
         "hello_retry": s.hello_retry is not None,
         "handshake_ms": (end.ts - ch_ev.ts) * 1000.0 if (ch_ev and end and done) else None,
         "rtts": s.rtts(),
-        "ja3": fp.ja3(ch) if ch else None,
-        "ja4": fp.ja4(ch, s.transport) if ch else None,
+        "ja3": prints.get("ja3"),
+        "ja4": prints.get("ja4"),
         "ja3s": fp.ja3s(sh) if sh else None,
         "ja4s": fp.ja4s(sh, s.transport) if sh else None,
         "decrypted": s.decrypted_records > 0,
@@ -59,9 +60,9 @@ def session_row(session, endpoints: dict, keylog=None) -> dict[str, Any]:
         "certificate_not_after": leaf.not_after if leaf else None,
         "certificate_san": list(leaf.san) if leaf else None,
         "certificate_chain": [c.subject for c in s.certificates] if s.certificates else None,
-        "ja3_string": fp.ja3_string(ch) if ch else None,
-        "ja4_r": fp.ja4_raw(ch, s.transport) if ch else None,
-        "grease": bool(ch.grease) if ch else None,
+        "ja3_string": prints.get("ja3_string"),
+        "ja4_r": prints.get("ja4_r"),
+        "grease": ch.has_grease if ch else None,
         "ech": ch.ech if ch else None,
         "sslv2_hello": ch.sslv2 if ch else None,
         "app_bytes_c2s": s.sides[C2S].app_bytes,

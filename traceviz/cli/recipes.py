@@ -43,7 +43,10 @@ def recipe_command(path: Path, head: Header | None = None):
             check_theme(theme)
             check_chart(chart)
             module = load_recipe(path)
-            tl = narrowed(load(file, keylog, rsa_key, measure_tcp=getattr(module, "MEASURE_TCP", False)), where)
+            # --where may name a column of any table: then every table is built
+            tables = getattr(module, "TABLES", None) if where is None else None
+            tl = narrowed(load(file, keylog, rsa_key, tables=tables,
+                               measure_tcp=getattr(module, "MEASURE_TCP", False)), where)
             finding = run_recipe(module, tl, conn, head.name, {k: v for k, v in own.items() if v})
             present(finding, tl, head.name, mode, chart, figure, theme, absolute, wide, all_rows, fail)
 
@@ -118,6 +121,12 @@ def load_recipe(path: Path) -> ModuleType:
         raise InputError(str(path), f"recipe failed to load: {type(exc).__name__}: {exc}") from None
     if not callable(getattr(module, "analyze", None)):
         raise InputError(str(path), "not a recipe: it defines no analyze(tl) function")
+    tables = getattr(module, "TABLES", None)
+    if tables is not None:
+        from traceviz.model import SCHEMAS
+        if isinstance(tables, str) or not all(isinstance(name, str) for name in tables) \
+                or not set(tables) <= set(SCHEMAS):
+            raise InputError(str(path), f"TABLES must list table names, of: {', '.join(SCHEMAS)}")
     return module
 
 

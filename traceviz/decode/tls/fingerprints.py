@@ -95,6 +95,13 @@ def ja4(ch: ClientHello, transport: str = "t", original: bool = False) -> str:
     return _ja4(_client_shape(ch), transport, original)
 
 
+def client_prints(ch: ClientHello, transport: str = "t") -> dict[str, str]:
+    """ja3, ja3_string, ja4 and ja4_r of one hello, its shape made once (a ``tls`` row has all four)."""
+    shape = _client_shape(ch)
+    return {"ja3": _ja3(shape), "ja3_string": _ja3_string(shape), "ja4": _ja4(shape, transport, False),
+            "ja4_r": _ja4_raw(shape, transport, False)}
+
+
 def ja4s(sh: ServerHello, transport: str = "t", alpn_raw: bytes | None = None) -> str:
     return _ja4s(_server_shape(sh), transport, alpn_raw)
 

@@ -101,6 +101,12 @@ class ClientHello:
         return [v for v in seen if is_grease(v)]
 
     @property
+    def has_grease(self) -> bool:
+        return not all(_GREASE.isdisjoint(part) for part in (
+            self.ciphers, self.extensions, self.groups, self.supported_versions, self.key_share_groups,
+            self.signature_algorithms))
+
+    @property
     def offered_versions(self) -> list[int]:
         return self.supported_versions or [self.legacy_version]
 
@@ -132,12 +138,18 @@ class ServerHello:
         return self.selected_version if self.selected_version is not None else self.legacy_version
 
 
+_GREASE = frozenset(0x0A0A + 0x1010 * i for i in range(16))      # RFC 8701: what is_grease accepts
+
+
 def parse_client_hello(body: bytes, sslv2: bool = False) -> ClientHello:
     if sslv2:
         return _parse_sslv2_hello(body)
     ch = _client_hello_fast(body)
-    if ch is not None:
-        return ch
+    return ch if ch is not None else _client_hello_careful(body)
+
+
+def _client_hello_careful(body: bytes) -> ClientHello:
+    """The ClientHello read field by field, naming the first thing wrong with it."""
     ch = ClientHello()
     r = Reader(body, "ClientHello")
     try:
@@ -326,6 +338,12 @@ def _parse_sslv2_hello(body: bytes) -> ClientHello:
 
 
 def parse_server_hello(body: bytes) -> ServerHello:
+    sh = _server_hello_fast(body)
+    return sh if sh is not None else _server_hello_careful(body)
+
+
+def _server_hello_careful(body: bytes) -> ServerHello:
+    """The ServerHello read field by field, naming the first thing wrong with it."""
     sh = ServerHello()
     r = Reader(body, "ServerHello")
     try:
@@ -351,6 +369,53 @@ def parse_server_hello(body: bytes) -> ServerHello:
     if sh.legacy_version >> 8 == 0x7F and sh.selected_version is None:
         sh.selected_version = sh.legacy_version
     return sh
+
+
+def _server_hello_fast(b: bytes) -> ServerHello | None:
+    """``parse_server_hello`` for a well-formed TLS 1.0-1.3 hello, by offsets (as
+    ``_client_hello_fast``; ~3x quicker).  None at anything unusual: the Reader-based
+    parser reads it again and names what is wrong."""
+    n = len(b)
+    if n < 38 or b[0] == 0x7F:
+        return None
+    p = 35 + b[34]
+    if p + 3 > n:
+        return None
+    sh = ServerHello((b[0] << 8) | b[1], b[2:34], b[35:p], (b[p] << 8) | b[p + 1], b[p + 2])
+    sh.hello_retry = sh.random == HRR_RANDOM
+    p += 3
+    if p == n:
+        return sh
+    if p + 2 > n or p + 2 + ((b[p] << 8) | b[p + 1]) != n:
+        return None
+    p += 2
+    while p < n:
+        if p + 4 > n:
+            return None
+        t, ln = (b[p] << 8) | b[p + 1], (b[p + 2] << 8) | b[p + 3]
+        a, p = p + 4, p + 4 + ln
+        if p > n:
+            return None
+        sh.extensions.append(t)
+        if t in (EXT_SUPPORTED_VERSIONS, EXT_KEY_SHARE, EXT_KEY_SHARE_DRAFT):
+            if ln < 2:
+                return None
+            if t == EXT_SUPPORTED_VERSIONS:
+                sh.selected_version = (b[a] << 8) | b[a + 1]
+            else:
+                sh.group = (b[a] << 8) | b[a + 1]
+        elif t == EXT_ALPN:
+            if ln < 3 or 2 + ((b[a] << 8) | b[a + 1]) > ln or 3 + b[a + 2] > 2 + ((b[a] << 8) | b[a + 1]):
+                return None
+            sh.alpn_raw = b[a + 3:a + 3 + b[a + 2]]
+            sh.alpn = _text(sh.alpn_raw)
+        elif t in _SERVER_FLAGS:
+            setattr(sh, _SERVER_FLAGS[t], True)
+    return sh
+
+
+_SERVER_FLAGS = {EXT_PRE_SHARED_KEY: "psk_selected", EXT_SESSION_TICKET: "session_ticket",
+                 EXT_EXTENDED_MASTER_SECRET: "extended_master_secret", EXT_EARLY_DATA: "early_data"}
 
 
 def _server_extension(sh: ServerHello, etype: int, data: bytes) -> None:

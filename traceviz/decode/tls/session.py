@@ -323,7 +323,8 @@ class TLSSession:
     def _message(self, dir: str, m: Message, encrypted: bool) -> None:
         handler = _HANDLERS.get(m.type)
         name = handshake_name(m.type)
-        if len(self._transcript) < 32 and not m.sslv2:
+        # Kept only when there are keys to use it with: a copy of every certificate chain otherwise.
+        if (self.keylog is not None or self.rsa_key is not None) and len(self._transcript) < 32 and not m.sslv2:
             self._transcript.append(bytes([m.type]) + len(m.body).to_bytes(3, "big") + m.body)
         try:
             detail = handler(self, dir, m) if handler else ""
@@ -518,16 +519,13 @@ class TLSSession:
     def round_trips(self) -> list[tuple[float, float]]:
         """The handshake's round trips as seen on the wire: (start, end) of each client
         flight the server answered, until the client sends application data."""
-        flights: list[list] = []        # [dir, first ts, last ts, kinds]
-        for e in sorted(self.events, key=lambda e: (e.ts, e.frame)):
-            if flights and flights[-1][0] == e.dir:
-                flights[-1][2] = e.ts
-                flights[-1][3].add(e.kind)
-            else:
-                flights.append([e.dir, e.ts, e.ts, {e.kind}])
-        trips = []
+        trips: list[tuple[float, float]] = []
         server_finished = False
-        for i, (d, t0, _, kinds) in enumerate(flights):
+        waiting = None                  # start of a client flight, until the server's answer ends
+        for d, t0, t1, kinds in self._flights():
+            if waiting is not None:
+                trips.append((waiting, t1))
+                waiting = None
             if d != C2S:
                 server_finished = server_finished or bool(kinds & {"Finished", "EncryptedHandshake"})
                 continue
@@ -535,9 +533,23 @@ class TLSSession:
             # Finished after the server's (TLS 1.3, resumed TLS 1.2).
             if "ApplicationData" in kinds or ("Finished" in kinds and server_finished):
                 break
-            if i + 1 < len(flights):
-                trips.append((t0, flights[i + 1][2]))
+            waiting = t0
         return trips
+
+    def _flights(self):
+        """(dir, first ts, last ts, kinds) of each run of events in one direction, as they end
+        (a generator: the round trips stop reading at the first application data)."""
+        flight = None
+        for e in sorted(self.events, key=lambda e: (e.ts, e.frame)):
+            if flight is not None and flight[0] == e.dir:
+                flight[2] = e.ts
+                flight[3].add(e.kind)
+                continue
+            if flight is not None:
+                yield flight
+            flight = [e.dir, e.ts, e.ts, {e.kind}]
+        if flight is not None:
+            yield flight
 
     def group(self) -> str | None:
         """The key exchange group's name, from the ServerHello or ServerKeyExchange."""

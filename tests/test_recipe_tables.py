@@ -1,0 +1,86 @@
+"""A recipe that declares ``TABLES`` is run on a Timeline with only those tables built: it
+must find exactly what it finds on the whole Timeline -- rows, answer, summary, problems,
+figures -- on every bundled capture, and say the same at the terminal (one time origin)."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from functools import lru_cache
+
+import pandas as pd
+import pytest
+from bundled import CAPTURES, timeline
+
+import traceviz
+from traceviz import output
+from traceviz.cli.recipes import load_recipe
+from traceviz.model import SCHEMAS
+from traceviz.recipe import bundled_dir
+
+NAMES = [e["name"] for e in json.loads((CAPTURES / "manifest.json").read_text())["captures"]
+         if (CAPTURES / f"{e['name']}.pcapng").is_file()]
+
+
+RECIPES = [p for p in sorted(bundled_dir().glob("*.py")) if "\nTABLES = " in p.read_text()]
+
+
+@lru_cache(maxsize=None)
+def _load(name: str, tables: tuple | None, measure_tcp: bool):
+    return traceviz.load(CAPTURES / f"{name}.pcapng", tables=tables, measure_tcp=measure_tcp)
+
+
+def _same(a, b, what: str) -> None:
+    assert a.answer == b.answer and a.problems == b.problems, what
+    assert json.dumps(a.summary, default=str) == json.dumps(b.summary, default=str), what
+    pd.testing.assert_frame_equal(a.rows, b.rows, obj=what)
+    assert list(a.figures) == list(b.figures), what
+    for fig in a.figures:
+        assert a.figure(fig, "light").to_json() == b.figure(fig, "light").to_json(), f"{what}: {fig}"
+
+
+def test_the_bundled_recipes_that_need_fewer_tables_declare_them():
+    # handshakes lists whole connections rows, whose keep-alive columns come from the requests
+    assert {p.stem for p in RECIPES} >= {"tls", "synflood", "transports", "tcpgraph"}
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
+def test_a_recipe_finds_the_same_on_only_its_tables(path):
+    module = load_recipe(path)
+    tables = tuple(module.TABLES)
+    ran = 0
+    measure = getattr(module, "MEASURE_TCP", False)
+    for name in NAMES:
+        whole = _load(name, None, measure) if measure else timeline(name)
+        part = _load(name, tables, measure)
+        assert set(part.skipped) == set(SCHEMAS) - set(tables)
+        assert output.time_origin(part) == output.time_origin(whole), name
+        assert module.applies(part) == module.applies(whole), name
+        if not module.applies(whole):
+            continue
+        _same(module.analyze(whole), module.analyze(part), f"{path.stem} on {name}")
+        ran += 1
+    assert ran, f"{path.stem} applies to no bundled capture"
+
+
+def test_the_terminal_output_keeps_its_time_origin(tv):
+    # --where builds every table: the same command on the whole Timeline
+    only = tv("tls", "tls12-vs-tls13")
+    whole = tv("tls", "tls12-vs-tls13", "--where", "conn >= 0")
+    assert only[0] == whole[0] == 0
+    assert only[1] == whole[1] and "TLS 1.3" in only[1]
+
+
+def test_tables_that_are_not_tables_are_refused_with_the_valid_names(tv, tmp_path):
+    (tmp_path / "odd.py").write_text(textwrap.dedent('''
+        """An odd recipe."""
+        NAME = "odd"
+        TABLES = ("connections", "sockets")
+        def applies(tl):
+            return True
+        def analyze(tl):
+            raise AssertionError("never reached")
+    '''))
+    code, out, err = tv("--recipes", tmp_path, "odd", "tcp-handshakes")
+    assert code == 2 and out == ""
+    assert "TABLES must list table names" in err and "connections, events" in err
