@@ -168,7 +168,7 @@ def _handshakes(conns: pd.DataFrame) -> dict[int, tuple]:
         return {}
 
     def val(v):
-        return None if pd.isna(v) else float(v)
+        return None if v is None or v is pd.NA or v != v else float(v)      # pd.isna at a float's speed
     return {int(k): (val(s), val(a), val(r)) for k, s, a, r in
             zip(conns["conn"].tolist(), conns["syn"].tolist(), conns["ack"].tolist(), conns["handshake_rtt"].tolist())}
 
