@@ -222,6 +222,25 @@ def _u16s(b: bytes, start: int, end: int) -> list[int]:
     return list(struct.unpack_from(f">{(end - start) >> 1}H", b, start))
 
 
+def _extension_spans(b: bytes, p: int) -> list[tuple[int, int, int]] | None:
+    """(type, first byte, end) of each extension of a hello whose extension block starts at
+    ``p`` (its 2-byte length) and runs to the end of ``b``; None if the lengths do not add up."""
+    n = len(b)
+    if p + 2 > n or p + 2 + ((b[p] << 8) | b[p + 1]) != n:
+        return None
+    p += 2
+    spans = []
+    while p < n:
+        if p + 4 > n:
+            return None
+        a = p + 4
+        p = a + ((b[p + 2] << 8) | b[p + 3])
+        if p > n:
+            return None
+        spans.append(((b[a - 4] << 8) | b[a - 3], a, p))
+    return spans
+
+
 def _client_hello_fast(b: bytes) -> ClientHello | None:
     """``parse_client_hello`` for a well-formed hello, by offsets rather than a Reader:
     a ClientHello is read on every TLS connection, and this is ~4x quicker.
@@ -245,17 +264,12 @@ def _client_hello_fast(b: bytes) -> ClientHello | None:
     p += 1 + b[p]
     if p == n:
         return ch
-    if p + 2 > n or p + 2 + ((b[p] << 8) | b[p + 1]) != n:
+    spans = _extension_spans(b, p)
+    if spans is None:
         return None
-    p += 2
     exts = ch.extensions
-    while p < n:
-        if p + 4 > n:
-            return None
-        t, ln = (b[p] << 8) | b[p + 1], (b[p + 2] << 8) | b[p + 3]
-        a, p = p + 4, p + 4 + ln
-        if p > n:
-            return None
+    for t, a, p in spans:
+        ln = p - a
         exts.append(t)
         if t in _FAST_LIST16:                     # a u16 list behind a 2-byte length
             if ln < 2 or 2 + ((b[a] << 8) | b[a + 1]) != ln or ln & 1:
@@ -386,16 +400,11 @@ def _server_hello_fast(b: bytes) -> ServerHello | None:
     p += 3
     if p == n:
         return sh
-    if p + 2 > n or p + 2 + ((b[p] << 8) | b[p + 1]) != n:
+    spans = _extension_spans(b, p)
+    if spans is None:
         return None
-    p += 2
-    while p < n:
-        if p + 4 > n:
-            return None
-        t, ln = (b[p] << 8) | b[p + 1], (b[p + 2] << 8) | b[p + 3]
-        a, p = p + 4, p + 4 + ln
-        if p > n:
-            return None
+    for t, a, p in spans:
+        ln = p - a
         sh.extensions.append(t)
         if t in (EXT_SUPPORTED_VERSIONS, EXT_KEY_SHARE, EXT_KEY_SHARE_DRAFT):
             if ln < 2:
