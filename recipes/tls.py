@@ -16,6 +16,7 @@ FIGURES = {"ladder": "one session's handshake messages, plaintext and encrypted,
            "versions": "handshake time and round trips, TLS 1.2 next to TLS 1.3 (when both are there)"}
 
 JSON_FIELDS = STABLE_FIELDS["tls"]    # the stable --json fields, in order
+SESSIONS_TOLD = 20                    # sessions described one by one in the answer; the rows have all
 TABLE_FIELDS = ["conn", "sni", "version", "cipher", "alpn", "resumed", "rtts", "handshake_ms", "status"]
 
 WHY = {
@@ -84,8 +85,19 @@ def explain(tl, rows: pd.DataFrame) -> list[str]:
         if rows["version"].fillna("").astype(str).str.startswith(family).any():
             lines.append(why + ".")
     tcp_rtt = _tcp_rtts(tl)
+    told = untold = 0
     for r in rows.to_dict("records"):      # plain dicts: iterrows makes a Series per session
-        lines += _session_lines(r, tcp_rtt.get(int(r["conn"])))
+        said = _session_lines(r, tcp_rtt.get(int(r["conn"])))
+        if told < SESSIONS_TOLD:
+            lines += said
+            told += bool(said)
+            continue
+        failures = [line for line in said if line.startswith(("Failed", "Stalled"))]   # what --fail reports
+        lines += failures
+        untold += len(failures) < len(said)
+    if untold:
+        lines.append(f"{untold} more session{'s are' if untold != 1 else ' is'} not described here (failures "
+                     "are): every session is a row (--all, --json).")
     return lines + decryption(tl, rows)
 
 

@@ -132,3 +132,24 @@ def test_standalone_json(corpus):
     truth = _manifest(corpus, "pcap/tls/tls13-draft23-chrome67__zeek.pcap")["tls"]["per_handshake"][0]
     assert rows[0]["version"] == truth["negotiated_version"] and rows[0]["sni"] == truth["sni"]
     assert list(rows[0])[:len(DESIGN_TLS_FIELDS)] == DESIGN_TLS_FIELDS
+
+
+def test_a_capture_of_many_sessions_gets_a_readable_answer_and_every_failure(recipe, nss):
+    """Past SESSIONS_TOLD sessions the answer stops describing them one by one (a million-packet
+    capture has 13k: they are rows), but every failure is still said, and --fail reports it."""
+    from dataclasses import replace
+
+    import pandas as pd
+    n = recipe.SESSIONS_TOLD * 3
+    one = nss.tls.iloc[[0]]
+    many = pd.concat([one] * n, ignore_index=True)
+    many["conn"] = range(n)
+    failed = [n - 1, n - 2]
+    many.loc[failed, "status"] = "failed: alert from server (fatal handshake_failure)"
+    f = recipe.analyze(replace(nss, tls=many))
+    described = {line.split(":")[0] for line in f.answer if line.startswith("conn ")}
+    assert len(described) == recipe.SESSIONS_TOLD
+    assert f.problems == [line for line in f.answer if line.startswith("Failed")]
+    assert len(f.problems) == 2 and all(p.startswith(f"Failed: conn {c}") for c, p in zip(sorted(failed), f.problems))
+    assert any(line.startswith(f"{n - recipe.SESSIONS_TOLD} more sessions are not described") for line in f.answer)
+    assert len(f.rows) == n
