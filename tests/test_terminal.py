@@ -228,3 +228,41 @@ def test_a_notebook_timeline_shows_readable_times():
     origin = float(tl.packets["ts"].min())
     start = float(tl.connections["start"].iloc[1])
     assert f"<td>{start - origin:.6f}</td>" in page and "start (s)" in page and "handshake_rtt (ms)" in page
+
+
+# -- --json: rows column by column, written by orjson ---------------------------------------------
+
+def _cell_by_cell(df, fields):
+    cols = [c for c in fields if c in df.columns] + [c for c in df.columns if c not in fields]
+    return [{c: output.plain(v) for c, v in zip(cols, row)} for row in df[cols].itertuples(index=False, name=None)]
+
+
+@pytest.mark.parametrize("table", ["connections", "events", "requests", "tls", "packets"])
+def test_json_rows_are_the_cells_plain_values(table):
+    from bundled import timeline
+
+    from traceviz.model import JSON_FIELDS
+    tl = timeline("browser-page-load")
+    df = getattr(tl, table)
+    assert len(df)
+    fields = JSON_FIELDS.get(table, [])
+    assert output.records(df, fields) == _cell_by_cell(df, fields)
+
+
+def test_json_rows_of_every_dtype_and_a_repeated_column_name():
+    import numpy as np
+    df = pd.DataFrame({"i": [1, 2], "f": [1.5, np.nan], "I": pd.array([1, None], dtype="Int64"),
+                       "b": pd.array([True, None], dtype="boolean"), "s": pd.array(["x", None], dtype="string"),
+                       "o": [[1, np.int64(2)], {"k": np.float64(np.nan)}], "u": np.array([1, 2], dtype=np.uint8)})
+    assert output.records(df) == _cell_by_cell(df, [])
+    assert output.records(df)[1] == {"i": 2, "f": None, "I": None, "b": None, "s": None, "o": {"k": None}, "u": 2}
+    twice = pd.DataFrame([[1, 2, "x"]], columns=["a", "a", "b"])
+    assert output.records(twice) == [{"a": 1, "a.1": 2, "b": "x"}]
+
+
+def test_print_json_takes_what_orjson_refuses(capsys):
+    output.print_json([{"big": 2**70, "text": "caf\u00e9 \u2028", 3: None}])
+    assert json.loads(capsys.readouterr().out) == [{"big": 2**70, "text": "caf\u00e9 \u2028", "3": None}]
+    output.print_json({"n": 1.5e-7, "t": "\x1b[31m"})
+    out = capsys.readouterr().out
+    assert json.loads(out) == {"n": 1.5e-7, "t": "\x1b[31m"} and "\x1b" not in out

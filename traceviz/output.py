@@ -130,11 +130,23 @@ def records(df: pd.DataFrame, fields: list[str] | None = None) -> list[dict]:
     cols = list(df.columns)
     if fields:
         cols = [c for c in fields if c in df.columns] + [c for c in cols if c not in fields]
-    cols = [c for c in cols if not c.startswith("_")]
+    cols = [c for c in cols if not str(c).startswith("_")]
     if pd is None:
         _numeric()
+    if not df.columns.is_unique:      # a recipe's own table may repeat a name: a, a.1, as pandas reads them
+        return records(df.set_axis(_distinct(list(df.columns)), axis=1), fields)
     values = [_plain_column(df[c]) for c in cols]
     return [dict(zip(cols, row)) for row in zip(*values)] if cols else [{} for _ in range(len(df))]
+
+
+def _distinct(names: list) -> list:
+    seen: dict = {}
+    out = []
+    for c in names:
+        n = seen.get(c, 0)
+        seen[c] = n + 1
+        out.append(c if n == 0 else f"{c}.{n}")
+    return out
 
 
 def _plain_column(s: pd.Series) -> list:
