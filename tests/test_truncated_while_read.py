@@ -76,3 +76,49 @@ def test_a_file_open_for_writing_is_read_not_mapped(tmp_path):
     for i in range(1, len(cap) + 1):
         h.update(cap.frame_bytes(i))
     assert h.hexdigest() == expected
+
+
+RELEASER = r"""
+import hashlib, sys
+from traceviz.sources.mapping import release_pages
+from traceviz.sources.reader import read_capture
+
+def file_pages_mb():
+    return int(next(l for l in open("/proc/self/status") if l.startswith("RssFile")).split()[1]) // 1024
+
+def digest(cap):
+    h = hashlib.sha256()
+    for i in range(1, len(cap) + 1):
+        h.update(cap.frame_bytes(i))
+    return h.hexdigest()
+
+cap = read_capture(sys.argv[1])
+first = digest(cap)
+held = file_pages_mb()
+release_pages(cap.buf)
+print(type(cap.buf).__name__, first, held, file_pages_mb(), flush=True)
+sys.stdin.readline()                      # the parent truncates the file meanwhile
+release_pages(cap.buf)                    # the map is a private copy now: its pages must stay
+print(digest(cap), flush=True)
+"""
+
+
+def test_released_pages_read_back_the_same_also_after_a_truncation(tmp_path):
+    """The loader hands the file's pages back between tiers: reading them again faults them in
+    from the file -- until the file is truncated: then the map is a private copy, never dropped."""
+    path = tmp_path / "big.pcap"
+    expected = _big_pcap(path)
+    child = subprocess.Popen([sys.executable, "-c", RELEASER, str(path)], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                             env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        kind, first, held, after = child.stdout.readline().split()
+        assert kind == "mmap" and first == expected
+        assert int(held) - int(after) >= MMAP_FROM // 2**20 - 2     # the walked file left resident memory
+        os.truncate(path, 0)
+        out, err = child.communicate("go\n", timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode == 0, f"reader died ({child.returncode}): {err[-500:]}"
+    assert out.strip() == expected

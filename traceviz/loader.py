@@ -208,6 +208,7 @@ def _load_capture(path: str, keylog, rsa_key, progress: Progress, wanted: frozen
     from traceviz.decode.index import index_frames
     from traceviz.decode.streams import plan_streams
     from traceviz.decode.tcp.connections import analyze
+    from traceviz.sources.mapping import release_pages
     from traceviz.sources.reader import read_capture
 
     progress("reading")
@@ -217,6 +218,7 @@ def _load_capture(path: str, keylog, rsa_key, progress: Progress, wanted: frozen
         raise InputError(path, "the capture holds no packets")
     progress("indexing")
     idx = index_frames(cap)
+    release_pages(cap.buf)      # walked: only the payload tier reads the file again, a few pages of it
     progress("tcp")
     measure_tcp = measure_tcp and "packets" in wanted
     transport = analyze(idx, measure=measure_tcp)
@@ -234,6 +236,7 @@ def _load_capture(path: str, keylog, rsa_key, progress: Progress, wanted: frozen
     # QUIC first: it may turn a UDP flow around (the capture missed the client's first datagram),
     # and the tables below take each flow's client from the transport.
     quic = _quic(transport, cap.buf, log, debug, info) if wanted & _QUIC_TABLES else None
+    release_pages(cap.buf)      # a datagram here and there touches most pages of the file
     tables = (transport_tables.packets(transport) if "packets" in built else empty_table("packets"),
               transport_tables.connections(transport),
               transport_tables.events(transport) if "events" in built else empty_table("events"))
@@ -247,9 +250,11 @@ def _load_capture(path: str, keylog, rsa_key, progress: Progress, wanted: frozen
             return finish(info, tables, PayloadRows(), np.zeros(0, dtype=np.int64), log, key, cap.secrets,
                           skip=skip, quic_payload=quic, dns_messages=dns)
         plan = plan_streams(transport, cap.buf, tls="tls" in decode, http="http" in decode)
+        release_pages(cap.buf)  # so do the first bytes of each connection; the children fault in their own
         info.warnings.extend(over_limits(path, plan.skipped))
         ctx = context(tables, path, log, events="events" in built)
         rows, decoded = decode_rows(plan, cap.buf, ctx, log, key, debug=debug)
+        release_pages(cap.buf)  # what a share decoded here (one process) touched
         return finish(info, tables, rows, plan.opaque(decoded), log, key, cap.secrets, skip=skip, quic_payload=quic,
                       dns_messages=dns)
     except Exception as exc:  # a decoder bug must not cost the user the TCP-level analysis
