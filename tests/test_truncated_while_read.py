@@ -12,6 +12,7 @@ import os
 import struct
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from traceviz.sources.reader import MMAP_FROM
@@ -44,24 +45,36 @@ def _big_pcap(path: Path) -> str:
     return h.hexdigest()
 
 
+@contextmanager
+def _reader(script: str, path: Path):
+    """``script`` reading ``path`` in a child process (a SIGBUS kills it, not the test)."""
+    child = subprocess.Popen([sys.executable, "-c", script, str(path)], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                             env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        yield child
+    finally:
+        if child.poll() is None:
+            child.kill()
+
+
+def _rest(child) -> str:
+    """What the reader prints once told to go on, after it exited well."""
+    out, err = child.communicate("go\n", timeout=60)
+    assert child.returncode == 0, f"reader died ({child.returncode}): {err[-500:]}"
+    return out.strip()
+
+
 def test_truncated_while_mapped(tmp_path):
     path = tmp_path / "big.pcap"
     expected = _big_pcap(path)
     assert path.stat().st_size >= MMAP_FROM
-    child = subprocess.Popen([sys.executable, "-c", READER, str(path)], stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-                             env={**os.environ, "PYTHONPATH": str(ROOT)})
-    try:
+    with _reader(READER, path) as child:
         kind, _ = child.stdout.readline().split()
         assert kind == "mmap"                    # the big file was mapped, not copied
         os.truncate(path, 0)                     # waits until the reader has made the pages its own
         assert path.stat().st_size == 0
-        out, err = child.communicate("go\n", timeout=60)
-    finally:
-        if child.poll() is None:
-            child.kill()
-    assert child.returncode == 0, f"reader died ({child.returncode}): {err[-500:]}"
-    assert out.strip() == expected
+        assert _rest(child) == expected
 
 
 def test_a_file_open_for_writing_is_read_not_mapped(tmp_path):
@@ -108,17 +121,9 @@ def test_released_pages_read_back_the_same_also_after_a_truncation(tmp_path):
     from the file -- until the file is truncated: then the map is a private copy, never dropped."""
     path = tmp_path / "big.pcap"
     expected = _big_pcap(path)
-    child = subprocess.Popen([sys.executable, "-c", RELEASER, str(path)], stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-                             env={**os.environ, "PYTHONPATH": str(ROOT)})
-    try:
+    with _reader(RELEASER, path) as child:
         kind, first, held, after = child.stdout.readline().split()
         assert kind == "mmap" and first == expected
         assert int(held) - int(after) >= MMAP_FROM // 2**20 - 2     # the walked file left resident memory
         os.truncate(path, 0)
-        out, err = child.communicate("go\n", timeout=60)
-    finally:
-        if child.poll() is None:
-            child.kill()
-    assert child.returncode == 0, f"reader died ({child.returncode}): {err[-500:]}"
-    assert out.strip() == expected
+        assert _rest(child) == expected
