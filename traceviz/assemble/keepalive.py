@@ -154,9 +154,9 @@ def header(headers, name: str) -> str | None:
     """A header's value (the first of that name), None if absent."""
     if not headers:
         return None
-    name = name.lower()
+    name, n = name.lower(), len(name)
     for k, v in headers:
-        if k.lower() == name:
+        if len(k) == n and k.lower() == name:      # lengths first: most names differ there
             return v
     return None
 
