@@ -61,6 +61,11 @@ class Run:
     def json(self):
         return strict_json(self.out)
 
+    def assert_refused(self, says: str) -> None:
+        """Bad input as DESIGN.md has it: exit 2, nothing on stdout, one line on stderr saying ``says``."""
+        assert self.code == 2 and says in self.err and self.out == ""
+        assert len(self.err.strip().splitlines()) == 1
+
 
 @pytest.fixture
 def tv(capsys, monkeypatch):

@@ -46,8 +46,8 @@ def test_endpoints_json(tv):
 ])
 def test_bad_input_is_one_line_and_exit_2(tv, args, says):
     r = tv(*args)
-    assert r.code == 2 and says in r.err and r.out == ""
-    assert len(r.err.strip().splitlines()) == 1 and "Traceback" not in r.err
+    r.assert_refused(says)
+    assert "Traceback" not in r.err
 
 
 def test_follow_on_a_pipe_is_tsharks_and_on_a_terminal_is_safe(tshark):

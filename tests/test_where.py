@@ -103,9 +103,7 @@ def test_report_where_leaves_the_other_connections_out(tv, tmp_path):
     (("keepalive", PROXY, "--where", "status ==="), "cannot read"),
 ])
 def test_refusals_are_one_line_and_exit_2(tv, args, says):
-    r = tv(*args)
-    assert r.code == 2 and says in r.err and r.out == ""
-    assert len(r.err.strip().splitlines()) == 1
+    tv(*args).assert_refused(says)
 
 
 def test_an_exported_dataset_is_filtered_in_sql(proxy):

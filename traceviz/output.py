@@ -167,10 +167,10 @@ def print_json(data: Any) -> None:
     """``data`` as indented JSON on stdout.  orjson writes it ~20x faster than the ``json``
     module, whose indenting encoder is pure Python (5 s for a million-packet capture's
     connections); ``json`` takes what orjson refuses (an integer beyond 64 bits)."""
+    import orjson
     try:
-        import orjson
         text = orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE).decode()
-    except (ImportError, TypeError):
+    except TypeError:
         text = json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
     sys.stdout.write(text)
 

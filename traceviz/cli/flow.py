@@ -7,8 +7,7 @@ from typing import Annotated, List, Optional
 import typer
 
 from traceviz.cli.common import (AbsOpt, AllOpt, ChartOpt, ConnOpt, FileArg, JsonOpt, KeylogOpt, RsaOpt, ThemeOpt,
-                                 WideOpt, app, check_chart, check_theme, guarded, load, rows_json)
-from traceviz.cli.common import WhereOpt, filtered
+                                 WhereOpt, WideOpt, app, check_chart, check_theme, filtered, guarded, load, rows_json)
 from traceviz.cli.conversations import recipe_options
 
 FigureOpt, FailOpt = recipe_options("flow")

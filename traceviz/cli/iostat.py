@@ -8,12 +8,11 @@ from typing import Annotated, Optional
 import typer
 
 from traceviz.cli.common import (AbsOpt, AllOpt, ChartOpt, ConnOpt, FileArg, JsonOpt, KeylogOpt, RsaOpt, ThemeOpt,
-                                 WideOpt, app, check_chart, check_theme, guarded, load, rows_json)
-from traceviz.cli.common import WhereOpt, filtered
+                                 WhereOpt, WideOpt, app, check_chart, check_theme, filtered, guarded, load, rows_json)
 from traceviz.cli.conversations import recipe_options
+from traceviz.errors import InputError
 
 FigureOpt, FailOpt = recipe_options("iostat")
-from traceviz.errors import InputError
 
 _UNITS = {"us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "min": 60.0}
 

@@ -16,7 +16,7 @@ import hashlib
 import struct
 from dataclasses import dataclass, field
 
-from traceviz.decode.tls.names import is_grease
+from traceviz.decode.tls.names import GREASE, is_grease
 
 # RFC 8446 4.1.3: a ServerHello with this random is a HelloRetryRequest.
 HRR_RANDOM = hashlib.sha256(b"HelloRetryRequest").digest()
@@ -102,7 +102,7 @@ class ClientHello:
 
     @property
     def has_grease(self) -> bool:
-        return not all(_GREASE.isdisjoint(part) for part in (
+        return not all(GREASE.isdisjoint(part) for part in (
             self.ciphers, self.extensions, self.groups, self.supported_versions, self.key_share_groups,
             self.signature_algorithms))
 
@@ -136,9 +136,6 @@ class ServerHello:
     @property
     def version(self) -> int:
         return self.selected_version if self.selected_version is not None else self.legacy_version
-
-
-_GREASE = frozenset(0x0A0A + 0x1010 * i for i in range(16))      # RFC 8701: what is_grease accepts
 
 
 def parse_client_hello(body: bytes, sslv2: bool = False) -> ClientHello:

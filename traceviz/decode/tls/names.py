@@ -14,6 +14,9 @@ def is_grease(value: int) -> bool:
     return (value & 0x0F0F) == 0x0A0A and (value >> 8) == (value & 0xFF)
 
 
+GREASE = frozenset(0x0A0A + 0x1010 * i for i in range(16))   # every value is_grease accepts, for set tests
+
+
 def _name(table: dict[int, str], value: int | None, width: int = 4) -> str | None:
     if value is None:
         return None
