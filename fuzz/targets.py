@@ -403,12 +403,14 @@ def _json(data: bytes, hook=None):
 
 @target("har", seeds=S.json_files("har", 16384), kind="json")
 def har(data: bytes) -> None:
-    """HAR reader (bodies cut from the byte stream, then while parsing) and its request rows."""
-    from traceviz.assemble.browser import har_pages, har_request_rows
-    from traceviz.sources.har import drop_bodies, har_from_json
+    """HAR reader (bodies and lists cut from the byte stream, then while parsing) and its requests
+    table, events and connections."""
+    from traceviz.assemble.browser import har_pages, timeline_from_har
+    from traceviz.sources.har import CUTS, drop_bodies, har_from_json
     from traceviz.sources.jsonfile import Elider
     if Elider.available():
-        elider = Elider(b"text", shortest=64)
+        elider = Elider.of(CUTS)
+        elider.shortest = 64
         for i in range(0, len(data), 997):          # chunks cut anywhere, as a big file's are
             elider.feed(data[i:i + 997])
         data = bytes(elider.close())
@@ -417,7 +419,7 @@ def har(data: bytes) -> None:
         return
     log = _refused(har_from_json, "fuzz.har", parsed[0], parsed[1])
     if log is not None:
-        har_request_rows(log, [])
+        timeline_from_har(log)
         har_pages(log.pages)
 
 

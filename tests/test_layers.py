@@ -3,7 +3,7 @@ itself back through others, and importing a decoder stays light.
 
 The layers (docs/design.md), lowest first:
 
-    base      errors, _tuning, captures, units, limits   (anyone may import these)
+    base      errors, _tuning, _forks, captures, units, limits   (anyone may import these)
     sources   files -> raw records
     decode    sans-I/O protocol machines: typed events, no pandas at import, no model
     model     the Timeline and its schemas
@@ -29,7 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "traceviz"
 
 LAYERS = ["base", "sources", "decode", "model", "assemble", "charts", "recipes", "top"]
-BASE = {"traceviz.errors", "traceviz._tuning", "traceviz.captures", "traceviz.units", "traceviz.limits"}
+BASE = {"traceviz.errors", "traceviz._tuning", "traceviz._forks", "traceviz.captures", "traceviz.units",
+        "traceviz.limits"}
 
 
 def layer_of(module: str) -> str:

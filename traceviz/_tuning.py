@@ -179,12 +179,13 @@ def warm_heap(nbytes: int) -> None:
 PARALLEL_MIN_CONNECTIONS = 2000
 
 
-def workers(connections: int) -> int:
-    """How many processes should decode ``connections`` payload connections.
+def workers(connections: int, least: int = PARALLEL_MIN_CONNECTIONS) -> int:
+    """How many processes should share a job of ``connections`` pieces (payload connections).
 
     One where forking is unavailable or unsafe (not Linux; other threads
-    running, e.g. two loads in two threads), for small jobs, or when
-    ``TRACEVIZ_WORKERS`` says so; else one per usable core (at most 8).
+    running, e.g. two loads in two threads), for jobs of fewer than ``least``
+    pieces, or when ``TRACEVIZ_WORKERS`` says so; else one per usable core
+    (at most 8).
     """
     env = os.environ.get("TRACEVIZ_WORKERS", "").strip()
     if env:
@@ -198,7 +199,7 @@ def workers(connections: int) -> int:
         return 1
     if asked is not None:
         return asked
-    if connections < PARALLEL_MIN_CONNECTIONS:
+    if connections < least:
         return 1
     try:
         cores = len(os.sched_getaffinity(0))

@@ -69,7 +69,8 @@ def load(path: str | os.PathLike, keylog: str | os.PathLike | None = None,
             tl.source.detail["bundled_keylog"] = str(bundled)
         return _leave_out(tl, wanted)
     if kind == "json":
-        return _load_json(path)
+        with _tuning.loading(os.path.getsize(path)):
+            return _load_json(path)
     if kind in ("qlog", "folder"):
         from traceviz.assemble.qlog import load_qlog
         return load_qlog(path)

@@ -18,11 +18,7 @@ decoded again here.
 
 from __future__ import annotations
 
-import os
-import pickle
-import threading
-
-from traceviz import _tuning
+from traceviz import _forks, _tuning
 from traceviz.assemble.capture import Context, PayloadRows, payload_rows
 from traceviz.decode.streams import Plan, decode_planned
 
@@ -42,10 +38,10 @@ def decode_rows(plan: Plan, buf, ctx: Context, keylog=None, rsa_key=None,
         return work(shares[0]) if shares else (PayloadRows(), set())
     # Every share in a child, none here: the machines' objects then never exist in this process,
     # which would spend ~0.3 s freeing them (they hold reference cycles) and keep their memory.
-    children = [_fork(work, share) for share in shares]
+    children = [_forks.start(work, share) for share in shares]
     rows, decoded = PayloadRows(), set()
     for share, child in zip(shares, children):
-        got = _collect(*child) if child is not None else None
+        got = _forks.collect(*child) if child is not None else None
         if got is None or got[0] != "ok":
             if debug and got is not None:
                 raise RuntimeError(f"payload worker failed: {got[1]}")
@@ -71,46 +67,3 @@ def split(conns: list[int], cost: dict[int, int], n: int) -> list[list[int]]:
     if current:
         shares.append(current)
     return shares
-
-
-def _fork(work, share):
-    """Run ``work(share)`` in a forked child: (pid, read end of its pipe), or None if fork failed."""
-    try:
-        r, w = os.pipe()
-        pid = os.fork()
-    except OSError:
-        return None
-    if pid == 0:                                   # the child: compute, send, leave without cleanup
-        try:
-            os.close(r)
-            try:
-                data = pickle.dumps(("ok", work(share)), protocol=pickle.HIGHEST_PROTOCOL)
-            except BaseException as exc:           # noqa: BLE001 - reported to the parent, which redoes the share
-                data = pickle.dumps(("error", f"{type(exc).__name__}: {exc}"))
-            with os.fdopen(w, "wb") as f:
-                f.write(data)
-        finally:
-            os._exit(0)
-    os.close(w)
-    return pid, r
-
-
-def _collect(pid: int, r: int):
-    """What the child sent (("ok", result) or ("error", text)); None if it sent nothing readable."""
-    try:
-        with os.fdopen(r, "rb") as f:
-            data = f.read()
-    finally:
-        # Reaped aside: the child's exit unmaps a big address space, nothing here waits for it.
-        threading.Thread(target=_reap, args=(pid,), daemon=True).start()
-    try:
-        return pickle.loads(data)
-    except Exception:                              # noqa: BLE001 - a child killed mid-write
-        return None
-
-
-def _reap(pid: int) -> None:
-    try:
-        os.waitpid(pid, 0)
-    except ChildProcessError:
-        pass

@@ -10,7 +10,7 @@ from __future__ import annotations
 from traceviz.errors import InputError
 from traceviz.sources import jsonfile
 from traceviz.sources.cdp import CdpLog, cdp_from_json
-from traceviz.sources.har import HarLog, drop_bodies, har_from_json
+from traceviz.sources.har import CUTS, HarLog, drop_bodies, har_from_json
 from traceviz.sources.trace import TraceLog, trace_from_json
 
 
@@ -18,7 +18,7 @@ def read_export(path: str) -> HarLog | TraceLog | CdpLog:
     """A HAR, DevTools trace or DevTools protocol log; other JSON raises ``InputError`` naming it."""
     hint = jsonfile.sniff_json(path)
     har = hint == "har"      # a HAR's bodies are dropped as the file is read, and again as it is parsed
-    value, facts = jsonfile.parse(path, object_hook=drop_bodies if har else None, drop=b"text" if har else None)
+    value, facts = jsonfile.parse(path, object_hook=drop_bodies if har else None, drop=CUTS if har else None)
     kind = jsonfile.classify(value)
     if kind == "har":
         return har_from_json(path, value, facts)

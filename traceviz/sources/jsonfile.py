@@ -26,9 +26,11 @@ import os
 import math
 import re
 import zlib
+from dataclasses import dataclass
+from json.decoder import scanstring
 from typing import Any, Callable
 
-from traceviz import limits
+from traceviz import _forks, _tuning, limits
 from traceviz.errors import InputError
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -39,11 +41,11 @@ SNIFF_BYTES = 64 << 10
 _JSONP = re.compile(rb"\A\s*([A-Za-z_$][\w$.]*)\s*\(")
 
 
-def read_bytes(path: str, limit: int | None = None, drop: bytes | None = None) -> tuple[bytes | bytearray, bool]:
+def read_bytes(path: str, limit: int | None = None, drop: Cuts | None = None) -> tuple[bytes | bytearray, bool]:
     """The file's bytes, gunzipped when they start with gzip's magic; (data, was_gzip).
 
-    ``drop`` names a key whose long string values (bodies) are cut to ``""``
-    while the file is read, so they are never held (see ``Elider``).
+    ``drop`` says what is cut out while the file is read (long bodies, header
+    lists), so it is never held (see ``Elider``).
     """
     limit = limits.get("MAX_JSON_BYTES") if limit is None else limit
     if drop is not None and Elider.available():
@@ -65,9 +67,22 @@ def read_bytes(path: str, limit: int | None = None, drop: bytes | None = None) -
 _CHUNK = 1 << 20
 
 
-def _read_dropping(path: str, limit: int, key: bytes) -> tuple[bytearray, bool]:
+# A plain (not gzipped) file this big is cut in two at a key and each half read by its own
+# process: the cutting is pure Python, and a second core halves its time.
+SPLIT_BYTES = 64 << 20
+# A key that only ever occurs as a key, once per HAR entry: where the second half starts.
+_SPLIT_KEY = re.compile(rb'"startedDateTime"\s*:')
+
+
+def _read_dropping(path: str, limit: int, cuts: Cuts) -> tuple[bytearray, bool]:
     """``read_bytes`` a chunk at a time (inflating as it goes), bodies dropped on the way."""
-    elider = Elider(key)
+    try:
+        halves = _read_in_halves(path, limit, cuts)
+    except OSError as exc:
+        raise InputError(path, f"cannot read: {exc.strerror or exc}") from None
+    if halves is not None:
+        return halves, False
+    elider = Elider.of(cuts)
     total = 0
     try:
         with open(path, "rb") as f:
@@ -93,26 +108,110 @@ def _read_dropping(path: str, limit: int, key: bytes) -> tuple[bytearray, bool]:
     return elider.close(), gz
 
 
-class Elider:
-    """Cuts long string values of one key out of JSON text that arrives in chunks.
+def _read_in_halves(path: str, limit: int, cuts: Cuts) -> bytearray | None:
+    """A big plain file's text with the cuts made, the second half by a forked child;
+    None where one process should read it all (small, gzipped, too big, no second core,
+    no key to cut at).
 
-    ``"text": "<a megabyte of body>"`` becomes ``"text": ""`` as the bytes go
-    by, so a HAR's bodies (most of a big HAR) are never held, as bytes or as
-    text.  A key is only matched where JSON allows one (an unescaped quote
-    cannot occur inside a string), strings are skipped whole with possessive
-    patterns (no backtracking, linear time), and a value shorter than
-    ``shortest`` is kept as it was.  Hand-written: no JSON library filters a
-    stream like this without parsing it into objects.
+    The halves meet at a key (``_SPLIT_KEY``): outside every string and between
+    the values the cuts concern, so each half is cut as one pass would cut it.
+    Why a key is safe: a quote inside a JSON string is escaped, and a string
+    followed by a colon is a key."""
+    try:
+        size = os.path.getsize(path)
+        if size < SPLIT_BYTES or size > limit or _tuning.workers(2, least=2) < 2:
+            return None
+        with open(path, "rb") as f:
+            if f.read(2) == GZIP_MAGIC:
+                return None
+            f.seek(size // 2)
+            window = f.read(8 << 20)
+    except OSError:
+        return None
+    m = _SPLIT_KEY.search(window)
+    if m is None:
+        return None
+    middle = size // 2 + m.start()
+    child = _forks.start(lambda span: _cut_span(path, cuts, *span), (middle, size))
+    if child is None:
+        return None
+    first = _cut_span(path, cuts, 0, middle)
+    got = _forks.collect(*child)
+    first += got[1] if got is not None and got[0] == "ok" else _cut_span(path, cuts, middle, size)
+    return first
+
+
+def _cut_span(path: str, cuts: Cuts, start: int, end: int) -> bytearray:
+    """Bytes ``start`` to ``end`` of a plain file, with the cuts made."""
+    elider = Elider.of(cuts)
+    with open(path, "rb") as f:
+        f.seek(start)
+        left = end - start
+        while left > 0:
+            piece = f.read(min(_CHUNK, left))
+            if not piece:
+                break
+            left -= len(piece)
+            elider.feed(piece)
+    return elider.close()
+
+
+@dataclass(frozen=True)
+class Cuts:
+    """What ``read_bytes`` cuts out of JSON text as it reads it (see ``Elider``).
+
+    Fields:
+      string: the key whose long string values (bodies) become ``""``
+      arrays: keys whose flat array values are cut, each with the markers
+        (lower-case bytes) that keep an element of it (``Elider._marked``)
     """
 
-    def __init__(self, key: bytes, shortest: int = 256):
-        self.key = re.compile(rb'"' + re.escape(key) + rb'"\s*:\s*"')
+    string: bytes
+    arrays: tuple[tuple[bytes, tuple[bytes, ...]], ...] = ()
+
+
+class Elider:
+    """Cuts long string values of one key, and flat arrays of others, out of JSON text
+    that arrives in chunks.
+
+    ``"text": "<a megabyte of body>"`` becomes ``"text": ""`` and
+    ``"cookies": [{...}, ...]`` becomes ``"cookies": []`` as the bytes go by,
+    so a HAR's bodies and header lists (most of a big HAR) are never held,
+    nor parsed into objects nobody reads.  A key is only matched where JSON
+    allows one (an unescaped quote cannot occur inside a string).  An array
+    is cut only when it holds no array itself, and keeps the elements that
+    mention one of its markers (``"host"``); a value shorter than
+    ``shortest`` is kept.
+
+    Hand-written: no JSON library filters a stream like this without parsing
+    it into objects.  Closing quotes are found by ``bytes.find``
+    (memchr speed: a body without quotes is skipped in a fraction of a
+    microsecond); a body dense with escaped quotes goes to possessive
+    patterns after a few hops (no backtracking, linear time).  The keys are
+    looked for by one pattern, and only between the values skipped.
+    """
+
+    HOPS = 8                      # escaped quotes stepped over by ``find`` before the pattern takes over
+    LONGEST_ARRAY = 1 << 16       # an array still open this long at a chunk's end is left as it is
+
+    def __init__(self, key: bytes, shortest: int = 256, arrays: dict[bytes, tuple[bytes, ...]] | None = None):
+        arrays = {k: tuple(v) for k, v in (arrays or {}).items()}
+        # each key -> None (a string key) or the markers that keep its array whole
+        self.markers: dict[bytes, tuple[bytes, ...] | None] = {key: None, **arrays}
+        names = b"|".join(re.escape(k) for k in self.markers)
+        self.key = re.compile(rb'"(' + names + rb')"\s*:\s*([\["])')
         self.body = re.compile(rb'(?:[^"\\]++|\\.)*+', re.S)     # a string's content, up to its end or the buffer's
+        self.flat = re.compile(rb'(?:[^\[\]"]++|"(?:[^"\\]++|\\.)*+")*+', re.S)   # array content without arrays
         self.shortest = shortest
         self.out = bytearray()         # grown in place: never a list of pieces and their join
         self.carry = b""
         self.skipping = False          # inside a long value being dropped
         self.escaped = False           # ... whose last chunk ended in a lone backslash
+        self.latin: tuple[bytes, str] | None = None      # the buffer, and its latin-1 text once needed
+
+    @classmethod
+    def of(cls, cuts: Cuts) -> "Elider":
+        return cls(cuts.string, arrays=dict(cuts.arrays))
 
     @staticmethod
     def available() -> bool:
@@ -124,46 +223,148 @@ class Elider:
 
     def feed(self, chunk: bytes) -> None:
         if self.skipping:
-            start = 1 if self.escaped and chunk else 0
-            self.escaped = False
-            end = self.body.match(chunk, start).end()
-            if end == len(chunk) or (end == len(chunk) - 1 and chunk[end] == 0x5C):
-                self.escaped = end == len(chunk) - 1
+            end, self.escaped = self._string_end(chunk, 1 if self.escaped and chunk else 0)
+            if end == len(chunk):
                 return                                   # all of it inside the dropped value
             self.skipping = False
             self.out += b'"'
             chunk = chunk[end + 1:]
         buf = self.carry + chunk if self.carry else chunk
         self.carry = b""
-        pos = 0
+        n = len(buf)
+        pos = at = 0                                     # emitted up to; searched from
         while True:
-            m = self.key.search(buf, pos)
+            m = self.key.search(buf, at)
             if m is None:
-                keep = max(pos, len(buf) - 256)          # a key may be cut at the chunk's end
+                keep = max(pos, n - 256)                 # a key may be cut at the chunk's end
                 self.out += buf[pos:keep]
                 self.carry = buf[keep:]
                 return
-            end = self.body.match(buf, m.end()).end()
-            if end < len(buf) and buf[end] == 0x22:      # the value closes in this buffer
-                long = end - m.end() >= self.shortest
-                self.out += buf[pos:m.end()] if long else buf[pos:end]
-                pos = end
-                continue
-            if len(buf) - m.end() >= self.shortest:     # long and still open: drop as it comes
-                self.out += buf[pos:m.end()]
-                self.skipping = True
-                self.escaped = end == len(buf) - 1 and buf[end] == 0x5C
-                return
-            self.out += buf[pos:m.start()]          # short so far: wait for more
-            self.carry = buf[m.start():]
-            return
+            markers, value = self.markers[m.group(1)], m.end()
+            if markers is None and m.group(2) == b'"':
+                end, escaped = self._string_end(buf, value)
+                if end < n:                              # the value closes in this buffer
+                    if end - value >= self.shortest:
+                        self.out += buf[pos:value]
+                        pos = end
+                    at = end + 1
+                elif n - value >= self.shortest:         # long and still open: drop as it comes
+                    self.out += buf[pos:value]
+                    self.skipping, self.escaped = True, escaped
+                    return
+                else:                                    # short so far: wait for more
+                    self.out += buf[pos:m.start()]
+                    self.carry = buf[m.start():]
+                    return
+            elif markers is not None and m.group(2) == b"[":
+                close = self._flat_array_end(buf, value)
+                if close >= 0:
+                    kept = self._marked(markers, buf[value:close]) if markers else b""
+                    if kept is not None:                 # None: kept as it is
+                        self.out += buf[pos:value]
+                        self.out += kept
+                        pos = close
+                    at = close + 1
+                elif close == -1 and n - m.start() < self.LONGEST_ARRAY:
+                    self.out += buf[pos:m.start()]       # still open: wait for more
+                    self.carry = buf[m.start():]
+                    return
+                else:
+                    at = value                           # holds arrays, or too long to wait for: kept
+            else:
+                at = value
+
+    def _string_end(self, buf: bytes, i: int) -> tuple[int, bool]:
+        """(index of the quote closing the string whose content starts at ``i``, or
+        ``len(buf)`` when it is still open; whether ``buf`` then ends in a lone backslash)."""
+        n = len(buf)
+        for _ in range(self.HOPS):
+            j = buf.find(b'"', i)
+            if j < 0:
+                return n, _odd_backslashes(buf, i, n)
+            if (j - _backslash_run_start(buf, i, j)) % 2 == 0:
+                return j, False
+            i = j + 1
+        # Dense with escaped quotes (scripts, styles, JSON): the json module's own string
+        # scanner, in C, over a latin-1 view of the bytes (one character per byte).
+        if self.latin is None or self.latin[0] is not buf:
+            self.latin = (buf, buf.decode("latin-1"))
+        try:
+            return scanstring(self.latin[1], i, False)[1] - 1, False
+        except ValueError as exc:
+            if str(exc).startswith("Unterminated string"):
+                return n, _odd_backslashes(buf, i, n)
+        end = self.body.match(buf, i).end()             # not JSON's escapes: the pattern, byte by byte
+        if end == n:
+            return n, False
+        if buf[end] == 0x22:
+            return end, False
+        return n, True                                   # stopped at a lone backslash, the buffer's last byte
+
+    def _flat_array_end(self, buf: bytes, i: int) -> int:
+        """Where the array whose content starts at ``i`` closes; -1 when the buffer ends
+        first, -2 when it holds an array."""
+        close = buf.find(b"]", i)
+        if close >= 0 and buf.find(b"[", i, close) < 0:
+            quotes = buf.count(b'"', i, close)
+            plain = buf.find(b"\\", i, close) < 0
+            if not plain and buf.find(b"\\\\", i, close) < 0:
+                quotes -= buf.count(b'\\"', i, close)    # no escaped backslash: each \" is an escaped quote
+                plain = True
+            if plain and quotes % 2 == 0:
+                return close                             # the quotes pair up: the bracket is outside strings
+        end = self.flat.match(buf, i).end()
+        if end == len(buf) or buf[end] == 0x22:          # a string still open at the buffer's end
+            return -1
+        return end if buf[end] == 0x5D else -2
+
+    @staticmethod
+    def _marked(markers: tuple[bytes, ...], span: bytes) -> bytes | None:
+        """The elements of an array's content ``span`` that mention a marker (case aside),
+        joined; None when one of them is not a plain object (braces or escapes in its
+        strings), and the array is then kept whole.
+
+        An element is found from its marker by the nearest braces; an even count of
+        quotes between them proves both are outside strings."""
+        low = span.lower()
+        hits = []
+        for mark in markers:
+            i = low.find(mark)
+            while i >= 0:
+                hits.append(i)
+                i = low.find(mark, i + 1)
+        found: list[tuple[int, int]] = []
+        for i in sorted(hits):
+            o, c = span.rfind(b"{", 0, i), span.find(b"}", i)
+            if o < 0 or c < 0:
+                return None
+            obj = span[o:c + 1]
+            if b"\\" in obj or obj.count(b"{") != 1 or obj.count(b"}") != 1 or obj.count(b'"') % 2:
+                return None
+            if (o, c) not in found:
+                found.append((o, c))
+        return b",".join(span[o:c + 1] for o, c in found)
 
     def close(self) -> bytes:
+        self.latin = None
         if self.skipping:
             self.out += b'"'                        # the file ended inside a body: still JSON's to judge
         self.out += self.carry
         data, self.out = self.out, bytearray()
         return data
+
+
+def _backslash_run_start(buf: bytes, lo: int, j: int) -> int:
+    """Where the run of backslashes just before ``j`` starts (not before ``lo``)."""
+    k = j
+    while k > lo and buf[k - 1] == 0x5C:
+        k -= 1
+    return k
+
+
+def _odd_backslashes(buf: bytes, lo: int, n: int) -> bool:
+    """Whether ``buf[lo:n]`` ends in a backslash that escapes what comes next."""
+    return (n - _backslash_run_start(buf, lo, n)) % 2 == 1
 
 
 def _gunzip(path: str, raw: bytes, limit: int) -> bytes:
@@ -223,12 +424,12 @@ def unwrap_jsonp(text: str) -> tuple[str, str | None]:
 
 
 def parse(path: str, object_hook: Callable[[dict], Any] | None = None,
-          drop: bytes | None = None) -> tuple[Any, dict]:
+          drop: Cuts | None = None) -> tuple[Any, dict]:
     """Parse a JSON-ish browser export; returns (value, facts about the wrapping).
 
     ``object_hook``: the stdlib parser's, called on every object (orjson is
-    used only without one).  ``drop``: a key whose long values are cut while
-    reading (``read_bytes``).
+    used only without one).  ``drop``: what is cut out of the text while it
+    is read (``read_bytes``).
     """
     data, gz = read_bytes(path, drop=drop)
     return parse_bytes(path, data, gz, object_hook)
@@ -329,12 +530,26 @@ def number(v: Any) -> float:
     HAR and Chrome both write -1 for a time or size that does not apply;
     some exporters write numbers as strings.
     """
+    kind = type(v)                 # the common cases first: a big export has millions of numbers
+    if kind is float:
+        return v if 0 <= v < _INF else math.nan
+    if kind is int and 0 <= v < _SMALL:
+        return float(v)
     v = signed(v)
     return v if v >= 0 else math.nan
 
 
+_INF = math.inf
+_SMALL = 1 << 53                   # an int below this is exactly a float
+
+
 def signed(v: Any) -> float:
     """A number from a JSON field (or written as a string), negative ones too; NaN for junk."""
+    kind = type(v)
+    if kind is float:
+        return v if -_INF < v < _INF else math.nan
+    if kind is int and -_SMALL < v < _SMALL:
+        return float(v)
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         if isinstance(v, str):
             try:
