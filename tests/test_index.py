@@ -301,6 +301,28 @@ def test_tcp_options_odd_orders_and_damage(tmp_path):
         assert_agrees_with_tshark(ix, path)
 
 
+def test_tcp_options_past_the_copied_heads(tmp_path):
+    """Options are read from each frame's first ``HEAD_BYTES`` the reader copied; behind a VLAN
+    tag and an IPv6 header, 40 bytes of options run past them and are read from the file."""
+    from traceviz.sources.gather import HEAD_BYTES
+    opts = [("SAck", (1, 2, 3, 4, 5, 6)), ("Timestamp", (70000, 80000)), ("MSS", 1220)]   # 26 + 10 + 4 bytes
+    v6 = IPv6(src="2001:db8::1", dst="2001:db8::2")
+    frames = [Ether(**MACS) / Dot1Q(vlan=7) / v6 / TCP(sport=1, dport=2, flags="A", options=opts),
+              Ether(**MACS) / IP(src="10.1.1.1", dst="10.1.1.2") / TCP(sport=1, dport=2, flags="A", options=opts),
+              Ether(**MACS) / Dot1Q(vlan=7) / v6 / TCP(sport=1, dport=2, flags="S", options=[
+                  ("NOP", None)] * 30 + [("WScale", 5), ("SAckOK", b""), ("MSS", 1400)])]
+    raw = [bytes(f) for f in frames]
+    assert 14 + 4 + 40 + 60 > HEAD_BYTES                 # the first frame's options end past the heads
+    path = write_pcap(tmp_path / "long-options.pcap", raw, 1)
+    ix = index_frames(read_capture(path))
+    assert list(ix.tcp_hlen) == [60, 60, 60]
+    assert (ix.tsval[0], ix.tsecr[0], ix.mss[0]) == (70000, 80000, 1220)
+    assert (ix.tsval[1], ix.tsecr[1], ix.mss[1]) == (70000, 80000, 1220)
+    assert (ix.wscale[2], bool(ix.sack_perm[2]), ix.mss[2]) == (5, True, 1400)
+    if TSHARK:
+        assert_agrees_with_tshark(ix, path)
+
+
 def test_snaplen_tso_and_malformed(tmp_path):
     ip = dict(src="10.9.9.1", dst="10.9.9.2")
     full = Ether(**MACS) / IP(**ip) / TCP(sport=1, dport=2, flags="PA") / Raw(b"p" * 1000)

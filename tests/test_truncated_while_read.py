@@ -91,13 +91,14 @@ def test_a_file_open_for_writing_is_read_not_mapped(tmp_path):
     assert h.hexdigest() == expected
 
 
-RELEASER = r"""
+# What both release scripts below start with: the capture read (mapped), its bytes' digest.
+RELEASING = r"""
 import hashlib, sys
 from traceviz.sources.mapping import release_pages
 from traceviz.sources.reader import read_capture
 
-def file_pages_mb():
-    return int(next(l for l in open("/proc/self/status") if l.startswith("RssFile")).split()[1]) // 1024
+def file_pages_kb():
+    return int(next(l for l in open("/proc/self/status") if l.startswith("RssFile")).split()[1])
 
 def digest(cap):
     h = hashlib.sha256()
@@ -107,14 +108,16 @@ def digest(cap):
 
 cap = read_capture(sys.argv[1])
 first = digest(cap)
-held = file_pages_mb()
+"""
+
+RELEASER = RELEASING + r"""
+held = file_pages_kb() // 1024
 release_pages(cap.buf)
-print(type(cap.buf).__name__, first, held, file_pages_mb(), flush=True)
+print(type(cap.buf).__name__, first, held, file_pages_kb() // 1024, flush=True)
 sys.stdin.readline()                      # the parent truncates the file meanwhile
 release_pages(cap.buf)                    # the map is a private copy now: its pages must stay
 print(digest(cap), flush=True)
 """
-
 
 def test_released_pages_read_back_the_same_also_after_a_truncation(tmp_path):
     """The loader hands the file's pages back between tiers: reading them again faults them in
@@ -127,3 +130,66 @@ def test_released_pages_read_back_the_same_also_after_a_truncation(tmp_path):
         assert int(held) - int(after) >= MMAP_FROM // 2**20 - 2     # the walked file left resident memory
         os.truncate(path, 0)
         assert _rest(child) == expected
+
+
+RANGED = RELEASING + r"""
+start, length = len(cap.buf) // 4 + 123, len(cap.buf) // 2      # not on page boundaries
+held = file_pages_kb()
+release_pages(cap.buf, start, length)
+after = file_pages_kb()
+print(type(cap.buf).__name__, first, held - after, length // 1024, digest(cap), flush=True)
+sys.stdin.readline()                      # the parent truncates the file meanwhile
+release_pages(cap.buf, start, length)     # the map is a private copy now: its pages must stay
+print(digest(cap), flush=True)
+"""
+
+def test_a_released_range_reads_back_the_same_also_after_a_truncation(tmp_path):
+    """A walk hands back one window of the file at a time: just that range's pages leave, the
+    frames read the same; once a truncation made the map a private copy, a range stays."""
+    path = tmp_path / "big.pcap"
+    expected = _big_pcap(path)
+    with _reader(RANGED, path) as child:
+        kind, first, dropped, length, again = child.stdout.readline().split()
+        assert kind == "mmap" and first == expected and again == expected
+        # The whole pages of the range, give or take the two it only partly covers.
+        assert abs(int(dropped) - int(length)) <= 2 * 4096 // 1024 + 64
+        os.truncate(path, 0)
+        assert _rest(child) == expected
+
+
+def test_a_lease_broken_in_the_middle_of_a_release_waits_for_it(tmp_path, monkeypatch):
+    """The lease may break between ``release_pages``' check that the map is the file's and its
+    advice: when another thread took SIGIO, Python runs the handler there.  Privatising first
+    and advising after would throw away the only copy of the bytes (they would read as zeros)."""
+    import signal
+
+    from traceviz.sources import mapping
+    from traceviz.sources.reader import read_capture
+
+    class BreaksMidway:
+        """The module's lock, with the lease breaking right after the check lets go of it."""
+
+        def __init__(self, lock):
+            self.lock, self.fired = lock, False
+
+        def __enter__(self):
+            return self.lock.__enter__()
+
+        def __exit__(self, *exc):
+            self.lock.__exit__(*exc)
+            if not self.fired:
+                self.fired = True
+                mapping._lease_broken(signal.SIGIO, None)
+
+    path = tmp_path / "big.pcap"
+    expected = _big_pcap(path)
+    cap = read_capture(path)
+    assert type(cap.buf).__name__ == "mmap"
+    breaks = BreaksMidway(mapping._lock)
+    monkeypatch.setattr(mapping, "_lock", breaks)
+    mapping.release_pages(cap.buf)
+    assert breaks.fired and id(cap.buf) not in mapping._live      # privatised, the lease let go
+    h = hashlib.sha256()
+    for i in range(1, len(cap) + 1):
+        h.update(cap.frame_bytes(i))
+    assert h.hexdigest() == expected

@@ -217,9 +217,10 @@ def _load_capture(path: str, keylog, rsa_key, progress: Progress, wanted: frozen
     path = cap.path
     if len(cap) == 0:  # DESIGN.md: nothing to analyse is bad input (exit 2), not an empty report
         raise InputError(path, "the capture holds no packets")
+    release_pages(cap.buf)      # the reader walked every page; the index tier reads the heads it copied
     progress("indexing")
     idx = index_frames(cap)
-    release_pages(cap.buf)      # walked: only the payload tier reads the file again, a few pages of it
+    release_pages(cap.buf)      # what it read of the file (options past the heads, a pcapng's heads)
     progress("tcp")
     measure_tcp = measure_tcp and "packets" in wanted
     transport = analyze(idx, measure=measure_tcp)
@@ -237,7 +238,7 @@ def _load_capture(path: str, keylog, rsa_key, progress: Progress, wanted: frozen
     # QUIC first: it may turn a UDP flow around (the capture missed the client's first datagram),
     # and the tables below take each flow's client from the transport.
     quic = _quic(transport, cap.buf, log, debug, info) if wanted & _QUIC_TABLES else None
-    release_pages(cap.buf)      # a datagram here and there touches most pages of the file
+    release_pages(cap.buf)      # its flows' datagrams (the first bytes of all were read a window at a time)
     tables = (transport_tables.packets(transport) if "packets" in built else empty_table("packets"),
               transport_tables.connections(transport),
               transport_tables.events(transport) if "events" in built else empty_table("events"))
@@ -251,12 +252,14 @@ def _load_capture(path: str, keylog, rsa_key, progress: Progress, wanted: frozen
             return finish(info, tables, PayloadRows(), np.zeros(0, dtype=np.int64), log, key, cap.secrets,
                           skip=skip, quic_payload=quic, dns_messages=dns)
         plan = plan_streams(transport, cap.buf, tls="tls" in decode, http="http" in decode)
-        release_pages(cap.buf)  # so do the first bytes of each connection; the children fault in their own
+        release_pages(cap.buf)  # what the windows of its walk left; the children fault in their own
         info.warnings.extend(over_limits(path, plan.skipped))
         ctx = context(tables, path, log, events="events" in built)
         rows, decoded = decode_rows(plan, cap.buf, ctx, log, key, debug=debug)
         release_pages(cap.buf)  # what a share decoded here (one process) touched
-        return finish(info, tables, rows, plan.opaque(decoded), log, key, cap.secrets, skip=skip, quic_payload=quic,
+        opaque = plan.opaque(decoded)
+        del plan, ctx           # room for the tables finish builds (the plan's columns: ~70 MB on 1M packets)
+        return finish(info, tables, rows, opaque, log, key, cap.secrets, skip=skip, quic_payload=quic,
                       dns_messages=dns)
     except Exception as exc:  # a decoder bug must not cost the user the TCP-level analysis
         if debug or isinstance(exc, InputError):

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from traceviz.sources.gather import pieces
+
 UDP = 17
 PORTS = (53, 5353)
 HEADER = 12
@@ -203,15 +205,15 @@ def decode_dns(t, buf) -> DNSCapture:
     idx = t.idx
     offs = np.asarray(idx.payload_off)[rows].astype(np.int64)
     caps = np.asarray(idx.payload_cap)[rows].astype(np.int64)
-    whole = np.frombuffer(buf, dtype=np.uint8)
-    ok = (caps >= 2) & (offs + 1 < len(whole))
     ids = np.zeros(len(rows), dtype=np.int64)
-    ids[ok] = whole[offs[ok]].astype(np.int64) << 8 | whole[offs[ok] + 1]
     known: dict[bytes, int] = {}
     bodies: list = []
     body = np.empty(len(rows), dtype=np.int64)
-    for i, (o, n) in enumerate(zip(offs.tolist(), caps.tolist())):
-        rest = bytes(buf[o + 2:o + n]) if n >= 2 else b""
+    # Datagrams all over the file: read a window of it at a time (``gather.pieces``).
+    for i, message in enumerate(pieces(buf, offs, np.maximum(caps, 0))):
+        if len(message) >= 2:
+            ids[i] = message[0] << 8 | message[1]
+        rest = message[2:]
         k = known.get(rest)
         if k is None:
             k = known[rest] = len(bodies)

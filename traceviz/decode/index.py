@@ -22,7 +22,7 @@ from traceviz.decode.numeric import factorize
 from traceviz.decode import ip as ipmod
 from traceviz.decode.link import ETH_IPV4, ETH_IPV6, KNOWN, link_name, locate_l3
 from traceviz.sources.capture import Capture
-from traceviz.sources.gather import HEAD_BYTES, Gather, Heads, by_offset
+from traceviz.sources.gather import HEAD_BYTES, Gather, Heads, by_offset, peek
 
 TCP, UDP, ICMP, ICMPV6 = 6, 17, 1, 58
 FIN, SYN, RST, PSH, ACK, URG, ECE, CWR, NS = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80, 0x100
@@ -393,35 +393,62 @@ def _tcp_options(h: Heads, cols: _Columns, caplen: np.ndarray) -> None:
 
 
 def _walk_options(h: Heads, cols: _Columns, rows: np.ndarray, caplen: np.ndarray) -> None:
-    g = h.g
-    base = h.start[rows]
-    pos = base + cols.l4_off[rows] + 20
-    stop = base + np.minimum(cols.l4_off[rows] + cols.tcp_hlen[rows], caplen[rows])
+    at = np.arange(len(rows))                   # each frame's row of ``opts``
+    l4 = cols.l4_off[rows]
+    opts = _option_bytes(h, rows, l4, cols.tcp_hlen[rows].astype(np.int64))
+    pos = np.zeros(len(rows), np.int64)         # from the first option byte
+    stop = np.minimum(cols.tcp_hlen[rows].astype(np.int64), caplen[rows] - l4) - 20
     for _ in range(MAX_TCP_OPTIONS):
         live = pos < stop
         if not live.all():
-            rows, pos, stop = rows[live], pos[live], stop[live]
+            rows, at, pos, stop = rows[live], at[live], pos[live], stop[live]
         if not len(rows):
             break
-        kind = g.u8(pos)
+        kind = opts[at, pos]
         nop = kind == 1
-        size = np.where(nop, 1, g.u8(pos + 1).astype(np.int64))
+        size = np.where(nop, 1, opts[at, pos + 1].astype(np.int64))
         ok = (kind != 0) & (nop | ((pos + 2 <= stop) & (size >= 2) & (pos + size <= stop)))
-        _option(g, cols, rows, pos, kind, size, ok)
-        rows, pos, stop = rows[ok], pos[ok] + size[ok], stop[ok]
+        _option(opts, cols, rows, at, pos, kind, size, ok)
+        rows, at, pos, stop = rows[ok], at[ok], pos[ok] + size[ok], stop[ok]
 
 
-def _option(g: Gather, cols: _Columns, rows, pos, kind, size, ok) -> None:
+def _option_bytes(h: Heads, rows: np.ndarray, l4: np.ndarray, hlen: np.ndarray) -> np.ndarray:
+    """Each frame's TCP option bytes: a row of ``MAX_TCP_OPTIONS`` per frame, and one byte more
+    (read as the length of an option that starts on the last byte, never used).  From the
+    heads the reader copied where the options lie within them -- nearly always -- so the walk
+    does not touch the file's pages; the rest from the file, a window of it at a time."""
+    opts = np.zeros((len(rows), MAX_TCP_OPTIONS + 1), np.uint8)
+    at = np.arange(len(rows))
+    for group, rel in by_offset(at, l4):
+        first = rel + 20
+        inside = min(max(h.width - first, 0), MAX_TCP_OPTIONS)
+        if inside:
+            opts[group, :inside] = h.raw(rows[group], first, inside)
+        beyond = group[hlen[group] - 20 > inside]
+        if len(beyond):
+            opts[beyond, :MAX_TCP_OPTIONS] = peek(h.g.buf, h.start[rows[beyond]] + first, MAX_TCP_OPTIONS)
+    return opts
+
+
+def _option(opts: np.ndarray, cols: _Columns, rows, at, pos, kind, size, ok) -> None:
     m = ok & (kind == 2) & (size == 4)
     if m.any():
-        cols.mss[rows[m]] = g.u16(pos[m] + 2)
+        cols.mss[rows[m]] = _number(opts, at[m], pos[m] + 2, 2)
     m = ok & (kind == 3) & (size == 3)
     if m.any():
-        cols.wscale[rows[m]] = g.u8(pos[m] + 2)
+        cols.wscale[rows[m]] = opts[at[m], pos[m] + 2]
     m = ok & (kind == 4) & (size == 2)
     if m.any():
         cols.sack_perm[rows[m]] = True
     m = ok & (kind == 8) & (size == 10)
     if m.any():
-        cols.tsval[rows[m]] = g.u32(pos[m] + 2)
-        cols.tsecr[rows[m]] = g.u32(pos[m] + 6)
+        cols.tsval[rows[m]] = _number(opts, at[m], pos[m] + 2, 4)
+        cols.tsecr[rows[m]] = _number(opts, at[m], pos[m] + 6, 4)
+
+
+def _number(opts: np.ndarray, at: np.ndarray, pos: np.ndarray, width: int) -> np.ndarray:
+    """The big-endian unsigned integers of ``width`` bytes at ``pos`` in rows ``at`` of ``opts``."""
+    out = np.zeros(len(at), np.int64)
+    for k in range(width):
+        out = out << 8 | opts[at, pos + k]
+    return out

@@ -20,9 +20,17 @@ import numpy as np
 from traceviz import limits
 from traceviz.decode import preamble, sniff
 from traceviz.decode.tcp.reassembly import ByteStream, reassemble_columns
+# A peek at every segment touches the whole file, and so do a few thousand connections' heads:
+# these read it a window at a time / hand the pages back (memory advice, not I/O: the bytes are
+# in ``buf`` already, and a page handed back is read again from the page cache).
+from traceviz.sources.gather import peek, pieces
+from traceviz.sources.mapping import release_pages
 
 C2S, S2C = "c2s", "s2c"
 ALL = 1 << 62          # skippable: every byte from here on
+# Connections decoded between two hand-backs of the pages they read (a few hundred of them
+# touch tens of MB of a big file: the kernel maps 64 kB around each page a read faults in).
+RELEASE_EVERY = 500
 
 
 @dataclass
@@ -141,7 +149,9 @@ def decode_planned(plan: Plan, buf, conns, keylog=None, rsa_key=None, debug: boo
     streams = reassemble_columns(*(cols[k] for k in ("conn", "c2s", "flags", "seq", "len", "frame", "ts",
                                                      "payload_off", "payload_cap")), buf, wanted=conns)
     results = {}
-    for conn in sorted(conns):
+    for i, conn in enumerate(sorted(conns)):
+        if i and not i % RELEASE_EVERY:
+            release_pages(buf)      # the pages the last connections read: a forked worker's own
         s = streams.streams(conn)
         kind = plan.kinds[conn]
         if conn in plan.pending and sniff.stream_kind(_head(s[C2S], sniff.REQUEST_LINE_MAX), b"") is None:
@@ -196,7 +206,8 @@ def _first_bytes(cols: dict, buf) -> tuple[dict[tuple[int, str], bytes], np.ndar
     rules out the rest in two passes (any segment with such a byte, then the
     first segment of each direction), so tens of thousands of opaque
     connections cost a gather, not a Python loop; the survivors take the
-    exact path.
+    exact path.  The file is read twice, a window of it at a time: every
+    segment's first byte, then the survivors' first bytes.
     """
     none = np.zeros(0, dtype=np.int64)
     keep = (cols["len"] > 0) & (cols["payload_cap"] > 0)
@@ -205,21 +216,20 @@ def _first_bytes(cols: dict, buf) -> tuple[dict[tuple[int, str], bytes], np.ndar
         return {}, none
     c = cols["conn"][sel]
     carrying = np.flatnonzero(np.bincount(c))
-    offs = cols["payload_off"][sel]
-    whole = np.frombuffer(buf, dtype=np.uint8)
     # Cheap first: a connection none of whose segments starts with a plausible byte is out.
-    maybe = np.flatnonzero(np.bincount(c[sniff.could_start(_byte_at(whole, offs))]))
+    plausible = sniff.could_start(peek(buf, cols["payload_off"][sel])[:, 0])
+    maybe = np.flatnonzero(np.bincount(c[plausible]))
     if not len(maybe):
         return {}, carrying
     sub = np.isin(c, maybe)
-    sel, c = sel[sub], c[sub]
+    sel, c, plausible = sel[sub], c[sub], plausible[sub]
     d = ~cols["c2s"][sel]                       # False (c2s) sorts first
-    # Then exactly: the first byte of each direction's lowest-sequence segment.
+    # Then exactly: the first byte of each direction's lowest-sequence segment (read above).
     seq, frame = cols["seq"][sel], cols["frame"][sel]
     order = np.lexsort((frame, seq, d, c))
     cs, ds = c[order], d[order]
     heads = np.flatnonzero(np.r_[True, (cs[1:] != cs[:-1]) | (ds[1:] != ds[:-1])])
-    candidates = np.unique(cs[heads][sniff.could_start(_byte_at(whole, cols["payload_off"][sel[order[heads]]]))])
+    candidates = np.unique(cs[heads][plausible[order[heads]]])
     if not len(candidates):
         return {}, carrying
     order = order[np.isin(cs, candidates)]
@@ -232,21 +242,13 @@ def _first_bytes(cols: dict, buf) -> tuple[dict[tuple[int, str], bytes], np.ndar
     order, cs, ds = order[pos < 3], cs[pos < 3], ds[pos < 3]
     out: dict[tuple[int, str], bytes] = {}
     rows = sel[order]
-    for cn, s2c, off, cap in zip(cs.tolist(), ds.tolist(), cols["payload_off"][rows].tolist(),
-                                 cols["payload_cap"][rows].tolist()):
+    starts = pieces(buf, cols["payload_off"][rows], np.minimum(cols["payload_cap"][rows], sniff.SNIFF_BYTES))
+    for cn, s2c, head in zip(cs.tolist(), ds.tolist(), starts):
         key = (cn, S2C if s2c else C2S)
         have = out.get(key, b"")
         if len(have) < sniff.SNIFF_BYTES:
-            out[key] = have + bytes(buf[off:off + min(cap, sniff.SNIFF_BYTES)])
+            out[key] = have + head
     return out, carrying
-
-
-def _byte_at(whole: np.ndarray, offs: np.ndarray) -> np.ndarray:
-    """The bytes at ``offs`` (0 where an offset falls outside the buffer)."""
-    ok = (offs >= 0) & (offs < len(whole))
-    out = np.zeros(len(offs), dtype=np.uint8)
-    out[ok] = whole[offs[ok]]
-    return out
 
 
 def _run_tls(conn: int, streams: dict[str, ByteStream], keylog, rsa_key, debug: bool,

@@ -14,6 +14,13 @@ Hand-written for speed.  Two tools:
 
 Bytes past the end of the buffer read as zero.  A caller reading a field must
 itself check that the field lies inside its frame.
+
+A read at offsets all over a mapped file touches nearly every page of it, even
+at one byte a segment (the kernel maps 16 pages around each page it faults
+in): ``windows`` cuts such a read into windows of the file, in file order, and
+hands each window's pages back (``mapping.release_pages``) once it is read, so
+the file's pages never pile up in resident memory.  ``peek`` and ``pieces``
+read that way.
 """
 
 from __future__ import annotations
@@ -21,15 +28,21 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from traceviz.sources.mapping import mappable, release_pages
+
 
 # Bytes of each frame ``Heads`` keeps: Ethernet + VLAN + IPv6 + TCP with options fit in most frames.
 HEAD_BYTES = 96
+# Bytes of a mapped file ``windows`` reads before handing their pages back: a few hundred
+# page faults, and one ``madvise``, per window.
+WINDOW = 32 * 1024 * 1024
 
 
 class Gather:
     """Integer reads at arrays of absolute offsets into ``buf``."""
 
     def __init__(self, buf: bytes | bytearray | memoryview):
+        self.buf = buf
         self.a = np.frombuffer(buf, dtype=np.uint8)
         self.n = len(self.a)
         self._win: dict[int, np.ndarray] = {}
@@ -97,7 +110,7 @@ class Heads:
         self.width = width
         # ``heads``: the same rows copied earlier (by the reader), if it has them.
         usable = heads is not None and heads.shape == (len(start), width) and heads.dtype == np.uint8
-        self.h = np.ascontiguousarray(heads) if usable else g.raw(start, width)
+        self.h = np.ascontiguousarray(heads) if usable else peek(g.buf, start, width)
         self._cols: dict[tuple[int, int], np.ndarray] = {}
 
     def _column(self, rel: int, w: int) -> np.ndarray:
@@ -195,3 +208,54 @@ def by_offset(rows: np.ndarray, rel: np.ndarray):
     order = np.argsort(inverse, kind="stable")
     bounds = np.searchsorted(inverse[order], np.arange(len(values) + 1))
     return groups + [(rows[order[bounds[i]:bounds[i + 1]]], int(v)) for i, v in enumerate(values)]
+
+
+def windows(buf, offs: np.ndarray):
+    """The positions in ``offs`` (offsets into ``buf``), a window of ``WINDOW`` bytes of the
+    file at a time, in file order: a slice of them where the offsets ascend (frame order,
+    the usual case), else an array.  Once the caller has read a window (asks for the next),
+    its pages are handed back.  Not a map: all positions at once."""
+    offs = np.asarray(offs, np.int64)
+    if not len(offs):
+        return
+    if not mappable(buf) or len(buf) <= WINDOW:
+        yield slice(0, len(offs))
+        return
+    order = None if (offs[1:] >= offs[:-1]).all() else np.argsort(offs, kind="stable")
+    ordered = offs if order is None else offs[order]
+    first = max(int(ordered[0]), 0) // WINDOW
+    last = max(int(ordered[-1]), 0) // WINDOW
+    edges = [0, *np.searchsorted(ordered, np.arange(first + 1, last + 1) * WINDOW).tolist(), len(offs)]
+    done = first * WINDOW
+    for k in range(len(edges) - 1):
+        if edges[k] == edges[k + 1]:
+            continue
+        yield slice(edges[k], edges[k + 1]) if order is None else order[edges[k]:edges[k + 1]]
+        end = (first + k + 1) * WINDOW
+        release_pages(buf, done, end - done)    # with what a window before it read past its end
+        done = end
+
+
+def peek(buf, offs: np.ndarray, width: int = 1) -> np.ndarray:
+    """``len(offs) x width`` uint8: the bytes at each offset, read window by window
+    (``windows``); bytes outside the buffer are 0."""
+    offs = np.asarray(offs, np.int64)
+    out = np.empty((len(offs), width), np.uint8)
+    g = Gather(buf)
+    for at in windows(buf, offs):
+        o = offs[at]
+        rows = g.raw(np.maximum(o, 0), width)
+        rows[o < 0] = 0
+        out[at] = rows
+    return out
+
+
+def pieces(buf, offs: np.ndarray, sizes: np.ndarray) -> list[bytes]:
+    """``buf[off:off + size]`` for each offset and size, read window by window (``windows``)."""
+    offs, sizes = np.asarray(offs, np.int64), np.asarray(sizes, np.int64)
+    out = [b""] * len(offs)
+    positions = np.arange(len(offs))
+    for at in windows(buf, offs):
+        for i, o, n in zip(positions[at].tolist(), offs[at].tolist(), sizes[at].tolist()):
+            out[i] = bytes(buf[o:o + n])
+    return out

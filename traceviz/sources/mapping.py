@@ -30,6 +30,8 @@ import weakref
 _live: dict[int, tuple] = {}        # id(map) -> (weakref to map, file object)
 _lock = threading.Lock()
 _installed = False
+_releasing = False                  # release_pages is between its check and its advice
+_deferred = False                   # ... and a lease broke meanwhile
 
 
 def map_file(f):
@@ -46,27 +48,47 @@ def map_file(f):
     return m
 
 
-def release_pages(buf) -> None:
-    """Let the kernel take back the pages of ``buf`` (a map from ``map_file``) this process has
-    touched: they stay in the page cache, and a later read faults them in again, cheaply.
+def mappable(buf) -> bool:
+    """Whether ``buf`` is a map whose pages ``release_pages`` may hand back (if still backed)."""
+    return isinstance(buf, mmap.mmap) and not buf.closed and hasattr(buf, "madvise")
 
-    A loader calls it between tiers, so the whole file it walked does not stay in its resident
-    memory (741 MB of a 2 GB peak on a million packets) while it builds tables.  Only a map
-    still backed by the file: once privatised (the lease broke), its pages are the only copy.
-    SIGIO is held meanwhile, so the lease cannot break between the check and the advice."""
-    if not isinstance(buf, mmap.mmap) or buf.closed or not hasattr(buf, "madvise") or not len(buf) \
-            or threading.current_thread() is not threading.main_thread():   # where SIGIO is handled
+
+def release_pages(buf, start: int = 0, length: int | None = None) -> None:
+    """Let the kernel take back the pages of ``buf`` (a map from ``map_file``) this process has
+    touched -- all of them, or those of bytes ``start`` to ``start + length`` (whole pages: the
+    first and last are taken even when the range only covers part of them).  They stay in the
+    page cache, and a later read faults them in again, cheaply.
+
+    A loader calls it between tiers, and a walk over the whole file once per window of it
+    (``gather.windows``), so the file it walked does not sit in its resident memory (741 MB
+    on a million packets) while it builds tables.  Only a map still backed by the file: once
+    privatised (the lease broke), its pages are the only copy.  The check and the advice must
+    not be split by the lease breaking: SIGIO is held in this thread meanwhile, and should
+    another thread take it (numpy's BLAS threads do not block it), the handler that Python then
+    runs here, between two steps, waits for the advice to be given (``_lease_broken``)."""
+    global _releasing, _deferred
+    if not mappable(buf) or threading.current_thread() is not threading.main_thread():   # where SIGIO is handled
+        return
+    size = len(buf)
+    end = size if length is None else min(size, start + length)
+    start = max(start, 0) // mmap.PAGESIZE * mmap.PAGESIZE      # madvise wants a page-aligned start
+    if start >= end:
         return
     held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGIO})
+    _releasing = True
     try:
         with _lock:
             backed = id(buf) in _live
         if backed:
-            buf.madvise(mmap.MADV_DONTNEED)
+            buf.madvise(mmap.MADV_DONTNEED, start, end - start)    # the kernel rounds the end up
     except (OSError, ValueError):
         pass                                    # advice only: the pages stay, nothing else changes
     finally:
+        _releasing = False
         signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        if _deferred:
+            _deferred = False
+            _lease_broken(signal.SIGIO, None)
 
 
 def _lease(f) -> bool:
@@ -84,7 +106,15 @@ def _lease(f) -> bool:
 
 
 def _lease_broken(signum, frame) -> None:
-    """Someone wants to write or truncate a file we map: make every page ours, then let go."""
+    """Someone wants to write or truncate a file we map: make every page ours, then let go.
+
+    In the middle of ``release_pages`` (this thread, between two of its steps) it only leaves
+    word, and ``release_pages`` calls it when done: the other process waits for the lease either
+    way, so a map it found backed stays backed until its advice is given."""
+    global _deferred
+    if _releasing:
+        _deferred = True
+        return
     with _lock:
         entries = list(_live.items())
     for key, (ref, fd) in entries:

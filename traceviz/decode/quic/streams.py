@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from traceviz.sources.gather import peek
+
 UDP = 17
 _HEAD = 13            # bytes looked at: the long header's version, or the public header's at offset 9
 _LOOK = 50            # datagrams of a flow read to tell its client, before its hellos are decrypted
@@ -36,24 +38,22 @@ class QuicPayload:
 def quic_rows(idx, conn: np.ndarray, buf) -> tuple[np.ndarray, np.ndarray]:
     """(UDP rows in a flow, which of them start like a QUIC packet of a version we know of), by numpy.
 
-    The first byte rules out most datagrams (DNS, RTP, zero padding...) with one gather; only
-    the rest have their version field read."""
+    The first byte rules out most datagrams (DNS, RTP, zero padding...); only the rest have
+    their version field read."""
     proto = np.asarray(idx.proto)
     cap = np.asarray(idx.payload_cap).astype(np.int64, copy=False)
     rows = np.flatnonzero((proto == UDP) & (conn >= 0) & (cap >= 7))
     hit = np.zeros(len(rows), dtype=bool)
     if not len(rows):
         return rows, hit
-    whole = np.frombuffer(buf, dtype=np.uint8)
-    offs = np.asarray(idx.payload_off)[rows].astype(np.int64, copy=False)
-    b0 = whole[np.minimum(offs, len(whole) - 1)]
+    # Datagrams all over the file: their first bytes in one pass, a window of the file at a time.
+    first = peek(buf, np.asarray(idx.payload_off)[rows], _HEAD)
+    b0 = first[:, 0]
     maybe = np.flatnonzero(((b0 & 0xC0) == 0xC0) | ((b0 & 0x89) == 0x09))
     if not len(maybe):
         return rows, hit
     n = np.minimum(cap[rows[maybe]], _HEAD)
-    at = offs[maybe][:, None] + np.arange(_HEAD)
-    ok = (np.arange(_HEAD) < n[:, None]) & (at < len(whole))
-    head = np.where(ok, whole[np.where(ok, at, 0)], 0).astype(np.uint32)
+    head = np.where(np.arange(_HEAD) < n[:, None], first[maybe], 0).astype(np.uint32)
     b0 = head[:, 0]
     v = (head[:, 1] << 24) | (head[:, 2] << 16) | (head[:, 3] << 8) | head[:, 4]
     known = ((v == 0x00000001) | (v == 0x6B3343CF) | (v == 0x709A50C4) | ((v >> 8) == 0xFF0000)
