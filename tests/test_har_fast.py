@@ -86,6 +86,7 @@ def _har_text(n: int, seed: int) -> bytes:
             "response": {"status": 200, "headers": [{"name": "x", "value": body[-30:]}],
                          "content": {"mimeType": "text/plain", "text": body}},
             "timings": {"send": 1, "wait": 2, "receive": 3},
+            'a"startedDateTime': rng.choice(["\\", "x"]),         # a key the halves must not meet inside
         })
     return json.dumps({"log": {"version": "1.2", "entries": entries}}, ensure_ascii=False).encode()
 

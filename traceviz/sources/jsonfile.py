@@ -70,8 +70,9 @@ _CHUNK = 1 << 20
 # A plain (not gzipped) file this big is cut in two at a key and each half read by its own
 # process: the cutting is pure Python, and a second core halves its time.
 SPLIT_BYTES = 64 << 20
-# A key that only ever occurs as a key, once per HAR entry: where the second half starts.
-_SPLIT_KEY = re.compile(rb'"startedDateTime"\s*:')
+# A key every HAR entry has: where the second half starts.  Its quote is not escaped (the
+# lookbehind), so it opens a string; a string followed by a colon is a key, outside every value.
+_SPLIT_KEY = re.compile(rb'(?<!\\)"startedDateTime"\s*:')
 
 
 def _read_dropping(path: str, limit: int, cuts: Cuts) -> tuple[bytearray, bool]:
@@ -114,9 +115,7 @@ def _read_in_halves(path: str, limit: int, cuts: Cuts) -> bytearray | None:
     no key to cut at).
 
     The halves meet at a key (``_SPLIT_KEY``): outside every string and between
-    the values the cuts concern, so each half is cut as one pass would cut it.
-    Why a key is safe: a quote inside a JSON string is escaped, and a string
-    followed by a colon is a key."""
+    the values the cuts concern, so each half is cut as one pass would cut it."""
     try:
         size = os.path.getsize(path)
         if size < SPLIT_BYTES or size > limit or _tuning.workers(2, least=2) < 2:
