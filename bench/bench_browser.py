@@ -2,8 +2,8 @@
 
     python bench/bench_browser.py [ENTRIES] [BODY_BYTES]
 
-Writes a synthetic HAR (default 6000 entries with 4 kB bodies, ~40 MB) as Chrome
-writes one (h2 pseudo-headers, client hints, cookies, script, style, image and
+Writes a synthetic HAR (default 6000 entries with 4 kB bodies, ~52 MB) as Chrome
+writes one (indented) (h2 pseudo-headers, client hints, cookies, script, style, image and
 JSON bodies) to a temporary folder, then times ``traceviz.load`` on it and reports the growth of
 the process's peak resident memory during the load, next to the file size.
 Also times the waterfall figure for those requests.
@@ -91,6 +91,7 @@ def synthetic_har(n: int, body: int) -> dict:
 CHILD = """
 import sys, time
 import traceviz
+import traceviz.assemble.browser, traceviz.loader  # the imports (pandas...) before the base: the load's own growth
 def hwm():  # this process's own peak RSS in kB (ru_maxrss can carry the parent's over exec)
     return int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1])
 base = hwm()
@@ -113,7 +114,7 @@ def main() -> None:
     body = int(sys.argv[2]) if len(sys.argv) > 2 else 4000
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "big.har"
-        text = json.dumps(synthetic_har(n, body))
+        text = json.dumps(synthetic_har(n, body), indent=2)      # indented, as Chrome saves a HAR
         path.write_text(text)
         del text
         size = path.stat().st_size

@@ -229,3 +229,28 @@ def test_request_columns_equal_one_entry_at_a_time(tmp_path_factory, rows, firef
             assert _same(r[k], want[k]), (k, r[k], want[k], e)
         assert _same(r["end"] - r["start"], want["duration"]) or \
             abs(r["end"] - r["start"] - want["duration"]) < 1e-6
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_a_broken_har_is_reported_at_its_line_after_the_cuts(tmp_path, newline):
+    """Header, cookie and query lists cut from an indented HAR keep their line breaks: the
+    error names the line and column ``json`` itself finds in the file as written."""
+    entries = [{"startedDateTime": "2024-05-01T10:00:00Z", "time": 5,
+                "request": {"method": "GET", "url": "/x", "headers": [{"name": "Host", "value": "h.test"},
+                                                                       {"name": "accept", "value": "*/*"}],
+                            "cookies": [{"name": "c", "value": "v"}], "queryString": []},
+                "response": {"status": 200, "headers": [{"name": "x", "value": "y"}] * 5,
+                             "content": {"mimeType": "text/plain", "text": "b" * 400}},
+                "timings": {"send": 1, "wait": 2, "receive": 3}} for _ in range(30)]
+    lines = json.dumps({"log": {"version": "1.2", "entries": entries}}, indent=2).split("\n")
+    broken = max(i for i, line in enumerate(lines) if line.strip().startswith('"time"'))
+    lines[broken] = lines[broken].rstrip().rstrip(",")           # the last entry's "time" loses its comma
+    text = newline.join(lines)
+    path = tmp_path / "broken.har"
+    path.write_bytes(text.encode())
+    with pytest.raises(json.JSONDecodeError) as truth:
+        json.loads(text)
+    from traceviz.errors import InputError
+    from traceviz.sources.har import read_har
+    with pytest.raises(InputError, match=rf"line {truth.value.lineno}, column {truth.value.colno}:"):
+        read_har(str(path))

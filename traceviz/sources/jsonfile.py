@@ -175,7 +175,8 @@ class Elider:
     that arrives in chunks.
 
     ``"text": "<a megabyte of body>"`` becomes ``"text": ""`` and
-    ``"cookies": [{...}, ...]`` becomes ``"cookies": []`` as the bytes go by,
+    ``"cookies": [{...}, ...]`` becomes ``"cookies": []`` (its line breaks
+    kept) as the bytes go by,
     so a HAR's bodies and header lists (most of a big HAR) are never held,
     nor parsed into objects nobody reads.  A key is only matched where JSON
     allows one (an unescaped quote cannot occur inside a string).  An array
@@ -266,6 +267,7 @@ class Elider:
                     if kept is not None:                 # None: kept as it is
                         self.out += buf[pos:value]
                         self.out += kept
+                        self.out += _same_lines(buf, value, close, kept)
                         pos = close
                     at = close + 1
                 elif close == -1 and n - m.start() < self.LONGEST_ARRAY:
@@ -355,6 +357,18 @@ class Elider:
         self.out += self.carry
         data, self.out = self.out, bytearray()
         return data
+
+
+def _same_lines(buf: bytes, start: int, end: int, kept: bytes) -> bytes:
+    """What stands in for the cut part of ``buf[start:end]``: its line breaks (less those
+    in ``kept``) and its last line's indentation, so a parse error further on names the
+    line (and in an indented file the column) of the file as written."""
+    breaks = buf.count(b"\n", start, end) - kept.count(b"\n")
+    if breaks <= 0:
+        return b""
+    last = buf.rfind(b"\n", start, end) + 1
+    indent = end - last if not buf[last:end].strip() else 0
+    return b"\n" * breaks + b" " * indent
 
 
 def _backslash_run_start(buf: bytes, lo: int, j: int) -> int:
