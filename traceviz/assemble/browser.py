@@ -251,13 +251,13 @@ def _nansums(ph: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ones (NaN when all are): added left to right, as ``sum`` over a row would."""
     acc = np.zeros(len(ph))
     seen = np.zeros(len(ph), dtype=bool)
+    sums = []
     for j in range(ph.shape[1]):
-        if j == ph.shape[1] - 1:
-            upto = np.where(seen, acc, NAN)
         ok = ~np.isnan(ph[:, j])
         acc = acc + np.where(ok, ph[:, j], 0.0)
         seen |= ok
-    return upto, np.where(seen, acc, NAN)
+        sums.append(np.where(seen, acc, NAN))
+    return sums[-2], sums[-1]
 
 
 def _har_resp_bytes(col: dict) -> np.ndarray:

@@ -119,7 +119,7 @@ def _read_in_halves(path: str, limit: int, cuts: Cuts) -> bytearray | None:
     the values the cuts concern, so each half is cut as one pass would cut it."""
     try:
         size = os.path.getsize(path)
-        if size < SPLIT_BYTES or size > limit or _tuning.workers(2, least=2) < 2:
+        if size < SPLIT_BYTES or size > limit or _tuning.workers(2, least=2) < 2:   # a job of two halves
             return None
         with open(path, "rb") as f:
             if f.read(2) == GZIP_MAGIC:
@@ -200,7 +200,8 @@ class Elider:
 
     def __init__(self, key: bytes, shortest: int = 256, arrays: dict[bytes, tuple[bytes, ...]] | None = None):
         arrays = {k: tuple(v) for k, v in (arrays or {}).items()}
-        # each key -> None (a string key) or the markers that keep its array whole
+        # each key -> None (a string key whose long values are cut) or the markers of the
+        # elements its array keeps (an array key)
         self.markers: dict[bytes, tuple[bytes, ...] | None] = {key: None, **arrays}
         names = b"|".join(re.escape(k) for k in self.markers)
         self.key = re.compile(rb'"(' + names + rb')"\s*:\s*([\["])')
