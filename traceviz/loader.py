@@ -232,7 +232,8 @@ def _load_capture(path: str, keylog, rsa_key, progress: Progress, wanted: frozen
     if len(idx.ts):     # the time origin of every output, also when the packets table is not built
         info.detail["first_ts"] = float(np.min(idx.ts))
     progress("payload")
-    log, key = _keys(cap.secrets, keylog, rsa_key, info.warnings)
+    secrets = cap.secrets
+    log, key = _keys(secrets, keylog, rsa_key, info.warnings)
     debug = bool(os.environ.get("TRACEVIZ_DEBUG"))
     built = wanted.union(*(_BUILT_WITH.get(name, ()) for name in wanted))
     # QUIC first: it may turn a UDP flow around (the capture missed the client's first datagram),
@@ -249,24 +250,32 @@ def _load_capture(path: str, keylog, rsa_key, progress: Progress, wanted: frozen
         skip = frozenset(_NEEDS) - built
         dns = decode_dns(transport, cap.buf) if "dns" in decode else None
         if not decode & {"tls", "http"}:
-            return finish(info, tables, PayloadRows(), np.zeros(0, dtype=np.int64), log, key, cap.secrets,
+            del idx, transport, cap     # the tables have copies of what they hold (see below)
+            _tuning.hand_back_freed_memory()
+            return finish(info, tables, PayloadRows(), np.zeros(0, dtype=np.int64), log, key, secrets,
                           skip=skip, quic_payload=quic, dns_messages=dns)
         plan = plan_streams(transport, cap.buf, tls="tls" in decode, http="http" in decode)
         release_pages(cap.buf)  # what the windows of its walk left; the children fault in their own
         info.warnings.extend(over_limits(path, plan.skipped))
         ctx = context(tables, path, log, events="events" in built)
-        rows, decoded = decode_rows(plan, cap.buf, ctx, log, key, debug=debug)
-        release_pages(cap.buf)  # what a share decoded here (one process) touched
+        # The reader's, index's and TCP tiers' per-frame columns and copied heads (~350 MB on
+        # 1M packets) are not read again: the tables and the plan have what they need of them.
+        # Handed back before the payload rows arrive and finish makes its tables.
+        buf = cap.buf
+        del idx, transport, cap
+        _tuning.hand_back_freed_memory()
+        rows, decoded = decode_rows(plan, buf, ctx, log, key, debug=debug)
+        release_pages(buf)      # what a share decoded here (one process) touched
         opaque = plan.opaque(decoded)
-        del plan, ctx           # room for the tables finish builds (the plan's columns: ~70 MB on 1M packets)
-        return finish(info, tables, rows, opaque, log, key, cap.secrets, skip=skip, quic_payload=quic,
+        del plan, ctx           # room for the tables finish builds (the plan's columns: ~70 MB)
+        return finish(info, tables, rows, opaque, log, key, secrets, skip=skip, quic_payload=quic,
                       dns_messages=dns)
     except Exception as exc:  # a decoder bug must not cost the user the TCP-level analysis
         if debug or isinstance(exc, InputError):
             raise
         info.warnings.append(describe(path, f"payload decoding stopped early ({type(exc).__name__}: {exc}); "
                                             "TCP analysis is complete"))
-        return finish(info, tables, PayloadRows(), np.zeros(0, dtype=np.int64), log, key, cap.secrets)
+        return finish(info, tables, PayloadRows(), np.zeros(0, dtype=np.int64), log, key, secrets)
 
 
 def _quic(transport, buf, log, debug: bool, info: SourceInfo):

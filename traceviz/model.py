@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from traceviz import units
@@ -311,10 +312,23 @@ def _cast(series: pd.Series, dtype: str) -> pd.Series:
         return series
     if dtype == "object" and isinstance(series.dtype, pd.CategoricalDtype):
         return series   # text as categories (e.g. packets' src/flags): same values, no string per row
+    if dtype == "object" and isinstance(series.dtype, pd.StringDtype):
+        return _shared_strings(series)
     try:
         return series.astype(dtype)
     except (TypeError, ValueError):   # NA in an integer column: keep it as NA
         return series.astype(_NULLABLE.get(dtype, "object"))
+
+
+def _shared_strings(series: pd.Series) -> pd.Series:
+    """``series.astype(object)``, one Python string per distinct value rather than per row.
+
+    pandas infers its own string dtype for text; ``astype(object)`` then makes a string object
+    for every row (on 1M packets the events' layer, kind, dir and detail: 60 MB, the peak of the
+    whole load).  The same values, NA where it was NA."""
+    codes, uniques = pd.factorize(series, use_na_sentinel=True)
+    values = np.append(np.asarray(uniques, dtype=object), series.dtype.na_value)
+    return pd.Series(values[codes], index=series.index, name=series.name, dtype=object)   # -1: the NA
 
 
 def conform(name: str, df: pd.DataFrame) -> pd.DataFrame:

@@ -16,7 +16,7 @@ import pandas as pd
 
 from traceviz.assemble import caching, carried, dns, grpc, h2, http, keepalive, keys, proxy, quic, tls, transport
 from traceviz.errors import describe
-from traceviz.model import JSON_FIELDS, SourceInfo, Timeline, conform
+from traceviz.model import JSON_FIELDS, SourceInfo, Timeline, conform, empty_table
 
 # The last columns of the tls table: its details, after the stable fields.
 _TLS_LAST = ["round_trips"]
@@ -38,6 +38,13 @@ class PayloadRows:
     warnings: list[str] = field(default_factory=list)
     streams: list[dict] = field(default_factory=list)      # HTTP/2 streams rows
     heads: dict = field(default_factory=dict)              # (conn, frame) -> HTTP/1 message headers, for proxies
+
+    def take(self, name: str) -> list:
+        """The rows of ``name``, no longer held here: a table made of them lets them go at once
+        (on 1M packets the rows are ~170 MB of dicts, more than any table made of them)."""
+        rows = getattr(self, name)
+        setattr(self, name, [])
+        return rows
 
     def extend(self, other: PayloadRows) -> None:
         self.tls += other.tls
@@ -110,7 +117,7 @@ def payload_rows(results: dict, ctx: Context) -> PayloadRows:
         out.requests += rq
         out.apps[conn] = http.app_label(result)
     out.streams = streams.rows
-    out.heads = keepalive.http1_heads(results)
+    out.heads = keepalive.http1_heads(results, proxy.HEADERS_READ)   # not every header: they are sent back pickled
     return out
 
 
@@ -119,20 +126,25 @@ def finish(info: SourceInfo, tables, rows: PayloadRows, opaque: np.ndarray, keyl
     """The Timeline from the transport tier's ``tables`` (packets, connections, events), the
     payload rows, the QUIC connections and the DNS messages (``decode.dns.DNSCapture``).
 
+    ``rows`` is used up: its lists are emptied as the tables are made of them.
     ``skip``: tables not to build (left empty; the loader marks them)."""
     packets, connections, events = tables
     ends = endpoints(connections)
     q = quic.rows(quic_payload, ends, keylog, info.path, float(packets["ts"].max()) if len(packets) else None)
     info.warnings.extend(q.warnings + rows.warnings)
-    tls_rows = q.tls + rows.tls
+    # The smaller tables first, each letting its dicts go, so the events' are made with room.
+    tls_rows = q.tls + rows.take("tls")
     tls_table = _tls_table(tls_rows)
-    dns_events = dns.events(dns_messages)
-    if "events" not in skip:
-        events = h2.finish_events(_merge_events(events, q.events + rows.events, dns_events))
     if "connections" not in skip:
         apps = {**dns.apps(dns_messages), **q.apps, **rows.apps}
         connections = quic.mark_connections(_with_apps(connections, apps, opaque, tls_rows), q.apps)
-    requests = _requests(q.requests + rows.requests) if "requests" not in skip else _requests([])
+    del tls_rows
+    requests = _requests(q.requests + rows.take("requests")) if "requests" not in skip else _requests([])
+    dns_events = dns.events(dns_messages)
+    if "events" not in skip:
+        payload_events = _event_table(q.events + rows.take("events"))    # the dicts go as it is made
+        events = h2.finish_events(_merge_events(events, payload_events, dns_events))
+        del payload_events
     if "requests" not in skip:
         connections, requests = proxy.assemble(connections, packets, events, requests, rows.heads)
         requests = dns.with_lookups(requests, connections, dns_events)
@@ -216,9 +228,13 @@ def _with_apps(conns: pd.DataFrame, apps: dict, opaque: np.ndarray, tls_rows: li
     return conform("connections", conns)
 
 
-def _merge_events(tcp_events: pd.DataFrame, rows: list[dict], *frames: pd.DataFrame) -> pd.DataFrame:
-    """The TCP events with ``rows`` (dicts) and ``frames`` (events tables made as columns), by time."""
-    new = ([conform("events", pd.DataFrame(rows))] if rows else []) + [f for f in frames if len(f)]
+def _event_table(rows: list[dict]) -> pd.DataFrame:
+    return conform("events", pd.DataFrame(rows)) if rows else empty_table("events")
+
+
+def _merge_events(tcp_events: pd.DataFrame, *frames: pd.DataFrame) -> pd.DataFrame:
+    """The TCP events with more events tables (the payload tier's, DNS's), by time."""
+    new = [f for f in frames if len(f)]
     if not new:
         return tcp_events
     merged = pd.concat([tcp_events] + new, ignore_index=True) if len(tcp_events) else pd.concat(new, ignore_index=True)

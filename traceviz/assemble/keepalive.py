@@ -129,14 +129,18 @@ def _ints(series, n: int, missing: int) -> np.ndarray:
 
 # -- message heads -------------------------------------------------------------------------
 
-def http1_heads(results: dict) -> dict[tuple[int, int], tuple]:
+def http1_heads(results: dict, names=None) -> dict[tuple[int, int], tuple]:
     """(conn, first frame of a message) -> its headers, for every HTTP/1.x request and response
     of the payload tier's results (``{conn: decode.streams.StreamResult}``).
 
-    The frame is the ``request_frame`` / ``response_frame`` of the requests table."""
+    The frame is the ``request_frame`` / ``response_frame`` of the requests table.  With
+    ``names`` (lower case), only the headers of those names are kept, and a message with none
+    of them is left out: an absent message reads as one without headers.
+    """
     from traceviz.decode.http import http1
     from traceviz.decode.http.upgrade import UpgradeConnection
 
+    wanted = None if names is None else frozenset(names)
     out: dict[tuple[int, int], tuple] = {}
     for conn, result in results.items():
         machine = result.http
@@ -146,7 +150,9 @@ def http1_heads(results: dict) -> dict[tuple[int, int], tuple]:
             continue
         for ev in machine.events:
             if isinstance(ev, (http1.Request, http1.Response)):
-                out.setdefault((int(conn), int(ev.frame)), ev.headers)
+                kept = ev.headers if wanted is None else tuple(h for h in ev.headers if h[0].lower() in wanted)
+                if kept or wanted is None:
+                    out.setdefault((int(conn), int(ev.frame)), kept)
     return out
 
 

@@ -42,6 +42,9 @@ CAUSES = ("upstream-refused", "upstream-unanswered", "upstream-fin", "upstream-r
 HEAD_BUFFER = 4096      # nginx's default proxy_buffer_size is one memory page: 4 KiB (8 KiB on some)
 MAX_PARENT_SPAN = 600.0 # seconds: an upstream request this long after a client request is not its leg
 TIE_HEADERS = ("x-request-id", "x-forwarded-for", "via", "forwarded")
+# Every header ``assemble`` reads of a message (keep-alive facts: "connection"; the upstream's
+# name: "server"): the payload tier keeps only these of each message (``keepalive.http1_heads``).
+HEADERS_READ = ("connection", "server", *TIE_HEADERS)
 MAX_CANDIDATES = 200    # earlier client requests looked at for one upstream request or attempt
 
 
