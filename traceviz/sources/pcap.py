@@ -86,7 +86,7 @@ def parse(buf: bytes, path: str) -> Capture:
             with ThreadPoolExecutor(max_workers=1) as walker:
                 walking = walker.submit(_walk, buf, order, rec_hdr, maybe_swapped, handoff)
                 _tuning.warm_heap(min(int(len(buf) * WARM_SHARE), WARM_MOST))
-                _release_behind(buf, walking, jobs, ends)
+                release_behind(buf, walking, jobs, ends)
                 offs, stop = walking.result()
         else:
             offs, stop = _walk(buf, order, rec_hdr, maybe_swapped, handoff)
@@ -127,7 +127,7 @@ def parse(buf: bytes, path: str) -> Capture:
     return cap
 
 
-def _release_behind(buf, walking, jobs: list, ends: list) -> None:
+def release_behind(buf, walking, jobs: list, ends: list) -> None:
     """Hand back the file's pages as the records on them are done with, until the walk ends.
 
     A chunk of records is done once the walk has passed it (it was handed over)

@@ -7,22 +7,25 @@ and Decryption Secrets (kept as ``(type, bytes)``).  Other blocks are skipped.
 
 As in ``pcap.py`` the walk is one tight loop that only notes where each
 packet block is and which interface it belongs to; the per-packet fields are
-read afterwards for all blocks at once with numpy.  Hand-written for that
-reason (dpkt and scapy build an object per packet).
+read with numpy, a chunk of blocks at a time, by a second thread while the
+walk goes on (it also copies each frame's first bytes for the index tier).
+Hand-written for that reason (dpkt and scapy build an object per packet).
 """
 
 from __future__ import annotations
 
 import struct
 from array import array
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
+from traceviz import _tuning
 from traceviz.errors import InputError, describe
 from traceviz.sources.capture import Capture
-from traceviz.sources.gather import Gather
-from traceviz.sources.pcap import MAX_RECORD, plural
+from traceviz.sources.gather import Gather, HeadStore
+from traceviz.sources.pcap import MAX_RECORD, WARM_MOST, WARM_SHARE, plural, release_behind
 
 SHB, IDB, PB, SPB, NRB, ISB, EPB, DSB = 0x0A0D0D0A, 1, 2, 3, 4, 5, 6, 0x0000000A
 BOM = 0x1A2B3C4D
@@ -30,6 +33,8 @@ BOM = 0x1A2B3C4D
 MAX_BLOCK = 16 * 1024 * 1024 + 131072
 
 OPT_END, IF_NAME, IF_TSRESOL, IF_TSOFFSET = 0, 2, 9, 14
+# Bytes of file the walk goes through between two hand-offs of the packet blocks it found.
+CHUNK_BYTES = 32 * 1024 * 1024
 
 
 class _Damaged(Exception):
@@ -55,21 +60,40 @@ class Interface:
 def parse(buf: bytes, path: str) -> Capture:
     """Index every packet block of the pcapng file held in ``buf``."""
     w = _Walk(buf)
+    heads = HeadStore(buf)
+    parts, ends = [], []
+
+    def handoff(offs, gif, kind):
+        # The interfaces so far: a chunk's blocks name none defined after them.
+        parts.append(pool.submit(_chunk, buf, offs, gif, kind, list(w.interfaces), heads))
+        ends.append(int(offs[-1]))
+
     stop = None
-    try:
-        w.run()
-    except _Damaged as exc:
-        stop = str(exc)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        w.handoff = handoff
+        try:
+            if _tuning.holding_freed_memory():
+                # A big file: as pcap's walk (pcap.parse), in a thread of its own.
+                with ThreadPoolExecutor(max_workers=1) as walker:
+                    walking = walker.submit(w.run)
+                    _tuning.warm_heap(min(int(len(buf) * WARM_SHARE), WARM_MOST))
+                    release_behind(buf, walking, parts, ends)
+                    walking.result()
+            else:
+                w.run()
+        except _Damaged as exc:
+            stop = str(exc)
+        finally:
+            w.handoff = None        # a cycle through the closure: no collector runs in a big load
+        parts = [part.result() for part in parts]
     nframes = len(w.offs)
     if not w.interfaces and w.sections == 0:
         raise InputError(path, stop or "not a pcapng file")
     if stop is not None and nframes == 0:
         raise InputError(path, stop, 1 if w.interfaces else None)
 
-    offs = np.frombuffer(w.offs, np.int64) if nframes else np.zeros(0, np.int64)
-    gif = np.frombuffer(w.gif, np.int32) if nframes else np.zeros(0, np.int32)
-    kind = np.frombuffer(w.kind, np.int8) if nframes else np.zeros(0, np.int8)
-    cols = _columns(buf, offs, gif, kind, w.interfaces)
+    parts.append(_chunk(buf, *w.unsent(), w.interfaces, heads))
+    cols = {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}
     # A packet block that contradicts itself ends the usable part.
     damage = cols.pop("bad")
     bad = np.flatnonzero(damage)
@@ -110,7 +134,16 @@ def parse(buf: bytes, path: str) -> Capture:
         },
     )
     cap.ts_ns = cols["ts_ns"]
+    cap.heads = heads.result(nframes)
     return cap
+
+
+def _chunk(buf, offs, gif, kind, interfaces, heads: HeadStore) -> dict[str, np.ndarray]:
+    """``_columns`` of some packet blocks; their frames' first bytes go to ``heads``
+    (chunks are read in file order: one worker)."""
+    cols = _columns(buf, offs, gif, kind, interfaces)
+    heads.add(cols["data_off"])
+    return cols
 
 
 class _Walk:
@@ -126,6 +159,15 @@ class _Walk:
         self.sections = 0
         self.orders: list[str] = []
         self.block_counts: dict[str, int] = {}
+        self.handoff = None             # callable(offs, gif, kind): the packet blocks found since the last
+        self.sent = 0
+
+    def unsent(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(offsets, interfaces, kinds) of the packet blocks not handed off yet, as arrays (copies)."""
+        at = self.sent
+        self.sent = len(self.offs)
+        return (np.array(self.offs[at:], np.int64), np.array(self.gif[at:], np.int32),
+                np.array(self.kind[at:], np.int8))
 
     def run(self) -> None:
         buf = self.buf
@@ -136,7 +178,12 @@ class _Walk:
         nif = 0                         # interfaces in this section
         head = struct.Struct("<III").unpack_from
         offs_append, gif_append, kind_append = self.offs.append, self.gif.append, self.kind.append
+        mark = CHUNK_BYTES if self.handoff is not None else n
         while off < n:
+            if off >= mark:             # one comparison per block: hand off what was found so far
+                if len(self.offs) > self.sent:
+                    self.handoff(*self.unsent())
+                mark = off + CHUNK_BYTES
             if n - off < 12:
                 raise _Damaged(f"block header cut short ({n - off} of 12 bytes)")
             btype, blen, ifid = head(buf, off)
