@@ -74,8 +74,8 @@ def parse(buf: bytes, path: str) -> Capture:
     heads = HeadStore(buf)
 
     def handoff(chunk):
+        ends.append(int(chunk[-1]))     # first: a job seen by release_behind has its end
         jobs.append(pool.submit(_headers, buf, chunk, order, units, maybe_swapped, heads, rec_hdr))
-        ends.append(int(chunk[-1]))
 
     with ThreadPoolExecutor(max_workers=1) as pool:
         jobs, ends = [], []

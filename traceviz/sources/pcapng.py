@@ -65,8 +65,8 @@ def parse(buf: bytes, path: str) -> Capture:
 
     def handoff(offs, gif, kind):
         # The interfaces so far: a chunk's blocks name none defined after them.
+        ends.append(int(offs[-1]))      # first: a chunk seen by release_behind has its end
         parts.append(pool.submit(_chunk, buf, offs, gif, kind, list(w.interfaces), heads))
-        ends.append(int(offs[-1]))
 
     stop = None
     with ThreadPoolExecutor(max_workers=1) as pool:
