@@ -249,21 +249,20 @@ def _load_capture(path: str, keylog, rsa_key, progress: Progress, wanted: frozen
     try:
         skip = frozenset(_NEEDS) - built
         dns = decode_dns(transport, cap.buf) if "dns" in decode else None
-        if not decode & {"tls", "http"}:
-            del idx, transport, cap     # the tables have copies of what they hold (see below)
-            _tuning.hand_back_freed_memory()
-            return finish(info, tables, PayloadRows(), np.zeros(0, dtype=np.int64), log, key, secrets,
-                          skip=skip, quic_payload=quic, dns_messages=dns)
-        plan = plan_streams(transport, cap.buf, tls="tls" in decode, http="http" in decode)
-        release_pages(cap.buf)  # what the windows of its walk left; the children fault in their own
-        info.warnings.extend(over_limits(path, plan.skipped))
-        ctx = context(tables, path, log, events="events" in built)
+        plan = plan_streams(transport, cap.buf, tls="tls" in decode, http="http" in decode) \
+            if decode & {"tls", "http"} else None
         # The reader's, index's and TCP tiers' per-frame columns and copied heads (~350 MB on
         # 1M packets) are not read again: the tables and the plan have what they need of them.
         # Handed back before the payload rows arrive and finish makes its tables.
         buf = cap.buf
         del idx, transport, cap
         _tuning.hand_back_freed_memory()
+        if plan is None:
+            return finish(info, tables, PayloadRows(), np.zeros(0, dtype=np.int64), log, key, secrets,
+                          skip=skip, quic_payload=quic, dns_messages=dns)
+        release_pages(buf)      # what the windows of its walk left; the children fault in their own
+        info.warnings.extend(over_limits(path, plan.skipped))
+        ctx = context(tables, path, log, events="events" in built)
         rows, decoded = decode_rows(plan, buf, ctx, log, key, debug=debug)
         release_pages(buf)      # what a share decoded here (one process) touched
         opaque = plan.opaque(decoded)

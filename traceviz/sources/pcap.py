@@ -13,6 +13,7 @@ import mmap
 import struct
 from array import array
 from concurrent.futures import ThreadPoolExecutor, wait
+from functools import partial
 
 import numpy as np
 
@@ -74,22 +75,12 @@ def parse(buf: bytes, path: str) -> Capture:
     heads = HeadStore(buf)
 
     def handoff(chunk):
-        ends.append(int(chunk[-1]))     # first: a job seen by release_behind has its end
+        ends.append(int(chunk[-1]))     # first: a job seen by _release_behind has its end
         jobs.append(pool.submit(_headers, buf, chunk, order, units, maybe_swapped, heads, rec_hdr))
 
     with ThreadPoolExecutor(max_workers=1) as pool:
         jobs, ends = [], []
-        if _tuning.holding_freed_memory():
-            # A big file: the walk gets a thread of its own while the main thread
-            # faults in heap memory the index tier will reuse (see warm_heap), then
-            # hands back the pages of the records both threads are done with.
-            with ThreadPoolExecutor(max_workers=1) as walker:
-                walking = walker.submit(_walk, buf, order, rec_hdr, maybe_swapped, handoff)
-                _tuning.warm_heap(min(int(len(buf) * WARM_SHARE), WARM_MOST))
-                release_behind(buf, walking, jobs, ends)
-                offs, stop = walking.result()
-        else:
-            offs, stop = _walk(buf, order, rec_hdr, maybe_swapped, handoff)
+        offs, stop = walk_aside(buf, partial(_walk, buf, order, rec_hdr, maybe_swapped, handoff), jobs, ends)
         parts = [job.result() for job in jobs]
     warnings: list[str] = []
     nframes = len(offs)
@@ -127,7 +118,24 @@ def parse(buf: bytes, path: str) -> Capture:
     return cap
 
 
-def release_behind(buf, walking, jobs: list, ends: list) -> None:
+def walk_aside(buf, walk, jobs: list, ends: list):
+    """``walk()``'s result (a reader's walk over ``buf``, handing ``jobs`` to a second thread,
+    each chunk's last record offset first noted in ``ends``).
+
+    In a big load the walk gets a thread of its own while this, the main thread, faults in
+    heap memory the index tier will reuse (``_tuning.warm_heap``), then hands back the pages
+    of the records both threads are done with (``_release_behind``).  pcap and pcapng alike.
+    """
+    if not _tuning.holding_freed_memory():
+        return walk()
+    with ThreadPoolExecutor(max_workers=1) as walker:
+        walking = walker.submit(walk)
+        _tuning.warm_heap(min(int(len(buf) * WARM_SHARE), WARM_MOST))
+        _release_behind(buf, walking, jobs, ends)
+        return walking.result()
+
+
+def _release_behind(buf, walking, jobs: list, ends: list) -> None:
     """Hand back the file's pages as the records on them are done with, until the walk ends.
 
     A chunk of records is done once the walk has passed it (it was handed over)

@@ -21,11 +21,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from traceviz import _tuning
 from traceviz.errors import InputError, describe
 from traceviz.sources.capture import Capture
 from traceviz.sources.gather import Gather, HeadStore
-from traceviz.sources.pcap import MAX_RECORD, WARM_MOST, WARM_SHARE, plural, release_behind
+from traceviz.sources.pcap import MAX_RECORD, plural, walk_aside
 
 SHB, IDB, PB, SPB, NRB, ISB, EPB, DSB = 0x0A0D0D0A, 1, 2, 3, 4, 5, 6, 0x0000000A
 BOM = 0x1A2B3C4D
@@ -65,22 +64,14 @@ def parse(buf: bytes, path: str) -> Capture:
 
     def handoff(offs, gif, kind):
         # The interfaces so far: a chunk's blocks name none defined after them.
-        ends.append(int(offs[-1]))      # first: a chunk seen by release_behind has its end
+        ends.append(int(offs[-1]))      # first: a chunk seen by _release_behind has its end
         parts.append(pool.submit(_chunk, buf, offs, gif, kind, list(w.interfaces), heads))
 
     stop = None
     with ThreadPoolExecutor(max_workers=1) as pool:
         w.handoff = handoff
         try:
-            if _tuning.holding_freed_memory():
-                # A big file: as pcap's walk (pcap.parse), in a thread of its own.
-                with ThreadPoolExecutor(max_workers=1) as walker:
-                    walking = walker.submit(w.run)
-                    _tuning.warm_heap(min(int(len(buf) * WARM_SHARE), WARM_MOST))
-                    release_behind(buf, walking, parts, ends)
-                    walking.result()
-            else:
-                w.run()
+            walk_aside(buf, w.run, parts, ends)
         except _Damaged as exc:
             stop = str(exc)
         finally:
