@@ -8,7 +8,7 @@ during the parse when the first bytes already say HAR.
 from __future__ import annotations
 
 from traceviz.errors import InputError
-from traceviz.sources import jsonfile
+from traceviz.sources import harfields, jsonfile
 from traceviz.sources.cdp import CdpLog, cdp_from_json
 from traceviz.sources.har import CUTS, HarLog, drop_bodies, har_from_json
 from traceviz.sources.trace import TraceLog, trace_from_json
@@ -18,6 +18,10 @@ def read_export(path: str) -> HarLog | TraceLog | CdpLog:
     """A HAR, DevTools trace or DevTools protocol log; other JSON raises ``InputError`` naming it."""
     hint = jsonfile.sniff_json(path)
     har = hint == "har"      # a HAR's bodies are dropped as the file is read, and again as it is parsed
+    if har:
+        fast = harfields.read(path)          # msgspec: only the fields the records need
+        if fast is not None:
+            return fast
     value, facts = jsonfile.parse(path, object_hook=drop_bodies if har else None, drop=CUTS if har else None)
     kind = jsonfile.classify(value)
     if kind == "har":

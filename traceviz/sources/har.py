@@ -6,9 +6,11 @@ fields.  This reader settles where each exporter writes a fact (``_socket``
 for ``connection``, ``_ip_addr`` for ``serverIPAddress``, Firefox's server
 port in ``connection`` and its ``ssl`` outside ``connect``), so that a record
 means what HAR 1.2 says; turning the numbers into our phases and tables is
-the assembler's job.  Bodies (``content.text``, ``postData.text``) are
-dropped while reading, with the header, cookie and query lists (``CUTS``):
-nothing needs them and they are most of a large HAR's bytes.
+the assembler's job.  Bodies (``content.text``, ``postData.text``), header,
+cookie and query lists are never made objects: nothing needs them and they
+are most of a large HAR's bytes.  msgspec steps over them (``harfields``);
+the plain reader here, for what msgspec gives way on, cuts them as it reads
+(``CUTS``).
 """
 
 from __future__ import annotations
@@ -119,7 +121,8 @@ class HarLog:
         Firefox (and any file with an ``ssl`` longer than its ``connect``) writes them apart
       compressed: whether the file was gzipped
       jsonp: the JSONP callback's name for a ``.harp``, else None
-      size: the length of its JSON text, once bodies and header lists are cut (``CUTS``)
+      size: the length of its JSON text: in bytes as msgspec reads it (``harfields``), in
+        characters once bodies and header lists are cut (``CUTS``) where the plain reader reads it
       warnings: one line each about what could not be read
     """
 
@@ -160,13 +163,14 @@ CUTS = jsonfile.Cuts(b"text", ((b"headers", (b'"host"', b'":authority"')), (b"co
 
 
 def read_har(path: str) -> HarLog:
+    """The HAR at ``path`` cut as it is read and parsed by the json module: the judge of every
+    file msgspec gives way on (``harfields``), and what reports where a broken file breaks."""
     value, facts = jsonfile.parse(str(path), object_hook=drop_bodies, drop=CUTS)
     return har_from_json(str(path), value, facts)
 
 
 def har_from_json(path: str, value: Any, facts: dict | None = None) -> HarLog:
     """Check the skeleton of an already parsed HAR and read its pages and entries."""
-    facts = facts or {}
     log = value.get("log") if isinstance(value, dict) else None
     if not isinstance(log, dict):
         raise InputError(path, 'not a HAR file: no "log" object')
@@ -174,25 +178,31 @@ def har_from_json(path: str, value: Any, facts: dict | None = None) -> HarLog:
     if not isinstance(entries, list):
         raise InputError(path, 'not a HAR file: "log" has no "entries" list')
     limits.check_records(path, len(entries), "entries")
-    warnings = []
-    pages = log.get("pages") if isinstance(log.get("pages"), list) else []
-    creator, browser = _software(log.get("creator")), _software(log.get("browser"))
+    # Most entries were made records while parsing (``drop_bodies``); the rest are made here.
+    records = [_entry(e) if isinstance(e, dict) and isinstance(e.get("request"), dict) else e for e in entries]
+    return har_log(path, log.get("version"), log.get("creator"), log.get("browser"), log.get("pages"),
+                   [e if isinstance(e, HarEntry) else None for e in records], facts or {})
+
+
+def har_log(path: str, version: Any, creator: Any, browser: Any, pages: Any,
+            entries: list[HarEntry | None], facts: dict) -> HarLog:
+    """The ``HarLog`` of a log's fields as written and its entries made records (None for an
+    entry without a request object, which is skipped with a warning)."""
+    creator, browser = _software(creator), _software(browser)
     names = f"{creator.name or ''} {browser.name or ''}".lower()
     firefox = "firefox" in names
-    good = []
+    good, warnings = [], []
     for i, e in enumerate(entries):
-        if isinstance(e, dict) and isinstance(e.get("request"), dict):
-            e = _entry(e)
-        if isinstance(e, HarEntry):                # most were read while parsing (``drop_bodies``)
-            good.append(_firefox_port(e) if firefox else e)
-        else:
+        if e is None:
             warnings.append(describe(path, f"entry {i + 1}: no request object; skipped"))
+        else:
+            good.append(_firefox_port(e) if firefox else e)
     return HarLog(
         path=path,
-        version=text(log.get("version")),
+        version=text(version),
         creator=creator,
         browser=browser,
-        pages=tuple(_page(p) for p in pages if isinstance(p, dict)),
+        pages=tuple(_page(p) for p in (pages if isinstance(pages, list) else []) if isinstance(p, dict)),
         entries=tuple(good),
         ssl_in_connect=not (firefox or any(_ssl_outside_connect(e.timings) for e in good)),
         compressed=facts.get("compressed", False),
@@ -235,53 +245,68 @@ def _entry(e: dict) -> HarEntry:
     rget = req.get
     sget = resp.get
     content = sget("content")
-    url = rget("url")
+    security = get("_securityDetails")
+    return record(
+        get("startedDateTime"), get("time"), get("timings"),
+        rget("url"), rget("method"), rget("httpVersion"), rget("headersSize"), rget("bodySize"),
+        lambda: rget("headers"),
+        sget("status"), sget("httpVersion"), sget("headersSize"), sget("bodySize"), sget("_transferSize"),
+        content.get("mimeType") if type(content) is dict else None, sget("_error"), sget("statusText"),
+        get("_protocol"), get("connection"), get("_connection"), get("_socket"),
+        get("serverIPAddress"), get("_ip_addr"), get("_serverPort"),
+        security.get("protocol") if type(security) is dict else None,
+        get("_requestId") or get("_request_id"), get("pageref"), get("_resourceType"), get("_priority"),
+        initiator_type(get("_initiator")), get("_fromCache"))
+
+
+def record(started, time, timings, url, method, req_version, req_headers_size, req_body_size, headers,
+           status, resp_version, resp_headers_size, resp_body_size, transfer_size, mime_type, error,
+           status_text, protocol, conn, conn_alt, socket, ip, ip_alt, server_port, tls, rid, page,
+           resource_type, priority, initiator, from_cache) -> HarEntry:
+    """An entry's ``HarEntry`` from the values it writes, as written (None where absent):
+    where each exporter puts a fact settled, numbers and text checked.  ``headers``: a
+    function giving the request's header list, read only for a relative URL's host.
+    Both readers (``_entry`` for parsed dicts, ``harfields`` for msgspec's) come here."""
     url = url if type(url) is str else None
     host, port = host_and_port(url)
     if not host:
-        host = authority_host(_authority(rget("headers")))
+        host = authority_host(_authority(headers()))
     # Chrome: "connection"; some tools "_connection"; WebPageTest: "_socket"
-    conn = get("connection")
     if conn in (None, ""):
-        conn = _first(e, ("_connection", "_socket"))
+        conn = conn_alt if conn_alt not in (None, "") else socket if socket not in (None, "") else None
     conn = None if conn in (None, "", -1) else str(conn)
-    ip = get("serverIPAddress")
     if not (type(ip) is str and ip):
-        ip = get("_ip_addr")
-        ip = ip if type(ip) is str and ip else None
+        ip = ip_alt if type(ip_alt) is str and ip_alt else None
     if ip and ip[0] == "[" and ip[-1] == "]":
         ip = ip[1:-1]
-    security = get("_securityDetails")
-    timings = get("timings")
-    rid = get("_requestId") or get("_request_id")
     return HarEntry(
-        text(get("startedDateTime")),
-        number(get("time")),
+        text(started),
+        number(time),
         timings if type(timings) is dict else {},
-        number(sget("status")),
-        text(sget("httpVersion") or rget("httpVersion") or get("_protocol")),
-        text(sget("httpVersion")),
-        text(rget("method")),
+        number(status),
+        text(resp_version or req_version or protocol),
+        text(resp_version),
+        text(method),
         url,
         host,
         port,
-        number(rget("headersSize")),
-        number(rget("bodySize")),
-        number(sget("headersSize")),
-        number(sget("bodySize")),
-        number(sget("_transferSize")),
+        number(req_headers_size),
+        number(req_body_size),
+        number(resp_headers_size),
+        number(resp_body_size),
+        number(transfer_size),
         str(rid) if rid else None,
-        text(get("pageref")),
-        text(get("_resourceType")),
-        text(get("_priority")),
-        initiator_type(get("_initiator")),
-        text(content.get("mimeType")) if type(content) is dict else None,
+        text(page),
+        text(resource_type),
+        text(priority),
+        initiator,
+        text(mime_type),
         ip,
-        number(get("_serverPort")),
+        number(server_port),
         conn,
-        _from_cache(get("_fromCache")),
-        _nonempty(sget("_error")) or _nonempty(sget("statusText")),
-        _nonempty(security.get("protocol")) if type(security) is dict else None,
+        _from_cache(from_cache),
+        _nonempty(error) or _nonempty(status_text),
+        _nonempty(tls),
     )
 
 
@@ -290,15 +315,6 @@ def _firefox_port(e: HarEntry) -> HarEntry:
     if e.connection and e.connection.isascii() and e.connection.isdigit():
         return e._replace(server_port=float(e.connection), connection=None)
     return e
-
-
-def _first(e: dict, keys: tuple[str, ...]) -> Any:
-    """The first of ``keys`` that the entry writes with a value."""
-    for k in keys:
-        v = e.get(k)
-        if v not in (None, ""):
-            return v
-    return None
 
 
 def _authority(headers: Any) -> str | None:

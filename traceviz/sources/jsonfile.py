@@ -10,6 +10,7 @@ Two parsers.  DevTools traces and protocol logs are read by orjson when it is
 installed: straight from the UTF-8 bytes (no decoded copy of the text), a few
 times quicker than ``json.loads``; whatever orjson refuses goes to the stdlib
 parser, so a broken file is reported as before (line and column).  A HAR is
+read by msgspec where it can (``harfields``); what msgspec gives way on is
 read by ``json.loads`` with the HAR reader's object hook, which makes each
 entry a record as soon as it is parsed (see ``har.py``), after ``Elider`` has
 cut the bodies and the header, cookie and query lists out of the bytes as
@@ -516,18 +517,54 @@ def _parse_quickly(data: bytes) -> tuple[Any, str | None, int] | None:
     elif data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return None
     size = _characters(data)
-    callback = None
-    m = _JSONP.match(data[:256])
-    if m:
-        tail = data.rstrip().rstrip(b";").rstrip()
-        if not tail.endswith(b")"):
-            return None
-        data, callback = data[data.index(b"(") + 1:len(tail) - 1], m.group(1).decode()
+    unwrapped = unwrap_jsonp_bytes(data)
+    if unwrapped is None:
+        return None
+    data, callback = unwrapped
     try:
         value = orjson.loads(data)
     except (orjson.JSONDecodeError, RecursionError):
         return None                # the stdlib parser says where the file is broken
     return value, callback, size
+
+
+_SPACE = b" \t\n\r\x0b\x0c"        # what ``bytes.rstrip()`` strips
+
+
+def unwrap_jsonp_bytes(data):
+    """(the JSON inside a JSONP wrapper ``cb(...)``, the callback's name), or (``data``, None)
+    without one; None for a wrapper that does not close.  ``data``: bytes or a memoryview
+    (sliced, not copied)."""
+    m = _JSONP.match(bytes(data[:256]))
+    if not m:
+        return data, None
+    end = len(data)
+    for strip in (_SPACE, b";", _SPACE):               # rstrip(), rstrip(b";"), rstrip()
+        while end and data[end - 1] in strip:
+            end -= 1
+    if not end or data[end - 1] != 0x29:                # ")"
+        return None
+    return data[bytes(data[:256]).index(b"(") + 1:end - 1], m.group(1).decode()
+
+
+def not_utf8(data) -> bool:
+    """Whether ``data`` (bytes or a memoryview, read in chunks) is not UTF-8, which
+    ``decode_text`` refuses; UTF-16 with its BOM counts as not UTF-8 here."""
+    view = memoryview(data)
+    if view[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+        return True
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    step = 16 << 20
+    try:
+        for i in range(0, len(view), step):
+            chunk = bytes(view[i:i + step])
+            # ASCII needs no decoding (a tenth of the time), unless a character is split at the edge.
+            if not chunk.isascii() or decoder.getstate()[0]:
+                decoder.decode(chunk)
+        decoder.decode(b"", True)
+    except UnicodeDecodeError:
+        return True
+    return False
 
 
 _CONTINUATION = bytes(range(0x80, 0xC0))
