@@ -250,3 +250,27 @@ def test_a_browser_export_that_is_a_har_is_read_by_msgspec(monkeypatch):
     monkeypatch.setattr(harfields, "read", lambda p: read.append(p) or fast(p))
     got = read_export(path)
     assert read == [path] and _same(got, read_har(path))
+
+
+def test_without_msgspec_every_har_is_read_the_plain_way(monkeypatch):
+    path = CORPUS_HARS[0]
+    monkeypatch.setattr(harfields, "msgspec", None)
+    assert harfields.read(path) is None
+    got = read_export(path)
+    assert got.entries and repr(got) == repr(read_har(path))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, 10 ** 6), st.binary(min_size=1, max_size=4), st.booleans())
+def test_cut_or_damaged_hars_read_as_the_plain_reader_reads_them(tmp_path_factory, where, junk, cut):
+    """A HAR cut short or with a few bytes overwritten: never a traceback; the msgspec path
+    either gives the plain reader's records or leaves the file to it."""
+    data = Path(CORPUS_HARS[0]).read_bytes()
+    at = where % len(data)
+    data = data[:at] if cut else data[:at] + junk + data[at + len(junk):]
+    path = tmp_path_factory.mktemp("d") / "d.har"
+    path.write_bytes(data)
+    plain = _plain_or_error(path)
+    fast = harfields.read(str(path))
+    if fast is not None:
+        assert not isinstance(plain, str) and _same(fast, plain)
