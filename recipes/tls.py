@@ -11,7 +11,8 @@ NAME = "tls"
 TITLE = "TLS handshakes"
 NEEDS = "TLS handshakes (a capture of TLS traffic; a HAR or a trace does not show them)"
 FAILS_ON = "a handshake that failed (an alert, no common version or cipher) or stalled before it finished"
-TABLES = ("connections", "events", "tls")   # what analyze() and the figures read: load() builds only these
+TABLES = ("tls",)                            # what analyze() reads: load() builds only these
+CHART_TABLES = ("connections", "events")     # and what the figures read besides, built for a chart
 FIGURES = {"ladder": "one session's handshake messages, plaintext and encrypted, with its round trips",
            "versions": "handshake time and round trips, TLS 1.2 next to TLS 1.3 (when both are there)"}
 
@@ -47,9 +48,9 @@ def analyze(tl, conn: int | None = None) -> Finding:
     finding.answer = explain(tl, rows)
     finding.problems = [line for line in finding.answer if line.startswith(("Failed", "Stalled"))]
     target = _ladder_session(rows, conn)
-    events = _tls_events(tl, int(target["conn"]))
     trips = round_trips(target)
-    finding.figures = {"ladder": lambda theme: _ladder(events, target, trips, theme, tl.connections)}
+    finding.figures = {"ladder": lambda theme: _ladder(_tls_events(tl, int(target["conn"])), target, trips, theme,
+                                                       tl.connections)}
     versions = set(rows["version"].dropna().astype(str).str[:7])
     if {"TLS 1.2", "TLS 1.3"} <= versions:
         finding.figures["versions"] = lambda theme: _versions(rows, theme)
@@ -84,7 +85,7 @@ def explain(tl, rows: pd.DataFrame) -> list[str]:
     for family, why in WHY.items():
         if rows["version"].fillna("").astype(str).str.startswith(family).any():
             lines.append(why + ".")
-    tcp_rtt = _tcp_rtts(tl)
+    tcp_rtt = _tcp_rtts(rows)
     told = untold = 0
     for r in rows.to_dict("records"):      # plain dicts: iterrows makes a Series per session
         said = _session_lines(r, tcp_rtt.get(int(r["conn"])))
@@ -169,12 +170,12 @@ def _session_lines(r, tcp_rtt) -> list[str]:
     return out
 
 
-def _tcp_rtts(tl) -> dict[int, float]:
-    c = tl.connections
-    if c is None or c.empty or "handshake_rtt" not in c:
+def _tcp_rtts(rows: pd.DataFrame) -> dict[int, float]:
+    """conn -> the round trip of the TCP handshake under the session, where one was seen."""
+    if "tcp_rtt" not in rows:
         return {}
-    ok = c[c["handshake_rtt"].notna()]
-    return {int(k): float(v) for k, v in zip(ok["conn"], ok["handshake_rtt"])}
+    ok = rows[rows["tcp_rtt"].notna()]
+    return {int(k): float(v) for k, v in zip(ok["conn"], ok["tcp_rtt"])}
 
 
 def _tls_events(tl, conn: int) -> pd.DataFrame:

@@ -14,7 +14,7 @@ from bundled import CAPTURES, timeline
 
 import traceviz
 from traceviz import output
-from traceviz.cli.recipes import load_recipe
+from traceviz.cli.recipes import load_recipe, recipe_tables
 from traceviz.model import SCHEMAS
 from traceviz.recipe import bundled_dir
 
@@ -30,12 +30,12 @@ def _load(name: str, tables: tuple | None, measure_tcp: bool):
     return traceviz.load(CAPTURES / f"{name}.pcapng", tables=tables, measure_tcp=measure_tcp)
 
 
-def _same(a, b, what: str) -> None:
+def _same(a, b, what: str, figures: bool = True) -> None:
     assert a.answer == b.answer and a.problems == b.problems, what
     assert json.dumps(a.summary, default=str) == json.dumps(b.summary, default=str), what
     pd.testing.assert_frame_equal(a.rows, b.rows, obj=what)
     assert list(a.figures) == list(b.figures), what
-    for fig in a.figures:
+    for fig in a.figures if figures else ():
         assert a.figure(fig, "light").to_json() == b.figure(fig, "light").to_json(), f"{what}: {fig}"
 
 
@@ -46,8 +46,11 @@ def test_the_bundled_recipes_that_need_fewer_tables_declare_them():
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
 def test_a_recipe_finds_the_same_on_only_its_tables(path):
+    """On ``TABLES`` the answer, rows and summary; on ``TABLES`` and ``CHART_TABLES`` (what a
+    command with --chart builds) the figures too."""
     module = load_recipe(path)
-    tables = tuple(module.TABLES)
+    tables = recipe_tables(module, chart=False)
+    charted = recipe_tables(module, chart=True)
     ran = 0
     measure = getattr(module, "MEASURE_TCP", False)
     for name in NAMES:
@@ -58,9 +61,35 @@ def test_a_recipe_finds_the_same_on_only_its_tables(path):
         assert module.applies(part) == module.applies(whole), name
         if not module.applies(whole):
             continue
-        _same(module.analyze(whole), module.analyze(part), f"{path.stem} on {name}")
+        _same(module.analyze(whole), module.analyze(part), f"{path.stem} on {name}", figures=charted == tables)
+        _same(module.analyze(whole), module.analyze(_load(name, charted, measure)), f"{path.stem} on {name}, charted")
         ran += 1
     assert ran, f"{path.stem} applies to no bundled capture"
+
+
+@pytest.mark.parametrize("path", [p for p in RECIPES if "\nCHART_TABLES = " in p.read_text()], ids=lambda p: p.stem)
+def test_each_chart_table_is_one_a_figure_reads(path):
+    """Drawing the figures without one of ``CHART_TABLES`` fails loudly (TableNotBuilt): the
+    list asks for nothing the figures do not read."""
+    from traceviz.model import TableNotBuilt
+    module = load_recipe(path)
+    name = next(n for n in NAMES if module.applies(timeline(n)))
+    for left_out in module.CHART_TABLES:
+        tables = tuple(t for t in recipe_tables(module, chart=True) if t != left_out)
+        finding = module.analyze(_load(name, tables, getattr(module, "MEASURE_TCP", False)))
+        with pytest.raises(TableNotBuilt, match=left_out):
+            for fig in finding.figures:
+                finding.figure(fig, "light")
+
+
+def test_the_tls_command_builds_its_chart_tables_only_for_a_chart(tv, tmp_path, monkeypatch):
+    asked = []
+    real = traceviz.load
+    monkeypatch.setattr(traceviz, "load", lambda *a, **k: asked.append(k.get("tables")) or real(*a, **k))
+    assert tv("tls", "tls12-vs-tls13")[0] == 0
+    assert tv("tls", "tls12-vs-tls13", "--chart", str(tmp_path / "l.html"))[0] == 0
+    assert asked == [("tls",), ("tls", "connections", "events")]
+    assert (tmp_path / "l.html").stat().st_size > 0
 
 
 def test_the_terminal_output_keeps_its_time_origin(tv):

@@ -153,3 +153,19 @@ def test_a_capture_of_many_sessions_gets_a_readable_answer_and_every_failure(rec
     assert len(f.problems) == 2 and all(p.startswith(f"Failed: conn {c}") for c, p in zip(sorted(failed), f.problems))
     assert any(line.startswith(f"{n - recipe.SESSIONS_TOLD} more sessions are not described") for line in f.answer)
     assert len(f.rows) == n
+
+
+@pytest.mark.parametrize("name", ["tls12-vs-tls13", "quic-h3"])
+def test_a_sessions_tcp_rtt_is_its_connections_handshake_round_trip(name):
+    """``tcp_rtt`` on each TLS row is the TCP handshake's round trip of its connection, as the
+    connections table has it (what the recipe compares the TLS handshake with); NaN for QUIC."""
+    from bundled import timeline
+    tl = timeline(name)
+    conns = tl.connections.set_index("conn")
+    assert len(tl.tls)
+    for conn, rtt in zip(tl.tls["conn"], tl.tls["tcp_rtt"]):
+        want = conns.loc[conn, "handshake_rtt"]
+        if conns.loc[conn, "transport"] == "tcp":
+            assert rtt == pytest.approx(float(want), abs=0) and rtt > 0
+        else:
+            assert rtt != rtt

@@ -134,7 +134,7 @@ def finish(info: SourceInfo, tables, rows: PayloadRows, opaque: np.ndarray, keyl
     info.warnings.extend(q.warnings + rows.warnings)
     # The smaller tables first, each letting its dicts go, so the events' are made with room.
     tls_rows = q.tls + rows.take("tls")
-    tls_table = _tls_table(tls_rows)
+    tls_table = _tls_table(_with_tcp_rtt(tls_rows, connections))
     if "connections" not in skip:
         apps = {**dns.apps(dns_messages), **q.apps, **rows.apps}
         connections = quic.mark_connections(_with_apps(connections, apps, opaque, tls_rows), q.apps)
@@ -201,6 +201,20 @@ def _tls_table(rows: list[dict]) -> pd.DataFrame:
     extras = [c for c in df.columns if c not in stable and c not in _TLS_LAST]
     df = df[stable + extras + _TLS_LAST].sort_values("conn").reset_index(drop=True)
     return conform("tls", df)
+
+
+def _with_tcp_rtt(tls_rows: list[dict], conns: pd.DataFrame) -> list[dict]:
+    """Each session's ``tcp_rtt``: the round trip of the TCP handshake its connection opened
+    with (seconds; NaN for QUIC, or where the handshake was not seen).  A TLS handshake's
+    time reads plainly next to it, and the tls table alone then says it (``recipes/tls.py``
+    needs no connections table)."""
+    if not tls_rows:
+        return tls_rows
+    rtt = dict(zip(conns["conn"].tolist(), conns["handshake_rtt"].to_numpy(dtype=float, na_value=np.nan).tolist())) \
+        if len(conns) else {}
+    for r in tls_rows:
+        r["tcp_rtt"] = rtt.get(r["conn"], np.nan)
+    return tls_rows
 
 
 def _with_apps(conns: pd.DataFrame, apps: dict, opaque: np.ndarray, tls_rows: list[dict]) -> pd.DataFrame:

@@ -44,7 +44,7 @@ def recipe_command(path: Path, head: Header | None = None):
             check_chart(chart)
             module = load_recipe(path)
             # --where may name a column of any table: then every table is built
-            tables = getattr(module, "TABLES", None) if where is None else None
+            tables = recipe_tables(module, chart is not None) if where is None else None
             tl = narrowed(load(file, keylog, rsa_key, tables=tables,
                                measure_tcp=getattr(module, "MEASURE_TCP", False)), where)
             finding = run_recipe(module, tl, conn, head.name, {k: v for k, v in own.items() if v})
@@ -121,13 +121,23 @@ def load_recipe(path: Path) -> ModuleType:
         raise InputError(str(path), f"recipe failed to load: {type(exc).__name__}: {exc}") from None
     if not callable(getattr(module, "analyze", None)):
         raise InputError(str(path), "not a recipe: it defines no analyze(tl) function")
-    tables = getattr(module, "TABLES", None)
-    if tables is not None:
-        from traceviz.model import SCHEMAS
-        if isinstance(tables, str) or not all(isinstance(name, str) for name in tables) \
-                or not set(tables) <= set(SCHEMAS):
-            raise InputError(str(path), f"TABLES must list table names, of: {', '.join(SCHEMAS)}")
+    for declared in ("TABLES", "CHART_TABLES"):
+        tables = getattr(module, declared, None)
+        if tables is not None:
+            from traceviz.model import SCHEMAS
+            if isinstance(tables, str) or not all(isinstance(name, str) for name in tables) \
+                    or not set(tables) <= set(SCHEMAS):
+                raise InputError(str(path), f"{declared} must list table names, of: {', '.join(SCHEMAS)}")
     return module
+
+
+def recipe_tables(module: ModuleType, chart: bool) -> tuple[str, ...] | None:
+    """The tables to build for a recipe: its ``TABLES`` (None: all), and for a chart its
+    ``CHART_TABLES`` too (what only its figures read)."""
+    tables = getattr(module, "TABLES", None)
+    if tables is None:
+        return None
+    return tuple(tables) + (tuple(getattr(module, "CHART_TABLES", ())) if chart else ())
 
 
 def _read_with(path: str, warnings: list[str]) -> str:
