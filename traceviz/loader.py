@@ -223,7 +223,9 @@ def _load_capture(path: str, keylog, rsa_key, progress: Progress, wanted: frozen
     release_pages(cap.buf)      # what it read of the file (options past the heads, a pcapng's heads)
     progress("tcp")
     measure_tcp = measure_tcp and "packets" in wanted
-    transport = analyze(idx, measure=measure_tcp)
+    built = wanted.union(*(_BUILT_WITH.get(name, ()) for name in wanted))
+    # tcp.analysis flags show only as events (and what is made of them): without those, not computed.
+    transport = analyze(idx, measure=measure_tcp, with_flags="events" in built)
     info = SourceInfo(path=path, format=cap.format, size=cap.detail.get("size") or os.path.getsize(path),
                       compressed=cap.compressed, link_types=dict(idx.link_counts),
                       frames=len(cap), detail={**cap.detail, **getattr(idx, "stats", {})},
@@ -235,7 +237,6 @@ def _load_capture(path: str, keylog, rsa_key, progress: Progress, wanted: frozen
     secrets = cap.secrets
     log, key = _keys(secrets, keylog, rsa_key, info.warnings)
     debug = bool(os.environ.get("TRACEVIZ_DEBUG"))
-    built = wanted.union(*(_BUILT_WITH.get(name, ()) for name in wanted))
     # QUIC first: it may turn a UDP flow around (the capture missed the client's first datagram),
     # and the tables below take each flow's client from the transport.
     quic = _quic(transport, cap.buf, log, debug, info) if wanted & _QUIC_TABLES else None
@@ -342,7 +343,7 @@ def follow(path: str | os.PathLike, conn: int, keylog: str | os.PathLike | None 
         raise InputError(path, "only a packet capture has bytes to follow (this is a browser export)")
     with _tuning.loading(os.path.getsize(path)):
         cap = read_capture(path)
-        t = analyze(index_frames(cap))
+        t = analyze(index_frames(cap), with_flags=False)      # the bytes need no tcp.analysis flags
     c = t.connections
     if conn < 0 or conn >= len(c["conn"]):
         have = f"0-{len(c['conn']) - 1}" if len(c["conn"]) else "none"

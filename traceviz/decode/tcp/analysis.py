@@ -167,7 +167,7 @@ class Analysis:
 
 
 def analyze_segments(conn, direction, flags, seq, ack, win, seglen, ts, frame, wscale,
-                     tsval=None, tsecr=None, sack=None) -> Analysis:
+                     tsval=None, tsecr=None, sack=None, rules: bool = True) -> Analysis:
     """Run the analysis over TCP rows given in frame order.
 
     ``conn`` is the stream number, ``direction`` 0/1 within it; ``seq``/``ack``
@@ -176,7 +176,9 @@ def analyze_segments(conn, direction, flags, seq, ack, win, seglen, ts, frame, w
     (-1 absent) and ``sack`` (the bytes each packet's SACK blocks report:
     ``sack.delivered``; None: no packet has any), it also measures bytes in
     flight and round trips (``inflight.measure``), with the neighbours and
-    orders found here.
+    orders found here.  ``rules=False``: only the relative numbers and the
+    window (``rel_seq``, ``rel_ack``, ``win``, ``scale``), not the flags' rules
+    (half the time), for a load whose tables show no flag.
     """
     p = _rows(conn, direction, flags, seq, ack, win, seglen, ts, frame)
     base = _bases(p.k, p.is_syn, p.is_ack, p.seq, p.ack, p.nk)
@@ -186,6 +188,10 @@ def analyze_segments(conn, direction, flags, seq, ack, win, seglen, ts, frame, w
     calc_win = np.where(scaled, p.win << np.clip(row_scale, 0, 14), p.win)
 
     nb = _neighbours(p)
+    if not rules:
+        seq_base, ack_base = _rebase(p, nb, base)
+        return Analysis(rel_seq=(p.seq - seq_base) & M32, rel_ack=(p.ack - ack_base) & M32, win=calc_win,
+                        scale=np.where(p.is_syn, -1, row_scale))
     st = _sequence_state(p, nb)
     bits, dup = _ack_flags(p, nb, st, scale)
     dup_num, dup_frame = _dup_counts(dup, p.ack, nb.prev_ack, p.frame, nb.o1, nb.start1)

@@ -106,12 +106,16 @@ class Transport:
         return self.measured
 
 
-def analyze(idx, measure: bool = False) -> Transport:
+def analyze(idx, measure: bool = False, with_flags: bool = True) -> Transport:
     """The transport tier for a ``traceviz.decode.index.PacketIndex``.
 
     ``measure``: also bytes in flight, RTT samples and SACK blocks per packet
     (``Transport.measurements``); they cost a fifth of a load, so only the
-    views that draw them ask."""
+    views that draw them ask.  ``with_flags=False``: no ``tcp.analysis`` flags and
+    no TCP events (``Transport.events`` empty), for a load that builds neither
+    the packets' events nor anything made of them (``load(tables=["tls"])``,
+    ``follow``): the relative numbers the payload tier reassembles by stay."""
+    with_flags = with_flags or measure      # bytes in flight are measured with the flags' state
     n = len(idx.frame)
     proto = np.asarray(idx.proto)
     ports = (np.asarray(idx.sport) >= 0) & (np.asarray(idx.dport) >= 0) & ~np.asarray(idx.frag, dtype=bool)
@@ -137,16 +141,16 @@ def analyze(idx, measure: bool = False) -> Transport:
                 absent = np.full(n, -1, dtype=np.int64)
                 columns += [np.asarray(getattr(idx, "tsval", absent)), np.asarray(getattr(idx, "tsecr", absent))]
                 columns += [sack.delivered(blocks, n)] if blocks else []
-            pending = _analyze_in_parts(pool, tcp_rows, *columns)
+            pending = _analyze_in_parts(pool, tcp_rows, *columns, rules=with_flags)
         conns = _connections(idx, conn, direction, is_tcp, n_tcp, stream, flow)
         client_side = conns.pop("_client_side")
         c2s = np.zeros(n, dtype=bool)
         c2s[in_conn] = direction[in_conn] == client_side[conn[in_conn]]
         an = pending() if pending is not None else None
-        events = pool.submit(_events, idx, conn, c2s, tcp_rows, an)
+        events = pool.submit(_events, idx, conn, c2s, tcp_rows, an) if with_flags else None
         per_frame = _per_frame(idx, tcp_rows, an)
         rel_ack = per_frame["rel_ack"]
-        events = events.result()
+        events = events.result() if events is not None else {}
     return Transport(idx=idx, conn=conn, stream=stream, c2s=c2s, in_conn=in_conn, tcp_rows=tcp_rows,
                      connections=conns, events=events, analysis=an,
                      measured=(lambda: _measured(idx, tcp_rows, an, blocks, rel_ack)) if measure else None,
@@ -157,7 +161,7 @@ def analyze(idx, measure: bool = False) -> Transport:
 SPLIT_FROM = 200_000
 
 
-def _analyze_in_parts(pool, tcp_rows, conn, *columns):
+def _analyze_in_parts(pool, tcp_rows, conn, *columns, rules: bool = True):
     """``tcp_analysis.analyze_segments`` on the rows ``tcp_rows`` of ``conn`` and
     ``columns``, in two halves of the connections at once.
 
@@ -172,9 +176,10 @@ def _analyze_in_parts(pool, tcp_rows, conn, *columns):
     parts = [np.flatnonzero(even), np.flatnonzero(~even)]
     smaller = min(len(parts[0]), len(parts[1]))
     if len(tcp_rows) < SPLIT_FROM or smaller == 0 or smaller < SPLIT_FROM // 4:   # e.g. one long connection
-        job = pool.submit(ta.analyze_segments, *(c[tcp_rows] for c in (conn, *columns)))
+        job = pool.submit(ta.analyze_segments, *(c[tcp_rows] for c in (conn, *columns)), rules=rules)
         return job.result
-    jobs = [pool.submit(ta.analyze_segments, *(c[tcp_rows[rows]] for c in (conn, *columns))) for rows in parts]
+    jobs = [pool.submit(ta.analyze_segments, *(c[tcp_rows[rows]] for c in (conn, *columns)), rules=rules)
+            for rows in parts]
 
     def result():
         halves = [job.result() for job in jobs]
