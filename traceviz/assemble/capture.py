@@ -210,10 +210,10 @@ def _with_tcp_rtt(tls_rows: list[dict], conns: pd.DataFrame) -> list[dict]:
     needs no connections table)."""
     if not tls_rows:
         return tls_rows
-    rtt = dict(zip(conns["conn"].tolist(), conns["handshake_rtt"].to_numpy(dtype=float, na_value=np.nan).tolist())) \
-        if len(conns) else {}
+    handshakes = _handshakes(conns)
     for r in tls_rows:
-        r["tcp_rtt"] = rtt.get(r["conn"], np.nan)
+        rtt = handshakes.get(r["conn"], (None, None, None))[2]
+        r["tcp_rtt"] = np.nan if rtt is None else rtt
     return tls_rows
 
 
