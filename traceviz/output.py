@@ -101,8 +101,13 @@ def printable(value: Any) -> str:
     return text.translate(_CONTROL) if _HAS_CONTROL(text) else text
 
 
+_AS_IS = frozenset({str, int, bool, type(None)})      # JSON-ready as they are
+
+
 def plain(value: Any) -> Any:
     """A JSON-ready Python value: NaN/NA → None, numpy scalars → Python."""
+    if value.__class__ in _AS_IS:        # most cells: tested before the numpy and pandas types
+        return value
     if pd is None and "numpy" in sys.modules:
         _numeric()
     if value is None or value is _NA or value is _NAT:
@@ -114,7 +119,7 @@ def plain(value: Any) -> Any:
     if isinstance(value, _BOOLS):
         return bool(value)
     if isinstance(value, _SEQUENCES):
-        return [plain(v) for v in value]
+        return [v if v.__class__ in _AS_IS else plain(v) for v in value]
     if isinstance(value, dict):
         return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, bytes):

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from traceviz.assemble import caching, carried, dns, grpc, h2, http, keepalive, keys, proxy, quic, tls, transport
+from traceviz.assemble.columns import Columns
 from traceviz.errors import describe
 from traceviz.model import JSON_FIELDS, SourceInfo, Timeline, conform, empty_table
 
@@ -32,23 +33,23 @@ class PayloadRows:
     """
 
     tls: list[dict] = field(default_factory=list)
-    events: list[dict] = field(default_factory=list)
+    events: Columns = field(default_factory=Columns)      # columns: cheap to send back and to make a table of
     requests: list[dict] = field(default_factory=list)
     apps: dict[int, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     streams: list[dict] = field(default_factory=list)      # HTTP/2 streams rows
     heads: dict = field(default_factory=dict)              # (conn, frame) -> HTTP/1 message headers, for proxies
 
-    def take(self, name: str) -> list:
+    def take(self, name: str):
         """The rows of ``name``, no longer held here: a table made of them lets them go at once
         (on 1M packets the rows are ~170 MB of dicts, more than any table made of them)."""
         rows = getattr(self, name)
-        setattr(self, name, [])
+        setattr(self, name, type(rows)())
         return rows
 
     def extend(self, other: PayloadRows) -> None:
         self.tls += other.tls
-        self.events += other.events
+        self.events.extend(other.events)
         self.requests += other.requests
         self.apps.update(other.apps)
         self.warnings += other.warnings
@@ -105,7 +106,7 @@ def payload_rows(results: dict, ctx: Context) -> PayloadRows:
             if session.client_hello is not None or session.server_hello is not None:
                 out.tls.append(tls.session_row(session, conn_ends, ctx.keylog))
             if ctx.events:
-                out.events += tls.event_rows(conn, session)
+                out.events.add_block(*tls.event_columns(conn, session))
             for err in session.errors[:5]:
                 out.warnings.append(describe(ctx.path, f"TLS on connection {conn}: {err}"))
         for note in result.notes:
@@ -113,7 +114,7 @@ def payload_rows(results: dict, ctx: Context) -> PayloadRows:
         ev, rq = _http_rows(result, conn_ends.get("server"), ctx.handshakes.get(conn))
         streams.add(result, ev, conn_ends.get("server"))
         if ctx.events:
-            out.events += ev + carried.rows(conn, result.http)
+            out.events.add_rows(ev + carried.rows(conn, result.http))
         out.requests += rq
         out.apps[conn] = http.app_label(result)
     out.streams = streams.rows
@@ -142,7 +143,9 @@ def finish(info: SourceInfo, tables, rows: PayloadRows, opaque: np.ndarray, keyl
     requests = _requests(q.requests + rows.take("requests")) if "requests" not in skip else _requests([])
     dns_events = dns.events(dns_messages)
     if "events" not in skip:
-        payload_events = _event_table(q.events + rows.take("events"))    # the dicts go as it is made
+        payload_events = Columns(q.events)
+        payload_events.extend(rows.take("events"))
+        payload_events = _event_table(payload_events)
         events = h2.finish_events(_merge_events(events, payload_events, dns_events))
         del payload_events
     if "requests" not in skip:
@@ -242,8 +245,8 @@ def _with_apps(conns: pd.DataFrame, apps: dict, opaque: np.ndarray, tls_rows: li
     return conform("connections", conns)
 
 
-def _event_table(rows: list[dict]) -> pd.DataFrame:
-    return conform("events", pd.DataFrame(rows)) if rows else empty_table("events")
+def _event_table(rows: Columns) -> pd.DataFrame:
+    return conform("events", rows.frame()) if len(rows) else empty_table("events")
 
 
 def _merge_events(tcp_events: pd.DataFrame, *frames: pd.DataFrame) -> pd.DataFrame:

@@ -85,3 +85,14 @@ def event_rows(conn: int, session) -> list[dict]:
              "dir": e.dir, "size": e.size, "detail": e.detail or None, "encrypted": e.encrypted}
             for e in session.events]
 
+
+def event_columns(conn: int, session) -> tuple[dict[str, list], int]:
+    """``event_rows`` as columns (``assemble.columns``), and how many: a download's hundreds
+    of records make no dict each."""
+    evs = session.events
+    n = len(evs)
+    return {"ts": [e.ts for e in evs], "frame": [e.frame for e in evs], "conn": [conn] * n, "stream": [pd.NA] * n,
+            "layer": ["tls"] * n, "kind": [e.kind for e in evs], "dir": [e.dir for e in evs],
+            "size": [e.size for e in evs], "detail": [e.detail or None for e in evs],
+            "encrypted": [e.encrypted for e in evs]}, n
+

@@ -239,10 +239,16 @@ def _first_bytes(cols: dict, buf) -> tuple[dict[tuple[int, str], bytes], np.ndar
     order, cs, ds = order[distinct], cs[distinct], ds[distinct]
     start = np.r_[True, (cs[1:] != cs[:-1]) | (ds[1:] != ds[:-1])]
     pos = np.arange(len(cs)) - np.maximum.accumulate(np.where(start, np.arange(len(cs)), 0))
-    order, cs, ds = order[pos < 3], cs[pos < 3], ds[pos < 3]
-    out: dict[tuple[int, str], bytes] = {}
+    order, cs, ds, start = order[pos < 3], cs[pos < 3], ds[pos < 3], start[pos < 3]
+    # A later segment only while those before it gave fewer than SNIFF_BYTES (seldom: a first
+    # segment is usually longer), so the loop below runs about once per direction.
     rows = sel[order]
-    starts = pieces(buf, cols["payload_off"][rows], np.minimum(cols["payload_cap"][rows], sniff.SNIFF_BYTES))
+    gives = np.minimum(cols["payload_cap"][rows], sniff.SNIFF_BYTES)
+    before = np.cumsum(gives) - gives
+    short = before - np.maximum.accumulate(np.where(start, before, 0)) < sniff.SNIFF_BYTES
+    rows, cs, ds = rows[short], cs[short], ds[short]
+    out: dict[tuple[int, str], bytes] = {}
+    starts = pieces(buf, cols["payload_off"][rows], gives[short])
     for cn, s2c, head in zip(cs.tolist(), ds.tolist(), starts):
         key = (cn, S2C if s2c else C2S)
         have = out.get(key, b"")

@@ -73,6 +73,7 @@ class _Side:
     app_bytes: int = 0
     first_app: Event | None = None
     reported: bool = False            # its record-layer error is counted
+    only_counted: bool = False        # past the handshake without keys: application data is only counted
 
 
 class TLSSession:
@@ -191,6 +192,9 @@ class TLSSession:
 
     def _record(self, dir: str, rec: Record) -> None:
         side = self.sides[dir]
+        if side.only_counted and rec.content_type == APPLICATION_DATA:
+            self._count_application_data(dir, side, rec, True)      # most records of a session, by far
+            return
         if rec.content_type == CHANGE_CIPHER_SPEC:
             ev = self._emit(dir, rec, "ChangeCipherSpec", rec.size)
             if side.ccs is None:
@@ -277,6 +281,15 @@ class TLSSession:
             self.early_data_records += 1
             self._emit(dir, rec, "EarlyData", rec.size, encrypted=True)
             return
+        # Nothing below can change once a side's records are protected, the hellos are in and
+        # (TLS 1.3) the client's Finished has gone by, with no keys: its next ones skip the tests.
+        side.only_counted = (plaintext is None and self.keylog is None and self.rsa_key is None
+                             and self.server_hello is not None
+                             and (self.sides[C2S].finished is not None if self._tls13() else side.encrypted))
+        self._count_application_data(dir, side, rec, encrypted, plaintext)
+
+    def _count_application_data(self, dir: str, side: _Side, rec: Record, encrypted: bool,
+                                plaintext: bytes | None = None) -> None:
         side.app_records += 1
         side.app_bytes += len(plaintext) if plaintext is not None else rec.size
         last = self.events[-1] if self.events else None
