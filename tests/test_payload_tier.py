@@ -195,7 +195,7 @@ def test_a_table_alone_still_has_what_http_carried(name, monkeypatch):
     for table in ("events", "requests"):
         alone = traceviz.load(path, tables=[table])
         pd.testing.assert_frame_equal(getattr(alone, table), getattr(full, table), obj=f"{name}: {table} alone")
-    alone = traceviz.load(path, tables=["connections"])          # app: websocket, dns...
-    pd.testing.assert_series_equal(alone.connections["app"], full.connections["app"], obj=f"{name}: app")
+    alone = traceviz.load(path, tables=["connections"])          # app: websocket, dns...; keep-alive facts
+    pd.testing.assert_frame_equal(alone.connections, full.connections, obj=f"{name}: connections alone")
     layers = set(full.events["layer"].astype("object"))
     assert layers & {"websocket", "grpc", "sse", "dns"} or "etag" in full.requests.columns, layers

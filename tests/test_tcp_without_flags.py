@@ -1,6 +1,7 @@
-"""A load that shows no tcp.analysis flag (``load(tables=["tls"])``, ``follow``) skips the flags'
-rules: what it keeps -- the relative numbers the payload tier reassembles by, the window, the
-connections -- is what the whole analysis gives, on every corpus capture and bundled capture."""
+"""A load that shows no tcp.analysis flag (``load(tables=["tls"])``, ``["requests"]``, ``follow``)
+skips the flags' rules: what it keeps -- the relative numbers the payload tier reassembles by,
+the window, the connections, the requests made of them -- is what the whole analysis gives, on
+every corpus capture and bundled capture."""
 
 from __future__ import annotations
 
@@ -40,6 +41,32 @@ def test_a_tls_only_load_computes_no_flags_and_a_full_one_does(monkeypatch):
     lean, whole = traceviz.load(path, tables=["tls"]), traceviz.load(path)
     assert asked == [False, True]
     pd.testing.assert_frame_equal(lean.tls, whole.tls)
+
+
+# Among them the bundled captures made to show what the requests table reads of TCP: proxy legs
+# and their 5xx causes (refused and reset upstreams, timeouts), keep-alive races, idle closes.
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_a_requests_load_computes_no_flags_and_its_tables_are_the_full_loads(path, monkeypatch):
+    asked = []
+    real = tcp.analyze
+    monkeypatch.setattr(tcp, "analyze", lambda idx, **k: asked.append(k.get("with_flags")) or real(idx, **k))
+    whole, lean = traceviz.load(path), traceviz.load(path, tables=["requests", "packets"])   # what `requests` asks
+    assert asked == [True, False]
+    pd.testing.assert_frame_equal(lean.requests, whole.requests, check_exact=True)
+    pd.testing.assert_frame_equal(lean.packets, whole.packets, check_exact=True)
+    assert lean.warnings == whole.warnings
+
+
+@pytest.mark.parametrize("tables, flags", [(["requests"], False), (["requests", "packets"], False),
+                                           (["connections"], True), (["tls", "quic"], False),
+                                           (["events"], True), (["streams"], True),
+                                           (["connections", "requests"], True), (None, True)])
+def test_the_flags_are_computed_for_the_tables_that_show_them(tables, flags, monkeypatch):
+    asked = []
+    real = tcp.analyze
+    monkeypatch.setattr(tcp, "analyze", lambda idx, **k: asked.append(k.get("with_flags")) or real(idx, **k))
+    traceviz.load(BUNDLED / "h2-stalls.pcapng", tables=tables)
+    assert asked == [flags]
 
 
 def test_a_syn_ack_with_a_new_isn_rebases_both_ways(tmp_path):

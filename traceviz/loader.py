@@ -23,9 +23,11 @@ STAGES = ("reading", "indexing", "tcp", "payload")   # what load() reports to ``
 # DNS (UDP datagrams to port 53) gives events, a UDP flow's app and a request's lookup.
 _NEEDS = {"packets": set(), "connections": {"tls", "http", "dns"}, "events": {"tls", "http", "dns"},
           "requests": {"http", "dns"}, "tls": {"tls"}, "quic": set(), "streams": {"http"}}
-# Tables another is made from: a request's proxy leg and cause and its connection's keep-alive
-# facts are read from the packets and TCP events; an HTTP/2 stream's stalls from them too.
-_BUILT_WITH = {"requests": ("packets", "events", "connections"), "streams": ("packets", "events")}
+# Tables another is made from: a request's proxy leg and cause are read from the packets and
+# the HTTP events; a connection's keep-alive facts from its requests, packets and TCP events;
+# an HTTP/2 stream's stalls (rows, and events) from the packets and TCP events.
+_BUILT_WITH = {"requests": ("packets", "events", "connections"), "streams": ("packets", "events"),
+               "connections": ("requests", "packets", "events"), "events": ("packets",)}
 # Tables with QUIC in them: the QUIC path runs when one of them is asked for.
 _QUIC_TABLES = frozenset({"quic", "connections", "events", "requests", "tls"})
 
@@ -129,6 +131,14 @@ def _wanted(tables: Iterable[str] | None) -> frozenset:
     return wanted
 
 
+def _shows_flags(wanted: frozenset, built: frozenset) -> bool:
+    """Whether a table asked for shows ``tcp.analysis`` flags: the TCP events, the HTTP/2
+    streams (stalls are timed against retransmissions), the connections' keep-alive facts
+    (made with the requests).  A requests table is made of no flag: its proxy legs, causes
+    and races read the packets and the HTTP events, which a load without flags keeps."""
+    return bool(wanted & {"events", "streams"}) or ("connections" in wanted and "requests" in built)
+
+
 def _leave_out(tl: Timeline, wanted: frozenset) -> Timeline:
     """The Timeline with the tables not asked for marked as such (empty, and unreadable)."""
     left_out = frozenset(_NEEDS) - wanted
@@ -224,8 +234,7 @@ def _load_capture(path: str, keylog, rsa_key, progress: Progress, wanted: frozen
     progress("tcp")
     measure_tcp = measure_tcp and "packets" in wanted
     built = wanted.union(*(_BUILT_WITH.get(name, ()) for name in wanted))
-    # tcp.analysis flags show only as events (and what is made of them): without those, not computed.
-    transport = analyze(idx, measure=measure_tcp, with_flags="events" in built)
+    transport = analyze(idx, measure=measure_tcp, with_flags=_shows_flags(wanted, built))
     info = SourceInfo(path=path, format=cap.format, size=cap.detail.get("size") or os.path.getsize(path),
                       compressed=cap.compressed, link_types=dict(idx.link_counts),
                       frames=len(cap), detail={**cap.detail, **getattr(idx, "stats", {})},
@@ -263,7 +272,8 @@ def _load_capture(path: str, keylog, rsa_key, progress: Progress, wanted: frozen
                           skip=skip, quic_payload=quic, dns_messages=dns)
         release_pages(buf)      # what the windows of its walk left; the children fault in their own
         info.warnings.extend(over_limits(path, plan.skipped))
-        ctx = context(tables, path, log, events="events" in built)
+        # The events table built only for the requests' proxy analysis needs HTTP's rows alone.
+        ctx = context(tables, path, log, events="events" in wanted, http_events="requests" in built)
         rows, decoded = decode_rows(plan, buf, ctx, log, key, debug=debug)
         release_pages(buf)      # what a share decoded here (one process) touched
         opaque = plan.opaque(decoded)

@@ -62,7 +62,9 @@ class Context:
     """What turning one connection into rows needs of the whole capture, made once before the
     payload tier runs (forked workers inherit it): endpoints and handshake times per connection,
     the packets and TCP events (HTTP/2 head-of-line stalls are timed against them), the key log
-    (whether keys were there), and whether events rows are wanted."""
+    (whether keys were there), and which events rows are wanted: every layer's (``events``), or
+    only HTTP's (``http_events``: what the proxy analysis reads, when the events table is
+    built for the requests only)."""
 
     path: str
     ends: dict[int, dict]
@@ -71,11 +73,13 @@ class Context:
     tcp_events: pd.DataFrame
     keylog: object = None
     events: bool = True
+    http_events: bool = True
 
 
-def context(tables, path: str, keylog=None, events: bool = True) -> Context:
+def context(tables, path: str, keylog=None, events: bool = True, http_events: bool = True) -> Context:
     packets, connections, tcp_events = tables
-    return Context(path, endpoints(connections), _handshakes(connections), packets, tcp_events, keylog, events)
+    return Context(path, endpoints(connections), _handshakes(connections), packets, tcp_events, keylog, events,
+                   events or http_events)
 
 
 def timeline(info: SourceInfo, t, payload, keylog=None, rsa_key=None, dsb_blocks=(), quic_payload=None,
@@ -115,6 +119,8 @@ def payload_rows(results: dict, ctx: Context) -> PayloadRows:
         streams.add(result, ev, conn_ends.get("server"))
         if ctx.events:
             out.events.add_rows(ev + carried.rows(conn, result.http))
+        elif ctx.http_events:
+            out.events.add_rows(ev)
         out.requests += rq
         out.apps[conn] = http.app_label(result)
     out.streams = streams.rows

@@ -127,7 +127,7 @@ def connections(file: FileArg, json: JsonOpt = None, transport: Annotated[Option
     with guarded():
         mode = rows_json(json)
         check_choice("transport", transport, TRANSPORTS)
-        tl = load(file, keylog, rsa_key)
+        tl = load(file, keylog, rsa_key, tables=("connections",))
         df = tl.connections
         if transport:
             df = df[df["transport"] == transport.lower()]
