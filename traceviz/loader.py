@@ -269,7 +269,7 @@ def _load_capture(path: str, keylog, rsa_key, progress: Progress, wanted: frozen
         _tuning.hand_back_freed_memory()
         if plan is None:
             return finish(info, tables, PayloadRows(), np.zeros(0, dtype=np.int64), log, key, secrets,
-                          skip=skip, quic_payload=quic, dns_messages=dns)
+                          skip=skip, quic_payload=quic, dns_messages=dns, keepalive_facts="connections" in wanted)
         release_pages(buf)      # what the windows of its walk left; the children fault in their own
         info.warnings.extend(over_limits(path, plan.skipped))
         # The events table built only for the requests' proxy analysis needs HTTP's rows alone.
@@ -279,7 +279,7 @@ def _load_capture(path: str, keylog, rsa_key, progress: Progress, wanted: frozen
         opaque = plan.opaque(decoded)
         del plan, ctx           # room for the tables finish builds (the plan's columns: ~70 MB)
         return finish(info, tables, rows, opaque, log, key, secrets, skip=skip, quic_payload=quic,
-                      dns_messages=dns)
+                      dns_messages=dns, keepalive_facts="connections" in wanted)
     except Exception as exc:  # a decoder bug must not cost the user the TCP-level analysis
         if debug or isinstance(exc, InputError):
             raise

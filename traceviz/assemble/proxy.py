@@ -49,14 +49,20 @@ MAX_CANDIDATES = 200    # earlier client requests looked at for one upstream req
 
 
 def assemble(connections: pd.DataFrame, packets: pd.DataFrame, events: pd.DataFrame,
-             requests: pd.DataFrame, heads: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+             requests: pd.DataFrame, heads: dict, keepalive_facts: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The keep-alive facts, the races, the proxy legs and the 5xx causes of a capture.
 
-    ``heads``: every HTTP/1 message's headers by (conn, first frame) (``keepalive.http1_heads``)."""
-    family, ka = keepalive.subjects(connections, requests, events)
+    ``heads``: every HTTP/1 message's headers by (conn, first frame) (``keepalive.http1_heads``).
+    ``keepalive_facts`` False: the connections are returned as they came (a load that shows
+    no connections table); the races and legs read only the requests' own connections' packets."""
+    if keepalive_facts:
+        family, ka = keepalive.subjects(connections, requests, events)
+    else:
+        family, ka = set(requests["conn"].dropna().astype(int).tolist()) if len(requests) else set(), None
     segs = keepalive.segments(packets, family)
     heads = heads if len(requests) else {}
-    connections = keepalive.connection_facts(connections, requests, ka, segs, heads)
+    if keepalive_facts:
+        connections = keepalive.connection_facts(connections, requests, ka, segs, heads)
     if not len(requests):
         return connections, requests
     requests = keepalive.mark_races(requests, keepalive.races(requests, connections, segs))
