@@ -106,8 +106,13 @@ _AS_IS = frozenset({str, int, bool, type(None)})      # JSON-ready as they are
 
 def plain(value: Any) -> Any:
     """A JSON-ready Python value: NaN/NA → None, numpy scalars → Python."""
-    if value.__class__ in _AS_IS:        # most cells: tested before the numpy and pandas types
+    cls = value.__class__                # the common Python types first, before numpy's and pandas'
+    if cls in _AS_IS:
         return value
+    if cls is float:
+        return None if value != value else value
+    if cls is list or cls is tuple:
+        return [v if v.__class__ in _AS_IS else plain(v) for v in value]
     if pd is None and "numpy" in sys.modules:
         _numeric()
     if value is None or value is _NA or value is _NAT:
@@ -164,8 +169,11 @@ def _plain_column(s: pd.Series) -> list:
             return [None if v != v else v for v in s.to_numpy().tolist()]
     elif kind in "iubf" and hasattr(s.dtype, "numpy_dtype"):       # Int64, boolean, Float64
         base = s.to_numpy(dtype=s.dtype.numpy_dtype, na_value=0).tolist()
-        return [None if m or v != v else v for v, m in zip(base, s.isna().to_numpy().tolist())]
-    return [v if v.__class__ is str or v is None else plain(v) for v in s.tolist()]
+        na = s.isna().to_numpy()
+        if kind != "f" and not na.any():
+            return base
+        return [None if m or v != v else v for v, m in zip(base, na.tolist())]
+    return [v if v.__class__ in _AS_IS else plain(v) for v in s.tolist()]
 
 
 def print_json(data: Any) -> None:
