@@ -32,8 +32,8 @@ class PayloadRows:
     connection order, as if one process had made them all.
     """
 
-    tls: list[dict] = field(default_factory=list)
-    events: Columns = field(default_factory=Columns)      # columns: cheap to send back and to make a table of
+    tls: Columns = field(default_factory=Columns)         # columns: cheap to send back and to make a table of
+    events: Columns = field(default_factory=Columns)
     requests: list[dict] = field(default_factory=list)
     apps: dict[int, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
@@ -48,7 +48,7 @@ class PayloadRows:
         return rows
 
     def extend(self, other: PayloadRows) -> None:
-        self.tls += other.tls
+        self.tls.extend(other.tls)
         self.events.extend(other.events)
         self.requests += other.requests
         self.apps.update(other.apps)
@@ -108,7 +108,9 @@ def payload_rows(results: dict, ctx: Context) -> PayloadRows:
         if result.tls is not None:
             session = result.tls
             if session.client_hello is not None or session.server_hello is not None:
-                out.tls.append(tls.session_row(session, conn_ends, ctx.keylog))
+                row = tls.session_row(session, conn_ends, ctx.keylog)
+                row["tcp_rtt"] = _tcp_rtt(ctx.handshakes, conn)
+                out.tls.add_rows([row])
             if ctx.events:
                 out.events.add_block(*tls.event_columns(conn, session))
             for err in session.errors[:5]:
@@ -141,9 +143,10 @@ def finish(info: SourceInfo, tables, rows: PayloadRows, opaque: np.ndarray, keyl
     ends = endpoints(connections)
     q = quic.rows(quic_payload, ends, keylog, info.path, float(packets["ts"].max()) if len(packets) else None)
     info.warnings.extend(q.warnings + rows.warnings)
-    # The smaller tables first, each letting its dicts go, so the events' are made with room.
-    tls_rows = q.tls + rows.take("tls")
-    tls_table = _tls_table(_with_tcp_rtt(tls_rows, connections))
+    # The smaller tables first, each letting its rows go, so the events' are made with room.
+    tls_rows = Columns(_with_tcp_rtt(q.tls, connections))
+    tls_rows.extend(rows.take("tls"))
+    tls_table = _tls_table(tls_rows)
     if "connections" not in skip:
         apps = {**dns.apps(dns_messages), **q.apps, **rows.apps}
         connections = quic.mark_connections(_with_apps(connections, apps, opaque, tls_rows), q.apps)
@@ -205,10 +208,10 @@ def endpoints(conns: pd.DataFrame) -> dict[int, dict]:
             for k, c, s in zip(conns["conn"].tolist(), conns["client"].tolist(), conns["server"].tolist())}
 
 
-def _tls_table(rows: list[dict]) -> pd.DataFrame:
-    if not rows:
+def _tls_table(rows: Columns) -> pd.DataFrame:
+    if not len(rows):
         return conform("tls", pd.DataFrame(columns=JSON_FIELDS["tls"]))
-    df = pd.DataFrame(rows)
+    df = rows.frame()
     stable = JSON_FIELDS["tls"]
     extras = [c for c in df.columns if c not in stable and c not in _TLS_LAST]
     df = df[stable + extras + _TLS_LAST].sort_values("conn").reset_index(drop=True)
@@ -219,17 +222,22 @@ def _with_tcp_rtt(tls_rows: list[dict], conns: pd.DataFrame) -> list[dict]:
     """Each session's ``tcp_rtt``: the round trip of the TCP handshake its connection opened
     with (seconds; NaN for QUIC, or where the handshake was not seen).  A TLS handshake's
     time reads plainly next to it, and the tls table alone then says it (``recipes/tls.py``
-    needs no connections table)."""
+    needs no connections table).  The payload tier's rows get theirs as they are made
+    (``payload_rows``), the QUIC sessions' here."""
     if not tls_rows:
         return tls_rows
     handshakes = _handshakes(conns)
     for r in tls_rows:
-        rtt = handshakes.get(r["conn"], (None, None, None))[2]
-        r["tcp_rtt"] = np.nan if rtt is None else rtt
+        r["tcp_rtt"] = _tcp_rtt(handshakes, r["conn"])
     return tls_rows
 
 
-def _with_apps(conns: pd.DataFrame, apps: dict, opaque: np.ndarray, tls_rows: list[dict]) -> pd.DataFrame:
+def _tcp_rtt(handshakes: dict[int, tuple], conn: int) -> float:
+    rtt = handshakes.get(conn, (None, None, None))[2]
+    return np.nan if rtt is None else rtt
+
+
+def _with_apps(conns: pd.DataFrame, apps: dict, opaque: np.ndarray, tls_rows: Columns) -> pd.DataFrame:
     """``app`` for every connection that carried bytes ("unknown" where no decoder spoke
     them), and the TLS facts the connections table repeats."""
     if conns.empty:
@@ -243,13 +251,14 @@ def _with_apps(conns: pd.DataFrame, apps: dict, opaque: np.ndarray, tls_rows: li
         found = at >= 0
         app[at[found]] = np.array(list(apps.values()), dtype=object)[found]
     conns["app"] = pd.Series(app, index=conns.index, dtype="object")
-    shown = [r for r in tls_rows if r["conn"] in apps]
+    shown = [i for i, c in enumerate(tls_rows.cols.get("conn", ())) if c in apps]
     if shown:
-        at = index.get_indexer([r["conn"] for r in shown])
+        at = index.get_indexer([tls_rows.cols["conn"][i] for i in shown])
         found = at >= 0
         for col, key in (("sni", "sni"), ("alpn", "alpn"), ("tls_version", "version")):
+            given = tls_rows.cols.get(key, [None] * len(tls_rows))
             values = conns[col].astype("object").to_numpy(copy=True)
-            values[at[found]] = np.array([r.get(key) for r in shown], dtype=object)[found]
+            values[at[found]] = np.array([given[i] for i in shown], dtype=object)[found]
             conns[col] = pd.Series(values, index=conns.index, dtype="object")
     return conform("connections", conns)
 
