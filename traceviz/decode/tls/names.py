@@ -20,9 +20,12 @@ GREASE = frozenset(0x0A0A + 0x1010 * i for i in range(16))   # every value is_gr
 def _name(table: dict[int, str], value: int | None, width: int = 4) -> str | None:
     if value is None:
         return None
-    if is_grease(value) and width == 4:
+    name = table.get(value)      # the hex text only when needed: names are asked for per message
+    if name is not None and value not in GREASE:
+        return name
+    if width == 4 and is_grease(value):
         return "GREASE"
-    return table.get(value, f"0x{value:0{width}x}")
+    return name if name is not None else f"0x{value:0{width}x}"
 
 
 def version_name(value: int | None) -> str | None:

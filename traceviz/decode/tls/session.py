@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from traceviz import limits
 from traceviz.decode.tls import messages as msg
@@ -45,12 +45,14 @@ def is_tls13(version: int | None) -> bool:
     return version is not None and (version == 0x0304 or version >> 8 == 0x7F or version in (0xFB17, 0xFB1A))
 
 
-@dataclass(frozen=True)
-class Event:
+class Event(NamedTuple):
     """Something one side sent: a handshake message, a ChangeCipherSpec, an alert, a run of
     application data records.  Fields: ts, frame (of its first record), dir (c2s/s2c), kind
     (ClientHello, Finished, ApplicationData...), size (record bytes), encrypted, detail,
-    records (how many records a run of them took)."""
+    records (how many records a run of them took).
+
+    Immutable, and a named tuple rather than a frozen dataclass: a session makes one per run
+    of records, and a frozen dataclass takes four times as long to make."""
 
     ts: float
     frame: int
