@@ -80,15 +80,9 @@ def session_row(session, endpoints: dict, keylog=None) -> dict[str, Any]:
     return row
 
 
-def event_rows(conn: int, session) -> list[dict]:
-    return [{"ts": e.ts, "frame": e.frame, "conn": conn, "stream": pd.NA, "layer": "tls", "kind": e.kind,
-             "dir": e.dir, "size": e.size, "detail": e.detail or None, "encrypted": e.encrypted}
-            for e in session.events]
-
-
 def event_columns(conn: int, session) -> tuple[dict[str, list], int]:
-    """``event_rows`` as columns (``assemble.columns``), and how many: a download's hundreds
-    of records make no dict each."""
+    """The session's ``events`` rows as columns (``assemble.columns``), and how many: a
+    download's hundreds of records make no dict each."""
     evs = session.events
     n = len(evs)
     return {"ts": [e.ts for e in evs], "frame": [e.frame for e in evs], "conn": [conn] * n, "stream": [pd.NA] * n,
@@ -96,3 +90,8 @@ def event_columns(conn: int, session) -> tuple[dict[str, list], int]:
             "size": [e.size for e in evs], "detail": [e.detail or None for e in evs],
             "encrypted": [e.encrypted for e in evs]}, n
 
+
+def event_rows(conn: int, session) -> list[dict]:
+    """``event_columns`` as dicts, for the few sessions QUIC carries."""
+    cols, _ = event_columns(conn, session)
+    return [dict(zip(cols, row)) for row in zip(*cols.values())]
