@@ -111,11 +111,9 @@ def plain(value: Any) -> Any:
         return value
     if cls is float:
         return None if value != value else value
-    if cls is list or cls is tuple:
-        return [v if v.__class__ in _AS_IS else plain(v) for v in value]
     if pd is None and "numpy" in sys.modules:
         _numeric()
-    if value is None or value is _NA or value is _NAT:
+    if value is _NA or value is _NAT:
         return None
     if isinstance(value, _INTEGERS):
         return int(value)

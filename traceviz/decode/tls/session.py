@@ -195,7 +195,7 @@ class TLSSession:
     def _record(self, dir: str, rec: Record) -> None:
         side = self.sides[dir]
         if side.only_counted and rec.content_type == APPLICATION_DATA:
-            self._count_application_data(dir, side, rec, True)      # most records of a session, by far
+            self._count_application_data(dir, side, rec, encrypted=True)   # most records of a session, by far
             return
         if rec.content_type == CHANGE_CIPHER_SPEC:
             ev = self._emit(dir, rec, "ChangeCipherSpec", rec.size)
