@@ -224,8 +224,9 @@ def as_pcapng(path: str) -> str | None:
 
 
 def cli_cmd(command: str, path: str) -> list[str]:
-    """A command as a user runs it: a fresh interpreter, the output to /dev/null."""
-    return [sys.executable, "-c", "from traceviz.cli import main; main()", command, path, "--json"]
+    """A command as a user runs it: a fresh interpreter through the console script's entry
+    (``python -m traceviz``: the same ``cli.entry``), the output to /dev/null."""
+    return [sys.executable, "-m", "traceviz", command, path, "--json"]
 
 
 def tshark_cmd(path: str, payload: bool) -> list[str]:
