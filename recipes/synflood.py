@@ -27,6 +27,7 @@ NAME = "synflood"
 NEEDS = "SYNs at one listener from many addresses, most never completing"
 FAILS_ON = "SYNs dropped by a full SYN queue, or a real handshake slowed by SYN retransmissions"
 TABLES = ("connections", "events")   # what analyze() and the figures read: load() builds only these
+TRANSPORT_ONLY = True    # nothing above TCP and UDP: no TLS, HTTP or DNS is decoded for it
 FIGURES = {"flood": "SYNs per 100 ms by fate, and the real clients' handshakes"}
 EXAMPLE = "syn-flood"
 TITLE = "SYN floods and SYN cookies"

@@ -165,3 +165,61 @@ def test_flow_labels_cross_no_label_and_no_arrow(tmp_path):
     for (name, _), path in zip(cases, paths):
         count, crossings = label_crossings(path.read_text())
         assert count >= 5 and not crossings, (name, count, crossings[:3])
+
+
+def _shares_by_merging(data, back, rtt: float) -> tuple[float, float]:
+    """The window-full share and idle seconds of one direction, the plain way: the window and
+    the highest ACK each segment saw found by ``pandas.merge_asof`` (what ``tcpgraph`` finds
+    with one sorted search per direction)."""
+    import pandas as pd
+    if not len(data) or not len(back):
+        return 0.0, 0.0
+    seen = pd.merge_asof(data[["frame", "len", "bytes_in_flight", "seq", "ts"]],
+                         back[["frame", "win", "ack"]].assign(ack=back["ack"].astype(float).cummax()),
+                         on="frame", direction="backward")
+    flight = seen["bytes_in_flight"].astype("Float64").to_numpy(dtype=float, na_value=np.nan)
+    edge = seen["win"].astype("Float64").to_numpy(dtype=float, na_value=np.nan) - seen["len"].astype(float).to_numpy()
+    known = ~np.isnan(flight) & ~np.isnan(edge)
+    full = float((flight[known] >= edge[known]).mean()) if known.any() else 0.0
+    if len(data) < 2:
+        return full, 0.0
+    threshold = 2 * rtt if rtt == rtt and rtt > 0 else 0.010
+    sent_end = np.maximum.accumulate((seen["seq"] + seen["len"]).to_numpy(dtype=float))
+    gaps = np.diff(seen["ts"].to_numpy(dtype=float))
+    caught_up = seen["ack"].to_numpy(dtype=float)[1:] >= sent_end[:-1]
+    return full, float(gaps[caught_up & (gaps > threshold)].sum())
+
+
+@pytest.mark.parametrize("name", ["h2-stalls", "http1-six-connections", "tcp-vs-udp", "connection-pool"])
+def test_window_and_idle_shares_are_a_merge_of_acks_into_segments(name):
+    """Each direction's window-full share and idle time, against the same found by merging."""
+    tcpgraph = load_module(bundled_dir() / "tcpgraph.py")
+    tl = traceviz.load(name, measure_tcp=True)
+    p = tl.packets
+    checked = 0
+    for (conn, way), pk in p[(p["transport"] == "tcp") & p["conn"].notna()].groupby(["conn", "dir"], observed=True):
+        data = pk[pk["len"].fillna(0) > 0].sort_values("frame")
+        other = "s2c" if way == "c2s" else "c2s"
+        mine = p[p["conn"] == conn]
+        back = mine[(mine["dir"] == other) & mine["ack"].notna()].sort_values("frame")
+        if len(data) < 2 or not len(back):
+            continue
+        rtt = 0.05
+        assert (tcpgraph._window_full_share(data, back), tcpgraph._idle_time(data, back, rtt)) == \
+            _shares_by_merging(data, back, rtt), f"{name}: conn {conn} {way}"
+        checked += 1
+    assert checked >= 2
+
+
+def test_a_connections_rows_found_once_are_those_a_filter_finds():
+    """``ByConn``: one sort, then a slice per connection, in the table's order -- what filtering
+    the whole table per connection gave (it was quadratic on big captures)."""
+    import pandas as pd
+    by_conn = load_module(bundled_dir() / "tcpgraph.py").ByConn
+    tl = traceviz.load("connection-pool")
+    for table in (tl.packets, tl.events):
+        rows_of = by_conn(table)
+        conns = sorted(int(c) for c in table["conn"].dropna().unique())
+        assert len(conns) > 10
+        for c in conns + [10_000]:
+            pd.testing.assert_frame_equal(rows_of(c), table[(table["conn"] == c).to_numpy(dtype=bool, na_value=False)])

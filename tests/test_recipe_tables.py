@@ -14,7 +14,7 @@ from bundled import CAPTURES, timeline
 
 import traceviz
 from traceviz import output
-from traceviz.cli.recipes import load_recipe, recipe_tables
+from traceviz.cli.recipes import load_recipe, recipe_tables, transport_only
 from traceviz.model import SCHEMAS
 from traceviz.recipe import bundled_dir
 
@@ -26,8 +26,9 @@ RECIPES = [p for p in sorted(bundled_dir().glob("*.py")) if "\nTABLES = " in p.r
 
 
 @lru_cache(maxsize=None)
-def _load(name: str, tables: tuple | None, measure_tcp: bool):
-    return traceviz.load(CAPTURES / f"{name}.pcapng", tables=tables, measure_tcp=measure_tcp)
+def _load(name: str, tables: tuple | None, measure_tcp: bool, transport_only: bool = False):
+    return traceviz.load(CAPTURES / f"{name}.pcapng", tables=tables, measure_tcp=measure_tcp,
+                         transport_only=transport_only)
 
 
 def _same(a, b, what: str, figures: bool = True) -> None:
@@ -53,16 +54,18 @@ def test_a_recipe_finds_the_same_on_only_its_tables(path):
     charted = recipe_tables(module, chart=True)
     ran = 0
     measure = getattr(module, "MEASURE_TCP", False)
+    alone = transport_only(module)          # as its command loads it: the transport tier alone
     for name in NAMES:
         whole = _load(name, None, measure) if measure else timeline(name)
-        part = _load(name, tables, measure)
+        part = _load(name, tables, measure, alone)
         assert set(part.skipped) == set(SCHEMAS) - set(tables)
         assert output.time_origin(part) == output.time_origin(whole), name
         assert module.applies(part) == module.applies(whole), name
         if not module.applies(whole):
             continue
         _same(module.analyze(whole), module.analyze(part), f"{path.stem} on {name}", figures=charted == tables)
-        _same(module.analyze(whole), module.analyze(_load(name, charted, measure)), f"{path.stem} on {name}, charted")
+        _same(module.analyze(whole), module.analyze(_load(name, charted, measure, alone)),
+              f"{path.stem} on {name}, charted")
         ran += 1
     assert ran, f"{path.stem} applies to no bundled capture"
 
@@ -76,7 +79,7 @@ def test_each_chart_table_is_one_a_figure_reads(path):
     name = next(n for n in NAMES if module.applies(timeline(n)))
     for left_out in module.CHART_TABLES:
         tables = tuple(t for t in recipe_tables(module, chart=True) if t != left_out)
-        finding = module.analyze(_load(name, tables, getattr(module, "MEASURE_TCP", False)))
+        finding = module.analyze(_load(name, tables, getattr(module, "MEASURE_TCP", False), transport_only(module)))
         with pytest.raises(TableNotBuilt, match=left_out):
             for fig in finding.figures:
                 finding.figure(fig, "light")

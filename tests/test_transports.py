@@ -77,3 +77,32 @@ def test_words_and_chart():
         fig = arrivals_chart(tl.packets, tl.events, f.rows, theme=theme)
         dots = sum(len(t.x) for t in fig.data if t.name and "data" in t.name)
         assert dots == int(r["data_packets_c2s"].sum() + r["data_packets_s2c"].sum())
+
+
+def _flow_by_filtering(p, conn: int) -> dict:
+    """One flow's figures the plain way: its packets filtered out of the table (what
+    ``per_flow`` computes for all flows in one pass)."""
+    mine = p[(p["conn"] == conn).to_numpy(dtype=bool, na_value=False)]
+    data = mine[(mine["len"].fillna(0) > 0).to_numpy(dtype=bool)]
+    down = data[data["dir"] == "s2c"]
+    gaps = down["ts"].diff().dropna()
+    return {"packets": len(mine), "data": len(data), "up": int((data["dir"] == "c2s").sum()), "down": len(down),
+            "wire": int(mine["wire_len"].sum()), "payload": int(data["len"].sum()),
+            "gap": float(gaps.max()) if len(gaps) else None}
+
+
+@pytest.mark.parametrize("name", ["http1-six-connections", "connection-pool", "proxy-nginx-502-504", "tcp-vs-udp",
+                                  "push-vs-poll"])
+def test_each_flows_figures_are_its_packets_filtered_out(name):
+    """Flows interleave in the packets table (six connections at once, a pool, a proxy): each flow's
+    counts, sums and longest server gap are those of its own packets, in frame order."""
+    from traceviz.recipe import discover, load_module
+    per_flow = load_module(discover()["transports"]).per_flow
+    p = timeline(name).packets
+    p = p[p["conn"].notna().to_numpy()]
+    flows = per_flow(p)
+    conns = sorted(int(c) for c in p["conn"].unique())
+    assert sorted(flows) == conns and len(conns) > 1
+    assert any(f["gap"] is not None for f in flows.values())
+    for conn in conns:
+        assert flows[conn] == _flow_by_filtering(p, conn), f"{name}: conn {conn}"

@@ -34,7 +34,8 @@ _QUIC_TABLES = frozenset({"quic", "connections", "events", "requests", "tls"})
 
 def load(path: str | os.PathLike, keylog: str | os.PathLike | None = None,
          rsa_key: str | os.PathLike | None = None, progress: Progress | None = None,
-         tables: Iterable[str] | None = None, measure_tcp: bool = False) -> Timeline:
+         tables: Iterable[str] | None = None, measure_tcp: bool = False,
+         transport_only: bool = False) -> Timeline:
     """Decode ``path`` (pcap, pcapng, .gz, HAR, DevTools trace/log, qlog file or folder,
     Chrome NetLog) into a Timeline.
 
@@ -52,21 +53,30 @@ def load(path: str | os.PathLike, keylog: str | os.PathLike | None = None,
     table's ``bytes_in_flight``, ``ack_rtt``, ``rtt_ambiguous``, ``ts_rtt``,
     ``sack``; NA without it, and ``tl.source.detail["tcp_measured"]`` says
     which): the stream graphs need them, and they cost a fifth of a load.
+    ``transport_only``: a capture's index and TCP tiers alone, for a view that reads
+    nothing above TCP and UDP (a SYN flood, a transport mix, a stream graph): no TLS,
+    HTTP or DNS is decoded, the connections table lacks the columns made of them
+    (``model.APP_CONNECTION_COLUMNS``, ``model.KEEPALIVE_CONNECTION_COLUMNS``: left
+    out, so reading one raises ``KeyError``), the events table holds TCP's alone, and
+    only ``packets``, ``connections`` and ``events`` can be asked for.  Every row and
+    column it keeps is the whole load's; ``tables`` defaults to those three.  A browser export or a qlog, which has no such
+    tiers, loads as it would without it.
     Raises ``InputError`` when nothing in the file can be analysed.
     """
-    wanted = _wanted(tables)
+    wanted = _wanted(tables, transport_only)
     many = _many(path)
     if many is not None:
-        return many(keylog, rsa_key, progress, wanted, measure_tcp)
+        return many(keylog, rsa_key, progress, wanted, measure_tcp, transport_only)
     path = _resolve(path)
     keylog, rsa_key = (None if k is None else _companion(k) for k in (keylog, rsa_key))
     from traceviz.sources import kind_of
 
     kind = kind_of(path)
     if kind == "capture":
-        bundled = bundled_keylog(path) if keylog is None and rsa_key is None else None
+        bundled = bundled_keylog(path) if keylog is None and rsa_key is None and not transport_only else None
         with _tuning.loading(os.path.getsize(path)):
-            tl = _load_capture(path, keylog or bundled, rsa_key, progress or _quiet, wanted, measure_tcp)
+            tl = _load_capture(path, keylog or bundled, rsa_key, progress or _quiet, wanted, measure_tcp,
+                               transport_only)
         if bundled is not None:
             tl.source.detail["bundled_keylog"] = str(bundled)
         return _leave_out(tl, wanted)
@@ -90,21 +100,23 @@ def _many(target):
     if paths is None:
         return None
 
-    def read(keylog, rsa_key, progress, wanted, measure_tcp):
+    def read(keylog, rsa_key, progress, wanted, measure_tcp, transport_only):
         from traceviz.sources.files import read_files
         cap = read_files(paths, label(paths, target), progress)
-        return load_frames(cap, keylog, rsa_key, progress, wanted, measure_tcp)
+        return load_frames(cap, keylog, rsa_key, progress, wanted, measure_tcp, transport_only)
     return read
 
 
 def load_frames(cap, keylog=None, rsa_key=None, progress: Progress | None = None,
-                tables: Iterable[str] | None = None, measure_tcp: bool = False) -> Timeline:
+                tables: Iterable[str] | None = None, measure_tcp: bool = False,
+                transport_only: bool = False) -> Timeline:
     """The capture pipeline over frames already read (``sources.capture.Capture``): several
     files read as one, a partition of a bigger capture (``assemble/export.py``)."""
-    wanted = _wanted(tables)
+    wanted = _wanted(tables, transport_only)
     keylog, rsa_key = (None if k is None else _companion(k) for k in (keylog, rsa_key))
     with _tuning.loading(int(cap.detail.get("size") or len(cap.buf))):
-        return _leave_out(_load_capture(cap, keylog, rsa_key, progress or _quiet, wanted, measure_tcp), wanted)
+        return _leave_out(_load_capture(cap, keylog, rsa_key, progress or _quiet, wanted, measure_tcp,
+                                        transport_only), wanted)
 
 
 def _load_json(path: str) -> Timeline:
@@ -121,13 +133,21 @@ def _load_json(path: str) -> Timeline:
     return load_browser(path)
 
 
-def _wanted(tables: Iterable[str] | None) -> frozenset:
+# What the transport tier alone can build (``load(transport_only=True)``).
+TRANSPORT_TABLES = frozenset({"packets", "connections", "events"})
+
+
+def _wanted(tables: Iterable[str] | None, transport_only: bool = False) -> frozenset:
     if tables is None:
-        return frozenset(_NEEDS)
+        return TRANSPORT_TABLES if transport_only else frozenset(_NEEDS)
     wanted = frozenset([tables] if isinstance(tables, str) else tables)
     unknown = sorted(wanted - set(_NEEDS))
     if unknown:
         raise ValueError(f"no table named {', '.join(unknown)}: the tables are {', '.join(_NEEDS)}")
+    beyond = sorted(wanted - TRANSPORT_TABLES) if transport_only else []
+    if beyond:
+        raise ValueError(f"transport_only builds no {', '.join(beyond)} table: ask for "
+                         f"{', '.join(sorted(TRANSPORT_TABLES))}, or load without transport_only")
     return wanted
 
 
@@ -209,11 +229,11 @@ def bundled_keylog(path: str) -> str | None:
 
 
 def _load_capture(path: str, keylog, rsa_key, progress: Progress, wanted: frozenset,
-                  measure_tcp: bool = False) -> Timeline:
+                  measure_tcp: bool = False, transport_only: bool = False) -> Timeline:
     import numpy as np
 
     from traceviz.assemble import transport as transport_tables
-    from traceviz.assemble.capture import PayloadRows, context, finish, over_limits
+    from traceviz.assemble.capture import PayloadRows, context, finish, over_limits, transport_tier
     from traceviz.assemble.parallel import decode_rows
     from traceviz.decode.dns import decode_dns
     from traceviz.decode.index import index_frames
@@ -233,7 +253,8 @@ def _load_capture(path: str, keylog, rsa_key, progress: Progress, wanted: frozen
     release_pages(cap.buf)      # what it read of the file (options past the heads, a pcapng's heads)
     progress("tcp")
     measure_tcp = measure_tcp and "packets" in wanted
-    built = wanted.union(*(_BUILT_WITH.get(name, ()) for name in wanted))
+    # The transport tier alone makes its tables of nothing but itself (no keep-alive facts).
+    built = wanted if transport_only else wanted.union(*(_BUILT_WITH.get(name, ()) for name in wanted))
     transport = analyze(idx, measure=measure_tcp, with_flags=_shows_flags(wanted, built))
     info = SourceInfo(path=path, format=cap.format, size=cap.detail.get("size") or os.path.getsize(path),
                       compressed=cap.compressed, link_types=dict(idx.link_counts),
@@ -253,6 +274,11 @@ def _load_capture(path: str, keylog, rsa_key, progress: Progress, wanted: frozen
     tables = (transport_tables.packets(transport) if "packets" in built else empty_table("packets"),
               transport_tables.connections(transport),
               transport_tables.events(transport) if "events" in built else empty_table("events"))
+    if transport_only:      # QUIC was decoded only to tell its flows from other UDP
+        info.detail["transport_only"] = True
+        del idx, transport, cap             # as below: their columns are in the tables now
+        _tuning.hand_back_freed_memory()
+        return transport_tier(info, tables, quic, log)
     decode = set().union(*(_NEEDS[name] for name in wanted))
     if log is not None or key is not None:
         decode |= {"tls"} if "http" in decode else set()     # HTTPS requests are inside TLS sessions

@@ -114,6 +114,14 @@ CONNECTION_COLUMNS: dict[str, str] = {
     "idle_sibling": "Int64",  # opened while this connection to the same server sat idle
 }
 
+# The connections' columns made of their payload: what the application spoke (TLS, HTTP and
+# DNS decoded), and the keep-alive facts (made of the requests).  The rest is the transport
+# tier's own, all a ``load(transport_only=True)`` has.
+APP_CONNECTION_COLUMNS = ["app", "sni", "alpn", "tls_version"]
+KEEPALIVE_CONNECTION_COLUMNS = ["http_requests", "idle_first", "idle_gaps", "idle_close", "close_frame",
+                                "conn_close", "pipelined", "ka_probes", "ka_answered", "ka_idle", "ka_interval",
+                                "ka_by", "idle_sibling"]
+
 # Columns packet captures add to ``connections`` after the schema's (a HAR or a trace has
 # no SYNs to time them from).  How each is found: decode/tcp/connections.py.
 HANDSHAKE_COLUMNS: dict[str, str] = {

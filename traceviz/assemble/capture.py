@@ -17,7 +17,8 @@ import pandas as pd
 from traceviz.assemble import caching, carried, dns, grpc, h2, http, keepalive, keys, proxy, quic, tls, transport
 from traceviz.assemble.columns import Columns
 from traceviz.errors import describe
-from traceviz.model import JSON_FIELDS, SourceInfo, Timeline, conform, empty_table
+from traceviz.model import (APP_CONNECTION_COLUMNS, JSON_FIELDS, KEEPALIVE_CONNECTION_COLUMNS, SourceInfo,
+                            Timeline, conform, empty_table)
 
 # The last columns of the tls table: its details, after the stable fields.
 _TLS_LAST = ["round_trips"]
@@ -170,6 +171,20 @@ def finish(info: SourceInfo, tables, rows: PayloadRows, opaque: np.ndarray, keyl
     )
 
 
+def transport_tier(info: SourceInfo, tables, quic_payload=None, keylog=None) -> Timeline:
+    """The Timeline of the index and TCP tiers alone (``load(transport_only=True)``): the
+    transport tier's ``tables``, its UDP flows that are QUIC connections marked so, and
+    none of the connections' columns made of the payload (left out, not NA)."""
+    packets, connections, events = tables
+    q = quic.rows(quic_payload, endpoints(connections), keylog, info.path,
+                  float(packets["ts"].max()) if len(packets) else None)
+    info.warnings.extend(q.warnings)
+    connections = quic.mark_connections(connections, q.apps)
+    payload_made = [c for c in APP_CONNECTION_COLUMNS + KEEPALIVE_CONNECTION_COLUMNS if c in connections.columns]
+    return Timeline(source=info, packets=packets, connections=connections.drop(columns=payload_made),
+                    events=_merge_events(events))
+
+
 def _http_rows(result, server: str | None, handshake: tuple | None) -> tuple[list[dict], list[dict]]:
     if result.http is None:
         return [], []
@@ -268,13 +283,29 @@ def _event_table(rows: Columns) -> pd.DataFrame:
 
 
 def _merge_events(tcp_events: pd.DataFrame, *frames: pd.DataFrame) -> pd.DataFrame:
-    """The TCP events with more events tables (the payload tier's, DNS's), by time."""
+    """The TCP events with more events tables (the payload tier's, DNS's), by time.
+
+    By time also when there is nothing to merge: the TCP events come in frame order, which
+    is not time order where a capture's clock stepped back, and a table's order must not
+    depend on whether a layer above TCP had something to say."""
     new = [f for f in frames if len(f)]
     if not new:
-        return tcp_events
-    merged = pd.concat([tcp_events] + new, ignore_index=True) if len(tcp_events) else pd.concat(new, ignore_index=True)
+        if not len(tcp_events) or _in_time_order(tcp_events):
+            return tcp_events
+        merged = tcp_events
+    else:
+        merged = pd.concat(([tcp_events] if len(tcp_events) else []) + new, ignore_index=True)
     merged = merged.sort_values(["ts", "frame"], kind="stable", na_position="last").reset_index(drop=True)
     return conform("events", merged)
+
+
+def _in_time_order(events: pd.DataFrame) -> bool:
+    """Whether sorting by (ts, frame) would leave the rows as they are."""
+    ts, frame = events["ts"].to_numpy(), events["frame"].to_numpy(dtype=np.float64, na_value=np.inf)
+    if np.isnan(ts).any():
+        return False
+    same = ts[1:] == ts[:-1]
+    return bool(np.all((ts[1:] > ts[:-1]) | (same & (frame[1:] >= frame[:-1]))))
 
 
 def _requests(rows: list[dict]) -> pd.DataFrame:

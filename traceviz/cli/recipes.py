@@ -43,10 +43,10 @@ def recipe_command(path: Path, head: Header | None = None):
             check_theme(theme)
             check_chart(chart)
             module = load_recipe(path)
-            # --where may name a column of any table: then every table is built
+            # --where may name a column of any table: then every table is built, with every column
             tables = recipe_tables(module, chart is not None) if where is None else None
-            tl = narrowed(load(file, keylog, rsa_key, tables=tables,
-                               measure_tcp=getattr(module, "MEASURE_TCP", False)), where)
+            tl = narrowed(load(file, keylog, rsa_key, tables=tables, measure_tcp=getattr(module, "MEASURE_TCP", False),
+                               transport_only=where is None and transport_only(module)), where)
             finding = run_recipe(module, tl, conn, head.name, {k: v for k, v in own.items() if v})
             present(finding, tl, head.name, mode, chart, figure, theme, absolute, wide, all_rows, fail)
 
@@ -128,7 +128,19 @@ def load_recipe(path: Path) -> ModuleType:
             if isinstance(tables, str) or not all(isinstance(name, str) for name in tables) \
                     or not set(tables) <= set(SCHEMAS):
                 raise InputError(str(path), f"{declared} must list table names, of: {', '.join(SCHEMAS)}")
+    if transport_only(module):
+        from traceviz.loader import TRANSPORT_TABLES
+        asked = recipe_tables(module, chart=True)
+        if asked is None or not set(asked) <= TRANSPORT_TABLES:
+            raise InputError(str(path), "TRANSPORT_ONLY needs TABLES (and CHART_TABLES) of "
+                                        f"{', '.join(sorted(TRANSPORT_TABLES))} only")
     return module
+
+
+def transport_only(module: ModuleType) -> bool:
+    """Whether a recipe reads nothing above TCP and UDP (``TRANSPORT_ONLY = True``): its command
+    then loads the transport tier alone (``load(transport_only=True)``)."""
+    return getattr(module, "TRANSPORT_ONLY", False) is True
 
 
 def recipe_tables(module: ModuleType, chart: bool) -> tuple[str, ...] | None:
