@@ -284,6 +284,8 @@ def _load_capture(path: str, keylog, rsa_key, progress: Progress, wanted: frozen
         decode |= {"tls"} if "http" in decode else set()     # HTTPS requests are inside TLS sessions
     try:
         skip = frozenset(_NEEDS) - built
+        # A table built only for another's sake gets none of the facts only it shows.
+        shown = {"keepalive_facts": "connections" in wanted, "request_facts": "requests" in wanted}
         dns = decode_dns(transport, cap.buf) if "dns" in decode else None
         plan = plan_streams(transport, cap.buf, tls="tls" in decode, http="http" in decode) \
             if decode & {"tls", "http"} else None
@@ -295,7 +297,7 @@ def _load_capture(path: str, keylog, rsa_key, progress: Progress, wanted: frozen
         _tuning.hand_back_freed_memory()
         if plan is None:
             return finish(info, tables, PayloadRows(), np.zeros(0, dtype=np.int64), log, key, secrets,
-                          skip=skip, quic_payload=quic, dns_messages=dns, keepalive_facts="connections" in wanted)
+                          skip=skip, quic_payload=quic, dns_messages=dns, **shown)
         release_pages(buf)      # what the windows of its walk left; the children fault in their own
         info.warnings.extend(over_limits(path, plan.skipped))
         # The events table built only for the requests' proxy analysis needs HTTP's rows alone.
@@ -305,7 +307,7 @@ def _load_capture(path: str, keylog, rsa_key, progress: Progress, wanted: frozen
         opaque = plan.opaque(decoded)
         del plan, ctx           # room for the tables finish builds (the plan's columns: ~70 MB)
         return finish(info, tables, rows, opaque, log, key, secrets, skip=skip, quic_payload=quic,
-                      dns_messages=dns, keepalive_facts="connections" in wanted)
+                      dns_messages=dns, **shown)
     except Exception as exc:  # a decoder bug must not cost the user the TCP-level analysis
         if debug or isinstance(exc, InputError):
             raise

@@ -133,13 +133,15 @@ def payload_rows(results: dict, ctx: Context) -> PayloadRows:
 
 def finish(info: SourceInfo, tables, rows: PayloadRows, opaque: np.ndarray, keylog=None, rsa_key=None,
            dsb_blocks=(), skip=frozenset(), quic_payload=None, dns_messages=None,
-           keepalive_facts: bool = True) -> Timeline:
+           keepalive_facts: bool = True, request_facts: bool = True) -> Timeline:
     """The Timeline from the transport tier's ``tables`` (packets, connections, events), the
     payload rows, the QUIC connections and the DNS messages (``decode.dns.DNSCapture``).
 
     ``rows`` is used up: its lists are emptied as the tables are made of them.
     ``skip``: tables not to build (left empty; the loader marks them); ``keepalive_facts``
-    False: the connections table is built for the requests only, without them."""
+    False: the connections table is built for the requests only, without them;
+    ``request_facts`` False: the requests table is built for the keep-alive facts only,
+    without its proxy legs, causes, races and DNS lookups."""
     packets, connections, events = tables
     ends = endpoints(connections)
     q = quic.rows(quic_payload, ends, keylog, info.path, float(packets["ts"].max()) if len(packets) else None)
@@ -162,8 +164,9 @@ def finish(info: SourceInfo, tables, rows: PayloadRows, opaque: np.ndarray, keyl
         del payload_events
     if "requests" not in skip:
         connections, requests = proxy.assemble(connections, packets, events, requests, rows.heads,
-                                               keepalive_facts=keepalive_facts)
-        requests = dns.with_lookups(requests, connections, dns_events)
+                                               keepalive_facts=keepalive_facts, request_facts=request_facts)
+        if request_facts:
+            requests = dns.with_lookups(requests, connections, dns_events)
     return Timeline(
         source=info, packets=packets, connections=connections, events=events, requests=requests,
         tls=tls_table, quic=q.table, streams=h2.table(rows.streams),

@@ -49,12 +49,15 @@ MAX_CANDIDATES = 200    # earlier client requests looked at for one upstream req
 
 
 def assemble(connections: pd.DataFrame, packets: pd.DataFrame, events: pd.DataFrame,
-             requests: pd.DataFrame, heads: dict, keepalive_facts: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+             requests: pd.DataFrame, heads: dict, keepalive_facts: bool = True,
+             request_facts: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The keep-alive facts, the races, the proxy legs and the 5xx causes of a capture.
 
     ``heads``: every HTTP/1 message's headers by (conn, first frame) (``keepalive.http1_heads``).
     ``keepalive_facts`` False: the connections are returned as they came (a load that shows
-    no connections table); the races and legs read only the requests' own connections' packets."""
+    no connections table); the races and legs read only the requests' own connections' packets.
+    ``request_facts`` False: the requests are returned as they came, without races, legs
+    and causes (a load that shows no requests table: they were made for the keep-alive facts)."""
     if keepalive_facts:
         family, ka = keepalive.subjects(connections, requests, events)
     else:
@@ -63,7 +66,7 @@ def assemble(connections: pd.DataFrame, packets: pd.DataFrame, events: pd.DataFr
     heads = heads if len(requests) else {}
     if keepalive_facts:
         connections = keepalive.connection_facts(connections, requests, ka, segs, heads)
-    if not len(requests):
+    if not len(requests) or not request_facts:
         return connections, requests
     requests = keepalive.mark_races(requests, keepalive.races(requests, connections, segs))
     return connections, legs(requests, connections, events, segs, heads)
