@@ -300,8 +300,9 @@ def _load_capture(path: str, keylog, rsa_key, progress: Progress, wanted: frozen
                           skip=skip, quic_payload=quic, dns_messages=dns, **shown)
         release_pages(buf)      # what the windows of its walk left; the children fault in their own
         info.warnings.extend(over_limits(path, plan.skipped))
-        # The events table built only for the requests' proxy analysis needs HTTP's rows alone.
-        ctx = context(tables, path, log, events="events" in wanted, http_events="requests" in built)
+        # The events table built only for the requests' proxy analysis needs HTTP's rows alone,
+        # and none when the requests are built only for the connections' keep-alive facts.
+        ctx = context(tables, path, log, events="events" in wanted, http_events="requests" in wanted)
         rows, decoded = decode_rows(plan, buf, ctx, log, key, debug=debug)
         release_pages(buf)      # what a share decoded here (one process) touched
         opaque = plan.opaque(decoded)
