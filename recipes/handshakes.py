@@ -29,6 +29,8 @@ TITLE = "TCP handshakes"
 NEEDS = "TCP connections whose packets were captured (a HAR or a DevTools trace has no SYNs to time)"
 FAILS_ON = "a connection refused, a SYN never answered, a retransmitted SYN, or a client that gave up on its handshake"
 EXAMPLE = "tcp-handshakes"       # the bundled capture the chart gallery draws from
+TABLES = ("connections", "packets")   # what analyze() reads: load() builds only these (and what they are made of)
+CHART_TABLES = ("events",)            # what only the ladder reads besides
 FIGURES = {"ladder": "one connection's packets between client and server, the handshake's round trip split at the "
                      "capture point",
            "rtt": "the handshake round trips of every connection: their distribution and over time (5+ connections)"}
