@@ -26,6 +26,7 @@ from traceviz.recipe import Finding
 NAME = "caching"
 NEEDS = "HTTP responses with validators (ETag, Last-Modified) or Cache-Control, or conditional requests"
 FAILS_ON = "a response downloaded again for want of a validator, or a validator offered and never used"
+TABLES = ("requests",)   # what analyze() and the figures read: load() builds only these
 FIGURES = {"bytes": "per URL: body bytes downloaded, bytes 304s saved, bytes fetched again"}
 EXAMPLE = "http-caching"
 TITLE = "HTTP caching: conditional requests, 304s, validators"
@@ -112,15 +113,15 @@ def explain(rows: pd.DataFrame) -> tuple[list[str], list[str]]:
             if r.changed:
                 text += f"; {r.changed} time(s) it had changed and came back whole (200)"
             out.append(text + ".")
-        elif r.refetched_bytes:
+        elif r.refetched_bytes and not isinstance(r.validator, str):     # NaN: none was sent
             out.append(f"{r.url}: no ETag and no Last-Modified, so the client could not ask 'has it "
                        f"changed?': {r.full} full downloads, {_b(r.refetched_bytes)} of them repeats. "
                        f"A validator would have made each repeat a 304.")
             problems.append(f"{r.url}: {_b(r.refetched_bytes)} downloaded again for want of a validator")
-        elif r.max_age and r.requests == 1:
+        elif not pd.isna(r.max_age) and r.max_age and r.requests == 1:     # NA: no max-age was sent
             out.append(f"{r.url}: fetched once; 'max-age={int(r.max_age)}' lets a cache use it for "
                        f"{int(r.max_age)} s without asking, so any later use sent no request.")
-        elif r.full > 1 and r.validator and not r.conditional:
+        elif r.full > 1 and isinstance(r.validator, str) and not r.conditional:
             out.append(f"{r.url}: fetched {r.full} times in full although it offered a validator "
                        f"({r.validator}): the client did not cache it or did not revalidate.")
             problems.append(f"{r.url}: validator offered but never used")

@@ -32,6 +32,7 @@ NEEDS = ("HTTP requests: a HAR, a DevTools trace, or a capture whose HTTP can be
          "(plaintext, or TLS with its key log)")
 FAILS_ON = ("a host or content type of 5+ requests whose tail TTFB (the highest percentile its requests can "
             "hold, else the slowest) is 3x its median or more")
+TABLES = ("requests",)   # what analyze() and the figures read: load() builds only these
 FIGURES = {"percentiles": "TTFB percentiles per host, worst tail at the top",
            "types": "TTFB percentiles per content type",
            "ecdf": "the distribution of TTFB (all requests, and the busiest hosts), the tail marked"}

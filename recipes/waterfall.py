@@ -22,6 +22,7 @@ TITLE = "Request waterfall"
 NEEDS = ("HTTP requests: a HAR, a DevTools trace, or a capture whose HTTP can be read "
          "(plaintext, or TLS with its key log)")
 FAILS_ON = "a request that got no response (blocked, failed, reset or still pending when the file ends)"
+TABLES = ("connections", "requests")   # what analyze() and the figures read: load() builds only these
 FIGURES = {"waterfall": "every request as a bar of its phases (queueing, DNS, connect, TLS, send, wait, download), "
                         "rows grouped by connection"}
 
