@@ -24,6 +24,7 @@ from traceviz.stats import request_sent_at
 NAME = "grpc"
 NEEDS = "HTTP/2 streams with content-type application/grpc"
 FAILS_ON = "a call that ended with a grpc-status other than 0"
+TABLES = ("events", "requests")   # what analyze() and the figures read: load() builds only these
 FIGURES = {"calls": "one lane per call: its stream, its messages, its status"}
 EXAMPLE = "grpc-h2c"
 TITLE = "gRPC: calls per method, latency, status"

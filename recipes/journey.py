@@ -28,6 +28,7 @@ from traceviz.stats import request_sent_at
 NAME = "journey"
 NEEDS = "HTTP requests in a packet capture"
 FAILS_ON = "a request that got no answer"
+TABLES = ("connections", "events", "packets", "requests")   # what analyze() and the figures read: load() builds only these
 FIGURES = {"journey": "the first request's phases on one time axis: DNS, TCP, TLS, request, response"}
 EXAMPLE = "journey-https"
 TITLE = "The journey of a request: DNS, TCP, TLS, request, response"

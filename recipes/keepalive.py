@@ -30,6 +30,7 @@ TITLE = "Keep-alive: connection reuse, idle time, who closed"
 NEEDS = "HTTP/1 requests or TCP keep-alive probes in a capture"
 FAILS_ON = "a request sent on a connection the server was already closing (the keep-alive race)"
 EXAMPLE = "http1-idle-timeout"
+TABLES = ("connections", "events", "packets", "requests")   # what analyze() and the figures read: load() builds only these
 FIGURES = {"reuse": "one lane per connection: requests as bars, idle gaps, the closing side and keep-alive probes"}
 
 JSON_FIELDS = ["conn", "client", "server", "http_requests", "reused", "idle_first", "idle_gaps", "idle_max",

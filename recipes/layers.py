@@ -25,6 +25,7 @@ from traceviz.recipe import Finding
 NAME = "layers"
 NEEDS = "a CONNECT tunnel, two connections carrying the same bytes, or requests a proxy sent on"
 FAILS_ON = "a proxy that ended the client's TLS and sent its requests on in plain text"
+TABLES = ("connections", "requests", "tls")   # what analyze() and the figures read: load() builds only these
 FIGURES = {"legs": "client, proxy, server: which leg was encrypted, where TLS ended"}
 EXAMPLE = "l4-vs-l7"
 TITLE = "Proxies: CONNECT tunnel, layer 4, layer 7"

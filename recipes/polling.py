@@ -27,6 +27,7 @@ from traceviz.recipe import Finding
 NAME = "polling"
 NEEDS = "a text/event-stream response, or one URL asked for repeatedly on a connection"
 FAILS_ON = "an update a follower never saw on its own (it changed twice between two polls)"
+TABLES = ("connections", "events", "requests")   # what analyze() and the figures read: load() builds only these
 FIGURES = {"feeds": "each follower's requests and the moment it saw each update"}
 EXAMPLE = "push-vs-poll"
 TITLE = "Push vs pull: SSE, long polling, short polling"

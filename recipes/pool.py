@@ -28,6 +28,7 @@ from traceviz.stats import connection_spans, most_at_once, request_sent_at
 NAME = "pool"
 NEEDS = "HTTP requests over TCP"
 FAILS_ON = "a 503 at a connection limit, a leaked connection, a request never answered"
+TABLES = ("connections", "packets", "requests")   # what analyze() and the figures read: load() builds only these
 FIGURES = {"concurrency": "connections and requests open at once, per server, over time"}
 EXAMPLE = "connection-pool"
 TITLE = "Connection pools, limits and leaks"

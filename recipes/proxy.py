@@ -32,6 +32,7 @@ TITLE = "Reverse proxy: the two legs and the cause of each 5xx"
 NEEDS = "HTTP/1 requests through a reverse proxy, with at least one 5xx or an upstream leg in the capture"
 FAILS_ON = "a 5xx the proxy answered (with its cause) or a request that met the keep-alive race"
 EXAMPLE = "proxy-nginx-502-504"
+TABLES = ("connections", "events", "packets", "requests")   # what analyze() and the figures read: load() builds only these
 FIGURES = {"ladder": "client, proxy and upstream in one sequence diagram, the failing exchange and its cause marked",
            "reuse": "the upstream connections over time: requests as bars, idle gaps, who closed"}
 OPTIONS = {"proxy-log": "The proxy's log: nginx error.log or access log, haproxy log (repeat for several files)."}

@@ -28,6 +28,7 @@ from traceviz.stats import request_sent_at
 NAME = "websocket"
 NEEDS = "an HTTP/1.1 connection that switched to WebSocket (101), or an HTTP/2 extended CONNECT"
 FAILS_ON = "a ping without its pong, a close code other than 1000/1001, no closing handshake, a protocol error"
+TABLES = ("connections", "events", "requests")   # what analyze() and the figures read: load() builds only these
 FIGURES = {"messages": "each WebSocket's messages, pings and close on a time axis, each way"}
 EXAMPLE = "websocket-h1"
 TITLE = "WebSocket: handshake, messages, ping/pong, close"
