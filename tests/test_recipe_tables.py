@@ -102,16 +102,29 @@ def test_the_terminal_output_keeps_its_time_origin(tv):
     assert only[1] == whole[1] and "TLS 1.3" in only[1]
 
 
-def test_tables_that_are_not_tables_are_refused_with_the_valid_names(tv, tmp_path):
-    (tmp_path / "odd.py").write_text(textwrap.dedent('''
+def refusal(tv, tmp_path, name: str, declarations: str) -> str:
+    """What the command of recipe ``name`` with these declarations says: it must be refused
+    (exit 2, nothing on stdout) before anything is loaded.  (One name per test: a recipe module
+    is imported once per process.)"""
+    (tmp_path / f"{name}.py").write_text(textwrap.dedent(f'''
         """An odd recipe."""
-        NAME = "odd"
-        TABLES = ("connections", "sockets")
+        NAME = "{name}"
+        ''') + textwrap.dedent(declarations) + textwrap.dedent('''
         def applies(tl):
             return True
         def analyze(tl):
             raise AssertionError("never reached")
     '''))
-    code, out, err = tv("--recipes", tmp_path, "odd", "tcp-handshakes")
+    code, out, err = tv("--recipes", tmp_path, name, "tcp-handshakes")
     assert code == 2 and out == ""
+    return err
+
+
+def test_tables_that_are_not_tables_are_refused_with_the_valid_names(tv, tmp_path):
+    err = refusal(tv, tmp_path, "odd", 'TABLES = ("connections", "sockets")\n')
     assert "TABLES must list table names" in err and "connections, events" in err
+
+
+def test_a_transport_only_recipe_asking_for_more_is_refused_with_what_it_may_ask(tv, tmp_path):
+    err = refusal(tv, tmp_path, "greedy", 'TABLES = ("connections", "tls")\nTRANSPORT_ONLY = True\n')
+    assert "TRANSPORT_ONLY needs TABLES (and CHART_TABLES) of connections, events, packets only" in err

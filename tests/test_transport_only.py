@@ -6,8 +6,6 @@ their commands (what they find with it: ``test_recipe_tables.py``)."""
 
 from __future__ import annotations
 
-import textwrap
-
 import pandas as pd
 import pytest
 from bundled import CAPTURES
@@ -82,22 +80,6 @@ def test_the_declaring_commands_load_the_transport_tier_alone(tv, monkeypatch):
     assert tv("synflood", "syn-flood-cookies", "--json", "--where", "conn >= 0")[0] == 0   # --where: every column
     assert asked == [(("connections", "events"), True), (("connections", "events", "packets"), True),
                      (("tls",), False), (None, False)]
-
-
-def test_a_recipe_asking_for_more_than_the_transport_tier_is_refused(tv, tmp_path):
-    (tmp_path / "greedy.py").write_text(textwrap.dedent('''
-        """A recipe that wants TLS and says it reads nothing above TCP."""
-        NAME = "greedy"
-        TABLES = ("connections", "tls")
-        TRANSPORT_ONLY = True
-        def applies(tl):
-            return True
-        def analyze(tl):
-            raise AssertionError("never reached")
-    '''))
-    code, out, err = tv("--recipes", tmp_path, "greedy", "tcp-handshakes")
-    assert code == 2 and out == ""
-    assert "TRANSPORT_ONLY needs TABLES (and CHART_TABLES) of connections, events, packets only" in err
 
 
 def test_events_are_in_time_order_when_the_clock_stepped_back(tmp_path):
