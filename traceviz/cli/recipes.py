@@ -44,7 +44,7 @@ def recipe_command(path: Path, head: Header | None = None):
             check_chart(chart)
             module = load_recipe(path)
             # --where may name a column of any table: then every table is built, with every column
-            tables = recipe_tables(module, chart is not None) if where is None else None
+            tables = recipe_tables(module, chart is not None, conn is not None) if where is None else None
             tl = narrowed(load(file, keylog, rsa_key, tables=tables, measure_tcp=getattr(module, "MEASURE_TCP", False),
                                transport_only=where is None and transport_only(module)), where)
             finding = run_recipe(module, tl, conn, head.name, {k: v for k, v in own.items() if v})
@@ -143,13 +143,15 @@ def transport_only(module: ModuleType) -> bool:
     return getattr(module, "TRANSPORT_ONLY", False) is True
 
 
-def recipe_tables(module: ModuleType, chart: bool) -> tuple[str, ...] | None:
+def recipe_tables(module: ModuleType, chart: bool, conn: bool = False) -> tuple[str, ...] | None:
     """The tables to build for a recipe: its ``TABLES`` (None: all), and for a chart its
-    ``CHART_TABLES`` too (what only its figures read)."""
+    ``CHART_TABLES`` too (what only its figures read); with ``--conn`` the connections, which
+    the number is checked against."""
     tables = getattr(module, "TABLES", None)
     if tables is None:
         return None
-    return tuple(tables) + (tuple(getattr(module, "CHART_TABLES", ())) if chart else ())
+    tables = tuple(tables) + (tuple(getattr(module, "CHART_TABLES", ())) if chart else ())
+    return tables + ("connections",) if conn and "connections" not in tables else tables
 
 
 def _read_with(path: str, warnings: list[str]) -> str:
