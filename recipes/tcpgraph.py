@@ -71,9 +71,8 @@ def analyze(tl, conn: int | None = None) -> Finding:
     events = tl.events[(tl.events["layer"] == "tcp")] if len(tl.events) else tl.events
     # Each connection's rows found once: a filter of the whole table per direction was quadratic
     # (157 s on 250k packets).
-    packets_of, events_of = ByConn(p), ByConn(events)
-    where = {int(k): i for i, k in enumerate(tl.connections["conn"].tolist())}
-    rows = pd.DataFrame([_direction(tl.connections.iloc[where[c]], d, g, packets_of(c), events_of(c))
+    connection, packets_of, events_of = ByConn(tl.connections), ByConn(p), ByConn(events)
+    rows = pd.DataFrame([_direction(connection(c).iloc[0], d, g, packets_of(c), events_of(c))
                          for (c, d), g in tcp.groupby([tcp["conn"].astype("int64"), tcp["dir"].astype(str)],
                                                       sort=False)
                          if (g["len"].fillna(0) > 0).any()], columns=FIELDS)

@@ -97,3 +97,12 @@ def test_events_are_in_time_order_when_the_clock_stepped_back(tmp_path):
     assert ts == sorted(ts)
     alone = traceviz.load(path, transport_only=True)
     pd.testing.assert_frame_equal(alone.events, tl.events, check_exact=True)
+
+
+def test_a_key_log_it_cannot_use_is_said_once():
+    path = CAPTURES / "tls12-vs-tls13.pcapng"
+    keys = CAPTURES / "tls12-vs-tls13.keys"
+    assert keys.is_file()
+    said = [w for w in traceviz.load(path, transport_only=True, keylog=keys).warnings if "keys not used" in w]
+    assert len(said) == 1 and str(path) in said[0]
+    assert not [w for w in traceviz.load(path, transport_only=True).warnings if "keys not used" in w]

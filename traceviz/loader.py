@@ -276,6 +276,9 @@ def _load_capture(path: str, keylog, rsa_key, progress: Progress, wanted: frozen
               transport_tables.events(transport) if "events" in built else empty_table("events"))
     if transport_only:      # QUIC was decoded only to tell its flows from other UDP
         info.detail["transport_only"] = True
+        if keylog is not None or rsa_key is not None:   # asked for, and nothing here it could decrypt
+            info.warnings.append(describe(path, "keys not used: this view reads nothing above TCP and UDP, "
+                                                "so no TLS is decoded"))
         del idx, transport, cap             # as below: their columns are in the tables now
         _tuning.hand_back_freed_memory()
         return transport_tier(info, tables, quic, log)

@@ -143,9 +143,8 @@ def finish(info: SourceInfo, tables, rows: PayloadRows, opaque: np.ndarray, keyl
     ``request_facts`` False: the requests table is built for the keep-alive facts only,
     without its proxy legs, causes, races and DNS lookups."""
     packets, connections, events = tables
-    ends = endpoints(connections)
-    q = quic.rows(quic_payload, ends, keylog, info.path, float(packets["ts"].max()) if len(packets) else None)
-    info.warnings.extend(q.warnings + rows.warnings)
+    q = _quic_rows(quic_payload, packets, connections, keylog, info)
+    info.warnings.extend(rows.warnings)
     # The smaller tables first, each letting its rows go, so the events' are made with room.
     tls_rows = Columns(_with_tcp_rtt(q.tls, connections))
     tls_rows.extend(rows.take("tls"))
@@ -179,13 +178,18 @@ def transport_tier(info: SourceInfo, tables, quic_payload=None, keylog=None) -> 
     transport tier's ``tables``, its UDP flows that are QUIC connections marked so, and
     none of the connections' columns made of the payload (left out, not NA)."""
     packets, connections, events = tables
-    q = quic.rows(quic_payload, endpoints(connections), keylog, info.path,
-                  float(packets["ts"].max()) if len(packets) else None)
-    info.warnings.extend(q.warnings)
-    connections = quic.mark_connections(connections, q.apps)
+    connections = quic.mark_connections(connections, _quic_rows(quic_payload, packets, connections, keylog, info).apps)
     payload_made = [c for c in APP_CONNECTION_COLUMNS + KEEPALIVE_CONNECTION_COLUMNS if c in connections.columns]
     return Timeline(source=info, packets=packets, connections=connections.drop(columns=payload_made),
                     events=_merge_events(events))
+
+
+def _quic_rows(quic_payload, packets: pd.DataFrame, connections: pd.DataFrame, keylog, info: SourceInfo):
+    """The QUIC connections' rows (``quic.rows``), their warnings added to ``info``'s."""
+    q = quic.rows(quic_payload, endpoints(connections), keylog, info.path,
+                  float(packets["ts"].max()) if len(packets) else None)
+    info.warnings.extend(q.warnings)
+    return q
 
 
 def _http_rows(result, server: str | None, handshake: tuple | None) -> tuple[list[dict], list[dict]]:

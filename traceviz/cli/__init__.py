@@ -68,15 +68,15 @@ def leave(code) -> None:
     others = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
     if run_exit_handlers is None or others:      # a thread still working: the ordinary exit waits for it
         sys.exit(code)
+    _flush()
+    run_exit_handlers()
+    _flush()                                     # what the handlers printed
+    os._exit(code & 0xFF)                        # what sys.exit makes of any int
+
+
+def _flush() -> None:
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
         except (OSError, ValueError):            # a closed pipe or file: nothing more to say there
             pass
-    run_exit_handlers()
-    for stream in (sys.stdout, sys.stderr):      # what the handlers printed
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
-    os._exit(code & 0xFF)                        # what sys.exit makes of any int
