@@ -31,6 +31,7 @@ FAILS_ON = "a connection refused, a SYN never answered, a retransmitted SYN, or 
 EXAMPLE = "tcp-handshakes"       # the bundled capture the chart gallery draws from
 TABLES = ("connections", "packets")   # what analyze() reads: load() builds only these (and what they are made of)
 CHART_TABLES = ("events",)            # what only the ladder reads besides
+KEEPALIVE_FACTS = False    # its rows carry the connections' TCP and TLS facts, not their keep-alive facts
 FIGURES = {"ladder": "one connection's packets between client and server, the handshake's round trip split at the "
                      "capture point",
            "rtt": "the handshake round trips of every connection: their distribution and over time (5+ connections)"}

@@ -13,6 +13,7 @@ NEEDS = "TLS handshakes (a capture of TLS traffic; a HAR or a trace does not sho
 FAILS_ON = "a handshake that failed (an alert, no common version or cipher) or stalled before it finished"
 TABLES = ("tls",)                            # what analyze() reads: load() builds only these
 CHART_TABLES = ("connections", "events")     # and what the figures read besides, built for a chart
+KEEPALIVE_FACTS = False                       # what they read of the connections is not made of requests
 FIGURES = {"ladder": "one session's handshake messages, plaintext and encrypted, with its round trips",
            "versions": "handshake time and round trips, TLS 1.2 next to TLS 1.3 (when both are there)"}
 

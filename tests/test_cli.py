@@ -239,6 +239,19 @@ def test_timeline_json_times_are_the_frames_times(tv, tshark):
     assert [e["ts"] for e in events] == sorted(e["ts"] for e in events)
 
 
+@pytest.mark.parametrize("name", ["h2-multiplexing", "proxy-nginx-502-504", "quic-h3", "tcp-keepalive"])
+def test_timeline_json_is_the_whole_loads_events(tv, name):
+    """The command builds the events and connections alone, the connections without keep-alive
+    facts: every event of a whole load is still there, as it is."""
+    import traceviz
+    from traceviz import output
+    r = tv("timeline", name, "--json")
+    assert r.code == 0, r.err
+    ev = traceviz.load(name).events.sort_values(["ts", "frame"], kind="stable")
+    assert len(set(ev["layer"].dropna())) >= 2
+    assert r.json() == json.loads(json.dumps(output.records(ev, None), default=str))
+
+
 @pytest.mark.parametrize("source", ["bundled", "corpus"])
 def test_timeline_filters_match_tshark(tv, tshark, source, corpus):
     path = HANDSHAKES if source == "bundled" else corpus_file(corpus, "pcap/tcp/syn-retransmit__suricata-verify_bug-4376.pcap")

@@ -10,6 +10,7 @@ less.  Endpoints likewise on a few captures.  The connections table's
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 
@@ -49,6 +50,11 @@ def tshark_conversations(tshark, path) -> dict[str, list[tuple]]:
     return tables
 
 
+def as_the_command_loads(path):
+    """The Timeline ``traceviz conversations``/``endpoints`` read: the transport tier alone."""
+    return traceviz.load(path, tables=("packets", "connections"), transport_only=True)
+
+
 def plain(endpoint: str) -> str:
     """tshark prints an IPv6 endpoint with its port as fe80::1:443; traceviz brackets the address."""
     return endpoint.replace("[", "").replace("]", "")
@@ -56,7 +62,7 @@ def plain(endpoint: str) -> str:
 
 @pytest.mark.parametrize("path", CAPTURES, ids=lambda p: p.name)
 def test_conversations_match_tshark(path, tshark):
-    tl = traceviz.load(path)
+    tl = as_the_command_loads(path)
     tables = tshark_conversations(tshark, path)
     for kind, by in (("tcp", "tcp"), ("udp", "udp"), ("ipv4", "ip"), ("ipv6", "ip")):
         ours = conversations(tl, by)
@@ -77,7 +83,7 @@ def test_conversations_match_tshark(path, tshark):
 @pytest.mark.parametrize("name", ["proxy-nginx-502-504.pcapng", "quic-vs-h2-tcp.pcapng", "http1-six-connections.pcapng"])
 def test_endpoints_match_tshark(name, tshark):
     path = ROOT / "captures" / name
-    tl = traceviz.load(path)
+    tl = as_the_command_loads(path)
     for kind, by in (("ip", "ip"), ("tcp", "tcp"), ("udp", "udp")):
         out = subprocess.run([tshark, "-r", str(path), "-q", "-z", f"endpoints,{kind}"], capture_output=True,
                              text=True, timeout=120).stdout
@@ -101,3 +107,17 @@ def test_connection_columns_hold_the_counts():
         up = mine[mine["dir"] == "c2s"]
         assert (row.frames_c2s, row.wire_bytes_c2s) == (len(up), int(up["wire_len"].sum()))
         assert row.frames_c2s + row.frames_s2c == len(mine)
+
+
+def test_the_commands_load_the_transport_tier_alone(tv, monkeypatch):
+    """What they count is all in the transport tier: a key log given is said to be unused."""
+    asked = []
+    real = traceviz.load
+    monkeypatch.setattr(traceviz, "load", lambda *a, **k: asked.append((k.get("tables"), k.get("transport_only")))
+                        or real(*a, **k))
+    code, out, err = tv("conversations", "quic-h3", "--by", "udp", "--json")
+    assert code == 0 and {r["kind"] for r in json.loads(out)} == {"udp"}
+    keys = ROOT / "captures" / "tls12-vs-tls13.keys"
+    code, out, err = tv("endpoints", "tls12-vs-tls13", "--keylog", keys, "--json")
+    assert code == 0 and json.loads(out) and "keys not used" in err
+    assert asked == [(("packets", "connections"), True)] * 2

@@ -8,6 +8,7 @@ assemble (the tables).  Browser exports, qlogs and NetLogs go sources → assemb
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -35,7 +36,7 @@ _QUIC_TABLES = frozenset({"quic", "connections", "events", "requests", "tls"})
 def load(path: str | os.PathLike, keylog: str | os.PathLike | None = None,
          rsa_key: str | os.PathLike | None = None, progress: Progress | None = None,
          tables: Iterable[str] | None = None, measure_tcp: bool = False,
-         transport_only: bool = False) -> Timeline:
+         transport_only: bool = False, keepalive_facts: bool = True) -> Timeline:
     """Decode ``path`` (pcap, pcapng, .gz, HAR, DevTools trace/log, qlog file or folder,
     Chrome NetLog) into a Timeline.
 
@@ -59,14 +60,20 @@ def load(path: str | os.PathLike, keylog: str | os.PathLike | None = None,
     (``model.APP_CONNECTION_COLUMNS``, ``model.KEEPALIVE_CONNECTION_COLUMNS``: left
     out, so reading one raises ``KeyError``), the events table holds TCP's alone, and
     only ``packets``, ``connections`` and ``events`` can be asked for.  Every row and
-    column it keeps is the whole load's; ``tables`` defaults to those three.  A browser export or a qlog, which has no such
-    tiers, loads as it would without it.
+    column it keeps is the whole load's; ``tables`` defaults to those three.
+    ``keepalive_facts`` False: a capture's connections table without its keep-alive
+    facts (``model.KEEPALIVE_CONNECTION_COLUMNS``: left out, as above), for a view that
+    reads none of them (the handshakes): they are made of the requests, the packets
+    and the TCP analysis flags, none of which is then built for them.  Every other
+    column is the whole load's.
+    A browser export or a qlog, which has no such tiers, loads as it would without
+    either of the last two.
     Raises ``InputError`` when nothing in the file can be analysed.
     """
-    wanted = _wanted(tables, transport_only)
+    asked = Asked(_wanted(tables, transport_only), measure_tcp, transport_only, keepalive_facts)
     many = _many(path)
     if many is not None:
-        return many(keylog, rsa_key, progress, wanted, measure_tcp, transport_only)
+        return many(keylog, rsa_key, progress, asked)
     path = _resolve(path)
     keylog, rsa_key = (None if k is None else _companion(k) for k in (keylog, rsa_key))
     from traceviz.sources import kind_of
@@ -75,11 +82,10 @@ def load(path: str | os.PathLike, keylog: str | os.PathLike | None = None,
     if kind == "capture":
         bundled = bundled_keylog(path) if keylog is None and rsa_key is None and not transport_only else None
         with _tuning.loading(os.path.getsize(path)):
-            tl = _load_capture(path, keylog or bundled, rsa_key, progress or _quiet, wanted, measure_tcp,
-                               transport_only)
+            tl = _load_capture(path, keylog or bundled, rsa_key, progress or _quiet, asked)
         if bundled is not None:
             tl.source.detail["bundled_keylog"] = str(bundled)
-        return _leave_out(tl, wanted)
+        return _leave_out(tl, asked.tables)
     if kind == "json":
         with _tuning.loading(os.path.getsize(path)):
             return _load_json(path)
@@ -100,23 +106,23 @@ def _many(target):
     if paths is None:
         return None
 
-    def read(keylog, rsa_key, progress, wanted, measure_tcp, transport_only):
+    def read(keylog, rsa_key, progress, asked: Asked):
         from traceviz.sources.files import read_files
         cap = read_files(paths, label(paths, target), progress)
-        return load_frames(cap, keylog, rsa_key, progress, wanted, measure_tcp, transport_only)
+        return load_frames(cap, keylog, rsa_key, progress, asked.tables, asked.measure_tcp, asked.transport_only,
+                           asked.keepalive_facts)
     return read
 
 
 def load_frames(cap, keylog=None, rsa_key=None, progress: Progress | None = None,
                 tables: Iterable[str] | None = None, measure_tcp: bool = False,
-                transport_only: bool = False) -> Timeline:
+                transport_only: bool = False, keepalive_facts: bool = True) -> Timeline:
     """The capture pipeline over frames already read (``sources.capture.Capture``): several
     files read as one, a partition of a bigger capture (``assemble/export.py``)."""
-    wanted = _wanted(tables, transport_only)
+    asked = Asked(_wanted(tables, transport_only), measure_tcp, transport_only, keepalive_facts)
     keylog, rsa_key = (None if k is None else _companion(k) for k in (keylog, rsa_key))
     with _tuning.loading(int(cap.detail.get("size") or len(cap.buf))):
-        return _leave_out(_load_capture(cap, keylog, rsa_key, progress or _quiet, wanted, measure_tcp,
-                                        transport_only), wanted)
+        return _leave_out(_load_capture(cap, keylog, rsa_key, progress or _quiet, asked), asked.tables)
 
 
 def _load_json(path: str) -> Timeline:
@@ -131,6 +137,33 @@ def _load_json(path: str) -> Timeline:
         return load_netlog(path)
     from traceviz.assemble.browser import load_browser
     return load_browser(path)
+
+
+@dataclass(frozen=True)
+class Asked:
+    """What a load was asked for, besides the file and its keys (``load``'s arguments)."""
+
+    tables: frozenset                  # the tables to show (``_wanted``)
+    measure_tcp: bool = False
+    transport_only: bool = False
+    keepalive_facts: bool = True
+
+    def built(self) -> frozenset:
+        """The tables to build: those shown, and those they are made of (``_BUILT_WITH``).
+        The transport tier alone makes its tables of nothing but itself, and a connections
+        table without keep-alive facts of nothing but the transport tier."""
+        if self.transport_only:
+            return self.tables
+        made_with = _BUILT_WITH if self.keepalive_facts else {**_BUILT_WITH, "connections": ()}
+        return self.tables.union(*(made_with.get(name, ()) for name in self.tables))
+
+    def shows_flags(self, built: frozenset) -> bool:
+        """Whether a table shown shows ``tcp.analysis`` flags: the TCP events, the HTTP/2
+        streams (stalls are timed against retransmissions), the connections' keep-alive facts
+        (made with the requests).  A requests table is made of no flag: its proxy legs, causes
+        and races read the packets and the HTTP events, which a load without flags keeps."""
+        return bool(self.tables & {"events", "streams"}) or \
+            ("connections" in self.tables and "requests" in built and self.keepalive_facts)
 
 
 # What the transport tier alone can build (``load(transport_only=True)``).
@@ -149,14 +182,6 @@ def _wanted(tables: Iterable[str] | None, transport_only: bool = False) -> froze
         raise ValueError(f"transport_only builds no {', '.join(beyond)} table: ask for "
                          f"{', '.join(sorted(TRANSPORT_TABLES))}, or load without transport_only")
     return wanted
-
-
-def _shows_flags(wanted: frozenset, built: frozenset) -> bool:
-    """Whether a table asked for shows ``tcp.analysis`` flags: the TCP events, the HTTP/2
-    streams (stalls are timed against retransmissions), the connections' keep-alive facts
-    (made with the requests).  A requests table is made of no flag: its proxy legs, causes
-    and races read the packets and the HTTP events, which a load without flags keeps."""
-    return bool(wanted & {"events", "streams"}) or ("connections" in wanted and "requests" in built)
 
 
 def _leave_out(tl: Timeline, wanted: frozenset) -> Timeline:
@@ -228,8 +253,7 @@ def bundled_keylog(path: str) -> str | None:
     return str(found) if found is not None and found.is_file() else None
 
 
-def _load_capture(path: str, keylog, rsa_key, progress: Progress, wanted: frozenset,
-                  measure_tcp: bool = False, transport_only: bool = False) -> Timeline:
+def _load_capture(path: str, keylog, rsa_key, progress: Progress, asked: Asked) -> Timeline:
     import numpy as np
 
     from traceviz.assemble import transport as transport_tables
@@ -252,15 +276,17 @@ def _load_capture(path: str, keylog, rsa_key, progress: Progress, wanted: frozen
     idx = index_frames(cap)
     release_pages(cap.buf)      # what it read of the file (options past the heads, a pcapng's heads)
     progress("tcp")
-    measure_tcp = measure_tcp and "packets" in wanted
-    # The transport tier alone makes its tables of nothing but itself (no keep-alive facts).
-    built = wanted if transport_only else wanted.union(*(_BUILT_WITH.get(name, ()) for name in wanted))
-    transport = analyze(idx, measure=measure_tcp, with_flags=_shows_flags(wanted, built))
+    wanted, transport_only = asked.tables, asked.transport_only
+    measure_tcp = asked.measure_tcp and "packets" in wanted
+    built = asked.built()
+    transport = analyze(idx, measure=measure_tcp, with_flags=asked.shows_flags(built))
     info = SourceInfo(path=path, format=cap.format, size=cap.detail.get("size") or os.path.getsize(path),
                       compressed=cap.compressed, link_types=dict(idx.link_counts),
                       frames=len(cap), detail={**cap.detail, **getattr(idx, "stats", {})},
                       warnings=list(cap.warnings) + [describe(path, m, f) for f, m in idx.notes])
     info.detail["tcp_measured"] = measure_tcp
+    if not asked.keepalive_facts:
+        info.detail["keepalive_facts"] = False
     if len(idx.ts):     # the time origin of every output, also when the packets table is not built
         info.detail["first_ts"] = float(np.min(idx.ts))
     progress("payload")
@@ -288,7 +314,8 @@ def _load_capture(path: str, keylog, rsa_key, progress: Progress, wanted: frozen
     try:
         skip = frozenset(_NEEDS) - built
         # A table built only for another's sake gets none of the facts only it shows.
-        shown = {"keepalive_facts": "connections" in wanted, "request_facts": "requests" in wanted}
+        shown = {"keepalive_facts": "connections" in wanted and asked.keepalive_facts,
+                 "request_facts": "requests" in wanted}
         dns = decode_dns(transport, cap.buf) if "dns" in decode else None
         plan = plan_streams(transport, cap.buf, tls="tls" in decode, http="http" in decode) \
             if decode & {"tls", "http"} else None
@@ -317,7 +344,8 @@ def _load_capture(path: str, keylog, rsa_key, progress: Progress, wanted: frozen
             raise
         info.warnings.append(describe(path, f"payload decoding stopped early ({type(exc).__name__}: {exc}); "
                                             "TCP analysis is complete"))
-        return finish(info, tables, PayloadRows(), np.zeros(0, dtype=np.int64), log, key, secrets)
+        return finish(info, tables, PayloadRows(), np.zeros(0, dtype=np.int64), log, key, secrets,
+                      keepalive_facts=asked.keepalive_facts)
 
 
 def _quic(transport, buf, log, debug: bool, info: SourceInfo):

@@ -139,7 +139,8 @@ def finish(info: SourceInfo, tables, rows: PayloadRows, opaque: np.ndarray, keyl
 
     ``rows`` is used up: its lists are emptied as the tables are made of them.
     ``skip``: tables not to build (left empty; the loader marks them); ``keepalive_facts``
-    False: the connections table is built for the requests only, without them;
+    False: the connections table without them (``KEEPALIVE_CONNECTION_COLUMNS`` left out:
+    it is shown without them, or built for the requests only);
     ``request_facts`` False: the requests table is built for the keep-alive facts only,
     without its proxy legs, causes, races and DNS lookups."""
     packets, connections, events = tables
@@ -166,6 +167,8 @@ def finish(info: SourceInfo, tables, rows: PayloadRows, opaque: np.ndarray, keyl
                                                keepalive_facts=keepalive_facts, request_facts=request_facts)
         if request_facts:
             requests = dns.with_lookups(requests, connections, dns_events)
+    if not keepalive_facts:
+        connections = _without(connections, KEEPALIVE_CONNECTION_COLUMNS)
     return Timeline(
         source=info, packets=packets, connections=connections, events=events, requests=requests,
         tls=tls_table, quic=q.table, streams=h2.table(rows.streams),
@@ -179,9 +182,15 @@ def transport_tier(info: SourceInfo, tables, quic_payload=None, keylog=None) -> 
     none of the connections' columns made of the payload (left out, not NA)."""
     packets, connections, events = tables
     connections = quic.mark_connections(connections, _quic_rows(quic_payload, packets, connections, keylog, info).apps)
-    payload_made = [c for c in APP_CONNECTION_COLUMNS + KEEPALIVE_CONNECTION_COLUMNS if c in connections.columns]
-    return Timeline(source=info, packets=packets, connections=connections.drop(columns=payload_made),
+    return Timeline(source=info, packets=packets,
+                    connections=_without(connections, APP_CONNECTION_COLUMNS + KEEPALIVE_CONNECTION_COLUMNS),
                     events=_merge_events(events))
+
+
+def _without(connections: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """``connections`` with ``columns`` left out (absent, not NA: reading one raises ``KeyError``
+    rather than saying a wrong "none")."""
+    return connections.drop(columns=[c for c in columns if c in connections.columns])
 
 
 def _quic_rows(quic_payload, packets: pd.DataFrame, connections: pd.DataFrame, keylog, info: SourceInfo):

@@ -201,11 +201,11 @@ def _where(exc: BaseException) -> str:
     return f"{module}.{f.name}"
 
 
-def load(path: str | list[str], keylog: Path | None = None, rsa_key: Path | None = None, tables=None,
-         measure_tcp: bool = False, transport_only: bool = False):
+def load(path: str | list[str], keylog: Path | None = None, rsa_key: Path | None = None, **scope):
     """Load with a progress line on stderr for big files, then show the warnings.
-    ``tables``: only the tables the command reads; ``measure_tcp``: bytes in flight and
-    RTT samples too; ``transport_only``: nothing above TCP and UDP (``traceviz.load``'s).
+    ``scope``: what ``traceviz.load`` builds (``tables``: only the tables the command reads;
+    ``measure_tcp``: bytes in flight and RTT samples too; ``transport_only``: nothing above
+    TCP and UDP; ``keepalive_facts``: False, connections without them).
 
     Several paths (or a folder of captures) are one capture; a folder ``traceviz export``
     wrote is its Dataset."""
@@ -215,10 +215,9 @@ def load(path: str | list[str], keylog: Path | None = None, rsa_key: Path | None
         path = path[0]
     big = sum(_size(Path(p)) for p in ([path] if isinstance(path, str) else path)) > 32 * 1024 * 1024
     if big and output.stderr.is_terminal:
-        tl = _load_with_progress(traceviz, path, keylog, rsa_key, tables, measure_tcp, transport_only)
+        tl = _load_with_progress(traceviz, path, keylog, rsa_key, scope)
     else:
-        tl = traceviz.load(path, keylog=keylog, rsa_key=rsa_key, tables=tables, measure_tcp=measure_tcp,
-                           transport_only=transport_only)
+        tl = traceviz.load(path, keylog=keylog, rsa_key=rsa_key, **scope)
     show_warnings(tl.warnings)
     bundled = tl.source.detail.get("bundled_keylog") if keylog is None else None
     if bundled:
@@ -236,7 +235,7 @@ def _size(p: Path) -> int:
     return sum(f.stat().st_size for f in p.iterdir() if f.is_file()) if p.is_dir() else 0
 
 
-def _load_with_progress(traceviz, path, keylog, rsa_key, tables=None, measure_tcp=False, transport_only=False):
+def _load_with_progress(traceviz, path, keylog, rsa_key, scope: dict):
     """A progress bar on stderr (never stdout: --json output stays clean) through load()'s stages."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -248,8 +247,7 @@ def _load_with_progress(traceviz, path, keylog, rsa_key, tables=None, measure_tc
             done = STAGES.index(stage) if stage in STAGES else 0
             bar.update(task, completed=done, description=stage)
 
-        return traceviz.load(path, keylog=keylog, rsa_key=rsa_key, progress=step, tables=tables,
-                             measure_tcp=measure_tcp, transport_only=transport_only)
+        return traceviz.load(path, keylog=keylog, rsa_key=rsa_key, progress=step, **scope)
 
 
 def show_warnings(warnings: list[str], most: int = 10) -> None:

@@ -44,7 +44,9 @@ def _table(file, by, where, json, keylog, rsa_key, what: str, columns: list[str]
     with guarded():
         mode = rows_json(json)
         check_by(by)
-        tl = load(file, keylog, rsa_key, tables=("packets", "connections"))
+        # Frames and frame bytes per flow: nothing above TCP and UDP is read (--where filters the
+        # table made here, not the Timeline)
+        tl = load(file, keylog, rsa_key, tables=("packets", "connections"), transport_only=True)
         from traceviz.assemble import conversations as views
         make, fields = {"conversations": (views.conversations, views.CONVERSATION_FIELDS),
                         "endpoints": (views.endpoints, views.ENDPOINT_FIELDS)}[what]

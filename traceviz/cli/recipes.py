@@ -46,7 +46,8 @@ def recipe_command(path: Path, head: Header | None = None):
             # --where may name a column of any table: then every table is built, with every column
             tables = recipe_tables(module, chart is not None, conn is not None) if where is None else None
             tl = narrowed(load(file, keylog, rsa_key, tables=tables, measure_tcp=getattr(module, "MEASURE_TCP", False),
-                               transport_only=where is None and transport_only(module)), where)
+                               transport_only=where is None and transport_only(module),
+                               keepalive_facts=where is not None or keepalive_facts(module)), where)
             finding = run_recipe(module, tl, conn, head.name, {k: v for k, v in own.items() if v})
             present(finding, tl, head.name, mode, chart, figure, theme, absolute, wide, all_rows, fail)
 
@@ -128,6 +129,9 @@ def load_recipe(path: Path) -> ModuleType:
             if isinstance(tables, str) or not all(isinstance(name, str) for name in tables) \
                     or not set(tables) <= set(SCHEMAS):
                 raise InputError(str(path), f"{declared} must list table names, of: {', '.join(SCHEMAS)}")
+    for flag in ("TRANSPORT_ONLY", "KEEPALIVE_FACTS"):
+        if not isinstance(getattr(module, flag, False), bool):
+            raise InputError(str(path), f"{flag} must be True or False")
     if transport_only(module):
         from traceviz.loader import TRANSPORT_TABLES
         asked = recipe_tables(module, chart=True)
@@ -141,6 +145,13 @@ def transport_only(module: ModuleType) -> bool:
     """Whether a recipe reads nothing above TCP and UDP (``TRANSPORT_ONLY = True``): its command
     then loads the transport tier alone (``load(transport_only=True)``)."""
     return getattr(module, "TRANSPORT_ONLY", False) is True
+
+
+def keepalive_facts(module: ModuleType) -> bool:
+    """Whether a recipe reads the connections' keep-alive facts: one that says
+    ``KEEPALIVE_FACTS = False`` (the handshakes) gets its connections without them, and the
+    requests, packets and TCP flags they are made of are not built for it."""
+    return getattr(module, "KEEPALIVE_FACTS", True) is not False
 
 
 def recipe_tables(module: ModuleType, chart: bool, conn: bool = False) -> tuple[str, ...] | None:

@@ -152,7 +152,8 @@ def timeline(file: FileArg, conn: ConnOpt = None,
     """The events, in order: handshakes, retransmissions, TLS messages, requests…"""
     with guarded():
         mode = rows_json(json)
-        tl = load(file, keylog, rsa_key)
+        # The events, and the connections --conn is checked against (--where filters the events)
+        tl = load(file, keylog, rsa_key, tables=("events", "connections"), keepalive_facts=False)
         ev = tl.events
         check_conn(tl, conn)
         check_choice("layer", layer, set(LAYERS) | set(ev["layer"].dropna().astype(str)))
