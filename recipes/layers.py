@@ -18,6 +18,8 @@ on each leg.
 
 from __future__ import annotations
 
+import bisect
+
 import pandas as pd
 
 from traceviz.recipe import Finding
@@ -71,14 +73,25 @@ def _rows(tl) -> pd.DataFrame:
     rq = tl.requests
     tls = tl.tls.set_index("conn") if len(tl.tls) else None
     by_conn = c.set_index("conn")
+    relays = _Relays(c)
+    requests_of = _positions(rq["conn"]) if len(rq) else {}
+    kids_of = _positions(rq["parent"]) if "parent" in rq.columns and len(rq) else {}
+    # Per connection only what tells it apart; a table filtered per connection cost ~1 ms each.
+    upstream = _conns_where(rq, rq["leg"].astype("object") == "upstream") if "leg" in rq.columns else set()
+    tunnels = _conns_where(rq, (rq["method"].astype("object") == "CONNECT") & (rq["status"] // 100 == 2))
+    parents = {int(c) for c, r in zip(rq["conn"].tolist(), rq["request"].tolist())
+               if int(r) in kids_of and c is not pd.NA and c == c} if kids_of else set()
     out, used = [], set()
     for k in c["conn"].tolist():
-        mine = rq[(rq["conn"] == k).to_numpy(dtype=bool, na_value=False)]
-        if "leg" in rq.columns and (mine["leg"].astype("object") == "upstream").any():
+        if k in upstream:
             continue
-        row = (_tunnel(by_conn, k, mine, used) or _layer7(by_conn, rq, k, mine) or _layer4(by_conn, k, used))
+        mine = rq.iloc[requests_of[k]] if k in tunnels or k in parents else None
+        row = ((_tunnel(by_conn, relays, k, mine, used) if k in tunnels else None)
+               or (_layer7(by_conn, rq, kids_of, k, mine) if k in parents else None)
+               or _layer4(by_conn, relays, k, used))
         if row is None:
             continue
+        mine = rq.iloc[requests_of.get(k, [])]
         ups = row["upstream_conns"]
         used.update(ups)
         row.update(_tls_facts(tls, k, ups))
@@ -94,7 +107,51 @@ def _rows(tl) -> pd.DataFrame:
     return pd.DataFrame(out, columns=JSON_FIELDS)
 
 
-def _tunnel(by_conn, k, mine, used):
+def _conns_where(rq: pd.DataFrame, mask: pd.Series) -> set[int]:
+    """The connections of the requests ``mask`` picks."""
+    picked = rq.loc[mask.to_numpy(dtype=bool, na_value=False), "conn"].dropna()
+    return {int(v) for v in picked.tolist()}
+
+
+def _positions(values: pd.Series) -> dict[int, list[int]]:
+    """value -> the positions holding it, in order (NA left out): a table's rows of one
+    connection, or one parent's, found once rather than by a filter per connection."""
+    out: dict[int, list[int]] = {}
+    for i, v in enumerate(values.astype("Float64").to_numpy(dtype=float, na_value=float("nan")).tolist()):
+        if v == v:
+            out.setdefault(int(v), []).append(i)
+    return out
+
+
+class _Relays:
+    """The connections by the bytes they carried each way, in the order they started: the
+    candidates for the other leg of a relay, found without a pass over every connection for
+    each one (that was quadratic: minutes on a few thousand connections)."""
+
+    def __init__(self, c: pd.DataFrame):
+        self.legs: dict[tuple[int, int], tuple[list, list]] = {}
+        names = ("conn", "start", "end", "client", "bytes_c2s", "bytes_s2c")
+        columns = [c[n].astype("int64") if n.startswith("bytes") else c[n] for n in names]
+        self.facts = {r[0]: dict(zip(names, r)) for r in zip(*(col.tolist() for col in columns))}
+        rows = [(pos, f["conn"], f["start"], f["client"], f["bytes_c2s"], f["bytes_s2c"])
+                for pos, f in enumerate(self.facts.values())]
+        for pos, conn, start, client, up, down in sorted((r for r in rows if r[2] == r[2]), key=lambda r: r[2]):
+            starts, who = self.legs.setdefault((up, down), ([], []))
+            starts.append(start)
+            who.append((pos, conn, client))
+
+    def first(self, up: int, down: int, since: float, until: float, skip) -> int | None:
+        """The connection, first in the table, carrying ``up``/``down`` bytes that started in
+        [``since``, ``until``] and that ``skip(conn, client)`` does not rule out."""
+        if not (since <= until):        # an unknown start or end (NaN) bounds no window
+            return None
+        starts, who = self.legs.get((up, down), ((), ()))
+        lo, hi = bisect.bisect_left(starts, since), bisect.bisect_right(starts, until)
+        found = [(pos, conn) for pos, conn, client in who[lo:hi] if not skip(conn, client)]
+        return min(found)[1] if found else None
+
+
+def _tunnel(by_conn, relays: _Relays, k, mine, used):
     """A CONNECT answered 2xx: the upstream connection carries what followed, byte for byte."""
     cn = mine[(mine["method"].astype("object") == "CONNECT").to_numpy(dtype=bool, na_value=False)
               & (mine["status"] // 100 == 2).to_numpy(dtype=bool, na_value=False)]
@@ -103,30 +160,26 @@ def _tunnel(by_conn, k, mine, used):
     r = cn.iloc[0]
     inside_c2s = int(by_conn.loc[k, "bytes_c2s"]) - int(r["req_bytes"] or 0)
     inside_s2c = int(by_conn.loc[k, "bytes_s2c"]) - int(r["resp_bytes"] or 0)
-    for u, x in by_conn.iterrows():
-        if u != k and u not in used and r["start"] <= x["start"] <= (r["start"] + (r["ttfb"] or 0)) \
-                and int(x["bytes_c2s"]) == inside_c2s and int(x["bytes_s2c"]) == inside_s2c:
-            return {"mode": "CONNECT tunnel", "upstream_conns": [int(u)], "tunnel_target": r["url"]}
-    return {"mode": "CONNECT tunnel", "upstream_conns": [], "tunnel_target": r["url"]}
+    u = relays.first(inside_c2s, inside_s2c, r["start"], r["start"] + (r["ttfb"] or 0),
+                     lambda conn, _: conn == k or conn in used)
+    return {"mode": "CONNECT tunnel", "upstream_conns": [int(u)] if u is not None else [], "tunnel_target": r["url"]}
 
 
-def _layer4(by_conn, k, used):
+def _layer4(by_conn, relays: _Relays, k, used):
     """Another connection, opened while this one was, carrying exactly as many bytes each way: relayed."""
-    me = by_conn.loc[k]
-    if not int(me["bytes_c2s"]):
+    me = relays.facts[k]
+    if not me["bytes_c2s"]:
         return None
-    for u, x in by_conn.iterrows():
-        if u != k and u not in used and me["start"] <= x["start"] <= me["end"] and x["client"] != me["client"] \
-                and int(x["bytes_c2s"]) == int(me["bytes_c2s"]) and int(x["bytes_s2c"]) == int(me["bytes_s2c"]):
-            return {"mode": "layer 4", "upstream_conns": [int(u)], "tunnel_target": None}
-    return None
+    u = relays.first(me["bytes_c2s"], me["bytes_s2c"], me["start"], me["end"],
+                     lambda conn, client: conn == k or conn in used or client == me["client"])
+    return {"mode": "layer 4", "upstream_conns": [int(u)], "tunnel_target": None} if u is not None else None
 
 
-def _layer7(by_conn, rq, k, mine):
+def _layer7(by_conn, rq, kids_of: dict, k, mine):
     """Requests of this connection that a proxy sent again on its own connections (``parent``)."""
     if "parent" not in rq.columns or not len(mine):
         return None
-    kids = rq[rq["parent"].isin(mine["request"].tolist()).to_numpy(dtype=bool, na_value=False)]
+    kids = rq.iloc[sorted(i for r in mine["request"].tolist() for i in kids_of.get(int(r), ()))]
     if not len(kids):
         return None
     ups = sorted({int(x) for x in kids["conn"].dropna()})

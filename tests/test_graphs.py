@@ -277,3 +277,61 @@ def test_directions_of_equal_bytes_keep_the_order_they_first_appear_in(tmp_path)
     rows = TCPGRAPH.analyze(tl).rows
     assert rows["bytes"].tolist() == [100, 100]
     assert rows["dir"].tolist() == [d for d in tl.packets["dir"].astype(str).drop_duplicates()] == ["s2c", "c2s"]
+
+
+# --- the flow graph's lanes and arrows, held to the plain way ---------------------------------
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (ROOT / "captures").glob("*.pcapng")))
+def test_relayed_requests_are_found_as_a_filter_finds_them(name):
+    """A request sent again (same method and path) by another host while it was open: the
+    pairs one sort and a search per request find, against a filter of every request for each
+    (the way the flow graph found them until it took seconds per thousand requests)."""
+    from traceviz.charts import flowgraph
+    tl = traceviz.load(name)
+    rq = tl.requests
+    if not len(rq):
+        return
+    ends = tl.connections.set_index("conn")[["client", "server"]]
+    r = rq[rq["conn"].notna()].join(ends, on="conn")
+    r = r.assign(path=r["url"].astype("string").str.replace(r"^[a-z]+://[^/]*", "", regex=True),
+                 client_host=r["client"].map(flowgraph._host), server_host=r["server"].map(flowgraph._host))
+    plain, end = set(), r["end"].fillna(np.inf)
+    for outer in r.itertuples():
+        inner = r[(r["method"] == outer.method) & (r["path"] == outer.path) & (r["start"] > outer.start)
+                  & (r["start"] < end[outer.Index]) & (r["client_host"] != outer.client_host)
+                  & (r["client_host"] != outer.server_host)]
+        plain |= {(outer.server_host, host) for host in inner["client_host"].unique()}
+    shown = {p for p in plain if p[0] and p[1]}           # what becomes a lane's name
+    assert {p for p in flowgraph._sent_on(r) if p[0] and p[1]} == shown
+
+
+@pytest.mark.parametrize("name", ["h2-multiplexing", "proxy-nginx-502-504", "quic-h3", "browser-page-load"])
+def test_one_arrow_per_frame_labelled_by_its_top_layer(name):
+    """Each frame's arrow: its highest layer's events, their labels joined -- against one
+    ``groupby`` over every frame (frames with one event no longer go through it)."""
+    from traceviz.charts import flowgraph
+    tl = traceviz.load(name)
+    ev = tl.events[tl.events["frame"].notna() & tl.events["layer"].isin(list(flowgraph.LAYER_RANK))]
+    ev = ev.assign(rank=ev["layer"].map(flowgraph.LAYER_RANK), frame=ev["frame"].astype("int64"))
+    ev = ev[ev["rank"] == ev.groupby("frame")["rank"].transform("max")]
+    ev = ev.assign(text=[flowgraph._label(k, l, d, s) for k, l, d, s in
+                         zip(ev["kind"], ev["layer"], ev["detail"], ev["stream"])])
+    want = ev.groupby("frame", sort=True).agg(conn=("conn", "first"), layer=("layer", "first"),
+                                              stream=("stream", "first"), label=("text", flowgraph._join))
+    got = flowgraph._event_arrows(tl).set_index("frame").sort_index()
+    if name in ("h2-multiplexing", "browser-page-load"):
+        assert ev["frame"].duplicated().any()      # frames carrying several events
+    pd.testing.assert_frame_equal(got[list(want.columns)], want, check_dtype=False, check_index_type=False)
+
+
+def test_a_long_label_alone_on_its_frame_is_cut_as_a_joined_one_is():
+    """A frame's one event whose label passes ``MAX_LABEL`` gets the cut a joined label gets."""
+    from types import SimpleNamespace
+
+    from traceviz.charts import flowgraph
+    long = "GET /" + "a" * 80
+    events = pd.DataFrame({"frame": [1, 2, 2], "conn": [0, 0, 0], "layer": ["http", "http", "http"],
+                           "kind": ["request"] * 3, "detail": [long, "GET /x", long], "stream": [pd.NA] * 3})
+    arrows = flowgraph._event_arrows(SimpleNamespace(events=events)).set_index("frame")["label"]
+    assert arrows[1] == flowgraph._join([long]) != long
+    assert arrows[2] == flowgraph._join(["GET /x", long])

@@ -89,3 +89,42 @@ def test_chart(theme):
     assert "<b>x" not in texts and "&lt;b&gt;x" in texts
     ends = [a.text for a in fig.layout.annotations if a.text == "TLS ends here"]
     assert len(ends) == len(rows)
+
+
+# --- the relay search, held to a plain scan ---------------------------------------------------
+
+ALL = sorted(p.stem for p in CAPTURES.glob("*.pcapng"))
+
+
+def _plain_first(c, up, down, since, until, skip):
+    """The first connection in the table carrying those bytes that started in the window: a
+    scan of every connection (what ``layers`` did for each one, until it took minutes)."""
+    for conn, start, client, b_up, b_down in zip(c["conn"], c["start"], c["client"], c["bytes_c2s"],
+                                                 c["bytes_s2c"]):
+        if since <= start <= until and int(b_up) == up and int(b_down) == down and not skip(conn, client):
+            return conn
+    return None
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_the_relay_index_finds_what_a_scan_finds(name):
+    """For every connection, the other leg of a layer-4 relay as ``_Relays`` finds it (by the
+    bytes each way, then the start) and as a scan of the table finds it -- with and without
+    connections ruled out -- and an unknown end bounds no window."""
+    from traceviz.recipe import discover, load_module
+    layers = load_module(discover()["layers"])
+    tl = timeline(name)
+    cn = tl.connections
+    c = cn[(cn["transport"] == "tcp").to_numpy(dtype=bool, na_value=False)
+           & cn["bytes_c2s"].notna().to_numpy() & cn["bytes_s2c"].notna().to_numpy()]
+    relays = layers._Relays(c)
+    found = 0
+    for k, start, end, client, up, down in zip(c["conn"], c["start"], c["end"], c["client"], c["bytes_c2s"],
+                                               c["bytes_s2c"]):
+        for skip in (lambda conn, who: conn == k or who == client, lambda conn, who: conn == k or conn % 2 == 0):
+            want = _plain_first(c, int(up), int(down), start, end, skip)
+            assert relays.first(int(up), int(down), start, end, skip) == want, (name, k)
+            found += want is not None
+        assert relays.first(int(up), int(down), float("nan"), end, lambda *_: False) is None
+    if name == "l4-vs-l7":
+        assert found         # the relayed legs are there to be found

@@ -19,6 +19,8 @@ no fact recomputed); ``flowgraph`` draws them.
 
 from __future__ import annotations
 
+import bisect
+
 import re
 from typing import Iterable
 
@@ -93,18 +95,35 @@ def relays(tl) -> dict[str, str]:
             if int(child.parent) in by_id.index:
                 pairs.add((by_id.loc[int(child.parent), "server_host"], child.client_host))
     else:
-        end = r["end"].fillna(np.inf)
-        for outer in r.itertuples():
-            inner = r[(r["method"] == outer.method) & (r["path"] == outer.path) & (r["start"] > outer.start)
-                      & (r["start"] < end[outer.Index]) & (r["client_host"] != outer.client_host)
-                      & (r["client_host"] != outer.server_host)]
-            for host in inner["client_host"].unique():
-                pairs.add((outer.server_host, host))
+        pairs = _sent_on(r)
     alias = {}
     for front, back in sorted(p for p in pairs if p[0] and p[1] and p[0] != p[1]):
         name = f"{front} / {back}"
         alias[front] = alias[back] = name
     return alias
+
+
+def _sent_on(r: pd.DataFrame) -> set[tuple[str, str]]:
+    """(server host, client host) of each request sent again, same method and path, by
+    another host while it was open: that host relayed it.  Requests are compared only with
+    those of their own method and path, in the order they started: one sort, then a search
+    per request (a filter of every request for each was quadratic: tens of seconds on a few
+    thousand)."""
+    known = (r["method"].notna() & r["path"].notna() & r["start"].notna()).to_numpy(dtype=bool)
+    r = r[known].sort_values(["method", "path", "start"], kind="stable")
+    keys = list(zip(r["method"].tolist(), r["path"].tolist()))
+    starts, ends = r["start"].tolist(), r["end"].fillna(np.inf).tolist()
+    clients, servers = r["client_host"].tolist(), r["server_host"].tolist()
+    pairs, lo = set(), 0
+    for i in range(len(keys) + 1):
+        if i < len(keys) and keys[i] == keys[lo]:
+            continue
+        for j in range(lo, i):            # the requests [lo, i) share a method and path
+            first = bisect.bisect_right(starts, starts[j], lo, i)
+            last = bisect.bisect_left(starts, ends[j], lo, i)
+            pairs.update((servers[j], host) for host in clients[first:last] if host != clients[j] and host != servers[j])
+        lo = i
+    return pairs
 
 
 def _host(endpoint) -> str | None:
@@ -126,10 +145,16 @@ def _event_arrows(tl) -> pd.DataFrame:
     ev = ev[ev["rank"] == top]
     ev = ev.assign(text=[_label(k, l, d, s) for k, l, d, s in
                          zip(ev["kind"], ev["layer"], ev["detail"], ev["stream"])])
-    g = ev.groupby("frame", sort=False)
-    out = g.agg(conn=("conn", "first"), layer=("layer", "first"), stream=("stream", "first"),
-                label=("text", _join)).reset_index()
-    return out
+    # Most frames carry one event: its row is its arrow.  Only frames with several are grouped
+    # (a Python label join per group of every frame was most of a big flow graph's time).
+    several = ev["frame"].duplicated(keep=False).to_numpy()
+    one = ev[~several]
+    alone = pd.DataFrame({"frame": one["frame"], "conn": one["conn"], "layer": one["layer"],
+                          "stream": one["stream"], "label": [_join([t]) for t in one["text"].tolist()]})
+    g = ev[several].groupby("frame", sort=False)
+    grouped = g.agg(conn=("conn", "first"), layer=("layer", "first"), stream=("stream", "first"),
+                    label=("text", _join)).reset_index()
+    return pd.concat([alone, grouped], ignore_index=True) if len(grouped) else alone.reset_index(drop=True)
 
 
 def _plain_arrows(tl) -> pd.DataFrame:
@@ -145,10 +170,11 @@ def _plain_arrows(tl) -> pd.DataFrame:
         if int(f) not in named:
             text = f"TCP segment, {int(n)} bytes" if tr == "tcp" else f"UDP, {int(n)} bytes"
             rows.append((int(f), c, str(tr), text, pd.NA))
+    conn_of = pk["conn"].set_axis(pk["frame"].to_numpy())      # a lookup, not a filter per ACK
+    conn_of = conn_of[~conn_of.index.duplicated()]
     for f in sorted(acks - named):
-        hit = pk[pk["frame"] == f]
-        if len(hit):
-            rows.append((int(f), hit["conn"].iloc[0], "tcp", "ACK", pd.NA))
+        if f in conn_of.index:
+            rows.append((int(f), conn_of.loc[f], "tcp", "ACK", pd.NA))
     return pd.DataFrame(rows, columns=["frame", "conn", "layer", "label", "stream"])
 
 
