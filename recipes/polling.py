@@ -185,8 +185,9 @@ def explain(rows: pd.DataFrame) -> tuple[list[str], list[str]]:
             text += f"; requests sat open at the server for {r.parked_s:.2f} s in all"
         out.append(text + ".")
     styles = set(rows["style"])
-    if len(styles) > 1:
-        quick = rows.sort_values("delay_max_ms", na_position="last").iloc[0]
+    quick = rows.sort_values("delay_max_ms", na_position="last").iloc[0]
+    # Timed only where two clients heard of one update (no delay: nothing to rank by)
+    if len(styles) > 1 and not pd.isna(quick["delay_max_ms"]):
         out.append(f"Fastest to hear: {quick['style']} (worst {ms_text(quick['delay_max_ms'])}). Push and long polling "
                    f"learn of a change about one one-way delay after it; short polling waits for its next poll, "
                    f"and pays for every empty answer.")

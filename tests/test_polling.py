@@ -138,3 +138,16 @@ def test_a_retry_of_other_digits_is_no_retry():
     sse = SSEStream()
     sse.receive("s2c", "retry: \u00b2\ndata: a\n\nretry: 12\ndata: b\n\n".encode(), 1, 1.0)
     assert [(e.data, e.retry) for e in sse.events if isinstance(e, SSEEvent)] == [("a", None), ("b", 12)]
+
+
+def test_followers_of_several_styles_with_no_delay_to_compare_are_not_ranked():
+    """Feeds no second client heard of (no delays: a big capture of short polls found it, where
+    the recipe stopped with an internal error) are described, and no style is called fastest."""
+    from traceviz.recipe import discover, load_module
+    recipe = load_module(discover()["polling"])
+    f, rows = followers()
+    assert len(set(f.rows["style"])) > 1
+    untimed = f.rows.assign(delay_p50_ms=None, delay_max_ms=None)
+    answer, _ = recipe.explain(untimed)
+    assert len(answer) == len(untimed) and not any("Fastest to hear" in line for line in answer)
+    assert any("Fastest to hear" in line for line in recipe.explain(f.rows)[0])
