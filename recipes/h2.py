@@ -58,8 +58,11 @@ def analyze(tl, conn: int | None = None) -> Finding:
     h2 = ev[(ev["layer"] == "h2") & ev["conn"].isin(rows["conn"].unique())]
     rtts = _rtts(tl)
     answer, problems, summary = [], [], {"connections": int(rows["conn"].nunique()), "streams": int(len(rows))}
+    # Each connection's frames found once (a filter of all of them per connection grew with
+    # the square of the connections).
+    frames_of = {c: g for c, g in h2.groupby("conn", sort=False)}
     for c, st in rows.groupby("conn", sort=True):
-        mine = h2[h2["conn"] == c]
+        mine = frames_of.get(c, h2.iloc[0:0])
         peak, together = concurrency(mine)
         summary.setdefault("max_open", 0)
         summary["max_open"] = max(summary["max_open"], peak)
@@ -98,24 +101,25 @@ def _connection_lines(c, st, h2, peak, together, rtt, problems) -> list[str]:
     lines.append(f"Connection {c}: {len(used)} stream{_s(len(used))}; up to {peak} were open together"
                  + (f", for {_secs(together)}" if peak > 1 and together > 0 else "") + allowed + ".")
     lines += _interleaving(st)
-    for r in h2[h2["kind"] == "stream-limit"].itertuples():
+    kinds = set(h2["kind"].tolist())        # most connections have none of the kinds below: skip their filters
+    for r in (h2[h2["kind"] == "stream-limit"].itertuples() if "stream-limit" in kinds else ()):
         dur = getattr(r, "duration", float("nan"))
         lines.append(f"Connection {c}: the client reached the server's limit of {int(r.size)} open streams"
                      + (f" for {_secs(dur)}" if dur == dur else " until the capture ended")
                      + ": new requests had to wait for a stream to close.")
-    for r in h2[h2["kind"] == "hol-block"].itertuples():
+    for r in (h2[h2["kind"] == "hol-block"].itertuples() if "hol-block" in kinds else ()):
         line = _hol_line(c, r, h2, rtt)
         lines.append(line)
         problems.append(line)
-    for line in _window_lines(c, h2, rtt):
+    for line in (_window_lines(c, h2, rtt) if "window-stall" in kinds else ()):
         lines.append(line)
         problems.append(line)
-    for r in st[st["rst_code"].notna()].itertuples():
+    for r in (st[st["rst_code"].notna()].itertuples() if st["rst_code"].notna().any() else ()):
         line = f"Connection {c}: stream {r.stream} was reset by the {r.rst_by} ({r.rst_code})."
         lines.append(line)
         if r.rst_code not in QUIET_RESETS:
             problems.append(line)
-    for r in h2[h2["kind"] == "GOAWAY"].itertuples():
+    for r in (h2[h2["kind"] == "GOAWAY"].itertuples() if "GOAWAY" in kinds else ()):
         detail = str(r.detail or "")
         who = "client" if r.dir == "c2s" else "server"
         line = f"Connection {c}: the {who} sent GOAWAY ({detail}) in frame {r.frame}."

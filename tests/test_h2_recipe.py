@@ -329,3 +329,28 @@ def _png_size(path: Path) -> tuple[int, int]:
     head = path.read_bytes()[:24]
     assert head[:8] == b"\x89PNG\r\n\x1a\n"
     return struct.unpack(">II", head[16:24])
+
+
+def test_each_kind_of_trouble_on_a_connection_is_told():
+    """A connection's lines tell a stream limit reached, a reset and a GOAWAY with an error (the
+    filters for each are skipped on connections without that kind: they must not skip these)."""
+    import pandas as pd
+
+    from traceviz.recipe import bundled_dir, load_module
+    recipe = load_module(bundled_dir() / "h2.py")
+    tl = traceviz.load("h2-multiplexing")
+    conn = int(tl.streams["conn"].iloc[0])
+    st = tl.streams[tl.streams["conn"] == conn].copy()
+    h2 = tl.events[(tl.events["layer"] == "h2") & (tl.events["conn"] == conn)]
+    quiet = recipe._connection_lines(conn, st, h2, 1, 0.0, 0.01, [])
+    st.loc[st.index[-1], ["rst_code", "rst_by"]] = ["INTERNAL_ERROR", "server"]
+    extra = pd.DataFrame({"ts": [h2["ts"].max()] * 2, "frame": [90_001, 90_002], "conn": [conn] * 2,
+                          "layer": ["h2"] * 2, "kind": ["stream-limit", "GOAWAY"], "dir": ["c2s", "s2c"],
+                          "size": [100, 0], "detail": [None, "PROTOCOL_ERROR"], "duration": [0.25, None]})
+    problems = []
+    said = recipe._connection_lines(conn, st, pd.concat([h2, extra], ignore_index=True), 1, 0.0, 0.01, problems)
+    told = [line for line in said if line not in quiet]
+    assert any("reached the server's limit of 100 open streams" in line for line in told)
+    assert any("was reset by the server (INTERNAL_ERROR)" in line for line in told)
+    assert any("sent GOAWAY (PROTOCOL_ERROR) in frame 90002" in line for line in told)
+    assert len(problems) == 2          # the reset and the GOAWAY; reaching the limit is told, not a problem
