@@ -88,7 +88,7 @@ def _rows(tl) -> pd.DataFrame:
         mine = rq.iloc[requests_of[k]] if k in tunnels or k in parents else None
         row = ((_tunnel(by_conn, relays, k, mine, used) if k in tunnels else None)
                or (_layer7(by_conn, rq, kids_of, k, mine) if k in parents else None)
-               or _layer4(by_conn, relays, k, used))
+               or _layer4(relays, k, used))
         if row is None:
             continue
         mine = rq.iloc[requests_of.get(k, [])]
@@ -165,7 +165,7 @@ def _tunnel(by_conn, relays: _Relays, k, mine, used):
     return {"mode": "CONNECT tunnel", "upstream_conns": [int(u)] if u is not None else [], "tunnel_target": r["url"]}
 
 
-def _layer4(by_conn, relays: _Relays, k, used):
+def _layer4(relays: _Relays, k, used):
     """Another connection, opened while this one was, carrying exactly as many bytes each way: relayed."""
     me = relays.facts[k]
     if not me["bytes_c2s"]:

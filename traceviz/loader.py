@@ -108,9 +108,7 @@ def _many(target):
 
     def read(keylog, rsa_key, progress, asked: Asked):
         from traceviz.sources.files import read_files
-        cap = read_files(paths, label(paths, target), progress)
-        return load_frames(cap, keylog, rsa_key, progress, asked.tables, asked.measure_tcp, asked.transport_only,
-                           asked.keepalive_facts)
+        return _load_frames(read_files(paths, label(paths, target), progress), keylog, rsa_key, progress, asked)
     return read
 
 
@@ -119,7 +117,11 @@ def load_frames(cap, keylog=None, rsa_key=None, progress: Progress | None = None
                 transport_only: bool = False, keepalive_facts: bool = True) -> Timeline:
     """The capture pipeline over frames already read (``sources.capture.Capture``): several
     files read as one, a partition of a bigger capture (``assemble/export.py``)."""
-    asked = Asked(_wanted(tables, transport_only), measure_tcp, transport_only, keepalive_facts)
+    return _load_frames(cap, keylog, rsa_key, progress,
+                        Asked(_wanted(tables, transport_only), measure_tcp, transport_only, keepalive_facts))
+
+
+def _load_frames(cap, keylog, rsa_key, progress: Progress | None, asked: Asked) -> Timeline:
     keylog, rsa_key = (None if k is None else _companion(k) for k in (keylog, rsa_key))
     with _tuning.loading(int(cap.detail.get("size") or len(cap.buf))):
         return _leave_out(_load_capture(cap, keylog, rsa_key, progress or _quiet, asked), asked.tables)
@@ -157,13 +159,13 @@ class Asked:
         made_with = _BUILT_WITH if self.keepalive_facts else {**_BUILT_WITH, "connections": ()}
         return self.tables.union(*(made_with.get(name, ()) for name in self.tables))
 
-    def shows_flags(self, built: frozenset) -> bool:
+    def shows_flags(self) -> bool:
         """Whether a table shown shows ``tcp.analysis`` flags: the TCP events, the HTTP/2
         streams (stalls are timed against retransmissions), the connections' keep-alive facts
         (made with the requests).  A requests table is made of no flag: its proxy legs, causes
         and races read the packets and the HTTP events, which a load without flags keeps."""
         return bool(self.tables & {"events", "streams"}) or \
-            ("connections" in self.tables and "requests" in built and self.keepalive_facts)
+            ("connections" in self.tables and "requests" in self.built() and self.keepalive_facts)
 
 
 # What the transport tier alone can build (``load(transport_only=True)``).
@@ -279,7 +281,7 @@ def _load_capture(path: str, keylog, rsa_key, progress: Progress, asked: Asked) 
     wanted, transport_only = asked.tables, asked.transport_only
     measure_tcp = asked.measure_tcp and "packets" in wanted
     built = asked.built()
-    transport = analyze(idx, measure=measure_tcp, with_flags=asked.shows_flags(built))
+    transport = analyze(idx, measure=measure_tcp, with_flags=asked.shows_flags())
     info = SourceInfo(path=path, format=cap.format, size=cap.detail.get("size") or os.path.getsize(path),
                       compressed=cap.compressed, link_types=dict(idx.link_counts),
                       frames=len(cap), detail={**cap.detail, **getattr(idx, "stats", {})},

@@ -55,6 +55,34 @@ PACKET_COLUMNS: dict[str, str] = {
     "sack": "object",         # SACK blocks as ((left, right), ...) relative, as tcp.options.sack_le/re; None
 }
 
+# The connections' columns made of their payload: what the application spoke (TLS, HTTP and
+# DNS decoded), and the keep-alive facts (made of the requests).  The rest is the transport
+# tier's own, all a ``load(transport_only=True)`` has; ``load(keepalive_facts=False)`` leaves
+# out the second.
+APP_COLUMNS: dict[str, str] = {
+    "app": "object",          # http/1.1, h2, h2c, tls, quic, h3, unknown
+    "sni": "object",
+    "alpn": "object",
+    "tls_version": "object",
+}
+KEEPALIVE_COLUMNS: dict[str, str] = {
+    # Keep-alive facts of the connections that carried HTTP or TCP keep-alive probes
+    # (assemble/keepalive.py); NA elsewhere.
+    "http_requests": "Int64", # HTTP exchanges it carried (0: opened and never used)
+    "idle_first": "float64",  # handshake done -> first request: opened before it was needed
+    "idle_gaps": "object",    # list of seconds between one exchange's end and the next request
+    "idle_close": "float64",  # silence before the first FIN/RST (the closing side's idle timeout)
+    "close_frame": "Int64",   # that first FIN or RST
+    "conn_close": "object",   # who sent "Connection: close": client, server, both (None: neither)
+    "pipelined": "Int64",     # HTTP/1.1 requests sent before the previous response ended
+    "ka_probes": "Int64",     # TCP keep-alive probes (Wireshark's tcp.analysis.keep_alive)
+    "ka_answered": "Int64",   # probes the peer acknowledged (keep-alive ACKs)
+    "ka_idle": "float64",     # silence before the first probe (TCP_KEEPIDLE)
+    "ka_interval": "float64", # median time between probes (TCP_KEEPINTVL)
+    "ka_by": "object",        # client / server: who sent the probes
+    "idle_sibling": "Int64",  # opened while this connection to the same server sat idle
+}
+
 CONNECTION_COLUMNS: dict[str, str] = {
     "conn": "int64",
     "transport": "object",    # tcp, udp, quic
@@ -86,41 +114,19 @@ CONNECTION_COLUMNS: dict[str, str] = {
     "wscale_client": "Int64",
     "wscale_server": "Int64",
     "sack_permitted": "boolean",
-    "app": "object",          # http/1.1, h2, h2c, tls, quic, h3, unknown
-    "sni": "object",
-    "alpn": "object",
-    "tls_version": "object",
+    **APP_COLUMNS,
     # Frames and frame bytes each way, as Wireshark's Conversations count them
     # (bytes_c2s/bytes_s2c above are transport payload bytes).
     "frames_c2s": "Int64",
     "frames_s2c": "Int64",
     "wire_bytes_c2s": "Int64",
     "wire_bytes_s2c": "Int64",
-    # Keep-alive facts of the connections that carried HTTP or TCP keep-alive probes
-    # (assemble/keepalive.py); NA elsewhere.
     "iface": "Int64",         # the capture interface of its first frame
-    "http_requests": "Int64", # HTTP exchanges it carried (0: opened and never used)
-    "idle_first": "float64",  # handshake done -> first request: opened before it was needed
-    "idle_gaps": "object",    # list of seconds between one exchange's end and the next request
-    "idle_close": "float64",  # silence before the first FIN/RST (the closing side's idle timeout)
-    "close_frame": "Int64",   # that first FIN or RST
-    "conn_close": "object",   # who sent "Connection: close": client, server, both (None: neither)
-    "pipelined": "Int64",     # HTTP/1.1 requests sent before the previous response ended
-    "ka_probes": "Int64",     # TCP keep-alive probes (Wireshark's tcp.analysis.keep_alive)
-    "ka_answered": "Int64",   # probes the peer acknowledged (keep-alive ACKs)
-    "ka_idle": "float64",     # silence before the first probe (TCP_KEEPIDLE)
-    "ka_interval": "float64", # median time between probes (TCP_KEEPINTVL)
-    "ka_by": "object",        # client / server: who sent the probes
-    "idle_sibling": "Int64",  # opened while this connection to the same server sat idle
+    **KEEPALIVE_COLUMNS,
 }
 
-# The connections' columns made of their payload: what the application spoke (TLS, HTTP and
-# DNS decoded), and the keep-alive facts (made of the requests).  The rest is the transport
-# tier's own, all a ``load(transport_only=True)`` has.
-APP_CONNECTION_COLUMNS = ["app", "sni", "alpn", "tls_version"]
-KEEPALIVE_CONNECTION_COLUMNS = ["http_requests", "idle_first", "idle_gaps", "idle_close", "close_frame",
-                                "conn_close", "pipelined", "ka_probes", "ka_answered", "ka_idle", "ka_interval",
-                                "ka_by", "idle_sibling"]
+APP_CONNECTION_COLUMNS = list(APP_COLUMNS)
+KEEPALIVE_CONNECTION_COLUMNS = list(KEEPALIVE_COLUMNS)
 
 # Columns packet captures add to ``connections`` after the schema's (a HAR or a trace has
 # no SYNs to time them from).  How each is found: decode/tcp/connections.py.
