@@ -35,12 +35,18 @@ class Columns:
         """Rows as dicts, in order."""
         cols = self.cols
         for row in rows:
-            if row.keys() == cols.keys():       # the usual case: the names the columns have
-                for k, v in row.items():
-                    cols[k].append(v)
-                self.n += 1
-            else:
-                self.add_block({k: [v] for k, v in row.items()}, 1)
+            n = self.n
+            if row.keys() != cols.keys():       # a name new here, or one left out (an HTTP event's)
+                for k in row:
+                    if k not in cols:
+                        cols[k] = [MISSING] * n
+            for k, v in row.items():
+                cols[k].append(v)
+            if len(row) < len(cols):
+                for col in cols.values():
+                    if len(col) == n:
+                        col.append(MISSING)
+            self.n = n + 1
 
     def add_block(self, block: dict[str, list], m: int) -> None:
         """``m`` rows given as columns (each list ``m`` long), in order."""
