@@ -19,6 +19,7 @@ answered, and connections left open and idle at the end of the capture.
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from traceviz.charts.text import ms_text
@@ -64,27 +65,71 @@ def _queued(mine: pd.DataFrame, flights: list[tuple[float, float]], rtt: dict, m
     if max_open < 2 or most_at_once(flights) < max_open:
         return 0
     n = 0
-    for k, cg in mine.groupby("conn"):
-        ends, starts = cg["end"].tolist(), cg["start"].tolist()
+    for k, (ends, starts) in _by_conn(mine, "end", "start").items():
         n += sum(1 for prev, start in zip(ends, starts[1:])
                  if not pd.isna(prev) and 0 <= start - prev <= rtt.get(k, 0) + BACK_TO_BACK)
     return n
+
+
+def _by_conn(mine: pd.DataFrame, *cols: str) -> dict:
+    """conn -> the lists of ``cols`` of its requests, in ``mine``'s order (conns in ascending order,
+    as groupby gives them; a request without one is in none)."""
+    out: dict = {}
+    for k, *values in zip(mine["conn"].tolist(), *(mine[c].tolist() for c in cols)):
+        if not pd.isna(k):
+            lists = out.setdefault(k, tuple([] for _ in cols))
+            for lst, v in zip(lists, values):
+                lst.append(v)
+    return dict(sorted(out.items()))
 
 
 def _left_behind(g: pd.DataFrame, mine: pd.DataFrame, still, last_ts: float) -> list[float]:
     """Idle times of connections still open at the end, idle since their last exchange, that a later
     connection from the same host to the same server was opened instead of reusing: leaked."""
     out = []
+    if not still.any():
+        return out
+    theirs = _by_conn(mine, "end", "status")
+    starts = g["start"].to_numpy(dtype=float, na_value=np.nan)
+    clients = g["client"].astype(str).tolist()
     for k, client in zip(g.loc[still, "conn"], g.loc[still, "client"]):
-        mine_k = mine[mine["conn"] == k]
-        done = mine_k["end"].dropna()
-        if not len(done) or mine_k["status"].isna().any() or last_ts - float(done.max()) < LEFT_IDLE:
+        ends, status = theirs.get(k, ([], []))
+        done = [float(e) for e in ends if not pd.isna(e)]
+        if not done or any(pd.isna(s) for s in status) or last_ts - max(done) < LEFT_IDLE:
             continue
-        host = str(client).rsplit(":", 1)[0]
-        later = g[(g["start"] > float(done.max())).to_numpy(dtype=bool, na_value=False)
-                  & g["client"].astype(str).str.startswith(host + ":").to_numpy(dtype=bool, na_value=False)]
-        if len(later):
-            out.append(last_ts - float(done.max()))
+        host = str(client).rsplit(":", 1)[0] + ":"
+        if any(s > max(done) and c.startswith(host) for s, c in zip(starts, clients)):
+            out.append(last_ts - max(done))
+    return out
+
+
+_REQUEST_COLUMNS = ("request", "conn", "start", "end", "status", "parent")
+_CONNECTION_COLUMNS = ["conn", "client", "server", "start", "end", "close", "handshake_rtt"]
+
+
+class _Index:
+    """Rows of the requests table by connection and by parent, found once: a filter of the
+    whole table per server took seconds on a capture of a few hundred servers."""
+
+    def __init__(self, rq: pd.DataFrame) -> None:
+        self.rq = rq
+        self.of_conn = _positions(rq["conn"])
+        self.of_parent = _positions(rq["parent"]) if "parent" in rq.columns else {}
+
+    def of(self, conns) -> pd.DataFrame:
+        """The requests on ``conns``, in table order (as a filter keeps them)."""
+        return self.rq.iloc[sorted(i for k in conns for i in self.of_conn.get(k, ()))]
+
+    def children(self, requests) -> pd.DataFrame:
+        """The requests whose parent is one of ``requests``, in table order."""
+        return self.rq.iloc[sorted(i for r in requests for i in self.of_parent.get(r, ()))]
+
+
+def _positions(col: pd.Series) -> dict:
+    out: dict = {}
+    for i, v in enumerate(col.tolist()):
+        if not pd.isna(v):
+            out.setdefault(v, []).append(i)
     return out
 
 
@@ -94,10 +139,13 @@ def server_rows(tl) -> pd.DataFrame:
     leg_of = rq.groupby("conn")["leg"].first().to_dict() if "leg" in rq.columns else {}
     last_ts = float(tl.packets["ts"].max()) if len(tl.packets) else float(c["end"].max())
     out = []
-    rq = rq.assign(start=request_sent_at(rq))       # each request from its own first byte
-    c = c.assign(_leg=[leg_of.get(k) if isinstance(leg_of.get(k), str) else None for k in c["conn"]])
+    # each request from its own first byte; only the columns read below, each group a copy of them
+    rq = rq.assign(start=request_sent_at(rq))[[k for k in _REQUEST_COLUMNS if k in rq.columns]]
+    index = _Index(rq)
+    c = c[_CONNECTION_COLUMNS].assign(_leg=[leg_of.get(k) if isinstance(leg_of.get(k), str) else None
+                                            for k in c["conn"]])
     for (server, leg), g in c.groupby([c["server"], c["_leg"].fillna("")], sort=False):
-        mine = rq[rq["conn"].isin(g["conn"].tolist()).to_numpy(dtype=bool, na_value=False)].sort_values("start")
+        mine = index.of(set(g["conn"].tolist())).sort_values("start")
         if not len(mine):
             continue
         still = (g["close"].astype("object") == "open").to_numpy(dtype=bool, na_value=False)
@@ -105,10 +153,10 @@ def server_rows(tl) -> pd.DataFrame:
         flights = [(float(a), float(b) if not pd.isna(b) else last_ts) for a, b in zip(mine["start"], mine["end"])]
         rtt = dict(zip(g["conn"], pd.to_numeric(g["handshake_rtt"], errors="coerce").fillna(0)))
         queued = _queued(mine, flights, rtt, most_at_once(spans))
-        children = rq[rq["parent"].isin(mine["request"].tolist()).to_numpy(dtype=bool, na_value=False)] \
-            if "parent" in rq.columns else rq.iloc[0:0]
+        children = index.children(set(mine["request"].tolist())) if "parent" in rq.columns else rq.iloc[0:0]
         parent_start = dict(zip(mine["request"], mine["start"]))
-        waits = [(float(ch.start) - float(parent_start[int(ch.parent)])) * 1000 for ch in children.itertuples()]
+        waits = [(float(start) - float(parent_start[int(parent)])) * 1000
+                 for start, parent in zip(children["start"], children["parent"])]
         up_flights = [(float(a), float(b) if not pd.isna(b) else last_ts)
                       for a, b in zip(children["start"], children["end"])]
         # A proxy's idle upstream connections are its pool, which it manages; a client's are its own.

@@ -6,8 +6,13 @@ from __future__ import annotations
 import subprocess
 from collections import Counter
 
+import pandas as pd
+
 from bundled import CAPTURES, entry, timeline
+from traceviz.recipe import discover, load_module
 from traceviz.stats import most_at_once, request_sent_at, steps
+
+POOL = load_module(discover()["pool"])
 
 CAPTURE = "connection-pool"
 FACTS = entry(CAPTURE)["facts"]
@@ -95,3 +100,83 @@ def test_words_problems_and_chart():
         fig = concurrency_chart(tl.connections, tl.requests, tl.packets, theme=theme)
         leak = next(t for t in fig.data if t.name.startswith("10.94.0.2:8082") and "connections" in t.name)
         assert max(leak.y) == len(FACTS["leak"]["connections"])
+
+
+def _plain_left_behind(g, mine, still, last_ts) -> list[float]:
+    """The leaked connections found the plain way: a filter of the table per connection."""
+    out = []
+    for k, client in zip(g.loc[still, "conn"], g.loc[still, "client"]):
+        mine_k = mine[mine["conn"] == k]
+        done = mine_k["end"].dropna()
+        if not len(done) or mine_k["status"].isna().any() or last_ts - float(done.max()) < POOL.LEFT_IDLE:
+            continue
+        host = str(client).rsplit(":", 1)[0]
+        later = g[(g["start"] > float(done.max())).to_numpy(dtype=bool, na_value=False)
+                  & g["client"].astype(str).str.startswith(host + ":").to_numpy(dtype=bool, na_value=False)]
+        if len(later):
+            out.append(last_ts - float(done.max()))
+    return out
+
+
+def _known(by_conn: dict) -> list:
+    """``_by_conn``'s lists with NaN as None (NaN equals nothing), the connections in order."""
+    return [(k, [[None if pd.isna(v) else v for v in lst] for lst in lists]) for k, lists in by_conn.items()]
+
+
+def _pool_files():
+    from conftest import CORPUS, ROOT
+    return sorted((ROOT / "captures").glob("*.pcapng")) + sorted(
+        p for p in CORPUS.glob("pcap/**/*.pcap*") if "corrupt" not in p.parts)
+
+
+def test_each_servers_requests_are_the_ones_a_filter_of_the_table_finds():
+    """The requests of each server's connections, their upstream children and the leaked
+    connections, found from an index built once, against a filter of the whole table per
+    server and per connection, on every bundled and corpus capture pool applies to."""
+    import traceviz
+    from traceviz.stats import request_sent_at
+    groups = leaked = 0
+    for path in _pool_files():
+        tl = traceviz.load(path, tables=POOL.TABLES)
+        if not POOL.applies(tl):
+            continue
+        rq = tl.requests.assign(start=request_sent_at(tl.requests))
+        index = POOL._Index(rq)
+        last_ts = float(tl.packets["ts"].max())
+        c = tl.connections[tl.connections["transport"] == "tcp"]
+        for _, g in c.groupby("server", sort=False):
+            conns = g["conn"].tolist()
+            mine = index.of(set(conns))
+            pd.testing.assert_frame_equal(mine, rq[rq["conn"].isin(conns).to_numpy(dtype=bool, na_value=False)])
+            if "parent" in rq.columns:
+                asked = set(mine["request"].tolist())
+                plain = rq[rq["parent"].isin(list(asked)).to_numpy(dtype=bool, na_value=False)]
+                pd.testing.assert_frame_equal(index.children(asked), plain)
+            mine = mine.sort_values("start")
+            assert _known(POOL._by_conn(mine, "end", "start")) == _known(
+                {k: (cg["end"].tolist(), cg["start"].tolist()) for k, cg in mine.groupby("conn")})
+            still = (g["close"].astype("object") == "open").to_numpy(dtype=bool, na_value=False)
+            left = POOL._left_behind(g, mine, still, last_ts)
+            assert left == _plain_left_behind(g, mine, still, last_ts), path.name
+            groups += 1
+            leaked += len(left)
+    assert groups >= 40 and leaked >= 1
+
+
+def test_a_connection_is_left_behind_only_when_answered_idle_and_passed_over_by_a_later_one():
+    nan = float("nan")
+    g = pd.DataFrame({"conn": [1, 2, 3, 4, 5],
+                      "client": ["10.0.0.1:5001", "10.0.0.1:5002", "10.0.0.1:5003", "10.0.0.9:5004",
+                                 "10.0.0.1:5005"],
+                      "start": [0.0, 0.1, 0.2, 0.3, 5.0],
+                      "close": ["open", "open", "open", "open", "fin"]})
+    mine = pd.DataFrame({"conn": pd.array([1, 2, 2, 3, 4, 5], dtype="Int64"),
+                         "end": [1.0, 2.0, nan, 9.0, 1.0, 6.0],
+                         "status": pd.array([200, 200, None, 200, 200, 200], dtype="Int64"),
+                         "start": [0.5, 1.5, 1.8, 8.0, 0.5, 5.5]})
+    still = (g["close"] == "open").to_numpy()
+    # 1: answered, idle 9 s, and 5 opened later from its host: left behind.  2: a request never
+    # answered.  3: busy until 9.0, nothing opened after.  4: another host opened nothing later.
+    assert POOL._left_behind(g, mine, still, 10.0) == [9.0] == _plain_left_behind(g, mine, still, 10.0)
+    g.loc[4, "start"] = 0.9          # now opened before 1 went idle: not instead of reusing it
+    assert POOL._left_behind(g, mine, still, 10.0) == [] == _plain_left_behind(g, mine, still, 10.0)
