@@ -63,11 +63,15 @@ def analyze(tl, conn: int | None = None) -> Finding:
 
 def journey_rows(tl, rq: pd.DataFrame) -> pd.DataFrame:
     conns = tl.connections.set_index("conn")
+    # What a request reads of its connection, as plain dicts: a row of the wide table per
+    # request (``conns.loc``) took 3 s on 19k requests.
+    times = {k: {"syn": s, "ack": a, "start": t} for k, s, a, t in
+             zip(conns.index.tolist(), *(conns[c].tolist() for c in ("syn", "ack", "start")))}
     dns_ev = tl.events[(tl.events["layer"].astype("object") == "dns").to_numpy(dtype=bool, na_value=False)]
     out = []
     rq = rq.assign(sent_at=request_sent_at(rq))
     for r in rq.sort_values("start").itertuples(index=False):
-        c = conns.loc[int(r.conn)] if not pd.isna(r.conn) and int(r.conn) in conns.index else None
+        c = times.get(int(r.conn)) if not pd.isna(r.conn) else None
         name = getattr(r, "dns_name", None)
         lookup = _lookup(dns_ev, name, c, conns) if isinstance(name, str) else None
         first = not bool(r.reused_connection)

@@ -196,3 +196,36 @@ def test_the_story_follows_curls_own_verbose_view():
     assert theirs == sorted(theirs) and ours == sorted(ours)
     assert story[0].startswith("> ") and "DNS query" in story[0]
 
+
+
+def test_each_new_connections_marks_are_its_own_on_every_bundled_capture():
+    """A request that opened its connection starts from that connection's own SYN and ACK (looked
+    up once per connection, not a row of the table per request), and a DNS lookup it carries
+    ended before that connection started."""
+    import json
+
+    import pandas as pd
+
+    import traceviz
+    from traceviz.recipe import discover, load_module
+    recipe = load_module(discover()["journey"])
+    names = [e["name"] for e in json.loads((CAPTURES / "manifest.json").read_text())["captures"]
+             if (CAPTURES / f"{e['name']}.pcapng").is_file()]
+    checked = looked_up = 0
+    for name in names:
+        tl = traceviz.load(CAPTURES / f"{name}.pcapng", tables=recipe.TABLES)
+        if not recipe.applies(tl):
+            continue
+        conns = tl.connections.set_index("conn")
+        for r in recipe.analyze(tl).rows.itertuples(index=False):
+            if r.reused_connection or r.conn is None or pd.isna(r.conn):
+                continue
+            c = conns.loc[int(r.conn)]
+            for mark in ("syn", "ack"):
+                mine = getattr(r, mark)
+                assert (mine is None or pd.isna(mine)) if pd.isna(c[mark]) else mine == float(c[mark]), name
+            if r.dns_end is not None and not pd.isna(r.dns_end):
+                assert r.dns_end <= float(c["start"]), name
+                looked_up += 1
+            checked += 1
+    assert checked >= 40 and looked_up >= 1
