@@ -65,10 +65,10 @@ def analyze(tl, conn: int | None = None) -> Finding:
 def flow_rows(tl) -> pd.DataFrame:
     c = tl.connections[((tl.connections["bytes_c2s"] + tl.connections["bytes_s2c"]) > 0).to_numpy(
         dtype=bool, na_value=False) & tl.connections["transport"].isin(["tcp", "udp"]).to_numpy(dtype=bool)]
-    p = tl.packets
+    p = tl.packets[["conn", "ts", "dir", "len", "wire_len"]]      # what per_flow reads: a filter copies each column
     p = p[p["conn"].isin(c["conn"].tolist()).to_numpy(dtype=bool, na_value=False)]
     ev = tl.events[(tl.events["layer"].astype("object") == "tcp").to_numpy(dtype=bool, na_value=False)]
-    kinds = ev.groupby(["conn", "kind"]).size()
+    kinds = ev.groupby(["conn", "kind"]).size().to_dict()      # a dict: a MultiIndex lookup per flow took seconds
     flows = per_flow(p)
     out = []
     for r in c.itertuples(index=False):
@@ -113,7 +113,7 @@ def per_flow(p: pd.DataFrame) -> dict[int, dict]:
     by_flow = np.argsort(owner, kind="stable")
     ts, owner = ts[by_flow], owner[by_flow]
     same = owner[1:] == owner[:-1]
-    gaps = pd.Series(ts[1:][same] - ts[:-1][same]).groupby(owner[1:][same]).max()
+    gaps = pd.Series(ts[1:][same] - ts[:-1][same]).groupby(owner[1:][same]).max().to_dict()
     out = {}
     for k, row in zip(sums.index.tolist(), sums.to_dict("records")):
         f = {name: int(v) for name, v in row.items()}

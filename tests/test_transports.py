@@ -106,3 +106,41 @@ def test_each_flows_figures_are_its_packets_filtered_out(name):
     assert any(f["gap"] is not None for f in flows.values())
     for conn in conns:
         assert flows[conn] == _flow_by_filtering(p, conn), f"{name}: conn {conn}"
+
+
+RESENT_FILTER = ("tcp.analysis.retransmission || tcp.analysis.fast_retransmission || "
+                 "tcp.analysis.out_of_order || tcp.analysis.spurious_retransmission")
+
+
+def test_each_flows_resent_and_lost_segments_are_tsharks(tshark):
+    """Per TCP stream, on every bundled and corpus capture with more than one: the segments sent
+    again and those lost before the capture, counted by tshark's flags for that stream."""
+    from collections import Counter
+
+    import traceviz
+    from conftest import CORPUS
+    from traceviz.recipe import discover, load_module
+    recipe = load_module(discover()["transports"])
+    paths = sorted(CAPTURES.glob("*.pcapng")) + sorted(
+        p for p in CORPUS.glob("pcap/**/*.pcap*") if "corrupt" not in p.parts)
+    flows = resent = 0
+    for path in paths:
+        name = path.name
+        tl = traceviz.load(path, tables=recipe.TABLES, transport_only=True)
+        tcp = tl.connections[tl.connections["transport"] == "tcp"]
+        if len(tcp) < 2:
+            continue
+
+        def per_stream(flt: str) -> Counter:
+            out = subprocess.run([tshark, "-r", str(path), "-Y", flt, "-T", "fields", "-e", "tcp.stream"],
+                                 capture_output=True, text=True, check=True).stdout.split()
+            return Counter(int(s) for s in out)
+        again, lost = per_stream(RESENT_FILTER), per_stream("tcp.analysis.lost_segment")
+        stream = dict(zip(tcp["conn"].tolist(), tcp["stream"].tolist()))
+        for r in recipe.flow_rows(tl).itertuples(index=False):
+            if r.transport == "tcp":
+                assert (r.retransmissions, r.lost_before_capture) == (again[stream[r.conn]], lost[stream[r.conn]]), \
+                    f"{name}: conn {r.conn}"
+                flows += 1
+                resent += r.retransmissions
+    assert flows >= 110 and resent >= 4, (flows, resent)
