@@ -335,3 +335,19 @@ def test_a_long_label_alone_on_its_frame_is_cut_as_a_joined_one_is():
     arrows = flowgraph._event_arrows(SimpleNamespace(events=events)).set_index("frame")["label"]
     assert arrows[1] == flowgraph._join([long]) != long
     assert arrows[2] == flowgraph._join(["GET /x", long])
+
+
+def test_each_reset_is_one_problem_naming_its_frame_as_tshark_finds_it(tshark):
+    """flow's problems: one per arrow that resets a connection, on every bundled capture, and
+    their frames are tshark's frames with the RST flag."""
+    told = 0
+    for path in sorted((ROOT / "captures").glob("*.pcapng")):
+        f = FLOW.analyze(traceviz.load(path))
+        frames = [int(re.match(r"frame (\d+): ", p).group(1)) for p in f.problems]
+        out = subprocess.run([tshark, "-r", str(path), "-Y", "tcp.flags.reset == 1", "-T", "fields",
+                              "-e", "frame.number"], capture_output=True, text=True, check=True).stdout.split()
+        assert frames == [int(x) for x in out], path.name
+        labels = dict(zip(f.rows["frame"].tolist(), f.rows["label"].tolist()))
+        assert all("RST" in labels[fr] and "reset conn " in p for fr, p in zip(frames, f.problems))
+        told += len(frames)
+    assert told >= 20
