@@ -69,3 +69,27 @@ def test_a_name_first_seen_late_is_missing_before_and_a_name_left_out_is_missing
     assert c.cols["kind"][0] == "SYN" and c.cols["kind"][3] == "FIN"
     assert all(v != v for v in c.cols["kind"][1:3])                 # NaN, as pandas fills
     assert c.cols["detail"][1:3] == ["x", "y"] and all(v != v for v in c.cols["detail"][::3])
+
+
+@settings(max_examples=400, deadline=None)
+@given(_rows(), st.lists(st.integers(0, 30), max_size=4), st.lists(st.booleans(), max_size=5),
+       st.sampled_from(["events", "tls"]))
+def test_text_columns_taken_as_they_are_make_the_table_inference_makes(rows, cuts, blocks, name):
+    """With the table's schema, text columns are not inferred (``frame(schema)``): once
+    conformed, the table is the one inference gives, missing text as NaN included."""
+    from hypothesis import assume
+
+    from traceviz.model import SCHEMAS, conform
+    got = _gathered(rows, cuts, blocks)
+    assume(rows and got.cols)
+    try:
+        inferred = conform(name, pd.DataFrame(rows))
+    except (TypeError, ValueError, OverflowError):   # values no decoder makes (a text tls conn...)
+        assume(False)
+    _same(conform(name, got.frame(SCHEMAS[name])), inferred)
+
+
+def test_a_list_in_a_text_column_stays_one_value():
+    from traceviz.model import TLS_COLUMNS
+    c = Columns([{"conn": 1, "alpn_offered": ["h2", "http/1.1"]}, {"conn": 2, "alpn_offered": None}])
+    assert c.frame(TLS_COLUMNS)["alpn_offered"].tolist() == [["h2", "http/1.1"], None]

@@ -17,8 +17,8 @@ import pandas as pd
 from traceviz.assemble import caching, carried, dns, grpc, h2, http, keepalive, keys, proxy, quic, tls, transport
 from traceviz.assemble.columns import Columns
 from traceviz.errors import describe
-from traceviz.model import (APP_CONNECTION_COLUMNS, JSON_FIELDS, KEEPALIVE_CONNECTION_COLUMNS, SourceInfo,
-                            Timeline, conform, empty_table)
+from traceviz.model import (APP_CONNECTION_COLUMNS, EVENT_COLUMNS, JSON_FIELDS, KEEPALIVE_CONNECTION_COLUMNS,
+                            TLS_COLUMNS, SourceInfo, Timeline, conform, empty_table)
 
 # The last columns of the tls table: its details, after the stable fields.
 _TLS_LAST = ["round_trips"]
@@ -242,7 +242,7 @@ def endpoints(conns: pd.DataFrame) -> dict[int, dict]:
 def _tls_table(rows: Columns) -> pd.DataFrame:
     if not len(rows):
         return conform("tls", pd.DataFrame(columns=JSON_FIELDS["tls"]))
-    df = rows.frame()
+    df = rows.frame(TLS_COLUMNS)
     stable = JSON_FIELDS["tls"]
     extras = [c for c in df.columns if c not in stable and c not in _TLS_LAST]
     df = df[stable + extras + _TLS_LAST].sort_values("conn").reset_index(drop=True)
@@ -295,7 +295,7 @@ def _with_apps(conns: pd.DataFrame, apps: dict, opaque: np.ndarray, tls_rows: Co
 
 
 def _event_table(rows: Columns) -> pd.DataFrame:
-    return conform("events", rows.frame()) if len(rows) else empty_table("events")
+    return conform("events", rows.frame(EVENT_COLUMNS)) if len(rows) else empty_table("events")
 
 
 def _merge_events(tcp_events: pd.DataFrame, *frames: pd.DataFrame) -> pd.DataFrame:
