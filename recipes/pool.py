@@ -97,9 +97,9 @@ def _left_behind(g: pd.DataFrame, mine: pd.DataFrame, still, last_ts: float) -> 
         done = [float(e) for e in ends if not pd.isna(e)]
         if not done or any(pd.isna(s) for s in status) or last_ts - max(done) < LEFT_IDLE:
             continue
-        host = str(client).rsplit(":", 1)[0] + ":"
-        if any(s > max(done) and c.startswith(host) for s, c in zip(starts, clients)):
-            out.append(last_ts - max(done))
+        idle_since, host = max(done), str(client).rsplit(":", 1)[0] + ":"
+        if any(s > idle_since and c.startswith(host) for s, c in zip(starts, clients)):
+            out.append(last_ts - idle_since)
     return out
 
 
