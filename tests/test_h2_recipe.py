@@ -354,3 +354,44 @@ def test_each_kind_of_trouble_on_a_connection_is_told():
     assert any("was reset by the server (INTERNAL_ERROR)" in line for line in told)
     assert any("sent GOAWAY (PROTOCOL_ERROR) in frame 90002" in line for line in told)
     assert len(problems) == 2          # the reset and the GOAWAY; reaching the limit is told, not a problem
+
+
+def _plain_interleaving(st) -> tuple:
+    """What ``_interleaving`` reads, found the pandas way: filtered frames and their medians."""
+    sent = st[st["resp_bytes"].fillna(0) > 0]
+    shared = sent[sent["turns"] > 1]
+    return (len(sent), len(shared), int(shared["turns"].median()) if len(shared) else None,
+            float(shared["turn_bytes"].median()) if len(shared) else None,
+            float(shared["turn_gap_ms"].dropna().median()) if shared["turn_gap_ms"].notna().any() else None)
+
+
+def test_each_connections_peak_and_turns_are_the_ones_found_one_connection_at_a_time():
+    """On every bundled and corpus capture with HTTP/2 streams: each connection's peak of open
+    streams (all connections at once) is ``concurrency`` of its own frames, and what the
+    interleaving line says matches the pandas filters it replaced."""
+    from conftest import CORPUS
+    h2 = recipe()
+    paths = sorted(CAPTURES.glob("*.pcapng")) + sorted(
+        p for p in CORPUS.glob("pcap/**/*.pcap*") if "corrupt" not in p.parts)
+    conns = interleaved = 0
+    for path in paths:
+        tl = traceviz.load(path)
+        if not len(tl.streams):
+            continue
+        frames = tl.events[tl.events["layer"] == "h2"]
+        peaks = h2.concurrency_by_conn(frames)
+        for c, st in tl.streams.groupby("conn"):
+            assert peaks.get(c, (0, 0.0)) == h2.concurrency(frames[frames["conn"] == c]), (path.name, c)
+            sent, shared, turns, size, gap = _plain_interleaving(st)
+            said = " ".join(h2._interleaving(st))
+            if sent < 2:
+                assert said == ""
+            elif not shared:
+                assert f"sent the {sent} responses one after another" in said
+            else:
+                assert f"interleaved {shared} of the {sent} responses" in said and f"about {turns} turns" in said
+                assert f"of {h2._kb(size)}" in said
+                assert (f", {h2._secs(gap / 1000)} apart" in said) == (gap is not None)
+                interleaved += 1
+            conns += 1
+    assert conns >= 12 and interleaved >= 2, (conns, interleaved)
