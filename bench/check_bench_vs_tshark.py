@@ -20,12 +20,17 @@ each TLS connection's SNI and offered versions (its first ClientHello), and
 each HTTP/1.x connection's requests (method and URI, in order; retransmitted
 frames left out) and response status codes.  tshark is told to reassemble
 out-of-order segments (``tcp.reassemble_out_of_order``), as we do: by default
-it drops a request whose first segment came after its second.
+it drops a request whose first segment came after its second.  Where
+tshark's HTTP dissector stops on a response it marks malformed, leaving no
+``http.response.code`` field (a chunked body whose last CRLF is split across
+two segments), the status is read from the status line in its Info column,
+and the frames are named.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 import subprocess
 import sys
@@ -45,7 +50,7 @@ FIELDS = ["frame.number", "frame.time_epoch", "frame.len", "ip.src", "ip.dst", "
           "tcp.window_size", "tcp.len", "tcp.stream", "udp.stream"] + list(ta.TSHARK_FIELDS)
 PAYLOAD_FIELDS = ["tls.handshake.type", "tls.handshake.extensions_server_name",
                   "tls.handshake.extensions.supported_version", "http.request.method", "http.request.uri",
-                  "http.response.code"]
+                  "http.response.code", "_ws.malformed", "_ws.col.Info"]
 SHOW = 5
 
 
@@ -213,6 +218,9 @@ def compare_payload(tl, ts: pd.DataFrame, is_tcp: np.ndarray, analysis: np.ndarr
     for i in codes.tolist():
         if int(stream[i]) in ours:
             theirs_codes.setdefault(int(stream[i]), []).extend(int(x) for x in ts["http.response.code"].iat[i].split(";"))
+    for i, code in _cut_short(ts, is_tcp):
+        if int(stream[i]) in ours:
+            theirs_codes.setdefault(int(stream[i]), []).append(code)
     mine_codes = {int(c): sorted(int(x) for x in g["status"].dropna()) for c, g in rq.groupby("conn")}
     bad["http status codes"] = np.array(sorted(c for c in set(theirs_codes) | set(mine_codes)
                                                if sorted(theirs_codes.get(c, [])) != mine_codes.get(c, [])),
@@ -220,6 +228,23 @@ def compare_payload(tl, ts: pd.DataFrame, is_tcp: np.ndarray, analysis: np.ndarr
     print(f"  HTTP/1.x: {sum(map(len, theirs.values()))} requests on {len(theirs)} streams in tshark, "
           f"{len(rq)} on {len(ours)} in ours")
     return bad
+
+
+_STATUS_LINE = re.compile(r"HTTP/\d\.\d (\d{3}) ")
+
+
+def _cut_short(ts: pd.DataFrame, is_tcp: np.ndarray) -> list[tuple[int, int]]:
+    """(row, status) of the responses tshark read but left out of its fields: its HTTP
+    dissector stops with "Malformed Packet" on a chunked body whose last CRLF is split across
+    two segments, and the tree then holds no ``http.response.code``, although the Info column
+    shows the status line it read.  Said once, with the frames."""
+    cut = np.flatnonzero(is_tcp & (ts["_ws.malformed"].to_numpy() != "") & (ts["http.response.code"].to_numpy() == ""))
+    out = [(i, int(m.group(1))) for i in cut.tolist() if (m := _STATUS_LINE.match(ts["_ws.col.Info"].iat[i]))]
+    if out:
+        frames = ", ".join(ts["frame.number"].iat[i] for i, _ in out[:SHOW])
+        print(f"  HTTP/1.x: {len(out)} response(s) tshark marked malformed with no http.response.code field; "
+              f"their status read from its Info column (frames {frames}{', ...' if len(out) > SHOW else ''})")
+    return out
 
 
 def main() -> None:
