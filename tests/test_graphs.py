@@ -351,3 +351,29 @@ def test_each_reset_is_one_problem_naming_its_frame_as_tshark_finds_it(tshark):
         assert all("RST" in labels[fr] and "reset conn " in p for fr, p in zip(frames, f.problems))
         told += len(frames)
     assert told >= 20
+
+
+@pytest.mark.parametrize("name", ["http1-six-connections", "tcp-keepalive", "proxy-nginx-502-504", "tcp-vs-udp"])
+def test_unnamed_frames_are_the_arrows_a_loop_over_the_packets_finds(name):
+    """The frames no event names (bytes no decoder read, the handshake's ACK), found from
+    plain lists, against a loop over the packets table's own columns; and the lanes in the
+    order hosts first appear, sender before receiver."""
+    from traceviz.charts import flowgraph
+    tl = traceviz.load(name)
+    pk = tl.packets
+    named = set(tl.events["frame"].dropna().astype("int64"))
+    want = []
+    carrying = pk[(pk["len"].fillna(0) > 0) & pk["transport"].isin(["tcp", "udp"])]
+    for f, c, tr, n in zip(carrying["frame"], carrying["conn"], carrying["transport"], carrying["len"]):
+        if int(f) not in named:
+            want.append((int(f), c, str(tr), f"TCP segment, {int(n)} bytes" if tr == "tcp" else f"UDP, {int(n)} bytes"))
+    for f in sorted(set(tl.connections["ack_frame"].dropna().astype("int64")) - named):
+        want.append((int(f), pk.loc[pk["frame"] == f, "conn"].iloc[0], "tcp", "ACK"))
+    got = flowgraph._plain_arrows(tl)
+    assert [tuple(r) for r in got[["frame", "conn", "layer", "label"]].itertuples(index=False)] == want
+    assert len(want) > 0
+    msgs = flowgraph.messages(tl)
+    hosts = []
+    for a, b in zip(msgs["src"], msgs["dst"]):
+        hosts += [h for h in (str(a), str(b)) if h not in hosts]
+    assert flowgraph.lane_order(msgs) == hosts
