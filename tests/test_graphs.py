@@ -353,7 +353,7 @@ def test_each_reset_is_one_problem_naming_its_frame_as_tshark_finds_it(tshark):
     assert told >= 20
 
 
-@pytest.mark.parametrize("name", ["http1-six-connections", "tcp-keepalive", "proxy-nginx-502-504", "tcp-vs-udp"])
+@pytest.mark.parametrize("name", ["http1-six-connections", "journey-https", "proxy-nginx-502-504", "tcp-vs-udp"])
 def test_unnamed_frames_are_the_arrows_a_loop_over_the_packets_finds(name):
     """The frames no event names (bytes no decoder read, the handshake's ACK), found from
     plain lists, against a loop over the packets table's own columns; and the lanes in the
