@@ -143,10 +143,11 @@ def explain(rows: pd.DataFrame) -> list[str]:
     if {"tcp", "udp"} <= set(rows["transport"]):
         t = rows[rows["transport"] == "tcp"].iloc[0]
         u = rows[rows["transport"] == "udp"].iloc[0]
-        out.append(f"Side by side: TCP delivered everything at the price of {t.retransmissions} resent segment(s) "
-                   f"and the waits behind them (longest {ms_text(t.longest_gap_ms)}); UDP kept its pace (longest "
-                   f"{ms_text(u.longest_gap_ms)}) and lost {u.unanswered} exchange(s). Headers: "
-                   f"{t.overhead:.0%} of TCP's wire bytes, {u.overhead:.0%} of UDP's.")
+        # First: it answers the question, and a big capture's answer shows only its first sentences.
+        out.insert(0, f"Side by side: TCP delivered everything at the price of {t.retransmissions} resent segment(s) "
+                      f"and the waits behind them (longest {ms_text(t.longest_gap_ms)}); UDP kept its pace (longest "
+                      f"{ms_text(u.longest_gap_ms)}) and lost {u.unanswered} exchange(s). Headers: "
+                      f"{t.overhead:.0%} of TCP's wire bytes, {u.overhead:.0%} of UDP's.")
     return out
 
 

@@ -91,3 +91,16 @@ def test_the_page_has_a_real_header_contents_one_plotly_and_fitted_charts(tmp_pa
     # a talk chart stays a 1920 x 1080 slide, scaled to the page by its script
     assert "data-width='1920' data-height='1080'" in page and "scale(" in page
     assert re.search(r"Not applicable here:[^<]*latency \(needs", page)
+
+
+def test_a_long_answer_shows_a_page_of_sentences_and_folds_the_rest():
+    """An answer of thousands of sentences (one per flow) reads from the top: the first
+    ``ANSWER_PAGE`` as a list, the rest folded under how many there are, all escaped."""
+    from traceviz import output
+    sentences = [f"<b>flow {i}</b> & more" for i in range(output.ANSWER_PAGE + 7)]
+    html_text = report._answer(sentences)
+    shown, _, folded = html_text.partition("<details>")
+    assert re.findall(r"<li>(.*?)</li>", shown) == [f"&lt;b&gt;flow {i}&lt;/b&gt; &amp; more"
+                                                     for i in range(output.ANSWER_PAGE)]
+    assert folded.startswith("<summary>7 more</summary>") and folded.count("<li>") == 7
+    assert "<details>" not in report._answer(sentences[:output.ANSWER_PAGE])

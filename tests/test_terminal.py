@@ -149,6 +149,25 @@ def test_hostile_text_is_shortened_by_cells_not_bytes():
 
 # ---------------------------------------------------------------- paging
 
+def test_an_answer_shows_a_page_of_sentences_then_how_many_more(term, tmp_path):
+    """A recipe that tells each of thousands of flows (``transports`` on a big capture) pages
+    its answer as a table pages its rows: the first ``ANSWER_PAGE`` sentences, how many more on
+    stderr; ``--all`` shows them, ``--json=findings`` has them all."""
+    recipe = tmp_path / "many.py"
+    recipe.write_text('"""Many sentences."""\nfrom traceviz.recipe import Finding\n'
+                      "def analyze(tl):\n    return Finding(title='t', answer=[f'sentence {i}.' for i in range(70)],"
+                      " rows=tl.connections)\n")
+    told = [f"\u2022 sentence {i}." for i in range(70)]
+    r = term(120, "run", recipe, HANDSHAKES)
+    assert [line for line in r.lines if line.startswith("\u2022 ")] == told[:output.ANSWER_PAGE]
+    assert f"{70 - output.ANSWER_PAGE} more sentences (use --all or --json=findings)" in r.err
+    full = term(120, "run", recipe, HANDSHAKES, "--all")
+    assert [line for line in full.lines if line.startswith("\u2022 ")] == told and "more sentences" not in full.err
+    assert len(json.loads(term(None, "run", recipe, HANDSHAKES, "--json=findings").json_out)["answer"]) == 70
+    few = term(120, "handshakes", HANDSHAKES)
+    assert "more sentences" not in few.err
+
+
 def test_one_paging_rule_a_page_then_how_many_more(term):
     everything = json.loads(term(None, "timeline", BUNDLED / "browser-page-load.pcapng", "--json").json_out)
     assert len(everything) > output.PAGE

@@ -10,7 +10,9 @@ The rules every table follows (docs/design.md, "Adding a recipe"):
   terminal (a pipe, a file) nothing is shortened or wrapped: one row, one line.
 - **Paging.**  A table shows its first ``PAGE`` rows, then says on stderr how
   many more there are (``--all`` shows them, ``--json`` has them all).  Only
-  the rows shown are formatted, so a 100k-row table costs one page.
+  the rows shown are formatted, so a 100k-row table costs one page.  A
+  recipe's answer shows its first ``ANSWER_PAGE`` sentences the same way
+  (``--json=findings`` has them all).
 - **Time.**  One origin per output: moments are seconds since the first
   packet (or the first request of a browser export), durations are
   milliseconds with ``units.DURATION_DECIMALS`` decimals.  ``--abs`` shows
@@ -83,6 +85,7 @@ stdout = _Console(highlight=False)
 stderr = _Console(stderr=True, highlight=False, soft_wrap=True)   # one message, one line
 
 PAGE = 50                 # rows a table shows unless --all
+ANSWER_PAGE = 20          # sentences an answer shows unless --all (a recipe may tell each of 30k flows)
 GAP = 2                   # spaces between columns
 MISSING = "\u2013"        # –
 ELLIPSIS = "\u2026"       # …

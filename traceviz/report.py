@@ -26,7 +26,7 @@ from types import ModuleType
 import pandas as pd
 
 from traceviz.model import Timeline
-from traceviz.output import Clock, epoch_text, fmt, printable, time_origin
+from traceviz.output import ANSWER_PAGE, Clock, epoch_text, fmt, printable, time_origin
 from traceviz.recipe import Finding, applicability
 
 MAX_ROWS = 50          # a report is read, not grepped: --json has every row
@@ -139,6 +139,17 @@ def _size(n: int) -> str:
     return ""
 
 
+def _answer(sentences: list[str]) -> str:
+    """The answer as a list: its first ``output.ANSWER_PAGE`` sentences, the rest folded
+    (a recipe may tell each of thousands of flows; a report is read from the top)."""
+    def items(lines):
+        return "<ul>" + "".join(f"<li>{_e(a)}</li>" for a in lines) + "</ul>"
+    shown, rest = sentences[:ANSWER_PAGE], sentences[ANSWER_PAGE:]
+    if not rest:
+        return items(shown)
+    return items(shown) + f"<details><summary>{len(rest)} more</summary>{items(rest)}</details>"
+
+
 def _section(part: Section, anchor: str, theme: str, clock: Clock) -> str:
     if part.error is not None:
         return (f"<section id='{anchor}'><h2>{_e(part.recipe)}</h2>"
@@ -148,7 +159,7 @@ def _section(part: Section, anchor: str, theme: str, clock: Clock) -> str:
     if f.question:
         html_parts.append(f"<p class='question'>{_e(f.question.strip().splitlines()[0])}</p>")
     if f.answer:
-        html_parts.append("<ul>" + "".join(f"<li>{_e(a)}</li>" for a in f.answer) + "</ul>")
+        html_parts.append(_answer(f.answer))
     if f.summary:
         rows = "".join(f"<tr><th>{_e(k)}</th><td>{_e(fmt(v, k, clock))}</td></tr>" for k, v in f.summary.items())
         html_parts.append(f"<table class='summary'>{rows}</table>")

@@ -69,7 +69,9 @@ FigureOpt = Annotated[Optional[str], typer.Option("--figure", metavar="NAME", sh
                                                   help="Which figure --chart writes (default: the first).")]
 FailOpt = Annotated[bool, typer.Option("--fail", metavar="", help="Exit 1 when the recipe finds something off (for CI checks); "
                                                                   "what it found goes to stderr.")]
-AllOpt = Annotated[bool, typer.Option("--all", metavar="", help=f"Show every row (a table shows its first {output.PAGE}).")]
+AllOpt = Annotated[bool, typer.Option("--all", metavar="", help=f"Show every row and every sentence (a table shows its "
+                                                                f"first {output.PAGE} rows, an answer its first "
+                                                                f"{output.ANSWER_PAGE} sentences).")]
 WideOpt = Annotated[bool, typer.Option("--wide", metavar="", help="Every column, nothing shortened (lines may be wider than the terminal).")]
 AbsOpt = Annotated[bool, typer.Option("--abs", metavar="", help="Times as UTC wall-clock time, not seconds since the first packet.")]
 

@@ -232,8 +232,11 @@ def show_finding(finding, clock=None, wide: bool = False, all_rows: bool = False
     console.print(Text(output.printable(finding.title), style="bold"), soft_wrap=True)
     if finding.question.strip():
         output.paragraph(finding.question.strip().splitlines()[0], console, style="italic")
-    for line in finding.answer:
+    told = finding.answer if all_rows else finding.answer[:output.ANSWER_PAGE]
+    for line in told:
         output.paragraph(line, console, bullet="\u2022 ")
+    if len(finding.answer) > len(told):
+        output.stderr.print(Text(f"{len(finding.answer) - len(told)} more sentences (use --all or --json=findings)"))
     if finding.summary:
         output.key_values(finding.summary, console, clock)
     if len(finding.rows):
