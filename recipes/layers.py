@@ -22,6 +22,7 @@ import bisect
 
 import pandas as pd
 
+from traceviz.model import positions
 from traceviz.recipe import Finding
 
 NAME = "layers"
@@ -74,8 +75,8 @@ def _rows(tl) -> pd.DataFrame:
     tls = tl.tls.set_index("conn") if len(tl.tls) else None
     by_conn = c.set_index("conn")
     relays = _Relays(c)
-    requests_of = _positions(rq["conn"]) if len(rq) else {}
-    kids_of = _positions(rq["parent"]) if "parent" in rq.columns and len(rq) else {}
+    requests_of = positions(rq["conn"]) if len(rq) else {}
+    kids_of = positions(rq["parent"]) if "parent" in rq.columns and len(rq) else {}
     # Per connection only what tells it apart; a table filtered per connection cost ~1 ms each.
     upstream = _conns_where(rq, rq["leg"].astype("object") == "upstream") if "leg" in rq.columns else set()
     tunnels = _conns_where(rq, (rq["method"].astype("object") == "CONNECT") & (rq["status"] // 100 == 2))
@@ -111,16 +112,6 @@ def _conns_where(rq: pd.DataFrame, mask: pd.Series) -> set[int]:
     """The connections of the requests ``mask`` picks."""
     picked = rq.loc[mask.to_numpy(dtype=bool, na_value=False), "conn"].dropna()
     return {int(v) for v in picked.tolist()}
-
-
-def _positions(values: pd.Series) -> dict[int, list[int]]:
-    """value -> the positions holding it, in order (NA left out): a table's rows of one
-    connection, or one parent's, found once rather than by a filter per connection."""
-    out: dict[int, list[int]] = {}
-    for i, v in enumerate(values.astype("Float64").to_numpy(dtype=float, na_value=float("nan")).tolist()):
-        if v == v:
-            out.setdefault(int(v), []).append(i)
-    return out
 
 
 class _Relays:

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from traceviz.charts.text import ms_text
+from traceviz.model import positions
 from traceviz.recipe import Finding
 from traceviz.stats import connection_spans, most_at_once, request_sent_at
 
@@ -113,8 +114,8 @@ class _Index:
 
     def __init__(self, rq: pd.DataFrame) -> None:
         self.rq = rq
-        self.of_conn = _positions(rq["conn"])
-        self.of_parent = _positions(rq["parent"]) if "parent" in rq.columns else {}
+        self.of_conn = positions(rq["conn"])
+        self.of_parent = positions(rq["parent"]) if "parent" in rq.columns else {}
 
     def of(self, conns) -> pd.DataFrame:
         """The requests on ``conns``, in table order (as a filter keeps them)."""
@@ -123,14 +124,6 @@ class _Index:
     def children(self, requests) -> pd.DataFrame:
         """The requests whose parent is one of ``requests``, in table order."""
         return self.rq.iloc[sorted(i for r in requests for i in self.of_parent.get(r, ()))]
-
-
-def _positions(col: pd.Series) -> dict:
-    out: dict = {}
-    for i, v in enumerate(col.tolist()):
-        if not pd.isna(v):
-            out.setdefault(v, []).append(i)
-    return out
 
 
 def server_rows(tl) -> pd.DataFrame:

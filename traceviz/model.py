@@ -312,6 +312,21 @@ def mime_kind(mime: Any) -> str | None:
     return "Other"
 
 
+def missing(v) -> bool:
+    """None, pandas NA or NaN: a value a table does not know."""
+    return v is None or v is pd.NA or (isinstance(v, float) and v != v)
+
+
+def positions(values: pd.Series) -> dict[int, list[int]]:
+    """Integer value -> the positions holding it, in order (NA left out): a table's rows of one
+    connection or one parent found once, rather than by a filter of the table for each."""
+    out: dict[int, list[int]] = {}
+    for i, v in enumerate(values.astype("Float64").to_numpy(dtype=float, na_value=float("nan")).tolist()):
+        if v == v:
+            out.setdefault(int(v), []).append(i)
+    return out
+
+
 def empty_table(name: str) -> pd.DataFrame:
     """An empty table with the right columns and dtypes."""
     return pd.DataFrame({c: pd.Series(dtype=t) for c, t in SCHEMAS[name].items()})

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from traceviz.model import CONNECTION_COLUMNS, conform
+from traceviz.model import CONNECTION_COLUMNS, conform, missing
 
 FIN, RST = 0x01, 0x04
 RETRY_WINDOW = 60.0      # seconds: the same request sent again this soon counts as a retry
@@ -228,11 +228,6 @@ def exchanges_by_conn(requests: pd.DataFrame) -> dict[int, list[Exchange]]:
     for v in out.values():
         v.sort(key=lambda e: (math.isnan(e.start), e.start))
     return out
-
-
-def missing(v) -> bool:
-    """None, pandas NA or NaN: a value a table does not know."""
-    return v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v))
 
 
 def connection_facts(connections: pd.DataFrame, requests: pd.DataFrame,

@@ -20,7 +20,6 @@ no fact recomputed); ``flowgraph`` draws them.
 from __future__ import annotations
 
 import bisect
-
 import re
 from typing import Iterable
 
@@ -31,6 +30,7 @@ import plotly.graph_objects as go
 from traceviz.charts import theme as themes
 from traceviz.charts.sequence import Arrow, Batch, Diagram, Lane, Style
 from traceviz.charts.text import safe
+from traceviz.model import missing
 
 # Higher layers win when a frame carries several: TCP < TLS/QUIC < HTTP.
 LAYER_RANK = {"tcp": 0, "udp": 0, "tls": 1, "quic": 1, "http": 2, "h2": 2, "h3": 2, "dns": 2}
@@ -178,16 +178,12 @@ def _grouped_arrows(ev: pd.DataFrame) -> pd.DataFrame:
             continue
         texts[frame].append(text)
         for i, v in enumerate(values):          # as groupby's "first": the first value that is not NA
-            if _na(known[i]) and not _na(v):
+            if missing(known[i]) and not missing(v):
                 known[i] = v
     cols = list(zip(*firsts.values())) if firsts else [(), (), ()]
     return pd.DataFrame({"frame": pd.array(list(firsts), dtype=ev["frame"].dtype),
                          **{c: pd.array(list(v), dtype=ev[c].dtype) for c, v in zip(("conn", "layer", "stream"), cols)},
                          "label": [_join(t) for t in texts.values()]})
-
-
-def _na(v) -> bool:
-    return v is None or v is pd.NA or (isinstance(v, float) and v != v)
 
 
 def _plain_arrows(tl) -> pd.DataFrame:
