@@ -24,7 +24,23 @@ it drops a request whose first segment came after its second.  Where
 tshark's HTTP dissector stops on a response it marks malformed, leaving no
 ``http.response.code`` field (a chunked body whose last CRLF is split across
 two segments), the status is read from the status line in its Info column,
-and the frames are named.
+and the frames are named.  The TLS comparison counts TCP connections alone on
+both sides (our ``tls`` table also holds QUIC's handshakes).
+
+QUIC, per UDP stream (``udp.stream``, our ``connections.stream``): tshark
+decrypts Initial packets without keys, so it shows each long-header packet's
+version and the ClientHello inside.  The set of streams tshark dissects as QUIC
+(a frame with a ``quic.header_form``) is compared with the connections of our
+``quic`` table, and for each: ``version`` with the version of its first
+long-header packet; ``sni`` and ``alpn_offered`` (a list) with its first
+ClientHello's server name and ALPN list; ``packets`` with the number of QUIC
+packets (coalesced ones counted one by one); ``bytes_c2s`` / ``bytes_s2c`` with
+the UDP payload bytes each way, the client being the sender of that ClientHello
+(of the stream's first QUIC frame when it has none).  Differences are named by
+``udp.stream``.  tshark is told to try its heuristic dissectors first on UDP
+(``udp.try_heuristic_first``), as we find QUIC by its content: by default the
+client's port decides first, and a connection from, say, port 1900, 4784 or
+47000 is dissected as SSDP, BFD or HCRT instead.
 """
 
 from __future__ import annotations
@@ -50,7 +66,8 @@ FIELDS = ["frame.number", "frame.time_epoch", "frame.len", "ip.src", "ip.dst", "
           "tcp.window_size", "tcp.len", "tcp.stream", "udp.stream"] + list(ta.TSHARK_FIELDS)
 PAYLOAD_FIELDS = ["tls.handshake.type", "tls.handshake.extensions_server_name",
                   "tls.handshake.extensions.supported_version", "http.request.method", "http.request.uri",
-                  "http.response.code", "_ws.malformed", "_ws.col.Info"]
+                  "http.response.code", "_ws.malformed", "_ws.col.Info", "udp.length", "quic.header_form",
+                  "quic.version", "tls.handshake.extensions_alpn_str"]
 SHOW = 5
 
 
@@ -58,8 +75,9 @@ def tshark_table(path: str, payload: bool = False) -> pd.DataFrame:
     fields = FIELDS + (PAYLOAD_FIELDS if payload else [])
     args = ["tshark", "-r", path, "-n", "-T", "fields", "-E", "occurrence=a", "-E", "aggregator=;",
             "-E", "separator=/t"]
-    if payload:   # tshark leaves out-of-order segments out of its reassembly unless told
-        args += ["-o", "tcp.reassemble_out_of_order:TRUE"]
+    if payload:   # tshark leaves out-of-order segments out of its reassembly unless told; and
+        # QUIC is found by content (heuristics first), not by a client port another protocol owns
+        args += ["-o", "tcp.reassemble_out_of_order:TRUE", "-o", "udp.try_heuristic_first:TRUE"]
     for f in fields:
         args += ["-e", f]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
@@ -162,9 +180,11 @@ def compare(path: str, payload: bool = False) -> int:
     total = 0
     for name, where in bad.items():
         total += len(where)
-        print(f"  {name:<14} {len(where):>8} differences")
+        print(f"  {name:<20} {len(where):>8} differences")
         for i in where[:SHOW]:
-            print(f"      {'tcp.stream' if name in ('http requests', 'http status codes') else 'row'} {i}")
+            key = ("tcp.stream" if name in ("http requests", "http status codes") else
+                   "udp.stream" if name.startswith("quic") else "row")
+            print(f"      {key} {i}")
     print(f"frames compared: {n} (traceviz {len(tl.packets)}, tshark {len(ts)}); "
           f"connections with a SYN compared: {len(first)}; differences: {total}")
     if len(tl.packets) != len(ts):
@@ -182,7 +202,8 @@ def compare_payload(tl, ts: pd.DataFrame, is_tcp: np.ndarray, analysis: np.ndarr
     first = pd.Series(hello).groupby(stream[hello]).first()
     sni = ts["tls.handshake.extensions_server_name"].to_numpy()[first.to_numpy()]
     theirs_sni = dict(zip(first.index, [v.split(";")[0] or None for v in sni]))
-    tls = tl.tls.set_index("conn")
+    tcp_conns = tl.connections.loc[tl.connections["transport"] == "tcp", "conn"]
+    tls = tl.tls[tl.tls["conn"].isin(tcp_conns)].set_index("conn")      # not QUIC's handshakes
     conns = [c for c in theirs_sni if c in tls.index]
     mine_sni = [tls.at[c, "sni"] for c in conns]
     bad["tls sni"] = np.flatnonzero(np.array([a != theirs_sni[c] for a, c in zip(mine_sni, conns)], dtype=bool))
@@ -199,7 +220,7 @@ def compare_payload(tl, ts: pd.DataFrame, is_tcp: np.ndarray, analysis: np.ndarr
         got = [x for x in (tls.at[c, "versions_offered"] or []) if x in names.values()]
         wrong.append(got != want)
     bad["tls versions offered"] = np.flatnonzero(np.array(wrong, dtype=bool))
-    print(f"  TLS: {len(theirs_sni)} streams with a ClientHello in tshark, {len(tls)} sessions in ours")
+    print(f"  TLS: {len(theirs_sni)} TCP streams with a ClientHello in tshark, {len(tls)} TCP sessions in ours")
     # HTTP/1.x: requests in order per stream, and response codes.
     rq = tl.requests[tl.requests["protocol"].astype(str).str.startswith("http/1")]
     ours = {int(c): list(zip(g["method"], g["url"])) for c, g in rq.groupby("conn")}
@@ -227,7 +248,76 @@ def compare_payload(tl, ts: pd.DataFrame, is_tcp: np.ndarray, analysis: np.ndarr
                                         dtype=np.int64)
     print(f"  HTTP/1.x: {sum(map(len, theirs.values()))} requests on {len(theirs)} streams in tshark, "
           f"{len(rq)} on {len(ours)} in ours")
+    bad.update(compare_quic(tl, ts))
     return bad
+
+
+def compare_quic(tl, ts: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Per UDP stream tshark dissects as QUIC: that it is one of our QUIC connections, and its
+    version, SNI, offered ALPN, QUIC packets and UDP payload bytes each way (module docstring)."""
+    ustream = as_int(ts["udp.stream"])
+    rows = np.flatnonzero((ustream >= 0) & (ts["quic.header_form"].to_numpy() != ""))
+    q, s = ts.iloc[rows], ustream[rows]
+    stream_of = tl.connections.set_index("conn")["stream"]
+    ours = tl.quic.set_index(np.asarray(stream_of.loc[tl.quic["conn"]], dtype=np.int64))   # by udp.stream
+    theirs = set(s.tolist())
+    both = sorted(theirs & set(ours.index.tolist()))
+    bad: dict[str, np.ndarray] = {"quic connections": np.array(sorted(theirs ^ set(ours.index.tolist())),
+                                                               dtype=np.int64)}
+
+    def differ(mine, want) -> np.ndarray:
+        return np.array([c for c in both if mine(c) != want.get(c)], dtype=np.int64)
+
+    # Version: the first value of the stream's first frame with a long-header packet.
+    ver = q["quic.version"].to_numpy()
+    has = ver != ""
+    first_v = pd.Series(ver[has]).groupby(s[has]).first()
+    theirs_v = {int(c): f"0x{int(v.split(';')[0], 16):08x}" for c, v in first_v.items()}
+    bad["quic version"] = differ(lambda c: None if pd.isna(v := ours.at[c, "version"]) else str(v).lower(),
+                                 theirs_v)
+    # SNI and offered ALPN: the stream's first ClientHello (a coalesced Initial may carry more
+    # than one handshake message, hence the lists).
+    hello = q["tls.handshake.type"].str.split(";").map(lambda t: "1" in t).to_numpy()
+    first_h = pd.Series(np.flatnonzero(hello)).groupby(s[hello]).first()
+    sni = q["tls.handshake.extensions_server_name"].to_numpy()
+    alpn = q["tls.handshake.extensions_alpn_str"].to_numpy()
+    theirs_sni = {int(c): sni[i].split(";")[0] or None for c, i in first_h.items()}
+    theirs_alpn = {int(c): [a for a in alpn[i].split(";") if a] for c, i in first_h.items()}
+    bad["quic sni"] = differ(lambda c: None if pd.isna(v := ours.at[c, "sni"]) else v,
+                             {c: theirs_sni.get(c) for c in both})
+    bad["quic alpn offered"] = differ(lambda c: _as_list(ours.at[c, "alpn_offered"]),
+                                      {c: theirs_alpn.get(c, []) for c in both})
+    # QUIC packets, and UDP payload bytes each way; the client sent the first ClientHello.
+    addr = np.where(q["ip.src"] != "", q["ip.src"], q["ipv6.src"])
+    port = q["udp.srcport"].to_numpy()
+    sender = np.array([f"[{a}]:{p}" if ":" in a else f"{a}:{p}" for a, p in zip(addr, port)], dtype=object)
+    starts = pd.Series(np.arange(len(q))).groupby(s).first()
+    starts.update(first_h)
+    client = dict(zip(starts.index.tolist(), sender[starts.to_numpy()]))
+    c2s = sender == np.array([client[c] for c in s.tolist()], dtype=object)
+    payload = as_int(q["udp.length"].str.split(";").str[0]) - 8
+    per = pd.DataFrame({"s": s, "n": q["quic.header_form"].str.count(";").to_numpy() + 1,
+                        "c2s": np.where(c2s, payload, 0), "s2c": np.where(c2s, 0, payload)}).groupby("s").sum()
+    theirs_n = {int(c): int(v) for c, v in per["n"].items()}
+    theirs_b = {int(c): (int(a), int(b)) for c, a, b in zip(per.index, per["c2s"], per["s2c"])}
+    bad["quic packets"] = differ(lambda c: _int(ours.at[c, "packets"]), theirs_n)
+    bad["quic bytes"] = differ(lambda c: (_int(ours.at[c, "bytes_c2s"]), _int(ours.at[c, "bytes_s2c"])), theirs_b)
+    print(f"  QUIC: {len(theirs)} streams in tshark ({len(first_h)} with a ClientHello), "
+          f"{len(ours)} connections in ours")
+    return bad
+
+
+def _as_list(v) -> list[str]:
+    """Our ``alpn_offered``: a list (None when no ClientHello was read); text split on commas."""
+    if v is None or (pd.api.types.is_scalar(v) and pd.isna(v)):
+        return []
+    if isinstance(v, str):
+        return [a.strip() for a in v.split(",") if a.strip()]
+    return [str(a) for a in v]
+
+
+def _int(v) -> int | None:
+    return None if pd.isna(v) else int(v)
 
 
 _STATUS_LINE = re.compile(r"HTTP/\d\.\d (\d{3}) ")
@@ -250,7 +340,7 @@ def _cut_short(ts: pd.DataFrame, is_tcp: np.ndarray) -> list[tuple[int, int]]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("path", nargs="?", default="/tmp/traceviz-bench-1000000.pcap")
-    ap.add_argument("--payload", action="store_true", help="also compare TLS and HTTP/1.x facts")
+    ap.add_argument("--payload", action="store_true", help="also compare TLS, QUIC and HTTP/1.x facts")
     a = ap.parse_args()
     if not shutil.which("tshark"):
         sys.exit("tshark is not installed")

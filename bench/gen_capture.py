@@ -170,7 +170,8 @@ def real_tcp_connection(p: Plan, rng, flow: int, t: float, flights, pool: bytear
     teardown(p, rng, flow, t, rtt, nxt[1], nxt[0])
 
 
-def real_udp_flow(p: Plan, rng, flow: int, t: float, dns: bool, pool: bytearray) -> None:
+def real_udp_flow(p: Plan, rng, flow: int, t: float, dns: bool, pool: bytearray, quic) -> None:
+    """A DNS query and its answer, or a real QUIC connection (``quic``: a ``traffic.QuicPool``)."""
     import traffic
     if dns:
         query, answer = traffic.dns_pair(rng)
@@ -178,10 +179,8 @@ def real_udp_flow(p: Plan, rng, flow: int, t: float, dns: bool, pool: bytearray)
             p.add(when, flow, c2s, -1, 0, 0, len(data), len(pool))
             pool += data
         return
-    for _ in range(int(rng.integers(6, 30))):
-        t += float(rng.exponential(0.005))
-        data = traffic.quic_short(rng, int(rng.integers(40, 1350)))
-        p.add(t, flow, int(rng.random() < 0.3), -1, 0, 0, len(data), len(pool))
+    for d, data, since in quic.take():
+        p.add(t + since, flow, int(d == "c2s"), -1, 0, 0, len(data), len(pool))
         pool += data
 
 
@@ -189,6 +188,7 @@ def real_plan(packets: int, seed: int) -> tuple[Plan, np.ndarray, np.ndarray, by
     """As ``plan``, with payloads: (plan, IPv6 per flow, server port per flow, the payload pool)."""
     import traffic
     handshakes = traffic.tls_handshakes()
+    quic = traffic.QuicPool(seed)
     pool, ports = bytearray(), array("i")
 
     def tcp(p, rng, flow, t):
@@ -209,7 +209,7 @@ def real_plan(packets: int, seed: int) -> tuple[Plan, np.ndarray, np.ndarray, by
     def udp(p, rng, flow, t):
         dns = rng.random() < 0.6
         ports.append(53 if dns else 443)
-        real_udp_flow(p, rng, flow, t, dns, pool)
+        real_udp_flow(p, rng, flow, t, dns, pool, quic)
 
     p, v6 = plan(packets, seed, tcp, udp)
     return p, v6, np.frombuffer(ports, np.int32).astype(np.int64), pool

@@ -18,13 +18,21 @@ think)``, the bytes one side sends before it waits for the other
 - 22, 5432, 6379: protocols traceviz does not decode (an SSH banner then
   noise, PostgreSQL-like and Redis-like bytes).
 
-UDP: DNS queries and answers (real messages) and QUIC-like short-header
-packets.  Body bytes are slices of one block of random bytes.
+UDP: DNS queries and answers (real messages), and on port 443 real QUIC
+connections: an aioquic client and server (``tests/quicgen.py``) run HTTP/3
+in memory, every datagram recorded -- Initial packets whose ClientHello and
+ServerHello a reader decrypts with keys derived from the connection ID, a
+Handshake flight, then 1-RTT packets it cannot open without a key log.
+QUIC v1, one connection in ten v2; the 16 host names as SNI; one to four
+requests of ordinary response sizes.  Each connection is made afresh (its
+own connection IDs and keys), two at a time on the two cores.  Body bytes are
+slices of one block of random bytes.
 """
 
 from __future__ import annotations
 
 import ssl
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -319,6 +327,41 @@ def dns_pair(rng) -> tuple[bytes, bytes]:
     return query, qid + b"\x81\x80\x00\x01\x00\x01\x00\x00\x00\x00" + question + answer
 
 
-def quic_short(rng, n: int) -> bytes:
-    """A QUIC-like 1-RTT packet seen mid-connection: short header, 8-byte connection ID, noise."""
-    return bytes([0x40 | int(rng.integers(0, 64))]) + noise(rng, max(n - 1, 20))
+QUIC_V2 = 0x6B3343CF
+QUIC_BATCH = 256        # connections made per round of the pool (two processes)
+
+
+def _quic_connection(args: tuple) -> list[tuple[str, bytes, float]]:
+    """One real QUIC connection's datagrams: (dir, bytes, seconds since its first)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    import quicgen
+    host, version, paths, body = args
+    conv = quicgen.conversation(paths, body=body, version=version, server_name=host, t0=0.0)
+    return [(d, data, ts) for d, data, ts in conv.datagrams]
+
+
+class QuicPool:
+    """Real QUIC connections, made a batch at a time as the capture plan asks for them.
+
+    Their parameters come from the pool's own generator (seeded), so the plan's stays as it
+    was; each connection has its own connection IDs, hence its own Initial keys: a reader
+    can cache nothing across them, as in a real capture."""
+
+    def __init__(self, seed: int):
+        self.rng = np.random.default_rng(seed + 1000)
+        self.ready: list = []
+
+    def take(self) -> list[tuple[str, bytes, float]]:
+        if not self.ready:
+            self.ready = self._batch(QUIC_BATCH)[::-1]
+        return self.ready.pop()
+
+    def _batch(self, n: int) -> list:
+        rng = self.rng
+        jobs = [(TLS_HOSTS[int(rng.integers(0, len(TLS_HOSTS)))],
+                 QUIC_V2 if rng.random() < 0.1 else None,
+                 tuple(_path(rng) for _ in range(int(rng.integers(1, 5)))),
+                 int(min(response_size(rng), 60_000))) for _ in range(n)]
+        import multiprocessing
+        with multiprocessing.get_context("fork").Pool(2) as pool:
+            return pool.map(_quic_connection, jobs, chunksize=16)

@@ -16,6 +16,8 @@ EXAMPLE = "quic-h3"
 FIGURES = {"ladder": "one connection's QUIC packets between client and server, by packet-number space",
            "streams": "the HTTP/3 streams of that connection over time (when its requests could be read)"}
 
+TABLES = ("quic", "requests")      # what analyze() reads: load() builds only these
+CHART_TABLES = ("events",)          # and what the figures read besides, built for a chart
 JSON_FIELDS = STABLE_FIELDS["quic"]
 TABLE_FIELDS = ["conn", "client", "server", "version_name", "sni", "alpn", "rtts", "handshake_ms", "decrypted",
                 "close"]
@@ -42,21 +44,33 @@ def analyze(tl, conn: int | None = None) -> Finding:
         return finding
     finding.summary = summarize(rows)
     finding.answer = [_overview(rows)]
-    for _, r in rows.iterrows():
-        finding.answer += connection_lines(r, _requests(tl, int(r["conn"])))
+    requests = _requests(tl)
+    none = tl.requests.iloc[:0]
+    # Rows as dicts and the requests grouped once: a pandas row or filter per connection cost
+    # seconds on the thousands of connections of a big capture.
+    for r in rows.to_dict("records"):
+        finding.answer += connection_lines(r, requests.get(int(r["conn"]), none))
     finding.problems = problems(rows)
     target = rows.sort_values("packets", ascending=False).iloc[0]
-    events = tl.events[tl.events["conn"] == int(target["conn"])]
-    finding.figures = {"ladder": lambda theme: _ladder(events, target, theme)}
-    h3 = _requests(tl, int(target["conn"]))
+    h3 = requests.get(int(target["conn"]), none)
+    finding.figures = {"ladder": lambda theme: _ladder(_events(tl, target), target, theme)}
     if len(h3):
-        finding.figures["streams"] = lambda theme: _streams(h3, events, target, theme)
+        finding.figures["streams"] = lambda theme: _streams(h3, _events(tl, target), target, theme)
     return finding
 
 
-def _requests(tl, conn: int) -> pd.DataFrame:
+def _requests(tl) -> dict[int, pd.DataFrame]:
+    """Each connection's HTTP/3 requests."""
     rq = tl.requests
-    return rq[(rq["conn"] == conn) & (rq["protocol"] == "h3")] if len(rq) else rq
+    if not len(rq):
+        return {}
+    h3 = rq[(rq["protocol"] == "h3") & rq["conn"].notna()]
+    return {int(conn): group for conn, group in h3.groupby("conn", sort=False)}
+
+
+def _events(tl, row) -> pd.DataFrame:
+    """The events of the connection a figure draws (read when it is drawn: ``CHART_TABLES``)."""
+    return tl.events[tl.events["conn"] == int(row["conn"])]
 
 
 def summarize(rows: pd.DataFrame) -> dict:
@@ -178,7 +192,7 @@ def _readable_lines(name: str, r, requests: pd.DataFrame) -> list[str]:
 
 def problems(rows: pd.DataFrame) -> list[str]:
     out = []
-    for _, r in rows.iterrows():
+    for r in rows.to_dict("records"):
         name = _name(r)
         close = r.get("close")
         if isinstance(close, str) and not close.startswith(CLEAN_CLOSE):

@@ -5,6 +5,7 @@ key log and choices), never with our own earlier output."""
 
 from __future__ import annotations
 
+import pandas as pd
 from aioquic.tls import CipherSuite
 
 import traceviz
@@ -179,3 +180,83 @@ def test_reassembly_in_order_out_of_order_repeated_and_lost():
     assert ob.add(20, b"!", 4, 0.4, fin=True) == []
     tail = ob.close()
     assert tail[0].gap == 10 and tail[0].data == b"!" and ob.finished
+
+
+def _transport(cap, measure: bool = True):
+    from traceviz.decode.index import index_frames
+    from traceviz.decode.tcp.connections import analyze
+    return analyze(index_frames(cap), measure=measure)
+
+
+def test_tables_turned_around_equal_tables_of_the_turned_transport(tmp_path):
+    """``assemble.transport.turn_around`` on made tables gives the tables of a transport that
+    ``decode.quic.streams.turn_around`` turned first (what ``decode_quic`` does)."""
+    from traceviz.assemble import transport as tables_of
+    from traceviz.decode.quic.streams import turn_around
+    from traceviz.sources.reader import read_capture
+
+    cap = read_capture(str(quicgen.write_pcap(tmp_path / "c.pcap", quicgen.conversation())))
+    made = tables_of.tables(_transport(cap))      # tables share the transport's arrays: another one
+    t = _transport(cap)
+    turn_around(t, [0])
+    want = tables_of.tables(t)
+    got = tables_of.turn_around(made, [0])
+    assert got[1].iloc[0]["client"] == "10.93.0.2:4433" and got[1].iloc[0]["client_by"] == "quic"
+    assert (got[0]["dir"].astype(str) != made[0]["dir"].astype(str)).all()
+    for a, b in zip(want, got):
+        pd.testing.assert_frame_equal(a, b)
+
+
+def test_a_flow_the_hellos_turn_around_is_turned_in_every_table(tmp_path, monkeypatch):
+    """A flow only its decrypted hellos turn around is known after the tables are made (the
+    loader runs QUIC's machines beside the TCP workers): the tables are turned then, and
+    every one equals what ``capture.timeline`` makes of a transport turned first.  (Made to
+    happen here by a machine that says so the first time it reads the flow.)"""
+    from traceviz.assemble.capture import timeline
+    from traceviz.decode.quic import connection as qc
+    from traceviz.decode.quic.streams import decode_quic
+    from traceviz.decode.streams import decode_streams
+    from traceviz.model import SourceInfo
+    from traceviz.sources.reader import read_capture
+
+    conv = quicgen.conversation()
+    pcap = quicgen.write_pcap(tmp_path / "c.pcap", conv)
+    monkeypatch.setattr(qc.QUICConnection, "client_is_server", lambda self: self.events[0].dir == "c2s")
+    tl = traceviz.load(pcap)
+    cap = read_capture(str(pcap))
+    t = _transport(cap, measure=False)      # as load() without measure_tcp
+    quic = decode_quic(t, cap.buf)
+    assert quic.late == [0]
+    want = timeline(SourceInfo(str(pcap), "pcap"), t, decode_streams(t, cap.buf), quic_payload=quic)
+    for name in ("packets", "connections", "events", "requests", "tls", "quic"):
+        pd.testing.assert_frame_equal(getattr(tl, name), getattr(want, name), obj=name)
+    assert tl.connections.iloc[0]["client"] == "10.93.0.2:4433" and tl.quic.iloc[0]["client"] == "10.93.0.2:4433"
+    assert tl.packets["dir"].tolist() == ["s2c" if d == "c2s" else "c2s" for d, _, _ in conv.datagrams]
+
+
+def test_short_headers_without_keys_read_as_the_general_path_reads_them(tmp_path, monkeypatch, corpus):
+    """The 1-RTT fast path (``QUICConnection._sealed_short``) changes no event, count or
+    connection ID: every QUIC capture of the corpus and conversations of every kind, each
+    read with it and without it."""
+    from pathlib import Path
+
+    from traceviz.decode.quic import connection as qc
+
+    convs = [quicgen.conversation(), quicgen.conversation(version=qv.V2),
+             quicgen.conversation(key_update=True, drop=(5, 9)), quicgen.conversation(retry=True)]
+    paths = [quicgen.write_pcap(tmp_path / f"c{i}.pcap", c) for i, c in enumerate(convs)]
+    paths += sorted(Path(corpus / "pcap" / "quic").glob("*.pcap*"))
+    paths.append(Path(__file__).resolve().parents[1] / "captures" / "quic-h3.pcapng")
+
+    def read(path):
+        tl = traceviz.load(path, tables=("quic", "events"))
+        return tl.quic, tl.events
+
+    fast = [read(p) for p in paths]
+    monkeypatch.setattr(qc.QUICConnection, "_sealed_short", lambda self, *a: False)
+    for p, (quic, events) in zip(paths, fast):
+        slow_quic, slow_events = read(p)
+        pd.testing.assert_frame_equal(quic, slow_quic, obj=p.name)
+        pd.testing.assert_frame_equal(events, slow_events, obj=p.name)
+    one_rtt = sum(int((e["kind"] == "1-RTT").sum()) for _, e in fast)
+    assert one_rtt > 100        # the fast path had packets to read

@@ -259,8 +259,8 @@ def _load_capture(path: str, keylog, rsa_key, progress: Progress, asked: Asked) 
     import numpy as np
 
     from traceviz.assemble import transport as transport_tables
-    from traceviz.assemble.capture import PayloadRows, context, finish, over_limits, transport_tier
-    from traceviz.assemble.parallel import decode_rows
+    from traceviz.assemble.capture import PayloadRows, context, finish, over_limits, quic_rows_of, transport_tier
+    from traceviz.assemble.parallel import start as start_rows
     from traceviz.decode.dns import decode_dns
     from traceviz.decode.index import index_frames
     from traceviz.decode.streams import plan_streams
@@ -295,14 +295,16 @@ def _load_capture(path: str, keylog, rsa_key, progress: Progress, asked: Asked) 
     secrets = cap.secrets
     log, key = _keys(secrets, keylog, rsa_key, info.warnings)
     debug = bool(os.environ.get("TRACEVIZ_DEBUG"))
-    # QUIC first: it may turn a UDP flow around (the capture missed the client's first datagram),
-    # and the tables below take each flow's client from the transport.
-    quic = _quic(transport, cap.buf, log, debug, info) if wanted & _QUIC_TABLES else None
+    # QUIC's plan first: it may turn a UDP flow around (the capture missed the client's first
+    # datagram), and the tables below take each flow's client from the transport.  Its machines
+    # run later, beside the TCP payload tier's workers (``_quic_machines``).
+    quic_plan = _quic_plan(transport, cap.buf, debug, info) if wanted & _QUIC_TABLES else None
     release_pages(cap.buf)      # its flows' datagrams (the first bytes of all were read a window at a time)
     tables = (transport_tables.packets(transport) if "packets" in built else empty_table("packets"),
               transport_tables.connections(transport),
               transport_tables.events(transport) if "events" in built else empty_table("events"))
     if transport_only:      # QUIC was decoded only to tell its flows from other UDP
+        quic, tables = _quic_machines(quic_plan, cap.buf, log, debug, info, tables)
         info.detail["transport_only"] = True
         if keylog is not None or rsa_key is not None:   # asked for, and nothing here it could decrypt
             info.warnings.append(describe(path, "keys not used: this view reads nothing above TCP and UDP, "
@@ -328,6 +330,7 @@ def _load_capture(path: str, keylog, rsa_key, progress: Progress, asked: Asked) 
         del idx, transport, cap
         _tuning.hand_back_freed_memory()
         if plan is None:
+            quic, tables = _quic_machines(quic_plan, buf, log, debug, info, tables)
             return finish(info, tables, PayloadRows(), np.zeros(0, dtype=np.int64), log, key, secrets,
                           skip=skip, quic_payload=quic, dns_messages=dns, **shown)
         release_pages(buf)      # what the windows of its walk left; the children fault in their own
@@ -335,11 +338,18 @@ def _load_capture(path: str, keylog, rsa_key, progress: Progress, asked: Asked) 
         # The events table built only for the requests' proxy analysis needs HTTP's rows alone,
         # and none when the requests are built only for the connections' keep-alive facts.
         ctx = context(tables, path, log, events="events" in wanted, http_events="requests" in wanted)
-        rows, decoded = decode_rows(plan, buf, ctx, log, key, debug=debug)
+        pending = start_rows(plan, buf, ctx, log, key, debug=debug)
+        # QUIC's machines here while the workers decode TCP: neither reads the other's flows,
+        # and a flow its hellos turn around only touches UDP rows (on 1M packets of the
+        # realistic bench, 1.5 s of QUIC off the critical path's 5 s).
+        quic, tables = _quic_machines(quic_plan, buf, log, debug, info, tables)
+        quic_made = quic_rows_of(quic, tables[0], tables[1], log, info, events="events" in built)
+        del quic, quic_plan     # the machines: their rows are made
+        rows, decoded = pending.collect()
         release_pages(buf)      # what a share decoded here (one process) touched
         opaque = plan.opaque(decoded)
         del plan, ctx           # room for the tables finish builds (the plan's columns: ~70 MB)
-        return finish(info, tables, rows, opaque, log, key, secrets, skip=skip, quic_payload=quic,
+        return finish(info, tables, rows, opaque, log, key, secrets, skip=skip, quic_made=quic_made,
                       dns_messages=dns, **shown)
     except Exception as exc:  # a decoder bug must not cost the user the TCP-level analysis
         if debug or isinstance(exc, InputError):
@@ -350,17 +360,35 @@ def _load_capture(path: str, keylog, rsa_key, progress: Progress, asked: Asked) 
                       keepalive_facts=asked.keepalive_facts)
 
 
-def _quic(transport, buf, log, debug: bool, info: SourceInfo):
-    """QUIC's payload (``decode.quic.streams.decode_quic``), or None after a decoder bug (said once)."""
-    from traceviz.decode.quic.streams import decode_quic
-    from traceviz.errors import describe
+def _quic_plan(transport, buf, debug: bool, info: SourceInfo):
+    """Which UDP flows speak QUIC, turned around where their first packets say so
+    (``decode.quic.streams.plan_quic``); None after a decoder bug (said once)."""
+    from traceviz.decode.quic.streams import plan_quic
     try:
-        return decode_quic(transport, buf, log, debug=debug)
+        return plan_quic(transport, buf)
     except Exception as exc:  # a decoder bug must not cost the user the rest of the analysis
         if debug or isinstance(exc, InputError):
             raise
         info.warnings.append(describe(info.path, f"QUIC decoding stopped early ({type(exc).__name__}: {exc})"))
         return None
+
+
+def _quic_machines(plan, buf, log, debug: bool, info: SourceInfo, tables: tuple):
+    """(QUIC's payload, the tables): each QUIC flow's machine run (``run_quic``), the flows
+    its hellos turn around turned in the tables too; (None, tables) without a plan or after
+    a decoder bug (said once)."""
+    from traceviz.assemble.transport import turn_around
+    from traceviz.decode.quic.streams import run_quic
+    if plan is None:
+        return None, tables
+    try:
+        quic = run_quic(plan, buf, log, debug=debug)
+    except Exception as exc:  # a decoder bug must not cost the user the rest of the analysis
+        if debug or isinstance(exc, InputError):
+            raise
+        info.warnings.append(describe(info.path, f"QUIC decoding stopped early ({type(exc).__name__}: {exc})"))
+        return None, tables
+    return quic, turn_around(tables, quic.late)
 
 
 def _keys(blocks, keylog, rsa_key, warnings: list[str]):

@@ -133,7 +133,7 @@ def payload_rows(results: dict, ctx: Context) -> PayloadRows:
 
 def finish(info: SourceInfo, tables, rows: PayloadRows, opaque: np.ndarray, keylog=None, rsa_key=None,
            dsb_blocks=(), skip=frozenset(), quic_payload=None, dns_messages=None,
-           keepalive_facts: bool = True, request_facts: bool = True) -> Timeline:
+           keepalive_facts: bool = True, request_facts: bool = True, quic_made=None) -> Timeline:
     """The Timeline from the transport tier's ``tables`` (packets, connections, events), the
     payload rows, the QUIC connections and the DNS messages (``decode.dns.DNSCapture``).
 
@@ -142,9 +142,12 @@ def finish(info: SourceInfo, tables, rows: PayloadRows, opaque: np.ndarray, keyl
     False: the connections table without them (``KEEPALIVE_CONNECTION_COLUMNS`` left out:
     it is shown without them, or built for the requests only);
     ``request_facts`` False: the requests table is built for the keep-alive facts only,
-    without its proxy legs, causes, races and DNS lookups."""
+    without its proxy legs, causes, races and DNS lookups.  ``quic_made``: QUIC's rows made
+    already (``quic_rows_of``; the loader makes them beside the payload tier's workers), in place
+    of ``quic_payload``."""
     packets, connections, events = tables
-    q = _quic_rows(quic_payload, packets, connections, keylog, info)
+    q = quic_made if quic_made is not None else \
+        quic_rows_of(quic_payload, packets, connections, keylog, info, events="events" not in skip)
     info.warnings.extend(rows.warnings)
     # The smaller tables first, each letting its rows go, so the events' are made with room.
     tls_rows = Columns(_with_tcp_rtt(q.tls, connections))
@@ -157,7 +160,7 @@ def finish(info: SourceInfo, tables, rows: PayloadRows, opaque: np.ndarray, keyl
     requests = _requests(q.requests + rows.take("requests")) if "requests" not in skip else _requests([])
     dns_events = dns.events(dns_messages)
     if "events" not in skip:
-        payload_events = Columns(q.events)
+        payload_events = q.events
         payload_events.extend(rows.take("events"))
         payload_events = _event_table(payload_events)
         events = h2.finish_events(_merge_events(events, payload_events, dns_events))
@@ -181,7 +184,8 @@ def transport_tier(info: SourceInfo, tables, quic_payload=None, keylog=None) -> 
     transport tier's ``tables``, its UDP flows that are QUIC connections marked so, and
     none of the connections' columns made of the payload (left out, not NA)."""
     packets, connections, events = tables
-    connections = quic.mark_connections(connections, _quic_rows(quic_payload, packets, connections, keylog, info).apps)
+    made = quic_rows_of(quic_payload, packets, connections, keylog, info, events=False)
+    connections = quic.mark_connections(connections, made.apps)
     return Timeline(source=info, packets=packets,
                     connections=_without(connections, APP_CONNECTION_COLUMNS + KEEPALIVE_CONNECTION_COLUMNS),
                     events=_merge_events(events))
@@ -193,10 +197,12 @@ def _without(connections: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     return connections.drop(columns=[c for c in columns if c in connections.columns])
 
 
-def _quic_rows(quic_payload, packets: pd.DataFrame, connections: pd.DataFrame, keylog, info: SourceInfo):
-    """The QUIC connections' rows (``quic.rows``), their warnings added to ``info``'s."""
+def quic_rows_of(quic_payload, packets: pd.DataFrame, connections: pd.DataFrame, keylog, info: SourceInfo,
+                 events: bool = True):
+    """The QUIC connections' rows (``quic.rows``; ``events`` False: no events rows), their
+    warnings added to ``info``'s."""
     q = quic.rows(quic_payload, endpoints(connections), keylog, info.path,
-                  float(packets["ts"].max()) if len(packets) else None)
+                  float(packets["ts"].max()) if len(packets) else None, events=events)
     info.warnings.extend(q.warnings)
     return q
 

@@ -9,7 +9,9 @@ objects to free).  A child sees the parent's memory
 as it was at the fork (the capture's bytes, the TCP columns) without a copy
 and sends back only its rows, pickled through a pipe.  The shares are
 joined in connection order, so the rows -- and every table made of them --
-are the ones a single process makes (``TRACEVIZ_WORKERS=1``).
+are the ones a single process makes (``TRACEVIZ_WORKERS=1``).  Meanwhile this
+process may do work of its own (``start``, then ``Pending.collect``): the
+loader runs QUIC's machines then.
 
 Processes rather than threads: decoding is pure Python, and threads would
 take turns on one core.  A child that fails is not fatal: its share is
@@ -17,6 +19,8 @@ decoded again here.
 """
 
 from __future__ import annotations
+
+import threading
 
 from traceviz import _forks, _tuning
 from traceviz.assemble.capture import Context, PayloadRows, payload_rows
@@ -27,6 +31,55 @@ def decode_rows(plan: Plan, buf, ctx: Context, keylog=None, rsa_key=None,
                 debug: bool = False) -> tuple[PayloadRows, set[int]]:
     """The rows of every connection ``plan`` decodes (``ctx``: what the rows need of the
     whole capture), and the connections decoded."""
+    return start(plan, buf, ctx, keylog, rsa_key, debug).collect()
+
+
+class Pending:
+    """Shares being decoded by forked children: ``collect()`` waits for their rows.
+
+    Each child's pipe is read by a thread of its own from the moment it is forked, so a child
+    never waits on a full pipe while this process does other work (QUIC's machines, say)."""
+
+    def __init__(self, shares: list[list[int]], work, debug: bool):
+        self.shares, self.work, self.debug = shares, work, debug
+        self.got: list = [None] * len(shares)
+        self.readers: list[threading.Thread] = []
+        if len(shares) < 2:
+            return
+        # Every share in a child, none here: the machines' objects then never exist in this process,
+        # which would spend ~0.3 s freeing them (they hold reference cycles) and keep their memory.
+        children = [_forks.start(work, share) for share in shares]
+        # The readers after every fork: a child forked beside a running thread could inherit a
+        # lock that thread held.
+        for i, child in enumerate(children):
+            if child is not None:
+                reader = threading.Thread(target=self._read, args=(i, child), daemon=True)
+                reader.start()
+                self.readers.append(reader)
+
+    def _read(self, i: int, child: tuple[int, int]) -> None:
+        self.got[i] = _forks.collect(*child)
+
+    def collect(self) -> tuple[PayloadRows, set[int]]:
+        if len(self.shares) < 2:
+            return self.work(self.shares[0]) if self.shares else (PayloadRows(), set())
+        for reader in self.readers:
+            reader.join()
+        rows, decoded = PayloadRows(), set()
+        for share, got in zip(self.shares, self.got):
+            if got is None or got[0] != "ok":
+                if self.debug and got is not None:
+                    raise RuntimeError(f"payload worker failed: {got[1]}")
+                got = ("ok", self.work(share))
+            more, done = got[1]
+            rows.extend(more)
+            decoded |= done
+        return rows, decoded
+
+
+def start(plan: Plan, buf, ctx: Context, keylog=None, rsa_key=None, debug: bool = False) -> Pending:
+    """``decode_rows`` begun: the shares forked off (when there are several), their rows to
+    ``collect()`` later."""
     conns = sorted(plan.kinds)
     shares = split(conns, plan.cost(), _tuning.workers(len(conns)))
 
@@ -34,22 +87,7 @@ def decode_rows(plan: Plan, buf, ctx: Context, keylog=None, rsa_key=None,
         results = decode_planned(plan, buf, share, keylog, rsa_key, debug)
         return payload_rows(results, ctx), set(results)
 
-    if len(shares) < 2:
-        return work(shares[0]) if shares else (PayloadRows(), set())
-    # Every share in a child, none here: the machines' objects then never exist in this process,
-    # which would spend ~0.3 s freeing them (they hold reference cycles) and keep their memory.
-    children = [_forks.start(work, share) for share in shares]
-    rows, decoded = PayloadRows(), set()
-    for share, child in zip(shares, children):
-        got = _forks.collect(*child) if child is not None else None
-        if got is None or got[0] != "ok":
-            if debug and got is not None:
-                raise RuntimeError(f"payload worker failed: {got[1]}")
-            got = ("ok", work(share))
-        more, done = got[1]
-        rows.extend(more)
-        decoded |= done
-    return rows, decoded
+    return Pending(shares, work, debug)
 
 
 def split(conns: list[int], cost: dict[int, int], n: int) -> list[list[int]]:

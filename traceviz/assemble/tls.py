@@ -89,9 +89,3 @@ def event_columns(conn: int, session) -> tuple[dict[str, list], int]:
             "layer": ["tls"] * n, "kind": [e.kind for e in evs], "dir": [e.dir for e in evs],
             "size": [e.size for e in evs], "detail": [e.detail or None for e in evs],
             "encrypted": [e.encrypted for e in evs]}, n
-
-
-def event_rows(conn: int, session) -> list[dict]:
-    """``event_columns`` as dicts, for the few sessions QUIC carries."""
-    cols, _ = event_columns(conn, session)
-    return [dict(zip(cols, row)) for row in zip(*cols.values())]

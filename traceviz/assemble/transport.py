@@ -162,3 +162,30 @@ def events(t) -> pd.DataFrame:
     df = pd.DataFrame({k: (_obj(v) if v.dtype == object else v) for k, v in ev.items()}, copy=False)
     df["layer"] = _obj(np.full(len(df), "tcp", dtype=object))
     return conform("events", df)
+
+
+def turn_around(tables: tuple, conns: list[int]) -> tuple:
+    """(packets, connections, events) with the UDP flows ``conns`` turned around: what
+    ``decode.quic.streams.turn_around`` does to the transport, for tables made before QUIC's
+    hellos were read (the loader reads them beside the TCP payload tier)."""
+    from traceviz.decode.quic.streams import PAIRS
+    packets, connections, events = tables
+    if not conns:
+        return tables
+    at = packets["conn"].isin(conns).to_numpy(dtype=bool)
+    if at.any():
+        d = packets["dir"].astype(object).to_numpy()
+        codes = np.where(d == "c2s", 0, np.where(d == "s2c", 1, -1))
+        codes[at] = 1 - codes[at]
+        packets = packets.assign(dir=_categories(codes, ["c2s", "s2c"]))    # as ``packets`` makes it
+    rows = np.flatnonzero(connections["conn"].isin(conns).to_numpy(dtype=bool))
+    if len(rows):
+        connections = connections.copy()
+        for a, b in PAIRS:
+            if a in connections.columns and b in connections.columns:
+                ia, ib = connections.columns.get_loc(a), connections.columns.get_loc(b)
+                va, vb = connections.iloc[rows, ia].array.copy(), connections.iloc[rows, ib].array.copy()
+                connections.iloc[rows, ia], connections.iloc[rows, ib] = vb, va
+        if "client_by" in connections.columns:
+            connections.iloc[rows, connections.columns.get_loc("client_by")] = "quic"
+    return packets, connections, events

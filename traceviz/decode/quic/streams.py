@@ -19,20 +19,27 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from traceviz.sources.gather import peek
+from traceviz.sources.mapping import release_pages
 
 UDP = 17
 _HEAD = 13            # bytes looked at: the long header's version, or the public header's at offset 9
 _LOOK = 50            # datagrams of a flow read to tell its client, before its hellos are decrypted
+# Flows read between two hand-backs of the file's pages they touched (``mapping.release_pages``):
+# a flow's datagrams lie scattered over a slice of the file, and the kernel maps 64 kB around
+# each one read; on the realistic bench's 1M packets, 3k flows made 670 MB of the file resident.
+RELEASE_EVERY = 100
 
 
 @dataclass
 class QuicPayload:
     """QUIC over the whole capture: ``results`` by connection; ``suspects``: (conn, frame, why) for
-    UDP flows that looked like QUIC but could not be read; ``flipped``: flows turned around."""
+    UDP flows that looked like QUIC but could not be read; ``flipped``: flows turned around
+    (``late``: those of them only the decrypted hellos could tell)."""
 
     results: dict = field(default_factory=dict)
     suspects: list = field(default_factory=list)
     flipped: list = field(default_factory=list)
+    late: list = field(default_factory=list)         # of ``flipped``, those the hellos turned around
 
 
 def quic_rows(idx, conn: np.ndarray, buf) -> tuple[np.ndarray, np.ndarray]:
@@ -67,32 +74,71 @@ def quic_rows(idx, conn: np.ndarray, buf) -> tuple[np.ndarray, np.ndarray]:
 
 def decode_quic(t, buf, keylog=None, debug: bool = False) -> QuicPayload:
     """A ``QUICConnection`` per UDP flow that speaks QUIC (``t``: ``decode.tcp.connections.Transport``)."""
-    out = QuicPayload()
+    plan = plan_quic(t, buf)
+    out = run_quic(plan, buf, keylog, debug)
+    if out.late:
+        turn_around(t, out.late)
+    return out
+
+
+@dataclass
+class QuicPlan:
+    """The UDP flows that speak QUIC, and what their machines read: per flow (``members``), the
+    positions of its datagrams in the columns ``frames``, ``ts``, ``offs``, ``caps``, ``c2s``
+    (directions after ``flipped``).  Made from the transport, which the machines then no
+    longer need: they may run after it is let go, beside the TCP payload tier."""
+
+    members: dict = field(default_factory=dict)
+    frames: list = field(default_factory=list)
+    ts: list = field(default_factory=list)
+    offs: list = field(default_factory=list)
+    caps: list = field(default_factory=list)
+    c2s: list = field(default_factory=list)
+    flipped: list = field(default_factory=list)
+
+
+def plan_quic(t, buf) -> QuicPlan:
+    """Which UDP flows speak QUIC, each turned around where its first packets say the first
+    sender is the server (``turn_around``: before any table reads the directions)."""
+    plan = QuicPlan()
     rows, hit = quic_rows(t.idx, t.conn, buf)
     if not hit.any():
-        return out
-    from traceviz.decode.quic.connection import QUICConnection
-
+        return plan
     conns = np.unique(t.conn[rows[hit]])
     wanted = rows[np.isin(t.conn[rows], conns)]
     idx = t.idx
-    frames = np.asarray(idx.frame)[wanted].tolist()
-    ts = np.asarray(idx.ts)[wanted].tolist()
-    offs = np.asarray(idx.payload_off)[wanted].tolist()
-    caps = np.asarray(idx.payload_cap)[wanted].tolist()
+    plan.frames = np.asarray(idx.frame)[wanted].tolist()
+    plan.ts = np.asarray(idx.ts)[wanted].tolist()
+    plan.offs = np.asarray(idx.payload_off)[wanted].tolist()
+    plan.caps = np.asarray(idx.payload_cap)[wanted].tolist()
     by_conn: dict[int, list[int]] = {}
     for i, c in enumerate(t.conn[wanted].tolist()):
         by_conn.setdefault(c, []).append(i)
     flip = []
-    for c, members in by_conn.items():
-        first = _client_sends_first(buf, [offs[i] for i in members], [caps[i] for i in members],
+    for n, (c, members) in enumerate(by_conn.items()):
+        if n and not n % RELEASE_EVERY:
+            release_pages(buf)
+        first = _client_sends_first(buf, [plan.offs[i] for i in members], [plan.caps[i] for i in members],
                                     t.c2s[wanted[members]])
         if first is False or (first is None and _ports_say_first_is_server(t, c)):
             flip.append(c)
     if flip:
         turn_around(t, flip)
-        out.flipped = flip
-    c2s = t.c2s[wanted].tolist()
+        plan.flipped = flip
+    plan.c2s = t.c2s[wanted].tolist()
+    plan.members = dict(sorted(by_conn.items()))
+    return plan
+
+
+def run_quic(plan: QuicPlan, buf, keylog=None, debug: bool = False) -> QuicPayload:
+    """Each QUIC flow's machine fed its datagrams.  A flow whose hellos say the other side is
+    the client is read again turned around and listed in ``late`` (``out.flipped`` too): the
+    caller turns it around wherever the directions are kept (``turn_around``, or
+    ``assemble.transport.turn_around`` once the tables are made)."""
+    from traceviz.decode.quic.connection import QUICConnection
+
+    out = QuicPayload(flipped=list(plan.flipped))
+    frames, ts, offs, caps, c2s = plan.frames, plan.ts, plan.offs, plan.caps, plan.c2s
 
     def run(c: int, members: list[int], turned: bool):
         q = QUICConnection(conn=c, keylog=keylog)
@@ -107,12 +153,13 @@ def decode_quic(t, buf, keylog=None, debug: bool = False) -> QuicPayload:
             q.errors.append(f"decoding stopped ({type(e).__name__}: {e})")
         return q
 
-    late = []
-    for c, members in sorted(by_conn.items()):
+    for n, (c, members) in enumerate(plan.members.items()):
+        if n and not n % RELEASE_EVERY:
+            release_pages(buf)
         q = run(c, members, False)
         if q.client_is_server():
             # The hellos say the other side is the client (the header test could not tell): read again.
-            late.append(c)
+            out.late.append(c)
             q = run(c, members, True)
         readable = [e for e in q.events if e.type != "unparsed"]
         if q.errors:
@@ -120,9 +167,7 @@ def decode_quic(t, buf, keylog=None, debug: bool = False) -> QuicPayload:
             out.suspects.append((c, frame, q.errors[0]))
         if readable:
             out.results[c] = q
-    if late:
-        turn_around(t, late)
-        out.flipped += late
+    out.flipped += out.late
     return out
 
 
@@ -162,7 +207,7 @@ def _ports_say_first_is_server(t, conn: int) -> bool:
 
 
 # Connection columns that come in pairs, one per direction.
-_PAIRS = [("client", "server"), ("packets_c2s", "packets_s2c"), ("bytes_c2s", "bytes_s2c"),
+PAIRS = [("client", "server"), ("packets_c2s", "packets_s2c"), ("bytes_c2s", "bytes_s2c"),
           ("frames_c2s", "frames_s2c"), ("wire_bytes_c2s", "wire_bytes_s2c")]
 
 
@@ -173,7 +218,7 @@ def turn_around(t, conns: list[int]) -> None:
     cols = t.connections
     numbers = np.asarray(cols["conn"])
     at = np.flatnonzero(np.isin(numbers, conns))
-    for a, b in _PAIRS:
+    for a, b in PAIRS:
         if a in cols and b in cols:
             cols[a][at], cols[b][at] = cols[b][at].copy(), cols[a][at].copy()
     if "client_by" in cols:
