@@ -9,6 +9,8 @@ segment, a few segments retransmitted), then a FIN teardown (some end in RST,
 some stay open); ~10 % UDP (DNS-like pairs and QUIC-like bursts); ~10 % of
 the flows over IPv6; all interleaved in time over five minutes.  Payload bytes
 are zero; checksums are left zero (tshark does not verify them by default).
+``--payloads real`` puts traffic-like bytes in them (``traffic.py``): TLS,
+HTTP/1.1, h2c and opaque TCP, real DNS messages and real QUIC connections.
 
 The per-connection packet plan is a Python loop (cheap: ~45 packets per
 connection); the bytes are laid down with numpy, a whole header at a time.

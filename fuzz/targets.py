@@ -174,7 +174,7 @@ def _run_session(records, keylog=None, rsa_key=None):
             session.reset(d, i, 1.0 + i / 1000)
     session.close()
     rows.session_row(session, {"client": "10.0.0.1:1", "server": "10.0.0.2:443"}, keylog)
-    rows.event_rows(1, session)
+    rows.event_columns(1, session)
     if session.completed() and session.client_hello_event is not None:
         session.handshake_end()            # what a connection's first request is timed against
     return session
@@ -360,7 +360,7 @@ def quic(data: bytes) -> None:
                 assert p.size <= len(value) and 0 <= p.index < p.coalesced
     q.close()
     rows.quic_row(q, {}, q.keylog, None)
-    rows.event_rows(1, q)
+    rows.event_columns(1, q)
     if q.h3 is not None:
         rows.h3_rows(1, q, None)
 
