@@ -93,3 +93,44 @@ def test_a_list_in_a_text_column_stays_one_value():
     from traceviz.model import TLS_COLUMNS
     c = Columns([{"conn": 1, "alpn_offered": ["h2", "http/1.1"]}, {"conn": 2, "alpn_offered": None}])
     assert c.frame(TLS_COLUMNS)["alpn_offered"].tolist() == [["h2", "http/1.1"], None]
+
+
+# Every decoder's events rows carry the schema's names; the names only some layers have
+# (QUIC's packet numbers, TLS's encrypted flag, HTTP/2's windows) are left out where they do not apply.
+EVENT_VALUES = {"ts": st.one_of(st.none(), st.floats(0, 10), st.sampled_from([1.0, 2.0])),
+                "frame": st.one_of(st.none(), st.integers(1, 5)), "conn": st.one_of(st.none(), st.integers(0, 3)),
+                "stream": st.one_of(st.none(), st.integers(0, 8)), "layer": st.sampled_from(["tls", "quic"]),
+                "kind": st.one_of(st.none(), st.text(max_size=3)), "dir": st.sampled_from(["c2s", "s2c"]),
+                "size": st.one_of(st.none(), st.integers(0, 99)), "detail": st.one_of(st.none(), st.text(max_size=3))}
+EXTRA_VALUES = {"pn": st.integers(0, 9), "space": st.sampled_from(["initial", "1rtt"]), "encrypted": st.booleans(),
+                "open_streams": st.integers(0, 3), "duration": st.one_of(st.just(float("nan")), st.floats(0, 1))}
+
+
+@st.composite
+def _event_rows(draw):
+    rows = []
+    for _ in range(draw(st.integers(0, 5))):       # runs of rows with the same names, as decoders make them
+        names = list(EVENT_VALUES) + draw(st.lists(st.sampled_from(list(EXTRA_VALUES)), unique=True))
+        values = {**EVENT_VALUES, **EXTRA_VALUES}
+        rows += [{n: draw(values[n]) for n in names} for _ in range(draw(st.integers(1, 4)))]
+    return rows
+
+
+@settings(max_examples=300, deadline=None)
+@given(_event_rows(), _event_rows(), st.lists(st.integers(0, 20), max_size=3))
+def test_event_tables_made_per_share_merge_into_the_table_one_frame_makes(tcp, payload, cuts):
+    """The payload tier's events rows become a table in each worker (``events_table``) and the
+    parts are merged by time a column at a time (``capture._merge_events``): the table is the
+    one made of every row at once, stacked and sorted by (ts, frame), dtypes and NaN included."""
+    from traceviz.assemble.capture import _merge_events
+    from traceviz.assemble.columns import events_table
+    from traceviz.model import conform
+    bounds = [0] + sorted(c for c in cuts if 0 < c < len(payload)) + [len(payload)]
+    shares = [events_table(Columns(payload[a:b])) for a, b in zip(bounds, bounds[1:])]
+    got = _merge_events(events_table(Columns(tcp)), *shares)
+    if not tcp and not payload:
+        assert got.empty
+        return
+    parts = [events_table(Columns(rows)) for rows in (tcp, payload) if rows]
+    one = pd.concat(parts, ignore_index=True).sort_values(["ts", "frame"], kind="stable", na_position="last")
+    _same(got, conform("events", one))

@@ -5,13 +5,15 @@
   byte gives, on every corpus capture, every bundled one and a generated
   capture of traffic-like payloads with retransmissions and reordering.
 - Connections decoded in shares by forked processes give the tables one
-  process gives, QUIC's (read in this process meanwhile) included.
+  process gives, QUIC's (read by a child of its own beside the shares)
+  included, also when a child fails and its work is redone here.
 - A request line longer than the first sniffed bytes is still HTTP, checked
   against tshark; what stops HTTP decoding on a connection is said.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -101,7 +103,7 @@ def test_shares_in_forked_processes_give_what_one_process_gives(corpus, generate
     # What HTTP carries (WebSocket over h1 and h2, gRPC in TLS, server-sent events) and DNS, in shares too.
     inputs += [(ROOT / "captures" / f"{name}.pcapng", None)
                for name in ("websocket-h1", "websocket-h2", "grpc-tls", "push-vs-poll", "journey-https")]
-    # QUIC's machines run in this process while the shares are decoded (with keys: HTTP/3 too).
+    # QUIC's machines run in a child of their own beside the shares (with keys: HTTP/3 too).
     inputs += [(ROOT / "captures" / f"{name}.pcapng", ROOT / "captures" / f"{name}.keys")
                for name in ("quic-h3", "quic-vs-h2-tcp")]
     for path, keys in inputs:
@@ -109,6 +111,24 @@ def test_shares_in_forked_processes_give_what_one_process_gives(corpus, generate
         one = traceviz.load(path, keylog=keys)
         monkeypatch.setenv("TRACEVIZ_WORKERS", "3")
         assert_same(one, traceviz.load(path, keylog=keys), f"{path.name} in 3 processes")
+
+
+def test_a_quic_child_that_fails_is_redone_here(generated, monkeypatch, tmp_path):
+    from traceviz.assemble import parallel
+    monkeypatch.setenv("TRACEVIZ_WORKERS", "1")
+    one = traceviz.load(generated)
+    assert len(one.quic) > 10 and (one.events["layer"] == "quic").sum() > 100   # real QUIC, for the child below
+    parent = os.getpid()
+
+    def lost_in_the_child(work):
+        assert os.getpid() != parent        # here it would be called only if nothing was forked
+        (tmp_path / "child-ran").touch()
+        raise MemoryError("the child ran out of memory")
+
+    monkeypatch.setattr(parallel, "_call", lost_in_the_child)
+    monkeypatch.setenv("TRACEVIZ_WORKERS", "2")
+    assert_same(one, traceviz.load(generated), "QUIC redone here after its child failed")
+    assert (tmp_path / "child-ran").exists()
 
 
 def _tshark_requests(tshark, path) -> list[tuple[str, str]]:

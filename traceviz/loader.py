@@ -259,7 +259,8 @@ def _load_capture(path: str, keylog, rsa_key, progress: Progress, asked: Asked) 
     import numpy as np
 
     from traceviz.assemble import transport as transport_tables
-    from traceviz.assemble.capture import PayloadRows, context, finish, over_limits, quic_rows_of, transport_tier
+    from traceviz.assemble.transport import turn_around
+    from traceviz.assemble.capture import PayloadRows, context, finish, over_limits, transport_tier
     from traceviz.assemble.parallel import start as start_rows
     from traceviz.decode.dns import decode_dns
     from traceviz.decode.index import index_frames
@@ -338,17 +339,20 @@ def _load_capture(path: str, keylog, rsa_key, progress: Progress, asked: Asked) 
         # The events table built only for the requests' proxy analysis needs HTTP's rows alone,
         # and none when the requests are built only for the connections' keep-alive facts.
         ctx = context(tables, path, log, events="events" in wanted, http_events="requests" in wanted)
-        pending = start_rows(plan, buf, ctx, log, key, debug=debug)
-        # QUIC's machines here while the workers decode TCP: neither reads the other's flows,
-        # and a flow its hellos turn around only touches UDP rows (on 1M packets of the
-        # realistic bench, 1.5 s of QUIC off the critical path's 5 s).
-        quic, tables = _quic_machines(quic_plan, buf, log, debug, info, tables)
-        quic_made = quic_rows_of(quic, tables[0], tables[1], log, info, events="events" in built)
-        del quic, quic_plan     # the machines: their rows are made
+        # QUIC's machines in a child of their own beside the TCP shares': neither reads the
+        # other's flows, and a flow its hellos turn around only touches UDP rows.  On 1M packets
+        # of the realistic bench that is 2-3 s of QUIC off the critical path, and the machines'
+        # memory never in this process (~170 MB at its peak).
+        pending = start_rows(plan, buf, ctx, log, key, debug=debug,
+                             beside=lambda: _quic_side(quic_plan, buf, log, debug, info, tables,
+                                                       events="events" in built))
         rows, decoded = pending.collect()
+        late, quic_made, notes = pending.beside_result()
+        info.warnings.extend(notes)
+        tables = turn_around(tables, late)
         release_pages(buf)      # what a share decoded here (one process) touched
         opaque = plan.opaque(decoded)
-        del plan, ctx           # room for the tables finish builds (the plan's columns: ~70 MB)
+        del plan, ctx, pending, quic_plan     # room for the tables finish builds (the plan's columns: ~70 MB)
         return finish(info, tables, rows, opaque, log, key, secrets, skip=skip, quic_made=quic_made,
                       dns_messages=dns, **shown)
     except Exception as exc:  # a decoder bug must not cost the user the TCP-level analysis
@@ -389,6 +393,18 @@ def _quic_machines(plan, buf, log, debug: bool, info: SourceInfo, tables: tuple)
         info.warnings.append(describe(info.path, f"QUIC decoding stopped early ({type(exc).__name__}: {exc})"))
         return None, tables
     return quic, turn_around(tables, quic.late)
+
+
+def _quic_side(plan, buf, log, debug: bool, info: SourceInfo, tables: tuple, events: bool):
+    """(the flows QUIC's hellos turn around, QUIC's rows, their warnings): ``_quic_machines``
+    and ``quic_rows_of`` as a child runs them, the warnings kept apart to be sent back."""
+    from dataclasses import replace
+
+    from traceviz.assemble.capture import quic_rows_of
+    own = replace(info, warnings=[])
+    quic, tables = _quic_machines(plan, buf, log, debug, own, tables)
+    made = quic_rows_of(quic, tables[0], tables[1], log, own, events=events)
+    return (quic.late if quic is not None else []), made, own.warnings
 
 
 def _keys(blocks, keylog, rsa_key, warnings: list[str]):

@@ -5,13 +5,13 @@ the payload tier's connections are cut into contiguous shares of about equal
 cost (``Plan.cost``) and each share is reassembled, decoded and turned into
 rows (``capture.payload_rows``) by a forked child, while this process
 waits for them (a share it decoded itself would leave it millions of
-objects to free).  A child sees the parent's memory
+objects to free, and their memory in the pages of the tables still to come).  A child sees the parent's memory
 as it was at the fork (the capture's bytes, the TCP columns) without a copy
 and sends back only its rows, pickled through a pipe.  The shares are
 joined in connection order, so the rows -- and every table made of them --
-are the ones a single process makes (``TRACEVIZ_WORKERS=1``).  Meanwhile this
-process may do work of its own (``start``, then ``Pending.collect``): the
-loader runs QUIC's machines then.
+are the ones a single process makes (``TRACEVIZ_WORKERS=1``).  One more
+child may do other work beside them (``start(..., beside=...)``, then
+``Pending.beside_result``): the loader runs QUIC's machines there.
 
 Processes rather than threads: decoding is pure Python, and threads would
 take turns on one core.  A child that fails is not fatal: its share is
@@ -40,15 +40,16 @@ class Pending:
     Each child's pipe is read by a thread of its own from the moment it is forked, so a child
     never waits on a full pipe while this process does other work (QUIC's machines, say)."""
 
-    def __init__(self, shares: list[list[int]], work, debug: bool):
-        self.shares, self.work, self.debug = shares, work, debug
-        self.got: list = [None] * len(shares)
+    def __init__(self, shares: list[list[int]], work, debug: bool, beside=None):
+        self.shares, self.work, self.debug, self.beside = shares, work, debug, beside
+        self.got: list = [None] * (len(shares) + 1)     # the last: ``beside``'s
         self.readers: list[threading.Thread] = []
         if len(shares) < 2:
             return
         # Every share in a child, none here: the machines' objects then never exist in this process,
         # which would spend ~0.3 s freeing them (they hold reference cycles) and keep their memory.
         children = [_forks.start(work, share) for share in shares]
+        children.append(_forks.start(_call, beside) if beside is not None else None)
         # The readers after every fork: a child forked beside a running thread could inherit a
         # lock that thread held.
         for i, child in enumerate(children):
@@ -66,7 +67,7 @@ class Pending:
         for reader in self.readers:
             reader.join()
         rows, decoded = PayloadRows(), set()
-        for share, got in zip(self.shares, self.got):
+        for share, got in zip(self.shares, self.got[:-1]):
             if got is None or got[0] != "ok":
                 if self.debug and got is not None:
                     raise RuntimeError(f"payload worker failed: {got[1]}")
@@ -77,9 +78,24 @@ class Pending:
         return rows, decoded
 
 
-def start(plan: Plan, buf, ctx: Context, keylog=None, rsa_key=None, debug: bool = False) -> Pending:
+    def beside_result(self):
+        """What ``beside()`` returned: in its child when the shares were forked, else run here
+        (also when the child failed: ``debug`` then raises what it raises here)."""
+        for reader in self.readers:
+            reader.join()
+        got = self.got[-1]
+        return got[1] if got is not None and got[0] == "ok" else self.beside()
+
+
+def _call(work):
+    return work()
+
+
+def start(plan: Plan, buf, ctx: Context, keylog=None, rsa_key=None, debug: bool = False,
+          beside=None) -> Pending:
     """``decode_rows`` begun: the shares forked off (when there are several), their rows to
-    ``collect()`` later."""
+    ``collect()`` later; ``beside``, a callable of no arguments, forked with them (its result:
+    ``Pending.beside_result()``)."""
     conns = sorted(plan.kinds)
     shares = split(conns, plan.cost(), _tuning.workers(len(conns)))
 
@@ -87,7 +103,7 @@ def start(plan: Plan, buf, ctx: Context, keylog=None, rsa_key=None, debug: bool 
         results = decode_planned(plan, buf, share, keylog, rsa_key, debug)
         return payload_rows(results, ctx), set(results)
 
-    return Pending(shares, work, debug)
+    return Pending(shares, work, debug, beside)
 
 
 def split(conns: list[int], cost: dict[int, int], n: int) -> list[list[int]]:

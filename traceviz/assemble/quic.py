@@ -19,12 +19,12 @@ from typing import Any
 import pandas as pd
 
 from traceviz.assemble import tls
-from traceviz.assemble.columns import Columns
+from traceviz.assemble.columns import Columns, events_table
 from traceviz.assemble.http import opening_phases, phases
 from traceviz.decode.http import http2
 from traceviz.decode.tls import fingerprints
 from traceviz.errors import describe
-from traceviz.model import JSON_FIELDS, conform
+from traceviz.model import JSON_FIELDS, conform, empty_table
 
 NAN = float("nan")
 C2S, S2C = "c2s", "s2c"
@@ -35,7 +35,7 @@ class QuicRows:
     """Everything QUIC adds to a capture's Timeline (``table`` is the ``quic`` table)."""
 
     table: pd.DataFrame
-    events: Columns = field(default_factory=Columns)
+    events: pd.DataFrame = field(default_factory=lambda: empty_table("events"))
     requests: list = field(default_factory=list)
     tls: list = field(default_factory=list)
     apps: dict = field(default_factory=dict)          # conn -> app (h3, quic) of the flows that are QUIC
@@ -49,28 +49,29 @@ def rows(payload, endpoints: dict, keylog, path: str, capture_end: float | None,
     if payload is None:
         return out
     out.warnings = _warnings(payload, path)
-    quic_rows = []
+    quic_rows, event_rows = [], Columns()
     for conn, q in sorted(payload.results.items()):
         ends = endpoints.get(conn, {})
         row = quic_row(q, ends, keylog, capture_end)
         quic_rows.append(row)
         if events:
-            out.events.add_block(*event_columns(conn, q))
+            event_rows.add_block(*event_columns(conn, q))
         hs = q.handshake
         if hs.client_hello is not None or hs.server_hello is not None:
             out.tls.append({**tls.session_row(hs, ends, keylog), "transport": "quic"})
             if events:
-                out.events.add_block(*tls.event_columns(conn, hs))
+                event_rows.add_block(*tls.event_columns(conn, hs))
         if q.h3 is not None:
             ev, rq = h3_rows(conn, q, _default_host(q, ends.get("server")))
             if events:
-                out.events.add_rows(ev)
+                event_rows.add_rows(ev)
             out.requests += rq
             row["requests"] = len(rq)
             row["max_concurrent_requests"] = most_at_once(rq)
         out.apps[conn] = q.app_protocol()
     if quic_rows:
         out.table = conform("quic", pd.DataFrame(quic_rows))
+    out.events = events_table(event_rows)
     return out
 
 
