@@ -162,7 +162,7 @@ def holding_freed_memory() -> bool:
     return _big_users > 0 and _MALLOPT is not None
 
 
-def warm_heap(nbytes: int) -> None:
+def warm_heap(nbytes: int, between=None) -> None:
     """Fault in about ``nbytes`` of heap memory and free it again, kept for reuse.
 
     Only inside a big load (else a no-op).  Meant for the main thread while
@@ -170,6 +170,8 @@ def warm_heap(nbytes: int) -> None:
     reuse pages faulted in on the idle core (on 1M packets ~0.07 s).  Plain
     ``malloc`` through ctypes, which lets go of the GIL; glibc serves each
     thread from an arena of its own, so it must be the loading thread.
+    ``between``, called after each block, is what that thread must not put
+    off meanwhile (handing back the file's pages the walk is done with).
     """
     if not holding_freed_memory():
         return
@@ -186,6 +188,8 @@ def warm_heap(nbytes: int) -> None:
                 break
             libc.memset(block, 0, _WARM_BLOCK)
             blocks.append(block)
+            if between is not None:
+                between()
     finally:
         for block in blocks:
             libc.free(block)

@@ -75,7 +75,7 @@ def parse(buf: bytes, path: str) -> Capture:
     heads = HeadStore(buf)
 
     def handoff(chunk):
-        ends.append(int(chunk[-1]))     # first: a job seen by _release_behind has its end
+        ends.append(int(chunk[-1]))     # first: a job seen by _Behind has its end
         jobs.append(pool.submit(_headers, buf, chunk, order, units, maybe_swapped, heads, rec_hdr))
 
     with ThreadPoolExecutor(max_workers=1) as pool:
@@ -123,41 +123,58 @@ def walk_aside(buf, walk, jobs: list, ends: list):
     each chunk's last record offset first noted in ``ends``).
 
     In a big load the walk gets a thread of its own while this, the main thread, faults in
-    heap memory the index tier will reuse (``_tuning.warm_heap``), then hands back the pages
-    of the records both threads are done with (``_release_behind``).  pcap and pcapng alike.
+    heap memory the index tier will reuse (``_tuning.warm_heap``) and hands back the pages
+    of the records both threads are done with (``_Behind``).  pcap and pcapng alike.
     """
     if not _tuning.holding_freed_memory():
         return walk()
     with ThreadPoolExecutor(max_workers=1) as walker:
         walking = walker.submit(walk)
-        _tuning.warm_heap(min(int(len(buf) * WARM_SHARE), WARM_MOST))
-        _release_behind(buf, walking, jobs, ends)
+        behind = _Behind(buf, jobs, ends)
+        # Pages handed back between blocks too: the walk outran the warming, and on 1M
+        # packets the warmed heap and the file's resident pages together were up to 1.0 GB.
+        _tuning.warm_heap(min(int(len(buf) * WARM_SHARE), WARM_MOST), between=behind.release_done)
+        behind.release_until(walking)
         return walking.result()
 
 
-def _release_behind(buf, walking, jobs: list, ends: list) -> None:
-    """Hand back the file's pages as the records on them are done with, until the walk ends.
+class _Behind:
+    """Hands back the file's pages as the records on them are done with.
 
     A chunk of records is done once the walk has passed it (it was handed over)
     and its headers and heads are read (its job is finished).  Without this the
     whole file sits in resident memory at the end of the walk (741 MB of 1.24 GB
     at the peak on a million packets); the tiers after read the heads copied, or
     fault the few pages they need in again from the page cache.  Only the main
-    thread may release (``mapping.release_pages``), so it waits here.
+    thread may release (``mapping.release_pages``).
     """
-    if not mappable(buf):
-        return
-    done = released = 0
-    while True:
-        if done < len(jobs):
-            jobs[done].result()
-            release_pages(buf, released, ends[done] - released)   # up to the chunk's last record
-            released = ends[done] // mmap.PAGESIZE * mmap.PAGESIZE
-            done += 1
-        elif walking.done():
-            return
-        else:
-            wait([walking], timeout=0.02)       # the next chunk, or the end of the walk
+
+    def __init__(self, buf, jobs: list, ends: list):
+        self.buf, self.jobs, self.ends = buf, jobs, ends
+        self.done = self.released = 0
+        self.mapped = mappable(buf)
+
+    def release_done(self) -> None:
+        """The chunks finished so far, without waiting for more."""
+        while self.mapped and self.done < len(self.jobs) and self.jobs[self.done].done():
+            self._release_next()
+
+    def release_until(self, walking) -> None:
+        """Every chunk, as it is finished, until the walk ends."""
+        while self.mapped:
+            if self.done < len(self.jobs):
+                self._release_next()
+            elif walking.done():
+                return
+            else:
+                wait([walking], timeout=0.02)       # the next chunk, or the end of the walk
+
+    def _release_next(self) -> None:
+        end = self.ends[self.done]
+        self.jobs[self.done].result()
+        release_pages(self.buf, self.released, end - self.released)   # up to the chunk's last record
+        self.released = end // mmap.PAGESIZE * mmap.PAGESIZE
+        self.done += 1
 
 
 def _headers(buf, offs: np.ndarray, order: str, units: int, maybe_swapped: bool,

@@ -64,7 +64,7 @@ def parse(buf: bytes, path: str) -> Capture:
 
     def handoff(offs, gif, kind):
         # The interfaces so far: a chunk's blocks name none defined after them.
-        ends.append(int(offs[-1]))      # first: a chunk seen by _release_behind has its end
+        ends.append(int(offs[-1]))      # first: a chunk seen by pcap._Behind has its end
         parts.append(pool.submit(_chunk, buf, offs, gif, kind, list(w.interfaces), heads))
 
     stop = None
