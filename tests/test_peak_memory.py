@@ -77,6 +77,47 @@ def test_the_reader_hands_back_the_pages_of_the_records_it_is_done_with(tmp_path
         assert np.array_equal(getattr(cap, col), getattr(whole, col)), col
 
 
+@glibc
+def test_pages_go_back_while_the_heap_is_warmed(tmp_path, monkeypatch):
+    """The main thread warms the heap while the walk runs (``_tuning.warm_heap``); a walk that
+    outruns the warming must not leave the file resident beside the warmed heap."""
+    import threading
+    import time
+    path = tmp_path / "big.pcap"
+    _write_pcap(path, 24_000, 1000)
+    size = path.stat().st_size
+    monkeypatch.setattr(pcap, "CHUNK", 1000)
+    monkeypatch.setattr(reader, "MMAP_FROM", 0)
+    monkeypatch.setattr(_tuning, "BIG_INPUT", 0)
+    walked, seen = threading.Event(), []
+    walk_aside = pcap.walk_aside
+
+    def noting_the_end(buf, walk, jobs, ends):
+        def walk_then_say():
+            try:
+                return walk()
+            finally:
+                walked.set()
+        return walk_aside(buf, walk_then_say, jobs, ends)
+
+    def slow_warming(nbytes, between=None):      # still warming when the walk has ended
+        assert walked.wait(30)
+        for _ in range(100):                      # its last chunks' heads may still be read
+            if between is not None:
+                between()
+            if _resident(path) < size // 4:
+                break
+            time.sleep(0.1)
+        seen.append(_resident(path))
+
+    monkeypatch.setattr(pcap, "walk_aside", noting_the_end)
+    monkeypatch.setattr(_tuning, "warm_heap", slow_warming)
+    with _tuning.loading(size):
+        cap = read_capture(str(path))
+    assert len(cap) == 24_000
+    assert seen and seen[0] < size // 4, f"{seen} of {size} bytes resident at the end of the warming"
+
+
 def _anon() -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("RssAnon:"):
