@@ -259,7 +259,6 @@ def _load_capture(path: str, keylog, rsa_key, progress: Progress, asked: Asked) 
     import numpy as np
 
     from traceviz.assemble import transport as transport_tables
-    from traceviz.assemble.transport import turn_around
     from traceviz.assemble.capture import PayloadRows, context, finish, over_limits, transport_tier
     from traceviz.assemble.parallel import start as start_rows
     from traceviz.decode.dns import decode_dns
@@ -349,10 +348,10 @@ def _load_capture(path: str, keylog, rsa_key, progress: Progress, asked: Asked) 
         rows, decoded = pending.collect()
         late, quic_made, notes = pending.beside_result()
         info.warnings.extend(notes)
-        tables = turn_around(tables, late)
+        tables = transport_tables.turn_around(tables, late)
         release_pages(buf)      # what a share decoded here (one process) touched
         opaque = plan.opaque(decoded)
-        del plan, ctx, pending, quic_plan     # room for the tables finish builds (the plan's columns: ~70 MB)
+        del plan, ctx, pending, quic_plan   # room for the tables finish builds (the plan: ~70 MB)
         return finish(info, tables, rows, opaque, log, key, secrets, skip=skip, quic_made=quic_made,
                       dns_messages=dns, **shown)
     except Exception as exc:  # a decoder bug must not cost the user the TCP-level analysis

@@ -5,8 +5,8 @@ the payload tier's connections are cut into contiguous shares of about equal
 cost (``Plan.cost``) and each share is reassembled, decoded and turned into
 rows (``capture.payload_rows``) by a forked child, while this process
 waits for them (a share it decoded itself would leave it millions of
-objects to free, and their memory in the pages of the tables still to come).  A child sees the parent's memory
-as it was at the fork (the capture's bytes, the TCP columns) without a copy
+objects to free, and their memory in the pages of the tables still to come).
+A child sees the parent's memory as it was at the fork (the capture's bytes, the TCP columns) without a copy
 and sends back only its rows, pickled through a pipe.  The shares are
 joined in connection order, so the rows -- and every table made of them --
 are the ones a single process makes (``TRACEVIZ_WORKERS=1``).  One more
@@ -76,7 +76,6 @@ class Pending:
             rows.extend(more)
             decoded |= done
         return rows, decoded
-
 
     def beside_result(self):
         """What ``beside()`` returned: in its child when the shares were forked, else run here

@@ -115,9 +115,7 @@ def plan_quic(t, buf) -> QuicPlan:
     for i, c in enumerate(t.conn[wanted].tolist()):
         by_conn.setdefault(c, []).append(i)
     flip = []
-    for n, (c, members) in enumerate(by_conn.items()):
-        if n and not n % RELEASE_EVERY:
-            release_pages(buf)
+    for c, members in _handing_back(by_conn.items(), buf):
         first = _client_sends_first(buf, [plan.offs[i] for i in members], [plan.caps[i] for i in members],
                                     t.c2s[wanted[members]])
         if first is False or (first is None and _ports_say_first_is_server(t, c)):
@@ -128,6 +126,14 @@ def plan_quic(t, buf) -> QuicPlan:
     plan.c2s = t.c2s[wanted].tolist()
     plan.members = dict(sorted(by_conn.items()))
     return plan
+
+
+def _handing_back(flows, buf):
+    """``flows`` one by one, the file's pages handed back every ``RELEASE_EVERY`` of them."""
+    for n, flow in enumerate(flows):
+        if n and not n % RELEASE_EVERY:
+            release_pages(buf)
+        yield flow
 
 
 def run_quic(plan: QuicPlan, buf, keylog=None, debug: bool = False) -> QuicPayload:
@@ -153,9 +159,7 @@ def run_quic(plan: QuicPlan, buf, keylog=None, debug: bool = False) -> QuicPaylo
             q.errors.append(f"decoding stopped ({type(e).__name__}: {e})")
         return q
 
-    for n, (c, members) in enumerate(plan.members.items()):
-        if n and not n % RELEASE_EVERY:
-            release_pages(buf)
+    for c, members in _handing_back(plan.members.items(), buf):
         q = run(c, members, False)
         if q.client_is_server():
             # The hellos say the other side is the client (the header test could not tell): read again.
@@ -208,7 +212,7 @@ def _ports_say_first_is_server(t, conn: int) -> bool:
 
 # Connection columns that come in pairs, one per direction.
 PAIRS = [("client", "server"), ("packets_c2s", "packets_s2c"), ("bytes_c2s", "bytes_s2c"),
-          ("frames_c2s", "frames_s2c"), ("wire_bytes_c2s", "wire_bytes_s2c")]
+         ("frames_c2s", "frames_s2c"), ("wire_bytes_c2s", "wire_bytes_s2c")]
 
 
 def turn_around(t, conns: list[int]) -> None:
