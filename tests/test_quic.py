@@ -260,3 +260,85 @@ def test_short_headers_without_keys_read_as_the_general_path_reads_them(tmp_path
         pd.testing.assert_frame_equal(events, slow_events, obj=p.name)
     one_rtt = sum(int((e["kind"] == "1-RTT").sum()) for _, e in fast)
     assert one_rtt > 100        # the fast path had packets to read
+
+
+def _caught_from_the_servers_retry(tmp_path):
+    """A capture that missed the client's first Initial: the server's Retry comes first, so
+    the transport takes the server for the client."""
+    conv = quicgen.conversation(retry=True)
+    conv.dropped = [0]
+    return quicgen.write_pcap(tmp_path / "c.pcap", conv, skip_dropped=True)
+
+
+def test_a_flow_caught_from_the_servers_side_is_turned_in_every_table_also_by_a_child(tmp_path, monkeypatch):
+    """QUIC's plan turns such a flow around in a child of its own, beside the TCP shares and
+    after the loader made its tables: every table equals what ``capture.timeline`` makes of a
+    transport turned first (``decode_quic``), as in one process."""
+    import os
+
+    from traceviz import _tuning
+    from traceviz.assemble import parallel
+    from traceviz.assemble.capture import timeline
+    from traceviz.decode.quic.streams import decode_quic
+    from traceviz.decode.streams import decode_streams
+    from traceviz.model import SourceInfo
+    from traceviz.sources.reader import read_capture
+
+    pcap = _caught_from_the_servers_retry(tmp_path)
+    cap = read_capture(str(pcap))
+    t = _transport(cap, measure=False)
+    quic = decode_quic(t, cap.buf)
+    assert quic.flipped == [0] and quic.late == []          # turned by the plan, not by the hellos
+    want = timeline(SourceInfo(str(pcap), "pcap"), t, decode_streams(t, cap.buf), quic_payload=quic)
+    parent, ran = os.getpid(), tmp_path / "child-ran"
+    real_call = parallel._call
+
+    def noting(work):
+        if os.getpid() != parent:
+            ran.touch()
+        return real_call(work)
+
+    monkeypatch.setattr(parallel, "_call", noting)
+    for workers in (1, 2):
+        monkeypatch.setattr(_tuning, "workers", lambda *a, n=workers, **k: n)
+        tl = traceviz.load(pcap)
+        for name in ("packets", "connections", "events", "requests", "tls", "quic"):
+            pd.testing.assert_frame_equal(getattr(tl, name), getattr(want, name), obj=f"{name}, {workers}")
+        assert tl.connections.iloc[0]["client"] == "10.93.0.1:50000"
+        assert tl.connections.iloc[0]["client_by"] == "quic" and tl.quic.iloc[0]["retry"]
+    assert ran.exists()
+
+
+def test_dns_messages_turned_equal_messages_of_a_turned_flow(tmp_path):
+    """``DNSCapture.turned`` (the loader turns QUIC's flows after DNS is decoded) gives what
+    decoding a transport turned first gives."""
+    from pathlib import Path
+
+    from traceviz.decode.dns import decode_dns
+    from traceviz.decode.quic.streams import turn_around
+    from traceviz.sources.reader import read_capture
+
+    cap = read_capture(str(Path(__file__).resolve().parents[1] / "captures" / "journey-https.pcapng"))
+    t = _transport(cap)
+    dns = decode_dns(t, cap.buf)
+    flows = sorted(set(dns.conn.tolist()))
+    assert len(dns) >= 2 and flows
+    turn_around(t, flows[:1])
+    want = decode_dns(t, cap.buf).messages()
+    got = dns.turned(flows[:1]).messages()
+    assert got == want and got != dns.messages()
+
+
+def test_a_quic_flow_gone_idle_reads_so_whatever_tables_are_asked_for(tmp_path):
+    """A flow silent past its idle timeout before the capture ends closed by idling: the
+    capture's end is its last packet's time, whether or not a packets table is built."""
+    from scapy.all import IP, UDP, Ether, wrpcap, rdpcap
+
+    conv = quicgen.conversation()
+    pcap = quicgen.write_pcap(tmp_path / "c.pcap", conv)
+    later = Ether() / IP(src="10.93.0.9", dst="10.93.0.8") / UDP(sport=40000, dport=40001) / b"later"
+    later.time = conv.datagrams[-1][2] + 600                # past any idle timeout
+    wrpcap(str(pcap), list(rdpcap(str(pcap))) + [later])
+    full = traceviz.load(pcap)
+    assert full.quic.iloc[0]["close"] == "idle"
+    assert traceviz.load(pcap, tables=("quic",)).quic.iloc[0]["close"] == "idle"

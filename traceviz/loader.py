@@ -295,26 +295,35 @@ def _load_capture(path: str, keylog, rsa_key, progress: Progress, asked: Asked) 
     secrets = cap.secrets
     log, key = _keys(secrets, keylog, rsa_key, info.warnings)
     debug = bool(os.environ.get("TRACEVIZ_DEBUG"))
-    # QUIC's plan first: it may turn a UDP flow around (the capture missed the client's first
-    # datagram), and the tables below take each flow's client from the transport.  Its machines
-    # run later, beside the TCP payload tier's workers (``_quic_machines``).
-    quic_plan = _quic_plan(transport, cap.buf, debug, info) if wanted & _QUIC_TABLES else None
+    # QUIC's flows are found here; who their clients are, and their machines, are for later
+    # (``_quic_side``): a flow they turn around (the capture missed the client's first
+    # datagram) is turned in the tables and the DNS messages then (``_turn_around``).
+    quic_plan = _find_quic(transport, cap.buf, debug, info) if wanted & _QUIC_TABLES else None
     release_pages(cap.buf)      # its flows' datagrams (the first bytes of all were read a window at a time)
+    capture_end = float(np.max(idx.ts)) if len(idx.ts) else None    # whether a QUIC flow went idle
+    connections = transport_tables.connections(transport)
+    decode = set().union(*(_NEEDS[name] for name in wanted))
+    if log is not None or key is not None:
+        decode |= {"tls"} if "http" in decode else set()     # HTTPS requests are inside TLS sessions
+    # QUIC in a child of its own, forked before the rest is planned: neither its machines nor
+    # the TCP shares read the other's flows, and a flow QUIC turns around only touches UDP rows.
+    # On 1M packets of the realistic bench that is ~2.5 s of QUIC off the critical path (half a
+    # second of it while this process plans the TCP streams), and the machines' memory never
+    # in this process (~170 MB at its peak).
+    quic_side = _fork_quic(quic_plan, cap.buf, log, debug, info, connections, capture_end,
+                           events="events" in built and not transport_only)
     tables = (transport_tables.packets(transport) if "packets" in built else empty_table("packets"),
-              transport_tables.connections(transport),
+              connections,
               transport_tables.events(transport) if "events" in built else empty_table("events"))
     if transport_only:      # QUIC was decoded only to tell its flows from other UDP
-        quic, tables = _quic_machines(quic_plan, cap.buf, log, debug, info, tables)
         info.detail["transport_only"] = True
         if keylog is not None or rsa_key is not None:   # asked for, and nothing here it could decrypt
             info.warnings.append(describe(path, "keys not used: this view reads nothing above TCP and UDP, "
                                                 "so no TLS is decoded"))
         del idx, transport, cap             # as below: their columns are in the tables now
         _tuning.hand_back_freed_memory()
-        return transport_tier(info, tables, quic, log)
-    decode = set().union(*(_NEEDS[name] for name in wanted))
-    if log is not None or key is not None:
-        decode |= {"tls"} if "http" in decode else set()     # HTTPS requests are inside TLS sessions
+        tables, quic_made, _ = _turn_around(quic_side, info, tables)
+        return transport_tier(info, tables, quic_made)
     try:
         skip = frozenset(_NEEDS) - built
         # A table built only for another's sake gets none of the facts only it shows.
@@ -330,31 +339,27 @@ def _load_capture(path: str, keylog, rsa_key, progress: Progress, asked: Asked) 
         del idx, transport, cap
         _tuning.hand_back_freed_memory()
         if plan is None:
-            quic, tables = _quic_machines(quic_plan, buf, log, debug, info, tables)
+            tables, quic_made, dns = _turn_around(quic_side, info, tables, dns)
+            quic_side = None
             return finish(info, tables, PayloadRows(), np.zeros(0, dtype=np.int64), log, key, secrets,
-                          skip=skip, quic_payload=quic, dns_messages=dns, **shown)
+                          skip=skip, quic_made=quic_made, dns_messages=dns, **shown)
         release_pages(buf)      # what the windows of its walk left; the children fault in their own
         info.warnings.extend(over_limits(path, plan.skipped))
         # The events table built only for the requests' proxy analysis needs HTTP's rows alone,
         # and none when the requests are built only for the connections' keep-alive facts.
         ctx = context(tables, path, log, events="events" in wanted, http_events="requests" in wanted)
-        # QUIC's machines in a child of their own beside the TCP shares': neither reads the
-        # other's flows, and a flow its hellos turn around only touches UDP rows.  On 1M packets
-        # of the realistic bench that is 2-3 s of QUIC off the critical path, and the machines'
-        # memory never in this process (~170 MB at its peak).
-        pending = start_rows(plan, buf, ctx, log, key, debug=debug,
-                             beside=lambda: _quic_side(quic_plan, buf, log, debug, info, tables,
-                                                       events="events" in built))
+        pending = start_rows(plan, buf, ctx, log, key, debug=debug, beside=quic_side)
         rows, decoded = pending.collect()
-        late, quic_made, notes = pending.beside_result()
-        info.warnings.extend(notes)
-        tables = transport_tables.turn_around(tables, late)
+        tables, quic_made, dns = _turn_around(quic_side, info, tables, dns)
+        quic_side = None
         release_pages(buf)      # what a share decoded here (one process) touched
         opaque = plan.opaque(decoded)
         del plan, ctx, pending, quic_plan   # room for the tables finish builds (the plan: ~70 MB)
         return finish(info, tables, rows, opaque, log, key, secrets, skip=skip, quic_made=quic_made,
                       dns_messages=dns, **shown)
     except Exception as exc:  # a decoder bug must not cost the user the TCP-level analysis
+        if quic_side is not None:
+            quic_side.drop()
         if debug or isinstance(exc, InputError):
             raise
         info.warnings.append(describe(path, f"payload decoding stopped early ({type(exc).__name__}: {exc}); "
@@ -363,12 +368,12 @@ def _load_capture(path: str, keylog, rsa_key, progress: Progress, asked: Asked) 
                       keepalive_facts=asked.keepalive_facts)
 
 
-def _quic_plan(transport, buf, debug: bool, info: SourceInfo):
-    """Which UDP flows speak QUIC, turned around where their first packets say so
-    (``decode.quic.streams.plan_quic``); None after a decoder bug (said once)."""
-    from traceviz.decode.quic.streams import plan_quic
+def _find_quic(transport, buf, debug: bool, info: SourceInfo):
+    """The plan of the UDP flows that speak QUIC (``decode.quic.streams.find_quic``); None
+    after a decoder bug (said once)."""
+    from traceviz.decode.quic.streams import find_quic
     try:
-        return plan_quic(transport, buf)
+        return find_quic(transport, buf)
     except Exception as exc:  # a decoder bug must not cost the user the rest of the analysis
         if debug or isinstance(exc, InputError):
             raise
@@ -376,34 +381,50 @@ def _quic_plan(transport, buf, debug: bool, info: SourceInfo):
         return None
 
 
-def _quic_machines(plan, buf, log, debug: bool, info: SourceInfo, tables: tuple):
-    """(QUIC's payload, the tables): each QUIC flow's machine run (``run_quic``), the flows
-    its hellos turn around turned in the tables too; (None, tables) without a plan or after
-    a decoder bug (said once)."""
-    from traceviz.assemble.transport import turn_around
-    from traceviz.decode.quic.streams import run_quic
-    if plan is None:
-        return None, tables
-    try:
-        quic = run_quic(plan, buf, log, debug=debug)
-    except Exception as exc:  # a decoder bug must not cost the user the rest of the analysis
-        if debug or isinstance(exc, InputError):
-            raise
-        info.warnings.append(describe(info.path, f"QUIC decoding stopped early ({type(exc).__name__}: {exc})"))
-        return None, tables
-    return quic, turn_around(tables, quic.late)
+def _fork_quic(plan, buf, log, debug: bool, info: SourceInfo, connections, capture_end, events: bool):
+    """``_quic_side`` begun (``assemble.parallel.Beside``): in a child of its own when there
+    are flows enough to be worth a fork, else run here when its result is asked for."""
+    from traceviz.assemble.parallel import Beside
+    flows = len(plan.members) if plan is not None else 0
+    return Beside(lambda: _quic_side(plan, buf, log, debug, info, connections, capture_end, events),
+                  fork=_tuning.workers(flows, least=_tuning.PARALLEL_MIN_QUIC_FLOWS) > 1)
 
 
-def _quic_side(plan, buf, log, debug: bool, info: SourceInfo, tables: tuple, events: bool):
-    """(the flows QUIC's hellos turn around, QUIC's rows, their warnings): ``_quic_machines``
-    and ``quic_rows_of`` as a child runs them, the warnings kept apart to be sent back."""
+def _quic_side(plan, buf, log, debug: bool, info: SourceInfo, connections, capture_end, events: bool):
+    """(the flows QUIC turns around, QUIC's rows, their warnings) as a child makes them: each
+    flow's client settled (``settle_clients``), its machine run (``run_quic``) and its rows
+    made (``quic_rows_of``, ``events`` False: no events rows); None for a plan, or after a
+    decoder bug (said once), gives no rows."""
     from dataclasses import replace
 
     from traceviz.assemble.capture import quic_rows_of
+    from traceviz.assemble.transport import turn_around
+    from traceviz.decode.quic.streams import run_quic, settle_clients
     own = replace(info, warnings=[])
-    quic, tables = _quic_machines(plan, buf, log, debug, own, tables)
-    made = quic_rows_of(quic, tables[0], tables[1], log, own, events=events)
-    return (quic.late if quic is not None else []), made, own.warnings
+    quic = None
+    if plan is not None:
+        try:
+            settle_clients(plan, buf)
+            quic = run_quic(plan, buf, log, debug=debug)
+        except Exception as exc:  # a decoder bug must not cost the user the rest of the analysis
+            if debug or isinstance(exc, InputError):
+                raise
+            own.warnings.append(describe(info.path, f"QUIC decoding stopped early ({type(exc).__name__}: {exc})"))
+    flipped = quic.flipped if quic is not None else []
+    _, connections, _ = turn_around((empty_table("packets"), connections, empty_table("events")), flipped)
+    made = quic_rows_of(quic, connections, capture_end, log, own, events=events)
+    return flipped, made, own.warnings
+
+
+def _turn_around(quic_side, info: SourceInfo, tables: tuple, dns=None):
+    """(the tables, QUIC's rows, the DNS messages) once QUIC's side is done: the flows it
+    turned around turned in the tables and the DNS messages too, its warnings said."""
+    from traceviz.assemble.transport import turn_around
+    flipped, made, notes = quic_side.result()
+    info.warnings.extend(notes)
+    if dns is not None and flipped:
+        dns = dns.turned(flipped)
+    return turn_around(tables, flipped), made, dns
 
 
 def _keys(blocks, keylog, rsa_key, warnings: list[str]):

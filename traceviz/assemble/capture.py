@@ -149,7 +149,7 @@ def finish(info: SourceInfo, tables, rows: PayloadRows, opaque: np.ndarray, keyl
     of ``quic_payload``."""
     packets, connections, events = tables
     q = quic_made if quic_made is not None else \
-        quic_rows_of(quic_payload, packets, connections, keylog, info, events="events" not in skip)
+        quic_rows_of(quic_payload, connections, _end(packets), keylog, info, events="events" not in skip)
     info.warnings.extend(rows.warnings)
     # The smaller tables first, each letting its rows go, so the events' are made with room;
     # what they held goes back to the kernel as each is made (``let_go``: a big load keeps
@@ -184,12 +184,13 @@ def finish(info: SourceInfo, tables, rows: PayloadRows, opaque: np.ndarray, keyl
     )
 
 
-def transport_tier(info: SourceInfo, tables, quic_payload=None, keylog=None) -> Timeline:
+def transport_tier(info: SourceInfo, tables, quic_made: quic.QuicRows) -> Timeline:
     """The Timeline of the index and TCP tiers alone (``load(transport_only=True)``): the
-    transport tier's ``tables``, its UDP flows that are QUIC connections marked so, and
-    none of the connections' columns made of the payload (left out, not NA)."""
+    transport tier's ``tables``, its UDP flows that are QUIC connections (``quic_made``:
+    ``quic_rows_of``) marked so, and none of the connections' columns made of the payload
+    (left out, not NA)."""
     packets, connections, events = tables
-    made = quic_rows_of(quic_payload, packets, connections, keylog, info, events=False)
+    made = quic_made
     connections = quic.mark_connections(connections, made.apps)
     return Timeline(source=info, packets=packets,
                     connections=_without(connections, APP_CONNECTION_COLUMNS + KEEPALIVE_CONNECTION_COLUMNS),
@@ -202,14 +203,17 @@ def _without(connections: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     return connections.drop(columns=[c for c in columns if c in connections.columns])
 
 
-def quic_rows_of(quic_payload, packets: pd.DataFrame, connections: pd.DataFrame, keylog, info: SourceInfo,
+def quic_rows_of(quic_payload, connections: pd.DataFrame, capture_end: float | None, keylog, info: SourceInfo,
                  events: bool = True):
-    """The QUIC connections' rows (``quic.rows``; ``events`` False: no events rows), their
-    warnings added to ``info``'s."""
-    q = quic.rows(quic_payload, endpoints(connections), keylog, info.path,
-                  float(packets["ts"].max()) if len(packets) else None, events=events)
+    """The QUIC connections' rows (``quic.rows``; ``capture_end``: the time of the capture's last
+    packet; ``events`` False: no events rows), their warnings added to ``info``'s."""
+    q = quic.rows(quic_payload, endpoints(connections), keylog, info.path, capture_end, events=events)
     info.warnings.extend(q.warnings)
     return q
+
+
+def _end(packets: pd.DataFrame) -> float | None:
+    return float(packets["ts"].max()) if len(packets) else None
 
 
 def _http_rows(result, server: str | None, handshake: tuple | None) -> tuple[list[dict], list[dict]]:

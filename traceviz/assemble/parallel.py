@@ -10,8 +10,9 @@ A child sees the parent's memory as it was at the fork (the capture's bytes, the
 and sends back only its rows, pickled through a pipe.  The shares are
 joined in connection order, so the rows -- and every table made of them --
 are the ones a single process makes (``TRACEVIZ_WORKERS=1``).  One more
-child may do other work beside them (``start(..., beside=...)``, then
-``Pending.beside_result``): the loader runs QUIC's machines there.
+child may do other work beside them (``Beside``, forked before the shares
+are planned, handed to ``start(..., beside=...)`` so that its pipe is read
+while the shares run): the loader runs QUIC's machines there.
 
 Processes rather than threads: decoding is pure Python, and threads would
 take turns on one core.  A child that fails is not fatal: its share is
@@ -20,6 +21,8 @@ decoded again here.
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 
 from traceviz import _forks, _tuning
@@ -34,29 +37,72 @@ def decode_rows(plan: Plan, buf, ctx: Context, keylog=None, rsa_key=None,
     return start(plan, buf, ctx, keylog, rsa_key, debug).collect()
 
 
+class Beside:
+    """Work of no arguments forked off now, so that it runs while this process goes on
+    (planning the shares, say); ``result()`` is what it returned.  Without a fork (``fork``
+    False, or fork failed) or when the child failed, ``result()`` runs it here: ``debug``
+    then raises what it raises.  No thread reads the child's pipe before ``follow()``, so
+    that more children can be forked meanwhile; a child done sooner waits on its full pipe."""
+
+    def __init__(self, work, fork: bool = True):
+        self.work = work
+        self.child = _forks.start(_call, work) if fork else None
+        self.got = None
+        self.reader: threading.Thread | None = None
+
+    def follow(self) -> None:
+        """Read the child's pipe from now on, in a thread (call after the last fork)."""
+        if self.child is not None and self.reader is None:
+            self.reader = threading.Thread(target=self._read, daemon=True)
+            self.reader.start()
+
+    def _read(self) -> None:
+        self.got = _forks.collect(*self.child)
+
+    def drop(self) -> None:
+        """The work no longer wanted: its child stopped and reaped."""
+        if self.child is not None and self.reader is None:
+            try:
+                os.kill(self.child[0], signal.SIGKILL)
+            except OSError:
+                pass
+            _forks.collect(*self.child)
+        self.child = None
+
+    def result(self):
+        if self.child is not None:
+            if self.reader is None:
+                self._read()
+            else:
+                self.reader.join()
+        got = self.got
+        return got[1] if got is not None and got[0] == "ok" else self.work()
+
+
 class Pending:
     """Shares being decoded by forked children: ``collect()`` waits for their rows.
 
     Each child's pipe is read by a thread of its own from the moment it is forked, so a child
     never waits on a full pipe while this process does other work (QUIC's machines, say)."""
 
-    def __init__(self, shares: list[list[int]], work, debug: bool, beside=None):
+    def __init__(self, shares: list[list[int]], work, debug: bool, beside: Beside | None = None):
         self.shares, self.work, self.debug, self.beside = shares, work, debug, beside
-        self.got: list = [None] * (len(shares) + 1)     # the last: ``beside``'s
+        self.got: list = [None] * len(shares)
         self.readers: list[threading.Thread] = []
-        if len(shares) < 2:
-            return
-        # Every share in a child, none here: the machines' objects then never exist in this process,
-        # which would spend ~0.3 s freeing them (they hold reference cycles) and keep their memory.
-        children = [_forks.start(work, share) for share in shares]
-        children.append(_forks.start(_call, beside) if beside is not None else None)
-        # The readers after every fork: a child forked beside a running thread could inherit a
-        # lock that thread held.
-        for i, child in enumerate(children):
-            if child is not None:
-                reader = threading.Thread(target=self._read, args=(i, child), daemon=True)
-                reader.start()
-                self.readers.append(reader)
+        if len(shares) >= 2:
+            # Every share in a child, none here: the machines' objects then never exist in this
+            # process, which would spend ~0.3 s freeing them (they hold reference cycles) and keep
+            # their memory.
+            children = [_forks.start(work, share) for share in shares]
+            # The readers after every fork: a child forked beside a running thread could inherit
+            # a lock that thread held.
+            for i, child in enumerate(children):
+                if child is not None:
+                    reader = threading.Thread(target=self._read, args=(i, child), daemon=True)
+                    reader.start()
+                    self.readers.append(reader)
+        if beside is not None:
+            beside.follow()
 
     def _read(self, i: int, child: tuple[int, int]) -> None:
         self.got[i] = _forks.collect(*child)
@@ -67,7 +113,7 @@ class Pending:
         for reader in self.readers:
             reader.join()
         rows, decoded = PayloadRows(), set()
-        for share, got in zip(self.shares, self.got[:-1]):
+        for share, got in zip(self.shares, self.got):
             if got is None or got[0] != "ok":
                 if self.debug and got is not None:
                     raise RuntimeError(f"payload worker failed: {got[1]}")
@@ -77,24 +123,16 @@ class Pending:
             decoded |= done
         return rows, decoded
 
-    def beside_result(self):
-        """What ``beside()`` returned: in its child when the shares were forked, else run here
-        (also when the child failed: ``debug`` then raises what it raises here)."""
-        for reader in self.readers:
-            reader.join()
-        got = self.got[-1]
-        return got[1] if got is not None and got[0] == "ok" else self.beside()
-
 
 def _call(work):
     return work()
 
 
 def start(plan: Plan, buf, ctx: Context, keylog=None, rsa_key=None, debug: bool = False,
-          beside=None) -> Pending:
+          beside: Beside | None = None) -> Pending:
     """``decode_rows`` begun: the shares forked off (when there are several), their rows to
-    ``collect()`` later; ``beside``, a callable of no arguments, forked with them (its result:
-    ``Pending.beside_result()``)."""
+    ``collect()`` later; ``beside``, work forked off before (``Beside``), its pipe read
+    from now on."""
     conns = sorted(plan.kinds)
     shares = split(conns, plan.cost(), _tuning.workers(len(conns)))
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -182,6 +182,14 @@ class DNSCapture:
 
     def __len__(self) -> int:
         return len(self.frame)
+
+    def turned(self, conns: list[int]) -> "DNSCapture":
+        """These messages with the flows ``conns`` turned around (their other side the client):
+        what decoding them after ``decode.quic.streams.turn_around`` gives."""
+        at = np.isin(self.conn, conns)
+        if not at.any():
+            return self
+        return replace(self, c2s=np.where(at, ~self.c2s, self.c2s))
 
     def messages(self) -> list:
         """Each datagram as a DNSMessage or DNSError."""

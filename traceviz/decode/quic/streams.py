@@ -95,11 +95,22 @@ class QuicPlan:
     caps: list = field(default_factory=list)
     c2s: list = field(default_factory=list)
     flipped: list = field(default_factory=list)
+    low_port_first: set = field(default_factory=set)    # flows whose first sender has the lower port
 
 
 def plan_quic(t, buf) -> QuicPlan:
     """Which UDP flows speak QUIC, each turned around where its first packets say the first
     sender is the server (``turn_around``: before any table reads the directions)."""
+    plan = find_quic(t, buf)
+    settle_clients(plan, buf)
+    if plan.flipped:
+        turn_around(t, plan.flipped)
+    return plan
+
+
+def find_quic(t, buf) -> QuicPlan:
+    """The plan of the UDP flows that speak QUIC, with the directions the transport gives
+    them (its first sender the client): ``settle_clients`` then reads who really is."""
     plan = QuicPlan()
     rows, hit = quic_rows(t.idx, t.conn, buf)
     if not hit.any():
@@ -111,21 +122,28 @@ def plan_quic(t, buf) -> QuicPlan:
     plan.ts = np.asarray(idx.ts)[wanted].tolist()
     plan.offs = np.asarray(idx.payload_off)[wanted].tolist()
     plan.caps = np.asarray(idx.payload_cap)[wanted].tolist()
+    plan.c2s = t.c2s[wanted].tolist()
     by_conn: dict[int, list[int]] = {}
     for i, c in enumerate(t.conn[wanted].tolist()):
         by_conn.setdefault(c, []).append(i)
-    flip = []
-    for c, members in _handing_back(by_conn.items(), buf):
-        first = _client_sends_first(buf, [plan.offs[i] for i in members], [plan.caps[i] for i in members],
-                                    t.c2s[wanted[members]])
-        if first is False or (first is None and _ports_say_first_is_server(t, c)):
-            flip.append(c)
-    if flip:
-        turn_around(t, flip)
-        plan.flipped = flip
-    plan.c2s = t.c2s[wanted].tolist()
     plan.members = dict(sorted(by_conn.items()))
+    plan.low_port_first = {c for c in plan.members if _ports_say_first_is_server(t, c)}
     return plan
+
+
+def settle_clients(plan: QuicPlan, buf) -> None:
+    """Each flow of ``plan`` whose first packets say its first sender is the server (or,
+    where they do not tell, whose ports say so) turned around in the plan and listed in
+    ``plan.flipped``: the caller turns the same flows wherever else directions are kept."""
+    flip = []
+    for c, members in _handing_back(plan.members.items(), buf):
+        first = _client_sends_first(buf, [plan.offs[i] for i in members], [plan.caps[i] for i in members],
+                                    [plan.c2s[i] for i in members])
+        if first is False or (first is None and c in plan.low_port_first):
+            flip.append(c)
+            for i in members:
+                plan.c2s[i] = not plan.c2s[i]
+    plan.flipped = flip
 
 
 def _handing_back(flows, buf):
@@ -189,7 +207,7 @@ def _client_sends_first(buf, offs: list[int], caps: list[int], c2s) -> bool | No
     client's 0-RTT packets and token-bearing Initials, a server's Version Negotiation and Retry.
     None: the first datagrams do not say (the ClientHello may, once decrypted)."""
     from traceviz.decode.quic.packets import INITIAL, RETRY, VN, ZERO_RTT, parse_datagram
-    for off, cap, is_c2s in list(zip(offs, caps, c2s.tolist()))[:_LOOK]:
+    for off, cap, is_c2s in list(zip(offs, caps, c2s))[:_LOOK]:
         if not buf[off] & 0x80:
             continue
         for p in parse_datagram(bytes(buf[off:off + cap])).packets:
