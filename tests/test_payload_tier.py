@@ -139,6 +139,55 @@ def test_a_quic_child_that_fails_is_redone_here(generated, monkeypatch, tmp_path
     assert (tmp_path / "child-ran").exists()
 
 
+def _live_children() -> list[int]:
+    """This process's children that are still running (not zombies waiting to be reaped)."""
+    me, out = os.getpid(), []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == me and fields[0] != "Z":
+            out.append(int(stat.parent.name))
+    return out
+
+
+class _Interrupted(BaseException):
+    """What Ctrl-C is to a load: no ``Exception``, so no decoder-bug path catches it."""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="forked children are read off /proc")
+@pytest.mark.parametrize("stop", [RuntimeError("a decoder bug"), _Interrupted("a decoder bug")])
+def test_a_load_stopped_after_quic_was_forked_leaves_no_child_behind(generated, monkeypatch, stop):
+    """QUIC's child is forked before the TCP streams are planned: a load that stops there (a
+    decoder bug raised under TRACEVIZ_DEBUG, or an interrupt) stops the child too, rather
+    than leave it waiting on a pipe nobody reads, holding the capture's memory."""
+    import time
+
+    from traceviz import loader
+
+    def slow_quic(*args, **kwargs):
+        time.sleep(120)         # still running when the load stops, unless it is stopped
+
+    def broken_plan(*args, **kwargs):
+        raise stop
+
+    monkeypatch.setattr(loader, "_quic_side", slow_quic)
+    monkeypatch.setattr(streams, "plan_streams", broken_plan)
+    monkeypatch.setenv("TRACEVIZ_DEBUG", "1")
+    _fork_anyway(monkeypatch, 2)
+    before = set(_live_children())
+    with pytest.raises(type(stop), match="a decoder bug"):
+        traceviz.load(generated)
+    left = set(_live_children()) - before
+    for _ in range(50):         # a child killed a moment ago may still be exiting
+        if not left:
+            break
+        time.sleep(0.1)
+        left = set(_live_children()) - before
+    assert left == set()
+
+
 def _tshark_requests(tshark, path) -> list[tuple[str, str]]:
     out = subprocess.run([tshark, "-r", str(path), "-Y", "http.request", "-T", "fields", "-e", "http.request.method",
                           "-e", "http.request.uri"], capture_output=True, text=True, timeout=120).stdout

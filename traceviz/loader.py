@@ -312,60 +312,58 @@ def _load_capture(path: str, keylog, rsa_key, progress: Progress, asked: Asked) 
     # in this process (~170 MB at its peak).
     quic_side = _fork_quic(quic_plan, cap.buf, log, debug, info, connections, capture_end,
                            events="events" in built and not transport_only)
-    tables = (transport_tables.packets(transport) if "packets" in built else empty_table("packets"),
-              connections,
-              transport_tables.events(transport) if "events" in built else empty_table("events"))
-    if transport_only:      # QUIC was decoded only to tell its flows from other UDP
-        info.detail["transport_only"] = True
-        if keylog is not None or rsa_key is not None:   # asked for, and nothing here it could decrypt
-            info.warnings.append(describe(path, "keys not used: this view reads nothing above TCP and UDP, "
-                                                "so no TLS is decoded"))
-        del idx, transport, cap             # as below: their columns are in the tables now
-        _tuning.hand_back_freed_memory()
-        tables, quic_made, _ = _turn_around(quic_side, info, tables)
-        return transport_tier(info, tables, quic_made)
-    try:
-        skip = frozenset(_NEEDS) - built
-        # A table built only for another's sake gets none of the facts only it shows.
-        shown = {"keepalive_facts": "connections" in wanted and asked.keepalive_facts,
-                 "request_facts": "requests" in wanted}
-        dns = decode_dns(transport, cap.buf) if "dns" in decode else None
-        plan = plan_streams(transport, cap.buf, tls="tls" in decode, http="http" in decode) \
-            if decode & {"tls", "http"} else None
-        # The reader's, index's and TCP tiers' per-frame columns and copied heads (~350 MB on
-        # 1M packets) are not read again: the tables and the plan have what they need of them.
-        # Handed back before the payload rows arrive and finish makes its tables.
-        buf = cap.buf
-        del idx, transport, cap
-        _tuning.hand_back_freed_memory()
-        if plan is None:
+    with quic_side:     # dropped if anything below stops the load
+        tables = (transport_tables.packets(transport) if "packets" in built else empty_table("packets"),
+                  connections,
+                  transport_tables.events(transport) if "events" in built else empty_table("events"))
+        if transport_only:      # QUIC was decoded only to tell its flows from other UDP
+            info.detail["transport_only"] = True
+            if keylog is not None or rsa_key is not None:   # asked for, and nothing here it could decrypt
+                info.warnings.append(describe(path, "keys not used: this view reads nothing above TCP and UDP, "
+                                                    "so no TLS is decoded"))
+            del idx, transport, cap             # as below: their columns are in the tables now
+            _tuning.hand_back_freed_memory()
+            tables, quic_made, _ = _turn_around(quic_side, info, tables)
+            return transport_tier(info, tables, quic_made)
+        try:
+            skip = frozenset(_NEEDS) - built
+            # A table built only for another's sake gets none of the facts only it shows.
+            shown = {"keepalive_facts": "connections" in wanted and asked.keepalive_facts,
+                     "request_facts": "requests" in wanted}
+            dns = decode_dns(transport, cap.buf) if "dns" in decode else None
+            plan = plan_streams(transport, cap.buf, tls="tls" in decode, http="http" in decode) \
+                if decode & {"tls", "http"} else None
+            # The reader's, index's and TCP tiers' per-frame columns and copied heads (~350 MB on
+            # 1M packets) are not read again: the tables and the plan have what they need of them.
+            # Handed back before the payload rows arrive and finish makes its tables.
+            buf = cap.buf
+            del idx, transport, cap
+            _tuning.hand_back_freed_memory()
+            if plan is None:
+                tables, quic_made, dns = _turn_around(quic_side, info, tables, dns)
+                return finish(info, tables, PayloadRows(), np.zeros(0, dtype=np.int64), log, key, secrets,
+                              skip=skip, quic_made=quic_made, dns_messages=dns, **shown)
+            release_pages(buf)      # what the windows of its walk left; the children fault in their own
+            info.warnings.extend(over_limits(path, plan.skipped))
+            # The events table built only for the requests' proxy analysis needs HTTP's rows alone,
+            # and none when the requests are built only for the connections' keep-alive facts.
+            ctx = context(tables, path, log, events="events" in wanted, http_events="requests" in wanted)
+            pending = start_rows(plan, buf, ctx, log, key, debug=debug, beside=quic_side)
+            rows, decoded = pending.collect()
             tables, quic_made, dns = _turn_around(quic_side, info, tables, dns)
-            quic_side = None
-            return finish(info, tables, PayloadRows(), np.zeros(0, dtype=np.int64), log, key, secrets,
-                          skip=skip, quic_made=quic_made, dns_messages=dns, **shown)
-        release_pages(buf)      # what the windows of its walk left; the children fault in their own
-        info.warnings.extend(over_limits(path, plan.skipped))
-        # The events table built only for the requests' proxy analysis needs HTTP's rows alone,
-        # and none when the requests are built only for the connections' keep-alive facts.
-        ctx = context(tables, path, log, events="events" in wanted, http_events="requests" in wanted)
-        pending = start_rows(plan, buf, ctx, log, key, debug=debug, beside=quic_side)
-        rows, decoded = pending.collect()
-        tables, quic_made, dns = _turn_around(quic_side, info, tables, dns)
-        quic_side = None
-        release_pages(buf)      # what a share decoded here (one process) touched
-        opaque = plan.opaque(decoded)
-        del plan, ctx, pending, quic_plan   # room for the tables finish builds (the plan: ~70 MB)
-        return finish(info, tables, rows, opaque, log, key, secrets, skip=skip, quic_made=quic_made,
-                      dns_messages=dns, **shown)
-    except Exception as exc:  # a decoder bug must not cost the user the TCP-level analysis
-        if quic_side is not None:
+            release_pages(buf)      # what a share decoded here (one process) touched
+            opaque = plan.opaque(decoded)
+            del plan, ctx, pending, quic_plan   # room for the tables finish builds (the plan: ~70 MB)
+            return finish(info, tables, rows, opaque, log, key, secrets, skip=skip, quic_made=quic_made,
+                          dns_messages=dns, **shown)
+        except Exception as exc:  # a decoder bug must not cost the user the TCP-level analysis
             quic_side.drop()
-        if debug or isinstance(exc, InputError):
-            raise
-        info.warnings.append(describe(path, f"payload decoding stopped early ({type(exc).__name__}: {exc}); "
-                                            "TCP analysis is complete"))
-        return finish(info, tables, PayloadRows(), np.zeros(0, dtype=np.int64), log, key, secrets,
-                      keepalive_facts=asked.keepalive_facts)
+            if debug or isinstance(exc, InputError):
+                raise
+            info.warnings.append(describe(path, f"payload decoding stopped early ({type(exc).__name__}: {exc}); "
+                                                "TCP analysis is complete"))
+            return finish(info, tables, PayloadRows(), np.zeros(0, dtype=np.int64), log, key, secrets,
+                          keepalive_facts=asked.keepalive_facts)
 
 
 def _find_quic(transport, buf, debug: bool, info: SourceInfo):

@@ -59,8 +59,16 @@ class Beside:
     def _read(self) -> None:
         self.got = _forks.collect(*self.child)
 
+    def __enter__(self) -> Beside:
+        return self
+
+    def __exit__(self, kind, value, tb) -> None:
+        if kind is not None:        # whatever stopped the caller, a child nobody reads must not wait on
+            self.drop()
+
     def drop(self) -> None:
-        """The work no longer wanted: its child stopped and reaped."""
+        """The work no longer wanted: a child no thread reads stopped and reaped (one that a
+        thread reads ends by itself)."""
         if self.child is not None and self.reader is None:
             try:
                 os.kill(self.child[0], signal.SIGKILL)
@@ -75,6 +83,7 @@ class Beside:
                 self._read()
             else:
                 self.reader.join()
+            self.child = None
         got = self.got
         return got[1] if got is not None and got[0] == "ok" else self.work()
 
