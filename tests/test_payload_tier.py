@@ -121,8 +121,45 @@ def test_shares_in_forked_processes_give_what_one_process_gives(corpus, generate
             assert_same(one, traceviz.load(path, keylog=keys), f"{path.name} in 3 processes")
 
 
+def test_keepalive_facts_and_proxy_causes_made_in_a_child_are_those_made_here(monkeypatch, tmp_path):
+    """``finish`` makes the keep-alive facts, proxy legs, 5xx causes and DNS lookups in a child
+    while it merges the events, from the keep-alive and HTTP events merged apart
+    (``capture._for_facts``): every table equals the one-process load's, and the one made of
+    every event, on the captures whose facts those are."""
+    from traceviz import _forks
+    from traceviz.assemble import capture
+
+    names = ("proxy-nginx-502-504", "proxy-haproxy-503-502", "proxy-keepalive-race", "proxy-haproxy-reuse-race",
+             "proxy-nginx-upstream-500", "http1-idle-timeout", "http1-keepalive-vs-close", "tcp-keepalive",
+             "connection-pool", "journey-https")
+    parent, ran = os.getpid(), tmp_path / "facts-child-ran"
+    real_call = _forks._call
+
+    def noting(work):
+        if os.getpid() != parent and getattr(work, "func", None) is capture._facts:
+            ran.touch()
+        return real_call(work)
+
+    causes = probes = 0
+    for name in names:
+        path = ROOT / "captures" / f"{name}.pcapng"
+        monkeypatch.setenv("TRACEVIZ_WORKERS", "1")
+        one = traceviz.load(path)
+        causes += int(one.requests["cause"].notna().sum())
+        probes += int(one.connections["ka_probes"].fillna(0).sum())
+        with monkeypatch.context() as m:
+            m.setattr(capture, "_for_facts", lambda events: events)
+            assert_same(one, traceviz.load(path), f"{name}, the facts read off every event")
+        with monkeypatch.context() as m:
+            m.setattr(_forks, "_call", noting)
+            _fork_anyway(m, 2)
+            assert_same(one, traceviz.load(path), f"{name}, the facts in a child")
+    assert ran.exists()
+    assert causes >= 5 and probes > 0       # the facts compared are there to compare
+
+
 def test_a_quic_child_that_fails_is_redone_here(generated, monkeypatch, tmp_path):
-    from traceviz.assemble import parallel
+    from traceviz import _forks
     monkeypatch.setenv("TRACEVIZ_WORKERS", "1")
     one = traceviz.load(generated)
     assert len(one.quic) > 10 and (one.events["layer"] == "quic").sum() > 100   # real QUIC, for the child below
@@ -133,7 +170,7 @@ def test_a_quic_child_that_fails_is_redone_here(generated, monkeypatch, tmp_path
         (tmp_path / "child-ran").touch()
         raise MemoryError("the child ran out of memory")
 
-    monkeypatch.setattr(parallel, "_call", lost_in_the_child)
+    monkeypatch.setattr(_forks, "_call", lost_in_the_child)
     _fork_anyway(monkeypatch, 2)
     assert_same(one, traceviz.load(generated), "QUIC redone here after its child failed")
     assert (tmp_path / "child-ran").exists()

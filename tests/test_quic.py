@@ -277,7 +277,7 @@ def test_a_flow_caught_from_the_servers_side_is_turned_in_every_table_also_by_a_
     import os
 
     from traceviz import _tuning
-    from traceviz.assemble import parallel
+    from traceviz import _forks
     from traceviz.assemble.capture import timeline
     from traceviz.decode.quic.streams import decode_quic
     from traceviz.decode.streams import decode_streams
@@ -291,14 +291,14 @@ def test_a_flow_caught_from_the_servers_side_is_turned_in_every_table_also_by_a_
     assert quic.flipped == [0] and quic.late == []          # turned by the plan, not by the hellos
     want = timeline(SourceInfo(str(pcap), "pcap"), t, decode_streams(t, cap.buf), quic_payload=quic)
     parent, ran = os.getpid(), tmp_path / "child-ran"
-    real_call = parallel._call
+    real_call = _forks._call
 
     def noting(work):
         if os.getpid() != parent:
             ran.touch()
         return real_call(work)
 
-    monkeypatch.setattr(parallel, "_call", noting)
+    monkeypatch.setattr(_forks, "_call", noting)
     for workers in (1, 2):
         monkeypatch.setattr(_tuning, "workers", lambda *a, n=workers, **k: n)
         tl = traceviz.load(pcap)

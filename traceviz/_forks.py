@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import signal
 import threading
 from typing import Any, Callable
 
@@ -44,11 +45,79 @@ def collect(pid: int, r: int) -> tuple | None:
             data = f.read()
     finally:
         # Reaped aside: the child's exit unmaps a big address space, nothing here waits for it.
-        threading.Thread(target=_reap, args=(pid,), daemon=True).start()
+        reaper = threading.Thread(target=_reap, args=(pid,), daemon=True)
+        reaper.start()
+        _reapers.append(reaper)
     try:
         return pickle.loads(data)
     except Exception:                              # noqa: BLE001 - a child killed mid-write
         return None
+
+
+_reapers: list[threading.Thread] = []
+
+
+def reaped() -> None:
+    """Wait until the children collected so far are reaped: their reapers are threads, and
+    ``_tuning.workers`` forks nothing while another thread runs."""
+    while _reapers:
+        _reapers.pop().join()
+
+
+def _call(work):
+    return work()
+
+
+class Beside:
+    """Work of no arguments forked off now, so that it runs while this process goes on
+    (planning the TCP shares, making tables); ``result()`` is what it returned.  Without a fork (``fork``
+    False, or fork failed) or when the child failed, ``result()`` runs it here: ``debug``
+    then raises what it raises.  No thread reads the child's pipe before ``follow()``, so
+    that more children can be forked meanwhile; a child done sooner waits on its full pipe."""
+
+    def __init__(self, work, fork: bool = True):
+        self.work = work
+        self.child = start(_call, work) if fork else None
+        self.got = None
+        self.reader: threading.Thread | None = None
+
+    def follow(self) -> None:
+        """Read the child's pipe from now on, in a thread (call after the last fork)."""
+        if self.child is not None and self.reader is None:
+            self.reader = threading.Thread(target=self._read, daemon=True)
+            self.reader.start()
+
+    def _read(self) -> None:
+        self.got = collect(*self.child)
+
+    def __enter__(self) -> Beside:
+        return self
+
+    def __exit__(self, kind, value, tb) -> None:
+        if kind is not None:        # whatever stopped the caller, a child nobody reads must not wait on
+            self.drop()
+
+    def drop(self) -> None:
+        """The work no longer wanted: a child no thread reads stopped and reaped (one that a
+        thread reads ends by itself)."""
+        if self.child is not None and self.reader is None:
+            try:
+                os.kill(self.child[0], signal.SIGKILL)
+            except OSError:
+                pass
+            collect(*self.child)
+        self.child = None
+
+    def result(self):
+        if self.child is not None:
+            if self.reader is None:
+                self._read()
+            else:
+                self.reader.join()
+            self.child = None
+        got = self.got
+        return got[1] if got is not None and got[0] == "ok" else self.work()
+
 
 
 def _reap(pid: int) -> None:

@@ -380,9 +380,9 @@ def _find_quic(transport, buf, debug: bool, info: SourceInfo):
 
 
 def _fork_quic(plan, buf, log, debug: bool, info: SourceInfo, connections, capture_end, events: bool):
-    """``_quic_side`` begun (``assemble.parallel.Beside``): in a child of its own when there
+    """``_quic_side`` begun (``_forks.Beside``): in a child of its own when there
     are flows enough to be worth a fork, else run here when its result is asked for."""
-    from traceviz.assemble.parallel import Beside
+    from traceviz._forks import Beside
     flows = len(plan.members) if plan is not None else 0
     return Beside(lambda: _quic_side(plan, buf, log, debug, info, connections, capture_end, events),
                   fork=_tuning.workers(flows, least=_tuning.PARALLEL_MIN_QUIC_FLOWS) > 1)

@@ -10,11 +10,12 @@ Timeline after this.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import pandas as pd
 
-from traceviz import _tuning
+from traceviz import _forks, _tuning
 from traceviz.assemble import caching, carried, dns, grpc, h2, http, keepalive, keys, proxy, quic, tls, transport
 from traceviz.assemble.columns import Columns, events_table
 from traceviz.errors import describe
@@ -158,30 +159,70 @@ def finish(info: SourceInfo, tables, rows: PayloadRows, opaque: np.ndarray, keyl
     let_go()                # the workers' pickles
     tls_rows = Columns(_with_tcp_rtt(q.tls, connections))
     tls_rows.extend(rows.take("tls"))
-    tls_table = _tls_table(tls_rows)
     if "connections" not in skip:
         apps = {**dns.apps(dns_messages), **q.apps, **rows.apps}
         connections = quic.mark_connections(_with_apps(connections, apps, opaque, tls_rows), q.apps)
-    del tls_rows
-    let_go()
     requests = _requests(q.requests + rows.take("requests")) if "requests" not in skip else _requests([])
     dns_events = dns.events(dns_messages)
     let_go()
-    if "events" not in skip:
-        events = h2.finish_events(_merge_events(events, q.events, *rows.take("events"), dns_events))
-        let_go()
+    parts = [events, q.events, *rows.take("events"), dns_events]
+    facts = None
     if "requests" not in skip:
-        connections, requests = proxy.assemble(connections, packets, events, requests, rows.heads,
-                                               keepalive_facts=keepalive_facts, request_facts=request_facts)
-        if request_facts:
-            requests = dns.with_lookups(requests, connections, dns_events)
+        # The keep-alive facts, proxy legs and DNS lookups (~0.6 s on 1M packets of real
+        # traffic) in a child, while this process makes the other tables: they read only the
+        # keep-alive and HTTP events, merged apart in the order they have in the whole table
+        # (``_for_facts``).
+        facts = _forks.Beside(partial(_facts, connections, packets, _merge_events(*map(_for_facts, parts)),
+                                      requests, rows.heads, dns_events, keepalive_facts, request_facts),
+                              fork=_fork_for_facts(connections))
+    tls_table = _tls_table(tls_rows)
+    del tls_rows
+    if "events" not in skip:
+        events = h2.finish_events(_merge_events(*parts))
+    del parts
+    let_go()
+    streams = h2.table(rows.streams)
+    if facts is not None:
+        with facts:
+            connections, requests = facts.result()
     if not keepalive_facts:
         connections = _without(connections, KEEPALIVE_CONNECTION_COLUMNS)
     return Timeline(
         source=info, packets=packets, connections=connections, events=events, requests=requests,
-        tls=tls_table, quic=q.table, streams=h2.table(rows.streams),
+        tls=tls_table, quic=q.table, streams=streams,
         decryption=keys.decryption_report(tls_table, keylog, rsa_key, list(dsb_blocks)),
     )
+
+
+def _facts(connections, packets, events, requests, heads, dns_events, keepalive_facts: bool,
+           request_facts: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(connections, requests) with the keep-alive facts, races, proxy legs and causes
+    (``proxy.assemble``) and the DNS lookups (``dns.with_lookups``)."""
+    connections, requests = proxy.assemble(connections, packets, events, requests, heads,
+                                           keepalive_facts=keepalive_facts, request_facts=request_facts)
+    if request_facts:
+        requests = dns.with_lookups(requests, connections, dns_events)
+    return connections, requests
+
+
+def _for_facts(events: pd.DataFrame) -> pd.DataFrame:
+    """The rows of an events table ``proxy.assemble`` reads: HTTP's and the keep-alive
+    probes'.  Merged (``_merge_events``: one stable sort by time) they are in the order they
+    have in the whole table merged."""
+    if not len(events):
+        return events
+    keep = (events["layer"] == "http").to_numpy(dtype=bool, na_value=False) \
+        | events["kind"].isin(keepalive.KA_KINDS).to_numpy(dtype=bool, na_value=False)
+    return events[keep]
+
+
+def _fork_for_facts(connections: pd.DataFrame) -> bool:
+    """Whether the facts are worth a child (``_tuning.workers``), the children of the payload
+    tier reaped first (their reapers are threads, and nothing forks beside a thread)."""
+    if _tuning.workers(len(connections), least=0) < 2:
+        return False
+    _forks.reaped()
+    return _tuning.workers(len(connections)) > 1
 
 
 def transport_tier(info: SourceInfo, tables, quic_made: quic.QuicRows) -> Timeline:

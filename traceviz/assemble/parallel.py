@@ -10,7 +10,7 @@ A child sees the parent's memory as it was at the fork (the capture's bytes, the
 and sends back only its rows, pickled through a pipe.  The shares are
 joined in connection order, so the rows -- and every table made of them --
 are the ones a single process makes (``TRACEVIZ_WORKERS=1``).  One more
-child may do other work beside them (``Beside``, forked before the shares
+child may do other work beside them (``_forks.Beside``, forked before the shares
 are planned, handed to ``start(..., beside=...)`` so that its pipe is read
 while the shares run): the loader runs QUIC's machines there.
 
@@ -21,11 +21,10 @@ decoded again here.
 
 from __future__ import annotations
 
-import os
-import signal
 import threading
 
 from traceviz import _forks, _tuning
+from traceviz._forks import Beside
 from traceviz.assemble.capture import Context, PayloadRows, payload_rows
 from traceviz.decode.streams import Plan, decode_planned
 
@@ -35,57 +34,6 @@ def decode_rows(plan: Plan, buf, ctx: Context, keylog=None, rsa_key=None,
     """The rows of every connection ``plan`` decodes (``ctx``: what the rows need of the
     whole capture), and the connections decoded."""
     return start(plan, buf, ctx, keylog, rsa_key, debug).collect()
-
-
-class Beside:
-    """Work of no arguments forked off now, so that it runs while this process goes on
-    (planning the shares, say); ``result()`` is what it returned.  Without a fork (``fork``
-    False, or fork failed) or when the child failed, ``result()`` runs it here: ``debug``
-    then raises what it raises.  No thread reads the child's pipe before ``follow()``, so
-    that more children can be forked meanwhile; a child done sooner waits on its full pipe."""
-
-    def __init__(self, work, fork: bool = True):
-        self.work = work
-        self.child = _forks.start(_call, work) if fork else None
-        self.got = None
-        self.reader: threading.Thread | None = None
-
-    def follow(self) -> None:
-        """Read the child's pipe from now on, in a thread (call after the last fork)."""
-        if self.child is not None and self.reader is None:
-            self.reader = threading.Thread(target=self._read, daemon=True)
-            self.reader.start()
-
-    def _read(self) -> None:
-        self.got = _forks.collect(*self.child)
-
-    def __enter__(self) -> Beside:
-        return self
-
-    def __exit__(self, kind, value, tb) -> None:
-        if kind is not None:        # whatever stopped the caller, a child nobody reads must not wait on
-            self.drop()
-
-    def drop(self) -> None:
-        """The work no longer wanted: a child no thread reads stopped and reaped (one that a
-        thread reads ends by itself)."""
-        if self.child is not None and self.reader is None:
-            try:
-                os.kill(self.child[0], signal.SIGKILL)
-            except OSError:
-                pass
-            _forks.collect(*self.child)
-        self.child = None
-
-    def result(self):
-        if self.child is not None:
-            if self.reader is None:
-                self._read()
-            else:
-                self.reader.join()
-            self.child = None
-        got = self.got
-        return got[1] if got is not None and got[0] == "ok" else self.work()
 
 
 class Pending:
@@ -131,10 +79,6 @@ class Pending:
             rows.extend(more)
             decoded |= done
         return rows, decoded
-
-
-def _call(work):
-    return work()
 
 
 def start(plan: Plan, buf, ctx: Context, keylog=None, rsa_key=None, debug: bool = False,
