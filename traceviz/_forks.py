@@ -47,7 +47,8 @@ def collect(pid: int, r: int) -> tuple | None:
         # Reaped aside: the child's exit unmaps a big address space, nothing here waits for it.
         reaper = threading.Thread(target=_reap, args=(pid,), daemon=True)
         reaper.start()
-        _reapers.append(reaper)
+        with _reapers_lock:         # readers of several children collect at once
+            _reapers[:] = [t for t in _reapers if t.is_alive()] + [reaper]    # a long session's loads add up
     try:
         return pickle.loads(data)
     except Exception:                              # noqa: BLE001 - a child killed mid-write
@@ -55,13 +56,16 @@ def collect(pid: int, r: int) -> tuple | None:
 
 
 _reapers: list[threading.Thread] = []
+_reapers_lock = threading.Lock()
 
 
 def reaped() -> None:
     """Wait until the children collected so far are reaped: their reapers are threads, and
     ``_tuning.workers`` forks nothing while another thread runs."""
-    while _reapers:
-        _reapers.pop().join()
+    with _reapers_lock:
+        waiting, _reapers[:] = list(_reapers), []
+    for reaper in waiting:
+        reaper.join()
 
 
 def _call(work):
