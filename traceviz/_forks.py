@@ -74,10 +74,11 @@ def _call(work):
 
 class Beside:
     """Work of no arguments forked off now, so that it runs while this process goes on
-    (planning the TCP shares, making tables); ``result()`` is what it returned.  Without a fork (``fork``
-    False, or fork failed) or when the child failed, ``result()`` runs it here: ``debug``
-    then raises what it raises.  No thread reads the child's pipe before ``follow()``, so
-    that more children can be forked meanwhile; a child done sooner waits on its full pipe."""
+    (planning the TCP shares, making tables); ``result()`` is what it returned.  Without a
+    fork (``fork`` False, or fork failed) or when the child failed, ``result()`` runs it
+    here, so that an error is raised where the caller sees it.  No thread reads the child's
+    pipe before ``follow()``, so that more children can be forked meanwhile; a child done
+    sooner waits on its full pipe."""
 
     def __init__(self, work, fork: bool = True):
         self.work = work
@@ -121,7 +122,6 @@ class Beside:
             self.child = None
         got = self.got
         return got[1] if got is not None and got[0] == "ok" else self.work()
-
 
 
 def _reap(pid: int) -> None:

@@ -217,10 +217,8 @@ def _for_facts(events: pd.DataFrame) -> pd.DataFrame:
 
 
 def _fork_for_facts(connections: pd.DataFrame) -> bool:
-    """Whether the facts are worth a child (``_tuning.workers``), the children of the payload
-    tier reaped first (their reapers are threads, and nothing forks beside a thread)."""
-    if _tuning.workers(len(connections), least=0) < 2:
-        return False
+    """Whether the facts are worth a child (``_tuning.workers``), the payload tier's children
+    reaped first: their reapers are threads, and ``workers`` forks nothing beside a thread."""
     _forks.reaped()
     return _tuning.workers(len(connections)) > 1
 
@@ -231,8 +229,7 @@ def transport_tier(info: SourceInfo, tables, quic_made: quic.QuicRows) -> Timeli
     ``quic_rows_of``) marked so, and none of the connections' columns made of the payload
     (left out, not NA)."""
     packets, connections, events = tables
-    made = quic_made
-    connections = quic.mark_connections(connections, made.apps)
+    connections = quic.mark_connections(connections, quic_made.apps)
     return Timeline(source=info, packets=packets,
                     connections=_without(connections, APP_CONNECTION_COLUMNS + KEEPALIVE_CONNECTION_COLUMNS),
                     events=_merge_events(events))

@@ -6,8 +6,9 @@ cost (``Plan.cost``) and each share is reassembled, decoded and turned into
 rows (``capture.payload_rows``) by a forked child, while this process
 waits for them (a share it decoded itself would leave it millions of
 objects to free, and their memory in the pages of the tables still to come).
-A child sees the parent's memory as it was at the fork (the capture's bytes, the TCP columns) without a copy
-and sends back only its rows, pickled through a pipe.  The shares are
+A child sees the parent's memory as it was at the fork (the capture's bytes,
+the TCP columns) without a copy and sends back only its rows, pickled
+through a pipe.  The shares are
 joined in connection order, so the rows -- and every table made of them --
 are the ones a single process makes (``TRACEVIZ_WORKERS=1``).  One more
 child may do other work beside them (``_forks.Beside``, forked before the shares
