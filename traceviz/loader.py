@@ -29,8 +29,11 @@ _NEEDS = {"packets": set(), "connections": {"tls", "http", "dns"}, "events": {"t
 # an HTTP/2 stream's stalls (rows, and events) from the packets and TCP events.
 _BUILT_WITH = {"requests": ("packets", "events", "connections"), "streams": ("packets", "events"),
                "connections": ("requests", "packets", "events"), "events": ("packets",)}
-# Tables with QUIC in them: the QUIC path runs when one of them is asked for.
-_QUIC_TABLES = frozenset({"quic", "connections", "events", "requests", "tls"})
+# Tables with QUIC's rows in them: its machines run when one of them is asked for (the
+# requests only with keys: without them QUIC gives none); and those that read no more of QUIC
+# than who its clients are (``decode.quic.streams.run_quic``'s ``turns_only``).
+_QUIC_TABLES = frozenset({"quic", "connections", "events", "tls"})
+_QUIC_TURNS_TABLES = frozenset({"packets", "requests"})
 
 
 def load(path: str | os.PathLike, keylog: str | os.PathLike | None = None,
@@ -48,7 +51,8 @@ def load(path: str | os.PathLike, keylog: str | os.PathLike | None = None,
     opened as a ``Dataset`` (``assemble/dataset.py``).
     ``tables``: build only these (default all); the work follows -- ``requests``
     alone decodes no TLS session without keys, ``tls`` alone no cleartext HTTP,
-    ``packets`` alone nothing above TCP -- and reading a table left out raises
+    ``packets`` alone nothing above TCP but QUIC's hellos (who each flow's client is)
+    -- and reading a table left out raises
     ``model.TableNotBuilt``.  ``measure_tcp``: also measure each TCP packet's
     bytes in flight, ACK and timestamp RTTs and SACK blocks (the packets
     table's ``bytes_in_flight``, ``ack_rtt``, ``rtt_ambiguous``, ``ts_rtt``,
@@ -298,7 +302,8 @@ def _load_capture(path: str, keylog, rsa_key, progress: Progress, asked: Asked) 
     # QUIC's flows are found here; who their clients are, and their machines, are for later
     # (``_quic_side``): a flow they turn around (the capture missed the client's first
     # datagram) is turned in the tables and the DNS messages then (``_turn_around``).
-    quic_plan = _find_quic(transport, cap.buf, debug, info) if wanted & _QUIC_TABLES else None
+    quic_work = _quic_work(wanted, keyed=log is not None)
+    quic_plan = _find_quic(transport, cap.buf, debug, info) if quic_work else None
     release_pages(cap.buf)      # its flows' datagrams (the first bytes of all were read a window at a time)
     capture_end = float(np.max(idx.ts)) if len(idx.ts) else None    # whether a QUIC flow went idle
     connections = transport_tables.connections(transport)
@@ -311,7 +316,7 @@ def _load_capture(path: str, keylog, rsa_key, progress: Progress, asked: Asked) 
     # second of it while this process plans the TCP streams), and the machines' memory never
     # in this process (~170 MB at its peak).
     quic_side = _fork_quic(quic_plan, cap.buf, log, debug, info, connections, capture_end,
-                           events="events" in built and not transport_only)
+                           events="events" in built and not transport_only, turns_only=quic_work == "turns")
     with quic_side:     # dropped if anything below stops the load
         tables = (transport_tables.packets(transport) if "packets" in built else empty_table("packets"),
                   connections,
@@ -366,6 +371,14 @@ def _load_capture(path: str, keylog, rsa_key, progress: Progress, asked: Asked) 
                           keepalive_facts=asked.keepalive_facts)
 
 
+def _quic_work(wanted: frozenset, keyed: bool) -> str | None:
+    """What of QUIC the ``wanted`` tables read: ``all`` of it, only its ``turns`` (which flows
+    the capture caught server first), or nothing (None).  ``keyed``: there is a key log."""
+    if wanted & _QUIC_TABLES or ("requests" in wanted and keyed):
+        return "all"
+    return "turns" if wanted & _QUIC_TURNS_TABLES else None
+
+
 def _find_quic(transport, buf, debug: bool, info: SourceInfo):
     """The plan of the UDP flows that speak QUIC (``decode.quic.streams.find_quic``); None
     after a decoder bug (said once)."""
@@ -379,20 +392,22 @@ def _find_quic(transport, buf, debug: bool, info: SourceInfo):
         return None
 
 
-def _fork_quic(plan, buf, log, debug: bool, info: SourceInfo, connections, capture_end, events: bool):
+def _fork_quic(plan, buf, log, debug: bool, info: SourceInfo, connections, capture_end, events: bool,
+               turns_only: bool = False):
     """``_quic_side`` begun (``_forks.Beside``): in a child of its own when there
     are flows enough to be worth a fork, else run here when its result is asked for."""
     from traceviz._forks import Beside
     flows = len(plan.members) if plan is not None else 0
-    return Beside(lambda: _quic_side(plan, buf, log, debug, info, connections, capture_end, events),
+    return Beside(lambda: _quic_side(plan, buf, log, debug, info, connections, capture_end, events, turns_only),
                   fork=_tuning.workers(flows, least=_tuning.PARALLEL_MIN_QUIC_FLOWS) > 1)
 
 
-def _quic_side(plan, buf, log, debug: bool, info: SourceInfo, connections, capture_end, events: bool):
+def _quic_side(plan, buf, log, debug: bool, info: SourceInfo, connections, capture_end, events: bool,
+               turns_only: bool = False):
     """(the flows QUIC turns around, QUIC's rows, their warnings) as a child makes them: each
     flow's client settled (``settle_clients``), its machine run (``run_quic``) and its rows
     made (``quic_rows_of``, ``events`` False: no events rows); None for a plan, or after a
-    decoder bug (said once), gives no rows."""
+    decoder bug (said once), gives no rows.  ``turns_only``: the turns, and no rows."""
     from dataclasses import replace
 
     from traceviz.assemble.capture import quic_rows_of
@@ -403,7 +418,7 @@ def _quic_side(plan, buf, log, debug: bool, info: SourceInfo, connections, captu
     if plan is not None:
         try:
             settle_clients(plan, buf)
-            quic = run_quic(plan, buf, log, debug=debug)
+            quic = run_quic(plan, buf, log, debug=debug, turns_only=turns_only)
         except Exception as exc:  # a decoder bug must not cost the user the rest of the analysis
             if debug or isinstance(exc, InputError):
                 raise
