@@ -37,7 +37,7 @@ def _caught_server_first(tmp_path):
 @pytest.mark.parametrize("workers", [1, 2])
 def test_a_table_alone_turns_the_quic_flows_a_whole_load_turns(tmp_path, monkeypatch, workers):
     """The packets alone read each QUIC flow's client as a whole load does, and so do the
-    requests alone: the flows turned by their first packets (a Retry first), and those only
+    requests and the TLS sessions alone: the flows turned by their first packets (a Retry first), and those only
     their hellos turn (made to happen here by a machine that says so the first time it reads
     the flow), in one process and with QUIC in a child."""
     import quicgen
@@ -48,7 +48,7 @@ def test_a_table_alone_turns_the_quic_flows_a_whole_load_turns(tmp_path, monkeyp
     server_first = _caught_server_first(tmp_path)
     whole = traceviz.load(server_first)
     assert whole.connections.iloc[0]["client_by"] == "quic"
-    for name in ("packets", "requests", "connections"):
+    for name in ("packets", "requests", "connections", "tls"):
         alone = traceviz.load(server_first, tables=[name])
         pd.testing.assert_frame_equal(getattr(alone, name), getattr(whole, name), obj=f"server first: {name}")
     assert traceviz.load(server_first, tables=["packets"]).packets["dir"].iloc[0] == "s2c"
@@ -57,7 +57,7 @@ def test_a_table_alone_turns_the_quic_flows_a_whole_load_turns(tmp_path, monkeyp
     monkeypatch.setattr(qc.QUICConnection, "client_is_server", lambda self: self.events[0].dir == "c2s")
     whole = traceviz.load(late)
     assert whole.connections.iloc[0]["client"] == "10.93.0.2:4433"
-    for name in ("packets", "requests"):
+    for name in ("packets", "requests", "tls"):
         alone = traceviz.load(late, tables=[name])
         pd.testing.assert_frame_equal(getattr(alone, name), getattr(whole, name), obj=f"hellos turn: {name}")
 
@@ -85,3 +85,27 @@ def test_tables_that_read_only_quics_turns_stop_its_machines_at_the_hello(tmp_pa
     read.clear()
     traceviz.load(pcap, tables=["streams"])     # nothing of QUIC in it
     assert read == []
+
+
+def test_the_tls_table_without_keys_reads_only_quics_long_headers(tmp_path, monkeypatch):
+    """Without keys only Initial packets open, and a QUIC flow's TLS row is made of them: the
+    tls table alone feeds its machines the datagrams that start with a long header, and its
+    rows are a whole load's (above, and on every corpus capture).  With a key log, or with
+    another table that shows QUIC, every datagram is read."""
+    import quicgen
+
+    from traceviz.decode.quic import connection as qc
+    conv = quicgen.conversation()
+    pcap = quicgen.write_pcap(tmp_path / "c.pcap", conv)
+    long_headers = [i + 1 for i, (_, data, _) in enumerate(conv.datagrams) if data[0] & 0x80]
+    assert 0 < len(long_headers) < len(conv.datagrams) / 2
+    read = []
+    real = qc.QUICConnection.receive
+    monkeypatch.setattr(qc.QUICConnection, "receive", lambda self, *a: read.append(a[2]) or real(self, *a))
+    alone = traceviz.load(pcap, tables=["tls"])
+    assert read == long_headers
+    assert alone.tls.iloc[0]["transport"] == "quic" and alone.tls.iloc[0]["sni"] == "quic.test"
+    for kwargs in ({"tables": ["tls", "quic"]}, {"tables": ["tls"], "keylog": quicgen.keylog_file(tmp_path / "k", conv)}):
+        read.clear()
+        traceviz.load(pcap, **kwargs)
+        assert len(read) == len(conv.datagrams), kwargs

@@ -31,7 +31,7 @@ _BUILT_WITH = {"requests": ("packets", "events", "connections"), "streams": ("pa
                "connections": ("requests", "packets", "events"), "events": ("packets",)}
 # Tables with QUIC's rows in them: its machines run when one of them is asked for (the
 # requests only with keys: without them QUIC gives none); and those that read no more of QUIC
-# than who its clients are (``decode.quic.streams.run_quic``'s ``turns_only``).
+# than who its clients are (``_quic_work``).
 _QUIC_TABLES = frozenset({"quic", "connections", "events", "tls"})
 _QUIC_TURNS_TABLES = frozenset({"packets", "requests"})
 
@@ -316,7 +316,7 @@ def _load_capture(path: str, keylog, rsa_key, progress: Progress, asked: Asked) 
     # second of it while this process plans the TCP streams), and the machines' memory never
     # in this process (~170 MB at its peak).
     quic_side = _fork_quic(quic_plan, cap.buf, log, debug, info, connections, capture_end,
-                           events="events" in built and not transport_only, turns_only=quic_work == "turns")
+                           events="events" in built and not transport_only, reads=quic_work)
     with quic_side:     # dropped if anything below stops the load
         tables = (transport_tables.packets(transport) if "packets" in built else empty_table("packets"),
                   connections,
@@ -372,10 +372,12 @@ def _load_capture(path: str, keylog, rsa_key, progress: Progress, asked: Asked) 
 
 
 def _quic_work(wanted: frozenset, keyed: bool) -> str | None:
-    """What of QUIC the ``wanted`` tables read: ``all`` of it, only its ``turns`` (which flows
-    the capture caught server first), or nothing (None).  ``keyed``: there is a key log."""
+    """What of QUIC the ``wanted`` tables read (``decode.quic.streams.run_quic``'s ``reads``):
+    ``all`` of it, only its ``handshake`` (the tls table without keys), only its ``turns``
+    (which flows the capture caught server first), or nothing (None).  ``keyed``: there is a
+    key log."""
     if wanted & _QUIC_TABLES or ("requests" in wanted and keyed):
-        return "all"
+        return "handshake" if wanted & _QUIC_TABLES == {"tls"} and not keyed else "all"
     return "turns" if wanted & _QUIC_TURNS_TABLES else None
 
 
@@ -393,21 +395,22 @@ def _find_quic(transport, buf, debug: bool, info: SourceInfo):
 
 
 def _fork_quic(plan, buf, log, debug: bool, info: SourceInfo, connections, capture_end, events: bool,
-               turns_only: bool = False):
+               reads: str | None = "all"):
     """``_quic_side`` begun (``_forks.Beside``): in a child of its own when there
     are flows enough to be worth a fork, else run here when its result is asked for."""
     from traceviz._forks import Beside
     flows = len(plan.members) if plan is not None else 0
-    return Beside(lambda: _quic_side(plan, buf, log, debug, info, connections, capture_end, events, turns_only),
+    return Beside(lambda: _quic_side(plan, buf, log, debug, info, connections, capture_end, events, reads),
                   fork=_tuning.workers(flows, least=_tuning.PARALLEL_MIN_QUIC_FLOWS) > 1)
 
 
 def _quic_side(plan, buf, log, debug: bool, info: SourceInfo, connections, capture_end, events: bool,
-               turns_only: bool = False):
+               reads: str | None = "all"):
     """(the flows QUIC turns around, QUIC's rows, their warnings) as a child makes them: each
     flow's client settled (``settle_clients``), its machine run (``run_quic``) and its rows
     made (``quic_rows_of``, ``events`` False: no events rows); None for a plan, or after a
-    decoder bug (said once), gives no rows.  ``turns_only``: the turns, and no rows."""
+    decoder bug (said once), gives no rows.  ``reads``: what of each flow its machine reads
+    (``run_quic``; ``_quic_work``)."""
     from dataclasses import replace
 
     from traceviz.assemble.capture import quic_rows_of
@@ -418,7 +421,7 @@ def _quic_side(plan, buf, log, debug: bool, info: SourceInfo, connections, captu
     if plan is not None:
         try:
             settle_clients(plan, buf)
-            quic = run_quic(plan, buf, log, debug=debug, turns_only=turns_only)
+            quic = run_quic(plan, buf, log, debug=debug, reads=reads)
         except Exception as exc:  # a decoder bug must not cost the user the rest of the analysis
             if debug or isinstance(exc, InputError):
                 raise

@@ -44,11 +44,17 @@ class QuicRows:
 
 def rows(payload, endpoints: dict, keylog, path: str, capture_end: float | None, events: bool = True) -> QuicRows:
     """The rows of a ``decode.quic.streams.QuicPayload`` (None: nothing); ``events`` False:
-    none of the events rows (a row per packet: for a load that builds no events table)."""
+    none of the events rows (a row per packet: for a load that builds no events table).
+    A payload that read only the handshakes (``run_quic(reads="handshake")``) gives the tls
+    rows alone; one that read only the turns, no rows."""
     out = QuicRows(table=conform("quic", pd.DataFrame(columns=JSON_FIELDS["quic"])))
     if payload is None:
         return out
     out.warnings = _warnings(payload, path)
+    if payload.reads == "handshake":
+        out.tls = [{**tls.session_row(q.handshake, endpoints.get(conn, {}), keylog), "transport": "quic"}
+                   for conn, q in sorted(payload.results.items()) if _hello(q.handshake)]
+        return out
     quic_rows, event_rows = [], Columns()
     for conn, q in sorted(payload.results.items()):
         ends = endpoints.get(conn, {})
@@ -57,7 +63,7 @@ def rows(payload, endpoints: dict, keylog, path: str, capture_end: float | None,
         if events:
             event_rows.add_block(*event_columns(conn, q))
         hs = q.handshake
-        if hs.client_hello is not None or hs.server_hello is not None:
+        if _hello(hs):
             out.tls.append({**tls.session_row(hs, ends, keylog), "transport": "quic"})
             if events:
                 event_rows.add_block(*tls.event_columns(conn, hs))
@@ -73,6 +79,11 @@ def rows(payload, endpoints: dict, keylog, path: str, capture_end: float | None,
         out.table = conform("quic", pd.DataFrame(quic_rows))
     out.events = events_table(event_rows)
     return out
+
+
+def _hello(hs) -> bool:
+    """Whether a QUIC handshake makes a tls row: a hello was read."""
+    return hs.client_hello is not None or hs.server_hello is not None
 
 
 def _warnings(payload, path: str) -> list[str]:

@@ -40,6 +40,7 @@ class QuicPayload:
     suspects: list = field(default_factory=list)
     flipped: list = field(default_factory=list)
     late: list = field(default_factory=list)         # of ``flipped``, those the hellos turned around
+    reads: str = "all"                               # what the machines read (``run_quic``)
 
 
 def quic_rows(idx, conn: np.ndarray, buf) -> tuple[np.ndarray, np.ndarray]:
@@ -154,26 +155,41 @@ def _handing_back(flows, buf):
         yield flow
 
 
-def run_quic(plan: QuicPlan, buf, keylog=None, debug: bool = False, turns_only: bool = False) -> QuicPayload:
+READS = ("all", "handshake", "turns")
+
+
+def run_quic(plan: QuicPlan, buf, keylog=None, debug: bool = False, reads: str = "all") -> QuicPayload:
     """Each QUIC flow's machine fed its datagrams.  A flow whose hellos say the other side is
     the client is read again turned around and listed in ``late`` (``out.flipped`` too): the
     caller turns it around wherever the directions are kept (``turn_around``, or
     ``assemble.transport.turn_around`` once the tables are made).
 
-    ``turns_only``: the turns and nothing else, for a load whose tables read no more of QUIC
-    than its directions (the packets; the requests without keys, which QUIC gives none of).
-    Each machine stops at its flow's first ClientHello -- the one ``client_is_server`` reads;
-    a later one never replaces it -- and keeps no result: on the realistic bench's 1M
-    packets, a datagram or two of each flow instead of 100k."""
+    ``reads``: what of each flow the tables need read (``READS``):
+
+    - ``all`` of it;
+    - ``handshake``: its TLS handshake and turns, for the tls table without a key log.
+      Without keys only Initial packets open, all of them long headers, so a datagram
+      that starts with a short header is not fed: on the realistic bench's 1M packets,
+      20k datagrams instead of 100k.  Its rows hold the tls rows alone (``assemble.quic.rows``);
+    - ``turns``: who each flow's client is and nothing else, for the packets, and the
+      requests without keys (QUIC gives them none).  Each machine stops at its flow's first
+      ClientHello -- the one ``client_is_server`` reads; a later one never replaces it --
+      and no result is kept: a datagram or two of each flow.
+    """
     from traceviz.decode.quic.connection import QUICConnection
 
-    out = QuicPayload(flipped=list(plan.flipped))
+    if reads not in READS or (reads == "handshake" and keylog is not None):
+        raise ValueError(f"run_quic cannot read {reads!r}{' with keys' * (keylog is not None)}")
+    out = QuicPayload(flipped=list(plan.flipped), reads=reads)
     frames, ts, offs, caps, c2s = plan.frames, plan.ts, plan.offs, plan.caps, plan.c2s
+    turns_only, long_only = reads == "turns", reads == "handshake"
 
     def run(c: int, members: list[int], turned: bool):
         q = QUICConnection(conn=c, keylog=keylog)
         try:
             for i in members:
+                if long_only and not buf[offs[i]] & 0x80:
+                    continue
                 q.receive("c2s" if c2s[i] != turned else "s2c", bytes(buf[offs[i]:offs[i] + caps[i]]),
                           frames[i], ts[i])
                 if turns_only and q.handshake.client_hello_event is not None:
