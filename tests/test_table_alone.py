@@ -87,11 +87,12 @@ def test_tables_that_read_only_quics_turns_stop_its_machines_at_the_hello(tmp_pa
     assert read == []
 
 
-def test_the_tls_table_without_keys_reads_only_quics_long_headers(tmp_path, monkeypatch):
-    """Without keys only Initial packets open, and a QUIC flow's TLS row is made of them: the
-    tls table alone feeds its machines the datagrams that start with a long header, and its
-    rows are a whole load's (above, and on every corpus capture).  With a key log, or with
-    another table that shows QUIC, every datagram is read."""
+def test_the_tls_and_connections_tables_without_keys_read_only_quics_long_headers(tmp_path, monkeypatch):
+    """Without keys only Initial packets open, and a QUIC flow's TLS row and app are made of
+    them: the tls table, the connections table and the transport tier alone feed QUIC's
+    machines the datagrams that start with a long header, and their rows are a whole load's
+    (above, and on every corpus capture).  With a key log, or with a table that shows more of
+    QUIC, every datagram is read."""
     import quicgen
 
     from traceviz.decode.quic import connection as qc
@@ -102,10 +103,36 @@ def test_the_tls_table_without_keys_reads_only_quics_long_headers(tmp_path, monk
     read = []
     real = qc.QUICConnection.receive
     monkeypatch.setattr(qc.QUICConnection, "receive", lambda self, *a: read.append(a[2]) or real(self, *a))
-    alone = traceviz.load(pcap, tables=["tls"])
-    assert read == long_headers
-    assert alone.tls.iloc[0]["transport"] == "quic" and alone.tls.iloc[0]["sni"] == "quic.test"
-    for kwargs in ({"tables": ["tls", "quic"]}, {"tables": ["tls"], "keylog": quicgen.keylog_file(tmp_path / "k", conv)}):
+    whole = traceviz.load(pcap)
+    for kwargs in ({"tables": ["tls"]}, {"tables": ["connections"]}, {"transport_only": True}):
+        read.clear()
+        alone = traceviz.load(pcap, **kwargs)
+        assert read == long_headers, kwargs
+        shown = "tls" if kwargs.get("tables") == ["tls"] else "connections"
+        pd.testing.assert_frame_equal(getattr(alone, shown), getattr(whole, shown)[getattr(alone, shown).columns])
+        if shown == "connections":
+            assert alone.connections.iloc[0]["transport"] == "quic"
+    assert whole.connections.iloc[0]["app"] == "h3" and whole.tls.iloc[0]["transport"] == "quic"
+    keyed = {"keylog": quicgen.keylog_file(tmp_path / "k", conv)}
+    for kwargs in ({"tables": ["tls", "quic"]}, {"tables": ["connections", "events"]}, {"tables": ["tls"], **keyed},
+                   {"tables": ["connections"], **keyed}, {"transport_only": True, **keyed}):
         read.clear()
         traceviz.load(pcap, **kwargs)
         assert len(read) == len(conv.datagrams), kwargs
+
+
+def test_a_quic_flow_whose_long_headers_are_unreadable_is_read_whole_for_its_connection(tmp_path):
+    """A flow QUIC's first-bytes test took (a long header of version 1) whose long headers
+    are all cut short: its short headers are what make it a QUIC connection, so the handshake
+    reading reads them too, and the connections table alone says ``quic`` as a whole load does."""
+    import quicgen
+    conv = quicgen.Conversation(datagrams=[("c2s", b"\xc0\x00\x00\x00\x01\x14\x01\x02", 1.0),
+                                           ("s2c", b"\x41" + bytes(30), 1.1), ("c2s", b"\x41" + bytes(40), 1.2)])
+    pcap = quicgen.write_pcap(tmp_path / "cut.pcap", conv)
+    whole = traceviz.load(pcap)
+    assert whole.connections["transport"].tolist() == ["quic"]
+    assert whole.events["kind"].tolist() == ["unparsed", "1-RTT", "1-RTT"]
+    for tables in (["connections"], ["tls"], ["connections", "tls"]):
+        alone = traceviz.load(pcap, tables=tables)
+        for name in tables:
+            pd.testing.assert_frame_equal(getattr(alone, name), getattr(whole, name), obj=f"{tables}: {name}")

@@ -34,6 +34,8 @@ _BUILT_WITH = {"requests": ("packets", "events", "connections"), "streams": ("pa
 # than who its clients are (``_quic_work``).
 _QUIC_TABLES = frozenset({"quic", "connections", "events", "tls"})
 _QUIC_TURNS_TABLES = frozenset({"packets", "requests"})
+# Those that without keys read only its handshakes (TLS rows, apps): only Initial packets open.
+_QUIC_HANDSHAKE_TABLES = frozenset({"tls", "connections"})
 
 
 def load(path: str | os.PathLike, keylog: str | os.PathLike | None = None,
@@ -302,7 +304,7 @@ def _load_capture(path: str, keylog, rsa_key, progress: Progress, asked: Asked) 
     # QUIC's flows are found here; who their clients are, and their machines, are for later
     # (``_quic_side``): a flow they turn around (the capture missed the client's first
     # datagram) is turned in the tables and the DNS messages then (``_turn_around``).
-    quic_work = _quic_work(wanted, keyed=log is not None)
+    quic_work = _quic_work(wanted, keyed=log is not None, transport_only=transport_only)
     quic_plan = _find_quic(transport, cap.buf, debug, info) if quic_work else None
     release_pages(cap.buf)      # its flows' datagrams (the first bytes of all were read a window at a time)
     capture_end = float(np.max(idx.ts)) if len(idx.ts) else None    # whether a QUIC flow went idle
@@ -371,13 +373,15 @@ def _load_capture(path: str, keylog, rsa_key, progress: Progress, asked: Asked) 
                           keepalive_facts=asked.keepalive_facts)
 
 
-def _quic_work(wanted: frozenset, keyed: bool) -> str | None:
+def _quic_work(wanted: frozenset, keyed: bool, transport_only: bool = False) -> str | None:
     """What of QUIC the ``wanted`` tables read (``decode.quic.streams.run_quic``'s ``reads``):
-    ``all`` of it, only its ``handshake`` (the tls table without keys), only its ``turns``
+    ``all`` of it, only its ``handshake`` (the tls and connections tables without keys), only its ``turns``
     (which flows the capture caught server first), or nothing (None).  ``keyed``: there is a
-    key log."""
+    key log; ``transport_only``: the events are TCP's alone."""
+    if transport_only:
+        wanted = wanted - {"events"}
     if wanted & _QUIC_TABLES or ("requests" in wanted and keyed):
-        return "handshake" if wanted & _QUIC_TABLES == {"tls"} and not keyed else "all"
+        return "handshake" if wanted & _QUIC_TABLES <= _QUIC_HANDSHAKE_TABLES and not keyed else "all"
     return "turns" if wanted & _QUIC_TURNS_TABLES else None
 
 

@@ -46,14 +46,16 @@ def rows(payload, endpoints: dict, keylog, path: str, capture_end: float | None,
     """The rows of a ``decode.quic.streams.QuicPayload`` (None: nothing); ``events`` False:
     none of the events rows (a row per packet: for a load that builds no events table).
     A payload that read only the handshakes (``run_quic(reads="handshake")``) gives the tls
-    rows alone; one that read only the turns, no rows."""
+    rows and the apps alone; one that read only the turns, nothing."""
     out = QuicRows(table=conform("quic", pd.DataFrame(columns=JSON_FIELDS["quic"])))
     if payload is None:
         return out
     out.warnings = _warnings(payload, path)
     if payload.reads == "handshake":
-        out.tls = [{**tls.session_row(q.handshake, endpoints.get(conn, {}), keylog), "transport": "quic"}
-                   for conn, q in sorted(payload.results.items()) if _hello(q.handshake)]
+        for conn, q in sorted(payload.results.items()):
+            if _hello(q.handshake):
+                out.tls.append({**tls.session_row(q.handshake, endpoints.get(conn, {}), keylog), "transport": "quic"})
+            out.apps[conn] = q.app_protocol()
         return out
     quic_rows, event_rows = [], Columns()
     for conn, q in sorted(payload.results.items()):

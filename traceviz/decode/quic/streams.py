@@ -167,10 +167,12 @@ def run_quic(plan: QuicPlan, buf, keylog=None, debug: bool = False, reads: str =
     ``reads``: what of each flow the tables need read (``READS``):
 
     - ``all`` of it;
-    - ``handshake``: its TLS handshake and turns, for the tls table without a key log.
-      Without keys only Initial packets open, all of them long headers, so a datagram
-      that starts with a short header is not fed: on the realistic bench's 1M packets,
-      20k datagrams instead of 100k.  Its rows hold the tls rows alone (``assemble.quic.rows``);
+    - ``handshake``: its TLS handshake and turns, for the tls and connections tables without
+      a key log.  Without keys only Initial packets open, all of them long headers, so a
+      datagram that starts with a short header is not fed: on the realistic bench's 1M
+      packets, 20k datagrams instead of 100k.  (A flow whose long headers are all unreadable
+      is read whole: its short headers may be what make it a QUIC connection.)  Its rows hold
+      the tls rows and the apps alone (``assemble.quic.rows``);
     - ``turns``: who each flow's client is and nothing else, for the packets, and the
       requests without keys (QUIC gives them none).  Each machine stops at its flow's first
       ClientHello -- the one ``client_is_server`` reads; a later one never replaces it --
@@ -182,9 +184,9 @@ def run_quic(plan: QuicPlan, buf, keylog=None, debug: bool = False, reads: str =
         raise ValueError(f"run_quic cannot read {reads!r}{' with keys' * (keylog is not None)}")
     out = QuicPayload(flipped=list(plan.flipped), reads=reads)
     frames, ts, offs, caps, c2s = plan.frames, plan.ts, plan.offs, plan.caps, plan.c2s
-    turns_only, long_only = reads == "turns", reads == "handshake"
+    turns_only = reads == "turns"
 
-    def run(c: int, members: list[int], turned: bool):
+    def run(c: int, members: list[int], turned: bool, long_only: bool = reads == "handshake"):
         q = QUICConnection(conn=c, keylog=keylog)
         try:
             for i in members:
@@ -212,6 +214,9 @@ def run_quic(plan: QuicPlan, buf, keylog=None, debug: bool = False, reads: str =
         if turns_only:
             continue
         readable = [e for e in q.events if e.type != "unparsed"]
+        if not readable and reads == "handshake":
+            q = run(c, members, c in out.late, long_only=False)
+            readable = [e for e in q.events if e.type != "unparsed"]
         if q.errors:
             frame = _first_frame(q.errors, frames[members[0]])
             out.suspects.append((c, frame, q.errors[0]))
