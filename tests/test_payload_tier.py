@@ -122,22 +122,23 @@ def test_shares_in_forked_processes_give_what_one_process_gives(corpus, generate
 
 
 def test_keepalive_facts_and_proxy_causes_made_in_a_child_are_those_made_here(monkeypatch, tmp_path):
-    """``finish`` makes the keep-alive facts, proxy legs, 5xx causes and DNS lookups in a child
-    while it merges the events, from the keep-alive and HTTP events merged apart
-    (``capture._for_facts``): every table equals the one-process load's, and the one made of
-    every event, on the captures whose facts those are."""
+    """``finish`` makes the keep-alive facts in a child, and the proxy legs, races, 5xx causes
+    and DNS lookups in another, while it merges the events, from the keep-alive and HTTP
+    events merged apart (``capture._for_facts``): every table equals the one-process load's,
+    and the one made of every event, on the captures whose facts those are."""
     from traceviz import _forks
-    from traceviz.assemble import capture
+    from traceviz.assemble import capture, proxy
 
     names = ("proxy-nginx-502-504", "proxy-haproxy-503-502", "proxy-keepalive-race", "proxy-haproxy-reuse-race",
              "proxy-nginx-upstream-500", "http1-idle-timeout", "http1-keepalive-vs-close", "tcp-keepalive",
              "connection-pool", "journey-https")
-    parent, ran = os.getpid(), tmp_path / "facts-child-ran"
+    parent = os.getpid()
+    children = {proxy.with_keepalive_facts: tmp_path / "keepalive-child-ran", capture._request_facts: tmp_path / "legs-child-ran"}
     real_call = _forks._call
 
     def noting(work):
-        if os.getpid() != parent and getattr(work, "func", None) is capture._facts:
-            ran.touch()
+        if os.getpid() != parent and getattr(work, "func", None) in children:
+            children[work.func].touch()
         return real_call(work)
 
     causes = probes = 0
@@ -154,7 +155,7 @@ def test_keepalive_facts_and_proxy_causes_made_in_a_child_are_those_made_here(mo
             m.setattr(_forks, "_call", noting)
             _fork_anyway(m, 2)
             assert_same(one, traceviz.load(path), f"{name}, the facts in a child")
-    assert ran.exists()
+    assert all(ran.exists() for ran in children.values())
     assert causes >= 5 and probes > 0       # the facts compared are there to compare
 
 
@@ -216,6 +217,39 @@ def test_a_load_stopped_after_quic_was_forked_leaves_no_child_behind(generated, 
     before = set(_live_children())
     with pytest.raises(type(stop), match="a decoder bug"):
         traceviz.load(generated)
+    left = set(_live_children()) - before
+    for _ in range(50):         # a child killed a moment ago may still be exiting
+        if not left:
+            break
+        time.sleep(0.1)
+        left = set(_live_children()) - before
+    assert left == set()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="forked children are read off /proc")
+@pytest.mark.parametrize("stop", [RuntimeError("a decoder bug"), _Interrupted("a decoder bug")])
+def test_a_load_stopped_after_the_facts_were_forked_leaves_no_child_behind(monkeypatch, stop):
+    """The keep-alive facts and the requests' legs are forked before ``finish`` makes its
+    other tables: a load that stops there stops both children too (or they would wait on
+    pipes nobody reads, holding the tables' memory)."""
+    import time
+
+    from traceviz.assemble import capture, proxy
+
+    def slow(*args, **kwargs):
+        time.sleep(120)         # still running when the load stops, unless it is stopped
+
+    def broken(*args, **kwargs):
+        raise stop
+
+    monkeypatch.setattr(proxy, "with_keepalive_facts", slow)
+    monkeypatch.setattr(capture, "_request_facts", slow)
+    monkeypatch.setattr(capture, "_tls_table", broken)
+    monkeypatch.setenv("TRACEVIZ_DEBUG", "1")
+    _fork_anyway(monkeypatch, 2)
+    before = set(_live_children())
+    with pytest.raises(type(stop), match="a decoder bug"):
+        traceviz.load(ROOT / "captures" / "proxy-nginx-502-504.pcapng")
     left = set(_live_children()) - before
     for _ in range(50):         # a child killed a moment ago may still be exiting
         if not left:

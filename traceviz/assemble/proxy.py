@@ -51,25 +51,41 @@ MAX_CANDIDATES = 200    # earlier client requests looked at for one upstream req
 def assemble(connections: pd.DataFrame, packets: pd.DataFrame, events: pd.DataFrame,
              requests: pd.DataFrame, heads: dict, keepalive_facts: bool = True,
              request_facts: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The keep-alive facts, the races, the proxy legs and the 5xx causes of a capture.
+    """The keep-alive facts, the races, the proxy legs and the 5xx causes of a capture: the
+    connections ``with_keepalive_facts`` and the requests ``with_request_facts``.  Neither
+    reads what the other makes, so they may be made apart (``capture.finish`` does, each in a
+    child of its own).
 
     ``heads``: every HTTP/1 message's headers by (conn, first frame) (``keepalive.http1_heads``).
     ``keepalive_facts`` False: the connections are returned as they came (a load that shows
-    no connections table); the races and legs read only the requests' own connections' packets.
-    ``request_facts`` False: the requests are returned as they came, without races, legs
-    and causes (a load that shows no requests table: they were made for the keep-alive facts)."""
+    no connections table).  ``request_facts`` False: the requests are returned as they came,
+    without races, legs and causes (a load that shows no requests table: they were made for
+    the keep-alive facts)."""
     if keepalive_facts:
-        family, ka = keepalive.subjects(connections, requests, events)
-    else:
-        family, ka = set(requests["conn"].dropna().astype(int).tolist()) if len(requests) else set(), None
+        connections = with_keepalive_facts(connections, packets, events, requests, heads)
+    if request_facts:
+        requests = with_request_facts(requests, connections, packets, events, heads)
+    return connections, requests
+
+
+def with_keepalive_facts(connections: pd.DataFrame, packets: pd.DataFrame, events: pd.DataFrame,
+                         requests: pd.DataFrame, heads: dict) -> pd.DataFrame:
+    """``connections`` with the keep-alive facts of those worth them (``keepalive.subjects``)."""
+    family, ka = keepalive.subjects(connections, requests, events)
     segs = keepalive.segments(packets, family)
-    heads = heads if len(requests) else {}
-    if keepalive_facts:
-        connections = keepalive.connection_facts(connections, requests, ka, segs, heads)
-    if not len(requests) or not request_facts:
-        return connections, requests
+    return keepalive.connection_facts(connections, requests, ka, segs, heads if len(requests) else {})
+
+
+def with_request_facts(requests: pd.DataFrame, connections: pd.DataFrame, packets: pd.DataFrame,
+                       events: pd.DataFrame, heads: dict) -> pd.DataFrame:
+    """``requests`` with their races, proxy legs and 5xx causes.  They read the packets of the
+    requests' own connections alone, and of the connections only what the transport tier
+    made of them (endpoints, interface, handshake, close): none of the keep-alive facts."""
+    if not len(requests):
+        return requests
+    segs = keepalive.segments(packets, requests["conn"].dropna().astype(int).tolist())
     requests = keepalive.mark_races(requests, keepalive.races(requests, connections, segs))
-    return connections, legs(requests, connections, events, segs, heads)
+    return legs(requests, connections, events, segs, heads)
 
 
 # -- what one request looks like to the matcher --------------------------------------------
