@@ -29,13 +29,13 @@ _NEEDS = {"packets": set(), "connections": {"tls", "http", "dns"}, "events": {"t
 # an HTTP/2 stream's stalls (rows, and events) from the packets and TCP events.
 _BUILT_WITH = {"requests": ("packets", "events", "connections"), "streams": ("packets", "events"),
                "connections": ("requests", "packets", "events"), "events": ("packets",)}
-# Tables with QUIC's rows in them: its machines run when one of them is asked for (the
-# requests only with keys: without them QUIC gives none); and those that read no more of QUIC
-# than who its clients are (``_quic_work``).
+# What of QUIC a table reads (``_quic_work``).  These hold QUIC's rows (the requests too, with
+# keys: without them QUIC gives none) ...
 _QUIC_TABLES = frozenset({"quic", "connections", "events", "tls"})
-_QUIC_TURNS_TABLES = frozenset({"packets", "requests"})
-# Those that without keys read only its handshakes (TLS rows, apps): only Initial packets open.
+# ... of which these, without keys, only rows made of its handshakes (only Initial packets open) ...
 _QUIC_HANDSHAKE_TABLES = frozenset({"tls", "connections"})
+# ... and these read no more of it than who each flow's client is.
+_QUIC_TURNS_TABLES = frozenset({"packets", "requests"})
 
 
 def load(path: str | os.PathLike, keylog: str | os.PathLike | None = None,
@@ -318,7 +318,7 @@ def _load_capture(path: str, keylog, rsa_key, progress: Progress, asked: Asked) 
     # second of it while this process plans the TCP streams), and the machines' memory never
     # in this process (~170 MB at its peak).
     quic_side = _fork_quic(quic_plan, cap.buf, log, debug, info, connections, capture_end,
-                           events="events" in built and not transport_only, reads=quic_work)
+                           events="events" in built and not transport_only, reads=quic_work or "all")
     with quic_side:     # dropped if anything below stops the load
         tables = (transport_tables.packets(transport) if "packets" in built else empty_table("packets"),
                   connections,
@@ -375,9 +375,9 @@ def _load_capture(path: str, keylog, rsa_key, progress: Progress, asked: Asked) 
 
 def _quic_work(wanted: frozenset, keyed: bool, transport_only: bool = False) -> str | None:
     """What of QUIC the ``wanted`` tables read (``decode.quic.streams.run_quic``'s ``reads``):
-    ``all`` of it, only its ``handshake`` (the tls and connections tables without keys), only its ``turns``
-    (which flows the capture caught server first), or nothing (None).  ``keyed``: there is a
-    key log; ``transport_only``: the events are TCP's alone."""
+    ``all`` of it, only its ``handshake`` (the tls and connections tables without keys), only
+    its ``turns`` (which flows the capture caught server first), or nothing (None).
+    ``keyed``: there is a key log; ``transport_only``: the events are TCP's alone."""
     if transport_only:
         wanted = wanted - {"events"}
     if wanted & _QUIC_TABLES or ("requests" in wanted and keyed):
@@ -399,7 +399,7 @@ def _find_quic(transport, buf, debug: bool, info: SourceInfo):
 
 
 def _fork_quic(plan, buf, log, debug: bool, info: SourceInfo, connections, capture_end, events: bool,
-               reads: str | None = "all"):
+               reads: str = "all"):
     """``_quic_side`` begun (``_forks.Beside``): in a child of its own when there
     are flows enough to be worth a fork, else run here when its result is asked for."""
     from traceviz._forks import Beside
@@ -409,7 +409,7 @@ def _fork_quic(plan, buf, log, debug: bool, info: SourceInfo, connections, captu
 
 
 def _quic_side(plan, buf, log, debug: bool, info: SourceInfo, connections, capture_end, events: bool,
-               reads: str | None = "all"):
+               reads: str = "all"):
     """(the flows QUIC turns around, QUIC's rows, their warnings) as a child makes them: each
     flow's client settled (``settle_clients``), its machine run (``run_quic``) and its rows
     made (``quic_rows_of``, ``events`` False: no events rows); None for a plan, or after a
