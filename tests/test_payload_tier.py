@@ -190,6 +190,36 @@ def _live_children() -> list[int]:
     return out
 
 
+def _asleep(*args, **kwargs):
+    """Work still running when a load stops, unless the load stops it."""
+    import time
+    time.sleep(120)
+
+
+def _raising(stop: BaseException):
+    def broken(*args, **kwargs):
+        raise stop
+    return broken
+
+
+def _children_left_by(path, stop: BaseException, monkeypatch) -> set[int]:
+    """The children a load of ``path`` that ``stop`` ends (forking all it can, under
+    TRACEVIZ_DEBUG: a decoder bug is raised) leaves alive, once those it killed have exited."""
+    import time
+    monkeypatch.setenv("TRACEVIZ_DEBUG", "1")
+    _fork_anyway(monkeypatch, 2)
+    before = set(_live_children())
+    with pytest.raises(type(stop), match="a decoder bug"):
+        traceviz.load(path)
+    left = set(_live_children()) - before
+    for _ in range(50):
+        if not left:
+            break
+        time.sleep(0.1)
+        left = set(_live_children()) - before
+    return left
+
+
 class _Interrupted(BaseException):
     """What Ctrl-C is to a load: no ``Exception``, so no decoder-bug path catches it."""
 
@@ -200,30 +230,11 @@ def test_a_load_stopped_after_quic_was_forked_leaves_no_child_behind(generated, 
     """QUIC's child is forked before the TCP streams are planned: a load that stops there (a
     decoder bug raised under TRACEVIZ_DEBUG, or an interrupt) stops the child too, rather
     than leave it waiting on a pipe nobody reads, holding the capture's memory."""
-    import time
-
     from traceviz import loader
 
-    def slow_quic(*args, **kwargs):
-        time.sleep(120)         # still running when the load stops, unless it is stopped
-
-    def broken_plan(*args, **kwargs):
-        raise stop
-
-    monkeypatch.setattr(loader, "_quic_side", slow_quic)
-    monkeypatch.setattr(streams, "plan_streams", broken_plan)
-    monkeypatch.setenv("TRACEVIZ_DEBUG", "1")
-    _fork_anyway(monkeypatch, 2)
-    before = set(_live_children())
-    with pytest.raises(type(stop), match="a decoder bug"):
-        traceviz.load(generated)
-    left = set(_live_children()) - before
-    for _ in range(50):         # a child killed a moment ago may still be exiting
-        if not left:
-            break
-        time.sleep(0.1)
-        left = set(_live_children()) - before
-    assert left == set()
+    monkeypatch.setattr(loader, "_quic_side", _asleep)
+    monkeypatch.setattr(streams, "plan_streams", _raising(stop))
+    assert _children_left_by(generated, stop, monkeypatch) == set()
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="forked children are read off /proc")
@@ -232,31 +243,12 @@ def test_a_load_stopped_after_the_facts_were_forked_leaves_no_child_behind(monke
     """The keep-alive facts and the requests' legs are forked before ``finish`` makes its
     other tables: a load that stops there stops both children too (or they would wait on
     pipes nobody reads, holding the tables' memory)."""
-    import time
-
     from traceviz.assemble import capture, proxy
 
-    def slow(*args, **kwargs):
-        time.sleep(120)         # still running when the load stops, unless it is stopped
-
-    def broken(*args, **kwargs):
-        raise stop
-
-    monkeypatch.setattr(proxy, "with_keepalive_facts", slow)
-    monkeypatch.setattr(capture, "_request_facts", slow)
-    monkeypatch.setattr(capture, "_tls_table", broken)
-    monkeypatch.setenv("TRACEVIZ_DEBUG", "1")
-    _fork_anyway(monkeypatch, 2)
-    before = set(_live_children())
-    with pytest.raises(type(stop), match="a decoder bug"):
-        traceviz.load(ROOT / "captures" / "proxy-nginx-502-504.pcapng")
-    left = set(_live_children()) - before
-    for _ in range(50):         # a child killed a moment ago may still be exiting
-        if not left:
-            break
-        time.sleep(0.1)
-        left = set(_live_children()) - before
-    assert left == set()
+    monkeypatch.setattr(proxy, "with_keepalive_facts", _asleep)
+    monkeypatch.setattr(capture, "_request_facts", _asleep)
+    monkeypatch.setattr(capture, "_tls_table", _raising(stop))
+    assert _children_left_by(ROOT / "captures" / "proxy-nginx-502-504.pcapng", stop, monkeypatch) == set()
 
 
 def _tshark_requests(tshark, path) -> list[tuple[str, str]]:
