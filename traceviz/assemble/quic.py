@@ -53,8 +53,9 @@ def rows(payload, endpoints: dict, keylog, path: str, capture_end: float | None,
     out.warnings = _warnings(payload, path)
     if payload.reads == "handshake":
         for conn, q in sorted(payload.results.items()):
-            if _hello(q.handshake):
-                out.tls.append({**tls.session_row(q.handshake, endpoints.get(conn, {}), keylog), "transport": "quic"})
+            tls_row = _tls_row(q, endpoints.get(conn, {}), keylog)
+            if tls_row is not None:
+                out.tls.append(tls_row)
             out.apps[conn] = q.app_protocol()
         return out
     quic_rows, event_rows = [], Columns()
@@ -64,11 +65,11 @@ def rows(payload, endpoints: dict, keylog, path: str, capture_end: float | None,
         quic_rows.append(row)
         if events:
             event_rows.add_block(*event_columns(conn, q))
-        hs = q.handshake
-        if _hello(hs):
-            out.tls.append({**tls.session_row(hs, ends, keylog), "transport": "quic"})
+        tls_row = _tls_row(q, ends, keylog)
+        if tls_row is not None:
+            out.tls.append(tls_row)
             if events:
-                event_rows.add_block(*tls.event_columns(conn, hs))
+                event_rows.add_block(*tls.event_columns(conn, q.handshake))
         if q.h3 is not None:
             ev, rq = h3_rows(conn, q, _default_host(q, ends.get("server")))
             if events:
@@ -83,9 +84,12 @@ def rows(payload, endpoints: dict, keylog, path: str, capture_end: float | None,
     return out
 
 
-def _hello(hs) -> bool:
-    """Whether a QUIC handshake makes a tls row: a hello was read."""
-    return hs.client_hello is not None or hs.server_hello is not None
+def _tls_row(q, ends: dict, keylog) -> dict | None:
+    """The connection's tls row; None when no hello was read."""
+    hs = q.handshake
+    if hs.client_hello is None and hs.server_hello is None:
+        return None
+    return {**tls.session_row(hs, ends, keylog), "transport": "quic"}
 
 
 def _warnings(payload, path: str) -> list[str]:

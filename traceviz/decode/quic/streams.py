@@ -184,9 +184,9 @@ def run_quic(plan: QuicPlan, buf, keylog=None, debug: bool = False, reads: str =
         raise ValueError(f"run_quic cannot read {reads!r}{' with keys' * (keylog is not None)}")
     out = QuicPayload(flipped=list(plan.flipped), reads=reads)
     frames, ts, offs, caps, c2s = plan.frames, plan.ts, plan.offs, plan.caps, plan.c2s
-    turns_only = reads == "turns"
+    turns_only, long_only = reads == "turns", reads == "handshake"
 
-    def run(c: int, members: list[int], turned: bool, long_only: bool = reads == "handshake"):
+    def run(c: int, members: list[int], turned: bool, long_only: bool = long_only):
         q = QUICConnection(conn=c, keylog=keylog)
         try:
             for i in members:
@@ -208,13 +208,12 @@ def run_quic(plan: QuicPlan, buf, keylog=None, debug: bool = False, reads: str =
         if q.client_is_server():
             # The hellos say the other side is the client (the header test could not tell): read again.
             out.late.append(c)
-            if turns_only:
-                continue
-            q = run(c, members, True)
+            if not turns_only:
+                q = run(c, members, True)
         if turns_only:
             continue
         readable = [e for e in q.events if e.type != "unparsed"]
-        if not readable and reads == "handshake":
+        if not readable and long_only:
             q = run(c, members, c in out.late, long_only=False)
             readable = [e for e in q.events if e.type != "unparsed"]
         if q.errors:
