@@ -23,6 +23,50 @@ def test_each_table_alone_is_the_whole_loads(path):
         alone = traceviz.load(path, tables=[name])
         pd.testing.assert_frame_equal(getattr(alone, name), getattr(whole, name), check_exact=True,
                                       obj=f"{path.name}: {name} alone")
+    # iostat's load: TCP's events alone, each the whole load's row; the requests and packets whole
+    tcp = traceviz.load(path, tables=["packets", "requests", "events"], events="tcp")
+    theirs = whole.events[(whole.events["layer"] == "tcp").to_numpy(dtype=bool)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(tcp.events, theirs[tcp.events.columns], check_exact=True, check_categorical=False,
+                                  obj=f"{path.name}: TCP's events alone")
+    assert theirs.drop(columns=tcp.events.columns).isna().all().all()     # what it lacks, TCP rows never hold
+    for name in ("packets", "requests"):
+        pd.testing.assert_frame_equal(getattr(tcp, name), getattr(whole, name), check_exact=True,
+                                      obj=f"{path.name}: {name} beside TCP's events")
+
+
+def test_tcp_events_alone_decode_nothing_above_tcp(monkeypatch):
+    """``events="tcp"`` builds its events table of the TCP tier alone: no TLS session is read
+    for it (a whole events table reads every one), and a choice it does not know is refused."""
+    from traceviz.decode.tls import session
+    fed = []
+    real = session.TLSSession.feed
+    monkeypatch.setattr(session.TLSSession, "feed", lambda self, *a, **k: fed.append(1) or real(self, *a, **k))
+    path = BUNDLED / "tls12-vs-tls13.pcapng"
+    tcp = traceviz.load(path, tables=["packets", "events"], events="tcp")
+    assert not fed and set(tcp.events["layer"]) == {"tcp"}
+    assert {"SYN", "FIN"} <= set(tcp.events["kind"])
+    traceviz.load(path, tables=["packets", "events"])
+    assert fed
+    with pytest.raises(ValueError, match="'all', 'tcp'"):
+        traceviz.load(path, events="udp")
+
+
+def test_only_the_quic_table_reads_the_transport_parameters(tmp_path, monkeypatch):
+    """The hellos' transport parameters are the quic table's columns: the machines that read
+    QUIC's handshakes for the tls and connections tables, or its turns, leave them unread."""
+    import quicgen
+
+    from traceviz.decode.quic import handshake
+    pcap = quicgen.write_pcap(tmp_path / "c.pcap", quicgen.conversation())
+    read = []
+    real = handshake.transport_parameters
+    monkeypatch.setattr(handshake, "transport_parameters", lambda *a: read.append(a[0]) or real(*a))
+    for tables in (["tls"], ["connections"], ["packets"], ["requests"]):
+        traceviz.load(pcap, tables=tables)
+        assert not read, tables
+    quic = traceviz.load(pcap, tables=["quic"]).quic
+    # the ClientHello's (the server's are in its EncryptedExtensions: no keys here)
+    assert read == [handshake.EXT_TRANSPORT_PARAMETERS] and quic.iloc[0]["transport_parameters_client"]
 
 
 def _caught_server_first(tmp_path):

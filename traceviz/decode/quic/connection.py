@@ -86,11 +86,11 @@ class Packet(NamedTuple):
 
 
 class QUICConnection:
-    def __init__(self, conn: int | None = None, keylog=None):
+    def __init__(self, conn: int | None = None, keylog=None, parameters: bool = True):
         self.conn = conn
         self.keylog = keylog
         self.events: list[Packet] = []
-        self.handshake = QUICHandshake(conn)
+        self.handshake = QUICHandshake(conn, parameters)    # parameters: the transport parameters read
         self.h3 = None                          # decode.http.h3.H3Connection once streams speak HTTP/3
         self.versions: list[int] = []           # every long header version, in order of first appearance
         self.version: int | None = None         # the version the handshake ran in

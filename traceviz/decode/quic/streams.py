@@ -172,7 +172,8 @@ def run_quic(plan: QuicPlan, buf, keylog=None, debug: bool = False, reads: str =
       datagram that starts with a short header is not fed: on the realistic bench's 1M
       packets, 20k datagrams instead of 100k.  (A flow whose long headers are all unreadable
       is read whole: its short headers may be what make it a QUIC connection.)  Its rows hold
-      the tls rows and the apps alone (``assemble.quic.rows``);
+      the tls rows and the apps alone (``assemble.quic.rows``), so the hellos' transport
+      parameters (the quic table's) are not read;
     - ``turns``: who each flow's client is and nothing else, for the packets, and the
       requests without keys (QUIC gives them none).  Each machine stops at its flow's first
       ClientHello -- the one ``client_is_server`` reads; a later one never replaces it --
@@ -187,7 +188,7 @@ def run_quic(plan: QuicPlan, buf, keylog=None, debug: bool = False, reads: str =
     turns_only, long_only = reads == "turns", reads == "handshake"
 
     def run(c: int, members: list[int], turned: bool, long_only: bool = long_only):
-        q = QUICConnection(conn=c, keylog=keylog)
+        q = QUICConnection(conn=c, keylog=keylog, parameters=reads == "all")
         try:
             for i in members:
                 if long_only and not buf[offs[i]] & 0x80:
