@@ -105,7 +105,7 @@ def segments(packets: pd.DataFrame, conns) -> dict[int, Segments]:
         "conn": conn[rows],
         "frame": sub["frame"].to_numpy(dtype=np.int64),
         "ts": sub["ts"].to_numpy(dtype=np.float64),
-        "c2s": (sub["dir"].astype("object") == "c2s").to_numpy(dtype=bool),
+        "c2s": (sub["dir"] == "c2s").to_numpy(dtype=bool, na_value=False),     # a category's codes compared
         "flags": _ints(sub["flag_bits"] if "flag_bits" in sub.columns else None, len(sub), 0),
         "seq": _ints(sub["seq"], len(sub), -1),
         "ack": _ints(sub["ack"], len(sub), -1),
