@@ -33,7 +33,7 @@ def analyze(tl, conn: int | None = None, interval: float | None = None, packets=
     subset of ``tl.packets`` to count (requests and events then follow their connections)."""
     conns = None
     if conn is not None:
-        if not (tl.connections["conn"] == conn).any():
+        if not _has_conn(tl, conn):
             raise InputError(tl.source.path, f"no connection {conn}")
         packets = tl.packets[tl.packets["conn"] == conn]
         conns = [conn]
@@ -45,6 +45,14 @@ def analyze(tl, conn: int | None = None, interval: float | None = None, packets=
     return Finding(title=title, question=__doc__.split("\n")[0], rows=rows, summary=summarize(rows, step),
                    answer=explain(rows, step), json_fields=FIELDS, problems=problems(rows),
                    figures={"iostat": lambda theme="light": _figure(rows, step, theme, title)})
+
+
+def _has_conn(tl, conn: int) -> bool:
+    """Whether ``conn`` is a connection of the file: one of its packets' (every connection of a
+    capture has some) or, in a browser export, of its requests'.  Not the connections table's:
+    its TLS and HTTP columns would cost ``traceviz iostat`` every TLS session decoded."""
+    table = tl.packets if len(tl.packets) else tl.requests
+    return bool(len(table)) and bool((table["conn"] == conn).fillna(False).any())
 
 
 def problems(rows) -> list[str]:

@@ -74,6 +74,23 @@ def test_iostat_json_and_chart(tv, tmp_path):
     assert r.code == 0 and (tmp_path / "io.html").stat().st_size > 100_000
 
 
+def test_iostat_reads_what_a_whole_load_has(tv):
+    """``traceviz iostat`` loads the packets, the requests and TCP's events alone: its rows,
+    with and without --conn, are the recipe's over a whole load."""
+    import traceviz
+    from traceviz.recipe import bundled_dir, load_module
+    recipe = load_module(bundled_dir() / "iostat.py")
+    whole = traceviz.load(PROXY)
+    assert whole.source.detail.get("bundled_keylog") is None and len(whole.requests)
+    for extra, conn in (((), None), (("--conn", "2"), 2)):
+        rows = json.loads(tv("iostat", PROXY, "--interval", "250ms", "--json", *extra).out)
+        mine = recipe.analyze(whole, conn=conn, interval=0.25).rows
+        assert rows == json.loads(mine.to_json(orient="records")), extra
+        assert sum(r["requests"] for r in rows) and (conn is not None or sum(r["resets"] for r in rows))
+    r = tv("iostat", PROXY, "--conn", "999")
+    assert r.code == 2 and "no connection 999" in r.err
+
+
 def test_flow_filters(tv, tmp_path):
     rows = json.loads(tv("flow", PROXY, "--host", "10.88.1.2", "--since", "2", "--until", "3", "--json").out)
     assert rows and all(2 <= r["t"] <= 3 and "10.88.1.2" in (r["src_addr"], r["dst_addr"]) for r in rows)

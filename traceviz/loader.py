@@ -41,7 +41,7 @@ _QUIC_TURNS_TABLES = frozenset({"packets", "requests"})
 def load(path: str | os.PathLike, keylog: str | os.PathLike | None = None,
          rsa_key: str | os.PathLike | None = None, progress: Progress | None = None,
          tables: Iterable[str] | None = None, measure_tcp: bool = False,
-         transport_only: bool = False, keepalive_facts: bool = True) -> Timeline:
+         transport_only: bool = False, keepalive_facts: bool = True, events: str = "all") -> Timeline:
     """Decode ``path`` (pcap, pcapng, .gz, HAR, DevTools trace/log, qlog file or folder,
     Chrome NetLog) into a Timeline.
 
@@ -72,11 +72,16 @@ def load(path: str | os.PathLike, keylog: str | os.PathLike | None = None,
     reads none of them (the handshakes): they are made of the requests, the packets
     and the TCP analysis flags, none of which is then built for them.  Every other
     column is the whole load's.
+    ``events``: ``"tcp"`` for an events table of TCP's events alone (handshakes, closes
+    and the ``tcp.analysis`` flags), for a view that counts TCP's trouble (iostat):
+    nothing above TCP is decoded for it, and each row is the whole load's; ``"all"``
+    (the default): every layer's.
     A browser export or a qlog, which has no such tiers, loads as it would without
-    either of the last two.
+    any of the last three.
     Raises ``InputError`` when nothing in the file can be analysed.
     """
-    asked = Asked(_wanted(tables, transport_only), measure_tcp, transport_only, keepalive_facts)
+    asked = Asked(_wanted(tables, transport_only), measure_tcp, transport_only, keepalive_facts,
+                  _event_layers(events))
     many = _many(path)
     if many is not None:
         return many(keylog, rsa_key, progress, asked)
@@ -91,7 +96,7 @@ def load(path: str | os.PathLike, keylog: str | os.PathLike | None = None,
             tl = _load_capture(path, keylog or bundled, rsa_key, progress or _quiet, asked)
         if bundled is not None:
             tl.source.detail["bundled_keylog"] = str(bundled)
-        return _leave_out(tl, asked.tables)
+        return _leave_out(tl, asked)
     if kind == "json":
         with _tuning.loading(os.path.getsize(path)):
             return _load_json(path)
@@ -130,7 +135,7 @@ def load_frames(cap, keylog=None, rsa_key=None, progress: Progress | None = None
 def _load_frames(cap, keylog, rsa_key, progress: Progress | None, asked: Asked) -> Timeline:
     keylog, rsa_key = (None if k is None else _companion(k) for k in (keylog, rsa_key))
     with _tuning.loading(int(cap.detail.get("size") or len(cap.buf))):
-        return _leave_out(_load_capture(cap, keylog, rsa_key, progress or _quiet, asked), asked.tables)
+        return _leave_out(_load_capture(cap, keylog, rsa_key, progress or _quiet, asked), asked)
 
 
 def _load_json(path: str) -> Timeline:
@@ -155,6 +160,7 @@ class Asked:
     measure_tcp: bool = False
     transport_only: bool = False
     keepalive_facts: bool = True
+    events: str = "all"                # whose events the events table holds (``EVENT_CHOICES``)
 
     def built(self) -> frozenset:
         """The tables to build: those shown, and those they are made of (``_BUILT_WITH``).
@@ -172,6 +178,25 @@ class Asked:
         and races read the packets and the HTTP events, which a load without flags keeps."""
         return bool(self.tables & {"events", "streams"}) or \
             ("connections" in self.tables and "requests" in self.built() and self.keepalive_facts)
+
+    def decodes(self) -> set:
+        """What of the payload the tables shown are made of (``_NEEDS``): TCP's events are
+        made of nothing above TCP."""
+        return set().union(*(_NEEDS[name] for name in self.tables if not self.tcp_events(name)))
+
+    def tcp_events(self, name: str) -> bool:
+        """Whether ``name`` is an events table of TCP's events alone (``load(events="tcp")``)."""
+        return name == "events" and (self.events == "tcp" or self.transport_only)
+
+
+# What the events table can hold (``load``'s ``events``).
+EVENT_CHOICES = ("all", "tcp")
+
+
+def _event_layers(events: str) -> str:
+    if events not in EVENT_CHOICES:
+        raise ValueError(f"events={events!r}: the choices are {', '.join(map(repr, EVENT_CHOICES))}")
+    return events
 
 
 # What the transport tier alone can build (``load(transport_only=True)``).
@@ -192,9 +217,13 @@ def _wanted(tables: Iterable[str] | None, transport_only: bool = False) -> froze
     return wanted
 
 
-def _leave_out(tl: Timeline, wanted: frozenset) -> Timeline:
-    """The Timeline with the tables not asked for marked as such (empty, and unreadable)."""
-    left_out = frozenset(_NEEDS) - wanted
+def _leave_out(tl: Timeline, asked: Asked) -> Timeline:
+    """The Timeline with the tables not asked for marked as such (empty, and unreadable), and
+    an events table asked for with TCP's events alone left with those."""
+    if asked.events == "tcp" and "events" in asked.tables and len(tl.events):
+        tl.events = tl.events[(tl.events["layer"] == "tcp").to_numpy(dtype=bool, na_value=False)] \
+            .reset_index(drop=True)
+    left_out = frozenset(_NEEDS) - asked.tables
     if not left_out:
         return tl
     for name in left_out:
@@ -304,12 +333,12 @@ def _load_capture(path: str, keylog, rsa_key, progress: Progress, asked: Asked) 
     # QUIC's flows are found here; who their clients are, and their machines, are for later
     # (``_quic_side``): a flow they turn around (the capture missed the client's first
     # datagram) is turned in the tables and the DNS messages then (``_turn_around``).
-    quic_work = _quic_work(wanted, keyed=log is not None, transport_only=transport_only)
+    quic_work = _quic_work(wanted, keyed=log is not None, tcp_events=asked.tcp_events("events"))
     quic_plan = _find_quic(transport, cap.buf, debug, info) if quic_work else None
     release_pages(cap.buf)      # its flows' datagrams (the first bytes of all were read a window at a time)
     capture_end = float(np.max(idx.ts)) if len(idx.ts) else None    # whether a QUIC flow went idle
     connections = transport_tables.connections(transport)
-    decode = set().union(*(_NEEDS[name] for name in wanted))
+    decode = asked.decodes()
     if log is not None or key is not None:
         decode |= {"tls"} if "http" in decode else set()     # HTTPS requests are inside TLS sessions
     # QUIC in a child of its own, forked before the rest is planned: neither its machines nor
@@ -318,7 +347,7 @@ def _load_capture(path: str, keylog, rsa_key, progress: Progress, asked: Asked) 
     # second of it while this process plans the TCP streams), and the machines' memory never
     # in this process (~170 MB at its peak).
     quic_side = _fork_quic(quic_plan, cap.buf, log, debug, info, connections, capture_end,
-                           events="events" in built and not transport_only, reads=quic_work or "all")
+                           events="events" in built and not asked.tcp_events("events"), reads=quic_work or "all")
     with quic_side:     # dropped if anything below stops the load
         tables = (transport_tables.packets(transport) if "packets" in built else empty_table("packets"),
                   connections,
@@ -354,7 +383,8 @@ def _load_capture(path: str, keylog, rsa_key, progress: Progress, asked: Asked) 
             info.warnings.extend(over_limits(path, plan.skipped))
             # The events table built only for the requests' proxy analysis needs HTTP's rows alone,
             # and none when the requests are built only for the connections' keep-alive facts.
-            ctx = context(tables, path, log, events="events" in wanted, http_events="requests" in wanted)
+            ctx = context(tables, path, log, events="events" in wanted and not asked.tcp_events("events"),
+                          http_events="requests" in wanted)
             pending = start_rows(plan, buf, ctx, log, key, debug=debug, beside=quic_side)
             rows, decoded = pending.collect()
             tables, quic_made, dns = _turn_around(quic_side, info, tables, dns)
@@ -373,12 +403,12 @@ def _load_capture(path: str, keylog, rsa_key, progress: Progress, asked: Asked) 
                           keepalive_facts=asked.keepalive_facts)
 
 
-def _quic_work(wanted: frozenset, keyed: bool, transport_only: bool = False) -> str | None:
+def _quic_work(wanted: frozenset, keyed: bool, tcp_events: bool = False) -> str | None:
     """What of QUIC the ``wanted`` tables read (``decode.quic.streams.run_quic``'s ``reads``):
     ``all`` of it, only its ``handshake`` (the tls and connections tables without keys), only
     its ``turns`` (which flows the capture caught server first), or nothing (None).
-    ``keyed``: there is a key log; ``transport_only``: the events are TCP's alone."""
-    if transport_only:
+    ``keyed``: there is a key log; ``tcp_events``: the events are TCP's alone."""
+    if tcp_events:
         wanted = wanted - {"events"}
     if wanted & _QUIC_TABLES or ("requests" in wanted and keyed):
         return "handshake" if wanted & _QUIC_TABLES <= _QUIC_HANDSHAKE_TABLES and not keyed else "all"

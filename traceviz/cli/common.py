@@ -207,7 +207,8 @@ def load(path: str | list[str], keylog: Path | None = None, rsa_key: Path | None
     """Load with a progress line on stderr for big files, then show the warnings.
     ``scope``: what ``traceviz.load`` builds (``tables``: only the tables the command reads;
     ``measure_tcp``: bytes in flight and RTT samples too; ``transport_only``: nothing above
-    TCP and UDP; ``keepalive_facts``: False, connections without them).
+    TCP and UDP; ``keepalive_facts``: False, connections without them; ``events``: "tcp",
+    TCP's events alone).
 
     Several paths (or a folder of captures) are one capture; a folder ``traceviz export``
     wrote is its Dataset."""

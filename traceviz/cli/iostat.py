@@ -42,7 +42,9 @@ def iostat(file: FileArg,
         check_theme(theme)
         check_chart(chart)
         step = parse_interval(interval) if interval is not None else None
-        tl = load(file, keylog, rsa_key)
+        # What the intervals count, and all that is built: the packets, the requests' starts and
+        # TCP's trouble.  No TLS session or event above TCP is decoded for them (half the load).
+        tl = load(file, keylog, rsa_key, tables=("packets", "requests", "events"), events="tcp")
         from traceviz.recipe import bundled_dir, load_module
         recipe = load_module(bundled_dir() / "iostat.py")
         packets = filtered(tl.packets, where, "packets") if where else None
