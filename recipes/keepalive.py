@@ -31,6 +31,7 @@ NEEDS = "HTTP/1 requests or TCP keep-alive probes in a capture"
 FAILS_ON = "a request sent on a connection the server was already closing (the keep-alive race)"
 EXAMPLE = "http1-idle-timeout"
 TABLES = ("connections", "events", "packets", "requests")   # what analyze() and the figures read: load() builds only these
+EVENTS = "tcp"      # the events read are TCP's (the figure's keep-alive probes): load(events="tcp")
 FIGURES = {"reuse": "one lane per connection: requests as bars, idle gaps, the closing side and keep-alive probes"}
 
 JSON_FIELDS = ["conn", "client", "server", "http_requests", "reused", "idle_first", "idle_gaps", "idle_max",

@@ -33,6 +33,7 @@ NEEDS = "HTTP/1 requests through a reverse proxy, with at least one 5xx or an up
 FAILS_ON = "a 5xx the proxy answered (with its cause) or a request that met the keep-alive race"
 EXAMPLE = "proxy-nginx-502-504"
 TABLES = ("connections", "events", "packets", "requests")   # what analyze() and the figures read: load() builds only these
+EVENTS = "tcp"      # the events read are TCP's (the figure's keep-alive probes): load(events="tcp")
 FIGURES = {"ladder": "client, proxy and upstream in one sequence diagram, the failing exchange and its cause marked",
            "reuse": "the upstream connections over time: requests as bars, idle gaps, who closed"}
 OPTIONS = {"proxy-log": "The proxy's log: nginx error.log or access log, haproxy log (repeat for several files)."}
@@ -140,6 +141,8 @@ def _tries(x, kids, c) -> list[dict]:
                           "status": None if pd.isna(k.status) else str(int(k.status)),
                           "cause": k.cause if isinstance(k.cause, str) else None})
     for a in (x.connect_attempts if isinstance(x.connect_attempts, list) else []):
+        if a not in c.index:        # a connection --where left out: its attempt is not shown
+            continue
         row = c.loc[a]
         tries.append({"t": row["syn"], "request": None, "conn": int(a), "server": row["server"], "status": None,
                       "cause": "upstream-" + str(row["close"]) if row["close"] in ("refused", "unanswered")

@@ -14,7 +14,7 @@ from bundled import CAPTURES, timeline
 
 import traceviz
 from traceviz import output
-from traceviz.cli.recipes import keepalive_facts, load_recipe, recipe_tables, transport_only
+from traceviz.cli.recipes import keepalive_facts, load_recipe, recipe_events, recipe_tables, transport_only
 from traceviz.model import KEEPALIVE_CONNECTION_COLUMNS, SCHEMAS
 from traceviz.recipe import bundled_dir
 
@@ -27,14 +27,14 @@ RECIPES = [p for p in sorted(bundled_dir().glob("*.py")) if "\nTABLES = " in p.r
 
 @lru_cache(maxsize=None)
 def _load(name: str, tables: tuple | None, measure_tcp: bool, transport_only: bool = False,
-          keepalive_facts: bool = True):
+          keepalive_facts: bool = True, events: str = "all"):
     return traceviz.load(CAPTURES / f"{name}.pcapng", tables=tables, measure_tcp=measure_tcp,
-                         transport_only=transport_only, keepalive_facts=keepalive_facts)
+                         transport_only=transport_only, keepalive_facts=keepalive_facts, events=events)
 
 
 def _as_its_command_loads(module, name: str, tables: tuple | None):
     return _load(name, tables, getattr(module, "MEASURE_TCP", False), transport_only(module),
-                 keepalive_facts(module))
+                 keepalive_facts(module), recipe_events(module))
 
 
 def _same(a, b, what: str, figures: bool = True, absent: tuple = ()) -> None:
@@ -138,3 +138,26 @@ def test_tables_that_are_not_tables_are_refused_with_the_valid_names(tv, tmp_pat
 def test_a_transport_only_recipe_asking_for_more_is_refused_with_what_it_may_ask(tv, tmp_path):
     err = refusal(tv, tmp_path, "greedy", 'TABLES = ("connections", "tls")\nTRANSPORT_ONLY = True\n')
     assert "TRANSPORT_ONLY needs TABLES (and CHART_TABLES) of connections, events, packets only" in err
+
+
+def test_events_other_than_the_choices_are_refused_with_them(tv, tmp_path):
+    err = refusal(tv, tmp_path, "oddevents", 'TABLES = ("events",)\nEVENTS = "udp"\n')
+    assert "EVENTS must be one of 'all', 'tcp'" in err
+
+
+def test_the_recipes_that_read_tcps_events_alone_load_only_those(tv, monkeypatch):
+    """keepalive and proxy read no event above TCP (their figures draw its keep-alive probes):
+    their commands ask for TCP's events alone, and their findings, figures included, are a
+    whole load's on every bundled capture (``test_a_recipe_finds_the_same_on_only_its_tables``)."""
+    asked = []
+    real = traceviz.load
+    monkeypatch.setattr(traceviz, "load", lambda *a, **k: asked.append(k.get("events")) or real(*a, **k))
+    said = {}
+    for name in ("keepalive", "proxy"):
+        said[name] = tv(name, CAPTURES / "proxy-nginx-502-504.pcapng")
+        said[name, "5xx"] = tv(name, CAPTURES / "proxy-nginx-502-504.pcapng", "--where", "status >= 500")
+    assert asked == ["tcp", "all", "tcp", "all"]
+    assert all(code == 0 for code, _, _ in said.values())
+    # --where keeps the 5xx connections alone: the refused attempt's connection is left out,
+    # and its cause is still told (a KeyError on the missing connection before)
+    assert "upstream-refused" in said["proxy", "5xx"][1] and "6 upstream requests" not in said["proxy", "5xx"][1]

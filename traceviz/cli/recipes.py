@@ -47,7 +47,8 @@ def recipe_command(path: Path, head: Header | None = None):
             tables = recipe_tables(module, chart is not None, conn is not None) if where is None else None
             tl = narrowed(load(file, keylog, rsa_key, tables=tables, measure_tcp=getattr(module, "MEASURE_TCP", False),
                                transport_only=where is None and transport_only(module),
-                               keepalive_facts=where is not None or keepalive_facts(module)), where)
+                               keepalive_facts=where is not None or keepalive_facts(module),
+                               events="all" if where is not None else recipe_events(module)), where)
             finding = run_recipe(module, tl, conn, head.name, {k: v for k, v in own.items() if v})
             present(finding, tl, head.name, mode, chart, figure, theme, absolute, wide, all_rows, fail)
 
@@ -132,6 +133,9 @@ def load_recipe(path: Path) -> ModuleType:
     for flag in ("TRANSPORT_ONLY", "KEEPALIVE_FACTS"):
         if not isinstance(getattr(module, flag, False), bool):
             raise InputError(str(path), f"{flag} must be True or False")
+    from traceviz.loader import EVENT_CHOICES
+    if getattr(module, "EVENTS", "all") not in EVENT_CHOICES:
+        raise InputError(str(path), f"EVENTS must be one of {', '.join(map(repr, EVENT_CHOICES))}")
     if transport_only(module):
         from traceviz.loader import TRANSPORT_TABLES
         asked = recipe_tables(module, chart=True)
@@ -152,6 +156,13 @@ def keepalive_facts(module: ModuleType) -> bool:
     ``KEEPALIVE_FACTS = False`` (the handshakes) gets its connections without them, and the
     requests, packets and TCP flags they are made of are not built for it."""
     return getattr(module, "KEEPALIVE_FACTS", True) is not False
+
+
+def recipe_events(module: ModuleType) -> str:
+    """Whose events a recipe reads: ``EVENTS = "tcp"`` (keepalive, proxy: their figures' TCP
+    keep-alive probes) has its command load TCP's alone (``load(events="tcp")``), so no TLS,
+    DNS or QUIC event is made for it; default ``"all"``."""
+    return getattr(module, "EVENTS", "all")
 
 
 def recipe_tables(module: ModuleType, chart: bool, conn: bool = False) -> tuple[str, ...] | None:
