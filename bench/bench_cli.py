@@ -121,6 +121,12 @@ def main() -> None:
         (["timeline", a.file, "--json"], False),
         (["handshakes", a.file, "--json"], False),
         (["handshakes", a.file, "--chart", str(chart)], True),
+        (["tls", a.file, "--json"], False),
+        (["requests", a.file, "--json"], False),
+        # TCP's events alone (load(events="tcp")): no TLS, DNS or QUIC event made for them
+        (["iostat", a.file, "--json"], False),
+        (["keepalive", a.file, "--json"], False),
+        (["proxy", a.file, "--json"], False),
     ]
     base = subprocess.run([sys.executable, "-c", "pass"], capture_output=True)
     t = time.perf_counter()
