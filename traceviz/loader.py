@@ -81,7 +81,7 @@ def load(path: str | os.PathLike, keylog: str | os.PathLike | None = None,
     Raises ``InputError`` when nothing in the file can be analysed.
     """
     asked = Asked(_wanted(tables, transport_only), measure_tcp, transport_only, keepalive_facts,
-                  _event_layers(events))
+                  _events_choice(events))
     many = _many(path)
     if many is not None:
         return many(keylog, rsa_key, progress, asked)
@@ -193,7 +193,7 @@ class Asked:
 EVENT_CHOICES = ("all", "tcp")
 
 
-def _event_layers(events: str) -> str:
+def _events_choice(events: str) -> str:
     if events not in EVENT_CHOICES:
         raise ValueError(f"events={events!r}: the choices are {', '.join(map(repr, EVENT_CHOICES))}")
     return events
