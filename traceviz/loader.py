@@ -182,11 +182,13 @@ class Asked:
     def decodes(self) -> set:
         """What of the payload the tables shown are made of (``_NEEDS``): TCP's events are
         made of nothing above TCP."""
-        return set().union(*(_NEEDS[name] for name in self.tables if not self.tcp_events(name)))
+        return set().union(*(_NEEDS[name] for name in self.tables if not (name == "events" and self.tcp_events)))
 
-    def tcp_events(self, name: str) -> bool:
-        """Whether ``name`` is an events table of TCP's events alone (``load(events="tcp")``)."""
-        return name == "events" and (self.events == "tcp" or self.transport_only)
+    @property
+    def tcp_events(self) -> bool:
+        """Whether the events table holds TCP's events alone (``load(events="tcp")``, or the
+        transport tier alone)."""
+        return self.events == "tcp" or self.transport_only
 
 
 # What the events table can hold (``load``'s ``events``).
@@ -333,7 +335,7 @@ def _load_capture(path: str, keylog, rsa_key, progress: Progress, asked: Asked) 
     # QUIC's flows are found here; who their clients are, and their machines, are for later
     # (``_quic_side``): a flow they turn around (the capture missed the client's first
     # datagram) is turned in the tables and the DNS messages then (``_turn_around``).
-    quic_work = _quic_work(wanted, keyed=log is not None, tcp_events=asked.tcp_events("events"))
+    quic_work = _quic_work(wanted, keyed=log is not None, tcp_events=asked.tcp_events)
     quic_plan = _find_quic(transport, cap.buf, debug, info) if quic_work else None
     release_pages(cap.buf)      # its flows' datagrams (the first bytes of all were read a window at a time)
     capture_end = float(np.max(idx.ts)) if len(idx.ts) else None    # whether a QUIC flow went idle
@@ -347,7 +349,7 @@ def _load_capture(path: str, keylog, rsa_key, progress: Progress, asked: Asked) 
     # second of it while this process plans the TCP streams), and the machines' memory never
     # in this process (~170 MB at its peak).
     quic_side = _fork_quic(quic_plan, cap.buf, log, debug, info, connections, capture_end,
-                           events="events" in built and not asked.tcp_events("events"), reads=quic_work or "all")
+                           events="events" in built and not asked.tcp_events, reads=quic_work or "all")
     with quic_side:     # dropped if anything below stops the load
         tables = (transport_tables.packets(transport) if "packets" in built else empty_table("packets"),
                   connections,
@@ -383,7 +385,7 @@ def _load_capture(path: str, keylog, rsa_key, progress: Progress, asked: Asked) 
             info.warnings.extend(over_limits(path, plan.skipped))
             # The events table built only for the requests' proxy analysis needs HTTP's rows alone,
             # and none when the requests are built only for the connections' keep-alive facts.
-            ctx = context(tables, path, log, events="events" in wanted and not asked.tcp_events("events"),
+            ctx = context(tables, path, log, events="events" in wanted and not asked.tcp_events,
                           http_events="requests" in wanted)
             pending = start_rows(plan, buf, ctx, log, key, debug=debug, beside=quic_side)
             rows, decoded = pending.collect()

@@ -134,7 +134,7 @@ def load_recipe(path: Path) -> ModuleType:
         if not isinstance(getattr(module, flag, False), bool):
             raise InputError(str(path), f"{flag} must be True or False")
     from traceviz.loader import EVENT_CHOICES
-    if getattr(module, "EVENTS", "all") not in EVENT_CHOICES:
+    if recipe_events(module) not in EVENT_CHOICES:
         raise InputError(str(path), f"EVENTS must be one of {', '.join(map(repr, EVENT_CHOICES))}")
     if transport_only(module):
         from traceviz.loader import TRANSPORT_TABLES
