@@ -214,7 +214,7 @@ def _request_facts(requests, connections, packets, events, heads, dns_events) ->
 
 
 def _for_facts(events: pd.DataFrame) -> pd.DataFrame:
-    """The rows of an events table the facts read (``proxy.assemble``): HTTP's and the keep-alive
+    """The rows of an events table the facts read (``proxy.with_keepalive_facts``, ``with_request_facts``): HTTP's and the keep-alive
     probes'.  Merged (``_merge_events``: one stable sort by time) they are in the order they
     have in the whole table merged."""
     if not len(events):

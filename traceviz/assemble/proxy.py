@@ -42,35 +42,18 @@ CAUSES = ("upstream-refused", "upstream-unanswered", "upstream-fin", "upstream-r
 HEAD_BUFFER = 4096      # nginx's default proxy_buffer_size is one memory page: 4 KiB (8 KiB on some)
 MAX_PARENT_SPAN = 600.0 # seconds: an upstream request this long after a client request is not its leg
 TIE_HEADERS = ("x-request-id", "x-forwarded-for", "via", "forwarded")
-# Every header ``assemble`` reads of a message (keep-alive facts: "connection"; the upstream's
+# Every header the facts read of a message (keep-alive facts: "connection"; the upstream's
 # name: "server"): the payload tier keeps only these of each message (``keepalive.http1_heads``).
 HEADERS_READ = ("connection", "server", *TIE_HEADERS)
 MAX_CANDIDATES = 200    # earlier client requests looked at for one upstream request or attempt
 
 
-def assemble(connections: pd.DataFrame, packets: pd.DataFrame, events: pd.DataFrame,
-             requests: pd.DataFrame, heads: dict, keepalive_facts: bool = True,
-             request_facts: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The keep-alive facts, the races, the proxy legs and the 5xx causes of a capture: the
-    connections ``with_keepalive_facts`` and the requests ``with_request_facts``.  Neither
-    reads what the other makes, so they may be made apart (``capture.finish`` does, each in a
-    child of its own).
-
-    ``heads``: every HTTP/1 message's headers by (conn, first frame) (``keepalive.http1_heads``).
-    ``keepalive_facts`` False: the connections are returned as they came (a load that shows
-    no connections table).  ``request_facts`` False: the requests are returned as they came,
-    without races, legs and causes (a load that shows no requests table: they were made for
-    the keep-alive facts)."""
-    if keepalive_facts:
-        connections = with_keepalive_facts(connections, packets, events, requests, heads)
-    if request_facts:
-        requests = with_request_facts(requests, connections, packets, events, heads)
-    return connections, requests
-
-
 def with_keepalive_facts(connections: pd.DataFrame, packets: pd.DataFrame, events: pd.DataFrame,
                          requests: pd.DataFrame, heads: dict) -> pd.DataFrame:
-    """``connections`` with the keep-alive facts of those worth them (``keepalive.subjects``)."""
+    """``connections`` with the keep-alive facts of those worth them (``keepalive.subjects``).
+    ``heads``: every HTTP/1 message's headers by (conn, first frame) (``keepalive.http1_heads``).
+    Reads nothing ``with_request_facts`` makes, so the two may be made apart (``capture.finish``
+    makes each in a child of its own)."""
     family, ka = keepalive.subjects(connections, requests, events)
     segs = keepalive.segments(packets, family)
     return keepalive.connection_facts(connections, requests, ka, segs, heads if len(requests) else {})
